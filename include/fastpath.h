@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* The local fast path: types shared by bpf/fastpath.bpf.c and user space.
+ * Fixed-width fields only, explicit padding, so both sides and bpftool agree.
+ */
+#ifndef FASTPATH_H
+#define FASTPATH_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* One key layout for IPv4 and IPv6: addresses are 16 bytes, IPv4 stored in its
+ * v4-mapped form (::ffff:a.b.c.d), so a v6 socket talking to a v4-mapped peer
+ * and the v4 socket on the other end produce mirror-image keys. Ports in host
+ * byte order. "local" is the socket's own end. The netns cookie keeps equal
+ * tuples of different namespaces apart.
+ */
+struct sl_sock_key {
+	__u64 netns_cookie; /* one map can serve several network namespaces */
+	__u8 local_ip[16];
+	__u8 remote_ip[16];
+	__u16 local_port;
+	__u16 remote_port;
+	__u32 pad;
+};
+
+/* Key of sl_local_addrs: an address of this host (v4 in v4-mapped form). */
+struct sl_addr {
+	__u8 ip[16];
+};
+
+/* sl_conn.flags */
+#define SL_CONN_F_PASSIVE 0x1 /* accepted (server) side */
+#define SL_CONN_F_IN_SOCKHASH 0x2 /* insertion into the sockhash succeeded */
+/* The socket sent bytes down the normal TCP path once (peer was not in the
+ * sockhash yet). From then on it is never redirected: redirected bytes land in
+ * the peer's psock queue, which tcp_bpf_recvmsg() reads before sk_receive_queue,
+ * so mixing the two paths would reorder the stream.
+ */
+#define SL_CONN_F_PLAIN 0x4
+
+/* Per-socket accounting record, keyed by socket cookie; created by sockops at
+ * established, updated by sk_msg, deleted by sockops when the socket closes.
+ */
+struct sl_conn {
+	struct sl_sock_key key;
+	__u32 flags; /* SL_CONN_F_* */
+	__u64 start_ns; /* bpf_ktime_get_ns() at established */
+	__u64 cgroup_id; /* cgroup of the first sender (sk_msg runs in its context) */
+	__u32 pid; /* tgid of the first sender */
+	__u32 pad;
+	__u64 redir_bytes; /* bytes redirected socket-to-socket */
+	__u64 redir_msgs;
+	__u64 pass_bytes; /* bytes sent down the normal TCP path */
+	__u64 pass_msgs;
+};
+
+/* Global counters: one slot of a per-CPU array; user space sums the CPUs. */
+struct sl_counters {
+	__u64 sock_inserted; /* sockets added to the sockhash */
+	__u64 sock_insert_failed; /* sockhash full or socket not eligible */
+	__u64 sock_removed; /* accounted sockets that closed */
+	__u64 conn_map_full; /* sockets without an accounting record */
+	__u64 redirect_ok; /* messages redirected to the peer */
+	__u64 redirect_failed; /* peer not in the sockhash: sent on the plain path */
+	__u64 pass_plain; /* messages of sockets pinned to the plain path */
+	__u64 not_local; /* established sockets whose peer is not on this host */
+};
+
+#endif /* FASTPATH_H */

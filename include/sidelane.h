@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Names and limits of sidelane, defined once; included by the BPF programs and
+ * by user space, which builds every pin path from these macros.
+ */
+#ifndef SIDELANE_H
+#define SIDELANE_H
+
+#define SL_VERSION "0.1.0"
+
+/* Default pin folder; `--pin-root` overrides it (tests use their own). */
+#define SL_PIN_ROOT_DEFAULT "/sys/fs/bpf/sidelane"
+/* Where bpffs is conventionally mounted; `sidelane run` mounts it if absent. */
+#define SL_BPFFS_DEFAULT "/sys/fs/bpf"
+
+/* Map names: the BPF object's map names, and the file names under the pin root. */
+#define SL_MAP_SOCKHASH "sl_sockhash"
+#define SL_MAP_CONNS "sl_conns"
+#define SL_MAP_COUNTERS "sl_counters"
+#define SL_MAP_LOCAL_ADDRS "sl_local_addrs"
+#define SL_MAP_SK_COOKIE "sl_sk_cookie"
+
+/* Links and programs pinned under the pin root, so the fast path outlives the
+ * process that attached it.
+ */
+#define SL_PIN_LINK_SOCKOPS "link_sockops"
+#define SL_PIN_LINK_SK_MSG "link_sk_msg"
+/* Kernels before 6.10 have no sockmap bpf_link: the sk_msg program is then
+ * attached to the map with BPF_PROG_ATTACH and pinned here instead.
+ */
+#define SL_PIN_PROG_SK_MSG "prog_sk_msg"
+
+/* Limits. */
+#define SL_MAX_SOCKETS 65536 /* sockhash entries: two per accelerated connection */
+#define SL_MAX_CONNS 65536 /* per-socket accounting records */
+#define SL_MAX_LOCAL_ADDRS 256 /* host addresses treated as "this host" */
+
+#endif /* SIDELANE_H */

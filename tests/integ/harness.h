@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Integration test harness: a fresh cgroup (and pin root) per environment, the
+ * real `build/sidelane run` attached to it, pinned maps read back, and
+ * kernel-selftest-style reporting. Every resource is removed on every exit path.
+ */
+#ifndef HARNESS_H
+#define HARNESS_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include "fastpath.h"
+
+struct th_env {
+	char name[64]; /* unique: "<test>-<pid>-<n>" */
+	char cgroup[PATH_MAX]; /* absolute path on the cgroup2 mount */
+	char pin_root[PATH_MAX]; /* /sys/fs/bpf/sidelane-test-<name> */
+	char orig_cgroup[PATH_MAX]; /* where this process was before th_enter() */
+	pid_t sidelane; /* `sidelane run` child, 0 for a plain environment */
+	bool accelerated;
+	/* What this env created, so teardown removes exactly that. */
+	bool cgroup_made; /* we mkdir'ed cgroup */
+	bool pins_made; /* we started sidelane on pin_root (it did not exist) */
+	bool detached; /* th_env_detach() already ran */
+	bool entered; /* this process is in cgroup */
+	char log[PATH_MAX]; /* stdout+stderr of `sidelane run` */
+};
+
+/* Create the cgroup; when accelerated, start `sidelane run --cgroup ..
+ * --pin-root ..` and wait until its link pin appears. 0 or -errno.
+ */
+int th_env_setup(struct th_env *env, const char *name, bool accelerated);
+/* Leave the cgroup, stop sidelane, `sidelane detach`, rmdir the cgroup.
+ * Safe on a partly set up env. Returns 0, or -errno if something was left.
+ */
+int th_env_teardown(struct th_env *env);
+/* Move the calling process into env's cgroup (sockets created afterwards
+ * belong to it) / back to where it was.
+ */
+int th_enter(struct th_env *env);
+int th_leave(struct th_env *env);
+
+/* Summed counters / entry count of a pinned map of an accelerated env. */
+int th_counters(const struct th_env *env, struct sl_counters *out);
+int th_map_entries(const struct th_env *env, const char *map_name);
+
+/* Wait for a child up to timeout_ms; kill it after. Exit status, or -ETIMEDOUT. */
+int th_wait(pid_t pid, int timeout_ms);
+
+/* Extensions (tests/integ only). */
+
+/* Path of the sidelane binary: $SIDELANE, else build/sidelane. */
+const char *th_sidelane_bin(void);
+/* SIGTERM `sidelane run`, reap it, then run `sidelane detach --pin-root`.
+ * 0, -errno, or the detach exit status as a positive number. Idempotent.
+ */
+int th_env_detach(struct th_env *env);
+/* Programs attached to env's cgroup for attach type (enum bpf_attach_type). */
+int th_cgroup_prog_count(const struct th_env *env, int attach_type);
+/* Poll th_map_entries() every 10 ms until it equals want or timeout_ms passed;
+ * returns the last count (or -errno).
+ */
+int th_wait_entries(const struct th_env *env, const char *map_name, int want,
+		    int timeout_ms);
+/* Key of a connected TCP socket, built like bpf/sockkey.bpf.h does: own end
+ * first, IPv4 as ::ffff:a.b.c.d, ports in host order, netns cookie.
+ */
+int th_sock_key(int fd, struct sl_sock_key *key);
+/* The peer socket's key: own key with both ends swapped. */
+void th_key_swap(const struct sl_sock_key *in, struct sl_sock_key *out);
+/* SO_COOKIE of fd, 0 on error. */
+__u64 th_sock_cookie(int fd);
+/* Value stored in sl_sockhash for key (the socket cookie). 0 or -errno. */
+int th_sockhash_cookie(const struct th_env *env, const struct sl_sock_key *key,
+		       __u64 *cookie);
+/* sl_conns record of a socket cookie. 0 or -errno (-ENOENT: none). */
+int th_conn(const struct th_env *env, __u64 cookie, struct sl_conn *out);
+
+/* Loopback TCP: a listener on addr (port 0 = ephemeral), a client connected
+ * from family cfam to (addr, port), and the accepted end. addr is "127.0.0.1",
+ * "::1" or "::ffff:127.0.0.1" (an AF_INET6 client against a v4 listener).
+ * Returns 0 or -errno; fds are blocking, CLOEXEC.
+ */
+int th_listen(const char *addr, int backlog, int *port);
+int th_connect(const char *addr, int port);
+int th_tcp_pair(const char *laddr, const char *caddr, int *cfd, int *sfd);
+
+/* SHA-256 of buf into out[32]. */
+void th_sha256(const void *buf, size_t len, unsigned char out[32]);
+/* Deterministic pseudo-random bytes (xorshift seeded by seed). */
+void th_fill(void *buf, size_t len, __u64 seed);
+/* Monotonic milliseconds. */
+__u64 th_now_ms(void);
+
+/* Watchdog: if the process is still in `what` after sec seconds, report it as
+ * failed, tear every env down and exit 1. sec = 0 disarms.
+ */
+void th_watchdog(unsigned int sec, const char *what);
+/* "# ..." diagnostic line. */
+void th_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* CI=true in the environment. */
+bool th_ci(void);
+
+/* Reporting: "ok N - name" / "not ok N - name # reason"; th_summary() prints
+ * "N passed, N failed" (", N skipped") and returns the exit code. Under CI=true
+ * th_skip() counts as a failure: every CI machine can load BPF.
+ */
+void th_pass(const char *name);
+void th_fail(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void th_skip(const char *name, const char *why);
+int th_summary(void);
+
+#define TH_CHECK(cond, name, ...)                                              \
+	({                                                                     \
+		bool __ok = (cond);                                            \
+		if (!__ok)                                                     \
+			th_fail(name, __VA_ARGS__);                            \
+		__ok;                                                          \
+	})
+
+#endif /* HARNESS_H */

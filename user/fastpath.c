@@ -1,0 +1,552 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* The local fast path (user side): load bpf/fastpath.bpf.c, pin its maps by
+ * name under the pin root, attach sockops to a cgroup and sk_msg to the
+ * sockhash with bpf_links, pin the links so the fast path outlives this
+ * process; read it back for `status`; remove it all for `detach`.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <limits.h>
+#include <linux/magic.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "sidelane.h"
+#include "fastpath.h"
+#include "fastpath.skel.h"
+#include "fastpath_user.h"
+#include "cgroup.h"
+#include "log.h"
+#include "util.h"
+
+static const char *const map_names[] = { SL_MAP_SOCKHASH, SL_MAP_CONNS,
+					 SL_MAP_COUNTERS, SL_MAP_LOCAL_ADDRS,
+					 SL_MAP_SK_COOKIE };
+
+int sl_pin_path(char *buf, size_t len, const char *pin_root, const char *name)
+{
+	int n = snprintf(buf, len, "%s/%s", pin_root, name);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* bpf_obj_get() of pin_root/name; -errno if absent. */
+static int pin_open(const char *pin_root, const char *name)
+{
+	char path[PATH_MAX];
+	int fd, err;
+
+	err = sl_pin_path(path, sizeof(path), pin_root, name);
+	if (err)
+		return err;
+	fd = bpf_obj_get(path);
+	return fd < 0 ? -errno : fd;
+}
+
+static int pin_unlink(const char *pin_root, const char *name)
+{
+	char path[PATH_MAX];
+	int err;
+
+	err = sl_pin_path(path, sizeof(path), pin_root, name);
+	if (err)
+		return err;
+	return unlink(path) && errno != ENOENT ? -errno : 0;
+}
+
+static int is_bpffs(const char *path)
+{
+	struct statfs sfs;
+
+	return !statfs(path, &sfs) && sfs.f_type == BPF_FS_MAGIC;
+}
+
+/* The pin root must sit on a bpffs. If the conventional /sys/fs/bpf is not
+ * mounted (as on this project's CI hosts), mount it: a privileged sidecar
+ * is expected to; anywhere else say how.
+ */
+static int ensure_pin_root(const char *pin_root)
+{
+	char parent[PATH_MAX], *slash;
+
+	if (strlen(pin_root) >= sizeof(parent))
+		return -ENAMETOOLONG;
+	strcpy(parent, pin_root);
+	slash = strrchr(parent, '/');
+	if (!slash || slash == parent) {
+		pr_warn("pin root %s must be a folder inside a bpffs\n",
+			pin_root);
+		return -EINVAL;
+	}
+	*slash = '\0';
+	if (!is_bpffs(parent)) {
+		if (strcmp(parent, SL_BPFFS_DEFAULT)) {
+			pr_warn("%s is not on a bpffs; mount one with `mount -t bpf bpf %s`\n",
+				parent, parent);
+			return -ENOTSUP;
+		}
+		if (mount("bpf", parent, "bpf", 0, "mode=0700")) {
+			int err = -errno;
+
+			pr_warn("no bpffs at %s and mounting one failed: %s\n",
+				parent, strerror(-err));
+			return err;
+		}
+		pr_info("mounted bpffs at %s\n", parent);
+	}
+	if (mkdir(pin_root, 0700) && errno != EEXIST) {
+		int err = -errno;
+
+		pr_warn("cannot create pin root %s: %s\n", pin_root,
+			strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+static int link_info(int link_fd, struct bpf_link_info *info)
+{
+	__u32 len = sizeof(*info);
+
+	memset(info, 0, len);
+	return bpf_obj_get_info_by_fd(link_fd, info, &len) ? -errno : 0;
+}
+
+/* Another program of the same kind on this very cgroup could be a second mesh
+ * doing its own redirect: sockets would then sit in two sockhashes and whose
+ * sk_msg wins is an accident. Refuse that; programs inherited from an ancestor
+ * run as well, so name them.
+ */
+static int check_conflicts(int cg_fd, const char *cgpath)
+{
+	__u32 ids[64], cnt = 64, flags = 0, i;
+	int err = 0;
+
+	if (bpf_prog_query(cg_fd, BPF_CGROUP_SOCK_OPS, 0, &flags, ids, &cnt))
+		return -errno;
+	for (i = 0; i < cnt; i++) {
+		pr_warn("cgroup %s already has sock_ops program id %u attached: "
+			"another mesh or agent? detach it first (`bpftool cgroup show %s`)\n",
+			cgpath, ids[i], cgpath);
+		err = -EBUSY;
+	}
+	if (err)
+		return err;
+	cnt = 64;
+	if (bpf_prog_query(cg_fd, BPF_CGROUP_SOCK_OPS, BPF_F_QUERY_EFFECTIVE,
+			   &flags, ids, &cnt))
+		return 0;
+	for (i = 0; i < cnt; i++)
+		pr_info("note: sock_ops program id %u is inherited from a parent of %s and also runs\n",
+			ids[i], cgpath);
+	return 0;
+}
+
+/* Make sl_local_addrs hold exactly the host's non-loopback addresses. */
+static int sync_local_addrs(int map_fd)
+{
+	struct sl_addr want[SL_MAX_LOCAL_ADDRS], key, next;
+	struct ifaddrs *ifa_list, *ifa;
+	unsigned int n = 0, i;
+	__u8 one = 1;
+	int err = 0;
+
+	if (getifaddrs(&ifa_list))
+		return -errno;
+	for (ifa = ifa_list; ifa && n < SL_MAX_LOCAL_ADDRS; ifa = ifa->ifa_next) {
+		const void *a;
+		int fam;
+
+		if (!ifa->ifa_addr)
+			continue;
+		fam = ifa->ifa_addr->sa_family;
+		if (fam == AF_INET)
+			a = &((struct sockaddr_in *)ifa->ifa_addr)->sin_addr;
+		else if (fam == AF_INET6)
+			a = &((struct sockaddr_in6 *)ifa->ifa_addr)->sin6_addr;
+		else
+			continue;
+		sl_addr_to_key(fam, a, want[n].ip);
+		if (sl_addr_is_loopback(want[n].ip))
+			continue; /* the BPF side knows loopback by itself */
+		if (bpf_map_update_elem(map_fd, &want[n], &one, BPF_ANY)) {
+			err = -errno;
+			break;
+		}
+		n++;
+	}
+	freeifaddrs(ifa_list);
+	if (err)
+		return err;
+	/* Drop addresses the host no longer has. Deleting the current key would
+	 * restart the walk, so delete only after moving past it.
+	 */
+	if (bpf_map_get_next_key(map_fd, NULL, &key))
+		return 0;
+	for (;;) {
+		int more = !bpf_map_get_next_key(map_fd, &key, &next);
+		int keep = 0;
+
+		for (i = 0; i < n && !keep; i++)
+			keep = !memcmp(&want[i], &key, sizeof(key));
+		if (!keep)
+			bpf_map_delete_elem(map_fd, &key);
+		if (!more)
+			break;
+		key = next;
+	}
+	return 0;
+}
+
+int sl_fp_sync_local_addrs(const char *pin_root)
+{
+	int fd, err;
+
+	fd = pin_open(pin_root, SL_MAP_LOCAL_ADDRS);
+	if (fd < 0)
+		return fd;
+	err = sync_local_addrs(fd);
+	close(fd);
+	return err;
+}
+
+/* Remove link/program pins left without link_sockops by an attach that died
+ * half-way; they are ours (under our pin root) and would block a new attach.
+ */
+static void drop_partial_pins(const char *pin_root)
+{
+	int fd = pin_open(pin_root, SL_PIN_LINK_SK_MSG);
+
+	if (fd >= 0) {
+		bpf_link_detach(fd);
+		close(fd);
+	}
+	fd = pin_open(pin_root, SL_PIN_PROG_SK_MSG);
+	if (fd >= 0) {
+		int map_fd = pin_open(pin_root, SL_MAP_SOCKHASH);
+
+		if (map_fd >= 0) {
+			bpf_prog_detach2(fd, map_fd, BPF_SK_MSG_VERDICT);
+			close(map_fd);
+		}
+		close(fd);
+	}
+	pin_unlink(pin_root, SL_PIN_LINK_SK_MSG);
+	pin_unlink(pin_root, SL_PIN_PROG_SK_MSG);
+}
+
+/* sk_msg belongs to the sockhash, not to a cgroup. A sockmap bpf_link exists
+ * since Linux 6.10; before that the program is attached to the map, which
+ * keeps it for as long as the map lives, and the program is pinned for detach.
+ */
+static int attach_sk_msg(struct fastpath_bpf *skel, const char *pin_root)
+{
+	int prog_fd = bpf_program__fd(skel->progs.sl_sk_msg);
+	int map_fd = bpf_map__fd(skel->maps.sl_sockhash);
+	char path[PATH_MAX];
+	int fd, err;
+
+	fd = bpf_link_create(prog_fd, map_fd, BPF_SK_MSG_VERDICT, NULL);
+	if (fd >= 0) {
+		err = sl_pin_path(path, sizeof(path), pin_root,
+				  SL_PIN_LINK_SK_MSG);
+		if (!err && bpf_obj_pin(fd, path))
+			err = -errno;
+		close(fd); /* the pin holds the link; on error, this frees it */
+		return err;
+	}
+	pr_debug("no sockmap bpf_link (%s): attaching sk_msg to the map\n",
+		 strerror(errno));
+	if (bpf_prog_attach(prog_fd, map_fd, BPF_SK_MSG_VERDICT, 0))
+		return -errno;
+	err = sl_pin_path(path, sizeof(path), pin_root, SL_PIN_PROG_SK_MSG);
+	if (!err && bpf_obj_pin(prog_fd, path))
+		err = -errno;
+	if (err)
+		bpf_prog_detach2(prog_fd, map_fd, BPF_SK_MSG_VERDICT);
+	return err;
+}
+
+/* A pinned sockops link: reuse it if it serves this cgroup, else refuse. */
+static int reuse_pinned(const char *pin_root, uint64_t cgid, const char *cgpath)
+{
+	struct bpf_link_info info;
+	int fd, err;
+
+	fd = pin_open(pin_root, SL_PIN_LINK_SOCKOPS);
+	if (fd < 0)
+		return fd;
+	err = link_info(fd, &info);
+	close(fd);
+	if (err)
+		return err;
+	if (info.cgroup.cgroup_id != cgid) {
+		char other[PATH_MAX] = "?";
+
+		sl_cgroup_path_by_id(info.cgroup.cgroup_id, other,
+				     sizeof(other));
+		pr_warn("%s already serves cgroup %s (id %llu), not %s: "
+			"`sidelane detach --pin-root %s` or use another --pin-root\n",
+			pin_root, other, (unsigned long long)info.cgroup.cgroup_id,
+			cgpath, pin_root);
+		return -EEXIST;
+	}
+	pr_info("reusing the pinned fast path under %s (cgroup %s)\n", pin_root,
+		cgpath);
+	return 0;
+}
+
+int sl_fp_attach(const struct sl_fp_opts *opts)
+{
+	const char *pin_root = opts->pin_root ?: SL_PIN_ROOT_DEFAULT;
+	char cgpath[PATH_MAX], path[PATH_MAX];
+	struct fastpath_bpf *skel = NULL;
+	struct bpf_link *link = NULL;
+	struct bpf_map *map;
+	int cg_fd = -1, err;
+	uint64_t cgid;
+
+	err = sl_cgroup_resolve(opts->cgroup, cgpath, sizeof(cgpath));
+	if (err)
+		return err;
+	err = sl_cgroup_id(cgpath, &cgid);
+	if (err)
+		return err;
+	err = ensure_pin_root(pin_root);
+	if (err)
+		return err;
+
+	err = reuse_pinned(pin_root, cgid, cgpath);
+	if (err != -ENOENT) {
+		if (!err)
+			err = sl_fp_sync_local_addrs(pin_root);
+		return err;
+	}
+	drop_partial_pins(pin_root);
+
+	skel = fastpath_bpf__open();
+	if (!skel) {
+		err = -errno;
+		pr_warn("cannot open the BPF object: %s\n", strerror(-err));
+		return err;
+	}
+	/* Maps pinned by name: libbpf reuses pinned maps whose definition
+	 * matches (counters survive a restart) and pins new ones.
+	 */
+	bpf_object__for_each_map(map, skel->obj) {
+		err = sl_pin_path(path, sizeof(path), pin_root,
+				  bpf_map__name(map));
+		if (!err)
+			err = bpf_map__set_pin_path(map, path);
+		if (err)
+			goto out;
+	}
+	err = fastpath_bpf__load(skel);
+	if (err) {
+		pr_warn("loading the BPF programs failed: %s (a map pinned under %s "
+			"from another build? `sidelane detach --pin-root %s`)\n",
+			strerror(-err), pin_root, pin_root);
+		goto out;
+	}
+
+	cg_fd = open(cgpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cg_fd < 0) {
+		err = -errno;
+		goto out;
+	}
+	err = check_conflicts(cg_fd, cgpath);
+	if (err)
+		goto out;
+
+	/* sk_msg first: a socket gets the map's programs when it is inserted,
+	 * so the verdict program must be there before sockops inserts any.
+	 */
+	err = attach_sk_msg(skel, pin_root);
+	if (err) {
+		pr_warn("attaching sk_msg to the sockhash failed: %s\n",
+			strerror(-err));
+		goto out;
+	}
+	link = bpf_program__attach_cgroup(skel->progs.sl_sockops, cg_fd);
+	if (!link) {
+		err = -errno;
+		pr_warn("attaching sockops to %s failed: %s\n", cgpath,
+			strerror(-err));
+		goto out_sk_msg;
+	}
+	err = sl_pin_path(path, sizeof(path), pin_root, SL_PIN_LINK_SOCKOPS);
+	if (!err)
+		err = bpf_link__pin(link, path);
+	if (err) {
+		pr_warn("pinning %s failed: %s\n", path, strerror(-err));
+		goto out_sk_msg;
+	}
+	err = sync_local_addrs(bpf_map__fd(skel->maps.sl_local_addrs));
+	if (err)
+		pr_warn("reading the host's addresses failed: %s; only loopback "
+			"peers are accelerated\n", strerror(-err));
+	err = 0;
+	pr_info("fast path attached to %s, pinned under %s\n", cgpath, pin_root);
+	goto out;
+
+out_sk_msg:
+	drop_partial_pins(pin_root);
+out:
+	bpf_link__destroy(link); /* closes our fd; the pin keeps the link */
+	if (cg_fd >= 0)
+		close(cg_fd);
+	fastpath_bpf__destroy(skel);
+	return err;
+}
+
+int sl_fp_detach(const char *pin_root)
+{
+	struct stat st;
+	int fd, err = 0;
+	size_t i;
+
+	if (stat(pin_root, &st))
+		return -errno;
+	/* bpf_link_detach() takes the program off now, whoever else still
+	 * holds the link.
+	 */
+	fd = pin_open(pin_root, SL_PIN_LINK_SOCKOPS);
+	if (fd >= 0) {
+		if (bpf_link_detach(fd))
+			err = -errno;
+		close(fd);
+	}
+	drop_partial_pins(pin_root);
+	if (!err)
+		err = pin_unlink(pin_root, SL_PIN_LINK_SOCKOPS);
+	/* Maps go last: the sockhash is freed once its last reference drops. */
+	for (i = 0; i < sizeof(map_names) / sizeof(map_names[0]); i++) {
+		int e = pin_unlink(pin_root, map_names[i]);
+
+		if (e && !err)
+			err = e;
+	}
+	if (!err && rmdir(pin_root)) {
+		err = -errno;
+		pr_warn("%s is not empty after removing sidelane's pins: %s\n",
+			pin_root, strerror(-err));
+	}
+	return err;
+}
+
+int sl_fp_read_counters(const char *pin_root, struct sl_counters *out)
+{
+	int ncpu = libbpf_num_possible_cpus(), fd, err = 0, c;
+	struct sl_counters *percpu;
+	__u32 zero = 0;
+	size_t f;
+
+	if (ncpu < 0)
+		return ncpu;
+	fd = pin_open(pin_root, SL_MAP_COUNTERS);
+	if (fd < 0)
+		return fd;
+	percpu = calloc(ncpu, sizeof(*percpu));
+	if (!percpu) {
+		err = -ENOMEM;
+		goto out;
+	}
+	if (bpf_map_lookup_elem(fd, &zero, percpu)) {
+		err = -errno;
+		goto out;
+	}
+	/* Every field is a __u64 counter: sum them column by column. */
+	memset(out, 0, sizeof(*out));
+	for (c = 0; c < ncpu; c++)
+		for (f = 0; f < sizeof(*out) / sizeof(__u64); f++)
+			((__u64 *)out)[f] += ((__u64 *)&percpu[c])[f];
+out:
+	free(percpu);
+	close(fd);
+	return err;
+}
+
+/* Entries and capacity of a pinned map (walks the keys: for status only). */
+static int map_fill(const char *pin_root, const char *name, __u32 *entries,
+		    __u32 *max)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info), n = 0;
+	char key[64], next[64];
+	void *prev = NULL;
+	int fd;
+
+	fd = pin_open(pin_root, name);
+	if (fd < 0)
+		return fd;
+	if (!bpf_obj_get_info_by_fd(fd, &info, &len) &&
+	    info.key_size <= sizeof(key)) {
+		while (!bpf_map_get_next_key(fd, prev, next) &&
+		       n < info.max_entries) {
+			memcpy(key, next, info.key_size);
+			prev = key;
+			n++;
+		}
+	}
+	*entries = n;
+	*max = info.max_entries;
+	close(fd);
+	return 0;
+}
+
+static __u32 link_prog_id(int fd)
+{
+	struct bpf_link_info info;
+
+	return link_info(fd, &info) ? 0 : info.prog_id;
+}
+
+int sl_fp_status(const char *pin_root, struct sl_fp_status *st)
+{
+	struct bpf_link_info info;
+	__u32 dummy;
+	int fd;
+
+	memset(st, 0, sizeof(*st));
+	fd = pin_open(pin_root, SL_PIN_LINK_SOCKOPS);
+	if (fd >= 0) {
+		if (!link_info(fd, &info)) {
+			st->attached = 1;
+			st->cgroup_id = info.cgroup.cgroup_id;
+			st->sockops_prog_id = info.prog_id;
+			sl_cgroup_path_by_id(st->cgroup_id, st->cgroup_path,
+					     sizeof(st->cgroup_path));
+		}
+		close(fd);
+	}
+	fd = pin_open(pin_root, SL_PIN_LINK_SK_MSG);
+	if (fd >= 0) {
+		st->sk_msg_link = 1;
+		st->sk_msg_prog_id = link_prog_id(fd);
+		close(fd);
+	} else if ((fd = pin_open(pin_root, SL_PIN_PROG_SK_MSG)) >= 0) {
+		struct bpf_prog_info pinfo = {};
+		__u32 len = sizeof(pinfo);
+
+		if (!bpf_obj_get_info_by_fd(fd, &pinfo, &len))
+			st->sk_msg_prog_id = pinfo.id;
+		close(fd);
+	}
+	if (map_fill(pin_root, SL_MAP_SOCKHASH, &st->sockhash_entries,
+		     &st->sockhash_max))
+		return st->attached ? 0 : -ENOENT;
+	map_fill(pin_root, SL_MAP_CONNS, &st->conns_entries, &st->conns_max);
+	map_fill(pin_root, SL_MAP_LOCAL_ADDRS, &st->local_addrs_entries, &dummy);
+	sl_fp_read_counters(pin_root, &st->counters);
+	return 0;
+}

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* User side of the local fast path (user/fastpath.c): load, attach, pin, read
+ * back and detach. Used by `sidelane run|status|detach|bench` and the tests.
+ */
+#ifndef FASTPATH_USER_H
+#define FASTPATH_USER_H
+
+#include <stdint.h>
+#include "fastpath.h"
+
+struct sl_fp_opts {
+	const char *pin_root; /* NULL: SL_PIN_ROOT_DEFAULT */
+	const char *cgroup; /* cgroup v2 path (absolute, or relative to the mount) */
+};
+
+/* Load the programs (or reuse what is pinned under pin_root), attach them to
+ * the cgroup with bpf_links and pin everything. Idempotent: a second call for
+ * the same cgroup reuses the pinned links. Returns 0 or -errno (message logged).
+ */
+int sl_fp_attach(const struct sl_fp_opts *opts);
+
+/* Remove every link, program and pin under pin_root; rmdir pin_root.
+ * Returns 0, -ENOENT if nothing was there, or -errno.
+ */
+int sl_fp_detach(const char *pin_root);
+
+/* Refresh sl_local_addrs from the host's interface addresses. */
+int sl_fp_sync_local_addrs(const char *pin_root);
+
+struct sl_fp_status {
+	int attached; /* link_sockops pinned and alive */
+	uint64_t cgroup_id; /* cgroup the sockops link is attached to */
+	char cgroup_path[4096]; /* resolved path, "" if not found */
+	int sk_msg_link; /* 1: sockmap bpf_link, 0: BPF_PROG_ATTACH fallback */
+	uint32_t sockops_prog_id, sk_msg_prog_id;
+	uint32_t sockhash_entries, sockhash_max;
+	uint32_t conns_entries, conns_max;
+	uint32_t local_addrs_entries;
+	struct sl_counters counters; /* summed over CPUs */
+};
+
+/* Read what is pinned under pin_root. -ENOENT when nothing is. */
+int sl_fp_status(const char *pin_root, struct sl_fp_status *st);
+
+/* Sum the per-CPU sl_counters of a pinned map. */
+int sl_fp_read_counters(const char *pin_root, struct sl_counters *out);
+
+/* Build "<pin_root>/<name>" into buf. Returns 0 or -ENAMETOOLONG. */
+int sl_pin_path(char *buf, size_t len, const char *pin_root, const char *name);
+
+#endif /* FASTPATH_USER_H */
