@@ -52,6 +52,14 @@ struct {
 	__type(value, __u8);
 } sl_local_addrs SEC(".maps");
 
+/* service port (host order) -> 1: connections kept off the fast path */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SL_MAX_EXCLUDED_PORTS);
+	__type(key, __u16);
+	__type(value, __u8);
+} sl_excluded_ports SEC(".maps");
+
 static __always_inline struct sl_counters *counters(void)
 {
 	__u32 zero = 0;
@@ -72,6 +80,7 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 	struct sl_counters *cnt = counters();
 	struct sl_conn conn = {};
 	struct bpf_sock *sk;
+	__u16 svc_port;
 	__u64 cookie;
 
 	if (!cnt)
@@ -83,6 +92,15 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 	 */
 	if (!peer_on_this_host(&conn.key)) {
 		cnt->not_local++;
+		return;
+	}
+	/* The service port is the listener's: local on the accepted side,
+	 * remote on the connecting side, so both ends decide alike.
+	 */
+	svc_port = (flags & SL_CONN_F_PASSIVE) ? conn.key.local_port :
+						 conn.key.remote_port;
+	if (bpf_map_lookup_elem(&sl_excluded_ports, &svc_port)) {
+		cnt->excluded++;
 		return;
 	}
 	conn.key.netns_cookie = bpf_get_netns_cookie(skops);

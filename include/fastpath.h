@@ -65,6 +65,7 @@ struct sl_counters {
 	__u64 redirect_failed; /* peer not in the sockhash: sent on the plain path */
 	__u64 pass_plain; /* messages of sockets pinned to the plain path */
 	__u64 not_local; /* established sockets whose peer is not on this host */
+	__u64 excluded; /* sockets of an excluded service port */
 };
 
 #endif /* FASTPATH_H */

@@ -18,6 +18,7 @@
 #define SL_MAP_COUNTERS "sl_counters"
 #define SL_MAP_LOCAL_ADDRS "sl_local_addrs"
 #define SL_MAP_SK_COOKIE "sl_sk_cookie"
+#define SL_MAP_EXCLUDED_PORTS "sl_excluded_ports"
 
 /* Links and programs pinned under the pin root, so the fast path outlives the
  * process that attached it.
@@ -33,5 +34,6 @@
 #define SL_MAX_SOCKETS 65536 /* sockhash entries: two per accelerated connection */
 #define SL_MAX_CONNS 65536 /* per-socket accounting records */
 #define SL_MAX_LOCAL_ADDRS 256 /* host addresses treated as "this host" */
+#define SL_MAX_EXCLUDED_PORTS 256 /* service ports kept on the plain path */
 
 #endif /* SIDELANE_H */

@@ -29,9 +29,10 @@
 #include "log.h"
 #include "util.h"
 
-static const char *const map_names[] = { SL_MAP_SOCKHASH, SL_MAP_CONNS,
-					 SL_MAP_COUNTERS, SL_MAP_LOCAL_ADDRS,
-					 SL_MAP_SK_COOKIE };
+static const char *const map_names[] = {
+	SL_MAP_SOCKHASH,    SL_MAP_CONNS,     SL_MAP_COUNTERS,
+	SL_MAP_LOCAL_ADDRS, SL_MAP_SK_COOKIE, SL_MAP_EXCLUDED_PORTS,
+};
 
 int sl_pin_path(char *buf, size_t len, const char *pin_root, const char *name)
 {
@@ -152,14 +153,48 @@ static int check_conflicts(int cg_fd, const char *cgpath)
 	return 0;
 }
 
-/* Make sl_local_addrs hold exactly the host's non-loopback addresses. */
+/* Make a set-like map (key -> 1) hold exactly keys[0..n): add the missing,
+ * then delete the rest. Deleting the current key would restart the walk, so
+ * a key is deleted only after the walk has moved past it.
+ */
+static int map_sync_set(int fd, const void *keys, unsigned int n,
+			size_t key_size)
+{
+	char key[64], next[64];
+	unsigned int i;
+	__u8 one = 1;
+
+	if (key_size > sizeof(key))
+		return -EINVAL;
+	for (i = 0; i < n; i++)
+		if (bpf_map_update_elem(fd, (const char *)keys + i * key_size,
+					&one, BPF_ANY))
+			return -errno;
+	if (bpf_map_get_next_key(fd, NULL, key))
+		return 0;
+	for (;;) {
+		int more = !bpf_map_get_next_key(fd, key, next);
+		int keep = 0;
+
+		for (i = 0; i < n && !keep; i++)
+			keep = !memcmp((const char *)keys + i * key_size, key,
+				       key_size);
+		if (!keep)
+			bpf_map_delete_elem(fd, key);
+		if (!more)
+			return 0;
+		memcpy(key, next, key_size);
+	}
+}
+
+/* sl_local_addrs := the host's non-loopback addresses (loopback the BPF side
+ * knows by itself).
+ */
 static int sync_local_addrs(int map_fd)
 {
-	struct sl_addr want[SL_MAX_LOCAL_ADDRS], key, next;
+	struct sl_addr want[SL_MAX_LOCAL_ADDRS];
 	struct ifaddrs *ifa_list, *ifa;
-	unsigned int n = 0, i;
-	__u8 one = 1;
-	int err = 0;
+	unsigned int n = 0;
 
 	if (getifaddrs(&ifa_list))
 		return -errno;
@@ -177,35 +212,27 @@ static int sync_local_addrs(int map_fd)
 		else
 			continue;
 		sl_addr_to_key(fam, a, want[n].ip);
-		if (sl_addr_is_loopback(want[n].ip))
-			continue; /* the BPF side knows loopback by itself */
-		if (bpf_map_update_elem(map_fd, &want[n], &one, BPF_ANY)) {
-			err = -errno;
-			break;
-		}
-		n++;
+		if (!sl_addr_is_loopback(want[n].ip))
+			n++;
 	}
 	freeifaddrs(ifa_list);
-	if (err)
-		return err;
-	/* Drop addresses the host no longer has. Deleting the current key would
-	 * restart the walk, so delete only after moving past it.
-	 */
-	if (bpf_map_get_next_key(map_fd, NULL, &key))
-		return 0;
-	for (;;) {
-		int more = !bpf_map_get_next_key(map_fd, &key, &next);
-		int keep = 0;
+	return map_sync_set(map_fd, want, n, sizeof(want[0]));
+}
 
-		for (i = 0; i < n && !keep; i++)
-			keep = !memcmp(&want[i], &key, sizeof(key));
-		if (!keep)
-			bpf_map_delete_elem(map_fd, &key);
-		if (!more)
-			break;
-		key = next;
-	}
-	return 0;
+static int sync_excluded_ports(const char *pin_root,
+			       const struct sl_fp_opts *opts)
+{
+	int fd, err;
+
+	fd = pin_open(pin_root, SL_MAP_EXCLUDED_PORTS);
+	if (fd < 0)
+		return fd;
+	err = map_sync_set(fd, opts->excluded_ports, opts->n_excluded_ports,
+			   sizeof(opts->excluded_ports[0]));
+	close(fd);
+	if (err)
+		pr_warn("setting the excluded ports failed: %s\n", strerror(-err));
+	return err;
 }
 
 int sl_fp_sync_local_addrs(const char *pin_root)
@@ -326,8 +353,11 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 	if (err)
 		return err;
 
+	/* Runtime settings (ports, addresses) are re-applied on every start. */
 	err = reuse_pinned(pin_root, cgid, cgpath);
 	if (err != -ENOENT) {
+		if (!err)
+			err = sync_excluded_ports(pin_root, opts);
 		if (!err)
 			err = sl_fp_sync_local_addrs(pin_root);
 		return err;
@@ -365,6 +395,13 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 		goto out;
 	}
 	err = check_conflicts(cg_fd, cgpath);
+	if (err)
+		goto out;
+
+	/* Maps are pinned by now: settings first, so no socket is inserted
+	 * before an exclusion is in force.
+	 */
+	err = sync_excluded_ports(pin_root, opts);
 	if (err)
 		goto out;
 
@@ -547,6 +584,17 @@ int sl_fp_status(const char *pin_root, struct sl_fp_status *st)
 		return st->attached ? 0 : -ENOENT;
 	map_fill(pin_root, SL_MAP_CONNS, &st->conns_entries, &st->conns_max);
 	map_fill(pin_root, SL_MAP_LOCAL_ADDRS, &st->local_addrs_entries, &dummy);
+	fd = pin_open(pin_root, SL_MAP_EXCLUDED_PORTS);
+	if (fd >= 0) {
+		__u16 port, *prev = NULL;
+
+		while (st->n_excluded_ports < SL_MAX_EXCLUDED_PORTS &&
+		       !bpf_map_get_next_key(fd, prev, &port)) {
+			st->excluded_ports[st->n_excluded_ports++] = port;
+			prev = &st->excluded_ports[st->n_excluded_ports - 1];
+		}
+		close(fd);
+	}
 	sl_fp_read_counters(pin_root, &st->counters);
 	return 0;
 }

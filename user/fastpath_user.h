@@ -6,11 +6,14 @@
 #define FASTPATH_USER_H
 
 #include <stdint.h>
+#include "sidelane.h"
 #include "fastpath.h"
 
 struct sl_fp_opts {
 	const char *pin_root; /* NULL: SL_PIN_ROOT_DEFAULT */
 	const char *cgroup; /* cgroup v2 path (absolute, or relative to the mount) */
+	const uint16_t *excluded_ports; /* service ports kept on the plain path */
+	size_t n_excluded_ports;
 };
 
 /* Load the programs (or reuse what is pinned under pin_root), attach them to
@@ -36,6 +39,8 @@ struct sl_fp_status {
 	uint32_t sockhash_entries, sockhash_max;
 	uint32_t conns_entries, conns_max;
 	uint32_t local_addrs_entries;
+	uint32_t n_excluded_ports;
+	uint16_t excluded_ports[SL_MAX_EXCLUDED_PORTS];
 	struct sl_counters counters; /* summed over CPUs */
 };
 

@@ -15,6 +15,7 @@
 #include "fastpath_user.h"
 #include "bench.h"
 #include "log.h"
+#include "util.h"
 
 /* Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 nothing found. */
 enum { EXIT_USAGE = 2, EXIT_NOTFOUND = 3 };
@@ -42,11 +43,14 @@ static void usage(FILE *f)
 		"Usage: sidelane [-v] COMMAND [OPTIONS]\n"
 		"\n"
 		"Commands:\n"
-		"  run --cgroup PATH [--pin-root DIR] [--detach-on-exit]\n"
+		"  run --cgroup PATH [--pin-root DIR] [--exclude-ports P,P..] [--detach-on-exit]\n"
 		"        load (or reuse what is pinned), attach to the cgroup v2 PATH\n"
 		"        (absolute, or relative to the cgroup2 mount), stay in the\n"
 		"        foreground. SIGTERM/SIGINT leave the pinned fast path in place\n"
 		"        unless --detach-on-exit; SIGHUP re-reads host addresses.\n"
+		"        --exclude-ports keeps connections to those service ports on\n"
+		"        plain loopback (apps relying on what the fast path changes:\n"
+		"        see README, \"Socket semantics\").\n"
 		"  status [--pin-root DIR] [--json]\n"
 		"        what is loaded and attached where, map fill levels, counters.\n"
 		"  detach [--pin-root DIR]\n"
@@ -59,6 +63,7 @@ static void usage(FILE *f)
 		"\n"
 		"Examples:\n"
 		"  sidelane run --cgroup /sys/fs/cgroup/unified/app\n"
+		"  sidelane run --cgroup app --exclude-ports 5432,6379\n"
 		"  sidelane status --json\n"
 		"  bpftool map dump pinned %s/%s\n"
 		"  sidelane detach\n"
@@ -76,13 +81,14 @@ static int need_root(void)
 	return -EPERM;
 }
 
-enum { OPT_PIN_ROOT = 256, OPT_CGROUP, OPT_DETACH, OPT_JSON };
+enum { OPT_PIN_ROOT = 256, OPT_CGROUP, OPT_DETACH, OPT_JSON, OPT_EXCLUDE };
 
 static const struct option long_opts[] = {
 	{ "pin-root", required_argument, NULL, OPT_PIN_ROOT },
 	{ "cgroup", required_argument, NULL, OPT_CGROUP },
 	{ "detach-on-exit", no_argument, NULL, OPT_DETACH },
 	{ "json", no_argument, NULL, OPT_JSON },
+	{ "exclude-ports", required_argument, NULL, OPT_EXCLUDE },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{},
@@ -93,6 +99,8 @@ struct cli {
 	const char *cgroup;
 	int detach_on_exit;
 	int json;
+	uint16_t excluded_ports[SL_MAX_EXCLUDED_PORTS];
+	size_t n_excluded_ports;
 };
 
 /* Parse the options of a subcommand; `allowed` lists the OPT_* it takes. */
@@ -127,6 +135,19 @@ static int parse_opts(int argc, char **argv, struct cli *cli,
 		case OPT_JSON:
 			cli->json = 1;
 			break;
+		case OPT_EXCLUDE: {
+			const char *bad;
+
+			if (sl_parse_ports(optarg, cli->excluded_ports,
+					   SL_MAX_EXCLUDED_PORTS,
+					   &cli->n_excluded_ports, &bad)) {
+				fprintf(stderr, "sidelane %s: --exclude-ports: bad port list at '%s' "
+					"(comma-separated, 1-65535, no repeats, at most %d)\n",
+					argv[0], bad, SL_MAX_EXCLUDED_PORTS);
+				return -EINVAL;
+			}
+			break;
+		}
 		default:
 			return -EINVAL;
 		}
@@ -154,7 +175,8 @@ static int cmd_run(int argc, char **argv)
 	int err;
 
 	if (parse_opts(argc, argv, &cli,
-		       ALLOW(OPT_PIN_ROOT) | ALLOW(OPT_CGROUP) | ALLOW(OPT_DETACH)))
+		       ALLOW(OPT_PIN_ROOT) | ALLOW(OPT_CGROUP) | ALLOW(OPT_DETACH) |
+			       ALLOW(OPT_EXCLUDE)))
 		return EXIT_USAGE;
 	if (!cli.cgroup) {
 		fprintf(stderr, "sidelane run: --cgroup PATH is required\n");
@@ -169,8 +191,12 @@ static int cmd_run(int argc, char **argv)
 	sa.sa_handler = on_hup;
 	sigaction(SIGHUP, &sa, NULL);
 
-	err = sl_fp_attach(&(struct sl_fp_opts){ .pin_root = cli.pin_root,
-						 .cgroup = cli.cgroup });
+	err = sl_fp_attach(&(struct sl_fp_opts){
+		.pin_root = cli.pin_root,
+		.cgroup = cli.cgroup,
+		.excluded_ports = cli.excluded_ports,
+		.n_excluded_ports = cli.n_excluded_ports,
+	});
 	if (err)
 		return 1;
 	pr_info("running; SIGTERM leaves the fast path %s\n",
@@ -202,11 +228,12 @@ static int cmd_run(int argc, char **argv)
 #define COUNTER_FIELDS(X)                                                      \
 	X(sock_inserted) X(sock_insert_failed) X(sock_removed)                 \
 	X(conn_map_full) X(redirect_ok) X(redirect_failed) X(pass_plain)       \
-	X(not_local)
+	X(not_local) X(excluded)
 
 static void print_status_json(const char *pin_root, const struct sl_fp_status *st)
 {
 	const struct sl_counters *c = &st->counters;
+	uint32_t i;
 
 	printf("{\"version\":\"%s\",\"pin_root\":\"%s\",\"attached\":%s,"
 	       "\"cgroup\":\"%s\",\"cgroup_id\":%llu,"
@@ -221,9 +248,12 @@ static void print_status_json(const char *pin_root, const struct sl_fp_status *s
 	       SL_MAP_SOCKHASH, st->sockhash_entries, st->sockhash_max,
 	       SL_MAP_CONNS, st->conns_entries, st->conns_max,
 	       SL_MAP_LOCAL_ADDRS, st->local_addrs_entries);
-	printf("\"counters\":{");
+	printf("\"excluded_ports\":[");
+	for (i = 0; i < st->n_excluded_ports; i++)
+		printf("%s%u", i ? "," : "", st->excluded_ports[i]);
+	printf("],\"counters\":{");
 #define X(f) printf("\"%s\":%llu%s", #f, (unsigned long long)c->f, \
-		    strcmp(#f, "not_local") ? "," : "");
+		    strcmp(#f, "excluded") ? "," : "");
 	COUNTER_FIELDS(X)
 #undef X
 	printf("}}\n");
@@ -232,6 +262,7 @@ static void print_status_json(const char *pin_root, const struct sl_fp_status *s
 static void print_status(const char *pin_root, const struct sl_fp_status *st)
 {
 	const struct sl_counters *c = &st->counters;
+	uint32_t i;
 
 	printf("sidelane %s, pin root %s\n", SL_VERSION, pin_root);
 	if (st->attached)
@@ -247,7 +278,10 @@ static void print_status(const char *pin_root, const struct sl_fp_status *st)
 	       SL_MAP_SOCKHASH, st->sockhash_entries, st->sockhash_max,
 	       SL_MAP_CONNS, st->conns_entries, st->conns_max,
 	       SL_MAP_LOCAL_ADDRS, st->local_addrs_entries);
-	printf("counters:\n");
+	printf("excluded ports:");
+	for (i = 0; i < st->n_excluded_ports; i++)
+		printf(" %u", st->excluded_ports[i]);
+	printf("%s\ncounters:\n", st->n_excluded_ports ? "" : " none");
 #define X(f) printf("  %-20s %llu\n", #f, (unsigned long long)c->f);
 	COUNTER_FIELDS(X)
 #undef X

@@ -24,6 +24,45 @@ int sl_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	return 0;
 }
 
+int sl_parse_ports(const char *s, uint16_t *ports, size_t max, size_t *n,
+		   const char **bad)
+{
+	char item[8];
+	size_t cnt = 0, i;
+
+	*n = 0;
+	*bad = s;
+	if (!*s)
+		return -EINVAL;
+	while (*s) {
+		size_t len = strcspn(s, ",");
+		uint64_t v;
+		int err;
+
+		*bad = s;
+		if (!len || len >= sizeof(item))
+			return -EINVAL;
+		memcpy(item, s, len);
+		item[len] = '\0';
+		err = sl_parse_u64(item, 1, 65535, &v);
+		if (err)
+			return err;
+		for (i = 0; i < cnt; i++)
+			if (ports[i] == v)
+				return -EINVAL;
+		if (cnt == max)
+			return -E2BIG;
+		ports[cnt++] = (uint16_t)v;
+		s += len;
+		if (*s == ',' && !*++s) {
+			*bad = s; /* trailing comma: nothing after it */
+			return -EINVAL;
+		}
+	}
+	*n = cnt;
+	return 0;
+}
+
 /* Decode the \ooo escapes the kernel uses for spaces and such in mounts. */
 static int unescape(const char *in, char *out, size_t len)
 {

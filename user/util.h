@@ -10,6 +10,12 @@
 /* Parse a whole string as an unsigned decimal in [min, max]. 0 or -EINVAL/-ERANGE. */
 int sl_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
+/* Parse "80,443,8080" into ports[] (at most max, each 1..65535, no repeats).
+ * Sets *n. 0, or -EINVAL/-ERANGE/-E2BIG with *bad pointing at the culprit.
+ */
+int sl_parse_ports(const char *s, uint16_t *ports, size_t max, size_t *n,
+		   const char **bad);
+
 /* Find the first cgroup2 mount point in a /proc/mounts-format stream
  * (octal escapes such as \040 decoded). 0, -ENOENT if none, -ENAMETOOLONG.
  */

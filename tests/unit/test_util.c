@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Unit tests (cmocka) for the pure helpers of user/util.c: number parsing,
+ * /proc/mounts parsing, and the address key form shared with the BPF side.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include "util.h"
+
+static void parse_u64_accepts_range(void **state)
+{
+	uint64_t v = 0;
+
+	(void)state;
+	assert_int_equal(sl_parse_u64("0", 0, 10, &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(sl_parse_u64("10", 0, 10, &v), 0);
+	assert_int_equal(v, 10);
+	assert_int_equal(sl_parse_u64("18446744073709551615", 0, UINT64_MAX, &v), 0);
+	assert_true(v == UINT64_MAX);
+}
+
+static void parse_u64_rejects_junk(void **state)
+{
+	uint64_t v = 7;
+
+	(void)state;
+	assert_int_equal(sl_parse_u64("", 0, 10, &v), -EINVAL);
+	assert_int_equal(sl_parse_u64("-1", 0, 10, &v), -EINVAL);
+	assert_int_equal(sl_parse_u64("+1", 0, 10, &v), -EINVAL);
+	assert_int_equal(sl_parse_u64(" 1", 0, 10, &v), -EINVAL);
+	assert_int_equal(sl_parse_u64("1x", 0, 10, &v), -EINVAL);
+	assert_int_equal(sl_parse_u64("11", 0, 10, &v), -ERANGE);
+	assert_int_equal(sl_parse_u64("4", 5, 10, &v), -ERANGE);
+	assert_int_equal(sl_parse_u64("18446744073709551616", 0, UINT64_MAX, &v),
+			 -ERANGE);
+	assert_int_equal(v, 7); /* untouched on error */
+}
+
+static void ports_list_parses(void **state)
+{
+	uint16_t ports[4];
+	const char *bad;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(sl_parse_ports("80", ports, 4, &n, &bad), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ports[0], 80);
+	assert_int_equal(sl_parse_ports("1,65535,8080", ports, 4, &n, &bad), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(ports[1], 65535);
+	assert_int_equal(ports[2], 8080);
+}
+
+static void ports_list_rejects_with_position(void **state)
+{
+	static const struct {
+		const char *in;
+		int err;
+		const char *bad; /* where the error points */
+	} cases[] = {
+		{ "", -EINVAL, "" },
+		{ "0", -ERANGE, "0" },
+		{ "80,65536", -ERANGE, "65536" },
+		{ "80,,81", -EINVAL, ",81" },
+		{ "80,", -EINVAL, "" },
+		{ "80,x", -EINVAL, "x" },
+		{ "80,80", -EINVAL, "80" },
+		{ "1,2,3,4,5", -E2BIG, "5" },
+		{ "123456789", -EINVAL, "123456789" },
+	};
+	uint16_t ports[4];
+	const char *bad;
+	size_t i, n;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int err = sl_parse_ports(cases[i].in, ports, 4, &n, &bad);
+
+		if (err != cases[i].err || strcmp(bad, cases[i].bad))
+			fail_msg("'%s': got %d at '%s', want %d at '%s'",
+				 cases[i].in, err, bad, cases[i].err,
+				 cases[i].bad);
+		assert_int_equal(n, 0);
+	}
+}
+
+static int find_in(const char *text, const char *type, char *buf, size_t len)
+{
+	FILE *f = fmemopen((void *)text, strlen(text), "r");
+	int err;
+
+	assert_non_null(f);
+	err = sl_find_fs_mount(f, type, buf, len);
+	fclose(f);
+	return err;
+}
+
+static void mounts_finds_hybrid_cgroup2(void **state)
+{
+	/* A hybrid host, as on this project's machines: v1 controllers at
+	 * /sys/fs/cgroup/<ctrl>, v2 at /sys/fs/cgroup/unified.
+	 */
+	const char *mounts =
+		"tmpfs /sys/fs/cgroup tmpfs rw,relatime,mode=755 0 0\n"
+		"cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0\n"
+		"cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0\n";
+	char buf[256];
+
+	(void)state;
+	assert_int_equal(find_in(mounts, "cgroup2", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "/sys/fs/cgroup/unified");
+}
+
+static void mounts_decodes_escapes_and_misses(void **state)
+{
+	const char *mounts = "none /mnt/with\\040space cgroup2 rw 0 0\n";
+	char buf[256], tiny[4];
+
+	(void)state;
+	assert_int_equal(find_in(mounts, "cgroup2", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "/mnt/with space");
+	assert_int_equal(find_in(mounts, "bpf", buf, sizeof(buf)), -ENOENT);
+	assert_int_equal(find_in(mounts, "cgroup2", tiny, sizeof(tiny)),
+			 -ENAMETOOLONG);
+	assert_int_equal(find_in("", "cgroup2", buf, sizeof(buf)), -ENOENT);
+}
+
+static void addr_key_v4_is_v4mapped(void **state)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	uint8_t k4[16], k6[16];
+	char s[64];
+
+	(void)state;
+	/* The v4 socket's view and a v6 socket's v4-mapped view must match:
+	 * that is what lets their sockhash keys mirror each other.
+	 */
+	inet_pton(AF_INET, "127.0.0.1", &a4);
+	inet_pton(AF_INET6, "::ffff:127.0.0.1", &a6);
+	sl_addr_to_key(AF_INET, &a4, k4);
+	sl_addr_to_key(AF_INET6, &a6, k6);
+	assert_memory_equal(k4, k6, 16);
+	assert_string_equal(sl_addr_str(k4, s, sizeof(s)), "127.0.0.1");
+	inet_pton(AF_INET6, "fd00::1", &a6);
+	sl_addr_to_key(AF_INET6, &a6, k6);
+	assert_string_equal(sl_addr_str(k6, s, sizeof(s)), "fd00::1");
+}
+
+static void addr_loopback_classification(void **state)
+{
+	static const struct {
+		int family;
+		const char *addr;
+		int loopback;
+	} cases[] = {
+		{ AF_INET, "127.0.0.1", 1 },   { AF_INET, "127.255.0.9", 1 },
+		{ AF_INET, "128.0.0.1", 0 },   { AF_INET, "10.0.0.1", 0 },
+		{ AF_INET6, "::1", 1 },	       { AF_INET6, "::2", 0 },
+		{ AF_INET6, "::ffff:127.0.0.5", 1 },
+		{ AF_INET6, "::ffff:10.0.0.1", 0 },
+		{ AF_INET6, "fe80::1", 0 },    { AF_INET6, "::", 0 },
+	};
+	unsigned char raw[16];
+	uint8_t key[16];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(inet_pton(cases[i].family, cases[i].addr, raw), 1);
+		sl_addr_to_key(cases[i].family, raw, key);
+		if (sl_addr_is_loopback(key) != cases[i].loopback)
+			fail_msg("%s: expected loopback=%d", cases[i].addr,
+				 cases[i].loopback);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(parse_u64_accepts_range),
+		cmocka_unit_test(parse_u64_rejects_junk),
+		cmocka_unit_test(ports_list_parses),
+		cmocka_unit_test(ports_list_rejects_with_position),
+		cmocka_unit_test(mounts_finds_hybrid_cgroup2),
+		cmocka_unit_test(mounts_decodes_escapes_and_misses),
+		cmocka_unit_test(addr_key_v4_is_v4mapped),
+		cmocka_unit_test(addr_loopback_classification),
+	};
+
+	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
+}
