@@ -74,9 +74,10 @@ static int is_bpffs(const char *path)
 
 /* The pin root must sit on a bpffs. If the conventional /sys/fs/bpf is not
  * mounted (as on this project's CI hosts), mount it: a privileged sidecar
- * is expected to; anywhere else say how.
+ * is expected to; anywhere else say how. *created tells whether the pin root
+ * is new, so a failed attach can remove it again.
  */
-static int ensure_pin_root(const char *pin_root)
+static int ensure_pin_root(const char *pin_root, int *created)
 {
 	char parent[PATH_MAX], *slash;
 
@@ -105,7 +106,8 @@ static int ensure_pin_root(const char *pin_root)
 		}
 		pr_info("mounted bpffs at %s\n", parent);
 	}
-	if (mkdir(pin_root, 0700) && errno != EEXIST) {
+	*created = !mkdir(pin_root, 0700);
+	if (!*created && errno != EEXIST) {
 		int err = -errno;
 
 		pr_warn("cannot create pin root %s: %s\n", pin_root,
@@ -340,7 +342,7 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 	struct fastpath_bpf *skel = NULL;
 	struct bpf_link *link = NULL;
 	struct bpf_map *map;
-	int cg_fd = -1, err;
+	int cg_fd = -1, created = 0, err;
 	uint64_t cgid;
 
 	err = sl_cgroup_resolve(opts->cgroup, cgpath, sizeof(cgpath));
@@ -349,7 +351,7 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 	err = sl_cgroup_id(cgpath, &cgid);
 	if (err)
 		return err;
-	err = ensure_pin_root(pin_root);
+	err = ensure_pin_root(pin_root, &created);
 	if (err)
 		return err;
 
@@ -443,6 +445,11 @@ out:
 	if (cg_fd >= 0)
 		close(cg_fd);
 	fastpath_bpf__destroy(skel);
+	/* A failed first attach leaves nothing behind; maps that were pinned
+	 * before this call (and their counters) stay.
+	 */
+	if (err && created)
+		sl_fp_detach(pin_root);
 	return err;
 }
 
