@@ -42,6 +42,8 @@ msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
 .DELETE_ON_ERROR:
+# Keep the objects and skeletons (make would treat them as intermediate).
+.SECONDARY: $(BPF_OBJS) $(SKELS)
 .PHONY: all deps vmlinux test unit integ bench demo soak clean install check-root
 
 all: $(OUT)/sidelane

@@ -5,6 +5,7 @@
  * Loaded and attached by user/fastpath.c.
  */
 #include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include "sidelane.h"
 #include "fastpath.h"
@@ -26,15 +27,27 @@ struct {
 	__type(value, struct sl_conn);
 } sl_conns SEC(".maps");
 
-/* socket -> its cookie. sk_msg has no bpf_get_socket_cookie() (6.18 still),
- * so sockops leaves the cookie in socket-local storage, freed with the socket.
+/* socket -> struct sl_sk_state: its cookie and its peer's address; sockops
+ * creates it, sk_msg completes and reads it.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
+	__type(value, struct sl_sk_state);
+} sl_sk_state SEC(".maps");
+
+/* 4-tuple key of a socket in the sockhash -> its struct tcp_sock address.
+ * sk_msg cannot look a socket up in the sockhash itself (that takes a
+ * reference only bpf_sk_release() drops, which sk_msg may not call); this is
+ * how a sender finds its peer's psock to bound the backlog.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SL_MAX_SOCKETS);
+	__type(key, struct sl_sock_key);
 	__type(value, __u64);
-} sl_sk_cookie SEC(".maps");
+} sl_sk_by_key SEC(".maps");
 
 /* 0 -> global counters, one copy per CPU */
 struct {
@@ -122,9 +135,17 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 	}
 	cnt->sock_inserted++;
 	sk = skops->sk; /* one read: a second one would not be NULL-checked */
-	if (sk)
-		bpf_sk_storage_get(&sl_sk_cookie, sk, &cookie,
+	if (sk) {
+		struct sl_sk_state init = { .cookie = cookie };
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+		__u64 addr = (__u64)tp;
+
+		bpf_sk_storage_get(&sl_sk_state, sk, &init,
 				   BPF_SK_STORAGE_GET_F_CREATE);
+		if (tp)
+			bpf_map_update_elem(&sl_sk_by_key, &conn.key, &addr,
+					    BPF_ANY);
+	}
 	/* Ask for state changes so the record is dropped at close. */
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
 						 BPF_SOCK_OPS_STATE_CB_FLAG);
@@ -133,12 +154,17 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 static __always_inline void on_close(struct bpf_sock_ops *skops)
 {
 	struct sl_counters *cnt;
+	struct sl_conn *conn;
 	__u64 cookie;
 
 	/* The kernel already unlinks the socket from the sockhash when it goes to
-	 * TCP_CLOSE (sock_map_unhash); only our own record needs deleting.
+	 * TCP_CLOSE (sock_map_unhash); only our own entries need deleting.
 	 */
 	cookie = bpf_get_socket_cookie(skops);
+	conn = bpf_map_lookup_elem(&sl_conns, &cookie);
+	if (!conn)
+		return;
+	bpf_map_delete_elem(&sl_sk_by_key, &conn->key);
 	if (bpf_map_delete_elem(&sl_conns, &cookie))
 		return;
 	cnt = counters();
@@ -164,15 +190,52 @@ int sl_sockops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
+/* sk_user_data of a sockmap socket is its psock, with flag bits in the low
+ * bits (SK_USER_DATA_NOCOPY | SK_USER_DATA_BPF | SK_USER_DATA_PSOCK).
+ */
+#define SL_SK_USER_DATA_PTRMASK (~7UL)
+
+/* Bytes redirected to the peer that it has not read yet: its psock's
+ * msg_tot_len (Linux 6.15+, the FIONREAD fix; 0, so no bound, before). The
+ * peer's address is looked up once and kept in our socket storage. Every
+ * load below goes through bpf_rdonly_cast(), so a peer that has just been
+ * freed reads as 0 instead of faulting; it would fail the redirect anyway.
+ */
+static __always_inline __u32 peer_backlog(struct sl_sk_state *st,
+					  const struct sl_sock_key *peer)
+{
+	struct sk_psock *psock;
+	struct tcp_sock *tp;
+	__u64 *addr;
+
+	if (!bpf_core_field_exists(struct sk_psock, msg_tot_len))
+		return 0;
+	if (!st->peer_tp) {
+		addr = bpf_map_lookup_elem(&sl_sk_by_key, peer);
+		if (!addr)
+			return 0;
+		st->peer_tp = *addr;
+	}
+	tp = bpf_rdonly_cast((void *)st->peer_tp,
+			     bpf_core_type_id_kernel(struct tcp_sock));
+	psock = bpf_rdonly_cast(
+		(void *)((unsigned long)tp->inet_conn.icsk_inet.sk.sk_user_data &
+			 SL_SK_USER_DATA_PTRMASK),
+		bpf_core_type_id_kernel(struct sk_psock));
+	return psock ? psock->msg_tot_len : 0;
+}
+
 SEC("sk_msg")
 int sl_sk_msg(struct sk_msg_md *msg)
 {
 	struct sl_sock_key peer = {};
 	struct sl_counters *cnt;
+	struct sl_sk_state *st;
 	struct sl_conn *conn;
 	struct bpf_sock *sk;
-	__u64 *cookie;
-	__u32 size;
+	__u32 size, state;
 
 	/* Read once up front: clang merges the two uses below into one load
 	 * from a computed ctx offset, which the verifier rejects.
@@ -181,11 +244,12 @@ int sl_sk_msg(struct sk_msg_md *msg)
 	sk = msg->sk;
 	if (!sk)
 		return SK_PASS;
-	cookie = bpf_sk_storage_get(&sl_sk_cookie, sk, NULL, 0);
-	if (!cookie)
+	state = sk->state;
+	st = bpf_sk_storage_get(&sl_sk_state, sk, NULL, 0);
+	if (!st)
 		return SK_PASS;
 	cnt = counters();
-	conn = bpf_map_lookup_elem(&sl_conns, cookie);
+	conn = bpf_map_lookup_elem(&sl_conns, &st->cookie);
 	if (!cnt || !conn)
 		return SK_PASS;
 	/* sk_msg runs in the sender's context, unlike sockops at established
@@ -197,10 +261,21 @@ int sl_sk_msg(struct sk_msg_md *msg)
 	}
 	if (conn->flags & SL_CONN_F_PLAIN)
 		goto plain;
+	/* After shutdown(SHUT_WR) a redirect would still deliver, after the FIN
+	 * the peer has seen; the plain path fails the send with EPIPE instead.
+	 */
+	if (state != BPF_TCP_ESTABLISHED && state != BPF_TCP_CLOSE_WAIT)
+		goto plain;
 
 	peer.netns_cookie = conn->key.netns_cookie;
 	if (sl_key_peer(msg, &peer))
 		goto plain;
+	/* Bound what a slow reader lets pile up (see SL_MAX_BACKLOG). */
+	if (peer_backlog(st, &peer) + size > SL_MAX_BACKLOG) {
+		conn->flags |= SL_CONN_F_PLAIN | SL_CONN_F_BACKLOG;
+		cnt->backlog_fallback++;
+		goto plain;
+	}
 	/* bpf_msg_redirect_hash() returns SK_DROP when the peer is missing;
 	 * dropping would lose the app's bytes, so that case takes the plain path.
 	 */

@@ -38,6 +38,10 @@ struct sl_addr {
  * so mixing the two paths would reorder the stream.
  */
 #define SL_CONN_F_PLAIN 0x4
+/* Switching the other way, redirect to plain, keeps the order: the reader
+ * drains the psock queue before sk_receive_queue. The backlog bound uses it.
+ */
+#define SL_CONN_F_BACKLOG 0x8 /* went plain because the peer's backlog was full */
 
 /* Per-socket accounting record, keyed by socket cookie; created by sockops at
  * established, updated by sk_msg, deleted by sockops when the socket closes.
@@ -55,6 +59,12 @@ struct sl_conn {
 	__u64 pass_msgs;
 };
 
+/* Socket-local state (sl_sk_state), freed with the socket. */
+struct sl_sk_state {
+	__u64 cookie; /* sk_msg has no bpf_get_socket_cookie() (6.18 still) */
+	__u64 peer_tp; /* peer's struct tcp_sock address, from sl_sk_by_key */
+};
+
 /* Global counters: one slot of a per-CPU array; user space sums the CPUs. */
 struct sl_counters {
 	__u64 sock_inserted; /* sockets added to the sockhash */
@@ -66,6 +76,7 @@ struct sl_counters {
 	__u64 pass_plain; /* messages of sockets pinned to the plain path */
 	__u64 not_local; /* established sockets whose peer is not on this host */
 	__u64 excluded; /* sockets of an excluded service port */
+	__u64 backlog_fallback; /* directions sent back to TCP: peer read too slowly */
 };
 
 #endif /* FASTPATH_H */

@@ -17,7 +17,8 @@
 #define SL_MAP_CONNS "sl_conns"
 #define SL_MAP_COUNTERS "sl_counters"
 #define SL_MAP_LOCAL_ADDRS "sl_local_addrs"
-#define SL_MAP_SK_COOKIE "sl_sk_cookie"
+#define SL_MAP_SK_STATE "sl_sk_state"
+#define SL_MAP_SK_BY_KEY "sl_sk_by_key"
 #define SL_MAP_EXCLUDED_PORTS "sl_excluded_ports"
 
 /* Links and programs pinned under the pin root, so the fast path outlives the
@@ -35,5 +36,10 @@
 #define SL_MAX_CONNS 65536 /* per-socket accounting records */
 #define SL_MAX_LOCAL_ADDRS 256 /* host addresses treated as "this host" */
 #define SL_MAX_EXCLUDED_PORTS 256 /* service ports kept on the plain path */
+/* Redirected bytes land in the peer's psock queue, which no SO_RCVBUF bounds:
+ * past this much unread, the direction goes back to TCP and its flow control
+ * (plain loopback holds about as much between a writer and a slow reader).
+ */
+#define SL_MAX_BACKLOG (4U << 20)
 
 #endif /* SIDELANE_H */

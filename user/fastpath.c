@@ -20,6 +20,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "sidelane.h"
 #include "fastpath.h"
@@ -31,7 +32,8 @@
 
 static const char *const map_names[] = {
 	SL_MAP_SOCKHASH,    SL_MAP_CONNS,     SL_MAP_COUNTERS,
-	SL_MAP_LOCAL_ADDRS, SL_MAP_SK_COOKIE, SL_MAP_EXCLUDED_PORTS,
+	SL_MAP_LOCAL_ADDRS, SL_MAP_SK_STATE,  SL_MAP_EXCLUDED_PORTS,
+	SL_MAP_SK_BY_KEY,
 };
 
 int sl_pin_path(char *buf, size_t len, const char *pin_root, const char *name)
@@ -260,6 +262,7 @@ static void drop_partial_pins(const char *pin_root)
 		bpf_link_detach(fd);
 		close(fd);
 	}
+	pin_unlink(pin_root, SL_PIN_LINK_SK_MSG);
 	fd = pin_open(pin_root, SL_PIN_PROG_SK_MSG);
 	if (fd >= 0) {
 		int map_fd = pin_open(pin_root, SL_MAP_SOCKHASH);
@@ -270,7 +273,6 @@ static void drop_partial_pins(const char *pin_root)
 		}
 		close(fd);
 	}
-	pin_unlink(pin_root, SL_PIN_LINK_SK_MSG);
 	pin_unlink(pin_root, SL_PIN_PROG_SK_MSG);
 }
 
@@ -304,6 +306,31 @@ static int attach_sk_msg(struct fastpath_bpf *skel, const char *pin_root)
 	if (err)
 		bpf_prog_detach2(prog_fd, map_fd, BPF_SK_MSG_VERDICT);
 	return err;
+}
+
+/* The backlog bound needs psock->msg_tot_len (Linux 6.15+); without it the
+ * fast path still works, only a slow reader's queue is not bounded.
+ */
+static bool backlog_supported(void)
+{
+	struct btf *btf = btf__load_vmlinux_btf();
+	bool ok = false;
+	int id;
+
+	if (!btf)
+		return false;
+	id = btf__find_by_name_kind(btf, "sk_psock", BTF_KIND_STRUCT);
+	if (id > 0) {
+		const struct btf_type *t = btf__type_by_id(btf, id);
+		const struct btf_member *m = btf_members(t);
+		int i;
+
+		for (i = 0; i < btf_vlen(t) && !ok; i++, m++)
+			ok = !strcmp(btf__name_by_offset(btf, m->name_off),
+				     "msg_tot_len");
+	}
+	btf__free(btf);
+	return ok;
 }
 
 /* A pinned sockops link: reuse it if it serves this cgroup, else refuse. */
@@ -383,6 +410,9 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 		if (err)
 			goto out;
 	}
+	if (!backlog_supported())
+		pr_warn("this kernel's psock has no msg_tot_len (before 6.15): "
+			"a slow reader's backlog is not bounded\n");
 	err = fastpath_bpf__load(skel);
 	if (err) {
 		pr_warn("loading the BPF programs failed: %s (a map pinned under %s "
@@ -586,6 +616,7 @@ int sl_fp_status(const char *pin_root, struct sl_fp_status *st)
 			st->sk_msg_prog_id = pinfo.id;
 		close(fd);
 	}
+	st->backlog_bound = backlog_supported();
 	if (map_fill(pin_root, SL_MAP_SOCKHASH, &st->sockhash_entries,
 		     &st->sockhash_max))
 		return st->attached ? 0 : -ENOENT;

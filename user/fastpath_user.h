@@ -35,6 +35,7 @@ struct sl_fp_status {
 	uint64_t cgroup_id; /* cgroup the sockops link is attached to */
 	char cgroup_path[4096]; /* resolved path, "" if not found */
 	int sk_msg_link; /* 1: sockmap bpf_link, 0: BPF_PROG_ATTACH fallback */
+	int backlog_bound; /* this kernel lets sk_msg bound a slow reader's backlog */
 	uint32_t sockops_prog_id, sk_msg_prog_id;
 	uint32_t sockhash_entries, sockhash_max;
 	uint32_t conns_entries, conns_max;

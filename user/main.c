@@ -228,7 +228,7 @@ static int cmd_run(int argc, char **argv)
 #define COUNTER_FIELDS(X)                                                      \
 	X(sock_inserted) X(sock_insert_failed) X(sock_removed)                 \
 	X(conn_map_full) X(redirect_ok) X(redirect_failed) X(pass_plain)       \
-	X(not_local) X(excluded)
+	X(not_local) X(excluded) X(backlog_fallback)
 
 static void print_status_json(const char *pin_root, const struct sl_fp_status *st)
 {
@@ -238,11 +238,12 @@ static void print_status_json(const char *pin_root, const struct sl_fp_status *s
 	printf("{\"version\":\"%s\",\"pin_root\":\"%s\",\"attached\":%s,"
 	       "\"cgroup\":\"%s\",\"cgroup_id\":%llu,"
 	       "\"sockops_prog_id\":%u,\"sk_msg_prog_id\":%u,"
-	       "\"sk_msg_attach\":\"%s\",",
+	       "\"sk_msg_attach\":\"%s\",\"backlog_bound\":%s,",
 	       SL_VERSION, pin_root, st->attached ? "true" : "false",
 	       st->cgroup_path, (unsigned long long)st->cgroup_id,
 	       st->sockops_prog_id, st->sk_msg_prog_id,
-	       st->sk_msg_link ? "link" : "prog_attach");
+	       st->sk_msg_link ? "link" : "prog_attach",
+	       st->backlog_bound ? "true" : "false");
 	printf("\"maps\":{\"%s\":{\"entries\":%u,\"max\":%u},"
 	       "\"%s\":{\"entries\":%u,\"max\":%u},\"%s\":{\"entries\":%u}},",
 	       SL_MAP_SOCKHASH, st->sockhash_entries, st->sockhash_max,
@@ -253,7 +254,7 @@ static void print_status_json(const char *pin_root, const struct sl_fp_status *s
 		printf("%s%u", i ? "," : "", st->excluded_ports[i]);
 	printf("],\"counters\":{");
 #define X(f) printf("\"%s\":%llu%s", #f, (unsigned long long)c->f, \
-		    strcmp(#f, "excluded") ? "," : "");
+		    strcmp(#f, "backlog_fallback") ? "," : "");
 	COUNTER_FIELDS(X)
 #undef X
 	printf("}}\n");
@@ -274,6 +275,11 @@ static void print_status(const char *pin_root, const struct sl_fp_status *st)
 	printf("  sockops prog id %u (cgroup link), sk_msg prog id %u (%s)\n",
 	       st->sockops_prog_id, st->sk_msg_prog_id,
 	       st->sk_msg_link ? "sockmap link" : "attached to map");
+	if (st->backlog_bound)
+		printf("  backlog bound: on, a direction goes back to TCP past %u MiB unread\n",
+		       SL_MAX_BACKLOG >> 20);
+	else
+		printf("  backlog bound: OFF (kernel before 6.15: no psock->msg_tot_len)\n");
 	printf("maps:\n  %-16s %u/%u\n  %-16s %u/%u\n  %-16s %u\n",
 	       SL_MAP_SOCKHASH, st->sockhash_entries, st->sockhash_max,
 	       SL_MAP_CONNS, st->conns_entries, st->conns_max,
