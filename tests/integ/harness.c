@@ -1,0 +1,883 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Integration test harness (tests/integ): per-environment cgroup and pin root,
+ * the real `build/sidelane run` attached to it, pinned maps read back with
+ * libbpf, TAP-like reporting, and teardown on every exit path (normal exit,
+ * SIGINT/SIGTERM, watchdog, abort).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <openssl/evp.h>
+#include "sidelane.h"
+#include "harness.h"
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71 /* asm-generic value; older libc headers lack it */
+#endif
+
+#define TH_MAX_ENVS 16
+#define TH_READY_MS 15000 /* `sidelane run` until link_sockops is pinned */
+#define TH_STOP_MS 5000 /* SIGTERM until SIGKILL */
+#define TH_DETACH_MS 10000
+#define TH_LOG_DIR "build/tests/logs"
+
+static int n_pass, n_fail, n_skip, n_test;
+static unsigned int env_seq;
+static pid_t owner_pid; /* forked children must not tear our envs down */
+static struct th_env *live[TH_MAX_ENVS];
+static char watch_what[160]; /* what the watchdog / a signal interrupts */
+static char cg_mount[PATH_MAX];
+
+bool th_ci(void)
+{
+	const char *ci = getenv("CI");
+
+	return ci && !strcmp(ci, "true");
+}
+
+const char *th_sidelane_bin(void)
+{
+	const char *bin = getenv("SIDELANE");
+
+	return bin && *bin ? bin : "build/sidelane";
+}
+
+__u64 th_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* snprintf into a path buffer; -ENAMETOOLONG rather than a silent cut. */
+static int __attribute__((format(printf, 3, 4)))
+path_fmt(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* ---- reporting ---- */
+
+void th_pass(const char *name)
+{
+	printf("ok %d - %s\n", ++n_test, name);
+	fflush(stdout);
+	n_pass++;
+}
+
+void th_fail(const char *name, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("not ok %d - %s # ", ++n_test, name);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	n_fail++;
+}
+
+void th_skip(const char *name, const char *why)
+{
+	if (th_ci()) {
+		/* every CI machine can load BPF: a skip there hides a breakage */
+		th_fail(name, "SKIP under CI=true is a failure: %s", why);
+		return;
+	}
+	printf("ok %d - %s # SKIP %s\n", ++n_test, name, why);
+	fflush(stdout);
+	n_skip++;
+}
+
+void th_info(const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("# ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+}
+
+int th_summary(void)
+{
+	printf("1..%d\n", n_test);
+	if (n_skip)
+		printf("%d passed, %d failed, %d skipped\n", n_pass, n_fail,
+		       n_skip);
+	else
+		printf("%d passed, %d failed\n", n_pass, n_fail);
+	fflush(stdout);
+	return n_fail ? 1 : 0;
+}
+
+/* ---- teardown on every exit path ---- */
+
+static void teardown_all(void)
+{
+	int i;
+
+	if (getpid() != owner_pid)
+		return;
+	for (i = 0; i < TH_MAX_ENVS; i++)
+		if (live[i])
+			th_env_teardown(live[i]);
+}
+
+/* A test harness may do real work here: the process is about to die and
+ * leaving a cgroup with programs attached behind is worse than a
+ * non-async-signal-safe call. Runs once; the signal is then re-raised.
+ */
+static void on_fatal(int sig)
+{
+	static volatile sig_atomic_t busy;
+
+	if (!busy && getpid() == owner_pid) {
+		busy = 1;
+		if (sig == SIGALRM) {
+			printf("not ok %d - %s # timeout (watchdog)\n", ++n_test,
+			       watch_what);
+			n_fail++;
+		} else {
+			printf("not ok %d - %s # interrupted by signal %d\n",
+			       ++n_test, watch_what, sig);
+			n_fail++;
+		}
+		teardown_all();
+		th_summary();
+	}
+	signal(sig, SIG_DFL);
+	if (sig == SIGALRM)
+		_exit(1);
+	raise(sig);
+}
+
+static void install_handlers(void)
+{
+	static bool done;
+	const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGALRM, SIGABRT, SIGSEGV };
+	struct sigaction sa = {};
+	size_t i;
+
+	if (done)
+		return;
+	done = true;
+	owner_pid = getpid();
+	sa.sa_handler = on_fatal;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	atexit(teardown_all);
+}
+
+void th_watchdog(unsigned int sec, const char *what)
+{
+	install_handlers();
+	snprintf(watch_what, sizeof(watch_what), "%s", what ? what : "");
+	alarm(sec);
+}
+
+/* ---- small file helpers ---- */
+
+static int write_file(const char *path, const char *val)
+{
+	int fd, err = 0;
+	ssize_t n;
+
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, val, strlen(val));
+	if (n < 0)
+		err = -errno;
+	else if ((size_t)n != strlen(val))
+		err = -EIO;
+	close(fd);
+	return err;
+}
+
+static bool path_exists(const char *path)
+{
+	struct stat st;
+
+	return !lstat(path, &st);
+}
+
+/* The cgroup2 mount, from /proc/mounts (fstype cgroup2). */
+static int cgroup2_mount(void)
+{
+	char dev[256], dir[PATH_MAX], type[64];
+	FILE *f;
+	int err = -ENOENT;
+
+	if (cg_mount[0])
+		return 0;
+	f = fopen("/proc/mounts", "re");
+	if (!f)
+		return -errno;
+	while (fscanf(f, "%255s %4095s %63s %*[^\n]", dev, dir, type) == 3) {
+		if (!strcmp(type, "cgroup2")) {
+			snprintf(cg_mount, sizeof(cg_mount), "%s", dir);
+			err = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return err;
+}
+
+/* bpffs at SL_BPFFS_DEFAULT, mounted if absent (what `sidelane run` does). */
+static int ensure_bpffs(void)
+{
+	char dev[256], dir[PATH_MAX], type[64];
+	bool found = false;
+	FILE *f;
+
+	f = fopen("/proc/mounts", "re");
+	if (!f)
+		return -errno;
+	while (fscanf(f, "%255s %4095s %63s %*[^\n]", dev, dir, type) == 3)
+		if (!strcmp(type, "bpf") && !strcmp(dir, SL_BPFFS_DEFAULT))
+			found = true;
+	fclose(f);
+	if (found)
+		return 0;
+	if (mount("bpf", SL_BPFFS_DEFAULT, "bpf", 0, NULL))
+		return -errno;
+	return 0;
+}
+
+/* This process's cgroup2 path ("0::/x"), made absolute on the mount. */
+static int own_cgroup(char *buf, size_t len)
+{
+	char line[PATH_MAX + 8];
+	int err = -ENOENT;
+	FILE *f;
+
+	f = fopen("/proc/self/cgroup", "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "0::", 3))
+			continue;
+		line[strcspn(line, "\n")] = 0;
+		/* the root is "/": keep the mount path without a trailing slash */
+		err = path_fmt(buf, len, "%s%s", cg_mount,
+			       strcmp(line + 3, "/") ? line + 3 : "");
+		break;
+	}
+	fclose(f);
+	return err;
+}
+
+int th_wait(pid_t pid, int timeout_ms)
+{
+	__u64 deadline = th_now_ms() + timeout_ms;
+	int status;
+	pid_t r;
+
+	for (;;) {
+		r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			break;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (th_now_ms() >= deadline) {
+			kill(pid, SIGKILL);
+			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+				;
+			return -ETIMEDOUT;
+		}
+		sleep_ms(10);
+	}
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	return 128 + WTERMSIG(status);
+}
+
+/* fork+exec argv with stdout+stderr appended to log (or inherited if NULL). */
+static pid_t spawn(char *const argv[], const char *log)
+{
+	pid_t pid;
+	int fd;
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid)
+		return pid < 0 ? -errno : pid;
+	/* if the test dies by SIGKILL, sidelane still gets its SIGTERM */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (log) {
+		fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+	}
+	execv(argv[0], argv);
+	fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+static void dump_log(const char *log)
+{
+	char line[512];
+	FILE *f = fopen(log, "re");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		printf("#   sidelane: %s", line);
+	fclose(f);
+}
+
+static void track(struct th_env *env, bool on)
+{
+	int i;
+
+	for (i = 0; i < TH_MAX_ENVS; i++) {
+		if (on && !live[i]) {
+			live[i] = env;
+			return;
+		}
+		if (!on && live[i] == env)
+			live[i] = NULL;
+	}
+}
+
+/* ---- environments ---- */
+
+int th_env_setup(struct th_env *env, const char *name, bool accelerated)
+{
+	char ready[PATH_MAX];
+	const char *bin = th_sidelane_bin();
+	__u64 deadline;
+	int err;
+
+	install_handlers();
+	memset(env, 0, sizeof(*env));
+	env->accelerated = accelerated;
+	snprintf(env->name, sizeof(env->name), "%s-%d-%u", name, getpid(),
+		 env_seq++);
+	err = cgroup2_mount();
+	if (err)
+		return err;
+	err = own_cgroup(env->orig_cgroup, sizeof(env->orig_cgroup));
+	if (err)
+		return err;
+	if (path_fmt(env->cgroup, sizeof(env->cgroup), "%s/sidelane-test-%s",
+		     cg_mount, env->name) ||
+	    path_fmt(env->pin_root, sizeof(env->pin_root),
+		     SL_BPFFS_DEFAULT "/sidelane-test-%s", env->name))
+		return -ENAMETOOLONG;
+	track(env, true);
+
+	/* EEXIST: someone else's cgroup; leave it alone */
+	if (mkdir(env->cgroup, 0755))
+		return -errno;
+	env->cgroup_made = true;
+	if (!accelerated)
+		return 0;
+
+	if (access(bin, X_OK))
+		return -ENOENT;
+	err = ensure_bpffs();
+	if (err)
+		return err;
+	if (path_exists(env->pin_root))
+		return -EEXIST;
+	mkdir(TH_LOG_DIR, 0755);
+	snprintf(env->log, sizeof(env->log), TH_LOG_DIR "/sidelane-%s.log",
+		 env->name);
+	unlink(env->log);
+	{
+		char *argv[] = { (char *)bin,	  "run",
+				 "--cgroup",	  env->cgroup,
+				 "--pin-root",	  env->pin_root,
+				 NULL };
+
+		env->pins_made = true;
+		env->sidelane = spawn(argv, env->log);
+	}
+	if (env->sidelane < 0) {
+		err = env->sidelane;
+		env->sidelane = 0;
+		return err;
+	}
+	path_fmt(ready, sizeof(ready), "%s/" SL_PIN_LINK_SOCKOPS, env->pin_root);
+	deadline = th_now_ms() + TH_READY_MS;
+	while (!path_exists(ready)) {
+		int status;
+
+		if (waitpid(env->sidelane, &status, WNOHANG) == env->sidelane) {
+			th_info("sidelane run exited early (status 0x%x):",
+				status);
+			dump_log(env->log);
+			env->sidelane = 0;
+			return -ECHILD;
+		}
+		if (th_now_ms() >= deadline) {
+			th_info("sidelane run not ready after %d ms:",
+				TH_READY_MS);
+			dump_log(env->log);
+			return -ETIMEDOUT;
+		}
+		sleep_ms(10);
+	}
+	return 0;
+}
+
+int th_enter(struct th_env *env)
+{
+	char path[PATH_MAX + 16];
+	int err;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", env->cgroup);
+	err = write_file(path, "0"); /* "0": the writing process */
+	if (!err)
+		env->entered = true;
+	return err;
+}
+
+int th_leave(struct th_env *env)
+{
+	char path[PATH_MAX + 16];
+	int err;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", env->orig_cgroup);
+	err = write_file(path, "0");
+	if (!err)
+		env->entered = false;
+	return err;
+}
+
+int th_env_detach(struct th_env *env)
+{
+	const char *bin = th_sidelane_bin();
+	int err = 0, st;
+
+	if (env->detached)
+		return 0;
+	env->detached = true;
+	if (env->sidelane > 0) {
+		kill(env->sidelane, SIGTERM);
+		st = th_wait(env->sidelane, TH_STOP_MS);
+		if (st != 0) {
+			th_info("sidelane run (pid %d) ended with %d", env->sidelane,
+				st);
+			dump_log(env->log);
+		}
+		env->sidelane = 0;
+	}
+	if (env->pins_made && path_exists(env->pin_root)) {
+		char *argv[] = { (char *)bin, "detach", "--pin-root",
+				 env->pin_root, NULL };
+		pid_t pid = spawn(argv, env->log[0] ? env->log : NULL);
+
+		if (pid < 0)
+			return pid;
+		st = th_wait(pid, TH_DETACH_MS);
+		if (st) {
+			th_info("sidelane detach --pin-root %s: status %d",
+				env->pin_root, st);
+			err = st; /* -errno (timeout) or the exit status */
+		}
+	}
+	return err;
+}
+
+int th_env_teardown(struct th_env *env)
+{
+	char path[PATH_MAX + 16], buf[64];
+	__u64 deadline;
+	int err = 0, ret, fd;
+
+	if (env->entered && th_leave(env))
+		err = -EBUSY;
+	ret = th_env_detach(env);
+	if (ret && !err)
+		err = ret < 0 ? ret : -EIO;
+	if (env->pins_made && path_exists(env->pin_root)) {
+		th_info("pin root %s left behind", env->pin_root);
+		err = -ENOTEMPTY;
+	}
+	if (env->cgroup_made) {
+		/* children a test forked into the cgroup and did not reap */
+		snprintf(path, sizeof(path), "%s/cgroup.procs", env->cgroup);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			if (read(fd, buf, sizeof(buf)) > 0) {
+				snprintf(path, sizeof(path), "%s/cgroup.kill",
+					 env->cgroup);
+				write_file(path, "1");
+			}
+			close(fd);
+		}
+		/* rmdir is EBUSY while killed tasks are still exiting */
+		deadline = th_now_ms() + 3000;
+		while (rmdir(env->cgroup) && errno == EBUSY &&
+		       th_now_ms() < deadline)
+			sleep_ms(20);
+		if (path_exists(env->cgroup)) {
+			th_info("cgroup %s left behind: %s", env->cgroup,
+				strerror(errno));
+			err = -EBUSY;
+		} else {
+			env->cgroup_made = false;
+		}
+	}
+	env->pins_made = false;
+	/* the sidelane log only matters when something went wrong */
+	if (!err && env->log[0])
+		unlink(env->log);
+	track(env, false);
+	return err;
+}
+
+/* ---- pinned maps ---- */
+
+static int map_fd(const struct th_env *env, const char *map_name)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	if (path_fmt(path, sizeof(path), "%s/%s", env->pin_root, map_name))
+		return -ENAMETOOLONG;
+	fd = bpf_obj_get(path);
+	return fd < 0 ? -errno : fd;
+}
+
+int th_counters(const struct th_env *env, struct sl_counters *out)
+{
+	int ncpu = libbpf_num_possible_cpus(), fd, i, err = 0;
+	struct sl_counters *per;
+	__u32 zero = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (ncpu < 0)
+		return ncpu;
+	fd = map_fd(env, SL_MAP_COUNTERS);
+	if (fd < 0)
+		return fd;
+	per = calloc(ncpu, sizeof(*per));
+	if (!per) {
+		err = -ENOMEM;
+		goto out;
+	}
+	if (bpf_map_lookup_elem(fd, &zero, per)) {
+		err = -errno;
+		goto out;
+	}
+	/* every field is a __u64 counter: sum them all, whatever they are */
+	for (i = 0; i < ncpu; i++) {
+		const __u64 *src = (const __u64 *)&per[i];
+		__u64 *dst = (__u64 *)out;
+		size_t f;
+
+		for (f = 0; f < sizeof(*out) / sizeof(__u64); f++)
+			dst[f] += src[f];
+	}
+out:
+	free(per);
+	close(fd);
+	return err;
+}
+
+int th_map_entries(const struct th_env *env, const char *map_name)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	unsigned char key[256], next[256];
+	int fd, n = 0, err;
+	void *prev = NULL;
+
+	fd = map_fd(env, map_name);
+	if (fd < 0)
+		return fd;
+	err = bpf_obj_get_info_by_fd(fd, &info, &len);
+	if (err || info.key_size > sizeof(key)) {
+		n = err ? -errno : -E2BIG;
+		goto out;
+	}
+	/* bounded: a map never holds more than max_entries keys */
+	while (n <= (int)info.max_entries) {
+		if (bpf_map_get_next_key(fd, prev, next)) {
+			if (errno != ENOENT)
+				n = -errno;
+			break;
+		}
+		memcpy(key, next, info.key_size);
+		prev = key;
+		n++;
+	}
+out:
+	close(fd);
+	return n;
+}
+
+int th_wait_entries(const struct th_env *env, const char *map_name, int want,
+		    int timeout_ms)
+{
+	__u64 deadline = th_now_ms() + timeout_ms;
+	int n;
+
+	for (;;) {
+		n = th_map_entries(env, map_name);
+		if (n == want || n < 0 || th_now_ms() >= deadline)
+			return n;
+		sleep_ms(10);
+	}
+}
+
+int th_sockhash_cookie(const struct th_env *env, const struct sl_sock_key *key,
+		       __u64 *cookie)
+{
+	int fd, err = 0;
+
+	fd = map_fd(env, SL_MAP_SOCKHASH);
+	if (fd < 0)
+		return fd;
+	if (bpf_map_lookup_elem(fd, key, cookie))
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+int th_conn(const struct th_env *env, __u64 cookie, struct sl_conn *out)
+{
+	int fd, err = 0;
+
+	fd = map_fd(env, SL_MAP_CONNS);
+	if (fd < 0)
+		return fd;
+	if (bpf_map_lookup_elem(fd, &cookie, out))
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+int th_cgroup_prog_count(const struct th_env *env, int attach_type)
+{
+	__u32 cnt = 0, flags = 0;
+	int fd, err;
+
+	fd = open(env->cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	err = bpf_prog_query(fd, attach_type, 0, &flags, NULL, &cnt);
+	err = err ? -errno : (int)cnt;
+	close(fd);
+	return err;
+}
+
+/* ---- sockets ---- */
+
+static void addr_to_key_ip(const struct sockaddr_storage *ss, __u8 ip[16],
+			   __u16 *port)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)ss;
+
+		memset(ip, 0, 10);
+		ip[10] = 0xff;
+		ip[11] = 0xff;
+		memcpy(ip + 12, &in->sin_addr, 4);
+		*port = ntohs(in->sin_port);
+	} else {
+		const struct sockaddr_in6 *in6 = (const void *)ss;
+
+		memcpy(ip, &in6->sin6_addr, 16);
+		*port = ntohs(in6->sin6_port);
+	}
+}
+
+int th_sock_key(int fd, struct sl_sock_key *key)
+{
+	struct sockaddr_storage loc, rem;
+	socklen_t ll = sizeof(loc), rl = sizeof(rem), cl = sizeof(__u64);
+
+	memset(key, 0, sizeof(*key));
+	if (getsockname(fd, (void *)&loc, &ll) ||
+	    getpeername(fd, (void *)&rem, &rl) ||
+	    getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &key->netns_cookie,
+		       &cl))
+		return -errno;
+	addr_to_key_ip(&loc, key->local_ip, &key->local_port);
+	addr_to_key_ip(&rem, key->remote_ip, &key->remote_port);
+	return 0;
+}
+
+void th_key_swap(const struct sl_sock_key *in, struct sl_sock_key *out)
+{
+	struct sl_sock_key k = *in;
+
+	memcpy(k.local_ip, in->remote_ip, 16);
+	memcpy(k.remote_ip, in->local_ip, 16);
+	k.local_port = in->remote_port;
+	k.remote_port = in->local_port;
+	*out = k;
+}
+
+__u64 th_sock_cookie(int fd)
+{
+	__u64 c = 0;
+	socklen_t l = sizeof(c);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &c, &l))
+		return 0;
+	return c;
+}
+
+static int parse_addr(const char *addr, int port, struct sockaddr_storage *ss,
+		      socklen_t *len)
+{
+	struct sockaddr_in *in = (void *)ss;
+	struct sockaddr_in6 *in6 = (void *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, addr, &in->sin_addr) == 1) {
+		in->sin_family = AF_INET;
+		in->sin_port = htons(port);
+		*len = sizeof(*in);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(port);
+		*len = sizeof(*in6);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int th_listen(const char *addr, int backlog, int *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, one = 1, err;
+
+	err = parse_addr(addr, 0, &ss, &len);
+	if (err)
+		return err;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (void *)&ss, len) || listen(fd, backlog))
+		goto err;
+	len = sizeof(ss);
+	if (getsockname(fd, (void *)&ss, &len))
+		goto err;
+	*port = ntohs(ss.ss_family == AF_INET ?
+			      ((struct sockaddr_in *)&ss)->sin_port :
+			      ((struct sockaddr_in6 *)&ss)->sin6_port);
+	return fd;
+err:
+	err = -errno;
+	close(fd);
+	return err;
+}
+
+int th_connect(const char *addr, int port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, err;
+
+	err = parse_addr(addr, port, &ss, &len);
+	if (err)
+		return err;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (void *)&ss, len)) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int th_tcp_pair(const char *laddr, const char *caddr, int *cfd, int *sfd)
+{
+	int lfd, port, c, s, err;
+
+	lfd = th_listen(laddr, 1, &port);
+	if (lfd < 0)
+		return lfd;
+	c = th_connect(caddr, port);
+	if (c < 0) {
+		close(lfd);
+		return c;
+	}
+	s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	err = s < 0 ? -errno : 0;
+	close(lfd);
+	if (err) {
+		close(c);
+		return err;
+	}
+	*cfd = c;
+	*sfd = s;
+	return 0;
+}
+
+/* ---- data ---- */
+
+void th_sha256(const void *buf, size_t len, unsigned char out[32])
+{
+	unsigned int n = 32;
+
+	EVP_Digest(buf, len, out, &n, EVP_sha256(), NULL);
+}
+
+void th_fill(void *buf, size_t len, __u64 seed)
+{
+	__u64 x = seed * 0x9e3779b97f4a7c15ULL + 1;
+	unsigned char *p = buf;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		if (!(i & 7)) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+		}
+		p[i] = x >> ((i & 7) * 8);
+	}
+}

@@ -1,0 +1,29 @@
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Integration tests (tests/integ), included by tests/tests.mk. Each
+# tests/integ/<name>.c but the harness becomes build/tests/integ_<name>, linked
+# with the harness, the user objects ($(LIB_OBJS)) and $(LDLIBS).
+# `make integ` runs them as root against the real build/sidelane; output is
+# TAP-like, each binary ends with "N passed, N failed". Conformance findings
+# go to build/tests/conformance.md, sidelane logs to build/tests/logs/.
+
+INTEG_SRCS := $(filter-out tests/integ/harness.c,$(wildcard tests/integ/*.c))
+INTEG_BINS := $(patsubst tests/integ/%.c,$(OUT)/tests/integ_%,$(INTEG_SRCS))
+INTEG_HARNESS := $(OUT)/tests/integ_harness.o
+INTEG_CFLAGS := -Itests/integ -pthread
+
+$(INTEG_HARNESS): tests/integ/harness.c tests/integ/harness.h $(HDRS) | $(OUT)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(INTEG_CFLAGS) -c $< -o $@
+
+$(OUT)/tests/integ_%: tests/integ/%.c $(INTEG_HARNESS) $(LIB_OBJS) tests/integ/harness.h $(HDRS) | $(OUT)/tests
+	$(call msg,BINARY,$@)
+	$(Q)$(CC) $(CFLAGS) $(INTEG_CFLAGS) $(LDFLAGS) $< $(INTEG_HARNESS) \
+		$(LIB_OBJS) $(LDLIBS) -o $@
+
+# Every binary runs even after a failure; the target fails if any did.
+integ: $(OUT)/sidelane $(INTEG_BINS)
+	$(Q)failed=; for t in $(INTEG_BINS); do \
+		echo "# $$t"; $$t || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "integ: FAILED:$$failed"; exit 1; fi; \
+	echo "integ: all passed"
