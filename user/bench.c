@@ -1,0 +1,1456 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* `sidelane bench` (user side): node-local latency, throughput and CPU cost of
+ * three modes measured in one run, from one process tree:
+ *   plain     loopback TCP, a cgroup with nothing attached;
+ *   bare      bpf/bench_bare.bpf.c, a textbook sockops + sk_msg redirect,
+ *             attached in-process to a second cgroup (nothing pinned);
+ *   sidelane  the product (sl_fp_attach) on a third cgroup, own pin root.
+ * Every measurement forks a server and a client that move themselves into the
+ * mode's cgroup before creating sockets; their CPU time comes from wait4().
+ * Rounds interleave the modes in rotating order; the table shows medians.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/vfs.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <linux/magic.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "sidelane.h"
+#include "fastpath_user.h"
+#include "bench.h"
+#include "bench_bare.skel.h"
+#include "cgroup.h"
+#include "log.h"
+#include "util.h"
+
+/* Exit codes besides 0 (ok), 1 (failure) and 2 (usage): a mode that should
+ * have been accelerated showed no redirected message.
+ */
+enum { BENCH_EXIT_USAGE = 2, BENCH_EXIT_NOT_ACCEL = 3 };
+
+#define BENCH_ROUNDS_DEFAULT 5
+#define BENCH_ROUNDS_MAX 100
+#define BENCH_DURATION_DEFAULT_MS 1000
+#define BENCH_DURATION_MIN_MS 50
+#define BENCH_DURATION_MAX_MS 60000
+#define BENCH_QUICK_ROUNDS 2
+#define BENCH_QUICK_DURATION_MS 200
+#define BENCH_WARMUP_MAX_MS 100 /* unmeasured start of each measurement */
+#define BENCH_IO_TIMEOUT_S 5 /* SO_RCVTIMEO/SO_SNDTIMEO: a stall ends a run */
+#define BENCH_GRACE_MS 10000 /* past its duration a child is killed */
+#define BENCH_MAX_TPS 400000 /* sizes the latency buffer; more is not stored */
+#define BENCH_STREAM_CHUNK (64 * 1024)
+/* First byte of each stream chunk: more follows / last chunk */
+#define STREAM_DATA 0x5a
+#define STREAM_END 0x45
+
+enum mode { MODE_PLAIN, MODE_BARE, MODE_SIDELANE, NR_MODES };
+static const char *const mode_name[NR_MODES] = { "plain", "bare", "sidelane" };
+
+enum wl_kind { WL_RR, WL_STREAM };
+
+struct workload {
+	const char *name; /* JSON key */
+	const char *label; /* table */
+	enum wl_kind kind;
+	size_t size; /* request = response size (rr), write size (stream) */
+};
+
+static const struct workload workloads[] = {
+	{ "rr_64", "rr 64 B", WL_RR, 64 },
+	{ "rr_1k", "rr 1 KiB", WL_RR, 1024 },
+	{ "rr_16k", "rr 16 KiB", WL_RR, 16384 },
+	{ "stream_64k", "stream 64 KiB", WL_STREAM, BENCH_STREAM_CHUNK },
+};
+#define NR_WORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
+
+enum metric { M_P50, M_P99, M_TPS, M_CPU_100K, M_GBITS, M_CPU_GIB, NR_METRICS };
+
+static const struct {
+	const char *key; /* JSON */
+	const char *label; /* table */
+	enum wl_kind kind;
+	int lower_better;
+	int prec; /* decimals in the table */
+} metrics[NR_METRICS] = {
+	[M_P50] = { "p50_us", "p50 us", WL_RR, 1, 1 },
+	[M_P99] = { "p99_us", "p99 us", WL_RR, 1, 1 },
+	[M_TPS] = { "tps", "tx/s", WL_RR, 0, 0 },
+	[M_CPU_100K] = { "cpu_s_per_100k_tx", "CPU s/100k tx", WL_RR, 1, 3 },
+	[M_GBITS] = { "gbit_s", "Gbit/s", WL_STREAM, 0, 2 },
+	[M_CPU_GIB] = { "cpu_s_per_gib", "CPU s/GiB", WL_STREAM, 1, 3 },
+};
+
+/* What one end of a measurement reports, through the shared mapping. */
+struct side_result {
+	int32_t err; /* 0, or a positive errno */
+	char msg[124]; /* what failed, when err */
+};
+
+/* Shared (MAP_SHARED) between the parent and the children of a measurement. */
+struct bench_shm {
+	struct side_result client, server;
+	uint64_t tx; /* rr: transactions in the measured window */
+	uint64_t tx_all; /* rr: transactions including the warm-up */
+	uint64_t bytes; /* stream: bytes delivered in the measured window */
+	uint64_t bytes_all; /* stream: bytes the server received in total */
+	uint64_t bytes_sent, bytes_recv; /* stream: progress, for errors */
+	uint64_t elapsed_ns; /* measured window */
+	uint64_t nlat; /* latency samples stored in lat_ns */
+	uint64_t lat_cap;
+	uint32_t lat_ns[]; /* rr: one per measured transaction, up to lat_cap */
+};
+
+/* Accelerated-path evidence over one measurement. */
+struct accel {
+	uint64_t redirected; /* messages sent socket to socket */
+	uint64_t passed; /* messages that took the normal TCP path */
+};
+
+/* Where the two ends run. Unpinned, the scheduler decides per run whether
+ * they share a CPU; on a small VM that flips rr latency between a few µs
+ * (same CPU) and tens of µs (cross-CPU wakeups), a large share of the noise.
+ */
+enum pin { PIN_NONE, PIN_SAME, PIN_SPLIT, NR_PINS };
+static const char *const pin_name[NR_PINS] = { "none", "same", "split" };
+
+struct bench_opts {
+	unsigned int rounds;
+	enum pin pin;
+	int pin_cpu[2]; /* server, client CPU when pinned */
+	unsigned int duration_ms;
+	int json;
+	int modes[NR_MODES]; /* 1: measured */
+	int workloads[NR_WORKLOADS]; /* 1: measured */
+};
+
+/* Everything that must be undone: global so atexit() and the error paths
+ * share one cleanup function.
+ */
+static struct {
+	pid_t owner; /* only this process cleans up; children _exit() */
+	char cg_mount[PATH_MAX];
+	char cgroup[NR_MODES][PATH_MAX];
+	int cg_made[NR_MODES];
+	char pin_root[PATH_MAX];
+	int sl_attached; /* sl_fp_attach() was called (even if it failed) */
+	struct bench_bare_bpf *bare;
+	int bare_msg_link; /* sk_msg -> sockhash bpf_link fd, or -1 */
+	int bare_msg_attached; /* BPF_PROG_ATTACH fallback in use */
+	pid_t child[2]; /* server, client of the running measurement */
+	struct bench_shm *shm;
+	size_t shm_len;
+} bs = { .bare_msg_link = -1 };
+
+static volatile sig_atomic_t bench_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	bench_stop = 1;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static void sleep_ms(unsigned int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* ---- cleanup ---------------------------------------------------------- */
+
+static void kill_children(void)
+{
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		if (bs.child[i] <= 0)
+			continue;
+		kill(bs.child[i], SIGKILL);
+		waitpid(bs.child[i], NULL, 0);
+		bs.child[i] = 0;
+	}
+}
+
+static void bare_detach(void)
+{
+	if (bs.bare_msg_link >= 0) {
+		close(bs.bare_msg_link);
+		bs.bare_msg_link = -1;
+	}
+	if (bs.bare_msg_attached && bs.bare) {
+		bpf_prog_detach2(bpf_program__fd(bs.bare->progs.bare_sk_msg),
+				 bpf_map__fd(bs.bare->maps.bare_sockhash),
+				 BPF_SK_MSG_VERDICT);
+		bs.bare_msg_attached = 0;
+	}
+	/* destroys the sockops bpf_link too */
+	bench_bare_bpf__destroy(bs.bare);
+	bs.bare = NULL;
+}
+
+/* Idempotent; runs from cmd_bench's exit path and from atexit(). */
+static void bench_cleanup(void)
+{
+	int i, tries, err;
+
+	if (bs.owner != getpid())
+		return;
+	kill_children();
+	if (bs.sl_attached) {
+		err = sl_fp_detach(bs.pin_root);
+		if (err && err != -ENOENT)
+			pr_warn("detach %s: %s\n", bs.pin_root, strerror(-err));
+		bs.sl_attached = 0;
+	}
+	bare_detach();
+	for (i = 0; i < NR_MODES; i++) {
+		if (!bs.cg_made[i])
+			continue;
+		/* a reaped child can leave the cgroup a moment after wait() */
+		for (tries = 0; rmdir(bs.cgroup[i]); tries++) {
+			if (errno != EBUSY || tries == 100) {
+				pr_warn("rmdir %s: %s\n", bs.cgroup[i],
+					strerror(errno));
+				break;
+			}
+			sleep_ms(10);
+		}
+		bs.cg_made[i] = 0;
+	}
+	if (bs.shm) {
+		munmap(bs.shm, bs.shm_len);
+		bs.shm = NULL;
+	}
+}
+
+/* ---- setup ------------------------------------------------------------ */
+
+static int make_cgroups(const struct bench_opts *o)
+{
+	int i, n, err;
+
+	err = sl_cgroup2_mount(bs.cg_mount, sizeof(bs.cg_mount));
+	if (err) {
+		pr_warn("no cgroup v2 mount in /proc/mounts: %s\n",
+			strerror(-err));
+		return err;
+	}
+	for (i = 0; i < NR_MODES; i++) {
+		if (!o->modes[i])
+			continue;
+		n = snprintf(bs.cgroup[i], sizeof(bs.cgroup[i]),
+			     "%s/sidelane-bench-%d-%s", bs.cg_mount, (int)getpid(),
+			     mode_name[i]);
+		if (n < 0 || (size_t)n >= sizeof(bs.cgroup[i]))
+			return -ENAMETOOLONG;
+		if (mkdir(bs.cgroup[i], 0755)) {
+			err = -errno;
+			pr_warn("mkdir %s: %s\n", bs.cgroup[i], strerror(errno));
+			return err;
+		}
+		bs.cg_made[i] = 1;
+	}
+	return 0;
+}
+
+/* Sockops programs inherited from an ancestor cgroup would run in every mode
+ * and make "plain" anything but plain. Returns how many are effective.
+ */
+static int inherited_sockops(const char *cgroup)
+{
+	__u32 ids[16], cnt = 16;
+	int fd, err;
+
+	fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	err = bpf_prog_query(fd, BPF_CGROUP_SOCK_OPS, BPF_F_QUERY_EFFECTIVE,
+			     NULL, ids, &cnt);
+	close(fd);
+	return err ? err : (int)cnt;
+}
+
+static int bare_attach(void)
+{
+	int cg_fd, prog_fd, map_fd, err;
+
+	bs.bare = bench_bare_bpf__open_and_load();
+	if (!bs.bare) {
+		err = -errno;
+		pr_warn("load bench_bare: %s\n", strerror(-err));
+		return err;
+	}
+	/* sk_msg first: a socket gets the map's sk_msg program when inserted */
+	prog_fd = bpf_program__fd(bs.bare->progs.bare_sk_msg);
+	map_fd = bpf_map__fd(bs.bare->maps.bare_sockhash);
+	/* sockmap bpf_links need kernel 6.10; libbpf 1.1 has no wrapper for them
+	 * (bpf_program__attach_sockmap is 1.5), but bpf_link_create() passes
+	 * the attach type through.
+	 */
+	bs.bare_msg_link = bpf_link_create(prog_fd, map_fd, BPF_SK_MSG_VERDICT,
+					   NULL);
+	if (bs.bare_msg_link < 0) {
+		pr_debug("sockmap bpf_link: %s; using BPF_PROG_ATTACH\n",
+			 strerror(-bs.bare_msg_link));
+		bs.bare_msg_link = -1;
+		err = bpf_prog_attach(prog_fd, map_fd, BPF_SK_MSG_VERDICT, 0);
+		if (err) {
+			pr_warn("attach bare sk_msg: %s\n", strerror(-err));
+			return err;
+		}
+		bs.bare_msg_attached = 1;
+	}
+	cg_fd = open(bs.cgroup[MODE_BARE], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cg_fd < 0) {
+		err = -errno;
+		pr_warn("open %s: %s\n", bs.cgroup[MODE_BARE], strerror(errno));
+		return err;
+	}
+	bs.bare->links.bare_sockops =
+		bpf_program__attach_cgroup(bs.bare->progs.bare_sockops, cg_fd);
+	err = bs.bare->links.bare_sockops ? 0 : -errno;
+	close(cg_fd);
+	if (err)
+		pr_warn("attach bare sockops to %s: %s\n", bs.cgroup[MODE_BARE],
+			strerror(-err));
+	return err;
+}
+
+static int ensure_bpffs(void)
+{
+	struct statfs sfs;
+
+	if (!statfs(SL_BPFFS_DEFAULT, &sfs) && sfs.f_type == BPF_FS_MAGIC)
+		return 0;
+	if (mount("bpf", SL_BPFFS_DEFAULT, "bpf", 0, NULL)) {
+		pr_warn("mount bpffs on %s: %s\n", SL_BPFFS_DEFAULT,
+			strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static int sidelane_attach(void)
+{
+	int n, err;
+
+	err = ensure_bpffs();
+	if (err)
+		return err;
+	n = snprintf(bs.pin_root, sizeof(bs.pin_root), "%s/sidelane-bench-%d",
+		     SL_BPFFS_DEFAULT, (int)getpid());
+	if (n < 0 || (size_t)n >= sizeof(bs.pin_root))
+		return -ENAMETOOLONG;
+	bs.sl_attached = 1; /* a partial attach is undone by sl_fp_detach */
+	err = sl_fp_attach(&(struct sl_fp_opts){
+		.pin_root = bs.pin_root,
+		.cgroup = bs.cgroup[MODE_SIDELANE],
+	});
+	if (err)
+		pr_warn("sl_fp_attach(%s): %s\n", bs.cgroup[MODE_SIDELANE],
+			strerror(-err));
+	return err;
+}
+
+/* ---- redirect evidence ------------------------------------------------ */
+
+static uint64_t percpu_sum(struct bpf_map *map)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t sum = 0;
+	__u32 zero = 0;
+	uint64_t *vals;
+	int i;
+
+	if (ncpu <= 0)
+		return 0;
+	vals = calloc(ncpu, sizeof(*vals));
+	if (!vals)
+		return 0;
+	if (!bpf_map_lookup_elem(bpf_map__fd(map), &zero, vals))
+		for (i = 0; i < ncpu; i++)
+			sum += vals[i];
+	free(vals);
+	return sum;
+}
+
+static int read_accel(enum mode m, struct accel *a)
+{
+	struct sl_counters c;
+	int err;
+
+	memset(a, 0, sizeof(*a));
+	switch (m) {
+	case MODE_BARE:
+		a->redirected = percpu_sum(bs.bare->maps.bare_redirected);
+		a->passed = percpu_sum(bs.bare->maps.bare_passed);
+		return 0;
+	case MODE_SIDELANE:
+		err = sl_fp_read_counters(bs.pin_root, &c);
+		if (err)
+			return err;
+		a->redirected = c.redirect_ok;
+		a->passed = c.redirect_failed + c.pass_plain;
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+/* ---- the two ends of a measurement (children) --------------------------- */
+
+/* Record what failed for the parent; returns the child's exit status. */
+static int side_fail(struct side_result *r, int err, const char *what)
+{
+	r->err = err;
+	snprintf(r->msg, sizeof(r->msg), "%s: %s", what, strerror(err));
+	return 1;
+}
+
+/* Move the calling process into cgroup: its sockets will belong to it. */
+static int enter_cgroup(const char *cgroup)
+{
+	char path[PATH_MAX + 16];
+	int fd, n, err = 0;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	n = dprintf(fd, "%d\n", (int)getpid());
+	if (n < 0)
+		err = errno;
+	close(fd);
+	return err;
+}
+
+static void set_timeouts(int fd, int nodelay)
+{
+	struct timeval tv = { .tv_sec = BENCH_IO_TIMEOUT_S };
+	int one = 1;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (nodelay)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* 0, or a positive errno (EPIPE when the peer closed, EINTR on a stop). */
+static int write_full(int fd, const char *buf, size_t len)
+{
+	ssize_t n;
+
+	while (len) {
+		n = write(fd, buf, len);
+		if (n < 0) {
+			if (errno == EINTR && !bench_stop)
+				continue;
+			return errno;
+		}
+		buf += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* 0, EPIPE on a premature EOF, or a positive errno. */
+static int read_full(int fd, char *buf, size_t len)
+{
+	ssize_t n;
+
+	while (len) {
+		n = read(fd, buf, len);
+		if (n < 0) {
+			if (errno == EINTR && !bench_stop)
+				continue;
+			return errno;
+		}
+		if (n == 0)
+			return EPIPE;
+		buf += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Server: listen on 127.0.0.1:0, report the port on port_pipe, serve one
+ * connection: echo each request (rr), or count the stream's chunks up to the
+ * end chunk, answer with the byte count and close only after the client did
+ * (stream).
+ */
+static int run_server(const struct workload *wl, int port_pipe,
+		      struct side_result *r, struct bench_shm *shm)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct pollfd pfd;
+	socklen_t salen = sizeof(sa);
+	int lfd, fd = -1, err;
+	uint64_t total = 0;
+	uint16_t port;
+	char *buf;
+	ssize_t n;
+
+	buf = malloc(wl->size);
+	if (!buf)
+		return side_fail(r, ENOMEM, "malloc");
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    listen(lfd, 1) || getsockname(lfd, (struct sockaddr *)&sa, &salen))
+		return side_fail(r, errno, "server listen");
+	port = ntohs(sa.sin_port);
+	if (write(port_pipe, &port, sizeof(port)) != sizeof(port))
+		return side_fail(r, errno, "report port");
+	close(port_pipe);
+
+	pfd = (struct pollfd){ .fd = lfd, .events = POLLIN };
+	n = poll(&pfd, 1, BENCH_IO_TIMEOUT_S * 1000);
+	if (n != 1)
+		return side_fail(r, n ? errno : ETIMEDOUT, "accept");
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return side_fail(r, errno, "accept");
+	close(lfd);
+	set_timeouts(fd, wl->kind == WL_RR);
+
+	if (wl->kind == WL_RR) {
+		/* bounded by the client: it closes after its duration */
+		for (;;) {
+			err = read_full(fd, buf, wl->size);
+			if (err == EPIPE)
+				break; /* client done */
+			if (!err)
+				err = write_full(fd, buf, wl->size);
+			if (err)
+				return side_fail(r, err, "server echo");
+		}
+	} else {
+		/* bounded by the client: it sends the end chunk after its
+		 * duration
+		 */
+		do {
+			err = read_full(fd, buf, wl->size);
+			if (err)
+				return side_fail(r, err, "server read");
+			if (buf[0] != STREAM_DATA && buf[0] != STREAM_END)
+				return side_fail(r, EBADMSG, "stream out of order");
+			total += wl->size;
+			shm->bytes_recv = total;
+		} while (buf[0] == STREAM_DATA);
+		shm->bytes_all = total;
+		err = write_full(fd, (char *)&total, sizeof(total));
+		if (err)
+			return side_fail(r, err, "server reply");
+		/* wait for the client's close (EOF): closing first could drop
+		 * the redirected reply with the client's psock
+		 */
+		n = read(fd, buf, 1);
+		if (n != 0)
+			return side_fail(r, n < 0 ? errno : EBADMSG, "server wait EOF");
+	}
+	close(fd);
+	free(buf);
+	return 0;
+}
+
+static int client_connect(uint16_t port, int nodelay, struct side_result *r)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		side_fail(r, errno, "client socket");
+		return -1;
+	}
+	set_timeouts(fd, nodelay);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		side_fail(r, errno, "connect");
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Client, request/response: one outstanding request of wl->size bytes, echoed
+ * back; each transaction after the warm-up is timed. Every byte of a request
+ * carries its sequence number, checked at both ends of the echo.
+ */
+static int run_client_rr(const struct workload *wl, uint16_t port,
+			 uint64_t warmup_ns, uint64_t dur_ns,
+			 struct bench_shm *shm)
+{
+	struct side_result *r = &shm->client;
+	uint64_t t0, t1, start, measure, end, tx = 0, tx_all = 0, nlat = 0;
+	uint32_t *lat = shm->lat_ns;
+	char *buf;
+	int fd, err;
+	uint8_t seq;
+
+	buf = malloc(wl->size);
+	if (!buf)
+		return side_fail(r, ENOMEM, "malloc");
+	fd = client_connect(port, 1, r);
+	if (fd < 0)
+		return 1;
+	start = now_ns();
+	measure = start + warmup_ns;
+	end = measure + dur_ns;
+	t1 = start;
+	while (!bench_stop && t1 < end) {
+		seq = (uint8_t)tx_all;
+		memset(buf, seq, wl->size);
+		t0 = now_ns();
+		err = write_full(fd, buf, wl->size);
+		if (!err)
+			err = read_full(fd, buf, wl->size);
+		t1 = now_ns();
+		if (err)
+			return side_fail(r, err, "client request");
+		if ((uint8_t)buf[0] != seq || (uint8_t)buf[wl->size - 1] != seq)
+			return side_fail(r, EBADMSG, "echo mismatch");
+		tx_all++;
+		if (t0 < measure)
+			continue;
+		if (nlat < shm->lat_cap)
+			lat[nlat++] = t1 - t0 > UINT32_MAX ? UINT32_MAX : t1 - t0;
+		tx++;
+	}
+	shm->tx = tx;
+	shm->tx_all = tx_all;
+	shm->nlat = nlat;
+	shm->elapsed_ns = t1 > measure ? t1 - measure : 0;
+	close(fd);
+	free(buf);
+	return bench_stop ? 1 : 0;
+}
+
+/* Client, streaming: wl->size writes for the duration, then an end chunk; the
+ * window ends when the server's byte count comes back, so it covers delivery.
+ * No half-close: with sockmap redirects, a reply racing the FIN and the
+ * sockets' teardown was lost about once in 300 runs (kernel 6.18).
+ */
+static int run_client_stream(const struct workload *wl, uint16_t port,
+			     uint64_t warmup_ns, uint64_t dur_ns,
+			     struct bench_shm *shm)
+{
+	struct side_result *r = &shm->client;
+	uint64_t t, measure = 0, end, warm_bytes = 0, sent = 0, total;
+	char *buf;
+	int fd, err;
+
+	buf = malloc(wl->size);
+	if (!buf)
+		return side_fail(r, ENOMEM, "malloc");
+	memset(buf, STREAM_DATA, wl->size);
+	fd = client_connect(port, 0, r);
+	if (fd < 0)
+		return 1;
+	t = now_ns();
+	end = t + warmup_ns + dur_ns;
+	while (!bench_stop && t < end) {
+		if (!measure && t >= end - dur_ns) {
+			measure = t;
+			warm_bytes = sent;
+		}
+		err = write_full(fd, buf, wl->size);
+		if (err)
+			return side_fail(r, err, "client write");
+		sent += wl->size;
+		shm->bytes_sent = sent;
+		t = now_ns();
+	}
+	buf[0] = STREAM_END;
+	err = write_full(fd, buf, wl->size);
+	if (err)
+		return side_fail(r, err, "client write end");
+	sent += wl->size;
+	shm->bytes_sent = sent;
+	err = read_full(fd, (char *)&total, sizeof(total));
+	if (err)
+		return side_fail(r, err, "read byte count");
+	t = now_ns();
+	if (total != sent)
+		return side_fail(r, EBADMSG, "server byte count differs");
+	if (!measure)
+		measure = t;
+	shm->bytes = sent - warm_bytes;
+	shm->elapsed_ns = t - measure;
+	close(fd);
+	free(buf);
+	return bench_stop ? 1 : 0;
+}
+
+/* ---- one measurement (parent) ----------------------------------------- */
+
+struct measurement {
+	double v[NR_METRICS]; /* NAN where it does not apply */
+	struct accel accel;
+};
+
+static double tv_sec(struct timeval tv)
+{
+	return tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile of sorted samples, in µs. */
+static double pct_us(const uint32_t *s, uint64_t n, double p)
+{
+	uint64_t i = (uint64_t)ceil(p / 100.0 * n);
+
+	if (!n)
+		return NAN;
+	return s[i ? i - 1 : 0] / 1000.0;
+}
+
+/* Wait for a child until deadline (CLOCK_MONOTONIC ns); kill it past that or
+ * on a stop. Its rusage goes to ru. 0, or a positive errno.
+ */
+static int reap(pid_t *pid, uint64_t deadline, struct rusage *ru, int *status)
+{
+	struct pollfd pfd = { .events = POLLIN };
+	uint64_t t;
+	int err = 0;
+
+	pfd.fd = syscall(SYS_pidfd_open, *pid, 0);
+	while (pfd.fd >= 0 && !bench_stop) {
+		t = now_ns();
+		if (t >= deadline) {
+			err = ETIMEDOUT;
+			break;
+		}
+		if (poll(&pfd, 1, (deadline - t) / 1000000 + 1) == 1)
+			break;
+	}
+	if (pfd.fd >= 0)
+		close(pfd.fd);
+	if (err || bench_stop)
+		kill(*pid, SIGKILL);
+	if (wait4(*pid, status, 0, ru) < 0 && !err)
+		err = errno;
+	*pid = 0;
+	return err;
+}
+
+static void child_start(const char *cgroup, int cpu, struct side_result *r)
+{
+	cpu_set_t set;
+	int err;
+
+	/* a child never outlives the bench */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != bs.owner)
+		_exit(1);
+	/* before any socket exists: a socket belongs to its creator's cgroup */
+	err = enter_cgroup(cgroup);
+	if (err) {
+		side_fail(r, err, "join cgroup");
+		_exit(1);
+	}
+	if (cpu >= 0) {
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		if (sched_setaffinity(0, sizeof(set), &set)) {
+			side_fail(r, errno, "pin to CPU");
+			_exit(1);
+		}
+	}
+}
+
+static int measure(enum mode m, const struct workload *wl,
+		   const struct bench_opts *o, struct measurement *out)
+{
+	uint64_t dur_ns = o->duration_ms * 1000000ull;
+	uint64_t warm_ms = o->duration_ms / 5 < BENCH_WARMUP_MAX_MS ?
+				   o->duration_ms / 5 : BENCH_WARMUP_MAX_MS;
+	uint64_t warmup_ns = warm_ms * 1000000ull, deadline;
+	struct bench_shm *shm = bs.shm;
+	struct accel before, after;
+	struct rusage ru_c = {}, ru_s = {};
+	int pfd[2], err, st_c = 0, st_s = 0, i;
+	struct pollfd pp;
+	uint16_t port = 0;
+	double cpu;
+
+	memset(out, 0, sizeof(*out));
+	for (i = 0; i < NR_METRICS; i++)
+		out->v[i] = NAN;
+	memset(shm, 0, sizeof(*shm));
+	shm->lat_cap = (bs.shm_len - sizeof(*shm)) / sizeof(shm->lat_ns[0]);
+	err = read_accel(m, &before);
+	if (err)
+		return err;
+	if (pipe2(pfd, O_CLOEXEC))
+		return -errno;
+	fflush(NULL);
+
+	bs.child[0] = fork();
+	if (bs.child[0] < 0) {
+		err = -errno;
+		close(pfd[0]);
+		close(pfd[1]);
+		return err;
+	}
+	if (!bs.child[0]) {
+		close(pfd[0]);
+		child_start(bs.cgroup[m], o->pin ? o->pin_cpu[0] : -1,
+			    &shm->server);
+		_exit(run_server(wl, pfd[1], &shm->server, shm));
+	}
+	close(pfd[1]);
+	pp = (struct pollfd){ .fd = pfd[0], .events = POLLIN };
+	if (poll(&pp, 1, BENCH_IO_TIMEOUT_S * 1000) != 1 ||
+	    read(pfd[0], &port, sizeof(port)) != sizeof(port))
+		port = 0;
+	close(pfd[0]);
+	if (port) {
+		bs.child[1] = fork();
+		if (bs.child[1] < 0) {
+			err = -errno;
+			kill_children();
+			return err;
+		}
+		if (!bs.child[1]) {
+			child_start(bs.cgroup[m], o->pin ? o->pin_cpu[1] : -1,
+				    &shm->client);
+			_exit(wl->kind == WL_RR ?
+				      run_client_rr(wl, port, warmup_ns, dur_ns, shm) :
+				      run_client_stream(wl, port, warmup_ns, dur_ns, shm));
+		}
+	}
+
+	deadline = now_ns() + warmup_ns + dur_ns + BENCH_GRACE_MS * 1000000ull;
+	err = 0;
+	if (bs.child[1])
+		err = reap(&bs.child[1], deadline, &ru_c, &st_c);
+	/* the server ends on the client's close; give it a moment after that,
+	 * none if the client failed
+	 */
+	deadline = now_ns() + (err ? 0 : BENCH_IO_TIMEOUT_S * 1000000000ull);
+	if (reap(&bs.child[0], deadline, &ru_s, &st_s) && !err)
+		err = ETIMEDOUT;
+	if (bench_stop)
+		return -EINTR;
+	if (shm->server.err || shm->client.err || !port || err ||
+	    !WIFEXITED(st_c) || WEXITSTATUS(st_c) || !WIFEXITED(st_s) ||
+	    WEXITSTATUS(st_s)) {
+		pr_warn("%s %s: %s\n", mode_name[m], wl->label,
+			shm->server.err ? shm->server.msg :
+			shm->client.err ? shm->client.msg :
+			!port		? "server did not start" :
+			err		? strerror(err) :
+					  "a child failed");
+		if (wl->kind == WL_STREAM)
+			pr_warn("stream: client sent %llu bytes, server received "
+				"%llu\n",
+				(unsigned long long)shm->bytes_sent,
+				(unsigned long long)shm->bytes_recv);
+		return -EIO;
+	}
+	err = read_accel(m, &after);
+	if (err)
+		return err;
+	out->accel.redirected = after.redirected - before.redirected;
+	out->accel.passed = after.passed - before.passed;
+
+	cpu = tv_sec(ru_c.ru_utime) + tv_sec(ru_c.ru_stime) +
+	      tv_sec(ru_s.ru_utime) + tv_sec(ru_s.ru_stime);
+	if (!shm->elapsed_ns)
+		return -EIO;
+	if (wl->kind == WL_RR) {
+		qsort(shm->lat_ns, shm->nlat, sizeof(shm->lat_ns[0]), cmp_u32);
+		out->v[M_P50] = pct_us(shm->lat_ns, shm->nlat, 50);
+		out->v[M_P99] = pct_us(shm->lat_ns, shm->nlat, 99);
+		out->v[M_TPS] = shm->tx * 1e9 / shm->elapsed_ns;
+		/* CPU covers the warm-up too, so does the count it is divided by */
+		out->v[M_CPU_100K] = shm->tx_all ? cpu / (shm->tx_all / 1e5) : NAN;
+	} else {
+		out->v[M_GBITS] = shm->bytes * 8.0 / shm->elapsed_ns;
+		out->v[M_CPU_GIB] = shm->bytes_all ?
+					    cpu / (shm->bytes_all / 1073741824.0) :
+					    NAN;
+	}
+	return 0;
+}
+
+/* ---- results ---------------------------------------------------------- */
+
+/* results[w][m][metric][round] */
+static double *results;
+static unsigned int res_rounds;
+
+static double *res(size_t w, int m, int k, unsigned int r)
+{
+	return &results[((w * NR_MODES + m) * NR_METRICS + k) * res_rounds + r];
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Median of the rounds that produced a value; NAN when none did. */
+static double median(size_t w, int m, int k)
+{
+	double v[BENCH_ROUNDS_MAX];
+	unsigned int r, n = 0;
+
+	for (r = 0; r < res_rounds; r++)
+		if (!isnan(*res(w, m, k, r)))
+			v[n++] = *res(w, m, k, r);
+	if (!n)
+		return NAN;
+	qsort(v, n, sizeof(v[0]), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static double ratio(double a, double b)
+{
+	return isnan(a) || isnan(b) || b == 0 ? NAN : a / b;
+}
+
+static const char *fmt(char *buf, size_t len, double v, int prec)
+{
+	if (isnan(v))
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%.*f", prec, v);
+	return buf;
+}
+
+static void print_table(const struct bench_opts *o)
+{
+	char a[32], b[32], c[32], d[32], e[32], f[32];
+	double med[NR_MODES];
+	size_t w;
+	int k, m;
+
+	printf("sidelane bench: %u round%s x %u ms per measurement, medians; "
+	       "modes interleaved in rotating order; CPU pinning: %s\n",
+	       o->rounds, o->rounds == 1 ? "" : "s", o->duration_ms,
+	       pin_name[o->pin]);
+	printf("better: latency and CPU lower (ratio < 1 is better), tx/s and "
+	       "Gbit/s higher (ratio > 1 is better)\n\n");
+	printf("%-14s %-14s %-6s %10s %10s %10s %8s %8s %8s\n", "workload",
+	       "metric", "better", "plain", "bare", "sidelane", "sl/plain",
+	       "bare/pl", "sl/bare");
+	for (w = 0; w < NR_WORKLOADS; w++) {
+		if (!o->workloads[w])
+			continue;
+		for (k = 0; k < NR_METRICS; k++) {
+			if (metrics[k].kind != workloads[w].kind)
+				continue;
+			for (m = 0; m < NR_MODES; m++)
+				med[m] = median(w, m, k);
+			printf("%-14s %-14s %-6s %10s %10s %10s %8s %8s %8s\n",
+			       workloads[w].label, metrics[k].label,
+			       metrics[k].lower_better ? "lower" : "higher",
+			       fmt(a, sizeof(a), med[MODE_PLAIN], metrics[k].prec),
+			       fmt(b, sizeof(b), med[MODE_BARE], metrics[k].prec),
+			       fmt(c, sizeof(c), med[MODE_SIDELANE], metrics[k].prec),
+			       fmt(d, sizeof(d), ratio(med[MODE_SIDELANE], med[MODE_PLAIN]), 2),
+			       fmt(e, sizeof(e), ratio(med[MODE_BARE], med[MODE_PLAIN]), 2),
+			       fmt(f, sizeof(f), ratio(med[MODE_SIDELANE], med[MODE_BARE]), 2));
+		}
+	}
+}
+
+static void json_num(double v)
+{
+	if (isnan(v))
+		printf("null");
+	else
+		printf("%.6g", v);
+}
+
+static void print_json(const struct bench_opts *o, const struct accel *acc,
+		       const int *accel_ok, int inherited)
+{
+	static const struct {
+		const char *key;
+		int num, den;
+	} ratios[] = {
+		{ "sidelane_over_plain", MODE_SIDELANE, MODE_PLAIN },
+		{ "bare_over_plain", MODE_BARE, MODE_PLAIN },
+		{ "sidelane_over_bare", MODE_SIDELANE, MODE_BARE },
+	};
+	double med[NR_MODES];
+	unsigned int r;
+	size_t w, i;
+	int k, m, first_k, first_w = 1;
+
+	printf("{\"rounds\":%u,\"duration_ms\":%u,\"pin\":\"%s\","
+	       "\"cgroup_mount\":\"%s\",\"inherited_sockops\":%d,"
+	       "\"workloads\":[",
+	       o->rounds, o->duration_ms, pin_name[o->pin], bs.cg_mount,
+	       inherited);
+	for (w = 0; w < NR_WORKLOADS; w++) {
+		if (!o->workloads[w])
+			continue;
+		printf("%s{\"name\":\"%s\",\"kind\":\"%s\",\"size\":%zu,"
+		       "\"metrics\":{",
+		       first_w ? "" : ",", workloads[w].name,
+		       workloads[w].kind == WL_RR ? "rr" : "stream",
+		       workloads[w].size);
+		first_w = 0;
+		first_k = 1;
+		for (k = 0; k < NR_METRICS; k++) {
+			if (metrics[k].kind != workloads[w].kind)
+				continue;
+			printf("%s\"%s\":{\"better\":\"%s\"", first_k ? "" : ",",
+			       metrics[k].key,
+			       metrics[k].lower_better ? "lower" : "higher");
+			first_k = 0;
+			for (m = 0; m < NR_MODES; m++) {
+				med[m] = median(w, m, k);
+				printf(",\"%s\":", mode_name[m]);
+				json_num(med[m]);
+			}
+			for (i = 0; i < sizeof(ratios) / sizeof(ratios[0]); i++) {
+				printf(",\"%s\":", ratios[i].key);
+				json_num(ratio(med[ratios[i].num],
+					       med[ratios[i].den]));
+			}
+			printf(",\"rounds\":{");
+			for (m = 0; m < NR_MODES; m++) {
+				printf("%s\"%s\":[", m ? "," : "", mode_name[m]);
+				for (r = 0; r < o->rounds; r++) {
+					printf(r ? "," : "");
+					json_num(*res(w, m, k, r));
+				}
+				printf("]");
+			}
+			printf("}}");
+		}
+		printf("}}");
+	}
+	printf("],\"redirect\":{");
+	for (m = MODE_BARE; m < NR_MODES; m++)
+		printf("%s\"%s\":{\"measured\":%s,\"redirected\":%llu,"
+		       "\"passed\":%llu,\"ok\":%s}",
+		       m == MODE_BARE ? "" : ",", mode_name[m],
+		       o->modes[m] ? "true" : "false",
+		       (unsigned long long)acc[m].redirected,
+		       (unsigned long long)acc[m].passed,
+		       accel_ok[m] ? "true" : "false");
+	printf("}}\n");
+}
+
+/* ---- command line ----------------------------------------------------- */
+
+static void bench_usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: sidelane bench [--rounds N] [--duration-ms MS] [--quick]\n"
+		"                      [--modes LIST] [--workloads LIST]\n"
+		"                      [--pin none|same|split] [--json]\n"
+		"\n"
+		"Node-local benchmark over 127.0.0.1 of three modes in one run:\n"
+		"  plain     loopback TCP, nothing attached\n"
+		"  bare      a textbook sockops + sk_msg redirect (bench_bare)\n"
+		"  sidelane  the product's fast path (own pin root, removed after)\n"
+		"Workloads: request/response (one outstanding, echo) of 64 B, 1 KiB\n"
+		"and 16 KiB: p50/p99 latency, tx/s, CPU s per 100k tx; streaming\n"
+		"64 KiB writes: Gbit/s, CPU s per GiB. CPU is both ends' user+sys\n"
+		"time (wait4): on a busy host it is steadier than wall-clock figures.\n"
+		"\n"
+		"Options:\n"
+		"  --rounds N        interleaved rounds; medians shown (1-%d, default %d)\n"
+		"  --duration-ms MS  length of each measurement (%d-%d, default %d)\n"
+		"  --quick           smoke test: %d rounds of %d ms unless given\n"
+		"  --modes LIST      comma-separated subset of plain,bare,sidelane\n"
+		"  --workloads LIST  comma-separated subset of rr_64,rr_1k,rr_16k,\n"
+		"                    stream_64k\n"
+		"  --pin none|same|split  server and client CPUs: scheduler's choice\n"
+		"                    (default), both on one CPU, or on two CPUs\n"
+		"  --json            one JSON object on stdout (medians, ratios, rounds)\n"
+		"  -v                more logging (repeatable)\n"
+		"\n"
+		"Examples:\n"
+		"  sidelane bench\n"
+		"  sidelane bench --quick\n"
+		"  sidelane bench --rounds 9 --duration-ms 2000 --json > bench.json\n"
+		"  sidelane bench --modes plain,bare --workloads rr_1k,stream_64k\n"
+		"  sidelane bench --pin split     # steadier rr latency on a small VM\n"
+		"\n"
+		"Exit codes: 0 ok, 1 failure, 2 usage error, 3 a bare or sidelane\n"
+		"measurement redirected no message (the mode was not accelerated).\n",
+		BENCH_ROUNDS_MAX, BENCH_ROUNDS_DEFAULT, BENCH_DURATION_MIN_MS,
+		BENCH_DURATION_MAX_MS, BENCH_DURATION_DEFAULT_MS,
+		BENCH_QUICK_ROUNDS, BENCH_QUICK_DURATION_MS);
+}
+
+static const char *mode_at(int i)
+{
+	return mode_name[i];
+}
+
+static const char *workload_at(int i)
+{
+	return workloads[i].name;
+}
+
+/* Parse a comma-separated subset of the n names name(0..n-1) into sel[].
+ * 0, or -EINVAL for an unknown name or an empty set.
+ */
+static int parse_set(const char *arg, const char *(*name)(int), int n,
+		     int *sel)
+{
+	char *copy = strdup(arg), *tok, *save = NULL;
+	int i, found, err = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	memset(sel, 0, n * sizeof(*sel));
+	for (tok = strtok_r(copy, ",", &save); tok && !err;
+	     tok = strtok_r(NULL, ",", &save)) {
+		for (i = 0, found = 0; i < n; i++)
+			if (!strcmp(tok, name(i)))
+				sel[i] = found = 1;
+		if (!found)
+			err = -EINVAL;
+	}
+	free(copy);
+	for (i = 0, found = 0; i < n; i++)
+		found |= sel[i];
+	return err ? err : found ? 0 : -EINVAL;
+}
+
+/* The first two CPUs this process may run on: server, then client. */
+static int pick_cpus(struct bench_opts *o)
+{
+	cpu_set_t set;
+	int cpu, n = 0;
+
+	if (sched_getaffinity(0, sizeof(set), &set))
+		return -errno;
+	for (cpu = 0; cpu < CPU_SETSIZE && n < 2; cpu++)
+		if (CPU_ISSET(cpu, &set))
+			o->pin_cpu[n++] = cpu;
+	if (n == 0 || (o->pin == PIN_SPLIT && n < 2)) {
+		pr_warn("--pin %s: not enough CPUs allowed\n", pin_name[o->pin]);
+		return -EINVAL;
+	}
+	if (o->pin == PIN_SAME)
+		o->pin_cpu[1] = o->pin_cpu[0];
+	return 0;
+}
+
+enum {
+	OPT_ROUNDS = 256,
+	OPT_DURATION,
+	OPT_QUICK,
+	OPT_MODES,
+	OPT_WORKLOADS,
+	OPT_PIN,
+	OPT_JSON
+};
+
+static int parse_args(int argc, char **argv, struct bench_opts *o)
+{
+	static const struct option longopts[] = {
+		{ "rounds", required_argument, NULL, OPT_ROUNDS },
+		{ "duration-ms", required_argument, NULL, OPT_DURATION },
+		{ "quick", no_argument, NULL, OPT_QUICK },
+		{ "modes", required_argument, NULL, OPT_MODES },
+		{ "workloads", required_argument, NULL, OPT_WORKLOADS },
+		{ "pin", required_argument, NULL, OPT_PIN },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{},
+	};
+	int have_rounds = 0, have_dur = 0, quick = 0, c, i;
+	uint64_t v;
+
+	*o = (struct bench_opts){ .rounds = BENCH_ROUNDS_DEFAULT,
+				  .duration_ms = BENCH_DURATION_DEFAULT_MS };
+	for (i = 0; i < NR_MODES; i++)
+		o->modes[i] = 1;
+	for (i = 0; i < (int)NR_WORKLOADS; i++)
+		o->workloads[i] = 1;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_ROUNDS:
+			if (sl_parse_u64(optarg, 1, BENCH_ROUNDS_MAX, &v)) {
+				pr_warn("--rounds: '%s' is not a whole number in 1-%d\n",
+					optarg, BENCH_ROUNDS_MAX);
+				return -EINVAL;
+			}
+			o->rounds = v;
+			have_rounds = 1;
+			break;
+		case OPT_DURATION:
+			if (sl_parse_u64(optarg, BENCH_DURATION_MIN_MS,
+					 BENCH_DURATION_MAX_MS, &v)) {
+				pr_warn("--duration-ms: '%s' is not a whole number "
+					"in %d-%d\n",
+					optarg, BENCH_DURATION_MIN_MS,
+					BENCH_DURATION_MAX_MS);
+				return -EINVAL;
+			}
+			o->duration_ms = v;
+			have_dur = 1;
+			break;
+		case OPT_QUICK:
+			quick = 1;
+			break;
+		case OPT_MODES:
+			if (parse_set(optarg, mode_at, NR_MODES, o->modes)) {
+				pr_warn("--modes: '%s': give a comma-separated "
+					"subset of plain,bare,sidelane\n",
+					optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_WORKLOADS:
+			if (parse_set(optarg, workload_at, NR_WORKLOADS,
+				      o->workloads)) {
+				pr_warn("--workloads: '%s': give a comma-separated "
+					"subset of rr_64,rr_1k,rr_16k,stream_64k\n",
+					optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_PIN:
+			for (i = 0; i < NR_PINS; i++)
+				if (!strcmp(optarg, pin_name[i]))
+					break;
+			if (i == NR_PINS) {
+				pr_warn("--pin: '%s': give none, same or split\n",
+					optarg);
+				return -EINVAL;
+			}
+			o->pin = i;
+			break;
+		case OPT_JSON:
+			o->json = 1;
+			break;
+		case 'v':
+			sl_verbosity++;
+			break;
+		case 'h':
+			bench_usage(stdout);
+			return 1;
+		default:
+			pr_warn("bench: unknown option '%s'\n", argv[optind - 1]);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		pr_warn("bench: unexpected argument '%s'\n", argv[optind]);
+		return -EINVAL;
+	}
+	if (o->pin && pick_cpus(o))
+		return -EINVAL;
+	if (quick && !have_rounds)
+		o->rounds = BENCH_QUICK_ROUNDS;
+	if (quick && !have_dur)
+		o->duration_ms = BENCH_QUICK_DURATION_MS;
+	return 0;
+}
+
+/* ---- the command ------------------------------------------------------- */
+
+static int run_rounds(const struct bench_opts *o, struct accel *acc,
+		      int *accel_ok)
+{
+	int order[NR_MODES], n = 0, i, m, err;
+	struct measurement meas = {};
+	unsigned int r;
+	size_t w;
+
+	for (m = 0; m < NR_MODES; m++)
+		if (o->modes[m])
+			order[n++] = m;
+	for (r = 0; r < o->rounds; r++) {
+		if (!o->json || sl_verbosity)
+			pr_info("round %u/%u\n", r + 1, o->rounds);
+		for (w = 0; w < NR_WORKLOADS; w++) {
+			if (!o->workloads[w])
+				continue;
+			/* rotate so no mode always runs first or last */
+			for (i = 0; i < n; i++) {
+				m = order[(i + r + w) % n];
+				if (bench_stop)
+					return -EINTR;
+				err = measure(m, &workloads[w], o, &meas);
+				if (err)
+					return err;
+				for (int k = 0; k < NR_METRICS; k++)
+					*res(w, m, k, r) = meas.v[k];
+				acc[m].redirected += meas.accel.redirected;
+				acc[m].passed += meas.accel.passed;
+				pr_debug("%s %s: redirected %llu, passed %llu\n",
+					 mode_name[m], workloads[w].label,
+					 (unsigned long long)meas.accel.redirected,
+					 (unsigned long long)meas.accel.passed);
+				/* each measurement of an accelerated mode must
+				 * have been accelerated
+				 */
+				if (m != MODE_PLAIN && !meas.accel.redirected)
+					accel_ok[m] = 0;
+			}
+		}
+	}
+	return 0;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+	struct sigaction sa = { .sa_handler = on_signal }, old_int, old_term;
+	struct accel acc[NR_MODES] = {};
+	int accel_ok[NR_MODES] = { 1, 1, 1 };
+	static int atexit_done;
+	struct bench_opts o;
+	int err, inherited = 0, ret = 1, m;
+	size_t cap;
+
+	bench_stop = 0;
+	err = parse_args(argc, argv, &o);
+	if (err)
+		return err > 0 ? 0 : BENCH_EXIT_USAGE;
+	if (geteuid() != 0) {
+		pr_warn("bench must run as root (loads BPF, creates cgroups)\n");
+		return 1;
+	}
+
+	bs.owner = getpid();
+	if (!atexit_done && !atexit(bench_cleanup))
+		atexit_done = 1;
+	/* no SA_RESTART: a blocking wait returns EINTR and sees the flag */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+
+	res_rounds = o.rounds;
+	results = calloc((size_t)NR_WORKLOADS * NR_MODES * NR_METRICS * o.rounds,
+			 sizeof(*results));
+	/* a mode or workload not measured stays NAN: "-" and null */
+	for (cap = 0; results && cap < (size_t)NR_WORKLOADS * NR_MODES *
+					      NR_METRICS * o.rounds; cap++)
+		results[cap] = NAN;
+	cap = (size_t)o.duration_ms * BENCH_MAX_TPS / 1000;
+	bs.shm_len = sizeof(struct bench_shm) + cap * sizeof(uint32_t);
+	bs.shm = mmap(NULL, bs.shm_len, PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (bs.shm == MAP_FAILED) {
+		bs.shm = NULL;
+		err = -errno;
+	} else {
+		err = results ? 0 : -ENOMEM;
+	}
+	if (err) {
+		pr_warn("allocate results: %s\n", strerror(-err));
+		goto out;
+	}
+
+	err = make_cgroups(&o);
+	if (err)
+		goto out;
+	for (m = 0; m < NR_MODES && !inherited; m++)
+		if (o.modes[m])
+			inherited = inherited_sockops(bs.cgroup[m]);
+	if (inherited < 0) {
+		pr_debug("query sockops programs: %s\n", strerror(-inherited));
+		inherited = 0;
+	}
+	if (inherited > 0)
+		pr_warn("%d sockops program(s) inherited from an ancestor cgroup "
+			"of %s run in every mode: plain is not plain\n",
+			inherited, bs.cg_mount);
+	if (o.modes[MODE_BARE] && (err = bare_attach()))
+		goto out;
+	if (o.modes[MODE_SIDELANE] && (err = sidelane_attach()))
+		goto out;
+	pr_debug("cgroups under %s, pin root %s\n", bs.cg_mount, bs.pin_root);
+
+	err = run_rounds(&o, acc, accel_ok);
+	if (err == -EINTR) {
+		pr_warn("interrupted; cleaning up\n");
+		ret = 130;
+		goto out;
+	}
+	if (err)
+		goto out;
+
+	if (o.json)
+		print_json(&o, acc, accel_ok, inherited);
+	else
+		print_table(&o);
+	ret = 0;
+	if (!o.json) {
+		printf("\n");
+		for (m = MODE_BARE; m < NR_MODES; m++)
+			if (o.modes[m])
+				printf("%-8s redirected %llu messages, %llu on the "
+				       "normal path\n",
+				       mode_name[m],
+				       (unsigned long long)acc[m].redirected,
+				       (unsigned long long)acc[m].passed);
+	}
+	for (m = MODE_BARE; m < NR_MODES; m++) {
+		if (o.modes[m] && acc[m].passed * 100 > acc[m].redirected)
+			pr_warn("%s: more than 1%% of the messages took the normal "
+				"path\n",
+				mode_name[m]);
+		if (!o.modes[m] || accel_ok[m])
+			continue;
+		pr_warn("%s: a measurement redirected no message: that mode "
+			"was not accelerated, its figures are plain TCP\n",
+			mode_name[m]);
+		ret = BENCH_EXIT_NOT_ACCEL;
+	}
+out:
+	bench_cleanup();
+	free(results);
+	results = NULL;
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	return ret;
+}
