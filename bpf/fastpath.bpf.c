@@ -197,34 +197,52 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
  */
 #define SL_SK_USER_DATA_PTRMASK (~7UL)
 
-/* Bytes redirected to the peer that it has not read yet: its psock's
- * msg_tot_len (Linux 6.15+, the FIONREAD fix; 0, so no bound, before). The
- * peer's address is looked up once and kept in our socket storage. Every
- * load below goes through bpf_rdonly_cast(), so a peer that has just been
- * freed reads as 0 instead of faulting; it would fail the redirect anyway.
+/* The peer's tcp_sock, looked up by key once and kept in our socket storage.
+ * Every load through it goes via bpf_rdonly_cast(), so a peer that has just
+ * been freed reads as zeroes instead of faulting (the redirect to it fails
+ * then anyway, and the message takes the plain path).
  */
-static __always_inline __u32 peer_backlog(struct sl_sk_state *st,
-					  const struct sl_sock_key *peer)
+static __always_inline struct tcp_sock *
+peer_tcp_sock(struct sl_sk_state *st, const struct sl_sock_key *peer)
 {
-	struct sk_psock *psock;
-	struct tcp_sock *tp;
 	__u64 *addr;
 
-	if (!bpf_core_field_exists(struct sk_psock, msg_tot_len))
-		return 0;
 	if (!st->peer_tp) {
 		addr = bpf_map_lookup_elem(&sl_sk_by_key, peer);
 		if (!addr)
-			return 0;
+			return NULL;
 		st->peer_tp = *addr;
 	}
-	tp = bpf_rdonly_cast((void *)st->peer_tp,
-			     bpf_core_type_id_kernel(struct tcp_sock));
+	return bpf_rdonly_cast((void *)st->peer_tp,
+			       bpf_core_type_id_kernel(struct tcp_sock));
+}
+
+/* Bytes redirected to the peer that it has not read yet: its psock's
+ * msg_tot_len (Linux 6.15+, the FIONREAD fix; before, 0: no bound).
+ */
+static __always_inline __u32 peer_backlog(struct tcp_sock *peer)
+{
+	struct sk_psock *psock;
+
+	if (!peer || !bpf_core_field_exists(struct sk_psock, msg_tot_len))
+		return 0;
 	psock = bpf_rdonly_cast(
-		(void *)((unsigned long)tp->inet_conn.icsk_inet.sk.sk_user_data &
+		(void *)((unsigned long)peer->inet_conn.icsk_inet.sk.sk_user_data &
 			 SL_SK_USER_DATA_PTRMASK),
 		bpf_core_type_id_kernel(struct sk_psock));
 	return psock ? psock->msg_tot_len : 0;
+}
+
+/* Everything we sent through TCP has been acked and the peer has read it
+ * all: no older byte is left to be read after the next redirected one.
+ */
+static __always_inline int plain_drained(struct bpf_sock *sk,
+					 struct tcp_sock *peer)
+{
+	struct tcp_sock *me = bpf_skc_to_tcp_sock(sk);
+
+	return me && peer && me->write_seq == me->snd_una &&
+	       peer->copied_seq == peer->rcv_nxt;
 }
 
 SEC("sk_msg")
@@ -232,6 +250,7 @@ int sl_sk_msg(struct sk_msg_md *msg)
 {
 	struct sl_sock_key peer = {};
 	struct sl_counters *cnt;
+	struct tcp_sock *peer_tp;
 	struct sl_sk_state *st;
 	struct sl_conn *conn;
 	struct bpf_sock *sk;
@@ -270,9 +289,15 @@ int sl_sk_msg(struct sk_msg_md *msg)
 	peer.netns_cookie = conn->key.netns_cookie;
 	if (sl_key_peer(msg, &peer))
 		goto plain;
-	/* Bound what a slow reader lets pile up (see SL_MAX_BACKLOG). */
-	if (peer_backlog(st, &peer) + size > SL_MAX_BACKLOG) {
-		conn->flags |= SL_CONN_F_PLAIN | SL_CONN_F_BACKLOG;
+	/* Bound what a slow reader lets pile up (see SL_CONN_F_BACKLOG). */
+	peer_tp = peer_tcp_sock(st, &peer);
+	if (conn->flags & SL_CONN_F_BACKLOG) {
+		if (!plain_drained(sk, peer_tp))
+			goto plain;
+		conn->flags &= ~SL_CONN_F_BACKLOG;
+		cnt->backlog_resumed++;
+	} else if (peer_backlog(peer_tp) + size > SL_MAX_BACKLOG) {
+		conn->flags |= SL_CONN_F_BACKLOG;
 		cnt->backlog_fallback++;
 		goto plain;
 	}

@@ -38,10 +38,12 @@ struct sl_addr {
  * so mixing the two paths would reorder the stream.
  */
 #define SL_CONN_F_PLAIN 0x4
-/* Switching the other way, redirect to plain, keeps the order: the reader
- * drains the psock queue before sk_receive_queue. The backlog bound uses it.
+/* The peer let more than SL_MAX_BACKLOG pile up: messages take TCP (and its
+ * flow control) until the peer has read all of them, then redirect again.
+ * Both switches keep the order: the reader drains the psock queue before
+ * sk_receive_queue, and redirecting resumes only once TCP has nothing left.
  */
-#define SL_CONN_F_BACKLOG 0x8 /* went plain because the peer's backlog was full */
+#define SL_CONN_F_BACKLOG 0x8
 
 /* Per-socket accounting record, keyed by socket cookie; created by sockops at
  * established, updated by sk_msg, deleted by sockops when the socket closes.
@@ -76,7 +78,8 @@ struct sl_counters {
 	__u64 pass_plain; /* messages of sockets pinned to the plain path */
 	__u64 not_local; /* established sockets whose peer is not on this host */
 	__u64 excluded; /* sockets of an excluded service port */
-	__u64 backlog_fallback; /* directions sent back to TCP: peer read too slowly */
+	__u64 backlog_fallback; /* switches to TCP: the peer read too slowly */
+	__u64 backlog_resumed; /* switches back: TCP drained, redirecting again */
 };
 
 #endif /* FASTPATH_H */

@@ -37,8 +37,8 @@
 #define SL_MAX_LOCAL_ADDRS 256 /* host addresses treated as "this host" */
 #define SL_MAX_EXCLUDED_PORTS 256 /* service ports kept on the plain path */
 /* Redirected bytes land in the peer's psock queue, which no SO_RCVBUF bounds:
- * past this much unread, the direction goes back to TCP and its flow control
- * (plain loopback holds about as much between a writer and a slow reader).
+ * past this much unread, messages take TCP and its flow control until the
+ * peer has caught up (plain loopback buffers about as much).
  */
 #define SL_MAX_BACKLOG (4U << 20)
 

@@ -228,7 +228,7 @@ static int cmd_run(int argc, char **argv)
 #define COUNTER_FIELDS(X)                                                      \
 	X(sock_inserted) X(sock_insert_failed) X(sock_removed)                 \
 	X(conn_map_full) X(redirect_ok) X(redirect_failed) X(pass_plain)       \
-	X(not_local) X(excluded) X(backlog_fallback)
+	X(not_local) X(excluded) X(backlog_fallback) X(backlog_resumed)
 
 static void print_status_json(const char *pin_root, const struct sl_fp_status *st)
 {
@@ -254,7 +254,7 @@ static void print_status_json(const char *pin_root, const struct sl_fp_status *s
 		printf("%s%u", i ? "," : "", st->excluded_ports[i]);
 	printf("],\"counters\":{");
 #define X(f) printf("\"%s\":%llu%s", #f, (unsigned long long)c->f, \
-		    strcmp(#f, "backlog_fallback") ? "," : "");
+		    strcmp(#f, "backlog_resumed") ? "," : "");
 	COUNTER_FIELDS(X)
 #undef X
 	printf("}}\n");
@@ -276,7 +276,7 @@ static void print_status(const char *pin_root, const struct sl_fp_status *st)
 	       st->sockops_prog_id, st->sk_msg_prog_id,
 	       st->sk_msg_link ? "sockmap link" : "attached to map");
 	if (st->backlog_bound)
-		printf("  backlog bound: on, a direction goes back to TCP past %u MiB unread\n",
+		printf("  backlog bound: on, messages take TCP while over %u MiB unread\n",
 		       SL_MAX_BACKLOG >> 20);
 	else
 		printf("  backlog bound: OFF (kernel before 6.15: no psock->msg_tot_len)\n");

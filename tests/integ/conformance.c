@@ -861,15 +861,8 @@ static bool run_mode(bool accelerated, struct outcome *out)
 
 	snprintf(name, sizeof(name), "conformance/%s: setup", mode);
 	th_watchdog(30, name);
-	err = th_env_setup(&env, "conformance", accelerated);
-	if (accelerated && err == -ENOENT) {
-		th_skip(name, "no sidelane binary (make first)");
+	if (!th_env_start(&env, "conformance", accelerated))
 		goto out;
-	}
-	if (!TH_CHECK(!err, name, "%s", strerror(-err)) ||
-	    !TH_CHECK(!th_enter(&env), name, "enter cgroup: %s", strerror(errno)))
-		goto out;
-	th_pass(name);
 	for (i = 0; i < N_CASES; i++) {
 		snprintf(name, sizeof(name), "conformance/%s/%s", mode,
 			 cases[i].name);

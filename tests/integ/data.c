@@ -554,15 +554,8 @@ static void run_env(bool accelerated)
 
 	snprintf(name, sizeof(name), "data/%s: setup", mode);
 	th_watchdog(30, name);
-	err = th_env_setup(&env, "data", accelerated);
-	if (accelerated && err == -ENOENT) {
-		th_skip(name, "no sidelane binary (make first)");
+	if (!th_env_start(&env, "data", accelerated))
 		goto out;
-	}
-	if (!TH_CHECK(!err, name, "%s", strerror(-err)) ||
-	    !TH_CHECK(!th_enter(&env), name, "enter cgroup: %s", strerror(errno)))
-		goto out;
-	th_pass(name);
 	run_all(&env);
 out:
 	snprintf(name, sizeof(name), "data/%s: teardown", mode);

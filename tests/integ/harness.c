@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 #include "sidelane.h"
 #include "harness.h"
+#include "fastpath_user.h"
 
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71 /* asm-generic value; older libc headers lack it */
@@ -521,6 +522,25 @@ int th_env_detach(struct th_env *env)
 	return err;
 }
 
+bool th_env_start(struct th_env *env, const char *test, bool accelerated)
+{
+	char name[96];
+	int err;
+
+	snprintf(name, sizeof(name), "%s/%s: setup", test,
+		 accelerated ? "accel" : "plain");
+	err = th_env_setup(env, test, accelerated);
+	if (accelerated && err == -ENOENT) {
+		th_skip(name, "no sidelane binary (make first)");
+		return false;
+	}
+	if (!TH_CHECK(!err, name, "%s", strerror(-err)) ||
+	    !TH_CHECK(!th_enter(env), name, "enter cgroup: %s", strerror(errno)))
+		return false;
+	th_pass(name);
+	return true;
+}
+
 int th_env_teardown(struct th_env *env)
 {
 	char path[PATH_MAX + 16], buf[64];
@@ -584,38 +604,9 @@ static int map_fd(const struct th_env *env, const char *map_name)
 
 int th_counters(const struct th_env *env, struct sl_counters *out)
 {
-	int ncpu = libbpf_num_possible_cpus(), fd, i, err = 0;
-	struct sl_counters *per;
-	__u32 zero = 0;
-
+	/* The product's own reader: the tests see what `status` shows. */
 	memset(out, 0, sizeof(*out));
-	if (ncpu < 0)
-		return ncpu;
-	fd = map_fd(env, SL_MAP_COUNTERS);
-	if (fd < 0)
-		return fd;
-	per = calloc(ncpu, sizeof(*per));
-	if (!per) {
-		err = -ENOMEM;
-		goto out;
-	}
-	if (bpf_map_lookup_elem(fd, &zero, per)) {
-		err = -errno;
-		goto out;
-	}
-	/* every field is a __u64 counter: sum them all, whatever they are */
-	for (i = 0; i < ncpu; i++) {
-		const __u64 *src = (const __u64 *)&per[i];
-		__u64 *dst = (__u64 *)out;
-		size_t f;
-
-		for (f = 0; f < sizeof(*out) / sizeof(__u64); f++)
-			dst[f] += src[f];
-	}
-out:
-	free(per);
-	close(fd);
-	return err;
+	return sl_fp_read_counters(env->pin_root, out);
 }
 
 int th_map_entries(const struct th_env *env, const char *map_name)

@@ -31,6 +31,11 @@ struct th_env {
  * --pin-root ..` and wait until its link pin appears. 0 or -errno.
  */
 int th_env_setup(struct th_env *env, const char *name, bool accelerated);
+/* th_env_setup() then th_enter(), reported as the subtest "<test>/<mode>:
+ * setup" (mode plain or accel): passes, fails, or skips when there is no
+ * sidelane binary (a failure under CI=true). True when the env is ready.
+ */
+bool th_env_start(struct th_env *env, const char *test, bool accelerated);
 /* Leave the cgroup, stop sidelane, `sidelane detach`, rmdir the cgroup.
  * Safe on a partly set up env. Returns 0, or -errno if something was left.
  */
