@@ -349,27 +349,11 @@ static int bare_attach(void)
 	return err;
 }
 
-static int ensure_bpffs(void)
-{
-	struct statfs sfs;
-
-	if (!statfs(SL_BPFFS_DEFAULT, &sfs) && sfs.f_type == BPF_FS_MAGIC)
-		return 0;
-	if (mount("bpf", SL_BPFFS_DEFAULT, "bpf", 0, NULL)) {
-		pr_warn("mount bpffs on %s: %s\n", SL_BPFFS_DEFAULT,
-			strerror(errno));
-		return -errno;
-	}
-	return 0;
-}
-
 static int sidelane_attach(void)
 {
 	int n, err;
 
-	err = ensure_bpffs();
-	if (err)
-		return err;
+	/* sl_fp_attach() mounts the bpffs if it is missing. */
 	n = snprintf(bs.pin_root, sizeof(bs.pin_root), "%s/sidelane-bench-%d",
 		     SL_BPFFS_DEFAULT, (int)getpid());
 	if (n < 0 || (size_t)n >= sizeof(bs.pin_root))

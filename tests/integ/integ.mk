@@ -20,10 +20,14 @@ $(OUT)/tests/integ_%: tests/integ/%.c $(INTEG_HARNESS) $(LIB_OBJS) tests/integ/h
 	$(Q)$(CC) $(CFLAGS) $(INTEG_CFLAGS) $(LDFLAGS) $< $(INTEG_HARNESS) \
 		$(LIB_OBJS) $(LDLIBS) -o $@
 
-# Every binary runs even after a failure; the target fails if any did.
+# Every binary runs even after a failure; the target fails if any did. The
+# last line sums the binaries' own "N passed, N failed" lines.
 integ: $(OUT)/sidelane $(INTEG_BINS)
 	$(Q)failed=; for t in $(INTEG_BINS); do \
-		echo "# $$t"; $$t || failed="$$failed $$t"; \
+		echo "# $$t"; $$t > $$t.log 2>&1; rc=$$?; cat $$t.log; \
+		[ $$rc = 0 ] || failed="$$failed $$t"; \
 	done; \
-	if [ -n "$$failed" ]; then echo "integ: FAILED:$$failed"; exit 1; fi; \
-	echo "integ: all passed"
+	[ -z "$$failed" ] || echo "integ: these failed:$$failed"; \
+	cat $(addsuffix .log,$(INTEG_BINS)) | awk '/^[0-9]+ passed, [0-9]+ failed/ \
+		{ p += $$1; f += $$3 } END { printf "integ: %d passed, %d failed\n", p, f }'; \
+	[ -z "$$failed" ]
