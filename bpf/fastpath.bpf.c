@@ -134,6 +134,11 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 		return;
 	}
 	cnt->sock_inserted++;
+	/* Storage after the insert is safe: sockops runs under the socket's
+	 * lock (softirq at ACTIVE_ESTABLISHED, before accept() hands the socket
+	 * out at PASSIVE_ESTABLISHED), so no sendmsg, and so no sk_msg, can run on
+	 * this socket in between.
+	 */
 	sk = skops->sk; /* one read: a second one would not be NULL-checked */
 	if (sk) {
 		struct sl_sk_state init = { .cookie = cookie };
