@@ -26,6 +26,7 @@
 #include "fastpath.h"
 #include "fastpath.skel.h"
 #include "fastpath_user.h"
+#include "capture_user.h"
 #include "cgroup.h"
 #include "log.h"
 #include "util.h"
@@ -44,7 +45,7 @@ int sl_pin_path(char *buf, size_t len, const char *pin_root, const char *name)
 }
 
 /* bpf_obj_get() of pin_root/name; -errno if absent. */
-static int pin_open(const char *pin_root, const char *name)
+int sl_pin_open(const char *pin_root, const char *name)
 {
 	char path[PATH_MAX];
 	int fd, err;
@@ -56,7 +57,7 @@ static int pin_open(const char *pin_root, const char *name)
 	return fd < 0 ? -errno : fd;
 }
 
-static int pin_unlink(const char *pin_root, const char *name)
+int sl_pin_unlink(const char *pin_root, const char *name)
 {
 	char path[PATH_MAX];
 	int err;
@@ -79,7 +80,7 @@ static int is_bpffs(const char *path)
  * is expected to; anywhere else say how. *created tells whether the pin root
  * is new, so a failed attach can remove it again.
  */
-static int ensure_pin_root(const char *pin_root, int *created)
+int sl_pin_root_ensure(const char *pin_root, int *created)
 {
 	char parent[PATH_MAX], *slash;
 
@@ -228,7 +229,7 @@ static int sync_excluded_ports(const char *pin_root,
 {
 	int fd, err;
 
-	fd = pin_open(pin_root, SL_MAP_EXCLUDED_PORTS);
+	fd = sl_pin_open(pin_root, SL_MAP_EXCLUDED_PORTS);
 	if (fd < 0)
 		return fd;
 	err = map_sync_set(fd, opts->excluded_ports, opts->n_excluded_ports,
@@ -243,7 +244,7 @@ int sl_fp_sync_local_addrs(const char *pin_root)
 {
 	int fd, err;
 
-	fd = pin_open(pin_root, SL_MAP_LOCAL_ADDRS);
+	fd = sl_pin_open(pin_root, SL_MAP_LOCAL_ADDRS);
 	if (fd < 0)
 		return fd;
 	err = sync_local_addrs(fd);
@@ -256,16 +257,16 @@ int sl_fp_sync_local_addrs(const char *pin_root)
  */
 static void drop_partial_pins(const char *pin_root)
 {
-	int fd = pin_open(pin_root, SL_PIN_LINK_SK_MSG);
+	int fd = sl_pin_open(pin_root, SL_PIN_LINK_SK_MSG);
 
 	if (fd >= 0) {
 		bpf_link_detach(fd);
 		close(fd);
 	}
-	pin_unlink(pin_root, SL_PIN_LINK_SK_MSG);
-	fd = pin_open(pin_root, SL_PIN_PROG_SK_MSG);
+	sl_pin_unlink(pin_root, SL_PIN_LINK_SK_MSG);
+	fd = sl_pin_open(pin_root, SL_PIN_PROG_SK_MSG);
 	if (fd >= 0) {
-		int map_fd = pin_open(pin_root, SL_MAP_SOCKHASH);
+		int map_fd = sl_pin_open(pin_root, SL_MAP_SOCKHASH);
 
 		if (map_fd >= 0) {
 			bpf_prog_detach2(fd, map_fd, BPF_SK_MSG_VERDICT);
@@ -273,7 +274,7 @@ static void drop_partial_pins(const char *pin_root)
 		}
 		close(fd);
 	}
-	pin_unlink(pin_root, SL_PIN_PROG_SK_MSG);
+	sl_pin_unlink(pin_root, SL_PIN_PROG_SK_MSG);
 }
 
 /* sk_msg belongs to the sockhash, not to a cgroup. A sockmap bpf_link exists
@@ -339,7 +340,7 @@ static int reuse_pinned(const char *pin_root, uint64_t cgid, const char *cgpath)
 	struct bpf_link_info info;
 	int fd, err;
 
-	fd = pin_open(pin_root, SL_PIN_LINK_SOCKOPS);
+	fd = sl_pin_open(pin_root, SL_PIN_LINK_SOCKOPS);
 	if (fd < 0)
 		return fd;
 	err = link_info(fd, &info);
@@ -378,7 +379,7 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 	err = sl_cgroup_id(cgpath, &cgid);
 	if (err)
 		return err;
-	err = ensure_pin_root(pin_root, &created);
+	err = sl_pin_root_ensure(pin_root, &created);
 	if (err)
 		return err;
 
@@ -494,7 +495,7 @@ int sl_fp_detach(const char *pin_root)
 	/* bpf_link_detach() takes the program off now, whoever else still
 	 * holds the link.
 	 */
-	fd = pin_open(pin_root, SL_PIN_LINK_SOCKOPS);
+	fd = sl_pin_open(pin_root, SL_PIN_LINK_SOCKOPS);
 	if (fd >= 0) {
 		if (bpf_link_detach(fd))
 			err = -errno;
@@ -502,10 +503,13 @@ int sl_fp_detach(const char *pin_root)
 	}
 	drop_partial_pins(pin_root);
 	if (!err)
-		err = pin_unlink(pin_root, SL_PIN_LINK_SOCKOPS);
+		err = sl_pin_unlink(pin_root, SL_PIN_LINK_SOCKOPS);
+	/* Capture's links and maps live in the same folder. */
+	if (!err)
+		err = sl_cap_detach(pin_root);
 	/* Maps go last: the sockhash is freed once its last reference drops. */
 	for (i = 0; i < sizeof(map_names) / sizeof(map_names[0]); i++) {
-		int e = pin_unlink(pin_root, map_names[i]);
+		int e = sl_pin_unlink(pin_root, map_names[i]);
 
 		if (e && !err)
 			err = e;
@@ -518,34 +522,39 @@ int sl_fp_detach(const char *pin_root)
 	return err;
 }
 
-int sl_fp_read_counters(const char *pin_root, struct sl_counters *out)
+int sl_percpu_sum_u64(int fd, __u32 key, void *out, size_t size)
 {
-	int ncpu = libbpf_num_possible_cpus(), fd, err = 0, c;
-	struct sl_counters *percpu;
-	__u32 zero = 0;
-	size_t f;
+	int ncpu = libbpf_num_possible_cpus(), c, err = 0;
+	__u64 *percpu, *sum = out;
+	size_t f, words = size / sizeof(__u64);
 
 	if (ncpu < 0)
 		return ncpu;
-	fd = pin_open(pin_root, SL_MAP_COUNTERS);
-	if (fd < 0)
-		return fd;
-	percpu = calloc(ncpu, sizeof(*percpu));
-	if (!percpu) {
-		err = -ENOMEM;
-		goto out;
-	}
-	if (bpf_map_lookup_elem(fd, &zero, percpu)) {
+	/* Per-CPU values come back rounded up to 8 bytes each. */
+	percpu = calloc(ncpu, words * sizeof(__u64));
+	if (!percpu)
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(fd, &key, percpu)) {
 		err = -errno;
 		goto out;
 	}
-	/* Every field is a __u64 counter: sum them column by column. */
-	memset(out, 0, sizeof(*out));
+	memset(out, 0, size);
 	for (c = 0; c < ncpu; c++)
-		for (f = 0; f < sizeof(*out) / sizeof(__u64); f++)
-			((__u64 *)out)[f] += ((__u64 *)&percpu[c])[f];
+		for (f = 0; f < words; f++)
+			sum[f] += percpu[c * words + f];
 out:
 	free(percpu);
+	return err;
+}
+
+int sl_fp_read_counters(const char *pin_root, struct sl_counters *out)
+{
+	int fd, err;
+
+	fd = sl_pin_open(pin_root, SL_MAP_COUNTERS);
+	if (fd < 0)
+		return fd;
+	err = sl_percpu_sum_u64(fd, 0, out, sizeof(*out));
 	close(fd);
 	return err;
 }
@@ -560,7 +569,7 @@ static int map_fill(const char *pin_root, const char *name, __u32 *entries,
 	void *prev = NULL;
 	int fd;
 
-	fd = pin_open(pin_root, name);
+	fd = sl_pin_open(pin_root, name);
 	if (fd < 0)
 		return fd;
 	if (!bpf_obj_get_info_by_fd(fd, &info, &len) &&
@@ -592,7 +601,7 @@ int sl_fp_status(const char *pin_root, struct sl_fp_status *st)
 	int fd;
 
 	memset(st, 0, sizeof(*st));
-	fd = pin_open(pin_root, SL_PIN_LINK_SOCKOPS);
+	fd = sl_pin_open(pin_root, SL_PIN_LINK_SOCKOPS);
 	if (fd >= 0) {
 		if (!link_info(fd, &info)) {
 			st->attached = 1;
@@ -603,12 +612,12 @@ int sl_fp_status(const char *pin_root, struct sl_fp_status *st)
 		}
 		close(fd);
 	}
-	fd = pin_open(pin_root, SL_PIN_LINK_SK_MSG);
+	fd = sl_pin_open(pin_root, SL_PIN_LINK_SK_MSG);
 	if (fd >= 0) {
 		st->sk_msg_link = 1;
 		st->sk_msg_prog_id = link_prog_id(fd);
 		close(fd);
-	} else if ((fd = pin_open(pin_root, SL_PIN_PROG_SK_MSG)) >= 0) {
+	} else if ((fd = sl_pin_open(pin_root, SL_PIN_PROG_SK_MSG)) >= 0) {
 		struct bpf_prog_info pinfo = {};
 		__u32 len = sizeof(pinfo);
 
@@ -622,7 +631,7 @@ int sl_fp_status(const char *pin_root, struct sl_fp_status *st)
 		return st->attached ? 0 : -ENOENT;
 	map_fill(pin_root, SL_MAP_CONNS, &st->conns_entries, &st->conns_max);
 	map_fill(pin_root, SL_MAP_LOCAL_ADDRS, &st->local_addrs_entries, &dummy);
-	fd = pin_open(pin_root, SL_MAP_EXCLUDED_PORTS);
+	fd = sl_pin_open(pin_root, SL_MAP_EXCLUDED_PORTS);
 	if (fd >= 0) {
 		__u16 port, *prev = NULL;
 

@@ -53,5 +53,14 @@ int sl_fp_read_counters(const char *pin_root, struct sl_counters *out);
 
 /* Build "<pin_root>/<name>" into buf. Returns 0 or -ENAMETOOLONG. */
 int sl_pin_path(char *buf, size_t len, const char *pin_root, const char *name);
+/* Make sure pin_root exists on a bpffs (mounting /sys/fs/bpf if that is
+ * where it goes and nothing is mounted); *created: it is new. 0 or -errno.
+ */
+int sl_pin_root_ensure(const char *pin_root, int *created);
+/* bpf_obj_get() of pin_root/name (fd or -errno); unlink it (0 if absent). */
+int sl_pin_open(const char *pin_root, const char *name);
+int sl_pin_unlink(const char *pin_root, const char *name);
+/* Sum, over CPUs, a per-CPU value made only of __u64 counters. 0 or -errno. */
+int sl_percpu_sum_u64(int fd, __u32 key, void *out, size_t size);
 
 #endif /* FASTPATH_USER_H */

@@ -1,0 +1,522 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Transparent capture and L3/L4 policy (kernel side), without iptables:
+ * - cgroup/connect4|6 on the app's cgroup: policy first (a denied
+ *   destination fails with EPERM), then the app's outbound TCP connect is
+ *   rewritten to sidelane's outbound listener and the original destination
+ *   remembered under the socket's cookie;
+ * - sockops on the app's cgroup: at established, the record is also keyed by
+ *   the app socket's own address (what the sidecar sees as its peer); at
+ *   TCP_CLOSE both entries go;
+ * - cgroup/getsockopt on the sidecar's cgroup answers SO_ORIGINAL_DST and
+ *   IP6T_SO_ORIGINAL_DST like iptables REDIRECT would;
+ * - cgroup/getpeername4|6 on the app's cgroup returns the original.
+ * Loaded and attached by user/capture.c.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include "sidelane.h"
+#include "fastpath.h"
+#include "capture.h"
+#include "sockkey.bpf.h"
+
+#define SL_SOCK_STREAM 1
+#define SL_SOL_IP 0
+#define SL_SOL_IPV6 41
+#define SL_SO_ORIGINAL_DST 80 /* linux/netfilter_ipv4.h */
+#define SL_IP6T_SO_ORIGINAL_DST 80 /* linux/netfilter_ipv6/ip6_tables.h */
+
+/* 0 -> capture settings */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_capture_cfg);
+} sl_capture_cfg SEC(".maps");
+
+/* 0 -> ports to capture / never capture, one bit each */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_port_bits);
+} sl_capture_ports SEC(".maps");
+
+/* prefix -> 1: destinations to capture (include) or never to (exclude) */
+#define SL_CIDR_TRIE(name, keytype)                                            \
+	struct {                                                               \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                            \
+		__uint(max_entries, SL_MAX_CAPTURE_CIDRS);                      \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                           \
+		__type(key, keytype);                                           \
+		__type(value, __u8);                                            \
+	} name SEC(".maps")
+SL_CIDR_TRIE(sl_cap_incl4, struct sl_lpm4);
+SL_CIDR_TRIE(sl_cap_excl4, struct sl_lpm4);
+SL_CIDR_TRIE(sl_cap_incl6, struct sl_lpm6);
+SL_CIDR_TRIE(sl_cap_excl6, struct sl_lpm6);
+
+/* prefix -> the policy rules of that prefix; two generations per family */
+#define SL_POLICY_TRIE(name, keytype)                                          \
+	struct {                                                               \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                            \
+		__uint(max_entries, SL_MAX_POLICY_PREFIXES);                    \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                           \
+		__type(key, keytype);                                           \
+		__type(value, struct sl_policy_val);                            \
+	} name SEC(".maps")
+SL_POLICY_TRIE(sl_policy4_0, struct sl_lpm4);
+SL_POLICY_TRIE(sl_policy4_1, struct sl_lpm4);
+SL_POLICY_TRIE(sl_policy6_0, struct sl_lpm6);
+SL_POLICY_TRIE(sl_policy6_1, struct sl_lpm6);
+
+/* 0 -> live generation and default actions */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_policy_state);
+} sl_policy_state SEC(".maps");
+
+/* rule id (0: the default action) -> connects it decided, per CPU */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, SL_MAX_POLICY_PREFIXES * SL_POLICY_PER_PREFIX);
+	__type(key, __u32);
+	__type(value, __u64);
+} sl_policy_hits SEC(".maps");
+
+/* app socket cookie -> original destination, from connect() to close */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SL_MAX_CAPTURED);
+	__type(key, __u64);
+	__type(value, struct sl_orig);
+} sl_orig_by_cookie SEC(".maps");
+
+/* app socket's own address -> original destination, from established */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SL_MAX_CAPTURED);
+	__type(key, struct sl_addr_key);
+	__type(value, struct sl_orig);
+} sl_orig_by_addr SEC(".maps");
+
+/* 0 -> connects by reason, SO_ORIGINAL_DST answers; per CPU */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_capture_stats);
+} sl_capture_stats SEC(".maps");
+
+static __always_inline struct sl_capture_stats *stats(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&sl_capture_stats, &zero);
+}
+
+static __always_inline void count(enum sl_capture_reason r)
+{
+	struct sl_capture_stats *s = stats();
+
+	if (s && r < SL_CR_NR)
+		s->reason[r]++;
+}
+
+static __always_inline int port_bit(const __u64 *words, __u16 port)
+{
+	return (words[(port >> 6) & (SL_PORT_WORDS - 1)] >> (port & 63)) & 1;
+}
+
+/* A destination, whichever way the app spelled it: v4 and v4-mapped v6 both
+ * become the IPv4 address, so policy and capture cannot be bypassed through
+ * the other family.
+ */
+struct dest {
+	__u8 ip[16]; /* v4-mapped for IPv4 */
+	__u16 port;
+	__u16 is_v4;
+};
+
+static __always_inline int is_v4mapped(const __u8 *ip)
+{
+	const __u32 *w = (const __u32 *)ip;
+
+	return !w[0] && !w[1] && w[2] == bpf_htonl(0x0000ffff);
+}
+
+/* First rule of the most specific matching prefix whose ports match. */
+static __always_inline int match_rules(const struct sl_policy_val *val,
+				       __u16 port, __u32 *rule_id)
+{
+	int i;
+
+	for (i = 0; i < SL_POLICY_PER_PREFIX; i++) {
+		const struct sl_policy_ent *e = &val->ent[i];
+
+		if (i >= val->n)
+			break;
+		if (e->hi && (port < e->lo || port > e->hi))
+			continue;
+		*rule_id = e->rule_id;
+		return e->action;
+	}
+	return 0;
+}
+
+/* Returns SL_ACTION_ALLOW_V or SL_ACTION_DENY_V; counts the deciding rule. */
+static __always_inline int policy_verdict(const struct dest *d)
+{
+	struct sl_policy_val *val = NULL;
+	struct sl_policy_state *ps;
+	__u32 zero = 0, rule_id = 0, gen;
+	__u64 *hits;
+	int action;
+
+	ps = bpf_map_lookup_elem(&sl_policy_state, &zero);
+	if (!ps || !ps->configured)
+		return SL_ACTION_ALLOW_V;
+	/* One read of gen: every lookup below uses the same rule set. */
+	gen = ps->gen & 1;
+	if (d->is_v4) {
+		struct sl_lpm4 k = { .prefixlen = 32 };
+
+		__builtin_memcpy(k.addr, d->ip + 12, 4);
+		val = bpf_map_lookup_elem(gen ? (void *)&sl_policy4_1 :
+						(void *)&sl_policy4_0, &k);
+	} else {
+		struct sl_lpm6 k = { .prefixlen = 128 };
+
+		__builtin_memcpy(k.addr, d->ip, 16);
+		val = bpf_map_lookup_elem(gen ? (void *)&sl_policy6_1 :
+						(void *)&sl_policy6_0, &k);
+	}
+	action = val ? match_rules(val, d->port, &rule_id) : 0;
+	if (!action) {
+		action = ps->default_action[gen & 1] ?: SL_ACTION_ALLOW_V;
+		rule_id = 0;
+	}
+	hits = bpf_map_lookup_elem(&sl_policy_hits, &rule_id);
+	if (hits)
+		(*hits)++;
+	return action;
+}
+
+static __always_inline int in_trie(const struct dest *d, void *trie4,
+				   void *trie6)
+{
+	if (d->is_v4) {
+		struct sl_lpm4 k = { .prefixlen = 32 };
+
+		__builtin_memcpy(k.addr, d->ip + 12, 4);
+		return bpf_map_lookup_elem(trie4, &k) != NULL;
+	} else {
+		struct sl_lpm6 k = { .prefixlen = 128 };
+
+		__builtin_memcpy(k.addr, d->ip, 16);
+		return bpf_map_lookup_elem(trie6, &k) != NULL;
+	}
+}
+
+/* Decide for one connect(): 0 deny (EPERM), 1 go on. *capture set when the
+ * connect is to be sent to the outbound listener.
+ */
+static __always_inline int on_connect(struct bpf_sock_addr *ctx,
+				      const struct dest *d,
+				      const struct sl_capture_cfg **cfgp)
+{
+	const struct sl_capture_cfg *cfg;
+	struct sl_port_bits *ports;
+	struct bpf_sock *sk;
+	__u32 zero = 0;
+
+	*cfgp = NULL;
+	if (ctx->type != SL_SOCK_STREAM) {
+		count(SL_CR_NOT_TCP);
+		return 1;
+	}
+	cfg = bpf_map_lookup_elem(&sl_capture_cfg, &zero);
+	if (!cfg)
+		return 1;
+	/* Loop avoidance: sidelane marks its own upstream sockets (SO_MARK
+	 * before connect). It also runs outside the app's cgroup, where this
+	 * program is not attached; the mark covers a sidecar in the same one.
+	 */
+	sk = ctx->sk;
+	if (sk && cfg->mark && sk->mark == cfg->mark) {
+		count(SL_CR_SIDECAR_OWN);
+		return 1;
+	}
+	if (policy_verdict(d) == SL_ACTION_DENY_V) {
+		count(SL_CR_DENIED);
+		return 0;
+	}
+	if (!cfg->enabled) {
+		count(SL_CR_DISABLED);
+		return 1;
+	}
+	if (d->port == cfg->outbound_port) {
+		count(SL_CR_OWN_LISTENER);
+		return 1;
+	}
+	if (sl_is_loopback(d->ip)) {
+		count(SL_CR_LOOPBACK);
+		return 1;
+	}
+	if (in_trie(d, &sl_cap_excl4, &sl_cap_excl6)) {
+		count(SL_CR_EXCLUDED_CIDR);
+		return 1;
+	}
+	if (!in_trie(d, &sl_cap_incl4, &sl_cap_incl6)) {
+		count(SL_CR_NOT_INCLUDED_CIDR);
+		return 1;
+	}
+	ports = bpf_map_lookup_elem(&sl_capture_ports, &zero);
+	if (!ports)
+		return 1;
+	if (port_bit(ports->exclude, d->port)) {
+		count(SL_CR_EXCLUDED_PORT);
+		return 1;
+	}
+	if (!cfg->include_all_ports && !port_bit(ports->include, d->port)) {
+		count(SL_CR_NOT_INCLUDED_PORT);
+		return 1;
+	}
+	*cfgp = cfg;
+	return 1;
+}
+
+/* Remember where the app meant to go; 0, or -1 when the table is full (the
+ * connect then goes direct: policy has already been applied).
+ */
+static __always_inline int remember(void *ctx, const struct dest *d)
+{
+	struct sl_orig o = {};
+
+	__builtin_memcpy(o.ip, d->ip, 16);
+	o.port = d->port;
+	o.family = d->is_v4 ? SL_AF_INET : SL_AF_INET6;
+	o.cookie = bpf_get_socket_cookie(ctx);
+	if (bpf_map_update_elem(&sl_orig_by_cookie, &o.cookie, &o, BPF_ANY)) {
+		count(SL_CR_TABLE_FULL);
+		return -1;
+	}
+	count(SL_CR_CAPTURED);
+	return 0;
+}
+
+SEC("cgroup/connect4")
+int sl_connect4(struct bpf_sock_addr *ctx)
+{
+	const struct sl_capture_cfg *cfg;
+	struct dest d = { .is_v4 = 1 };
+
+	sl_v4mapped(d.ip, ctx->user_ip4);
+	d.port = bpf_ntohs((__u16)ctx->user_port);
+	if (!on_connect(ctx, &d, &cfg))
+		return 0;
+	if (!cfg || remember(ctx, &d))
+		return 1;
+	ctx->user_ip4 = ((const __u32 *)cfg->outbound_ip4)[3];
+	ctx->user_port = bpf_htons(cfg->outbound_port);
+	return 1;
+}
+
+SEC("cgroup/connect6")
+int sl_connect6(struct bpf_sock_addr *ctx)
+{
+	const struct sl_capture_cfg *cfg;
+	struct dest d = {};
+	const __u32 *to;
+	__u32 w[4];
+
+	/* Each user_ip6 word is its own ctx access: read them one by one. */
+	w[0] = ctx->user_ip6[0];
+	w[1] = ctx->user_ip6[1];
+	w[2] = ctx->user_ip6[2];
+	w[3] = ctx->user_ip6[3];
+	sl_copy_v6(d.ip, w);
+	d.is_v4 = is_v4mapped(d.ip);
+	d.port = bpf_ntohs((__u16)ctx->user_port);
+	if (!on_connect(ctx, &d, &cfg))
+		return 0;
+	if (!cfg || remember(ctx, &d))
+		return 1;
+	/* A v4-mapped destination goes to the IPv4 listener through the same
+	 * mapping; a native IPv6 one to the IPv6 listener.
+	 */
+	to = (const __u32 *)(d.is_v4 ? cfg->outbound_ip4 : cfg->outbound_ip6);
+	ctx->user_ip6[0] = to[0];
+	ctx->user_ip6[1] = to[1];
+	ctx->user_ip6[2] = to[2];
+	ctx->user_ip6[3] = to[3];
+	ctx->user_port = bpf_htons(cfg->outbound_port);
+	return 1;
+}
+
+/* The app socket's own address, as its peer (the sidecar) will see it. */
+static __always_inline int own_addr(struct bpf_sock_ops *skops,
+				    struct sl_addr_key *k)
+{
+	struct sl_sock_key key = {};
+
+	if (sl_key_own(skops, &key))
+		return -1;
+	k->netns_cookie = bpf_get_netns_cookie(skops);
+	__builtin_memcpy(k->ip, key.local_ip, 16);
+	k->port = key.local_port;
+	return 0;
+}
+
+SEC("sockops")
+int sl_capture_sockops(struct bpf_sock_ops *skops)
+{
+	struct sl_addr_key ak = {};
+	struct sl_orig *o;
+	__u64 cookie;
+	__u32 op = skops->op;
+
+	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB &&
+	    op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
+	    op != BPF_SOCK_OPS_STATE_CB)
+		return 1;
+	cookie = bpf_get_socket_cookie(skops);
+	o = bpf_map_lookup_elem(&sl_orig_by_cookie, &cookie);
+	if (!o)
+		return 1;
+	switch (op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		/* From the SYN on, a close (also a failed connect) reaches us. */
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+							 BPF_SOCK_OPS_STATE_CB_FLAG);
+		break;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		if (!own_addr(skops, &ak))
+			bpf_map_update_elem(&sl_orig_by_addr, &ak, o, BPF_ANY);
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] != BPF_TCP_CLOSE)
+			break;
+		if (!own_addr(skops, &ak))
+			bpf_map_delete_elem(&sl_orig_by_addr, &ak);
+		bpf_map_delete_elem(&sl_orig_by_cookie, &cookie);
+		break;
+	}
+	return 1;
+}
+
+/* On the sidecar's accepted socket, the peer is the app socket: its address
+ * finds the original destination. Answered only where the kernel could not
+ * (no conntrack): the program runs after the kernel's own getsockopt.
+ */
+SEC("cgroup/getsockopt")
+int sl_getsockopt(struct bpf_sockopt *ctx)
+{
+	struct sl_capture_stats *st;
+	struct sl_addr_key k = {};
+	struct bpf_sock *sk;
+	struct sl_orig *o;
+	int level = ctx->level, v6;
+	__u32 w[4];
+
+	if (ctx->optname != SL_SO_ORIGINAL_DST ||
+	    (level != SL_SOL_IP && level != SL_SOL_IPV6))
+		return 1;
+	v6 = level == SL_SOL_IPV6;
+	sk = ctx->sk;
+	if (!sk)
+		return 1;
+	if (sk->family == SL_AF_INET) {
+		sl_v4mapped(k.ip, sk->dst_ip4);
+	} else {
+		w[0] = sk->dst_ip6[0];
+		w[1] = sk->dst_ip6[1];
+		w[2] = sk->dst_ip6[2];
+		w[3] = sk->dst_ip6[3];
+		sl_copy_v6(k.ip, w);
+	}
+	k.port = bpf_ntohs(sk->dst_port);
+	k.netns_cookie = bpf_get_netns_cookie(ctx);
+	st = stats();
+	o = bpf_map_lookup_elem(&sl_orig_by_addr, &k);
+	if (!o) {
+		if (st)
+			st->origdst_missed++;
+		return 1;
+	}
+	if (!v6) {
+		struct sockaddr_in *sin = ctx->optval;
+
+		/* SOL_IP answers only for IPv4 destinations, as iptables does. */
+		if (o->family != SL_AF_INET || (void *)(sin + 1) > ctx->optval_end)
+			return 1;
+		sin->sin_family = SL_AF_INET;
+		sin->sin_port = bpf_htons(o->port);
+		sin->sin_addr.s_addr = ((const __u32 *)o->ip)[3];
+		ctx->optlen = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = ctx->optval;
+
+		if ((void *)(sin6 + 1) > ctx->optval_end)
+			return 1;
+		__builtin_memset(sin6, 0, sizeof(*sin6));
+		sin6->sin6_family = SL_AF_INET6;
+		sin6->sin6_port = bpf_htons(o->port);
+		__builtin_memcpy(&sin6->sin6_addr, o->ip, 16);
+		ctx->optlen = sizeof(*sin6);
+	}
+	ctx->retval = 0;
+	if (st)
+		st->origdst_answered++;
+	return 1;
+}
+
+/* The app asks whom it is connected to: the original, not the listener. */
+static __always_inline struct sl_orig *captured(void *ctx)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+
+	return bpf_map_lookup_elem(&sl_orig_by_cookie, &cookie);
+}
+
+SEC("cgroup/getpeername4")
+int sl_getpeername4(struct bpf_sock_addr *ctx)
+{
+	struct sl_capture_stats *st;
+	struct sl_orig *o = captured(ctx);
+
+	if (!o || o->family != SL_AF_INET)
+		return 1;
+	ctx->user_ip4 = ((const __u32 *)o->ip)[3];
+	ctx->user_port = bpf_htons(o->port);
+	st = stats();
+	if (st)
+		st->peername_rewritten++;
+	return 1;
+}
+
+SEC("cgroup/getpeername6")
+int sl_getpeername6(struct bpf_sock_addr *ctx)
+{
+	struct sl_capture_stats *st;
+	struct sl_orig *o = captured(ctx);
+	const __u32 *w;
+
+	if (!o)
+		return 1;
+	/* A v6 socket that asked for ::ffff:a.b.c.d gets exactly that back. */
+	w = (const __u32 *)o->ip;
+	ctx->user_ip6[0] = w[0];
+	ctx->user_ip6[1] = w[1];
+	ctx->user_ip6[2] = w[2];
+	ctx->user_ip6[3] = w[3];
+	ctx->user_port = bpf_htons(o->port);
+	st = stats();
+	if (st)
+		st->peername_rewritten++;
+	return 1;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Transparent capture and L3/L4 policy: types shared by bpf/capture.bpf.c and
+ * user/capture.c. Addresses are 16 bytes, IPv4 in v4-mapped form, as in
+ * fastpath.h; ports in host order.
+ */
+#ifndef CAPTURE_H
+#define CAPTURE_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define SL_POLICY_PER_PREFIX 8 /* rules sharing one prefix */
+#define SL_MAX_POLICY_PREFIXES 4096 /* per family and generation */
+#define SL_MAX_CAPTURE_CIDRS 256 /* per family, include and exclude each */
+#define SL_MAX_CAPTURED 65536 /* connections captured and not yet closed */
+#define SL_PORT_WORDS (65536 / 64) /* one bit per port */
+
+/* sl_capture_cfg[0]: set by `sidelane run`, read at every connect(). */
+struct sl_capture_cfg {
+	__u32 enabled;
+	__u32 mark; /* SO_MARK of sidelane's own sockets: never captured */
+	__u8 outbound_ip4[16]; /* transparent listener for IPv4 (v4-mapped) */
+	__u8 outbound_ip6[16]; /* and for IPv6 */
+	__u16 outbound_port;
+	__u16 include_all_ports; /* 1: sl_capture_ports.include is ignored */
+	__u32 pad;
+};
+
+/* sl_capture_ports[0]: one bit per port. */
+struct sl_port_bits {
+	__u64 include[SL_PORT_WORDS];
+	__u64 exclude[SL_PORT_WORDS];
+};
+
+/* LPM trie keys, IPv4 and IPv6 (prefixlen first, as LPM_TRIE requires). */
+struct sl_lpm4 {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct sl_lpm6 {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+#define SL_ACTION_ALLOW_V 1
+#define SL_ACTION_DENY_V 2
+
+struct sl_policy_ent {
+	__u32 rule_id;
+	__u16 lo, hi; /* port range, inclusive; 0,0: every port */
+	__u8 action; /* SL_ACTION_*_V */
+	__u8 pad[3];
+};
+
+/* Value of the policy tries: the rules of one prefix, in file order. */
+struct sl_policy_val {
+	__u32 n;
+	__u32 pad;
+	struct sl_policy_ent ent[SL_POLICY_PER_PREFIX];
+};
+
+/* sl_policy_state[0]: which generation of tries is live. A reload fills the
+ * other generation, then flips gen with one 4-byte write: a connect() sees
+ * either the whole old rule set or the whole new one.
+ */
+struct sl_policy_state {
+	__u32 gen; /* 0 or 1 */
+	__u32 configured; /* 0: no policy loaded (default allow, said in status) */
+	__u32 default_action[2]; /* per generation */
+};
+
+/* Why the kernel side did what it did with a connect(); counted in
+ * sl_capture_stats and kept in the capture record.
+ */
+enum sl_capture_reason {
+	SL_CR_CAPTURED = 0,
+	SL_CR_DENIED, /* policy: EPERM to the app */
+	SL_CR_SIDECAR_OWN, /* SO_MARK of sidelane: loop avoidance */
+	SL_CR_LOOPBACK, /* loopback destination */
+	SL_CR_OWN_LISTENER, /* the outbound listener itself */
+	SL_CR_EXCLUDED_CIDR,
+	SL_CR_NOT_INCLUDED_CIDR,
+	SL_CR_EXCLUDED_PORT,
+	SL_CR_NOT_INCLUDED_PORT,
+	SL_CR_DISABLED, /* capture off: policy only */
+	SL_CR_NOT_TCP,
+	SL_CR_TABLE_FULL, /* no room to remember the original destination */
+	SL_CR_NR,
+};
+
+/* sl_capture_stats[0] (per CPU): connects by reason, SO_ORIGINAL_DST answers. */
+struct sl_capture_stats {
+	__u64 reason[SL_CR_NR];
+	__u64 origdst_answered;
+	__u64 origdst_missed; /* asked on a socket we know nothing of */
+	__u64 peername_rewritten;
+};
+
+/* Original destination of a captured connection; keyed by the app socket's
+ * cookie (sl_orig_by_cookie) from connect() on, and by the app socket's own
+ * address (sl_orig_by_addr) from established on, which is what the sidecar's
+ * accepted socket sees as its peer.
+ */
+struct sl_orig {
+	__u8 ip[16];
+	__u16 port;
+	__u16 family; /* AF_INET or AF_INET6 as the app asked */
+	__u32 rule_id; /* policy rule that allowed it, 0: default */
+	__u64 cookie; /* app socket */
+};
+
+struct sl_addr_key {
+	__u64 netns_cookie;
+	__u8 ip[16];
+	__u16 port;
+	__u16 pad;
+	__u32 pad2;
+};
+
+#endif /* CAPTURE_H */

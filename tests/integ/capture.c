@@ -1,0 +1,401 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Integration test (tests/integ): transparent capture, SO_ORIGINAL_DST,
+ * getpeername and connect-time policy with the real programs.
+ *
+ * This process plays the sidecar: it sits in a "side" cgroup and owns the
+ * outbound listeners. The app is a child forked into an "app" cgroup. Every
+ * destination used is either captured (rewritten to our loopback listener)
+ * or denied at connect(): no packet leaves the host. 198.18.0.0/15 is the
+ * benchmarking range, 2001:db8::/32 the documentation one.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "sidelane.h"
+#include "capture.h"
+#include "capture_user.h"
+#include "config.h"
+#include "fastpath_user.h"
+#include "harness.h"
+
+#define SO_ORIGINAL_DST 80
+#define IP6T_SO_ORIGINAL_DST 80
+#define MARK 0x534c
+
+#define DST4 "198.18.77.2"
+#define DST6 "2001:db8:77::2"
+#define DENY_NET4 "198.18.99.0" /* /24 denied on port 9090 (rule 7) */
+#define DENY_NET6 "2001:db8:99::" /* /48 denied on every port (rule 8) */
+
+static struct th_env app, side;
+static int lis4 = -1, lis6 = -1;
+static uint16_t lport;
+
+/* What the app child saw for one connect. */
+struct app_res {
+	int connect_errno; /* 0: connected */
+	char peer[INET6_ADDRSTRLEN];
+	uint16_t peer_port;
+};
+
+static void sockaddr_of(const char *ip, uint16_t port, struct sockaddr_storage *ss,
+			socklen_t *len)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (strchr(ip, ':')) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		inet_pton(AF_INET6, ip, &s6->sin6_addr);
+		*len = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		inet_pton(AF_INET, ip, &s4->sin_addr);
+		*len = sizeof(*s4);
+	}
+}
+
+/* In the app's cgroup: connect to ip:port (a v6 socket when ip has ':'),
+ * then getpeername. Runs in the calling process.
+ */
+static void app_connect(const char *ip, uint16_t port, struct app_res *r)
+{
+	struct sockaddr_storage ss, peer;
+	socklen_t len, plen = sizeof(peer);
+	int fd;
+
+	memset(r, 0, sizeof(*r));
+	sockaddr_of(ip, port, &ss, &len);
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&ss, len)) {
+		r->connect_errno = errno;
+		goto out;
+	}
+	if (!getpeername(fd, (struct sockaddr *)&peer, &plen)) {
+		if (peer.ss_family == AF_INET) {
+			struct sockaddr_in *s4 = (struct sockaddr_in *)&peer;
+
+			inet_ntop(AF_INET, &s4->sin_addr, r->peer, sizeof(r->peer));
+			r->peer_port = ntohs(s4->sin_port);
+		} else {
+			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&peer;
+
+			inet_ntop(AF_INET6, &s6->sin6_addr, r->peer,
+				  sizeof(r->peer));
+			r->peer_port = ntohs(s6->sin6_port);
+		}
+	}
+	/* Hold the connection until the sidecar has asked SO_ORIGINAL_DST. */
+	usleep(100 * 1000);
+out:
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Fork an app child that joins the app cgroup and runs app_connect. */
+static int app_fork(const char *ip, uint16_t port, struct app_res *r)
+{
+	int p[2], st;
+	pid_t pid;
+
+	if (pipe(p))
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (!pid) {
+		struct app_res res;
+
+		close(p[0]);
+		if (th_enter(&app))
+			_exit(2);
+		app_connect(ip, port, &res);
+		_exit(write(p[1], &res, sizeof(res)) == sizeof(res) ? 0 : 3);
+	}
+	close(p[1]);
+	st = read(p[0], r, sizeof(*r)) == sizeof(*r) ? 0 : -EIO;
+	close(p[0]);
+	if (th_wait(pid, 5000) != 0 && !st)
+		st = -ECHILD;
+	return st;
+}
+
+/* As the sidecar: accept one captured connection, return what
+ * SO_ORIGINAL_DST says (SOL_IP on AF_INET, SOL_IPV6 otherwise).
+ */
+static int sidecar_accept(int lis, char *ip, size_t iplen, uint16_t *port)
+{
+	struct pollfd pfd = { .fd = lis, .events = POLLIN };
+	struct sockaddr_storage o;
+	socklen_t olen = sizeof(o);
+	int fd, err = 0;
+
+	if (poll(&pfd, 1, 3000) != 1)
+		return -ETIMEDOUT;
+	fd = accept4(lis, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (!getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &o, &olen)) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&o;
+
+		inet_ntop(AF_INET, &s4->sin_addr, ip, iplen);
+		*port = ntohs(s4->sin_port);
+	} else if (olen = sizeof(o),
+		   !getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &o, &olen)) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&o;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, iplen);
+		*port = ntohs(s6->sin6_port);
+	} else {
+		err = -errno;
+	}
+	close(fd);
+	return err;
+}
+
+static int listen_on(const char *ip, uint16_t *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, one = 1;
+
+	sockaddr_of(ip, *port, &ss, &len);
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 512)) {
+		close(fd);
+		return -errno;
+	}
+	if (!*port) {
+		len = sizeof(ss);
+		getsockname(fd, (struct sockaddr *)&ss, &len);
+		*port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	}
+	return fd;
+}
+
+static void set_rule(struct sl_rule *r, uint32_t id, enum sl_action a,
+		     const char *net, uint8_t plen, uint16_t lo, uint16_t hi)
+{
+	memset(r, 0, sizeof(*r));
+	r->id = id;
+	r->action = a;
+	r->cidr.family = strchr(net, ':') ? AF_INET6 : AF_INET;
+	inet_pton(r->cidr.family, net, r->cidr.addr);
+	r->cidr.prefixlen = plen;
+	if (hi) {
+		r->n_ports = 1;
+		r->ports[0] = (struct sl_port_range){ lo, hi };
+	}
+}
+
+static void make_config(struct sl_config *cfg)
+{
+	struct sockaddr_in *o = (struct sockaddr_in *)&cfg->capture.outbound.addr;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->capture.enabled = 1;
+	cfg->capture.mark = MARK;
+	o->sin_family = AF_INET;
+	o->sin_port = htons(lport);
+	inet_pton(AF_INET, "127.0.0.1", &o->sin_addr);
+	cfg->capture.outbound.addrlen = sizeof(*o);
+	cfg->capture.n_include_cidrs = 2;
+	cfg->capture.include_cidrs[0] = (struct sl_cidr){ .family = AF_INET };
+	cfg->capture.include_cidrs[1] = (struct sl_cidr){ .family = AF_INET6 };
+	cfg->policy.default_action = SL_ACTION_ALLOW;
+	cfg->policy.n_rules = 2;
+	set_rule(&cfg->policy.rules[0], 7, SL_ACTION_DENY, DENY_NET4, 24, 9090, 9090);
+	set_rule(&cfg->policy.rules[1], 8, SL_ACTION_DENY, DENY_NET6, 48, 0, 0);
+}
+
+/* One captured connect: app sees the original as its peer; the sidecar's
+ * SO_ORIGINAL_DST says the same.
+ */
+static void check_captured(const char *tag, const char *ip, uint16_t port,
+			   int lis, const char *want_orig, const char *want_peer)
+{
+	char name[128], orig[INET6_ADDRSTRLEN] = "";
+	struct app_res r;
+	uint16_t oport = 0;
+	int err, aerr;
+	pid_t pid;
+	int p[2];
+
+	snprintf(name, sizeof(name), "capture/%s: %s:%u captured, SO_ORIGINAL_DST and getpeername", tag, ip, port);
+	/* The child connects while we accept: run it in the background. */
+	if (pipe(p)) {
+		th_fail(name, "pipe");
+		return;
+	}
+	pid = fork();
+	if (!pid) {
+		close(p[0]);
+		if (th_enter(&app))
+			_exit(2);
+		app_connect(ip, port, &r);
+		_exit(write(p[1], &r, sizeof(r)) == sizeof(r) ? 0 : 3);
+	}
+	close(p[1]);
+	err = sidecar_accept(lis, orig, sizeof(orig), &oport);
+	aerr = read(p[0], &r, sizeof(r)) == sizeof(r) ? 0 : -EIO;
+	close(p[0]);
+	th_wait(pid, 5000);
+	if (TH_CHECK(!aerr && !r.connect_errno, name, "app connect: %s",
+		     strerror(aerr ? -aerr : r.connect_errno)) &&
+	    TH_CHECK(!err, name, "SO_ORIGINAL_DST: %s", strerror(-err)) &&
+	    TH_CHECK(!strcmp(orig, want_orig) && oport == port, name,
+		     "SO_ORIGINAL_DST %s:%u, want %s:%u", orig, oport, want_orig,
+		     port) &&
+	    TH_CHECK(!strcmp(r.peer, want_peer) && r.peer_port == port, name,
+		     "getpeername %s:%u, want %s:%u", r.peer, r.peer_port,
+		     want_peer, port))
+		th_pass(name);
+}
+
+static void check_denied(const char *tag, const char *ip, uint16_t port)
+{
+	char name[128];
+	struct app_res r;
+	int err;
+
+	snprintf(name, sizeof(name), "policy/%s: %s:%u refused with EPERM", tag, ip,
+		 port);
+	err = app_fork(ip, port, &r);
+	if (TH_CHECK(!err, name, "app child: %s", strerror(-err)) &&
+	    TH_CHECK(r.connect_errno == EPERM, name, "connect: %s",
+		     r.connect_errno ? strerror(r.connect_errno) : "succeeded"))
+		th_pass(name);
+}
+
+/* A thread of the app: the same connect, the same refusal. */
+static void *thread_connect(void *arg)
+{
+	app_connect(DENY_NET4 "", 9090, arg);
+	return NULL;
+}
+
+static void check_denied_from_thread(void)
+{
+	const char *name = "policy/bypass: a new thread of the app is refused too";
+	struct app_res r;
+	pid_t pid;
+	int p[2];
+
+	if (pipe(p)) {
+		th_fail(name, "pipe");
+		return;
+	}
+	pid = fork();
+	if (!pid) {
+		pthread_t t;
+		struct app_res res = {};
+
+		close(p[0]);
+		if (th_enter(&app))
+			_exit(2);
+		/* Address of the denied /24, as a thread started after entry. */
+		pthread_create(&t, NULL, thread_connect, &res);
+		pthread_join(t, NULL);
+		_exit(write(p[1], &res, sizeof(res)) == sizeof(res) ? 0 : 3);
+	}
+	close(p[1]);
+	if (read(p[0], &r, sizeof(r)) != sizeof(r))
+		r.connect_errno = -1;
+	close(p[0]);
+	th_wait(pid, 5000);
+	if (TH_CHECK(r.connect_errno == EPERM, name, "connect: %d", r.connect_errno))
+		th_pass(name);
+}
+
+int main(void)
+{
+	struct sl_cap_status st0, st1;
+	struct sl_config *cfg = calloc(1, sizeof(*cfg));
+	int err, i;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	th_watchdog(60, "capture");
+	if (!cfg || th_env_setup(&app, "cap-app", false) ||
+	    th_env_setup(&side, "cap-side", false) || th_enter(&side)) {
+		th_fail("capture: setup", "cgroups: %s", strerror(errno));
+		goto out;
+	}
+	lis4 = listen_on("127.0.0.1", &lport);
+	lis6 = listen_on("::1", &lport);
+	if (!TH_CHECK(lis4 >= 0 && lis6 >= 0, "capture: setup", "listeners on port %u",
+		      lport))
+		goto out;
+	make_config(cfg);
+	/* The harness detaches this pin root on every exit path. */
+	app.pins_made = true;
+	err = sl_cap_attach(app.pin_root, app.cgroup, side.cgroup, cfg);
+	if (!TH_CHECK(!err, "capture: setup", "sl_cap_attach: %s", strerror(-err)))
+		goto out;
+	th_pass("capture: setup: programs attached to app and sidecar cgroups");
+	sl_cap_status(app.pin_root, &st0);
+
+	check_captured("v4", DST4, 8080, lis4, DST4, DST4);
+	check_captured("v6", DST6, 8443, lis6, DST6, DST6);
+	check_captured("v4-mapped", "::ffff:" DST4, 8081, lis4, DST4,
+		       "::ffff:" DST4);
+
+	check_denied("v4", "198.18.99.1", 9090);
+	check_denied("bypass: v4-mapped spelling", "::ffff:198.18.99.1", 9090);
+	check_denied("v6 whole prefix", "2001:db8:99::5", 443);
+	check_denied_from_thread();
+	/* Same /24, other port: rule 7 is port 9090 only. */
+	check_captured("policy port range", "198.18.99.1", 9091, lis4,
+		       "198.18.99.1", "198.18.99.1");
+
+	sl_cap_status(app.pin_root, &st1);
+	th_info("reasons: captured +%llu denied +%llu; SO_ORIGINAL_DST answered +%llu",
+		(unsigned long long)(st1.stats.reason[SL_CR_CAPTURED] -
+				     st0.stats.reason[SL_CR_CAPTURED]),
+		(unsigned long long)(st1.stats.reason[SL_CR_DENIED] -
+				     st0.stats.reason[SL_CR_DENIED]),
+		(unsigned long long)(st1.stats.origdst_answered -
+				     st0.stats.origdst_answered));
+	if (TH_CHECK(st1.stats.reason[SL_CR_CAPTURED] - st0.stats.reason[SL_CR_CAPTURED] == 4 &&
+		     st1.stats.reason[SL_CR_DENIED] - st0.stats.reason[SL_CR_DENIED] == 4 &&
+		     st1.stats.origdst_answered - st0.stats.origdst_answered == 4,
+		     "capture: counters by reason match what was done",
+		     "see the line above"))
+		th_pass("capture: counters by reason match what was done");
+	/* Every captured connection has closed: no record may remain. */
+	for (i = 0; i < 100 && sl_cap_status(app.pin_root, &st1) == 0 &&
+		    st1.captured_live; i++)
+		usleep(20 * 1000);
+	if (TH_CHECK(!st1.captured_live, "capture: records gone after close",
+		     "%u left in sl_orig_by_cookie", st1.captured_live))
+		th_pass("capture: records gone after close");
+out:
+	if (lis4 >= 0)
+		close(lis4);
+	if (lis6 >= 0)
+		close(lis6);
+	th_env_teardown(&side);
+	err = th_env_teardown(&app);
+	if (TH_CHECK(!err, "capture: teardown: cgroups and pins removed", "%s",
+		     strerror(-err)))
+		th_pass("capture: teardown: cgroups and pins removed");
+	free(cfg);
+	return th_summary();
+}

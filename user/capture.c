@@ -1,0 +1,622 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Capture and policy (user side): load bpf/capture.bpf.c, pin its maps and
+ * links next to the fast path's, attach the app-side programs to the app's
+ * cgroup and getsockopt to the sidecar's, and write configuration and policy
+ * into the maps. Policy reloads are atomic (see struct sl_policy_state).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "sidelane.h"
+#include "capture.h"
+#include "capture.skel.h"
+#include "capture_user.h"
+#include "fastpath_user.h"
+#include "cgroup.h"
+#include "log.h"
+#include "util.h"
+
+const char *const sl_capture_reason_name[SL_CR_NR] = {
+	[SL_CR_CAPTURED] = "captured",
+	[SL_CR_DENIED] = "denied",
+	[SL_CR_SIDECAR_OWN] = "sidecar_own",
+	[SL_CR_LOOPBACK] = "loopback",
+	[SL_CR_OWN_LISTENER] = "own_listener_port",
+	[SL_CR_EXCLUDED_CIDR] = "excluded_cidr",
+	[SL_CR_NOT_INCLUDED_CIDR] = "not_included_cidr",
+	[SL_CR_EXCLUDED_PORT] = "excluded_port",
+	[SL_CR_NOT_INCLUDED_PORT] = "not_included_port",
+	[SL_CR_DISABLED] = "capture_disabled",
+	[SL_CR_NOT_TCP] = "not_tcp",
+	[SL_CR_TABLE_FULL] = "table_full",
+};
+
+/* Links pinned under the pin root, and the cgroup each goes to. */
+enum { ON_APP, ON_SIDECAR };
+static const struct {
+	const char *pin;
+	int where;
+} cap_links[] = {
+	{ "link_connect4", ON_APP },	 { "link_connect6", ON_APP },
+	{ "link_getpeername4", ON_APP }, { "link_getpeername6", ON_APP },
+	{ "link_capture_sockops", ON_APP }, { "link_getsockopt", ON_SIDECAR },
+};
+#define N_CAP_LINKS (sizeof(cap_links) / sizeof(cap_links[0]))
+
+static struct bpf_program *cap_prog(struct capture_bpf *skel, size_t i)
+{
+	struct bpf_program *progs[N_CAP_LINKS] = {
+		skel->progs.sl_connect4,	skel->progs.sl_connect6,
+		skel->progs.sl_getpeername4,	skel->progs.sl_getpeername6,
+		skel->progs.sl_capture_sockops, skel->progs.sl_getsockopt,
+	};
+
+	return progs[i];
+}
+
+/* Map names of this object, for detach (the object is the authority). */
+static const char *const cap_maps[] = {
+	"sl_capture_cfg", "sl_capture_ports", "sl_cap_incl4",	"sl_cap_excl4",
+	"sl_cap_incl6",	  "sl_cap_excl6",     "sl_policy4_0",	"sl_policy4_1",
+	"sl_policy6_0",	  "sl_policy6_1",     "sl_policy_state", "sl_policy_hits",
+	"sl_orig_by_cookie", "sl_orig_by_addr", "sl_capture_stats",
+};
+
+int sl_cap_detach(const char *pin_root)
+{
+	int err = 0, e;
+	size_t i;
+
+	for (i = 0; i < N_CAP_LINKS; i++) {
+		int fd = sl_pin_open(pin_root, cap_links[i].pin);
+
+		if (fd >= 0) {
+			if (bpf_link_detach(fd))
+				err = -errno;
+			close(fd);
+		}
+		e = sl_pin_unlink(pin_root, cap_links[i].pin);
+		err = err ?: e;
+	}
+	for (i = 0; i < sizeof(cap_maps) / sizeof(cap_maps[0]); i++) {
+		e = sl_pin_unlink(pin_root, cap_maps[i]);
+		err = err ?: e;
+	}
+	return err;
+}
+
+static int map_fd(const char *pin_root, const char *name)
+{
+	int fd = sl_pin_open(pin_root, name);
+
+	if (fd < 0)
+		pr_warn("%s/%s: %s (is capture attached?)\n", pin_root, name,
+			strerror(-fd));
+	return fd;
+}
+
+/* Empty a pinned map (keys of at most 64 bytes). */
+static void map_clear(int fd)
+{
+	char key[64];
+
+	while (!bpf_map_get_next_key(fd, NULL, key))
+		if (bpf_map_delete_elem(fd, key))
+			break;
+}
+
+static int cidr_trie_fill(const char *pin_root, const char *name4,
+			  const char *name6, const struct sl_cidr *c,
+			  unsigned int n)
+{
+	int fd4 = map_fd(pin_root, name4), fd6 = map_fd(pin_root, name6);
+	int err = 0;
+	unsigned int i;
+	__u8 one = 1;
+
+	if (fd4 < 0 || fd6 < 0) {
+		err = fd4 < 0 ? fd4 : fd6;
+		goto out;
+	}
+	map_clear(fd4);
+	map_clear(fd6);
+	for (i = 0; i < n && !err; i++) {
+		if (c[i].family == AF_INET) {
+			struct sl_lpm4 k = { .prefixlen = c[i].prefixlen };
+
+			memcpy(k.addr, c[i].addr, 4);
+			err = bpf_map_update_elem(fd4, &k, &one, BPF_ANY) ? -errno : 0;
+		} else {
+			struct sl_lpm6 k = { .prefixlen = c[i].prefixlen };
+
+			memcpy(k.addr, c[i].addr, 16);
+			err = bpf_map_update_elem(fd6, &k, &one, BPF_ANY) ? -errno : 0;
+		}
+	}
+out:
+	if (fd4 >= 0)
+		close(fd4);
+	if (fd6 >= 0)
+		close(fd6);
+	return err;
+}
+
+static void set_port_bits(__u64 *words, const struct sl_port_range *r,
+			  unsigned int n)
+{
+	unsigned int i, p;
+
+	for (i = 0; i < n; i++)
+		for (p = r[i].lo; p <= r[i].hi; p++)
+			words[p >> 6] |= 1ULL << (p & 63);
+}
+
+static void endpoint_ip(const struct sl_endpoint *e, __u8 out[16])
+{
+	if (e->addr.ss_family == AF_INET)
+		sl_addr_to_key(AF_INET,
+			       &((const struct sockaddr_in *)&e->addr)->sin_addr, out);
+	else
+		sl_addr_to_key(AF_INET6,
+			       &((const struct sockaddr_in6 *)&e->addr)->sin6_addr,
+			       out);
+}
+
+static uint16_t endpoint_port(const struct sl_endpoint *e)
+{
+	return ntohs(e->addr.ss_family == AF_INET ?
+			     ((const struct sockaddr_in *)&e->addr)->sin_port :
+			     ((const struct sockaddr_in6 *)&e->addr)->sin6_port);
+}
+
+/* Write cfg->capture into the maps. The include list being empty means all
+ * ports; the IPv6 listener is [::1] on the same port as the IPv4 one.
+ */
+static int apply_capture(const char *pin_root, const struct sl_config *cfg)
+{
+	static const __u8 v6_loopback[16] = { [15] = 1 };
+	struct sl_port_bits *bits = NULL;
+	struct sl_capture_cfg cc = {};
+	int fd = -1, err;
+	__u32 zero = 0;
+
+	cc.enabled = cfg->capture.enabled;
+	cc.mark = cfg->capture.mark;
+	endpoint_ip(&cfg->capture.outbound, cc.outbound_ip4);
+	memcpy(cc.outbound_ip6, v6_loopback, 16);
+	cc.outbound_port = endpoint_port(&cfg->capture.outbound);
+	cc.include_all_ports = !cfg->capture.n_include_ports;
+
+	err = cidr_trie_fill(pin_root, "sl_cap_incl4", "sl_cap_incl6",
+			     cfg->capture.include_cidrs,
+			     cfg->capture.n_include_cidrs);
+	if (!err)
+		err = cidr_trie_fill(pin_root, "sl_cap_excl4", "sl_cap_excl6",
+				     cfg->capture.exclude_cidrs,
+				     cfg->capture.n_exclude_cidrs);
+	if (err)
+		return err;
+	bits = calloc(1, sizeof(*bits));
+	if (!bits)
+		return -ENOMEM;
+	set_port_bits(bits->include, cfg->capture.include_ports,
+		      cfg->capture.n_include_ports);
+	set_port_bits(bits->exclude, cfg->capture.exclude_ports,
+		      cfg->capture.n_exclude_ports);
+	fd = map_fd(pin_root, "sl_capture_ports");
+	if (fd < 0) {
+		err = fd;
+		goto out;
+	}
+	err = bpf_map_update_elem(fd, &zero, bits, BPF_ANY) ? -errno : 0;
+	close(fd);
+	/* The switch goes last: capture starts with its settings in place. */
+	fd = map_fd(pin_root, "sl_capture_cfg");
+	if (!err && fd >= 0)
+		err = bpf_map_update_elem(fd, &zero, &cc, BPF_ANY) ? -errno : 0;
+	if (fd >= 0)
+		close(fd);
+out:
+	free(bits);
+	return err;
+}
+
+/* Attach or verify one link: pinned ones are reused if they serve the right
+ * cgroup (a changed cgroup is refused; detach first).
+ */
+static int ensure_link(const char *pin_root, struct bpf_program *prog,
+		       const char *pin, const char *cgpath)
+{
+	struct bpf_link_info info = {};
+	__u32 len = sizeof(info);
+	char path[PATH_MAX];
+	struct bpf_link *link;
+	uint64_t cgid;
+	int fd, cg_fd, err;
+
+	err = sl_cgroup_id(cgpath, &cgid);
+	if (err)
+		return err;
+	fd = sl_pin_open(pin_root, pin);
+	if (fd >= 0) {
+		err = bpf_obj_get_info_by_fd(fd, &info, &len) ? -errno : 0;
+		close(fd);
+		if (!err && info.cgroup.cgroup_id != cgid) {
+			pr_warn("%s/%s is attached to another cgroup (id %llu), not %s: "
+				"`sidelane detach` first\n", pin_root, pin,
+				(unsigned long long)info.cgroup.cgroup_id, cgpath);
+			return -EEXIST;
+		}
+		return err;
+	}
+	if (!prog) /* reuse only */
+		return -ENOENT;
+	cg_fd = open(cgpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cg_fd < 0)
+		return -errno;
+	link = bpf_program__attach_cgroup(prog, cg_fd);
+	err = link ? 0 : -errno;
+	close(cg_fd);
+	if (err) {
+		pr_warn("attaching %s to %s failed: %s\n", bpf_program__name(prog),
+			cgpath, strerror(-err));
+		return err;
+	}
+	err = sl_pin_path(path, sizeof(path), pin_root, pin);
+	if (!err)
+		err = bpf_link__pin(link, path);
+	bpf_link__destroy(link);
+	return err;
+}
+
+int sl_cap_attach(const char *pin_root, const char *app_cgroup,
+		  const char *sidecar_cgroup, const struct sl_config *cfg)
+{
+	char app[PATH_MAX], side[PATH_MAX], path[PATH_MAX];
+	struct capture_bpf *skel = NULL;
+	struct bpf_map *map;
+	int err, reuse, created;
+	size_t i;
+
+	err = sl_pin_root_ensure(pin_root, &created);
+	if (!err)
+		err = sl_cgroup_resolve(app_cgroup, app, sizeof(app));
+	if (!err)
+		err = sl_cgroup_resolve(sidecar_cgroup, side, sizeof(side));
+	if (err)
+		return err;
+	if (!strcmp(app, side)) {
+		/* Then the proxy's own connects would be rewritten too; SO_MARK
+		 * would still save us, but say it: it is rarely meant.
+		 */
+		pr_info("note: the sidecar shares the app's cgroup; its upstream "
+			"connects are told apart by SO_MARK only\n");
+	}
+	/* All pinned: only the settings are (re)applied. */
+	for (reuse = 1, i = 0; i < N_CAP_LINKS && reuse; i++) {
+		err = ensure_link(pin_root, NULL, cap_links[i].pin,
+				  cap_links[i].where == ON_APP ? app : side);
+		if (err && err != -ENOENT)
+			return err;
+		reuse = !err;
+	}
+	if (!reuse) {
+		skel = capture_bpf__open();
+		if (!skel)
+			return -errno;
+		bpf_object__for_each_map(map, skel->obj) {
+			err = sl_pin_path(path, sizeof(path), pin_root,
+					  bpf_map__name(map));
+			if (!err)
+				err = bpf_map__set_pin_path(map, path);
+			if (err)
+				goto out;
+		}
+		err = capture_bpf__load(skel);
+		if (err) {
+			pr_warn("loading the capture programs failed: %s\n",
+				strerror(-err));
+			goto out;
+		}
+	}
+	/* Settings before links: no connect is captured with half a config. */
+	err = apply_capture(pin_root, cfg);
+	if (!err && !reuse)
+		err = sl_policy_apply(pin_root, &cfg->policy, NULL, 0);
+	for (i = 0; i < N_CAP_LINKS && !err && !reuse; i++)
+		err = ensure_link(pin_root, cap_prog(skel, i), cap_links[i].pin,
+				  cap_links[i].where == ON_APP ? app : side);
+	if (err)
+		goto out;
+	pr_info("capture %s on %s, SO_ORIGINAL_DST on %s\n",
+		cfg->capture.enabled ? "on" : "off (policy only)", app, side);
+out:
+	if (err && !reuse)
+		sl_cap_detach(pin_root);
+	capture_bpf__destroy(skel);
+	return err;
+}
+
+/* ---- policy ----------------------------------------------------------- */
+
+static const char *const policy_maps[2][2] = {
+	{ "sl_policy4_0", "sl_policy6_0" },
+	{ "sl_policy4_1", "sl_policy6_1" },
+};
+
+static void cidr_str(const struct sl_cidr *c, char *buf, size_t len)
+{
+	char a[INET6_ADDRSTRLEN];
+
+	inet_ntop(c->family, c->addr, a, sizeof(a));
+	snprintf(buf, len, "%s/%u", a, c->prefixlen);
+}
+
+/* Group the rules by prefix into trie values, in file order. */
+static int fill_generation(int fd4, int fd6, const struct sl_policy *pol,
+			   char *err, size_t errlen)
+{
+	unsigned int i, j;
+
+	map_clear(fd4);
+	map_clear(fd6);
+	for (i = 0; i < pol->n_rules; i++) {
+		const struct sl_rule *r = &pol->rules[i];
+		struct sl_policy_val val = {};
+		union {
+			struct sl_lpm4 k4;
+			struct sl_lpm6 k6;
+		} k = {};
+		int fd = r->cidr.family == AF_INET ? fd4 : fd6;
+		unsigned int nr = r->n_ports ? r->n_ports : 1;
+		char c[64];
+
+		if (r->cidr.family == AF_INET) {
+			k.k4.prefixlen = r->cidr.prefixlen;
+			memcpy(k.k4.addr, r->cidr.addr, 4);
+		} else {
+			k.k6.prefixlen = r->cidr.prefixlen;
+			memcpy(k.k6.addr, r->cidr.addr, 16);
+		}
+		/* LPM lookups with the exact prefix return that entry. */
+		bpf_map_lookup_elem(fd, &k, &val);
+		if (val.n + nr > SL_POLICY_PER_PREFIX) {
+			cidr_str(&r->cidr, c, sizeof(c));
+			if (err)
+				snprintf(err, errlen,
+					 "rule %u: more than %d port ranges share prefix %s",
+					 r->id, SL_POLICY_PER_PREFIX, c);
+			return -E2BIG;
+		}
+		for (j = 0; j < nr; j++) {
+			struct sl_policy_ent *e = &val.ent[val.n++];
+
+			e->rule_id = r->id;
+			e->action = r->action == SL_ACTION_DENY ? SL_ACTION_DENY_V :
+								 SL_ACTION_ALLOW_V;
+			e->lo = r->n_ports ? r->ports[j].lo : 0;
+			e->hi = r->n_ports ? r->ports[j].hi : 0;
+		}
+		if (bpf_map_update_elem(fd, &k, &val, BPF_ANY)) {
+			if (err)
+				snprintf(err, errlen, "rule %u: %s", r->id,
+					 strerror(errno));
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+int sl_policy_apply(const char *pin_root, const struct sl_policy *pol,
+		    char *err, size_t errlen)
+{
+	int fd4 = -1, fd6 = -1, st_fd, hits_fd = -1, ret;
+	struct sl_policy_state ps = {};
+	__u32 zero = 0, next, id;
+	unsigned int i;
+	__u64 *zeros = NULL;
+	int ncpu = libbpf_num_possible_cpus();
+
+	st_fd = map_fd(pin_root, "sl_policy_state");
+	if (st_fd < 0)
+		return st_fd;
+	if (bpf_map_lookup_elem(st_fd, &zero, &ps)) {
+		ret = -errno;
+		goto out;
+	}
+	next = !(ps.gen & 1);
+	fd4 = map_fd(pin_root, policy_maps[next][0]);
+	fd6 = map_fd(pin_root, policy_maps[next][1]);
+	hits_fd = map_fd(pin_root, "sl_policy_hits");
+	if (fd4 < 0 || fd6 < 0 || hits_fd < 0) {
+		ret = -ENOENT;
+		goto out;
+	}
+	/* The live generation is untouched until the flip below. */
+	ret = fill_generation(fd4, fd6, pol, err, errlen);
+	if (ret)
+		goto out;
+	/* Hit counters exist for every rule (and 0, the default) before any
+	 * connect can reach them; counts of rules that stay are kept.
+	 */
+	zeros = calloc(ncpu > 0 ? ncpu : 1, sizeof(__u64));
+	if (!zeros) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i <= pol->n_rules; i++) {
+		id = i < pol->n_rules ? pol->rules[i].id : 0;
+		bpf_map_update_elem(hits_fd, &id, zeros, BPF_NOEXIST);
+	}
+	/* Two writes, so no reader pairs the new gen with an old default:
+	 * first the default of the generation not yet live, then the flip.
+	 */
+	ps.default_action[next] = pol->default_action == SL_ACTION_DENY ?
+					  SL_ACTION_DENY_V :
+					  SL_ACTION_ALLOW_V;
+	if (bpf_map_update_elem(st_fd, &zero, &ps, BPF_ANY)) {
+		ret = -errno;
+		goto out;
+	}
+	ps.gen = next;
+	ps.configured = 1;
+	ret = bpf_map_update_elem(st_fd, &zero, &ps, BPF_ANY) ? -errno : 0;
+out:
+	free(zeros);
+	if (fd4 >= 0)
+		close(fd4);
+	if (fd6 >= 0)
+		close(fd6);
+	if (hits_fd >= 0)
+		close(hits_fd);
+	close(st_fd);
+	return ret;
+}
+
+/* Append the rules stored in one trie to pol, rebuilding sl_rule entries. */
+static void read_trie(int fd, int family, struct sl_policy *pol)
+{
+	union {
+		struct sl_lpm4 k4;
+		struct sl_lpm6 k6;
+	} key, next;
+	struct sl_policy_val val;
+	void *prev = NULL;
+	unsigned int i;
+
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(fd, &key, &val))
+			continue;
+		for (i = 0; i < val.n && i < SL_POLICY_PER_PREFIX; i++) {
+			const struct sl_policy_ent *e = &val.ent[i];
+			struct sl_rule *r = pol->n_rules ?
+						    &pol->rules[pol->n_rules - 1] :
+						    NULL;
+
+			/* Consecutive entries of one rule are its port ranges. */
+			if (!r || r->id != e->rule_id || i == 0) {
+				if (pol->n_rules == SL_CFG_MAX_RULES)
+					return;
+				r = &pol->rules[pol->n_rules++];
+				memset(r, 0, sizeof(*r));
+				r->id = e->rule_id;
+				r->action = e->action == SL_ACTION_DENY_V ?
+						    SL_ACTION_DENY :
+						    SL_ACTION_ALLOW;
+				r->cidr.family = family;
+				r->cidr.prefixlen = family == AF_INET ?
+							    key.k4.prefixlen :
+							    key.k6.prefixlen;
+				memcpy(r->cidr.addr,
+				       family == AF_INET ? key.k4.addr : key.k6.addr,
+				       family == AF_INET ? 4 : 16);
+			}
+			if (e->hi && r->n_ports < SL_CFG_MAX_RULE_PORTS)
+				r->ports[r->n_ports++] =
+					(struct sl_port_range){ e->lo, e->hi };
+		}
+	}
+}
+
+int sl_policy_read(const char *pin_root, struct sl_policy *pol, int *configured,
+		   struct sl_policy_hit *hits, unsigned int max_hits,
+		   unsigned int *n_hits)
+{
+	struct sl_policy_state ps = {};
+	int st_fd, fd4, fd6, hits_fd, err = 0;
+	__u32 zero = 0, key, *prev = NULL;
+
+	memset(pol, 0, sizeof(*pol));
+	*n_hits = 0;
+	st_fd = map_fd(pin_root, "sl_policy_state");
+	if (st_fd < 0)
+		return st_fd;
+	if (bpf_map_lookup_elem(st_fd, &zero, &ps))
+		err = -errno;
+	close(st_fd);
+	if (err)
+		return err;
+	*configured = ps.configured;
+	pol->default_action = ps.default_action[ps.gen & 1] == SL_ACTION_DENY_V ?
+				      SL_ACTION_DENY :
+				      SL_ACTION_ALLOW;
+	if (!ps.configured)
+		return 0;
+	fd4 = map_fd(pin_root, policy_maps[ps.gen & 1][0]);
+	fd6 = map_fd(pin_root, policy_maps[ps.gen & 1][1]);
+	if (fd4 >= 0)
+		read_trie(fd4, AF_INET, pol);
+	if (fd6 >= 0)
+		read_trie(fd6, AF_INET6, pol);
+	if (fd4 >= 0)
+		close(fd4);
+	if (fd6 >= 0)
+		close(fd6);
+	hits_fd = map_fd(pin_root, "sl_policy_hits");
+	if (hits_fd < 0)
+		return 0;
+	while (*n_hits < max_hits && !bpf_map_get_next_key(hits_fd, prev, &key)) {
+		hits[*n_hits].rule_id = key;
+		if (sl_percpu_sum_u64(hits_fd, key, &hits[*n_hits].hits,
+				      sizeof(__u64)))
+			hits[*n_hits].hits = 0;
+		prev = &hits[(*n_hits)++].rule_id;
+	}
+	close(hits_fd);
+	return 0;
+}
+
+int sl_cap_status(const char *pin_root, struct sl_cap_status *st)
+{
+	struct sl_policy_state ps = {};
+	struct bpf_link_info info = {};
+	__u32 zero = 0, len = sizeof(info);
+	__u64 key, next, *prev = NULL;
+	int fd;
+
+	memset(st, 0, sizeof(*st));
+	fd = sl_pin_open(pin_root, "link_getsockopt");
+	if (fd < 0)
+		return fd;
+	st->attached = 1;
+	if (!bpf_obj_get_info_by_fd(fd, &info, &len))
+		sl_cgroup_path_by_id(info.cgroup.cgroup_id, st->sidecar_cgroup,
+				     sizeof(st->sidecar_cgroup));
+	close(fd);
+	fd = sl_pin_open(pin_root, "sl_capture_cfg");
+	if (fd >= 0) {
+		bpf_map_lookup_elem(fd, &zero, &st->cfg);
+		close(fd);
+	}
+	fd = sl_pin_open(pin_root, "sl_capture_stats");
+	if (fd >= 0) {
+		sl_percpu_sum_u64(fd, 0, &st->stats, sizeof(st->stats));
+		close(fd);
+	}
+	fd = sl_pin_open(pin_root, "sl_orig_by_cookie");
+	if (fd >= 0) {
+		while (!bpf_map_get_next_key(fd, prev, &next)) {
+			key = next;
+			prev = &key;
+			st->captured_live++;
+		}
+		close(fd);
+	}
+	fd = sl_pin_open(pin_root, "sl_policy_state");
+	if (fd >= 0) {
+		if (!bpf_map_lookup_elem(fd, &zero, &ps))
+			st->policy_configured = ps.configured;
+		close(fd);
+	}
+	return 0;
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* User side of capture and policy (user/capture.c). */
+#ifndef CAPTURE_USER_H
+#define CAPTURE_USER_H
+
+#include <stdint.h>
+#include "capture.h"
+#include "config.h"
+
+/* Attach capture to the app's cgroup (connect4/6, getpeername4/6, sockops)
+ * and SO_ORIGINAL_DST to the sidecar's (getsockopt); pin under pin_root;
+ * reuse what is pinned; apply cfg->capture and cfg->policy. 0 or -errno.
+ */
+int sl_cap_attach(const char *pin_root, const char *app_cgroup,
+		  const char *sidecar_cgroup, const struct sl_config *cfg);
+/* Detach and unpin everything capture pinned under pin_root (called by
+ * sl_fp_detach before the pin folder goes).
+ */
+int sl_cap_detach(const char *pin_root);
+
+/* Replace the live rule set with pol in one step: the other generation of
+ * tries is filled, then the live generation flips. On error the old rules
+ * stay in force. err gets a reason. 0 or -errno.
+ */
+int sl_policy_apply(const char *pin_root, const struct sl_policy *pol,
+		    char *err, size_t errlen);
+/* Read the live rule set back (file order within a prefix), with hits. */
+struct sl_policy_hit {
+	uint32_t rule_id;
+	uint64_t hits;
+};
+int sl_policy_read(const char *pin_root, struct sl_policy *pol, int *configured,
+		   struct sl_policy_hit *hits, unsigned int max_hits,
+		   unsigned int *n_hits);
+
+struct sl_cap_status {
+	int attached;
+	char sidecar_cgroup[4096];
+	struct sl_capture_cfg cfg;
+	struct sl_capture_stats stats; /* summed over CPUs */
+	uint32_t captured_live; /* entries of sl_orig_by_cookie */
+	int policy_configured;
+};
+int sl_cap_status(const char *pin_root, struct sl_cap_status *st);
+
+extern const char *const sl_capture_reason_name[SL_CR_NR];
+
+#endif /* CAPTURE_USER_H */

@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* sidelane's configuration and policy files (user/config.c): YAML parsed with
+ * libcyaml against a declared schema, validated, turned into these structs.
+ * A bad file is rejected with "file:line: reason" and nothing else changes.
+ */
+#ifndef CONFIG_H
+#define CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define SL_CFG_MAX_CIDRS 64
+#define SL_CFG_MAX_PORTS 64
+#define SL_CFG_MAX_AMBASSADORS 32
+#define SL_CFG_MAX_RULES 1024
+#define SL_CFG_MAX_RULE_PORTS 8 /* port ranges per rule */
+#define SL_CFG_ERR_LEN 512
+
+/* An address prefix: family AF_INET or AF_INET6, addr in network order
+ * (4 or 16 bytes used), prefix length 0..32 / 0..128.
+ */
+struct sl_cidr {
+	int family;
+	uint8_t addr[16];
+	uint8_t prefixlen;
+};
+
+struct sl_port_range {
+	uint16_t lo, hi; /* inclusive, host order, 1..65535, lo <= hi */
+};
+
+enum sl_action { SL_ACTION_ALLOW = 1, SL_ACTION_DENY = 2 };
+
+/* One L3/L4 rule. Matching: the most specific prefix containing the
+ * destination wins; within it the first rule whose port ranges match
+ * (no ranges = every port); no match = the policy's default action.
+ */
+struct sl_rule {
+	uint32_t id; /* 1..; unique within a policy */
+	enum sl_action action;
+	struct sl_cidr cidr;
+	unsigned int n_ports;
+	struct sl_port_range ports[SL_CFG_MAX_RULE_PORTS];
+	unsigned int line; /* where it was written, for messages */
+};
+
+struct sl_policy {
+	enum sl_action default_action; /* allow when not given */
+	unsigned int n_rules;
+	struct sl_rule rules[SL_CFG_MAX_RULES];
+};
+
+struct sl_endpoint {
+	struct sockaddr_storage addr; /* numeric address + port */
+	socklen_t addrlen;
+};
+
+struct sl_ambassador {
+	struct sl_endpoint listen; /* must be a loopback address */
+	char upstream_host[256]; /* name or numeric address, resolved at connect */
+	uint16_t upstream_port;
+};
+
+struct sl_config {
+	char pin_root[256];
+	char cgroup[512]; /* the app's cgroup; "" = given on the command line */
+	struct {
+		unsigned int n_exclude_ports;
+		uint16_t exclude_ports[SL_CFG_MAX_PORTS];
+	} fastpath;
+	struct {
+		int enabled;
+		struct sl_endpoint outbound; /* transparent listener, loopback */
+		uint32_t mark; /* SO_MARK of sidelane's own upstream sockets */
+		unsigned int n_include_cidrs, n_exclude_cidrs;
+		struct sl_cidr include_cidrs[SL_CFG_MAX_CIDRS];
+		struct sl_cidr exclude_cidrs[SL_CFG_MAX_CIDRS];
+		unsigned int n_include_ports, n_exclude_ports; /* include empty = all */
+		struct sl_port_range include_ports[SL_CFG_MAX_PORTS];
+		struct sl_port_range exclude_ports[SL_CFG_MAX_PORTS];
+	} capture;
+	struct {
+		unsigned int connect_timeout_ms;
+		unsigned int idle_timeout_ms;
+		unsigned int buffer_bytes; /* per direction */
+		unsigned int max_conns;
+		unsigned int n_ambassadors;
+		struct sl_ambassador ambassadors[SL_CFG_MAX_AMBASSADORS];
+	} proxy;
+	struct sl_policy policy;
+};
+
+/* The built-in default (also what `sidelane config default` prints). */
+extern const char sl_config_default_yaml[];
+
+/* Parse and validate; path NULL = the embedded default. On error returns
+ * -EINVAL (or -errno for I/O) and writes "file:line: reason" into err.
+ * cfg is heap-allocated by the caller (it is large) and fully overwritten.
+ */
+int sl_config_load(const char *path, struct sl_config *cfg, char *err,
+		   size_t errlen);
+/* Same for a policy file (the `rules:`/`default:` document of `policy load`). */
+int sl_policy_load(const char *path, struct sl_policy *pol, char *err,
+		   size_t errlen);
+/* Parse "a.b.c.d/n", "x::/n" (a bare address means /32 or /128). 0 or -EINVAL. */
+int sl_cidr_parse(const char *s, struct sl_cidr *out);
+/* Parse "80" or "8000-8080". 0 or -EINVAL/-ERANGE. */
+int sl_port_range_parse(const char *s, struct sl_port_range *out);
+/* Parse "127.0.0.1:15001" or "[::1]:15001". 0 or -EINVAL. */
+int sl_endpoint_parse(const char *s, struct sl_endpoint *out);
+
+#endif /* CONFIG_H */
