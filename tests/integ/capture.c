@@ -206,6 +206,14 @@ static void set_rule(struct sl_rule *r, uint32_t id, enum sl_action a,
 	}
 }
 
+static void make_config_policy(struct sl_policy *pol)
+{
+	pol->default_action = SL_ACTION_ALLOW;
+	pol->n_rules = 2;
+	set_rule(&pol->rules[0], 7, SL_ACTION_DENY, DENY_NET4, 24, 9090, 9090);
+	set_rule(&pol->rules[1], 8, SL_ACTION_DENY, DENY_NET6, 48, 0, 0);
+}
+
 static void make_config(struct sl_config *cfg)
 {
 	struct sockaddr_in *o = (struct sockaddr_in *)&cfg->capture.outbound.addr;
@@ -220,10 +228,7 @@ static void make_config(struct sl_config *cfg)
 	cfg->capture.n_include_cidrs = 2;
 	cfg->capture.include_cidrs[0] = (struct sl_cidr){ .family = AF_INET };
 	cfg->capture.include_cidrs[1] = (struct sl_cidr){ .family = AF_INET6 };
-	cfg->policy.default_action = SL_ACTION_ALLOW;
-	cfg->policy.n_rules = 2;
-	set_rule(&cfg->policy.rules[0], 7, SL_ACTION_DENY, DENY_NET4, 24, 9090, 9090);
-	set_rule(&cfg->policy.rules[1], 8, SL_ACTION_DENY, DENY_NET6, 48, 0, 0);
+	make_config_policy(&cfg->policy);
 }
 
 /* One captured connect: app sees the original as its peer; the sidecar's
@@ -325,6 +330,130 @@ static void check_denied_from_thread(void)
 		th_pass(name);
 }
 
+/* ---- policy reload under load ---------------------------------------- */
+
+#define HAMMER_CONNECTS 3000
+
+static volatile int draining;
+
+static void *drain(void *arg)
+{
+	struct pollfd pfd = { .fd = *(int *)arg, .events = POLLIN };
+
+	while (draining) {
+		int fd;
+
+		if (poll(&pfd, 1, 50) != 1)
+			continue;
+		while ((fd = accept4(pfd.fd, NULL, NULL, SOCK_CLOEXEC)) >= 0)
+			close(fd);
+	}
+	return NULL;
+}
+
+struct hammer_res {
+	int x_refused, x_through, y_ok, y_refused, other;
+};
+
+/* Two rule sets that agree on X (denied) and Y (allowed) but say it through
+ * different prefixes, ids and orders, so every swap rewrites the tries.
+ */
+static void policy_variant(struct sl_policy *pol, int v)
+{
+	memset(pol, 0, sizeof(*pol));
+	pol->default_action = SL_ACTION_ALLOW;
+	if (!v) {
+		pol->n_rules = 3;
+		set_rule(&pol->rules[0], 20, SL_ACTION_ALLOW, "198.18.50.0", 24, 0, 0);
+		set_rule(&pol->rules[1], 7, SL_ACTION_DENY, DENY_NET4, 24, 9090, 9090);
+		set_rule(&pol->rules[2], 8, SL_ACTION_DENY, DENY_NET6, 48, 0, 0);
+	} else {
+		pol->n_rules = 3;
+		set_rule(&pol->rules[0], 9, SL_ACTION_DENY, DENY_NET4, 25, 0, 0);
+		set_rule(&pol->rules[1], 30, SL_ACTION_DENY, "198.18.60.0", 24, 0, 0);
+		set_rule(&pol->rules[2], 31, SL_ACTION_ALLOW, "198.18.77.0", 24, 8080, 8080);
+	}
+}
+
+static void check_reload_under_load(void)
+{
+	const char *name = "policy/reload under load: no denied connect through, no allowed one refused";
+	struct sl_policy *pol = calloc(1, sizeof(*pol));
+	struct hammer_res r = {};
+	int p[2], reloads = 0, st;
+	char err[256] = "";
+	pthread_t t;
+	pid_t pid;
+
+	if (!pol || pipe(p)) {
+		th_fail(name, "setup");
+		free(pol);
+		return;
+	}
+	draining = 1;
+	pthread_create(&t, NULL, drain, &lis4);
+	pid = fork();
+	if (!pid) {
+		struct hammer_res res = {};
+		int i;
+
+		close(p[0]);
+		if (th_enter(&app))
+			_exit(2);
+		for (i = 0; i < HAMMER_CONNECTS; i++) {
+			struct sockaddr_storage ss;
+			socklen_t len;
+			int fd, x = i & 1, rc;
+
+			sockaddr_of(x ? "198.18.99.1" : DST4, x ? 9090 : 8080, &ss,
+				    &len);
+			fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			rc = connect(fd, (struct sockaddr *)&ss, len) ? errno : 0;
+			close(fd);
+			if (x)
+				rc == EPERM ? res.x_refused++ :
+				rc == 0 ? res.x_through++ : res.other++;
+			else
+				rc == 0 ? res.y_ok++ :
+				rc == EPERM ? res.y_refused++ : res.other++;
+		}
+		_exit(write(p[1], &res, sizeof(res)) == sizeof(res) ? 0 : 3);
+	}
+	close(p[1]);
+	/* Swap rule sets as fast as the loader goes while the child runs. */
+	for (;;) {
+		struct pollfd pfd = { .fd = p[0], .events = POLLIN };
+
+		if (poll(&pfd, 1, 0) == 1)
+			break;
+		policy_variant(pol, reloads & 1);
+		if (sl_policy_apply(app.pin_root, pol, err, sizeof(err))) {
+			th_fail(name, "reload %d: %s", reloads, err);
+			break;
+		}
+		reloads++;
+	}
+	st = read(p[0], &r, sizeof(r)) == sizeof(r) ? 0 : -EIO;
+	close(p[0]);
+	th_wait(pid, 10000);
+	draining = 0;
+	pthread_join(t, NULL);
+	th_info("reload: %d reloads during %d connects: X refused %d through %d, "
+		"Y ok %d refused %d, other %d", reloads, HAMMER_CONNECTS,
+		r.x_refused, r.x_through, r.y_ok, r.y_refused, r.other);
+	if (TH_CHECK(!st, name, "child") &&
+	    TH_CHECK(reloads >= 20, name, "only %d reloads overlapped", reloads) &&
+	    TH_CHECK(!r.x_through && !r.y_refused && !r.other, name,
+		     "X through %d, Y refused %d, other errors %d", r.x_through,
+		     r.y_refused, r.other) &&
+	    TH_CHECK(r.x_refused + r.y_ok == HAMMER_CONNECTS, name, "counts"))
+		th_pass(name);
+	/* Back to the test's own rule set. */
+	make_config_policy(pol);
+	sl_policy_apply(app.pin_root, pol, err, sizeof(err));
+	free(pol);
+}
+
 int main(void)
 {
 	struct sl_cap_status st0, st1;
@@ -379,6 +508,7 @@ int main(void)
 		     "capture: counters by reason match what was done",
 		     "see the line above"))
 		th_pass("capture: counters by reason match what was done");
+	check_reload_under_load();
 	/* Every captured connection has closed: no record may remain. */
 	for (i = 0; i < 100 && sl_cap_status(app.pin_root, &st1) == 0 &&
 		    st1.captured_live; i++)
