@@ -147,25 +147,6 @@ static __always_inline int is_v4mapped(const __u8 *ip)
 	return !w[0] && !w[1] && w[2] == bpf_htonl(0x0000ffff);
 }
 
-/* First rule of the most specific matching prefix whose ports match. */
-static __always_inline int match_rules(const struct sl_policy_val *val,
-				       __u16 port, __u32 *rule_id)
-{
-	int i;
-
-	for (i = 0; i < SL_POLICY_PER_PREFIX; i++) {
-		const struct sl_policy_ent *e = &val->ent[i];
-
-		if (i >= val->n)
-			break;
-		if (e->hi && (port < e->lo || port > e->hi))
-			continue;
-		*rule_id = e->rule_id;
-		return e->action;
-	}
-	return 0;
-}
-
 /* Returns SL_ACTION_ALLOW_V or SL_ACTION_DENY_V; counts the deciding rule. */
 static __always_inline int policy_verdict(const struct dest *d)
 {
@@ -193,7 +174,7 @@ static __always_inline int policy_verdict(const struct dest *d)
 		val = bpf_map_lookup_elem(gen ? (void *)&sl_policy6_1 :
 						(void *)&sl_policy6_0, &k);
 	}
-	action = val ? match_rules(val, d->port, &rule_id) : 0;
+	action = val ? sl_policy_match(val, d->port, &rule_id) : 0;
 	if (!action) {
 		action = ps->default_action[gen & 1] ?: SL_ACTION_ALLOW_V;
 		rule_id = 0;

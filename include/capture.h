@@ -9,6 +9,9 @@
 #ifndef __VMLINUX_H__
 #include <linux/types.h>
 #endif
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
 
 #define SL_POLICY_PER_PREFIX 8 /* rules sharing one prefix */
 #define SL_MAX_POLICY_PREFIXES 4096 /* per family and generation */
@@ -60,6 +63,29 @@ struct sl_policy_val {
 	__u32 pad;
 	struct sl_policy_ent ent[SL_POLICY_PER_PREFIX];
 };
+
+/* The one matcher, compiled into the BPF programs and into user space (the
+ * proxy judges explicit connections with the same rules): the first entry of
+ * the most specific prefix whose port range holds port. Returns the
+ * SL_ACTION_*_V, or 0 when none matches (the default action applies).
+ */
+static __always_inline int sl_policy_match(const struct sl_policy_val *val,
+					   __u16 port, __u32 *rule_id)
+{
+	int i;
+
+	for (i = 0; i < SL_POLICY_PER_PREFIX; i++) {
+		const struct sl_policy_ent *e = &val->ent[i];
+
+		if (i >= (int)val->n)
+			break;
+		if (e->hi && (port < e->lo || port > e->hi))
+			continue;
+		*rule_id = e->rule_id;
+		return e->action;
+	}
+	return 0;
+}
 
 /* sl_policy_state[0]: which generation of tries is live. A reload fills the
  * other generation, then flips gen with one 4-byte write: a connect() sees

@@ -620,3 +620,87 @@ int sl_cap_status(const char *pin_root, struct sl_cap_status *st)
 	}
 	return 0;
 }
+
+/* ---- the proxy's policy check ----------------------------------------- */
+
+void sl_policy_checker_close(struct sl_policy_checker *c)
+{
+	int i;
+
+	if (c->st_fd >= 0)
+		close(c->st_fd);
+	for (i = 0; i < 4; i++)
+		if (c->trie_fd[i / 2][i % 2] >= 0)
+			close(c->trie_fd[i / 2][i % 2]);
+	memset(c, 0xff, sizeof(*c));
+}
+
+int sl_policy_checker_open(const char *pin_root, struct sl_policy_checker *c)
+{
+	int i;
+
+	memset(c, 0xff, sizeof(*c));
+	c->st_fd = map_fd(pin_root, "sl_policy_state");
+	for (i = 0; i < 4 && c->st_fd >= 0; i++)
+		c->trie_fd[i / 2][i % 2] =
+			map_fd(pin_root, policy_maps[i / 2][i % 2]);
+	for (i = 0; i < 4 && c->st_fd >= 0; i++)
+		if (c->trie_fd[i / 2][i % 2] < 0)
+			break;
+	if (c->st_fd < 0 || i < 4) {
+		sl_policy_checker_close(c);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+/* Same decision as the connect hooks: v4-mapped judged as IPv4, the live
+ * generation read once, sl_policy_match() on the longest prefix.
+ */
+int sl_policy_check(void *ctx, const struct sockaddr *dst, uint32_t *rule_id)
+{
+	struct sl_policy_checker *c = ctx;
+	struct sl_policy_state ps = {};
+	struct sl_policy_val val;
+	union {
+		struct sl_lpm4 k4;
+		struct sl_lpm6 k6;
+	} k = {};
+	__u32 zero = 0, gen, id = 0;
+	__u8 ip[16];
+	int v4, action = 0, fam;
+	uint16_t port;
+
+	*rule_id = 0;
+	if (bpf_map_lookup_elem(c->st_fd, &zero, &ps) || !ps.configured)
+		return 0;
+	gen = ps.gen & 1;
+	if (dst->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)dst;
+
+		sl_addr_to_key(AF_INET, &s4->sin_addr, ip);
+		port = ntohs(s4->sin_port);
+	} else {
+		const struct sockaddr_in6 *s6 = (const void *)dst;
+
+		sl_addr_to_key(AF_INET6, &s6->sin6_addr, ip);
+		port = ntohs(s6->sin6_port);
+	}
+	v4 = sl_addr_is_v4mapped(ip);
+	fam = v4 ? 0 : 1;
+	if (v4) {
+		k.k4.prefixlen = 32;
+		memcpy(k.k4.addr, ip + 12, 4);
+	} else {
+		k.k6.prefixlen = 128;
+		memcpy(k.k6.addr, ip, 16);
+	}
+	if (!bpf_map_lookup_elem(c->trie_fd[gen][fam], &k, &val))
+		action = sl_policy_match(&val, port, &id);
+	if (!action) {
+		action = ps.default_action[gen] ?: SL_ACTION_ALLOW_V;
+		id = 0;
+	}
+	*rule_id = id;
+	return action == SL_ACTION_DENY_V ? -EPERM : 0;
+}

@@ -4,6 +4,7 @@
 #define CAPTURE_USER_H
 
 #include <stdint.h>
+#include <sys/socket.h>
 #include "capture.h"
 #include "config.h"
 
@@ -32,6 +33,18 @@ struct sl_policy_hit {
 int sl_policy_read(const char *pin_root, struct sl_policy *pol, int *configured,
 		   struct sl_policy_hit *hits, unsigned int max_hits,
 		   unsigned int *n_hits);
+
+/* The proxy's check of explicit connections against the live rules (the
+ * sl_policy_check_fn of proxy.h, ctx = the checker). Not counted in
+ * sl_policy_hits: those count kernel decisions only.
+ */
+struct sl_policy_checker {
+	int st_fd;
+	int trie_fd[2][2]; /* [generation][0: IPv4, 1: IPv6] */
+};
+int sl_policy_checker_open(const char *pin_root, struct sl_policy_checker *c);
+void sl_policy_checker_close(struct sl_policy_checker *c);
+int sl_policy_check(void *ctx, const struct sockaddr *dst, uint32_t *rule_id);
 
 struct sl_cap_status {
 	int attached;

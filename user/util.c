@@ -114,7 +114,7 @@ void sl_addr_to_key(int family, const void *addr, uint8_t out[16])
 	}
 }
 
-static int is_v4mapped(const uint8_t ip[16])
+int sl_addr_is_v4mapped(const uint8_t ip[16])
 {
 	static const uint8_t prefix[12] = { [10] = 0xff, [11] = 0xff };
 
@@ -125,14 +125,14 @@ int sl_addr_is_loopback(const uint8_t ip[16])
 {
 	static const uint8_t v6lo[16] = { [15] = 1 };
 
-	if (is_v4mapped(ip))
+	if (sl_addr_is_v4mapped(ip))
 		return ip[12] == 127;
 	return !memcmp(ip, v6lo, 16);
 }
 
 const char *sl_addr_str(const uint8_t ip[16], char *buf, size_t len)
 {
-	if (is_v4mapped(ip))
+	if (sl_addr_is_v4mapped(ip))
 		return inet_ntop(AF_INET, ip + 12, buf, len) ? buf : "?";
 	return inet_ntop(AF_INET6, ip, buf, len) ? buf : "?";
 }

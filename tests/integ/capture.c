@@ -330,6 +330,43 @@ static void check_denied_from_thread(void)
 		th_pass(name);
 }
 
+/* The proxy's user-space check must decide as the connect hooks did. */
+static void check_userspace_verdicts(void)
+{
+	static const struct {
+		const char *ip;
+		uint16_t port;
+		int deny;
+		uint32_t rule;
+	} cases[] = {
+		{ "198.18.99.1", 9090, 1, 7 },	   { "::ffff:198.18.99.1", 9090, 1, 7 },
+		{ "198.18.99.1", 9091, 0, 0 },	   { DST4, 8080, 0, 0 },
+		{ "2001:db8:99::5", 443, 1, 8 }, { DST6, 8443, 0, 0 },
+	};
+	const char *name = "policy: the proxy's user-space check agrees with the kernel";
+	struct sl_policy_checker c;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	uint32_t rule;
+	size_t i;
+	int v;
+
+	if (!TH_CHECK(!sl_policy_checker_open(app.pin_root, &c), name, "open"))
+		return;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		sockaddr_of(cases[i].ip, cases[i].port, &ss, &len);
+		v = sl_policy_check(&c, (struct sockaddr *)&ss, &rule);
+		if (!TH_CHECK((v == -EPERM) == cases[i].deny && rule == cases[i].rule,
+			      name, "%s:%u: verdict %d rule %u, want deny=%d rule %u",
+			      cases[i].ip, cases[i].port, v, rule, cases[i].deny,
+			      cases[i].rule))
+			break;
+	}
+	sl_policy_checker_close(&c);
+	if (i == sizeof(cases) / sizeof(cases[0]))
+		th_pass(name);
+}
+
 /* ---- policy reload under load ---------------------------------------- */
 
 #define HAMMER_CONNECTS 3000
@@ -508,6 +545,7 @@ int main(void)
 		     "capture: counters by reason match what was done",
 		     "see the line above"))
 		th_pass("capture: counters by reason match what was done");
+	check_userspace_verdicts();
 	check_reload_under_load();
 	/* Every captured connection has closed: no record may remain. */
 	for (i = 0; i < 100 && sl_cap_status(app.pin_root, &st1) == 0 &&
