@@ -336,7 +336,7 @@ int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 				  cap_links[i].where == ON_APP ? app : side);
 	if (err)
 		goto out;
-	pr_info("capture %s on %s, SO_ORIGINAL_DST on %s\n",
+	pr_info("capture %s for %s, SO_ORIGINAL_DST in %s\n",
 		cfg->capture.enabled ? "on" : "off (policy only)", app, side);
 out:
 	if (err && !reuse)
@@ -360,55 +360,73 @@ static void cidr_str(const struct sl_cidr *c, char *buf, size_t len)
 	snprintf(buf, len, "%s/%u", a, c->prefixlen);
 }
 
-/* Group the rules by prefix into trie values, in file order. */
+static int same_cidr(const struct sl_cidr *a, const struct sl_cidr *b)
+{
+	return a->family == b->family && a->prefixlen == b->prefixlen &&
+	       !memcmp(a->addr, b->addr, a->family == AF_INET ? 4 : 16);
+}
+
+/* One trie value per distinct prefix, holding that prefix's rules in file
+ * order. Grouped here: a trie lookup returns the longest match, not the
+ * exact prefix, so it cannot tell whether a prefix is already stored.
+ */
 static int fill_generation(int fd4, int fd6, const struct sl_policy *pol,
 			   char *err, size_t errlen)
 {
-	unsigned int i, j;
+	unsigned int i, j, k;
 
 	map_clear(fd4);
 	map_clear(fd6);
 	for (i = 0; i < pol->n_rules; i++) {
-		const struct sl_rule *r = &pol->rules[i];
+		const struct sl_cidr *c = &pol->rules[i].cidr;
 		struct sl_policy_val val = {};
 		union {
 			struct sl_lpm4 k4;
 			struct sl_lpm6 k6;
-		} k = {};
-		int fd = r->cidr.family == AF_INET ? fd4 : fd6;
-		unsigned int nr = r->n_ports ? r->n_ports : 1;
-		char c[64];
+		} key = {};
+		char buf[64];
 
-		if (r->cidr.family == AF_INET) {
-			k.k4.prefixlen = r->cidr.prefixlen;
-			memcpy(k.k4.addr, r->cidr.addr, 4);
+		for (j = 0; j < i && !same_cidr(&pol->rules[j].cidr, c); j++)
+			;
+		if (j < i)
+			continue; /* written with the first rule of its prefix */
+		for (j = i; j < pol->n_rules; j++) {
+			const struct sl_rule *r = &pol->rules[j];
+			unsigned int nr = r->n_ports ? r->n_ports : 1;
+
+			if (!same_cidr(&r->cidr, c))
+				continue;
+			if (val.n + nr > SL_POLICY_PER_PREFIX) {
+				cidr_str(c, buf, sizeof(buf));
+				if (err)
+					snprintf(err, errlen,
+						 "rule %u: more than %d port ranges share prefix %s",
+						 r->id, SL_POLICY_PER_PREFIX, buf);
+				return -E2BIG;
+			}
+			for (k = 0; k < nr; k++) {
+				struct sl_policy_ent *e = &val.ent[val.n++];
+
+				e->rule_id = r->id;
+				e->action = r->action == SL_ACTION_DENY ?
+						    SL_ACTION_DENY_V :
+						    SL_ACTION_ALLOW_V;
+				e->lo = r->n_ports ? r->ports[k].lo : 0;
+				e->hi = r->n_ports ? r->ports[k].hi : 0;
+			}
+		}
+		if (c->family == AF_INET) {
+			key.k4.prefixlen = c->prefixlen;
+			memcpy(key.k4.addr, c->addr, 4);
 		} else {
-			k.k6.prefixlen = r->cidr.prefixlen;
-			memcpy(k.k6.addr, r->cidr.addr, 16);
+			key.k6.prefixlen = c->prefixlen;
+			memcpy(key.k6.addr, c->addr, 16);
 		}
-		/* LPM lookups with the exact prefix return that entry. */
-		bpf_map_lookup_elem(fd, &k, &val);
-		if (val.n + nr > SL_POLICY_PER_PREFIX) {
-			cidr_str(&r->cidr, c, sizeof(c));
+		if (bpf_map_update_elem(c->family == AF_INET ? fd4 : fd6, &key,
+					&val, BPF_ANY)) {
 			if (err)
-				snprintf(err, errlen,
-					 "rule %u: more than %d port ranges share prefix %s",
-					 r->id, SL_POLICY_PER_PREFIX, c);
-			return -E2BIG;
-		}
-		for (j = 0; j < nr; j++) {
-			struct sl_policy_ent *e = &val.ent[val.n++];
-
-			e->rule_id = r->id;
-			e->action = r->action == SL_ACTION_DENY ? SL_ACTION_DENY_V :
-								 SL_ACTION_ALLOW_V;
-			e->lo = r->n_ports ? r->ports[j].lo : 0;
-			e->hi = r->n_ports ? r->ports[j].hi : 0;
-		}
-		if (bpf_map_update_elem(fd, &k, &val, BPF_ANY)) {
-			if (err)
-				snprintf(err, errlen, "rule %u: %s", r->id,
-					 strerror(errno));
+				snprintf(err, errlen, "rule %u: %s",
+					 pol->rules[i].id, strerror(errno));
 			return -errno;
 		}
 	}
@@ -467,7 +485,8 @@ int sl_policy_apply(const char *pin_root, const struct sl_policy *pol,
 		goto out;
 	}
 	ps.gen = next;
-	ps.configured = 1;
+	/* An empty allow-all set is "no policy", and status says so. */
+	ps.configured = pol->n_rules || pol->default_action == SL_ACTION_DENY;
 	ret = bpf_map_update_elem(st_fd, &zero, &ps, BPF_ANY) ? -errno : 0;
 out:
 	free(zeros);

@@ -209,9 +209,11 @@ static void set_rule(struct sl_rule *r, uint32_t id, enum sl_action a,
 static void make_config_policy(struct sl_policy *pol)
 {
 	pol->default_action = SL_ACTION_ALLOW;
-	pol->n_rules = 2;
+	pol->n_rules = 3;
 	set_rule(&pol->rules[0], 7, SL_ACTION_DENY, DENY_NET4, 24, 9090, 9090);
 	set_rule(&pol->rules[1], 8, SL_ACTION_DENY, DENY_NET6, 48, 0, 0);
+	/* Nested inside rule 7's /24: the most specific prefix wins. */
+	set_rule(&pol->rules[2], 5, SL_ACTION_ALLOW, "198.18.99.7", 32, 9090, 9090);
 }
 
 static void make_config(struct sl_config *cfg)
@@ -341,6 +343,7 @@ static void check_userspace_verdicts(void)
 	} cases[] = {
 		{ "198.18.99.1", 9090, 1, 7 },	   { "::ffff:198.18.99.1", 9090, 1, 7 },
 		{ "198.18.99.1", 9091, 0, 0 },	   { DST4, 8080, 0, 0 },
+		{ "198.18.99.7", 9090, 0, 5 },
 		{ "2001:db8:99::5", 443, 1, 8 }, { DST6, 8443, 0, 0 },
 	};
 	const char *name = "policy: the proxy's user-space check agrees with the kernel";
@@ -527,6 +530,8 @@ int main(void)
 	check_denied("bypass: v4-mapped spelling", "::ffff:198.18.99.1", 9090);
 	check_denied("v6 whole prefix", "2001:db8:99::5", 443);
 	check_denied_from_thread();
+	check_captured("policy: more specific /32 allows inside a denied /24",
+		       "198.18.99.7", 9090, lis4, "198.18.99.7", "198.18.99.7");
 	/* Same /24, other port: rule 7 is port 9090 only. */
 	check_captured("policy port range", "198.18.99.1", 9091, lis4,
 		       "198.18.99.1", "198.18.99.1");
@@ -539,9 +544,9 @@ int main(void)
 				     st0.stats.reason[SL_CR_DENIED]),
 		(unsigned long long)(st1.stats.origdst_answered -
 				     st0.stats.origdst_answered));
-	if (TH_CHECK(st1.stats.reason[SL_CR_CAPTURED] - st0.stats.reason[SL_CR_CAPTURED] == 4 &&
+	if (TH_CHECK(st1.stats.reason[SL_CR_CAPTURED] - st0.stats.reason[SL_CR_CAPTURED] == 5 &&
 		     st1.stats.reason[SL_CR_DENIED] - st0.stats.reason[SL_CR_DENIED] == 4 &&
-		     st1.stats.origdst_answered - st0.stats.origdst_answered == 4,
+		     st1.stats.origdst_answered - st0.stats.origdst_answered == 5,
 		     "capture: counters by reason match what was done",
 		     "see the line above"))
 		th_pass("capture: counters by reason match what was done");
