@@ -1,0 +1,1068 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Integration test (tests/integ): the user-space proxy (user/proxy.c) on
+ * loopback, no BPF. Each proxy runs sl_proxy_run in a thread with a config
+ * filled in here, ambassador listeners on free ports, upstream = a listener
+ * of this test. Cases: byte-exact relay (SHA-256) 0 B .. 4 MiB both ways with
+ * a 64 KiB and a 1000 B buffer, 256 concurrent connections, a name resolved
+ * per connection, half-close both ways, RST both ways, back-pressure (the
+ * writer blocks, the proxy holds at most its buffer), connect refused,
+ * connect timeout (full backlog), idle timeout, max_conns, a transparent
+ * accept without an original destination, and stop with open connections.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "log.h"
+#include "proxy.h"
+#include "harness.h"
+
+#define KiB 1024UL
+#define MiB (1024 * KiB)
+#define IO_MS 10000 /* bound of every wait for data */
+#define N_CONC 256 /* concurrent connections */
+#define CONC_BYTES (32 * KiB) /* each way, each concurrent connection */
+#define BP_LIMIT (96 * MiB) /* the writer must block before this */
+#define SMALL_BUF 1000 /* odd on purpose: ring wrap-around */
+#define T_CONNECT_MS 300 /* proxy "timeouts" */
+#define T_IDLE_MS 400
+
+/* A proxy running in a thread. */
+struct tproxy {
+	const char *name;
+	struct sl_config *cfg;
+	struct sl_proxy *p;
+	pthread_t th;
+	volatile sig_atomic_t stop;
+	int err;
+	bool running;
+};
+
+static int up_lfd = -1, up_port; /* the upstream every ambassador uses */
+
+/* ---- helpers ---- */
+
+static void ep_set(struct sl_endpoint *ep, const char *ip, int port)
+{
+	struct sockaddr_in *in = (void *)&ep->addr;
+
+	memset(ep, 0, sizeof(*ep));
+	in->sin_family = AF_INET;
+	in->sin_port = htons(port);
+	inet_pton(AF_INET, ip, &in->sin_addr);
+	ep->addrlen = sizeof(*in);
+}
+
+static int ep_port(const struct sl_endpoint *ep)
+{
+	return ntohs(((const struct sockaddr_in *)&ep->addr)->sin_port);
+}
+
+/* A port nobody listens on right now (bound then released). */
+static int free_port(void)
+{
+	struct sockaddr_in in = { .sin_family = AF_INET };
+	socklen_t len = sizeof(in);
+	int fd, port = -1;
+
+	in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (!bind(fd, (void *)&in, sizeof(in)) &&
+	    !getsockname(fd, (void *)&in, &len))
+		port = ntohs(in.sin_port);
+	close(fd);
+	return port;
+}
+
+static struct sl_config *cfg_new(unsigned int bufsz, unsigned int connect_ms,
+				 unsigned int idle_ms)
+{
+	struct sl_config *cfg = calloc(1, sizeof(*cfg));
+
+	if (!cfg)
+		return NULL;
+	cfg->proxy.buffer_bytes = bufsz;
+	cfg->proxy.connect_timeout_ms = connect_ms;
+	cfg->proxy.idle_timeout_ms = idle_ms;
+	return cfg;
+}
+
+/* Ambassador on a free loopback port (picked at start) to host:port. */
+static void cfg_amb(struct sl_config *cfg, const char *host, int port)
+{
+	struct sl_ambassador *a =
+		&cfg->proxy.ambassadors[cfg->proxy.n_ambassadors++];
+
+	ep_set(&a->listen, "127.0.0.1", 0);
+	snprintf(a->upstream_host, sizeof(a->upstream_host), "%s", host);
+	a->upstream_port = port;
+}
+
+static void *tp_main(void *arg)
+{
+	struct tproxy *tp = arg;
+
+	tp->err = sl_proxy_run(tp->p, &tp->stop);
+	return NULL;
+}
+
+/* Pick free ports for the listeners, create the proxy, run it. Retries when
+ * a picked port was taken in between.
+ */
+static int tp_start(struct tproxy *tp, const char *name, struct sl_config *cfg)
+{
+	int err = -EADDRINUSE, tries, i;
+
+	memset(tp, 0, sizeof(*tp));
+	tp->name = name;
+	tp->cfg = cfg;
+	for (tries = 0; tries < 5 && err == -EADDRINUSE; tries++) {
+		for (i = 0; i < (int)cfg->proxy.n_ambassadors; i++)
+			ep_set(&cfg->proxy.ambassadors[i].listen, "127.0.0.1",
+			       free_port());
+		if (cfg->capture.enabled)
+			ep_set(&cfg->capture.outbound, "127.0.0.1",
+			       free_port());
+		err = sl_proxy_new(cfg, NULL, NULL, &tp->p);
+	}
+	if (err)
+		return err;
+	err = pthread_create(&tp->th, NULL, tp_main, tp);
+	if (err) {
+		sl_proxy_free(tp->p);
+		tp->p = NULL;
+		return -err;
+	}
+	tp->running = true;
+	return 0;
+}
+
+/* Stop the loop and wait for it; stats stay readable until tp_free. */
+static int tp_stop(struct tproxy *tp)
+{
+	if (!tp->running)
+		return 0;
+	tp->stop = 1;
+	pthread_join(tp->th, NULL);
+	tp->running = false;
+	return tp->err;
+}
+
+static void tp_free(struct tproxy *tp)
+{
+	tp_stop(tp);
+	sl_proxy_free(tp->p);
+	free(tp->cfg);
+	tp->p = NULL;
+	tp->cfg = NULL;
+}
+
+static void tp_stats(const struct tproxy *tp, struct sl_proxy_stats *st)
+{
+	sl_proxy_stats(tp->p, st);
+}
+
+static int amb_port(const struct tproxy *tp, int i)
+{
+	return ep_port(&tp->cfg->proxy.ambassadors[i].listen);
+}
+
+/* Wait until the proxy counted want closes for reason (since base). */
+static bool wait_closed(const struct tproxy *tp,
+			const struct sl_proxy_stats *base,
+			enum sl_close_reason reason, uint64_t want, int ms)
+{
+	struct sl_proxy_stats st;
+	__u64 end = th_now_ms() + ms;
+
+	for (;;) {
+		tp_stats(tp, &st);
+		if (st.closed[reason] - base->closed[reason] >= want)
+			return true;
+		if (th_now_ms() > end)
+			return false;
+		usleep(5000);
+	}
+}
+
+static int accept_to(int lfd, int ms)
+{
+	struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+	int fd;
+
+	if (poll(&pfd, 1, ms) <= 0)
+		return -ETIMEDOUT;
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Client through ambassador port, and the upstream's accepted end. */
+static int open_pair(int port, int *cfd, int *ufd)
+{
+	int c, u;
+
+	c = th_connect("127.0.0.1", port);
+	if (c < 0)
+		return c;
+	u = accept_to(up_lfd, 3000);
+	if (u < 0) {
+		close(c);
+		return u;
+	}
+	*cfd = c;
+	*ufd = u;
+	return 0;
+}
+
+static void set_nonblock(int fd)
+{
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+/* Read until EOF into buf (at most cap). Length, or -errno (-ETIMEDOUT). */
+static ssize_t read_to_eof(int fd, char *buf, size_t cap, int ms)
+{
+	__u64 end = th_now_ms() + ms;
+	size_t len = 0;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int left = (int)(end - th_now_ms());
+		ssize_t n;
+
+		if (left <= 0 || poll(&pfd, 1, left) <= 0)
+			return -ETIMEDOUT;
+		n = recv(fd, buf + len, cap - len, MSG_DONTWAIT);
+		if (n < 0 && errno == EAGAIN)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (!n)
+			return len;
+		len += n;
+		if (len == cap)
+			return -E2BIG;
+	}
+}
+
+/* Read exactly n bytes. 0 or -errno (-ETIMEDOUT, -EPIPE on an early EOF). */
+static int read_n(int fd, char *buf, size_t n, int ms)
+{
+	__u64 end = th_now_ms() + ms;
+	size_t len = 0;
+
+	while (len < n) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int left = (int)(end - th_now_ms());
+		ssize_t r;
+
+		if (left <= 0 || poll(&pfd, 1, left) <= 0)
+			return -ETIMEDOUT;
+		r = recv(fd, buf + len, n - len, MSG_DONTWAIT);
+		if (r < 0 && errno == EAGAIN)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (!r)
+			return -EPIPE;
+		len += r;
+	}
+	return 0;
+}
+
+/* Wait for the connection to end: 0 for EOF, -ECONNRESET for an RST,
+ * -ETIMEDOUT, or 1 if data came instead.
+ */
+static int wait_end(int fd, int ms)
+{
+	char c;
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	ssize_t n;
+
+	if (poll(&pfd, 1, ms) <= 0)
+		return -ETIMEDOUT;
+	n = recv(fd, &c, 1, MSG_DONTWAIT);
+	return n < 0 ? -errno : n ? 1 : 0;
+}
+
+static const char *end_str(int r)
+{
+	return r == 0		? "EOF" :
+	       r == -ECONNRESET ? "RST" :
+	       r == 1		? "data" :
+	       r == -ETIMEDOUT	? "nothing (timeout)" :
+				  strerror(-r);
+}
+
+/* ---- streams: both ends send, then SHUT_WR, and read until EOF ---- */
+
+struct end {
+	int fd;
+	const unsigned char *tx;
+	size_t tx_len, tx_off;
+	unsigned char *rx;
+	size_t rx_cap, rx_len, extra;
+	bool shut, eof;
+	int err;
+};
+
+static int run_ends(struct end *e, int n, int ms)
+{
+	struct pollfd *pfd = calloc(n, sizeof(*pfd));
+	__u64 end = th_now_ms() + ms;
+	unsigned char scratch[4096];
+	int i, ret = -ETIMEDOUT;
+
+	if (!pfd)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		set_nonblock(e[i].fd);
+	while (th_now_ms() < end) {
+		int busy = 0;
+
+		for (i = 0; i < n; i++) {
+			pfd[i].fd = e[i].fd;
+			pfd[i].events = 0;
+			if (e[i].err)
+				pfd[i].fd = -1;
+			if (!e[i].shut)
+				pfd[i].events |= POLLOUT;
+			if (!e[i].eof)
+				pfd[i].events |= POLLIN;
+			busy += pfd[i].fd >= 0 && pfd[i].events;
+		}
+		if (!busy) {
+			ret = 0;
+			break;
+		}
+		if (poll(pfd, n, 50) < 0 && errno != EINTR) {
+			ret = -errno;
+			break;
+		}
+		for (i = 0; i < n; i++) {
+			struct end *x = &e[i];
+			ssize_t r;
+
+			if (pfd[i].fd < 0)
+				continue;
+			if ((pfd[i].revents & (POLLOUT | POLLERR)) &&
+			    !x->shut) {
+				size_t len = x->tx_len - x->tx_off;
+
+				if (len > 256 * KiB)
+					len = 256 * KiB;
+				r = len ? send(x->fd, x->tx + x->tx_off, len,
+					       MSG_NOSIGNAL | MSG_DONTWAIT) :
+					  0;
+				if (r < 0 && errno != EAGAIN)
+					x->err = errno;
+				else if (r > 0)
+					x->tx_off += r;
+				if (!x->err && x->tx_off == x->tx_len) {
+					shutdown(x->fd, SHUT_WR);
+					x->shut = true;
+				}
+			}
+			if ((pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) &&
+			    !x->eof && !x->err) {
+				bool over = x->rx_len == x->rx_cap;
+
+				r = recv(x->fd,
+					 over ? scratch : x->rx + x->rx_len,
+					 over ? sizeof(scratch) :
+						x->rx_cap - x->rx_len,
+					 MSG_DONTWAIT);
+				if (r < 0 && errno != EAGAIN)
+					x->err = errno;
+				else if (!r)
+					x->eof = true;
+				else if (r > 0 && over)
+					x->extra += r;
+				else if (r > 0)
+					x->rx_len += r;
+			}
+		}
+	}
+	free(pfd);
+	for (i = 0; i < n && !ret; i++)
+		if (e[i].err)
+			ret = -e[i].err;
+	return ret;
+}
+
+/* Did e receive exactly what from sent? */
+static bool end_check(const struct end *e, const struct end *from, char *why,
+		      size_t len)
+{
+	unsigned char a[32], b[32];
+
+	if (e->err) {
+		snprintf(why, len, "%s", strerror(e->err));
+		return false;
+	}
+	if (!e->eof || e->extra || e->rx_len != from->tx_len) {
+		snprintf(why, len, "got %zu B (+%zu extra, eof %d) of %zu",
+			 e->rx_len, e->extra, e->eof, from->tx_len);
+		return false;
+	}
+	th_sha256(e->rx, e->rx_len, a);
+	th_sha256(from->tx, from->tx_len, b);
+	if (memcmp(a, b, 32)) {
+		snprintf(why, len, "SHA-256 differs (%zu B)", e->rx_len);
+		return false;
+	}
+	return true;
+}
+
+/* n connections through ambassador amb, up bytes one way and down the
+ * other, all at once; each end checked by SHA-256; every one ends "done".
+ */
+static void relay_case(const struct tproxy *tp, int amb, int n, size_t up,
+		       size_t down, const char *name)
+{
+	struct end *e = calloc(2 * n, sizeof(*e));
+	struct sl_proxy_stats base, st;
+	char why[160] = "";
+	int i, err = 0, opened = 0;
+
+	if (!e) {
+		th_fail(name, "out of memory");
+		return;
+	}
+	for (i = 0; i < 2 * n; i++)
+		e[i].fd = -1;
+	tp_stats(tp, &base);
+	for (i = 0; i < n && !err; i++) {
+		struct end *c = &e[2 * i], *u = &e[2 * i + 1];
+		unsigned char *txu = malloc(up ? up : 1),
+			      *txd = malloc(down ? down : 1);
+
+		c->tx = txu;
+		u->tx = txd;
+		c->rx = malloc(down ? down : 1);
+		u->rx = malloc(up ? up : 1);
+		if (!txu || !txd || !c->rx || !u->rx) {
+			err = -ENOMEM;
+			break;
+		}
+		th_fill(txu, up, 2 * i + 1);
+		th_fill(txd, down, 2 * i + 2);
+		c->tx_len = u->rx_cap = up;
+		u->tx_len = c->rx_cap = down;
+		err = open_pair(amb_port(tp, amb), &c->fd, &u->fd);
+		opened += !err;
+	}
+	if (err) {
+		snprintf(why, sizeof(why), "opening connection %d: %s", opened,
+			 strerror(-err));
+		goto out;
+	}
+	err = run_ends(e, 2 * n, IO_MS + n * 20);
+	if (err) {
+		snprintf(why, sizeof(why), "transfer: %s", strerror(-err));
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (!end_check(&e[2 * i + 1], &e[2 * i], why, sizeof(why)) ||
+		    !end_check(&e[2 * i], &e[2 * i + 1], why, sizeof(why))) {
+			err = -EIO;
+			snprintf(why + strlen(why), sizeof(why) - strlen(why),
+				 " (connection %d)", i);
+			goto out;
+		}
+	}
+	if (!wait_closed(tp, &base, SL_CLOSE_DONE, n, 2000)) {
+		tp_stats(tp, &st);
+		err = -EIO;
+		snprintf(why, sizeof(why), "proxy counted %llu done of %d",
+			 (unsigned long long)(st.closed[SL_CLOSE_DONE] -
+					      base.closed[SL_CLOSE_DONE]),
+			 n);
+	}
+out:
+	if (err)
+		th_fail(name, "%s", why);
+	else
+		th_pass(name);
+	for (i = 0; i < 2 * n; i++) {
+		if (e[i].fd >= 0)
+			close(e[i].fd);
+		free((void *)e[i].tx);
+		free(e[i].rx);
+	}
+	free(e);
+}
+
+/* ---- cases ---- */
+
+static void test_sizes(const struct tproxy *tp, unsigned int bufsz)
+{
+	static const size_t sizes[] = {
+		0,    1,     100,   999,   1000, 1001,
+		4096, 65535, 65536, 65537, MiB,	 4 * MiB
+	};
+	char name[96];
+	size_t i;
+
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		snprintf(name, sizeof(name), "relay/buf=%u/%zu B each way",
+			 bufsz, sizes[i]);
+		relay_case(tp, 0, 1, sizes[i], sizes[i], name);
+	}
+	snprintf(name, sizeof(name), "relay/buf=%u/4 MiB up, 1 B down", bufsz);
+	relay_case(tp, 0, 1, 4 * MiB, 1, name);
+	snprintf(name, sizeof(name), "relay/buf=%u/1 B up, 4 MiB down", bufsz);
+	relay_case(tp, 0, 1, 1, 4 * MiB, name);
+}
+
+/* Client SHUT_WR first: the upstream sees EOF, still answers, the client
+ * gets the answer and then EOF. Then the same the other way round.
+ */
+static void test_half_close(const struct tproxy *tp)
+{
+	const char *name[2] = { "half-close/client first",
+				"half-close/upstream first" };
+	int dir;
+
+	for (dir = 0; dir < 2; dir++) {
+		struct sl_proxy_stats base;
+		int cfd = -1, ufd = -1, first, second, err;
+		char buf[64];
+		ssize_t n;
+
+		tp_stats(tp, &base);
+		err = open_pair(amb_port(tp, 0), &cfd, &ufd);
+		if (err) {
+			th_fail(name[dir], "open: %s", strerror(-err));
+			continue;
+		}
+		first = dir ? ufd : cfd;
+		second = dir ? cfd : ufd;
+		if (send(first, "request", 7, MSG_NOSIGNAL) != 7 ||
+		    shutdown(first, SHUT_WR)) {
+			th_fail(name[dir], "send: %s", strerror(errno));
+			goto next;
+		}
+		n = read_to_eof(second, buf, sizeof(buf), IO_MS);
+		if (!TH_CHECK(n == 7 && !memcmp(buf, "request", 7), name[dir],
+			      "other end read %zd (want \"request\" then EOF)",
+			      n))
+			goto next;
+		/* the half-closed direction must not stop the other one */
+		if (send(second, "answer-1 ", 9, MSG_NOSIGNAL) != 9 ||
+		    (usleep(50000),
+		     send(second, "answer-2", 8, MSG_NOSIGNAL) != 8) ||
+		    shutdown(second, SHUT_WR)) {
+			th_fail(name[dir], "answer: %s", strerror(errno));
+			goto next;
+		}
+		n = read_to_eof(first, buf, sizeof(buf), IO_MS);
+		if (!TH_CHECK(n == 17 && !memcmp(buf, "answer-1 answer-2", 17),
+			      name[dir],
+			      "first end read %zd (want the answer, EOF)", n))
+			goto next;
+		if (TH_CHECK(wait_closed(tp, &base, SL_CLOSE_DONE, 1, 2000),
+			     name[dir], "proxy did not count it done"))
+			th_pass(name[dir]);
+	next:
+		close(cfd);
+		close(ufd);
+	}
+}
+
+/* One side resets: the other side must see ECONNRESET, not a clean EOF. */
+static void test_reset(const struct tproxy *tp)
+{
+	static const char *const names[] = {
+		"rst/upstream SO_LINGER 0 -> client ECONNRESET",
+		"rst/upstream closes with unread data -> client ECONNRESET",
+		"rst/client SO_LINGER 0 -> upstream ECONNRESET",
+	};
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	int k;
+
+	for (k = 0; k < 3; k++) {
+		struct sl_proxy_stats base;
+		int cfd = -1, ufd = -1, err, r, *victim, *killer;
+		char buf[1000];
+
+		tp_stats(tp, &base);
+		err = open_pair(amb_port(tp, 0), &cfd, &ufd);
+		if (err) {
+			th_fail(names[k], "open: %s", strerror(-err));
+			continue;
+		}
+		killer = k == 2 ? &cfd : &ufd;
+		victim = k == 2 ? &ufd : &cfd;
+		memset(buf, 'x', sizeof(buf));
+		if (send(cfd, buf, sizeof(buf), MSG_NOSIGNAL) != sizeof(buf)) {
+			th_fail(names[k], "send: %s", strerror(errno));
+			goto next;
+		}
+		/* the data is at the upstream: read (k 0, 2) or not (k 1) */
+		if (k != 1) {
+			err = read_n(ufd, buf, sizeof(buf), IO_MS);
+		} else {
+			struct pollfd pfd = { .fd = ufd, .events = POLLIN };
+
+			err = poll(&pfd, 1, IO_MS) == 1 ? 0 : -ETIMEDOUT;
+		}
+		if (err) {
+			th_fail(names[k], "upstream did not get the data: %s",
+				strerror(-err));
+			goto next;
+		}
+		if (k != 1)
+			setsockopt(*killer, SOL_SOCKET, SO_LINGER, &lg,
+				   sizeof(lg));
+		close(*killer);
+		*killer = -1;
+		r = wait_end(*victim, 3000);
+		if (TH_CHECK(r == -ECONNRESET, names[k], "other end saw %s",
+			     end_str(r)) &&
+		    TH_CHECK(wait_closed(tp, &base, SL_CLOSE_RESET, 1, 2000),
+			     names[k], "proxy did not count a reset"))
+			th_pass(names[k]);
+	next:
+		if (cfd >= 0)
+			close(cfd);
+		if (ufd >= 0)
+			close(ufd);
+	}
+}
+
+/* The upstream does not read: the client's writes must block once the
+ * kernel buffers and the proxy's one buffer are full; the proxy holds at
+ * most buffer_bytes. Then the upstream reads everything, byte-exact.
+ */
+static void test_backpressure(const struct tproxy *tp, unsigned int bufsz)
+{
+	const char *name = "back-pressure/slow reader blocks the writer";
+	struct sl_proxy_stats st1, st2;
+	unsigned char *tx = malloc(BP_LIMIT), *rx = malloc(BP_LIMIT);
+	struct end e[2] = {};
+	size_t off = 0;
+	int cfd = -1, ufd = -1, err;
+	char why[160];
+
+	if (!tx || !rx) {
+		th_fail(name, "out of memory");
+		goto out;
+	}
+	th_fill(tx, BP_LIMIT, 77);
+	err = open_pair(amb_port(tp, 0), &cfd, &ufd);
+	if (err) {
+		th_fail(name, "open: %s", strerror(-err));
+		goto out;
+	}
+	set_nonblock(cfd);
+	/* write until the socket stays unwritable for 300 ms */
+	while (off < BP_LIMIT) {
+		struct pollfd pfd = { .fd = cfd, .events = POLLOUT };
+		ssize_t n = send(cfd, tx + off,
+				 BP_LIMIT - off > 64 * KiB ? 64 * KiB :
+							     BP_LIMIT - off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n > 0) {
+			off += n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN) {
+			th_fail(name, "send: %s", strerror(errno));
+			goto out;
+		}
+		if (!poll(&pfd, 1, 300))
+			break;
+	}
+	if (!TH_CHECK(off < BP_LIMIT, name,
+		      "the writer never blocked: the proxy read %zu B ahead",
+		      off))
+		goto out;
+	tp_stats(tp, &st1);
+	usleep(200000);
+	tp_stats(tp, &st2);
+	th_info("back-pressure: writer blocked after %zu B; proxy holds %llu B "
+		"(buffer %u)",
+		off, (unsigned long long)st2.buffered, bufsz);
+	if (!TH_CHECK(st2.buffered <= bufsz && st2.buffered > 0, name,
+		      "proxy holds %llu B, buffer is %u",
+		      (unsigned long long)st2.buffered, bufsz) ||
+	    !TH_CHECK(st1.bytes_up == st2.bytes_up &&
+			      st1.buffered == st2.buffered,
+		      name, "proxy kept moving data while stuck"))
+		goto out;
+	/* now the upstream reads: everything arrives, nothing else */
+	e[0] = (struct end){ .fd = cfd, .tx = tx, .tx_len = off, .tx_off = off };
+	e[1] = (struct end){ .fd = ufd, .rx = rx, .rx_cap = off };
+	err = run_ends(e, 2, IO_MS);
+	e[1].tx = NULL;
+	if (!TH_CHECK(!err, name, "drain: %s", strerror(-err)))
+		goto out;
+	if (TH_CHECK(end_check(&e[1], &e[0], why, sizeof(why)), name, "%s",
+		     why))
+		th_pass(name);
+out:
+	if (cfd >= 0)
+		close(cfd);
+	if (ufd >= 0)
+		close(ufd);
+	free(tx);
+	free(rx);
+}
+
+/* The client gets closed promptly (RST or EOF) and reason is counted. */
+static void expect_refused(const struct tproxy *tp, int port,
+			   enum sl_close_reason reason, int min_ms, int max_ms,
+			   const char *name)
+{
+	struct sl_proxy_stats base;
+	__u64 t0;
+	int cfd, r, ms;
+
+	tp_stats(tp, &base);
+	t0 = th_now_ms();
+	cfd = th_connect("127.0.0.1", port);
+	if (cfd < 0) {
+		th_fail(name, "connect: %s", strerror(-cfd));
+		return;
+	}
+	r = wait_end(cfd, max_ms + 2000);
+	ms = (int)(th_now_ms() - t0);
+	close(cfd);
+	th_info("%s: client saw %s after %d ms", name, end_str(r), ms);
+	if (TH_CHECK(r == 0 || r == -ECONNRESET, name, "client saw %s",
+		     end_str(r)) &&
+	    TH_CHECK(ms >= min_ms && ms <= max_ms, name,
+		     "closed after %d ms, want %d..%d", ms, min_ms, max_ms) &&
+	    TH_CHECK(wait_closed(tp, &base, reason, 1, 1000), name,
+		     "reason %s not counted", sl_close_reason_name[reason]))
+		th_pass(name);
+}
+
+/* Traffic every 150 ms keeps a connection alive past the idle timeout;
+ * silence closes it about T_IDLE_MS later.
+ */
+static void test_idle(const struct tproxy *tp)
+{
+	const char *name = "idle timeout/activity keeps it, silence ends it";
+	struct sl_proxy_stats base;
+	int cfd = -1, ufd = -1, err, i, r;
+	char c;
+	__u64 t0;
+
+	tp_stats(tp, &base);
+	err = open_pair(amb_port(tp, 0), &cfd, &ufd);
+	if (err) {
+		th_fail(name, "open: %s", strerror(-err));
+		return;
+	}
+	for (i = 0; i < 6; i++) { /* 900 ms > T_IDLE_MS */
+		struct pollfd pfd = { .fd = ufd, .events = POLLIN };
+
+		usleep(150000);
+		if (send(cfd, "k", 1, MSG_NOSIGNAL) != 1 ||
+		    poll(&pfd, 1, 1000) != 1 || recv(ufd, &c, 1, 0) != 1) {
+			th_fail(name, "keep-alive byte %d did not get through",
+				i);
+			goto out;
+		}
+	}
+	t0 = th_now_ms();
+	r = wait_end(cfd, T_IDLE_MS + 2000);
+	i = (int)(th_now_ms() - t0);
+	th_info("idle: client saw %s %d ms after the last byte", end_str(r), i);
+	if (TH_CHECK(r == 0 || r == -ECONNRESET, name, "client saw %s",
+		     end_str(r)) &&
+	    TH_CHECK(i >= T_IDLE_MS - 50 && i <= T_IDLE_MS + 600, name,
+		     "closed after %d ms, idle timeout %d", i, T_IDLE_MS) &&
+	    TH_CHECK((r = wait_end(ufd, 1000)) == 0 || r == -ECONNRESET, name,
+		     "upstream saw %s", end_str(r)) &&
+	    TH_CHECK(wait_closed(tp, &base, SL_CLOSE_IDLE_TIMEOUT, 1, 1000),
+		     name, "idle-timeout not counted"))
+		th_pass(name);
+out:
+	close(cfd);
+	close(ufd);
+}
+
+/* max_conns 2: the third is refused and never reaches the upstream; once
+ * one ends there is room again.
+ */
+static void test_max_conns(const struct tproxy *tp)
+{
+	const char *name = "max_conns/third refused, room again after a close";
+	int c[3] = { -1, -1, -1 }, u[3] = { -1, -1, -1 }, i, err;
+	struct sl_proxy_stats st;
+	__u64 end;
+
+	for (i = 0; i < 2; i++) {
+		err = open_pair(amb_port(tp, 0), &c[i], &u[i]);
+		if (err) {
+			th_fail(name, "open %d: %s", i, strerror(-err));
+			goto out;
+		}
+	}
+	expect_refused(tp, amb_port(tp, 0), SL_CLOSE_TOO_MANY, 0, 1000,
+		       "max_conns/third connection refused");
+	if (!TH_CHECK(accept_to(up_lfd, 100) == -ETIMEDOUT, name,
+		      "the refused connection reached the upstream"))
+		goto out;
+	close(c[0]);
+	close(u[0]);
+	c[0] = u[0] = -1;
+	end = th_now_ms() + 2000;
+	do {
+		usleep(5000);
+		tp_stats(tp, &st);
+	} while (st.active > 1 && th_now_ms() < end);
+	err = open_pair(amb_port(tp, 0), &c[2], &u[2]);
+	if (!TH_CHECK(!err, name, "after a close: %s", strerror(-err)))
+		goto out;
+	/* wait_end() reads the one byte: 1 = data came through */
+	if (TH_CHECK(send(c[2], "x", 1, MSG_NOSIGNAL) == 1 &&
+			     wait_end(u[2], 2000) == 1,
+		     name, "no data through the new connection"))
+		th_pass(name);
+out:
+	for (i = 0; i < 3; i++) {
+		if (c[i] >= 0)
+			close(c[i]);
+		if (u[i] >= 0)
+			close(u[i]);
+	}
+}
+
+/* ---- proxies ---- */
+
+static void run_main(int closed_port)
+{
+	struct sl_config *cfg = cfg_new(64 * KiB, 2000, 10000);
+	struct sl_proxy_stats st;
+	struct tproxy tp;
+	int err, cfd = -1, ufd = -1, r;
+
+	th_watchdog(60, "proxy main");
+	if (!cfg) {
+		th_fail("main proxy: start", "out of memory");
+		return;
+	}
+	cfg->capture.mark = 0x5e1; /* SO_MARK on upstream sockets (root) */
+	cfg_amb(cfg, "127.0.0.1", up_port);
+	cfg_amb(cfg, "localhost", up_port); /* per-connection resolution */
+	cfg_amb(cfg, "127.0.0.1", closed_port);
+	cfg_amb(cfg, "no-such-host.invalid", up_port);
+	err = tp_start(&tp, "main", cfg);
+	if (!TH_CHECK(!err, "main proxy: start", "%s", strerror(-err))) {
+		free(cfg);
+		return;
+	}
+	th_pass("main proxy: start");
+
+	test_sizes(&tp, 64 * KiB);
+	relay_case(&tp, 0, N_CONC, CONC_BYTES, CONC_BYTES,
+		   "concurrent/256 connections, 32 KiB each way");
+	relay_case(&tp, 1, 20, 10 * KiB, 10 * KiB,
+		   "resolver/upstream \"localhost\", 20 connections");
+	test_half_close(&tp);
+	test_reset(&tp);
+	expect_refused(&tp, amb_port(&tp, 2), SL_CLOSE_CONNECT_FAILED, 0, 1000,
+		       "connect failed/closed port: client closed at once");
+	expect_refused(&tp, amb_port(&tp, 3), SL_CLOSE_RESOLVE_FAILED, 0, 3000,
+		       "resolve failed/unknown name: client closed");
+
+	/* stop with a connection open: it ends, counted "shutdown" */
+	err = open_pair(amb_port(&tp, 0), &cfd, &ufd);
+	err = err ?: tp_stop(&tp);
+	r = err ? -1 : wait_end(cfd, 2000);
+	tp_stats(&tp, &st);
+	if (TH_CHECK(!err, "stop/open connections closed", "%s",
+		     strerror(-err)) &&
+	    TH_CHECK(r == 0 || r == -ECONNRESET, "stop/open connections closed",
+		     "client saw %s", end_str(r)) &&
+	    TH_CHECK(st.active == 0 && st.closed[SL_CLOSE_SHUTDOWN] >= 1 &&
+			     st.buffered == 0,
+		     "stop/open connections closed",
+		     "active %llu, shutdown %llu, buffered %llu",
+		     (unsigned long long)st.active,
+		     (unsigned long long)st.closed[SL_CLOSE_SHUTDOWN],
+		     (unsigned long long)st.buffered))
+		th_pass("stop/open connections closed");
+	th_info("main proxy: accepted %llu, done %llu, bytes up %llu down %llu",
+		(unsigned long long)st.accepted,
+		(unsigned long long)st.closed[SL_CLOSE_DONE],
+		(unsigned long long)st.bytes_up,
+		(unsigned long long)st.bytes_down);
+	if (cfd >= 0)
+		close(cfd);
+	if (ufd >= 0)
+		close(ufd);
+	tp_free(&tp);
+}
+
+static void run_small(void)
+{
+	struct sl_config *cfg = cfg_new(SMALL_BUF, 2000, 10000);
+	struct tproxy tp;
+	int err;
+
+	th_watchdog(60, "proxy small buffer");
+	if (!cfg) {
+		th_fail("small-buffer proxy: start", "out of memory");
+		return;
+	}
+	cfg_amb(cfg, "127.0.0.1", up_port);
+	err = tp_start(&tp, "small", cfg);
+	if (!TH_CHECK(!err, "small-buffer proxy: start", "%s",
+		      strerror(-err))) {
+		free(cfg);
+		return;
+	}
+	test_sizes(&tp, SMALL_BUF);
+	test_backpressure(&tp, SMALL_BUF);
+	tp_free(&tp);
+}
+
+static void run_timeouts(void)
+{
+	struct sl_config *cfg = cfg_new(64 * KiB, T_CONNECT_MS, T_IDLE_MS);
+	int blfd, blport, filler = -1, err;
+	struct tproxy tp;
+
+	th_watchdog(30, "proxy timeouts");
+	/* backlog 0 holds one connection; SYNs after it are dropped, so a
+	 * connect to it hangs: a local stand-in for an unreachable host
+	 */
+	blfd = th_listen("127.0.0.1", 0, &blport);
+	if (blfd >= 0)
+		filler = th_connect("127.0.0.1", blport);
+	if (!cfg || blfd < 0 || filler < 0) {
+		th_fail("timeouts proxy: start", "setup: %s",
+			strerror(blfd < 0   ? -blfd :
+				 filler < 0 ? -filler :
+					      ENOMEM));
+		goto out;
+	}
+	cfg_amb(cfg, "127.0.0.1", up_port);
+	cfg_amb(cfg, "127.0.0.1", blport);
+	err = tp_start(&tp, "timeouts", cfg);
+	if (!TH_CHECK(!err, "timeouts proxy: start", "%s", strerror(-err)))
+		goto out;
+	cfg = NULL; /* tp owns it */
+	expect_refused(&tp, amb_port(&tp, 1), SL_CLOSE_CONNECT_TIMEOUT,
+		       T_CONNECT_MS - 50, T_CONNECT_MS + 600,
+		       "connect timeout/full backlog");
+	test_idle(&tp);
+	tp_free(&tp);
+out:
+	free(cfg);
+	if (filler >= 0)
+		close(filler);
+	if (blfd >= 0)
+		close(blfd);
+}
+
+static void run_limits(void)
+{
+	struct sl_config *cfg = cfg_new(64 * KiB, 2000, 10000);
+	struct tproxy tp;
+	int err;
+
+	th_watchdog(30, "proxy limits");
+	if (!cfg) {
+		th_fail("limits proxy: start", "out of memory");
+		return;
+	}
+	cfg->proxy.max_conns = 2;
+	cfg_amb(cfg, "127.0.0.1", up_port);
+	err = tp_start(&tp, "limits", cfg);
+	if (!TH_CHECK(!err, "limits proxy: start", "%s", strerror(-err))) {
+		free(cfg);
+		return;
+	}
+	test_max_conns(&tp);
+	tp_free(&tp);
+}
+
+/* A connection made straight to the transparent listener has no original
+ * destination from the capture hook (none here): refused as no-orig-dst,
+ * or as a loop where conntrack answers with the listener itself.
+ */
+static void run_transparent(void)
+{
+	const char *name = "transparent/direct connection refused";
+	struct sl_config *cfg = cfg_new(64 * KiB, 2000, 10000);
+	struct sl_proxy_stats base, st;
+	struct tproxy tp;
+	int err, cfd, r;
+
+	th_watchdog(30, "proxy transparent");
+	if (!cfg) {
+		th_fail(name, "out of memory");
+		return;
+	}
+	cfg->capture.enabled = 1;
+	cfg->capture.mark = 0x5e1;
+	err = tp_start(&tp, "transparent", cfg);
+	if (!TH_CHECK(!err, name, "start: %s", strerror(-err))) {
+		free(cfg);
+		return;
+	}
+	tp_stats(&tp, &base);
+	cfd = th_connect("127.0.0.1", ep_port(&cfg->capture.outbound));
+	r = cfd < 0 ? cfd : wait_end(cfd, 2000);
+	usleep(20000);
+	tp_stats(&tp, &st);
+	if (TH_CHECK(r == -ECONNRESET || r == 0, name, "client saw %s",
+		     end_str(r)) &&
+	    TH_CHECK(st.closed[SL_CLOSE_NO_ORIG_DST] +
+				     st.closed[SL_CLOSE_LOOP] ==
+			     base.closed[SL_CLOSE_NO_ORIG_DST] +
+				     base.closed[SL_CLOSE_LOOP] + 1,
+		     name, "no-orig-dst/loop not counted"))
+		th_pass(name);
+	if (cfd >= 0)
+		close(cfd);
+	tp_free(&tp);
+}
+
+int main(void)
+{
+	struct rlimit rl;
+	int closed_port;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (getenv("SL_DEBUG")) /* the proxy's per-connection lines */
+		sl_verbosity = 1;
+	/* 256 connections are 1024 descriptors in this one process */
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	up_lfd = th_listen("127.0.0.1", 1024, &up_port);
+	closed_port = free_port();
+	if (up_lfd < 0 || closed_port < 0) {
+		th_fail("setup/upstream listener", "%s", strerror(-up_lfd));
+		return th_summary();
+	}
+	run_main(closed_port);
+	run_small();
+	run_timeouts();
+	run_limits();
+	run_transparent();
+	th_watchdog(0, NULL);
+	close(up_lfd);
+	return th_summary();
+}

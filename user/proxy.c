@@ -1,0 +1,1331 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* The sidecar proxy of the sidelane binary (see proxy.h), hitch's design on
+ * epoll: one thread, one level-triggered epoll loop, non-blocking sockets.
+ *
+ * - Level-triggered: interest is recomputed from the connection's state after
+ *   every event (read while the buffer towards the other side has room, write
+ *   while the buffer towards this side has data), so back-pressure is just
+ *   "EPOLLIN not armed"; nothing has to be drained to EAGAIN, one read per
+ *   event keeps connections fair, and a missed edge cannot stall a stream.
+ *   epoll_ctl is only called when the wanted set changes.
+ * - Timers: both timeouts are the same for every connection, so a FIFO list
+ *   per timeout is already sorted by deadline (connect: by start; idle: by
+ *   last activity, a connection moves to the tail when bytes move). The loop
+ *   pops expired heads: O(1) per event, O(expired) per tick, no wheel needed.
+ * - Ambassador upstreams: a numeric address is parsed once in sl_proxy_new; a
+ *   name is resolved per connection (so DNS changes are seen) by a small
+ *   resolver thread pool that hands results back through an eventfd. The
+ *   connect timeout covers resolution and connect; every address returned is
+ *   tried in turn.
+ * - Teardown: conn_close() only. Refusals and failures end with an RST (the
+ *   client sees the stream was cut, not an empty answer); done, idle and
+ *   shutdown close with FIN unless data would be lost. Closed connections are
+ *   freed after the epoll batch, so later events of the batch never touch
+ *   freed memory.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/netfilter_ipv4.h> /* SO_ORIGINAL_DST */
+#include <linux/netfilter_ipv6/ip6_tables.h> /* IP6T_SO_ORIGINAL_DST */
+#include "log.h"
+#include "proxy.h"
+
+#define SL_TICK_MS 100 /* longest epoll_wait: *stop and timers */
+#define SL_EPOLL_BATCH 256
+#define SL_ACCEPT_BATCH 64 /* accepts per listener event */
+#define SL_ACCEPT_PAUSE_MS 100 /* after EMFILE/ENFILE/ENOMEM */
+#define SL_MAX_ADDRS 8 /* upstream candidates per connection */
+#define SL_RESOLVERS 2 /* resolver threads, only if a name needs them */
+#define SL_DEFAULT_BUFFER (64 * 1024)
+
+const char *const sl_close_reason_name[SL_CLOSE_NR] = {
+	[SL_CLOSE_DONE] = "done",
+	[SL_CLOSE_NO_ORIG_DST] = "no-orig-dst",
+	[SL_CLOSE_DENIED] = "denied",
+	[SL_CLOSE_LOOP] = "loop",
+	[SL_CLOSE_CONNECT_FAILED] = "connect-failed",
+	[SL_CLOSE_CONNECT_TIMEOUT] = "connect-timeout",
+	[SL_CLOSE_IDLE_TIMEOUT] = "idle-timeout",
+	[SL_CLOSE_RESET] = "reset",
+	[SL_CLOSE_RESOLVE_FAILED] = "resolve-failed",
+	[SL_CLOSE_TOO_MANY] = "too-many",
+	[SL_CLOSE_SHUTDOWN] = "shutdown",
+};
+
+/* What an epoll event's data.ptr points at: each of these starts with it. */
+enum ep_tag { TAG_LISTENER, TAG_SIDE, TAG_RESOLVER };
+
+struct sl_addrs {
+	unsigned int n;
+	struct sockaddr_storage a[SL_MAX_ADDRS];
+	socklen_t len[SL_MAX_ADDRS];
+};
+
+struct sl_listener {
+	enum ep_tag tag;
+	int fd;
+	bool transparent;
+	struct sockaddr_storage addr; /* bound address (port filled in) */
+	socklen_t addrlen;
+	/* ambassador only */
+	char host[256];
+	uint16_t port;
+	bool numeric; /* up holds the address; else resolve per connection */
+	struct sl_addrs up;
+};
+
+/* One direction's bytes in flight: a ring of size bytes. */
+struct sl_buf {
+	char *data;
+	size_t size, head, len;
+};
+
+struct sl_conn;
+
+/* One socket of a connection. */
+struct sl_side {
+	enum ep_tag tag;
+	int fd; /* -1 when not open */
+	uint32_t armed; /* events registered */
+	bool registered;
+	bool rd_eof; /* read returned 0 */
+	bool wr_shut; /* we sent shutdown(SHUT_WR) */
+	struct sl_conn *c;
+};
+
+enum conn_state { ST_RESOLVING, ST_CONNECTING, ST_RELAY, ST_DEAD };
+enum { T_CONNECT, T_IDLE, T_NR }; /* timer lists */
+
+struct sl_resolve;
+
+/* A connection: both sockets, a buffer per direction, its state. */
+struct sl_conn {
+	struct sl_side app, up;
+	struct sl_buf to_up, to_app;
+	enum conn_state state;
+	enum sl_close_reason reason;
+	uint64_t t_start, t_last; /* ms, monotonic */
+	uint64_t bytes_up, bytes_down;
+	struct sl_conn *prev, *next; /* in a timer list, or the dead list */
+	int tlist; /* T_CONNECT, T_IDLE or -1 */
+	struct sl_listener *l;
+	struct sockaddr_storage peer;
+	socklen_t peerlen;
+	struct sl_addrs dst; /* the original destination, or the upstream's */
+	unsigned int dst_i; /* next candidate of dst to try */
+	uint32_t rule_id; /* policy rule that denied it */
+	struct sl_resolve *res; /* pending resolution */
+};
+
+struct sl_list {
+	struct sl_conn *head, *tail;
+};
+
+/* A name to resolve for a connection; owned by the resolver lists. */
+struct sl_resolve {
+	struct sl_resolve *next;
+	struct sl_conn *c; /* loop thread only; NULL once the conn ended */
+	const char *host;
+	uint16_t port;
+	int gai_err;
+	struct sl_addrs out;
+};
+
+struct sl_proxy {
+	int epfd;
+	struct sl_listener *ls;
+	unsigned int n_ls;
+	unsigned int connect_ms, idle_ms, max_conns;
+	size_t bufsz;
+	uint32_t mark;
+	bool mark_warned;
+	sl_policy_check_fn check;
+	void *check_ctx;
+	uint64_t now;
+	struct sl_list timers[T_NR], dead;
+	bool accept_paused;
+	uint64_t accept_resume;
+	struct sl_proxy_stats st; /* written by the loop, read by anyone */
+	struct {
+		enum ep_tag tag;
+		int efd; /* eventfd: results are waiting in done */
+		pthread_mutex_t mu;
+		pthread_cond_t cv;
+		pthread_t th[SL_RESOLVERS];
+		unsigned int n_th;
+		bool quit;
+		struct sl_resolve *todo, *todo_tail, *done;
+	} rs;
+};
+
+#define STAT_ADD(p, f, v) __atomic_fetch_add(&(p)->st.f, (v), __ATOMIC_RELAXED)
+#define STAT_SUB(p, f, v) __atomic_fetch_sub(&(p)->st.f, (v), __ATOMIC_RELAXED)
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* "1.2.3.4:80" or "[::1]:80". */
+static const char *sa_str(const struct sockaddr_storage *ss, char *buf,
+			  size_t len)
+{
+	char ip[INET6_ADDRSTRLEN];
+	const struct sockaddr_in *in = (const void *)ss;
+	const struct sockaddr_in6 *in6 = (const void *)ss;
+
+	if (ss->ss_family == AF_INET &&
+	    inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip)))
+		snprintf(buf, len, "%s:%u", ip, ntohs(in->sin_port));
+	else if (ss->ss_family == AF_INET6 &&
+		 inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip)))
+		snprintf(buf, len, "[%s]:%u", ip, ntohs(in6->sin6_port));
+	else
+		snprintf(buf, len, "?");
+	return buf;
+}
+
+/* Address as 16 bytes (IPv4 v4-mapped) and port, for comparisons. */
+static int sa_key(const struct sockaddr_storage *ss, uint8_t ip[16],
+		  uint16_t *port)
+{
+	const struct sockaddr_in *in = (const void *)ss;
+	const struct sockaddr_in6 *in6 = (const void *)ss;
+
+	if (ss->ss_family == AF_INET) {
+		memset(ip, 0, 10);
+		ip[10] = ip[11] = 0xff;
+		memcpy(ip + 12, &in->sin_addr, 4);
+		*port = in->sin_port;
+		return 0;
+	}
+	if (ss->ss_family == AF_INET6) {
+		memcpy(ip, &in6->sin6_addr, 16);
+		*port = in6->sin6_port;
+		return 0;
+	}
+	return -EAFNOSUPPORT;
+}
+
+static bool sa_eq(const struct sockaddr_storage *a,
+		  const struct sockaddr_storage *b)
+{
+	uint8_t ia[16], ib[16];
+	uint16_t pa, pb;
+
+	if (sa_key(a, ia, &pa) || sa_key(b, ib, &pb))
+		return false;
+	return pa == pb && !memcmp(ia, ib, 16);
+}
+
+/* Is dst one of our own listeners? Relaying there would loop forever. */
+static bool is_own_listener(const struct sl_proxy *p,
+			    const struct sockaddr_storage *dst)
+{
+	unsigned int i;
+
+	for (i = 0; i < p->n_ls; i++)
+		if (sa_eq(dst, &p->ls[i].addr))
+			return true;
+	return false;
+}
+
+/* ---- lists ---- */
+
+static void list_append(struct sl_list *l, struct sl_conn *c)
+{
+	c->next = NULL;
+	c->prev = l->tail;
+	if (l->tail)
+		l->tail->next = c;
+	else
+		l->head = c;
+	l->tail = c;
+}
+
+static void list_del(struct sl_list *l, struct sl_conn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		l->head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		l->tail = c->prev;
+	c->prev = c->next = NULL;
+}
+
+static void timer_set(struct sl_proxy *p, struct sl_conn *c, int which)
+{
+	if (c->tlist >= 0)
+		list_del(&p->timers[c->tlist], c);
+	c->tlist = which;
+	if (which >= 0)
+		list_append(&p->timers[which], c);
+}
+
+/* Bytes moved: the idle deadline starts again (tail of the idle list). */
+static void conn_touch(struct sl_proxy *p, struct sl_conn *c)
+{
+	if (c->t_last == p->now)
+		return;
+	c->t_last = p->now;
+	if (c->tlist == T_IDLE)
+		timer_set(p, c, T_IDLE);
+}
+
+/* ---- buffers ---- */
+
+/* Read from fd into the free part of b. What read(2) returns. */
+static ssize_t buf_read(struct sl_buf *b, int fd)
+{
+	size_t tail = (b->head + b->len) % b->size, room = b->size - b->len;
+	size_t first = room < b->size - tail ? room : b->size - tail;
+	struct iovec iov[2] = { { b->data + tail, first },
+				{ b->data, room - first } };
+	ssize_t n;
+
+	n = readv(fd, iov, room > first ? 2 : 1);
+	if (n > 0)
+		b->len += n;
+	return n;
+}
+
+/* Write b's bytes to fd (no SIGPIPE). What send(2) returns. */
+static ssize_t buf_write(struct sl_buf *b, int fd)
+{
+	size_t first = b->len < b->size - b->head ? b->len : b->size - b->head;
+	struct iovec iov[2] = { { b->data + b->head, first },
+				{ b->data, b->len - first } };
+	struct msghdr msg = { .msg_iov = iov,
+			      .msg_iovlen = b->len > first ? 2 : 1 };
+	ssize_t n;
+
+	n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n > 0) {
+		b->head = (b->head + n) % b->size;
+		b->len -= n;
+		if (!b->len)
+			b->head = 0; /* next read lands in one piece */
+	}
+	return n;
+}
+
+/* ---- sockets ---- */
+
+static void close_fd(int fd, bool abort)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	if (fd < 0)
+		return;
+	/* linger {1, 0}: close() sends an RST instead of a FIN */
+	if (abort)
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+static int sock_error(int fd)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len))
+		return errno;
+	return err;
+}
+
+static void set_nodelay(int fd)
+{
+	int one = 1;
+
+	/* we forward what we read at once; the app's own batching already
+	 * shaped the stream, Nagle here would only add a round trip
+	 */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* Register s for want; a side that is finished (written shut, nothing left
+ * to read) leaves epoll: level-triggered EPOLLHUP would otherwise fire on
+ * every wait while the other direction still drains.
+ */
+static void side_arm(struct sl_proxy *p, struct sl_side *s, uint32_t want)
+{
+	struct epoll_event ev = { .events = want, .data.ptr = s };
+
+	if (s->fd < 0)
+		return;
+	if (!want && s->wr_shut) {
+		if (s->registered)
+			epoll_ctl(p->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+		s->registered = false;
+		return;
+	}
+	if (s->registered && s->armed == want)
+		return;
+	if (epoll_ctl(p->epfd, s->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+		      s->fd, &ev)) {
+		pr_warn("proxy: epoll_ctl: %s\n", strerror(errno));
+		return; /* the connection will time out */
+	}
+	s->registered = true;
+	s->armed = want;
+}
+
+/* ---- teardown: the one way a connection ends ---- */
+
+static void count_close(struct sl_proxy *p, enum sl_close_reason reason)
+{
+	STAT_ADD(p, closed[reason], 1);
+}
+
+static void conn_close(struct sl_proxy *p, struct sl_conn *c,
+		       enum sl_close_reason reason, const char *why)
+{
+	char peer[64], dst[300];
+	unsigned int last = c->dst_i ? c->dst_i - 1 : 0;
+	size_t pending = c->to_up.len + c->to_app.len;
+	bool quiet, abort;
+
+	if (c->state == ST_DEAD)
+		return;
+	if (c->dst.n)
+		sa_str(&c->dst.a[last], dst, sizeof(dst));
+	else if (c->l && !c->l->transparent)
+		snprintf(dst, sizeof(dst), "%s:%u", c->l->host, c->l->port);
+	else /* transparent, no original destination: say where it came in */
+		snprintf(dst, sizeof(dst), "? via %s",
+			 sa_str(&c->l->addr, peer, sizeof(peer)));
+	sa_str(&c->peer, peer, sizeof(peer));
+	/* one line per refused or failed connection; normal ends under -v */
+	quiet = reason == SL_CLOSE_DONE || reason == SL_CLOSE_IDLE_TIMEOUT ||
+		reason == SL_CLOSE_SHUTDOWN;
+	sl_log(quiet ? SL_LOG_DEBUG : SL_LOG_INFO,
+	       "proxy: %s: %s -> %s%s%s%s, up %llu B, down %llu B, %llu ms\n",
+	       sl_close_reason_name[reason], peer, dst, why ? " (" : "",
+	       why ? why : "", why ? ")" : "", (unsigned long long)c->bytes_up,
+	       (unsigned long long)c->bytes_down,
+	       (unsigned long long)(p->now - c->t_start));
+
+	/* FIN for a finished stream, and for idle/shutdown when nothing is
+	 * lost; RST for everything else, so the app does not take a cut
+	 * stream for a complete one
+	 */
+	abort = reason != SL_CLOSE_DONE &&
+		(pending || (reason != SL_CLOSE_IDLE_TIMEOUT &&
+			     reason != SL_CLOSE_SHUTDOWN));
+	close_fd(c->app.fd, abort);
+	close_fd(c->up.fd, abort);
+	c->app.fd = c->up.fd = -1;
+	if (c->res)
+		c->res->c = NULL; /* the resolver's answer will be dropped */
+	c->res = NULL;
+	timer_set(p, c, -1);
+	STAT_SUB(p, buffered, pending);
+	STAT_SUB(p, active, 1);
+	count_close(p, reason);
+	c->reason = reason;
+	c->state = ST_DEAD;
+	list_append(&p->dead, c); /* freed after this epoll batch */
+}
+
+static void conn_free(struct sl_conn *c)
+{
+	free(c->to_up.data);
+	free(c->to_app.data);
+	free(c);
+}
+
+static void reap_dead(struct sl_proxy *p)
+{
+	struct sl_conn *c;
+
+	while ((c = p->dead.head)) {
+		list_del(&p->dead, c);
+		conn_free(c);
+	}
+}
+
+/* A side failed (RST, EPIPE, ...): the other side gets an RST too. */
+static void conn_reset(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s,
+		       int err)
+{
+	char why[128];
+
+	snprintf(why, sizeof(why), "%s: %s", s == &c->app ? "app" : "upstream",
+		 strerror(err));
+	conn_close(p, c, SL_CLOSE_RESET, why);
+}
+
+/* ---- relay ---- */
+
+static struct sl_side *other(struct sl_conn *c, struct sl_side *s)
+{
+	return s == &c->app ? &c->up : &c->app;
+}
+
+/* The buffer s reads into / writes from. */
+static struct sl_buf *buf_from(struct sl_conn *c, struct sl_side *s)
+{
+	return s == &c->app ? &c->to_up : &c->to_app;
+}
+
+static struct sl_buf *buf_to(struct sl_conn *c, struct sl_side *s)
+{
+	return s == &c->app ? &c->to_app : &c->to_up;
+}
+
+/* Write what is waiting for s. 0, or -ECONNRESET when that ended the
+ * connection (it is closed then: touch nothing of it).
+ */
+static int side_flush(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
+{
+	struct sl_buf *b = buf_to(c, s);
+	ssize_t n;
+
+	if (!b->len || s->fd < 0 || c->state != ST_RELAY)
+		return 0;
+	n = buf_write(b, s->fd);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return 0;
+		conn_reset(p, c, s, errno);
+		return -ECONNRESET;
+	}
+	STAT_SUB(p, buffered, n);
+	if (s == &c->up) {
+		c->bytes_up += n;
+		STAT_ADD(p, bytes_up, n);
+	} else {
+		c->bytes_down += n;
+		STAT_ADD(p, bytes_down, n);
+	}
+	conn_touch(p, c);
+	return 0;
+}
+
+/* Read from s into the buffer towards the other side, then try to pass it
+ * on at once (saves a wakeup). 0, or -ECONNRESET as side_flush.
+ */
+static int side_fill(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
+{
+	struct sl_buf *b = buf_from(c, s);
+	ssize_t n;
+
+	if (s->rd_eof || b->len == b->size)
+		return 0; /* back-pressure: the kernel keeps it for now */
+	n = buf_read(b, s->fd);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return 0;
+		conn_reset(p, c, s, errno);
+		return -ECONNRESET;
+	}
+	if (!n) {
+		s->rd_eof = true;
+		return 0;
+	}
+	STAT_ADD(p, buffered, n);
+	conn_touch(p, c);
+	return side_flush(p, c, other(c, s));
+}
+
+/* After any event: pass EOFs on, end a finished connection, re-arm. */
+static void conn_update(struct sl_proxy *p, struct sl_conn *c)
+{
+	struct sl_side *sides[2] = { &c->app, &c->up };
+	int i;
+
+	if (c->state == ST_RELAY) {
+		for (i = 0; i < 2; i++) {
+			struct sl_side *s = sides[i], *o = other(c, s);
+
+			/* s said EOF and all it sent is out: half-close o */
+			if (!s->rd_eof || buf_from(c, s)->len || o->wr_shut)
+				continue;
+			if (shutdown(o->fd, SHUT_WR)) {
+				conn_reset(p, c, o, errno);
+				return;
+			}
+			o->wr_shut = true;
+		}
+		if (c->app.wr_shut && c->up.wr_shut) {
+			conn_close(p, c, SL_CLOSE_DONE, NULL);
+			return;
+		}
+	}
+	for (i = 0; i < 2; i++) {
+		struct sl_side *s = sides[i];
+		struct sl_buf *in = buf_from(c, s), *out = buf_to(c, s);
+		uint32_t want = 0;
+
+		if (s == &c->up && c->state != ST_RELAY)
+			continue; /* not connected yet: armed by conn_connect */
+		if (!s->rd_eof && in->len < in->size)
+			want |= EPOLLIN;
+		if (out->len)
+			want |= EPOLLOUT;
+		side_arm(p, s, want);
+	}
+}
+
+static void conn_established(struct sl_proxy *p, struct sl_conn *c)
+{
+	c->state = ST_RELAY;
+	c->t_last = p->now;
+	timer_set(p, c, T_IDLE);
+	set_nodelay(c->up.fd);
+	/* what the app sent while we connected goes out now */
+	if (side_flush(p, c, &c->up))
+		return;
+	conn_update(p, c);
+}
+
+static void set_mark(struct sl_proxy *p, int fd)
+{
+	if (!p->mark)
+		return;
+	/* the capture hook skips marked sockets: without the mark our own
+	 * upstream connection would be captured again (needs CAP_NET_ADMIN)
+	 */
+	if (setsockopt(fd, SOL_SOCKET, SO_MARK, &p->mark, sizeof(p->mark)) &&
+	    !p->mark_warned) {
+		pr_warn("proxy: SO_MARK %#x: %s; upstream sockets unmarked\n",
+			p->mark, strerror(errno));
+		p->mark_warned = true;
+	}
+}
+
+/* Connect to the next candidate of c->dst; on failure try the one after. */
+static void conn_connect(struct sl_proxy *p, struct sl_conn *c)
+{
+	int err = EHOSTUNREACH;
+
+	c->state = ST_CONNECTING;
+	while (c->dst_i < c->dst.n) {
+		unsigned int i = c->dst_i++;
+		const struct sockaddr_storage *sa = &c->dst.a[i];
+		int fd;
+
+		if (is_own_listener(p, sa)) {
+			conn_close(p, c, SL_CLOSE_LOOP, NULL);
+			return;
+		}
+		fd = socket(sa->ss_family,
+			    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			err = errno;
+			continue;
+		}
+		set_mark(p, fd);
+		err = 0;
+		if (connect(fd, (const struct sockaddr *)sa, c->dst.len[i]))
+			err = errno;
+		if (!err || err == EINPROGRESS) {
+			c->up.fd = fd;
+			c->up.registered = false;
+			side_arm(p, &c->up, EPOLLOUT);
+			if (!err) /* loopback may connect at once */
+				conn_established(p, c);
+			return;
+		}
+		close(fd);
+	}
+	conn_close(p, c, SL_CLOSE_CONNECT_FAILED, strerror(err));
+}
+
+/* The upstream socket became writable (or failed) while connecting. */
+static void up_connected(struct sl_proxy *p, struct sl_conn *c)
+{
+	int err = sock_error(c->up.fd);
+
+	if (!err) {
+		conn_established(p, c);
+		return;
+	}
+	close(c->up.fd); /* also leaves epoll */
+	c->up.fd = -1;
+	c->up.registered = false;
+	if (c->dst_i < c->dst.n) {
+		conn_connect(p, c);
+		return;
+	}
+	conn_close(p, c, SL_CLOSE_CONNECT_FAILED, strerror(err));
+}
+
+static void side_event(struct sl_proxy *p, struct sl_side *s, uint32_t ev)
+{
+	struct sl_conn *c = s->c;
+
+	if (c->state == ST_DEAD)
+		return; /* closed earlier in this batch */
+	if (s == &c->up && c->state == ST_CONNECTING) {
+		up_connected(p, c);
+		return;
+	}
+	if (ev & EPOLLERR) {
+		int err = sock_error(s->fd);
+
+		if (err) {
+			conn_reset(p, c, s, err);
+			return;
+		}
+	}
+	if ((ev & EPOLLOUT) && side_flush(p, c, s))
+		return;
+	if ((ev & (EPOLLIN | EPOLLHUP)) && side_fill(p, c, s))
+		return;
+	conn_update(p, c);
+}
+
+/* The proxy applies the kernel's policy to what it connects to on its own
+ * (ambassador upstreams; the transparent path's single original destination
+ * the same way): denied candidates are dropped, and with none left the
+ * connection ends. Fails closed: any non-zero answer denies.
+ */
+static bool dst_allowed(struct sl_proxy *p, struct sl_conn *c)
+{
+	uint32_t rule = 0, denied_rule = 0;
+	unsigned int i, n = 0;
+	bool denied = false;
+	char why[64];
+
+	if (!p->check)
+		return true;
+	for (i = 0; i < c->dst.n; i++) {
+		if (p->check(p->check_ctx, (struct sockaddr *)&c->dst.a[i],
+			     &rule)) {
+			if (!denied)
+				denied_rule = rule;
+			denied = true;
+			continue;
+		}
+		c->dst.a[n] = c->dst.a[i];
+		c->dst.len[n] = c->dst.len[i];
+		n++;
+	}
+	c->dst.n = n;
+	if (n)
+		return true;
+	c->rule_id = denied_rule;
+	snprintf(why, sizeof(why), "rule %u", denied_rule);
+	conn_close(p, c, SL_CLOSE_DENIED, why);
+	return false;
+}
+
+/* ---- resolver (ambassador names) ---- */
+
+static void resolve_one(struct sl_resolve *r)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *res = NULL, *ai;
+	char port[8];
+
+	snprintf(port, sizeof(port), "%u", r->port);
+	r->gai_err = getaddrinfo(r->host, port, &hints, &res);
+	if (r->gai_err)
+		return;
+	for (ai = res; ai && r->out.n < SL_MAX_ADDRS; ai = ai->ai_next) {
+		if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+			continue;
+		memcpy(&r->out.a[r->out.n], ai->ai_addr, ai->ai_addrlen);
+		r->out.len[r->out.n++] = ai->ai_addrlen;
+	}
+	freeaddrinfo(res);
+}
+
+static void *resolver_main(void *arg)
+{
+	struct sl_proxy *p = arg;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&p->rs.mu);
+	for (;;) {
+		struct sl_resolve *r;
+
+		while (!p->rs.todo && !p->rs.quit)
+			pthread_cond_wait(&p->rs.cv, &p->rs.mu);
+		if (p->rs.quit)
+			break;
+		r = p->rs.todo;
+		p->rs.todo = r->next;
+		if (!p->rs.todo)
+			p->rs.todo_tail = NULL;
+		pthread_mutex_unlock(&p->rs.mu);
+
+		resolve_one(r); /* blocking: the reason for this thread */
+
+		pthread_mutex_lock(&p->rs.mu);
+		r->next = p->rs.done;
+		p->rs.done = r;
+		if (write(p->rs.efd, &one, sizeof(one)) < 0)
+			pr_warn("proxy: resolver eventfd: %s\n",
+				strerror(errno));
+	}
+	pthread_mutex_unlock(&p->rs.mu);
+	return NULL;
+}
+
+static int resolve_start(struct sl_proxy *p, struct sl_conn *c)
+{
+	struct sl_resolve *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return -ENOMEM;
+	r->c = c;
+	r->host = c->l->host; /* lives as long as the proxy */
+	r->port = c->l->port;
+	c->res = r;
+	c->state = ST_RESOLVING;
+	pthread_mutex_lock(&p->rs.mu);
+	if (p->rs.todo_tail)
+		p->rs.todo_tail->next = r;
+	else
+		p->rs.todo = r;
+	p->rs.todo_tail = r;
+	pthread_cond_signal(&p->rs.cv);
+	pthread_mutex_unlock(&p->rs.mu);
+	return 0;
+}
+
+/* Answers are in: connect the connections that are still there. */
+static void resolver_event(struct sl_proxy *p)
+{
+	struct sl_resolve *r, *next;
+	uint64_t cnt;
+
+	if (read(p->rs.efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+		pr_warn("proxy: resolver eventfd: %s\n", strerror(errno));
+	pthread_mutex_lock(&p->rs.mu);
+	r = p->rs.done;
+	p->rs.done = NULL;
+	pthread_mutex_unlock(&p->rs.mu);
+	for (; r; r = next) {
+		struct sl_conn *c = r->c;
+
+		next = r->next;
+		if (c) {
+			c->res = NULL;
+			if (r->gai_err || !r->out.n) {
+				const char *why =
+					r->gai_err ? gai_strerror(r->gai_err) :
+						     "no IPv4/IPv6 address";
+
+				conn_close(p, c, SL_CLOSE_RESOLVE_FAILED, why);
+			} else {
+				c->dst = r->out;
+				if (dst_allowed(p, c))
+					conn_connect(p, c);
+			}
+		}
+		free(r);
+	}
+}
+
+static int resolver_init(struct sl_proxy *p)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &p->rs.tag };
+	unsigned int i;
+	int err;
+
+	p->rs.tag = TAG_RESOLVER;
+	p->rs.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (p->rs.efd < 0)
+		return -errno;
+	if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->rs.efd, &ev))
+		return -errno;
+	for (i = 0; i < SL_RESOLVERS; i++) {
+		err = pthread_create(&p->rs.th[i], NULL, resolver_main, p);
+		if (err)
+			return -err;
+		p->rs.n_th++;
+	}
+	return 0;
+}
+
+static void resolver_fini(struct sl_proxy *p)
+{
+	struct sl_resolve *r, *next;
+	unsigned int i;
+
+	pthread_mutex_lock(&p->rs.mu);
+	p->rs.quit = true;
+	pthread_cond_broadcast(&p->rs.cv);
+	pthread_mutex_unlock(&p->rs.mu);
+	/* waits for a lookup in progress: at most the resolver's own timeout */
+	for (i = 0; i < p->rs.n_th; i++)
+		pthread_join(p->rs.th[i], NULL);
+	for (r = p->rs.todo; r; r = next) {
+		next = r->next;
+		free(r);
+	}
+	for (r = p->rs.done; r; r = next) {
+		next = r->next;
+		free(r);
+	}
+	p->rs.todo = p->rs.todo_tail = p->rs.done = NULL;
+	if (p->rs.efd >= 0)
+		close(p->rs.efd);
+	p->rs.efd = -1;
+}
+
+/* ---- accept ---- */
+
+/* The destination the app asked for, from the capture hook's answer. */
+static int orig_dst(int fd, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof(local);
+	int level, opt;
+
+	if (getsockname(fd, (struct sockaddr *)&local, &llen))
+		return -errno;
+	memset(ss, 0, sizeof(*ss));
+	if (local.ss_family == AF_INET6) {
+		level = SOL_IPV6;
+		opt = IP6T_SO_ORIGINAL_DST;
+		*len = sizeof(struct sockaddr_in6);
+	} else {
+		level = SOL_IP;
+		opt = SO_ORIGINAL_DST;
+		*len = sizeof(struct sockaddr_in);
+	}
+	if (getsockopt(fd, level, opt, ss, len))
+		return -errno;
+	if (ss->ss_family != AF_INET && ss->ss_family != AF_INET6)
+		return -EAFNOSUPPORT;
+	/* a connection made straight to us (no redirect) reads back as us */
+	if (sa_eq(ss, &local))
+		return -ELOOP;
+	return 0;
+}
+
+static int conn_buffers(struct sl_proxy *p, struct sl_conn *c)
+{
+	c->to_up.data = malloc(p->bufsz);
+	c->to_app.data = malloc(p->bufsz);
+	if (!c->to_up.data || !c->to_app.data)
+		return -ENOMEM;
+	c->to_up.size = c->to_app.size = p->bufsz;
+	return 0;
+}
+
+static void conn_accepted(struct sl_proxy *p, struct sl_listener *l, int fd,
+			  const struct sockaddr_storage *peer,
+			  socklen_t peerlen)
+{
+	struct sl_conn *c;
+	int err;
+
+	STAT_ADD(p, accepted, 1);
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		/* nothing to hang the usual teardown on */
+		pr_warn("proxy: out of memory, refusing a connection\n");
+		close_fd(fd, true);
+		count_close(p, SL_CLOSE_TOO_MANY);
+		return;
+	}
+	c->app.tag = c->up.tag = TAG_SIDE;
+	c->app.c = c->up.c = c;
+	c->app.fd = fd;
+	c->up.fd = -1;
+	c->tlist = -1;
+	c->l = l;
+	c->peer = *peer;
+	c->peerlen = peerlen;
+	c->t_start = c->t_last = p->now;
+	c->state = ST_CONNECTING;
+	STAT_ADD(p, active, 1);
+
+	if (p->max_conns && p->st.active > p->max_conns) {
+		conn_close(p, c, SL_CLOSE_TOO_MANY, NULL);
+		return;
+	}
+	if (l->transparent) {
+		err = orig_dst(fd, &c->dst.a[0], &c->dst.len[0]);
+		if (err == -ELOOP) {
+			c->dst.n = 1;
+			conn_close(p, c, SL_CLOSE_LOOP, NULL);
+			return;
+		}
+		if (err) {
+			conn_close(p, c, SL_CLOSE_NO_ORIG_DST, strerror(-err));
+			return;
+		}
+		c->dst.n = 1;
+		if (is_own_listener(p, &c->dst.a[0])) {
+			conn_close(p, c, SL_CLOSE_LOOP, NULL);
+			return;
+		}
+		if (!dst_allowed(p, c))
+			return;
+	} else if (l->numeric) {
+		c->dst = l->up;
+		if (!dst_allowed(p, c))
+			return;
+	}
+	if (conn_buffers(p, c)) {
+		conn_close(p, c, SL_CLOSE_TOO_MANY, strerror(ENOMEM));
+		return;
+	}
+	set_nodelay(fd);
+	timer_set(p, c, T_CONNECT);
+	/* the app may send while we connect: that fills to_up, no further */
+	side_arm(p, &c->app, EPOLLIN);
+	if (!l->transparent && !l->numeric) {
+		if (resolve_start(p, c))
+			conn_close(p, c, SL_CLOSE_RESOLVE_FAILED,
+				   strerror(ENOMEM));
+		return;
+	}
+	conn_connect(p, c);
+}
+
+static void listeners_arm(struct sl_proxy *p, uint32_t events)
+{
+	unsigned int i;
+
+	for (i = 0; i < p->n_ls; i++) {
+		struct epoll_event ev = { .events = events,
+					  .data.ptr = &p->ls[i] };
+
+		if (p->ls[i].fd >= 0)
+			epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->ls[i].fd, &ev);
+	}
+}
+
+static void listener_event(struct sl_proxy *p, struct sl_listener *l)
+{
+	int i;
+
+	for (i = 0; i < SL_ACCEPT_BATCH; i++) {
+		struct sockaddr_storage peer;
+		socklen_t len = sizeof(peer);
+		int fd;
+
+		fd = accept4(l->fd, (struct sockaddr *)&peer, &len,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			conn_accepted(p, l, fd, &peer, len);
+			continue;
+		}
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+		    errno == ENOMEM) {
+			/* level-triggered: the backlog would wake us at once
+			 * again; pause accepting instead of spinning
+			 */
+			pr_warn("proxy: accept: %s; pausing %d ms\n",
+				strerror(errno), SL_ACCEPT_PAUSE_MS);
+			listeners_arm(p, 0);
+			p->accept_paused = true;
+			p->accept_resume = p->now + SL_ACCEPT_PAUSE_MS;
+			return;
+		}
+		/* ECONNABORTED and such: that peer is gone, take the next */
+	}
+}
+
+/* ---- timers ---- */
+
+/* Close what expired; the ms until the next deadline (at most SL_TICK_MS). */
+static int timers_run(struct sl_proxy *p)
+{
+	uint64_t next = p->now + SL_TICK_MS;
+	struct sl_conn *c;
+
+	if (p->connect_ms) {
+		while ((c = p->timers[T_CONNECT].head) &&
+		       c->t_start + p->connect_ms <= p->now)
+			conn_close(p, c, SL_CLOSE_CONNECT_TIMEOUT,
+				   c->state == ST_RESOLVING ? "resolving" :
+							      NULL);
+		if (c && c->t_start + p->connect_ms < next)
+			next = c->t_start + p->connect_ms;
+	}
+	if (p->idle_ms) {
+		while ((c = p->timers[T_IDLE].head) &&
+		       c->t_last + p->idle_ms <= p->now)
+			conn_close(p, c, SL_CLOSE_IDLE_TIMEOUT, NULL);
+		if (c && c->t_last + p->idle_ms < next)
+			next = c->t_last + p->idle_ms;
+	}
+	if (p->accept_paused) {
+		if (p->accept_resume <= p->now) {
+			listeners_arm(p, EPOLLIN);
+			p->accept_paused = false;
+		} else if (p->accept_resume < next) {
+			next = p->accept_resume;
+		}
+	}
+	return (int)(next - p->now);
+}
+
+/* ---- public ---- */
+
+static int listener_open(struct sl_proxy *p, struct sl_listener *l,
+			 const struct sl_endpoint *ep)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = l };
+	char name[64];
+	int one = 1;
+
+	l->tag = TAG_LISTENER;
+	l->fd = socket(ep->addr.ss_family,
+		       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (l->fd < 0)
+		return -errno;
+	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	l->addrlen = sizeof(l->addr);
+	if (bind(l->fd, (const struct sockaddr *)&ep->addr, ep->addrlen) ||
+	    listen(l->fd, SOMAXCONN) ||
+	    getsockname(l->fd, (struct sockaddr *)&l->addr, &l->addrlen) ||
+	    epoll_ctl(p->epfd, EPOLL_CTL_ADD, l->fd, &ev)) {
+		int err = -errno;
+
+		pr_warn("proxy: listen on %s: %s\n",
+			sa_str(&ep->addr, name, sizeof(name)), strerror(-err));
+		return err;
+	}
+	pr_info("proxy: listening on %s (%s)\n",
+		sa_str(&l->addr, name, sizeof(name)),
+		l->transparent ? "transparent" : l->host);
+	return 0;
+}
+
+/* A numeric upstream is parsed here once (getaddrinfo does not block for
+ * AI_NUMERICHOST); a name is left for the resolver threads.
+ */
+static int upstream_parse(struct sl_listener *l, const struct sl_ambassador *a)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
+	struct addrinfo *res;
+	char port[8];
+	int err;
+
+	snprintf(l->host, sizeof(l->host), "%s", a->upstream_host);
+	l->port = a->upstream_port;
+	if (!l->host[0] || !l->port)
+		return -EINVAL;
+	snprintf(port, sizeof(port), "%u", l->port);
+	err = getaddrinfo(l->host, port, &hints, &res);
+	if (err == EAI_NONAME)
+		return 0; /* a name */
+	if (err)
+		return -EINVAL;
+	memcpy(&l->up.a[0], res->ai_addr, res->ai_addrlen);
+	l->up.len[0] = res->ai_addrlen;
+	l->up.n = 1;
+	l->numeric = true;
+	freeaddrinfo(res);
+	return 0;
+}
+
+/* connect6 sends native IPv6 captures to [::1] on the outbound port (v4 and
+ * v4-mapped ones go to the IPv4 listener): open that twin. A host without
+ * IPv6 only loses IPv6 capture, and says so.
+ */
+static int listener_open_v6_twin(struct sl_proxy *p, struct sl_listener *l,
+				 const struct sl_listener *v4)
+{
+	struct sl_endpoint ep = { .addrlen = sizeof(struct sockaddr_in6) };
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ep.addr;
+	int err;
+
+	s6->sin6_family = AF_INET6;
+	s6->sin6_addr = in6addr_loopback;
+	s6->sin6_port = ((const struct sockaddr_in *)&v4->addr)->sin_port;
+	l->transparent = true;
+	err = listener_open(p, l, &ep);
+	if (err) {
+		pr_warn("proxy: no IPv6 outbound listener (%s): IPv6 destinations "
+			"will not be relayed\n", strerror(-err));
+		if (l->fd >= 0)
+			close(l->fd);
+		l->fd = -1;
+	}
+	return err;
+}
+
+int sl_proxy_new(const struct sl_config *cfg, sl_policy_check_fn check,
+		 void *check_ctx, struct sl_proxy **out)
+{
+	unsigned int i, n = cfg->proxy.n_ambassadors;
+	bool names = false;
+	struct sl_proxy *p;
+	int err;
+
+	*out = NULL;
+	if (n > SL_CFG_MAX_AMBASSADORS)
+		return -EINVAL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->rs.efd = -1;
+	p->epfd = -1;
+	pthread_mutex_init(&p->rs.mu, NULL);
+	pthread_cond_init(&p->rs.cv, NULL);
+	p->connect_ms = cfg->proxy.connect_timeout_ms;
+	p->idle_ms = cfg->proxy.idle_timeout_ms;
+	p->max_conns = cfg->proxy.max_conns;
+	p->bufsz = cfg->proxy.buffer_bytes ? cfg->proxy.buffer_bytes :
+					     SL_DEFAULT_BUFFER;
+	p->mark = cfg->capture.mark;
+	p->check = check;
+	p->check_ctx = check_ctx;
+	p->now = now_ms();
+	p->ls = calloc(n + 2, sizeof(*p->ls));
+	if (!p->ls) {
+		err = -ENOMEM;
+		goto err;
+	}
+	for (i = 0; i < n + 2; i++)
+		p->ls[i].fd = -1;
+	p->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (p->epfd < 0) {
+		err = -errno;
+		goto err;
+	}
+	if (cfg->capture.enabled) {
+		struct sl_listener *l = &p->ls[p->n_ls++];
+
+		l->transparent = true;
+		err = listener_open(p, l, &cfg->capture.outbound);
+		if (err)
+			goto err;
+		err = listener_open_v6_twin(p, &p->ls[p->n_ls], l);
+		if (!err)
+			p->n_ls++;
+	}
+	for (i = 0; i < n; i++) {
+		const struct sl_ambassador *a = &cfg->proxy.ambassadors[i];
+		struct sl_listener *l = &p->ls[p->n_ls++];
+
+		err = upstream_parse(l, a);
+		if (err) {
+			pr_warn("proxy: ambassador %u: bad upstream \"%s\" %u\n",
+				i, a->upstream_host, a->upstream_port);
+			goto err;
+		}
+		names |= !l->numeric;
+		err = listener_open(p, l, &a->listen);
+		if (err)
+			goto err;
+	}
+	if (names) {
+		err = resolver_init(p);
+		if (err) {
+			pr_warn("proxy: resolver: %s\n", strerror(-err));
+			goto err;
+		}
+	}
+	*out = p;
+	return 0;
+err:
+	sl_proxy_free(p);
+	return err;
+}
+
+int sl_proxy_run(struct sl_proxy *p, volatile sig_atomic_t *stop)
+{
+	struct epoll_event evs[SL_EPOLL_BATCH];
+	struct sl_conn *c;
+	unsigned int i;
+	int n, timeout = SL_TICK_MS, err = 0;
+
+	while (!*stop) {
+		n = epoll_wait(p->epfd, evs, SL_EPOLL_BATCH, timeout);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			err = -errno;
+			pr_warn("proxy: epoll_wait: %s\n", strerror(errno));
+			break;
+		}
+		p->now = now_ms();
+		for (i = 0; i < (unsigned int)n; i++) {
+			enum ep_tag *tag = evs[i].data.ptr;
+
+			if (*tag == TAG_SIDE)
+				side_event(p, (struct sl_side *)tag,
+					   evs[i].events);
+			else if (*tag == TAG_LISTENER)
+				listener_event(p, (struct sl_listener *)tag);
+			else
+				resolver_event(p);
+		}
+		timeout = timers_run(p);
+		reap_dead(p);
+	}
+
+	/* stop accepting, then end what is open */
+	p->now = now_ms();
+	for (i = 0; i < p->n_ls; i++) {
+		close_fd(p->ls[i].fd, false);
+		p->ls[i].fd = -1;
+	}
+	for (i = 0; i < T_NR; i++)
+		while ((c = p->timers[i].head))
+			conn_close(p, c, SL_CLOSE_SHUTDOWN, NULL);
+	reap_dead(p);
+	return err;
+}
+
+void sl_proxy_stats(const struct sl_proxy *p, struct sl_proxy_stats *out)
+{
+	const uint64_t *in = (const uint64_t *)&p->st;
+	uint64_t *o = (uint64_t *)out;
+	size_t i;
+
+	/* field by field: the loop may be running in another thread */
+	for (i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+		o[i] = __atomic_load_n(&in[i], __ATOMIC_RELAXED);
+}
+
+void sl_proxy_free(struct sl_proxy *p)
+{
+	struct sl_conn *c;
+	unsigned int i;
+
+	if (!p)
+		return;
+	if (p->rs.n_th || p->rs.efd >= 0)
+		resolver_fini(p);
+	/* connections left if sl_proxy_run never ran to its end */
+	for (i = 0; i < T_NR; i++)
+		while ((c = p->timers[i].head))
+			conn_close(p, c, SL_CLOSE_SHUTDOWN, NULL);
+	reap_dead(p);
+	for (i = 0; p->ls && i < p->n_ls; i++)
+		close_fd(p->ls[i].fd, false);
+	free(p->ls);
+	if (p->epfd >= 0)
+		close(p->epfd);
+	pthread_mutex_destroy(&p->rs.mu);
+	pthread_cond_destroy(&p->rs.cv);
+	free(p);
+}

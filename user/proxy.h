@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* The sidecar proxy (user/proxy.c): one epoll loop, non-blocking sockets, one
+ * struct per connection, one buffer per direction with back-pressure,
+ * half-close both ways, connect and idle timeouts.
+ */
+#ifndef PROXY_H
+#define PROXY_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include "config.h"
+
+/* Why a connection ended or was refused; logged and counted. */
+enum sl_close_reason {
+	SL_CLOSE_DONE = 0, /* both directions finished (FIN both ways) */
+	SL_CLOSE_NO_ORIG_DST, /* transparent accept without SO_ORIGINAL_DST */
+	SL_CLOSE_DENIED, /* policy */
+	SL_CLOSE_LOOP, /* original destination is our own listener */
+	SL_CLOSE_CONNECT_FAILED,
+	SL_CLOSE_CONNECT_TIMEOUT,
+	SL_CLOSE_IDLE_TIMEOUT,
+	SL_CLOSE_RESET, /* a side reset; propagated as RST to the other */
+	SL_CLOSE_RESOLVE_FAILED,
+	SL_CLOSE_TOO_MANY,
+	SL_CLOSE_SHUTDOWN, /* proxy stopping */
+	SL_CLOSE_NR
+};
+extern const char *const sl_close_reason_name[SL_CLOSE_NR];
+
+/* Policy hook for a connection about to be relayed to dst: 0 allow,
+ * -EPERM deny (rule id in *rule_id). NULL hook = allow everything.
+ */
+typedef int (*sl_policy_check_fn)(void *ctx, const struct sockaddr *dst,
+				  uint32_t *rule_id);
+
+struct sl_proxy_stats {
+	uint64_t accepted, active, closed[SL_CLOSE_NR];
+	uint64_t bytes_up, bytes_down; /* app->upstream, upstream->app */
+	uint64_t buffered; /* bytes held in the proxy's buffers right now */
+};
+
+struct sl_proxy;
+
+/* Open the listeners of cfg (the transparent outbound one if
+ * cfg->capture.enabled, and every ambassador). Upstream sockets get SO_MARK
+ * cfg->capture.mark so the capture hook leaves them alone. 0 or -errno.
+ */
+int sl_proxy_new(const struct sl_config *cfg, sl_policy_check_fn check,
+		 void *check_ctx, struct sl_proxy **out);
+/* Run the event loop until *stop is set (checked at least every 100 ms).
+ * Then stop accepting, close what is open, return 0 (or -errno on a fatal
+ * epoll error).
+ */
+int sl_proxy_run(struct sl_proxy *p, volatile sig_atomic_t *stop);
+/* Counters so far; safe to call from another thread while sl_proxy_run runs. */
+void sl_proxy_stats(const struct sl_proxy *p, struct sl_proxy_stats *out);
+void sl_proxy_free(struct sl_proxy *p);
+
+#endif /* PROXY_H */
