@@ -188,6 +188,14 @@ static int apply_capture(const char *pin_root, const struct sl_config *cfg)
 	int fd = -1, err;
 	__u32 zero = 0;
 
+	/* connect4 rewrites to an IPv4 address; IPv6 goes to [::1] on the
+	 * same port.
+	 */
+	if (cfg->capture.outbound.addr.ss_family != AF_INET) {
+		pr_warn("capture.outbound must be an IPv4 loopback address "
+			"(IPv6 captures go to [::1] on the same port)\n");
+		return -EINVAL;
+	}
 	cc.enabled = cfg->capture.enabled;
 	cc.mark = cfg->capture.mark;
 	endpoint_ip(&cfg->capture.outbound, cc.outbound_ip4);
@@ -289,10 +297,16 @@ int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 	err = sl_pin_root_ensure(pin_root, &created);
 	if (!err)
 		err = sl_cgroup_resolve(app_cgroup, app, sizeof(app));
-	if (!err)
+	/* No sidecar cgroup: policy only, nothing answers SO_ORIGINAL_DST. */
+	side[0] = '\0';
+	if (!err && sidecar_cgroup)
 		err = sl_cgroup_resolve(sidecar_cgroup, side, sizeof(side));
 	if (err)
 		return err;
+	if (!side[0] && cfg->capture.enabled) {
+		pr_warn("capture needs the sidecar's cgroup\n");
+		return -EINVAL;
+	}
 	if (!strcmp(app, side)) {
 		/* Then the proxy's own connects would be rewritten too; SO_MARK
 		 * would still save us, but say it: it is rarely meant.
@@ -302,6 +316,8 @@ int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 	}
 	/* All pinned: only the settings are (re)applied. */
 	for (reuse = 1, i = 0; i < N_CAP_LINKS && reuse; i++) {
+		if (cap_links[i].where == ON_SIDECAR && !side[0])
+			continue;
 		err = ensure_link(pin_root, NULL, cap_links[i].pin,
 				  cap_links[i].where == ON_APP ? app : side);
 		if (err && err != -ENOENT)
@@ -332,12 +348,15 @@ int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 	if (!err && !reuse)
 		err = sl_policy_apply(pin_root, &cfg->policy, NULL, 0);
 	for (i = 0; i < N_CAP_LINKS && !err && !reuse; i++)
-		err = ensure_link(pin_root, cap_prog(skel, i), cap_links[i].pin,
-				  cap_links[i].where == ON_APP ? app : side);
+		if (cap_links[i].where == ON_APP || side[0])
+			err = ensure_link(pin_root, cap_prog(skel, i),
+					  cap_links[i].pin,
+					  cap_links[i].where == ON_APP ? app : side);
 	if (err)
 		goto out;
 	pr_info("capture %s for %s, SO_ORIGINAL_DST in %s\n",
-		cfg->capture.enabled ? "on" : "off (policy only)", app, side);
+		cfg->capture.enabled ? "on" : "off (policy only)", app,
+		side[0] ? side : "no cgroup");
 out:
 	if (err && !reuse)
 		sl_cap_detach(pin_root);
@@ -604,14 +623,19 @@ int sl_cap_status(const char *pin_root, struct sl_cap_status *st)
 	int fd;
 
 	memset(st, 0, sizeof(*st));
-	fd = sl_pin_open(pin_root, "link_getsockopt");
+	fd = sl_pin_open(pin_root, "link_connect4");
 	if (fd < 0)
 		return fd;
 	st->attached = 1;
-	if (!bpf_obj_get_info_by_fd(fd, &info, &len))
-		sl_cgroup_path_by_id(info.cgroup.cgroup_id, st->sidecar_cgroup,
-				     sizeof(st->sidecar_cgroup));
 	close(fd);
+	fd = sl_pin_open(pin_root, "link_getsockopt");
+	if (fd >= 0) {
+		if (!bpf_obj_get_info_by_fd(fd, &info, &len))
+			sl_cgroup_path_by_id(info.cgroup.cgroup_id,
+					     st->sidecar_cgroup,
+					     sizeof(st->sidecar_cgroup));
+		close(fd);
+	}
 	fd = sl_pin_open(pin_root, "sl_capture_cfg");
 	if (fd >= 0) {
 		bpf_map_lookup_elem(fd, &zero, &st->cfg);

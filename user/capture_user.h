@@ -10,7 +10,8 @@
 
 /* Attach capture to the app's cgroup (connect4/6, getpeername4/6, sockops)
  * and SO_ORIGINAL_DST to the sidecar's (getsockopt); pin under pin_root;
- * reuse what is pinned; apply cfg->capture and cfg->policy. 0 or -errno.
+ * reuse what is pinned; apply cfg->capture and cfg->policy. sidecar_cgroup
+ * NULL: policy only (cfg->capture.enabled must be 0). 0 or -errno.
  */
 int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 		  const char *sidecar_cgroup, const struct sl_config *cfg);

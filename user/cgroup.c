@@ -107,3 +107,48 @@ int sl_cgroup_path_by_id(uint64_t id, char *buf, size_t len)
 	err = nftw(mnt, match_id, 16, FTW_PHYS | FTW_MOUNT);
 	return err == 1 ? 0 : -ENOENT;
 }
+
+int sl_cgroup_self(char *buf, size_t len)
+{
+	char mnt[PATH_MAX], line[PATH_MAX];
+	FILE *f;
+	int err = -ENOENT, n;
+
+	err = sl_cgroup2_mount(mnt, sizeof(mnt));
+	if (err)
+		return err;
+	f = fopen("/proc/self/cgroup", "re");
+	if (!f)
+		return -errno;
+	err = -ENOENT;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "0::", 3))
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		n = snprintf(buf, len, "%s%s", mnt, strcmp(line + 3, "/") ? line + 3 : "");
+		err = n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+		break;
+	}
+	fclose(f);
+	return err;
+}
+
+int sl_cgroup_join(const char *path)
+{
+	char procs[PATH_MAX];
+	FILE *f;
+	int err = 0;
+
+	if (snprintf(procs, sizeof(procs), "%s/cgroup.procs", path) >=
+	    (int)sizeof(procs))
+		return -ENAMETOOLONG;
+	f = fopen(procs, "we");
+	if (!f)
+		return -errno;
+	/* "0" is the writing process itself. */
+	if (fputs("0\n", f) < 0)
+		err = -EIO;
+	if (fclose(f) && !err)
+		err = -errno;
+	return err;
+}

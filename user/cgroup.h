@@ -19,6 +19,12 @@ int sl_cgroup_resolve(const char *arg, char *out, size_t len);
  * the inode number of the cgroup2 directory.
  */
 int sl_cgroup_id(const char *path, uint64_t *id);
+/* The calling process's cgroup v2, as an absolute path ("0::" line of
+ * /proc/self/cgroup under the mount). 0 or -errno.
+ */
+int sl_cgroup_self(char *buf, size_t len);
+/* Move the calling process into the cgroup at path. 0 or -errno. */
+int sl_cgroup_join(const char *path);
 /* Find the path of a cgroup id under the cgroup2 mount. 0 or -ENOENT. */
 int sl_cgroup_path_by_id(uint64_t id, char *buf, size_t len);
 

@@ -3,16 +3,25 @@
  * style of ip(8) and bpftool(8).
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 #include "sidelane.h"
 #include "fastpath_user.h"
+#include "capture_user.h"
+#include "cgroup.h"
+#include "config.h"
+#include "proxy.h"
 #include "bench.h"
 #include "log.h"
 #include "util.h"
@@ -43,14 +52,21 @@ static void usage(FILE *f)
 		"Usage: sidelane [-v] COMMAND [OPTIONS]\n"
 		"\n"
 		"Commands:\n"
-		"  run --cgroup PATH [--pin-root DIR] [--exclude-ports P,P..] [--detach-on-exit]\n"
-		"        load (or reuse what is pinned), attach to the cgroup v2 PATH\n"
-		"        (absolute, or relative to the cgroup2 mount), stay in the\n"
-		"        foreground. SIGTERM/SIGINT leave the pinned fast path in place\n"
-		"        unless --detach-on-exit; SIGHUP re-reads host addresses.\n"
+		"  run [--config FILE] --cgroup PATH [--sidecar-cgroup PATH] [--pin-root DIR]\n"
+		"      [--exclude-ports P,P..] [--detach-on-exit]\n"
+		"        load (or reuse what is pinned), attach the fast path, capture and\n"
+		"        policy to the app's cgroup v2 PATH (absolute, or relative to the\n"
+		"        cgroup2 mount), run the proxy in the sidecar cgroup (joined; default:\n"
+		"        our own), stay in the foreground. No --config: the embedded\n"
+		"        default (`sidelane config`). SIGTERM/SIGINT leave the kernel side\n"
+		"        pinned unless --detach-on-exit; SIGHUP re-reads host addresses.\n"
 		"        --exclude-ports keeps connections to those service ports on\n"
 		"        plain loopback (apps relying on what the fast path changes:\n"
 		"        see README, \"Socket semantics\").\n"
+		"  policy list|load FILE|add ID allow|deny CIDR [PORTS]|del ID [--pin-root DIR]\n"
+		"        the live L3/L4 rules; every change replaces the set atomically.\n"
+		"  config\n"
+		"        print the embedded default configuration (every field commented).\n"
 		"  status [--pin-root DIR] [--json]\n"
 		"        what is loaded and attached where, map fill levels, counters.\n"
 		"  detach [--pin-root DIR]\n"
@@ -81,7 +97,15 @@ static int need_root(void)
 	return -EPERM;
 }
 
-enum { OPT_PIN_ROOT = 256, OPT_CGROUP, OPT_DETACH, OPT_JSON, OPT_EXCLUDE };
+enum {
+	OPT_PIN_ROOT = 256,
+	OPT_CGROUP,
+	OPT_DETACH,
+	OPT_JSON,
+	OPT_EXCLUDE,
+	OPT_CONFIG,
+	OPT_SIDECAR,
+};
 
 static const struct option long_opts[] = {
 	{ "pin-root", required_argument, NULL, OPT_PIN_ROOT },
@@ -89,6 +113,8 @@ static const struct option long_opts[] = {
 	{ "detach-on-exit", no_argument, NULL, OPT_DETACH },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "exclude-ports", required_argument, NULL, OPT_EXCLUDE },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "sidecar-cgroup", required_argument, NULL, OPT_SIDECAR },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{},
@@ -101,9 +127,17 @@ struct cli {
 	int json;
 	uint16_t excluded_ports[SL_MAX_EXCLUDED_PORTS];
 	size_t n_excluded_ports;
+	int excluded_given;
+	int pin_root_given;
+	const char *config;
+	const char *sidecar_cgroup;
 };
 
-/* Parse the options of a subcommand; `allowed` lists the OPT_* it takes. */
+/* Parse the options of a subcommand; `allowed` lists the OPT_* it takes.
+ * With SL_OPTS_ARGS, operands are left at argv[optind..] (getopt moves them
+ * to the end), otherwise they are an error.
+ */
+#define SL_OPTS_ARGS (1u << 31)
 static int parse_opts(int argc, char **argv, struct cli *cli,
 		      unsigned int allowed)
 {
@@ -125,6 +159,13 @@ static int parse_opts(int argc, char **argv, struct cli *cli,
 			exit(0);
 		case OPT_PIN_ROOT:
 			cli->pin_root = optarg;
+			cli->pin_root_given = 1;
+			break;
+		case OPT_CONFIG:
+			cli->config = optarg;
+			break;
+		case OPT_SIDECAR:
+			cli->sidecar_cgroup = optarg;
 			break;
 		case OPT_CGROUP:
 			cli->cgroup = optarg;
@@ -146,13 +187,14 @@ static int parse_opts(int argc, char **argv, struct cli *cli,
 					argv[0], bad, SL_MAX_EXCLUDED_PORTS);
 				return -EINVAL;
 			}
+			cli->excluded_given = 1;
 			break;
 		}
 		default:
 			return -EINVAL;
 		}
 	}
-	if (optind != argc) {
+	if (optind != argc && !(allowed & SL_OPTS_ARGS)) {
 		fprintf(stderr, "sidelane %s: unexpected argument '%s'\n", argv[0],
 			argv[optind]);
 		return -EINVAL;
@@ -168,67 +210,231 @@ static int parse_opts(int argc, char **argv, struct cli *cli,
 
 #define ALLOW(o) (1u << ((o) - OPT_PIN_ROOT))
 
+/* Re-reads the host's addresses every SL_ADDR_SYNC_SEC and on SIGHUP, beside
+ * the proxy's event loop. Stops the process if the pins vanish.
+ */
+static void *housekeeping(void *arg)
+{
+	const char *pin_root = arg;
+
+	while (!stop_flag) {
+		int i;
+
+		for (i = 0; i < SL_ADDR_SYNC_SEC * 10 && !stop_flag && !resync_flag; i++)
+			usleep(100 * 1000);
+		if (stop_flag)
+			break;
+		resync_flag = 0;
+		if (sl_fp_sync_local_addrs(pin_root) == -ENOENT) {
+			pr_warn("pins under %s are gone (detached by someone else?)\n",
+				pin_root);
+			stop_flag = 1;
+		}
+	}
+	return NULL;
+}
+
+/* The cgroup the proxy runs in, where getsockopt answers SO_ORIGINAL_DST:
+ * --sidecar-cgroup (joined), else our own. The root cgroup would answer for
+ * every process of the host: -ENOENT then, and capture stays off.
+ */
+static int sidecar_cgroup(const struct cli *cli, char *buf, size_t len)
+{
+	char mnt[PATH_MAX];
+	int err;
+
+	if (cli->sidecar_cgroup) {
+		err = sl_cgroup_resolve(cli->sidecar_cgroup, buf, len);
+		if (!err)
+			err = sl_cgroup_join(buf);
+		if (err)
+			pr_warn("cannot run in sidecar cgroup %s: %s\n",
+				cli->sidecar_cgroup, strerror(-err));
+		return err;
+	}
+	err = sl_cgroup_self(buf, len);
+	if (!err)
+		err = sl_cgroup2_mount(mnt, sizeof(mnt));
+	if (!err && !strcmp(buf, mnt))
+		return -ENOENT;
+	return err;
+}
+
 static int cmd_run(int argc, char **argv)
 {
-	struct cli cli = {};
+	struct sl_policy_checker checker = { .st_fd = -1 };
+	struct sl_proxy *proxy = NULL;
+	char side[PATH_MAX], cerr[SL_CFG_ERR_LEN];
 	struct sigaction sa = {};
-	int err;
+	struct sl_config *cfg;
+	struct cli cli = {};
+	sigset_t mask, old;
+	pthread_t hk;
+	int err, ret = 1, hk_started = 0;
 
 	if (parse_opts(argc, argv, &cli,
 		       ALLOW(OPT_PIN_ROOT) | ALLOW(OPT_CGROUP) | ALLOW(OPT_DETACH) |
-			       ALLOW(OPT_EXCLUDE)))
+			       ALLOW(OPT_EXCLUDE) | ALLOW(OPT_CONFIG) |
+			       ALLOW(OPT_SIDECAR)))
 		return EXIT_USAGE;
-	if (!cli.cgroup) {
-		fprintf(stderr, "sidelane run: --cgroup PATH is required\n");
-		return EXIT_USAGE;
+	cfg = calloc(1, sizeof(*cfg));
+	if (!cfg)
+		return 1;
+	/* The file (or the embedded default) first, then the command line. */
+	if (sl_config_load(cli.config, cfg, cerr, sizeof(cerr))) {
+		fprintf(stderr, "sidelane: %s\n", cerr);
+		ret = EXIT_USAGE;
+		goto out;
+	}
+	if (cli.pin_root_given || !cfg->pin_root[0])
+		snprintf(cfg->pin_root, sizeof(cfg->pin_root), "%s", cli.pin_root);
+	if (cli.cgroup)
+		snprintf(cfg->cgroup, sizeof(cfg->cgroup), "%s", cli.cgroup);
+	if (cli.excluded_given) {
+		cfg->fastpath.n_exclude_ports = cli.n_excluded_ports;
+		memcpy(cfg->fastpath.exclude_ports, cli.excluded_ports,
+		       cli.n_excluded_ports * sizeof(cli.excluded_ports[0]));
+	}
+	if (!cfg->cgroup[0]) {
+		fprintf(stderr, "sidelane run: --cgroup PATH (or cgroup: in the config) is required\n");
+		ret = EXIT_USAGE;
+		goto out;
 	}
 	if (need_root())
-		return 1;
-	/* Signals only set flags; the loop below acts on them. */
+		goto out;
+	/* Signals only set flags; the loops below act on them. */
 	sa.sa_handler = on_stop;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sa.sa_handler = on_hup;
 	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
 
+	/* Join the sidecar cgroup before any socket exists: a socket belongs
+	 * to the cgroup it was created in.
+	 */
+	err = sidecar_cgroup(&cli, side, sizeof(side));
+	if (err == -ENOENT) {
+		if (cfg->capture.enabled)
+			pr_warn("capture off: sidelane runs in the root cgroup; give "
+				"--sidecar-cgroup (its own, not the app's) to capture. "
+				"Fast path and policy stay on\n");
+		cfg->capture.enabled = 0;
+		side[0] = '\0';
+	} else if (err) {
+		goto out;
+	}
 	err = sl_fp_attach(&(struct sl_fp_opts){
-		.pin_root = cli.pin_root,
-		.cgroup = cli.cgroup,
-		.excluded_ports = cli.excluded_ports,
-		.n_excluded_ports = cli.n_excluded_ports,
+		.pin_root = cfg->pin_root,
+		.cgroup = cfg->cgroup,
+		.excluded_ports = cfg->fastpath.exclude_ports,
+		.n_excluded_ports = cfg->fastpath.n_exclude_ports,
 	});
+	if (!err)
+		err = sl_cap_attach(cfg->pin_root, cfg->cgroup,
+				    side[0] ? side : NULL, cfg);
 	if (err)
-		return 1;
-	pr_info("running; SIGTERM leaves the fast path %s\n",
-		cli.detach_on_exit ? "detached" : "pinned");
-	while (!stop_flag) {
-		struct timespec ts = { .tv_sec = SL_ADDR_SYNC_SEC };
-
-		/* A signal cuts the sleep short with EINTR. */
-		nanosleep(&ts, NULL);
-		if (stop_flag)
-			break;
-		resync_flag = 0;
-		err = sl_fp_sync_local_addrs(cli.pin_root);
-		if (err == -ENOENT) {
-			pr_warn("pins under %s are gone (detached by someone else?)\n",
-				cli.pin_root);
-			return 1;
+		goto out_detach;
+	if (cfg->capture.enabled || cfg->proxy.n_ambassadors) {
+		err = sl_policy_checker_open(cfg->pin_root, &checker);
+		if (!err)
+			err = sl_proxy_new(cfg, sl_policy_check, &checker, &proxy);
+		if (err) {
+			pr_warn("starting the proxy failed: %s\n", strerror(-err));
+			goto out_detach;
 		}
 	}
-	if (!cli.detach_on_exit) {
-		pr_info("exiting; fast path stays pinned under %s\n", cli.pin_root);
-		return 0;
+	/* Signals go to this thread only: the housekeeping one blocks them. */
+	sigfillset(&mask);
+	pthread_sigmask(SIG_BLOCK, &mask, &old);
+	hk_started = !pthread_create(&hk, NULL, housekeeping, cfg->pin_root);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pr_info("running; SIGTERM leaves the kernel side %s\n",
+		cli.detach_on_exit ? "detached" : "pinned");
+	if (proxy) {
+		err = sl_proxy_run(proxy, &stop_flag);
+		if (err)
+			pr_warn("proxy stopped: %s\n", strerror(-err));
+	} else {
+		while (!stop_flag)
+			usleep(100 * 1000);
 	}
-	err = sl_fp_detach(cli.pin_root);
-	pr_info("exiting; fast path %s\n", err ? "detach failed" : "detached");
-	return err ? 1 : 0;
+	stop_flag = 1;
+	if (hk_started)
+		pthread_join(hk, NULL);
+	ret = 0;
+out_detach:
+	if (proxy)
+		sl_proxy_free(proxy);
+	if (checker.st_fd >= 0)
+		sl_policy_checker_close(&checker);
+	/* What a failed start attached stays pinned, like a stopped run's:
+	 * `sidelane detach` removes it.
+	 */
+	if (cli.detach_on_exit) {
+		err = sl_fp_detach(cfg->pin_root);
+		pr_info("exiting; %s\n", err ? "detach failed" : "detached");
+		if (err)
+			ret = 1;
+	} else if (!ret) {
+		pr_info("exiting; the kernel side stays pinned under %s\n",
+			cfg->pin_root);
+	}
+out:
+	free(cfg);
+	return ret;
 }
 
 #define COUNTER_FIELDS(X)                                                      \
 	X(sock_inserted) X(sock_insert_failed) X(sock_removed)                 \
 	X(conn_map_full) X(redirect_ok) X(redirect_failed) X(pass_plain)       \
 	X(not_local) X(excluded) X(backlog_fallback) X(backlog_resumed)
+
+static void print_capture(const struct sl_cap_status *cs, int json)
+{
+	char ip[INET6_ADDRSTRLEN];
+	int i;
+
+	sl_addr_str(cs->cfg.outbound_ip4, ip, sizeof(ip));
+	if (json) {
+		printf(",\"capture\":{\"attached\":%s,\"enabled\":%s,"
+		       "\"outbound\":\"%s:%u\",\"sidecar_cgroup\":\"%s\","
+		       "\"live\":%u,\"policy\":\"%s\",\"reasons\":{",
+		       cs->attached ? "true" : "false",
+		       cs->cfg.enabled ? "true" : "false", ip, cs->cfg.outbound_port,
+		       cs->sidecar_cgroup, cs->captured_live,
+		       cs->policy_configured ? "configured" : "none (default allow)");
+		for (i = 0; i < SL_CR_NR; i++)
+			printf("%s\"%s\":%llu", i ? "," : "", sl_capture_reason_name[i],
+			       (unsigned long long)cs->stats.reason[i]);
+		printf("},\"origdst_answered\":%llu,\"origdst_missed\":%llu}",
+		       (unsigned long long)cs->stats.origdst_answered,
+		       (unsigned long long)cs->stats.origdst_missed);
+		return;
+	}
+	if (!cs->attached) {
+		printf("capture: not attached\n");
+		return;
+	}
+	if (cs->cfg.enabled)
+		printf("capture: on, outbound listener %s:%u, SO_ORIGINAL_DST in %s\n",
+		       ip, cs->cfg.outbound_port, cs->sidecar_cgroup);
+	else
+		printf("capture: off (connect-time policy only)\n");
+	printf("  policy: %s (`sidelane policy list`)\n",
+	       cs->policy_configured ? "configured" :
+				       "none loaded: every destination allowed");
+	printf("  live captured connections %u; SO_ORIGINAL_DST answered %llu, "
+	       "missed %llu\n  connects by reason:", cs->captured_live,
+	       (unsigned long long)cs->stats.origdst_answered,
+	       (unsigned long long)cs->stats.origdst_missed);
+	for (i = 0; i < SL_CR_NR; i++)
+		if (cs->stats.reason[i])
+			printf(" %s=%llu", sl_capture_reason_name[i],
+			       (unsigned long long)cs->stats.reason[i]);
+	printf("\n");
+}
 
 static void print_status_json(const char *pin_root, const struct sl_fp_status *st)
 {
@@ -257,7 +463,7 @@ static void print_status_json(const char *pin_root, const struct sl_fp_status *s
 		    strcmp(#f, "backlog_resumed") ? "," : "");
 	COUNTER_FIELDS(X)
 #undef X
-	printf("}}\n");
+	printf("}");
 }
 
 static void print_status(const char *pin_root, const struct sl_fp_status *st)
@@ -295,6 +501,7 @@ static void print_status(const char *pin_root, const struct sl_fp_status *st)
 
 static int cmd_status(int argc, char **argv)
 {
+	struct sl_cap_status cs;
 	struct sl_fp_status st;
 	struct cli cli = {};
 	int err;
@@ -316,11 +523,245 @@ static int cmd_status(int argc, char **argv)
 		pr_warn("reading %s: %s\n", cli.pin_root, strerror(-err));
 		return 1;
 	}
-	if (cli.json)
+	sl_cap_status(cli.pin_root, &cs);
+	if (cli.json) {
 		print_status_json(cli.pin_root, &st);
-	else
+		print_capture(&cs, 1);
+		printf("}\n");
+	} else {
 		print_status(cli.pin_root, &st);
+		print_capture(&cs, 0);
+	}
 	return 0;
+}
+
+/* ---- sidelane policy ------------------------------------------------- */
+
+static const char *action_name(enum sl_action a)
+{
+	return a == SL_ACTION_DENY ? "deny" : "allow";
+}
+
+static void print_rule(const struct sl_rule *r, uint64_t hits, int json)
+{
+	char a[INET6_ADDRSTRLEN], cidr[INET6_ADDRSTRLEN + 8];
+	unsigned int i;
+
+	inet_ntop(r->cidr.family, r->cidr.addr, a, sizeof(a));
+	snprintf(cidr, sizeof(cidr), "%s/%u", a, r->cidr.prefixlen);
+	if (json)
+		printf("{\"id\":%u,\"action\":\"%s\",\"cidr\":\"%s\",\"ports\":[",
+		       r->id, action_name(r->action), cidr);
+	else
+		printf("  %-6u %-5s %-28s ports ", r->id, action_name(r->action),
+		       cidr);
+	for (i = 0; i < r->n_ports; i++) {
+		if (r->ports[i].lo == r->ports[i].hi)
+			printf(json ? "%s\"%u\"" : "%s%u", i ? "," : "", r->ports[i].lo);
+		else
+			printf(json ? "%s\"%u-%u\"" : "%s%u-%u", i ? "," : "",
+			       r->ports[i].lo, r->ports[i].hi);
+	}
+	if (json)
+		printf("],\"hits\":%llu}", (unsigned long long)hits);
+	else
+		printf("%s  hits %llu\n", r->n_ports ? "" : "all",
+		       (unsigned long long)hits);
+}
+
+static uint64_t hits_of(const struct sl_policy_hit *h, unsigned int n, uint32_t id)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		if (h[i].rule_id == id)
+			return h[i].hits;
+	return 0;
+}
+
+static int policy_list(const char *pin_root, int json)
+{
+	static struct sl_policy pol;
+	static struct sl_policy_hit hits[SL_CFG_MAX_RULES + 1];
+	unsigned int n_hits, i;
+	int configured, err;
+
+	err = sl_policy_read(pin_root, &pol, &configured, hits,
+			     SL_CFG_MAX_RULES + 1, &n_hits);
+	if (err)
+		return err;
+	if (json) {
+		printf("{\"configured\":%s,\"default\":\"%s\",\"default_hits\":%llu,\"rules\":[",
+		       configured ? "true" : "false",
+		       action_name(pol.default_action),
+		       (unsigned long long)hits_of(hits, n_hits, 0));
+		for (i = 0; i < pol.n_rules; i++) {
+			printf(i ? "," : "");
+			print_rule(&pol.rules[i], hits_of(hits, n_hits, pol.rules[i].id), 1);
+		}
+		printf("]}\n");
+		return 0;
+	}
+	if (!configured) {
+		printf("policy: none loaded: every destination is allowed\n");
+		return 0;
+	}
+	printf("policy: default %s (hits %llu); most specific prefix wins, then the first matching ports\n",
+	       action_name(pol.default_action),
+	       (unsigned long long)hits_of(hits, n_hits, 0));
+	for (i = 0; i < pol.n_rules; i++)
+		print_rule(&pol.rules[i], hits_of(hits, n_hits, pol.rules[i].id), 0);
+	return 0;
+}
+
+/* "ID allow|deny CIDR [PORTS]" from argv. */
+static int parse_rule_args(char **argv, int argc, struct sl_rule *r)
+{
+	uint64_t id;
+	char *p, *save = NULL, buf[256];
+
+	memset(r, 0, sizeof(*r));
+	if (argc < 3 || argc > 4 || sl_parse_u64(argv[0], 1, UINT32_MAX, &id))
+		return -EINVAL;
+	r->id = id;
+	if (!strcmp(argv[1], "allow"))
+		r->action = SL_ACTION_ALLOW;
+	else if (!strcmp(argv[1], "deny"))
+		r->action = SL_ACTION_DENY;
+	else
+		return -EINVAL;
+	if (sl_cidr_parse(argv[2], &r->cidr))
+		return -EINVAL;
+	if (argc == 4) {
+		snprintf(buf, sizeof(buf), "%s", argv[3]);
+		for (p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+			if (r->n_ports == SL_CFG_MAX_RULE_PORTS ||
+			    sl_port_range_parse(p, &r->ports[r->n_ports++]))
+				return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* Serialise read-modify-apply between concurrent `policy` commands. */
+static int lock_pin_root(const char *pin_root)
+{
+	int fd = open(pin_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX)) {
+		close(fd);
+		return -errno;
+	}
+	return fd;
+}
+
+static int cmd_policy(int argc, char **argv)
+{
+	static struct sl_policy pol;
+	static struct sl_policy_hit hits[SL_CFG_MAX_RULES + 1];
+	char err[SL_CFG_ERR_LEN] = "";
+	const char *verb = argc > 1 ? argv[1] : "list";
+	unsigned int n_hits, i;
+	struct cli cli = {};
+	int configured, ret, lock = -1, nargs;
+	struct sl_rule r;
+
+	/* sidelane policy VERB [ARGS..] [--pin-root DIR] [--json] */
+	if (argc > 1) {
+		argc--;
+		argv++;
+	}
+	if (parse_opts(argc, argv, &cli,
+		       ALLOW(OPT_PIN_ROOT) | ALLOW(OPT_JSON) | SL_OPTS_ARGS))
+		return EXIT_USAGE;
+	nargs = argc - optind;
+	if (need_root())
+		return 1;
+	if (!strcmp(verb, "list")) {
+		ret = policy_list(cli.pin_root, cli.json);
+		goto done;
+	}
+	lock = lock_pin_root(cli.pin_root);
+	if (lock < 0) {
+		fprintf(stderr, "sidelane policy: %s: %s (is sidelane running?)\n",
+			cli.pin_root, strerror(-lock));
+		return EXIT_NOTFOUND;
+	}
+	if (!strcmp(verb, "load")) {
+		if (nargs != 1)
+			goto usage;
+		/* A bad file stops here: the live rules are not touched. */
+		ret = sl_policy_load(argv[optind], &pol, err, sizeof(err));
+		if (ret) {
+			fprintf(stderr, "sidelane policy load: %s\n", err);
+			ret = -EINVAL;
+			goto done_usage;
+		}
+	} else if (!strcmp(verb, "add") || !strcmp(verb, "del")) {
+		ret = sl_policy_read(cli.pin_root, &pol, &configured, hits,
+				     SL_CFG_MAX_RULES + 1, &n_hits);
+		if (ret)
+			goto done;
+		if (!strcmp(verb, "add")) {
+			if (parse_rule_args(argv + optind, nargs, &r))
+				goto usage;
+			for (i = 0; i < pol.n_rules; i++)
+				if (pol.rules[i].id == r.id) {
+					fprintf(stderr, "sidelane policy add: rule %u exists\n", r.id);
+					ret = -EEXIST;
+					goto done_usage;
+				}
+			if (pol.n_rules == SL_CFG_MAX_RULES) {
+				ret = -E2BIG;
+				goto done;
+			}
+			pol.rules[pol.n_rules++] = r;
+		} else {
+			uint64_t id;
+
+			if (nargs != 1 || sl_parse_u64(argv[optind], 1, UINT32_MAX, &id))
+				goto usage;
+			for (i = 0; i < pol.n_rules && pol.rules[i].id != id; i++)
+				;
+			if (i == pol.n_rules) {
+				fprintf(stderr, "sidelane policy del: no rule %llu\n",
+					(unsigned long long)id);
+				ret = -ENOENT;
+				goto done_usage;
+			}
+			memmove(&pol.rules[i], &pol.rules[i + 1],
+				(pol.n_rules - i - 1) * sizeof(pol.rules[0]));
+			pol.n_rules--;
+		}
+	} else {
+		goto usage;
+	}
+	ret = sl_policy_apply(cli.pin_root, &pol, err, sizeof(err));
+	if (ret)
+		fprintf(stderr, "sidelane policy %s: %s; the previous rules stay in force\n",
+			verb, err[0] ? err : strerror(-ret));
+	else
+		pr_info("policy %s: %u rules in force\n", verb, pol.n_rules);
+done:
+	if (lock >= 0)
+		close(lock);
+	return ret ? 1 : 0;
+done_usage:
+	if (lock >= 0)
+		close(lock);
+	return EXIT_USAGE;
+usage:
+	if (lock >= 0)
+		close(lock);
+	fprintf(stderr,
+		"Usage: sidelane policy list [--json]\n"
+		"       sidelane policy load FILE\n"
+		"       sidelane policy add ID allow|deny CIDR [PORTS]   e.g. add 10 deny 10.0.0.0/8 80,8000-8080\n"
+		"       sidelane policy del ID\n"
+		"       (each takes --pin-root DIR)\n");
+	return EXIT_USAGE;
 }
 
 static int cmd_detach(int argc, char **argv)
@@ -354,6 +795,7 @@ int main(int argc, char **argv)
 		{ "run", cmd_run },
 		{ "status", cmd_status },
 		{ "detach", cmd_detach },
+		{ "policy", cmd_policy },
 		{ "bench", cmd_bench },
 	};
 	size_t i;
@@ -372,6 +814,10 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
 	    !strcmp(argv[1], "-h")) {
 		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "config")) {
+		fputs(sl_config_default_yaml, stdout);
 		return 0;
 	}
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {

@@ -353,10 +353,15 @@ int main(void)
 	test_backlog(&env);
 
 	th_leave(&env);
+	/* sidelane's two: the fast path's and capture's (original dst). */
 	n = th_cgroup_prog_count(&env, BPF_CGROUP_SOCK_OPS);
-	if (TH_CHECK(n == 1, "cleanup: one sockops program before detach",
+	if (TH_CHECK(n == 2, "cleanup: sidelane's two sockops programs before detach",
 		     "bpf_prog_query: %d", n))
-		th_pass("cleanup: one sockops program before detach");
+		th_pass("cleanup: sidelane's two sockops programs before detach");
+	n = th_cgroup_prog_count(&env, BPF_CGROUP_INET4_CONNECT);
+	if (TH_CHECK(n == 1, "cleanup: connect4 attached before detach",
+		     "bpf_prog_query: %d", n))
+		th_pass("cleanup: connect4 attached before detach");
 	err = th_env_detach(&env);
 	if (TH_CHECK(!err, "cleanup: sidelane detach succeeds", "status %d", err))
 		th_pass("cleanup: sidelane detach succeeds");
@@ -364,10 +369,14 @@ int main(void)
 		     "cleanup: pin root gone after detach", "%s still exists",
 		     env.pin_root))
 		th_pass("cleanup: pin root gone after detach");
-	n = th_cgroup_prog_count(&env, BPF_CGROUP_SOCK_OPS);
-	if (TH_CHECK(n == 0, "cleanup: no sockops program left on the cgroup",
+	n = th_cgroup_prog_count(&env, BPF_CGROUP_SOCK_OPS) +
+	    th_cgroup_prog_count(&env, BPF_CGROUP_INET4_CONNECT) +
+	    th_cgroup_prog_count(&env, BPF_CGROUP_INET6_CONNECT) +
+	    th_cgroup_prog_count(&env, BPF_CGROUP_INET4_GETPEERNAME) +
+	    th_cgroup_prog_count(&env, BPF_CGROUP_INET6_GETPEERNAME);
+	if (TH_CHECK(n == 0, "cleanup: no program left on the cgroup",
 		     "bpf_prog_query: %d programs", n))
-		th_pass("cleanup: no sockops program left on the cgroup");
+		th_pass("cleanup: no program left on the cgroup");
 out:
 	err = th_env_teardown(&env);
 	if (TH_CHECK(!err, "teardown: cgroup and pins removed", "%s",

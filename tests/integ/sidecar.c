@@ -1,0 +1,502 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Integration test (tests/integ): the whole sidecar path with the real
+ * `sidelane run --config`. An unmodified client (curl, a Python socket
+ * client) in the app's cgroup talks to servers on 198.18.77.2, the far end of
+ * a veth into a network namespace this test creates; capture hands the
+ * connection to sidelane's proxy, which relays it. Nothing goes anywhere but
+ * loopback and that namespace.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "sidelane.h"
+#include "capture.h"
+#include "capture_user.h"
+#include "harness.h"
+
+#define NS_IP "198.18.77.2"
+#define HOST_IP "198.18.77.1"
+#define NS_IP6 "2001:db8:77::2"
+#define HOST_IP6 "2001:db8:77::1"
+#define HTTP_PORT 80
+#define ECHO_PORT 7
+
+static char ns[32], veth[16];
+static struct th_env app, side;
+static pid_t http_pid, http6_pid, echo_pid;
+static char cfg_path[64];
+static uint16_t outbound_port; /* free when the test starts */
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+	char cmd[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return system(cmd);
+}
+
+static void ns_teardown(void)
+{
+	if (http_pid > 0)
+		kill(http_pid, SIGKILL), waitpid(http_pid, NULL, 0);
+	if (echo_pid > 0)
+		kill(echo_pid, SIGKILL), waitpid(echo_pid, NULL, 0);
+	if (http6_pid > 0)
+		kill(http6_pid, SIGKILL), waitpid(http6_pid, NULL, 0);
+	http_pid = echo_pid = http6_pid = 0;
+	/* Deleting the namespace deletes its veth end, and so the pair. */
+	if (ns[0])
+		sh("ip netns del %s 2>/dev/null", ns);
+	ns[0] = '\0';
+	if (cfg_path[0])
+		unlink(cfg_path);
+}
+
+static int ns_setup(void)
+{
+	snprintf(ns, sizeof(ns), "sl-test-%d", (int)getpid());
+	snprintf(veth, sizeof(veth), "slt%d", (int)getpid() % 100000);
+	atexit(ns_teardown);
+	return sh("ip netns add %s && "
+		  "ip link add %sh type veth peer name %sn netns %s && "
+		  "ip addr add " HOST_IP "/30 dev %sh && ip link set %sh up && "
+		  "ip -n %s addr add " NS_IP "/30 dev %sn && "
+		  "ip -n %s link set %sn up && ip -n %s link set lo up && "
+		  /* nodad: usable at once, no duplicate detection wait */
+		  "ip addr add " HOST_IP6 "/64 dev %sh nodad && "
+		  "ip -n %s addr add " NS_IP6 "/64 dev %sn nodad",
+		  ns, veth, veth, ns, veth, veth, ns, veth, ns, veth, ns, veth,
+		  ns, veth) ?
+		       -EIO :
+		       0;
+}
+
+/* A process in the namespace: fn runs there. */
+static pid_t in_ns(void (*fn)(void))
+{
+	char path[64];
+	pid_t pid = fork();
+	int fd;
+
+	if (pid)
+		return pid;
+	snprintf(path, sizeof(path), "/var/run/netns/%s", ns);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || setns(fd, CLONE_NEWNET))
+		_exit(2);
+	fn();
+	_exit(0);
+}
+
+static void http_server_on(const char *ip)
+{
+	char port[8];
+
+	snprintf(port, sizeof(port), "%d", HTTP_PORT);
+	execlp("python3", "python3", "-m", "http.server", port, "--bind", ip,
+	       (char *)NULL);
+}
+
+static void http_server(void)
+{
+	http_server_on(NS_IP);
+}
+
+static void http6_server(void)
+{
+	http_server_on(NS_IP6);
+}
+
+/* Echo until EOF, then half-close back: one connection at a time. */
+static void echo_server(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(ECHO_PORT) };
+	static char buf[1 << 16];
+	int l, c, one = 1;
+	ssize_t n;
+
+	inet_pton(AF_INET, NS_IP, &a.sin_addr);
+	l = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 64))
+		_exit(3);
+	for (;;) {
+		c = accept(l, NULL, NULL);
+		if (c < 0)
+			continue;
+		while ((n = recv(c, buf, sizeof(buf), 0)) > 0)
+			if (send(c, buf, n, MSG_NOSIGNAL) != n)
+				break;
+		shutdown(c, SHUT_WR);
+		close(c);
+	}
+}
+
+static int wait_port(const char *ip, int port)
+{
+	char cmd[256];
+	int i;
+
+	snprintf(cmd, sizeof(cmd),
+		 "ip netns exec %s python3 -c 'import socket; socket.create_connection((\"%s\", %d), 1)' 2>/dev/null",
+		 ns, ip, port);
+	for (i = 0; i < 50; i++) {
+		if (!system(cmd))
+			return 0;
+		usleep(100 * 1000);
+	}
+	return -ETIMEDOUT;
+}
+
+/* The proxy accepts on the outbound listener (a connect from outside the
+ * app's cgroup is not captured: it reaches the listener itself).
+ */
+static int wait_port_local(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons(outbound_port) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), err;
+
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	err = connect(fd, (struct sockaddr *)&a, sizeof(a)) ? -errno : 0;
+	close(fd);
+	return err;
+}
+
+/* `sidelane run` with our config; ready when the proxy's link is pinned. */
+static int start_sidelane(const char *sidecar_cgroup)
+{
+	char link[PATH_MAX + 32];
+	int i;
+
+	app.sidelane = fork();
+	if (!app.sidelane) {
+		execl(th_sidelane_bin(), "sidelane", "run", "--config", cfg_path,
+		      "--cgroup", app.cgroup, "--sidecar-cgroup", sidecar_cgroup,
+		      "--pin-root", app.pin_root, (char *)NULL);
+		_exit(127);
+	}
+	app.pins_made = true;
+	app.detached = false;
+	snprintf(link, sizeof(link), "%s/link_getsockopt", app.pin_root);
+	for (i = 0; i < 100; i++) {
+		if (!access(link, F_OK) && !wait_port_local())
+			return 0;
+		usleep(50 * 1000);
+	}
+	return -ETIMEDOUT;
+}
+
+/* Run argv in env's cgroup (NULL: ours); its stdout+stderr into out. Exit
+ * status, or -errno.
+ */
+static int run_in(struct th_env *env, char *const argv[], char *out, size_t len)
+{
+	int p[2], st = -1;
+	size_t got = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe(p))
+		return -errno;
+	pid = fork();
+	if (!pid) {
+		dup2(p[1], 1);
+		dup2(p[1], 2);
+		close(p[0]);
+		if (env && th_enter(env))
+			_exit(126);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(p[1]);
+	while (got + 1 < len && (n = read(p[0], out + got, len - got - 1)) > 0)
+		got += n;
+	out[got] = '\0';
+	close(p[0]);
+	st = th_wait(pid, 20000);
+	return st;
+}
+
+static void check_curl_url(const char *name, const char *url, const char *ip)
+{
+	char *argv[] = { "curl", "-sS", "-g", "-m", "5", "-o", "/dev/null", "-w",
+			 "%{http_code} %{remote_ip}", (char *)url, NULL };
+	char out[512], want[96];
+	int st = run_in(&app, argv, out, sizeof(out));
+
+	snprintf(want, sizeof(want), "200 %s", ip);
+	if (TH_CHECK(st == 0 && !strcmp(out, want), name,
+		     "exit %d, output '%s' (want '%s')", st, out, want))
+		th_pass(name);
+}
+
+static void check_curl(const char *name)
+{
+	check_curl_url(name, "http://" NS_IP "/", NS_IP);
+}
+
+static void check_python_client(void)
+{
+	const char *name = "sidecar: unmodified Python client gets 200, getpeername() shows the original";
+	char *argv[] = { "python3", "-c",
+			 "import socket\n"
+			 "s = socket.create_connection(('" NS_IP "', 80), 5)\n"
+			 "s.sendall(b'GET / HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n')\n"
+			 "d = b''\n"
+			 "while (b := s.recv(65536)): d += b\n"
+			 "print(d.split(b'\\r\\n')[0].decode(), s.getpeername())\n",
+			 NULL };
+	char out[512];
+	int st = run_in(&app, argv, out, sizeof(out));
+
+	if (TH_CHECK(st == 0 && strstr(out, " 200 ") &&
+			     strstr(out, "('" NS_IP "', 80)"),
+		     name, "exit %d, output '%s'", st, out))
+		th_pass(name);
+}
+
+/* In the app's cgroup: send size bytes to the echo server through the
+ * proxy, half-close, read the echo to EOF, compare SHA-256.
+ */
+static int echo_child(size_t size)
+{
+	unsigned char *out = malloc(size), *in = malloc(size + 1);
+	unsigned char want[32], got_d[32];
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons(ECHO_PORT) };
+	size_t sent = 0, got = 0;
+	int fd, rc = 1;
+
+	inet_pton(AF_INET, NS_IP, &a.sin_addr);
+	if (!out || !in || th_enter(&app))
+		return 2;
+	th_fill(out, size, size);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)))
+		return 3;
+	/* One process, interleaved: non-blocking both ways behind poll. */
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	for (;;) {
+		struct pollfd p = { .fd = fd,
+				    .events = POLLIN | (sent < size ? POLLOUT : 0) };
+		ssize_t n;
+
+		if (poll(&p, 1, 5000) != 1)
+			return 4;
+		if ((p.revents & POLLOUT) && sent < size) {
+			n = send(fd, out + sent, size - sent, MSG_NOSIGNAL);
+			if (n > 0 && (sent += n) == size)
+				shutdown(fd, SHUT_WR);
+		}
+		if (p.revents & (POLLIN | POLLHUP)) {
+			n = recv(fd, in + got, size + 1 - got, 0);
+			if (n == 0)
+				break;
+			if (n > 0)
+				got += n;
+			else if (errno != EAGAIN)
+				return 5;
+		}
+	}
+	th_sha256(out, size, want);
+	th_sha256(in, got, got_d);
+	rc = got == size && !memcmp(want, got_d, 32) ? 0 : 6;
+	close(fd);
+	return rc;
+}
+
+static void check_echo(size_t size)
+{
+	char name[128];
+	pid_t pid;
+	int st;
+
+	snprintf(name, sizeof(name),
+		 "sidecar: relay of %zu bytes through capture is byte-exact, half-close propagated",
+		 size);
+	pid = fork();
+	if (!pid)
+		_exit(echo_child(size));
+	st = th_wait(pid, 20000);
+	if (TH_CHECK(st == 0, name, "child status %d", st))
+		th_pass(name);
+}
+
+/* A port nothing listens on now: the outbound listener must not meet a
+ * sidelane already running on this host.
+ */
+static int pick_port(uint16_t *port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
+	    getsockname(fd, (struct sockaddr *)&a, &len)) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	*port = ntohs(a.sin_port);
+	close(fd);
+	return 0;
+}
+
+static int write_file_str(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "we");
+
+	if (!f)
+		return -errno;
+	fputs(text, f);
+	return fclose(f) ? -errno : 0;
+}
+
+static void check_bad_config(void)
+{
+	const char *name = "config: a broken file is refused with file:line, nothing attached";
+	char bad[64], pins[PATH_MAX + 8], out[2048];
+	int st;
+
+	snprintf(bad, sizeof(bad), "/tmp/sidelane-test-bad-%d.yaml", (int)getpid());
+	snprintf(pins, sizeof(pins), "%s-bad", app.pin_root);
+	write_file_str(bad, "capture:\n  enabled: true\n  outbound: \"10.1.2.3:15001\"\n");
+	{
+		char *argv[] = { (char *)th_sidelane_bin(), "run", "--config", bad,
+				 "--cgroup", app.cgroup, "--sidecar-cgroup",
+				 side.cgroup, "--pin-root", pins, NULL };
+
+		st = run_in(NULL, argv, out, sizeof(out));
+	}
+	unlink(bad);
+	if (TH_CHECK(st == 2, name, "exit %d (want 2): %s", st, out) &&
+	    TH_CHECK(strstr(out, ".yaml:3:") != NULL, name, "no file:line in '%s'", out) &&
+	    TH_CHECK(access(pins, F_OK) && errno == ENOENT, name, "%s exists", pins))
+		th_pass(name);
+}
+
+static void check_bad_policy(void)
+{
+	const char *name = "policy: a broken file is refused with file:line, old rules stay";
+	char bad[64], before[4096], after[4096], out[2048];
+	char *list[] = { (char *)th_sidelane_bin(), "policy", "list", "--json",
+			 "--pin-root", app.pin_root, NULL };
+	char *load[] = { (char *)th_sidelane_bin(), "policy", "load", bad,
+			 "--pin-root", app.pin_root, NULL };
+	int st;
+
+	snprintf(bad, sizeof(bad), "/tmp/sidelane-test-badpol-%d.yaml", (int)getpid());
+	write_file_str(bad, "rules:\n  - id: 1\n    action: deny\n    cidr: 10.0.0.0/8\n"
+			    "  - id: 2\n    action: maybe\n    cidr: 10.1.0.0/16\n");
+	run_in(NULL, list, before, sizeof(before));
+	st = run_in(NULL, load, out, sizeof(out));
+	run_in(NULL, list, after, sizeof(after));
+	unlink(bad);
+	if (TH_CHECK(st == 2, name, "exit %d (want 2): %s", st, out) &&
+	    TH_CHECK(strstr(out, ".yaml:6:") != NULL, name, "no file:line in '%s'", out) &&
+	    TH_CHECK(!strcmp(before, after), name, "rules changed: %s -> %s", before,
+		     after))
+		th_pass(name);
+}
+
+static int stop_sidelane(void)
+{
+	return th_env_detach(&app);
+}
+
+int main(void)
+{
+	static const size_t sizes[] = { 1, 65536, 1 << 20, 4 << 20 };
+	struct sl_cap_status cs0, cs1;
+	char cfgtext[128];
+	size_t i;
+	int err;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	th_watchdog(120, "sidecar");
+	snprintf(cfg_path, sizeof(cfg_path), "/tmp/sidelane-test-%d.yaml", (int)getpid());
+	if (th_env_setup(&app, "sc-app", false) || th_env_setup(&side, "sc-side", false) ||
+	    ns_setup() || pick_port(&outbound_port)) {
+		th_fail("sidecar: setup", "cgroups, namespace or port: %s", strerror(errno));
+		goto out;
+	}
+	snprintf(cfgtext, sizeof(cfgtext), "capture:\n  outbound: \"127.0.0.1:%u\"\n",
+		 outbound_port);
+	if (write_file_str(cfg_path, cfgtext)) {
+		th_fail("sidecar: setup", "cgroups, namespace or config: %s", strerror(errno));
+		goto out;
+	}
+	http_pid = in_ns(http_server);
+	echo_pid = in_ns(echo_server);
+	http6_pid = in_ns(http6_server);
+	if (!TH_CHECK(!wait_port(NS_IP, HTTP_PORT) && !wait_port(NS_IP, ECHO_PORT) &&
+			      !wait_port(NS_IP6, HTTP_PORT),
+		      "sidecar: setup", "servers in %s did not come up", ns))
+		goto out;
+	err = start_sidelane(side.cgroup);
+	if (!TH_CHECK(!err, "sidecar: setup", "sidelane run did not come up"))
+		goto out;
+	th_pass("sidecar: setup: namespace, servers and sidelane run");
+	sl_cap_status(app.pin_root, &cs0);
+
+	check_curl("sidecar: unmodified curl gets 200 through capture, sees the original peer");
+	check_curl_url("sidecar: curl over IPv6 gets 200 through the [::1] listener",
+		       "http://[" NS_IP6 "]/", NS_IP6);
+	check_python_client();
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		check_echo(sizes[i]);
+	sl_cap_status(app.pin_root, &cs1);
+	th_info("captured +%llu, SO_ORIGINAL_DST answered +%llu",
+		(unsigned long long)(cs1.stats.reason[SL_CR_CAPTURED] - cs0.stats.reason[SL_CR_CAPTURED]),
+		(unsigned long long)(cs1.stats.origdst_answered - cs0.stats.origdst_answered));
+	if (TH_CHECK(cs1.stats.reason[SL_CR_CAPTURED] - cs0.stats.reason[SL_CR_CAPTURED] >= 7 &&
+		     cs1.stats.origdst_answered - cs0.stats.origdst_answered >= 7,
+		     "sidecar: counters prove every request went through sidelane",
+		     "see the line above"))
+		th_pass("sidecar: counters prove every request went through sidelane");
+	check_bad_policy();
+	check_bad_config();
+
+	/* Loop avoidance with nothing but the mark: the proxy in the app's own
+	 * cgroup. Without it, its upstream connect would be captured back to
+	 * itself and the request would never complete.
+	 */
+	stop_sidelane();
+	err = start_sidelane(app.cgroup);
+	if (TH_CHECK(!err, "sidecar: loop avoidance: sidelane in the app's cgroup", "start")) {
+		sl_cap_status(app.pin_root, &cs0);
+		check_curl("sidecar: loop avoidance: proxy in the app's cgroup, SO_MARK keeps its upstream connect out");
+		sl_cap_status(app.pin_root, &cs1);
+		if (TH_CHECK(cs1.stats.reason[SL_CR_SIDECAR_OWN] > cs0.stats.reason[SL_CR_SIDECAR_OWN],
+			     "sidecar: loop avoidance: the upstream connect was seen and left alone",
+			     "sidecar_own did not grow"))
+			th_pass("sidecar: loop avoidance: the upstream connect was seen and left alone");
+	}
+out:
+	stop_sidelane();
+	ns_teardown();
+	th_env_teardown(&side);
+	err = th_env_teardown(&app);
+	if (TH_CHECK(!err, "sidecar: teardown: cgroups, pins and namespace removed", "%s",
+		     strerror(-err)))
+		th_pass("sidecar: teardown: cgroups, pins and namespace removed");
+	return th_summary();
+}
