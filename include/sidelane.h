@@ -26,6 +26,10 @@
  */
 #define SL_PIN_LINK_SOCKOPS "link_sockops"
 #define SL_PIN_LINK_SK_MSG "link_sk_msg"
+/* The same sockops program on the sidecar's cgroup: the proxy's end of an
+ * app<->sidecar connection must be in the sockhash for that hop to redirect.
+ */
+#define SL_PIN_LINK_SOCKOPS_SIDECAR "link_sockops_sidecar"
 /* Kernels before 6.10 have no sockmap bpf_link: the sk_msg program is then
  * attached to the map with BPF_PROG_ATTACH and pinned here instead.
  */

@@ -363,6 +363,69 @@ static int reuse_pinned(const char *pin_root, uint64_t cgid, const char *cgpath)
 	return 0;
 }
 
+/* The sockops program of the pinned app link, attached to the sidecar's
+ * cgroup as well (own pinned link); kept if already there for that cgroup.
+ */
+static int attach_sidecar_sockops(const char *pin_root, const char *sidecar,
+				  uint64_t app_cgid)
+{
+	char cgpath[PATH_MAX], path[PATH_MAX];
+	struct bpf_link_info info;
+	int fd, prog_fd = -1, cg_fd = -1, link_fd = -1, err;
+	uint64_t cgid;
+
+	err = sl_cgroup_resolve(sidecar, cgpath, sizeof(cgpath));
+	if (!err)
+		err = sl_cgroup_id(cgpath, &cgid);
+	if (err || cgid == app_cgid) /* same cgroup: already covered */
+		return err;
+	fd = sl_pin_open(pin_root, SL_PIN_LINK_SOCKOPS_SIDECAR);
+	if (fd >= 0) {
+		err = link_info(fd, &info);
+		close(fd);
+		if (!err && info.cgroup.cgroup_id != cgid) {
+			pr_warn("%s serves another sidecar cgroup (id %llu): `sidelane detach` first\n",
+				pin_root, (unsigned long long)info.cgroup.cgroup_id);
+			return -EEXIST;
+		}
+		return err;
+	}
+	fd = sl_pin_open(pin_root, SL_PIN_LINK_SOCKOPS);
+	if (fd < 0)
+		return fd;
+	err = link_info(fd, &info);
+	close(fd);
+	if (err)
+		return err;
+	prog_fd = bpf_prog_get_fd_by_id(info.prog_id);
+	cg_fd = open(cgpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (prog_fd < 0 || cg_fd < 0) {
+		err = -errno;
+		goto out;
+	}
+	err = check_conflicts(cg_fd, cgpath);
+	if (err)
+		goto out;
+	link_fd = bpf_link_create(prog_fd, cg_fd, BPF_CGROUP_SOCK_OPS, NULL);
+	if (link_fd < 0) {
+		err = -errno;
+		pr_warn("attaching sockops to the sidecar cgroup %s failed: %s\n",
+			cgpath, strerror(-err));
+		goto out;
+	}
+	err = sl_pin_path(path, sizeof(path), pin_root, SL_PIN_LINK_SOCKOPS_SIDECAR);
+	if (!err && bpf_obj_pin(link_fd, path))
+		err = -errno;
+out:
+	if (link_fd >= 0)
+		close(link_fd);
+	if (cg_fd >= 0)
+		close(cg_fd);
+	if (prog_fd >= 0)
+		close(prog_fd);
+	return err;
+}
+
 int sl_fp_attach(const struct sl_fp_opts *opts)
 {
 	const char *pin_root = opts->pin_root ?: SL_PIN_ROOT_DEFAULT;
@@ -390,6 +453,9 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 			err = sync_excluded_ports(pin_root, opts);
 		if (!err)
 			err = sl_fp_sync_local_addrs(pin_root);
+		if (!err && opts->sidecar_cgroup)
+			err = attach_sidecar_sockops(pin_root, opts->sidecar_cgroup,
+						     cgid);
 		return err;
 	}
 	drop_partial_pins(pin_root);
@@ -466,6 +532,11 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 		pr_warn("reading the host's addresses failed: %s; only loopback "
 			"peers are accelerated\n", strerror(-err));
 	err = 0;
+	if (opts->sidecar_cgroup) {
+		err = attach_sidecar_sockops(pin_root, opts->sidecar_cgroup, cgid);
+		if (err)
+			goto out_sk_msg;
+	}
 	pr_info("fast path attached to %s, pinned under %s\n", cgpath, pin_root);
 	goto out;
 
@@ -501,6 +572,14 @@ int sl_fp_detach(const char *pin_root)
 			err = -errno;
 		close(fd);
 	}
+	fd = sl_pin_open(pin_root, SL_PIN_LINK_SOCKOPS_SIDECAR);
+	if (fd >= 0) {
+		if (bpf_link_detach(fd))
+			err = -errno;
+		close(fd);
+	}
+	if (!err)
+		err = sl_pin_unlink(pin_root, SL_PIN_LINK_SOCKOPS_SIDECAR);
 	drop_partial_pins(pin_root);
 	if (!err)
 		err = sl_pin_unlink(pin_root, SL_PIN_LINK_SOCKOPS);

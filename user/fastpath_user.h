@@ -12,6 +12,7 @@
 struct sl_fp_opts {
 	const char *pin_root; /* NULL: SL_PIN_ROOT_DEFAULT */
 	const char *cgroup; /* cgroup v2 path (absolute, or relative to the mount) */
+	const char *sidecar_cgroup; /* also accelerate the sidecar's sockets; NULL: no */
 	const uint16_t *excluded_ports; /* service ports kept on the plain path */
 	size_t n_excluded_ports;
 };

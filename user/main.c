@@ -328,6 +328,7 @@ static int cmd_run(int argc, char **argv)
 	err = sl_fp_attach(&(struct sl_fp_opts){
 		.pin_root = cfg->pin_root,
 		.cgroup = cfg->cgroup,
+		.sidecar_cgroup = side[0] ? side : NULL,
 		.excluded_ports = cfg->fastpath.exclude_ports,
 		.n_excluded_ports = cfg->fastpath.n_exclude_ports,
 	});

@@ -24,6 +24,7 @@
 #include "sidelane.h"
 #include "capture.h"
 #include "capture_user.h"
+#include "fastpath_user.h"
 #include "harness.h"
 
 #define NS_IP "198.18.77.2"
@@ -426,6 +427,7 @@ int main(void)
 {
 	static const size_t sizes[] = { 1, 65536, 1 << 20, 4 << 20 };
 	struct sl_cap_status cs0, cs1;
+	struct sl_counters fp0, fp1;
 	char cfgtext[128];
 	size_t i;
 	int err;
@@ -461,8 +463,21 @@ int main(void)
 	check_curl_url("sidecar: curl over IPv6 gets 200 through the [::1] listener",
 		       "http://[" NS_IP6 "]/", NS_IP6);
 	check_python_client();
+	sl_fp_read_counters(app.pin_root, &fp0);
 	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		check_echo(sizes[i]);
+	sl_fp_read_counters(app.pin_root, &fp1);
+	/* 5 MiB went app->proxy and back: the hop rides the fast path when
+	 * both ends (app cgroup, sidecar cgroup) are in the sockhash.
+	 */
+	th_info("app<->sidecar hop: redirect_ok +%llu, pass_plain +%llu",
+		(unsigned long long)(fp1.redirect_ok - fp0.redirect_ok),
+		(unsigned long long)(fp1.pass_plain - fp0.pass_plain));
+	if (TH_CHECK(fp1.redirect_ok - fp0.redirect_ok >= 8 &&
+			     fp1.redirect_ok - fp0.redirect_ok > fp1.pass_plain - fp0.pass_plain,
+		     "sidecar: the app<->sidecar hop rides the fast path",
+		     "see the line above"))
+		th_pass("sidecar: the app<->sidecar hop rides the fast path");
 	sl_cap_status(app.pin_root, &cs1);
 	th_info("captured +%llu, SO_ORIGINAL_DST answered +%llu",
 		(unsigned long long)(cs1.stats.reason[SL_CR_CAPTURED] - cs0.stats.reason[SL_CR_CAPTURED]),
