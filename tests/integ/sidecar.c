@@ -418,6 +418,66 @@ static void check_bad_policy(void)
 		th_pass(name);
 }
 
+/* Every spelling of a denied destination, from every kind of app process,
+ * fails at connect() with EPERM; rule 40 counts each.
+ */
+static void check_bypass(void)
+{
+	static const struct {
+		const char *what;
+		char *argv[12];
+	} tries[] = {
+		{ "curl, dotted quad",
+		  { "curl", "-sS", "-m", "3", "http://" NS_IP ":8080/", NULL } },
+		{ "curl, the address as one decimal number",
+		  { "curl", "-sS", "-m", "3", "http://3323088130:8080/", NULL } },
+		{ "Python, v4-mapped IPv6 socket",
+		  { "python3", "-c",
+		    "import socket\n"
+		    "s = socket.socket(socket.AF_INET6)\n"
+		    "s.connect(('::ffff:" NS_IP "', 8080))\n", NULL } },
+		{ "Python, a forked child of the app",
+		  { "python3", "-c",
+		    "import os, socket, sys\n"
+		    "pid = os.fork()\n"
+		    "if pid == 0:\n"
+		    "    socket.create_connection(('" NS_IP "', 8080), 3)\n"
+		    "    os._exit(0)\n"
+		    "sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n",
+		    NULL } },
+	};
+	static struct sl_policy pol;
+	struct sl_policy_hit hits[64];
+	unsigned int n_hits, i;
+	uint64_t before = 0, after = 0;
+	char name[160], out[1024];
+	int configured, st;
+	size_t k;
+
+	sl_policy_read(app.pin_root, &pol, &configured, hits, 64, &n_hits);
+	for (i = 0; i < n_hits; i++)
+		if (hits[i].rule_id == 40)
+			before = hits[i].hits;
+	for (k = 0; k < sizeof(tries) / sizeof(tries[0]); k++) {
+		snprintf(name, sizeof(name), "policy/bypass: %s is refused", tries[k].what);
+		st = run_in(&app, tries[k].argv, out, sizeof(out));
+		if (TH_CHECK(st != 0 && (strstr(out, "ermission") ||
+					 strstr(out, "Couldn't connect") ||
+					 strstr(out, "Failed to connect")),
+			     name, "exit %d: %s", st, out))
+			th_pass(name);
+	}
+	sl_policy_read(app.pin_root, &pol, &configured, hits, 64, &n_hits);
+	for (i = 0; i < n_hits; i++)
+		if (hits[i].rule_id == 40)
+			after = hits[i].hits;
+	if (TH_CHECK(after - before == sizeof(tries) / sizeof(tries[0]),
+		     "policy/bypass: rule 40 counted every attempt",
+		     "hits %llu -> %llu", (unsigned long long)before,
+		     (unsigned long long)after))
+		th_pass("policy/bypass: rule 40 counted every attempt");
+}
+
 static int stop_sidelane(void)
 {
 	return th_env_detach(&app);
@@ -428,7 +488,7 @@ int main(void)
 	static const size_t sizes[] = { 1, 65536, 1 << 20, 4 << 20 };
 	struct sl_cap_status cs0, cs1;
 	struct sl_counters fp0, fp1;
-	char cfgtext[128];
+	char cfgtext[512];
 	size_t i;
 	int err;
 
@@ -440,7 +500,11 @@ int main(void)
 		th_fail("sidecar: setup", "cgroups, namespace or port: %s", strerror(errno));
 		goto out;
 	}
-	snprintf(cfgtext, sizeof(cfgtext), "capture:\n  outbound: \"127.0.0.1:%u\"\n",
+	/* Rule 40 denies the namespace's port 8080: the bypass attempts. */
+	snprintf(cfgtext, sizeof(cfgtext),
+		 "capture:\n  outbound: \"127.0.0.1:%u\"\n"
+		 "policy:\n  rules:\n    - id: 40\n      action: deny\n"
+		 "      cidr: " NS_IP "/32\n      ports: [\"8080\"]\n",
 		 outbound_port);
 	if (write_file_str(cfg_path, cfgtext)) {
 		th_fail("sidecar: setup", "cgroups, namespace or config: %s", strerror(errno));
@@ -487,6 +551,7 @@ int main(void)
 		     "sidecar: counters prove every request went through sidelane",
 		     "see the line above"))
 		th_pass("sidecar: counters prove every request went through sidelane");
+	check_bypass();
 	check_bad_policy();
 	check_bad_config();
 
