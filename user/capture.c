@@ -747,3 +747,14 @@ int sl_policy_check(void *ctx, const struct sockaddr *dst, uint32_t *rule_id)
 	*rule_id = id;
 	return action == SL_ACTION_DENY_V ? -EPERM : 0;
 }
+
+int sl_cap_orig(const char *pin_root, uint64_t cookie, struct sl_orig *out)
+{
+	int fd = sl_pin_open(pin_root, "sl_orig_by_cookie"), err;
+
+	if (fd < 0)
+		return fd;
+	err = bpf_map_lookup_elem(fd, &cookie, out) ? -errno : 0;
+	close(fd);
+	return err;
+}

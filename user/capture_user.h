@@ -59,4 +59,7 @@ int sl_cap_status(const char *pin_root, struct sl_cap_status *st);
 
 extern const char *const sl_capture_reason_name[SL_CR_NR];
 
+/* The capture record of an app socket, by cookie. 0, -ENOENT, or -errno. */
+int sl_cap_orig(const char *pin_root, uint64_t cookie, struct sl_orig *out);
+
 #endif /* CAPTURE_USER_H */

@@ -724,3 +724,26 @@ int sl_fp_status(const char *pin_root, struct sl_fp_status *st)
 	sl_fp_read_counters(pin_root, &st->counters);
 	return 0;
 }
+
+int sl_fp_conns_foreach(const char *pin_root,
+			int (*fn)(uint64_t cookie, const struct sl_conn *c,
+				  void *ctx),
+			void *ctx)
+{
+	__u64 key, next, *prev = NULL;
+	struct sl_conn c;
+	int fd, err = 0;
+
+	fd = sl_pin_open(pin_root, SL_MAP_CONNS);
+	if (fd < 0)
+		return fd;
+	while (!err && !bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		/* Gone between the two calls: the socket just closed. */
+		if (!bpf_map_lookup_elem(fd, &key, &c))
+			err = fn(key, &c, ctx);
+	}
+	close(fd);
+	return err;
+}

@@ -65,6 +65,9 @@ static void usage(FILE *f)
 		"        see README, \"Socket semantics\").\n"
 		"  policy list|load FILE|add ID allow|deny CIDR [PORTS]|del ID [--pin-root DIR]\n"
 		"        the live L3/L4 rules; every change replaces the set atomically.\n"
+		"  conns [--pin-root DIR] [--json]\n"
+		"        live sockets of the fast path with why each is or is not\n"
+		"        redirected, and where captured ones meant to go.\n"
 		"  config\n"
 		"        print the embedded default configuration (every field commented).\n"
 		"  status [--pin-root DIR] [--json]\n"
@@ -765,6 +768,96 @@ usage:
 	return EXIT_USAGE;
 }
 
+/* ---- sidelane conns --------------------------------------------------- */
+
+/* Why a socket is or is not on the fast path, from its record's flags. */
+static const char *conn_reason(const struct sl_conn *c)
+{
+	if (c->flags & SL_CONN_F_BACKLOG)
+		return "tcp_while_peer_catches_up";
+	if (c->flags & SL_CONN_F_PLAIN)
+		return "plain_peer_not_in_sockhash";
+	return c->redir_msgs ? "accelerated" : "accelerated_idle";
+}
+
+struct conns_ctx {
+	const char *pin_root;
+	int json, n;
+};
+
+static int print_conn(uint64_t cookie, const struct sl_conn *c, void *arg)
+{
+	struct conns_ctx *x = arg;
+	char l[INET6_ADDRSTRLEN], r[INET6_ADDRSTRLEN], o[INET6_ADDRSTRLEN] = "";
+	struct sl_orig orig;
+	int captured;
+
+	sl_addr_str(c->key.local_ip, l, sizeof(l));
+	sl_addr_str(c->key.remote_ip, r, sizeof(r));
+	captured = !sl_cap_orig(x->pin_root, cookie, &orig);
+	if (captured)
+		sl_addr_str(orig.ip, o, sizeof(o));
+	if (x->json) {
+		printf("%s{\"cookie\":%llu,\"local\":\"%s:%u\",\"remote\":\"%s:%u\","
+		       "\"role\":\"%s\",\"pid\":%u,\"cgroup_id\":%llu,\"reason\":\"%s\","
+		       "\"redir_bytes\":%llu,\"redir_msgs\":%llu,\"pass_bytes\":%llu,"
+		       "\"pass_msgs\":%llu",
+		       x->n ? "," : "", (unsigned long long)cookie, l, c->key.local_port,
+		       r, c->key.remote_port,
+		       c->flags & SL_CONN_F_PASSIVE ? "server" : "client", c->pid,
+		       (unsigned long long)c->cgroup_id, conn_reason(c),
+		       (unsigned long long)c->redir_bytes,
+		       (unsigned long long)c->redir_msgs,
+		       (unsigned long long)c->pass_bytes,
+		       (unsigned long long)c->pass_msgs);
+		if (captured)
+			printf(",\"captured_to\":\"%s:%u\",\"rule_id\":%u", o,
+			       orig.port, orig.rule_id);
+		printf("}");
+	} else {
+		printf("%-20llu %-6s %s:%u -> %s:%u  pid %u  %s  redirected %llu B/%llu msgs, plain %llu B",
+		       (unsigned long long)cookie,
+		       c->flags & SL_CONN_F_PASSIVE ? "server" : "client", l,
+		       c->key.local_port, r, c->key.remote_port, c->pid,
+		       conn_reason(c), (unsigned long long)c->redir_bytes,
+		       (unsigned long long)c->redir_msgs,
+		       (unsigned long long)c->pass_bytes);
+		if (captured)
+			printf("  captured, meant for %s:%u (rule %u)", o, orig.port,
+			       orig.rule_id);
+		printf("\n");
+	}
+	x->n++;
+	return 0;
+}
+
+static int cmd_conns(int argc, char **argv)
+{
+	struct conns_ctx x = {};
+	struct cli cli = {};
+	int err;
+
+	if (parse_opts(argc, argv, &cli, ALLOW(OPT_PIN_ROOT) | ALLOW(OPT_JSON)))
+		return EXIT_USAGE;
+	if (need_root())
+		return 1;
+	x.pin_root = cli.pin_root;
+	x.json = cli.json;
+	if (x.json)
+		printf("[");
+	err = sl_fp_conns_foreach(cli.pin_root, print_conn, &x);
+	if (x.json)
+		printf("]\n");
+	else if (!err)
+		printf("%d sockets on the fast path's books (connections that never got there "
+		       "are counted by reason in `sidelane status`)\n", x.n);
+	if (err == -ENOENT) {
+		fprintf(stderr, "sidelane: nothing pinned under %s\n", cli.pin_root);
+		return EXIT_NOTFOUND;
+	}
+	return err ? 1 : 0;
+}
+
 static int cmd_detach(int argc, char **argv)
 {
 	struct cli cli = {};
@@ -797,6 +890,7 @@ int main(int argc, char **argv)
 		{ "status", cmd_status },
 		{ "detach", cmd_detach },
 		{ "policy", cmd_policy },
+		{ "conns", cmd_conns },
 		{ "bench", cmd_bench },
 	};
 	size_t i;

@@ -478,6 +478,32 @@ static void check_bypass(void)
 		th_pass("policy/bypass: rule 40 counted every attempt");
 }
 
+static void check_conns(void)
+{
+	const char *name = "conns: a live captured connection is listed as accelerated, with its original destination";
+	char *app_argv[] = { "python3", "-c",
+			     "import socket, time\n"
+			     "s = socket.create_connection(('" NS_IP "', 7), 3)\n"
+			     "s.sendall(b'x' * 10); s.recv(10)\n"
+			     "time.sleep(1.5)\n", NULL };
+	char *conns[] = { (char *)th_sidelane_bin(), "conns", "--json",
+			  "--pin-root", app.pin_root, NULL };
+	char out[8192], dummy[256];
+	pid_t pid;
+	int st;
+
+	pid = fork();
+	if (!pid)
+		_exit(run_in(&app, app_argv, dummy, sizeof(dummy)) ? 1 : 0);
+	usleep(700 * 1000); /* connected, one exchange done, now holding */
+	st = run_in(NULL, conns, out, sizeof(out));
+	th_wait(pid, 5000);
+	if (TH_CHECK(st == 0 && strstr(out, "\"captured_to\":\"" NS_IP ":7\"") &&
+			     strstr(out, "\"reason\":\"accelerated\""),
+		     name, "exit %d: %s", st, out))
+		th_pass(name);
+}
+
 static int stop_sidelane(void)
 {
 	return th_env_detach(&app);
@@ -551,6 +577,7 @@ int main(void)
 		     "sidecar: counters prove every request went through sidelane",
 		     "see the line above"))
 		th_pass("sidecar: counters prove every request went through sidelane");
+	check_conns();
 	check_bypass();
 	check_bad_policy();
 	check_bad_config();
