@@ -102,6 +102,17 @@ struct {
 	__type(value, struct sl_orig);
 } sl_orig_by_addr SEC(".maps");
 
+/* app socket cookie -> why its connect was not captured. An LRU: a connect
+ * that fails before its SYN never reaches the close callback, and this is
+ * a diagnostic, so old entries may go (the exact maps above never evict).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SL_MAX_CONNECT_REASONS);
+	__type(key, __u64);
+	__type(value, struct sl_connect_rec);
+} sl_connect_reason SEC(".maps");
+
 /* 0 -> connects by reason, SO_ORIGINAL_DST answers; per CPU */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -201,6 +212,18 @@ static __always_inline int in_trie(const struct dest *d, void *trie4,
 	}
 }
 
+/* Count a connect left uncaptured, and note why under its cookie. */
+static __always_inline void uncaptured(void *ctx, const struct dest *d,
+				       enum sl_capture_reason r)
+{
+	struct sl_connect_rec rec = { .port = d->port, .reason = r };
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+
+	count(r);
+	__builtin_memcpy(rec.ip, d->ip, 16);
+	bpf_map_update_elem(&sl_connect_reason, &cookie, &rec, BPF_ANY);
+}
+
 /* Decide for one connect(): 0 deny (EPERM), 1 go on. *capture set when the
  * connect is to be sent to the outbound listener.
  */
@@ -227,7 +250,7 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx,
 	 */
 	sk = ctx->sk;
 	if (sk && cfg->mark && sk->mark == cfg->mark) {
-		count(SL_CR_SIDECAR_OWN);
+		uncaptured(ctx, d, SL_CR_SIDECAR_OWN);
 		return 1;
 	}
 	if (policy_verdict(d) == SL_ACTION_DENY_V) {
@@ -235,34 +258,34 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx,
 		return 0;
 	}
 	if (!cfg->enabled) {
-		count(SL_CR_DISABLED);
+		uncaptured(ctx, d, SL_CR_DISABLED);
 		return 1;
 	}
 	if (d->port == cfg->outbound_port) {
-		count(SL_CR_OWN_LISTENER);
+		uncaptured(ctx, d, SL_CR_OWN_LISTENER);
 		return 1;
 	}
 	if (sl_is_loopback(d->ip)) {
-		count(SL_CR_LOOPBACK);
+		uncaptured(ctx, d, SL_CR_LOOPBACK);
 		return 1;
 	}
 	if (in_trie(d, &sl_cap_excl4, &sl_cap_excl6)) {
-		count(SL_CR_EXCLUDED_CIDR);
+		uncaptured(ctx, d, SL_CR_EXCLUDED_CIDR);
 		return 1;
 	}
 	if (!in_trie(d, &sl_cap_incl4, &sl_cap_incl6)) {
-		count(SL_CR_NOT_INCLUDED_CIDR);
+		uncaptured(ctx, d, SL_CR_NOT_INCLUDED_CIDR);
 		return 1;
 	}
 	ports = bpf_map_lookup_elem(&sl_capture_ports, &zero);
 	if (!ports)
 		return 1;
 	if (port_bit(ports->exclude, d->port)) {
-		count(SL_CR_EXCLUDED_PORT);
+		uncaptured(ctx, d, SL_CR_EXCLUDED_PORT);
 		return 1;
 	}
 	if (!cfg->include_all_ports && !port_bit(ports->include, d->port)) {
-		count(SL_CR_NOT_INCLUDED_PORT);
+		uncaptured(ctx, d, SL_CR_NOT_INCLUDED_PORT);
 		return 1;
 	}
 	*cfgp = cfg;
@@ -281,7 +304,7 @@ static __always_inline int remember(void *ctx, const struct dest *d)
 	o.family = d->is_v4 ? SL_AF_INET : SL_AF_INET6;
 	o.cookie = bpf_get_socket_cookie(ctx);
 	if (bpf_map_update_elem(&sl_orig_by_cookie, &o.cookie, &o, BPF_ANY)) {
-		count(SL_CR_TABLE_FULL);
+		uncaptured(ctx, d, SL_CR_TABLE_FULL);
 		return -1;
 	}
 	count(SL_CR_CAPTURED);
@@ -365,8 +388,18 @@ int sl_capture_sockops(struct bpf_sock_ops *skops)
 		return 1;
 	cookie = bpf_get_socket_cookie(skops);
 	o = bpf_map_lookup_elem(&sl_orig_by_cookie, &cookie);
-	if (!o)
+	if (!o) {
+		/* An uncaptured connect's reason goes at close too. */
+		if (op == BPF_SOCK_OPS_TCP_CONNECT_CB &&
+		    bpf_map_lookup_elem(&sl_connect_reason, &cookie))
+			bpf_sock_ops_cb_flags_set(skops,
+						  skops->bpf_sock_ops_cb_flags |
+							  BPF_SOCK_OPS_STATE_CB_FLAG);
+		else if (op == BPF_SOCK_OPS_STATE_CB &&
+			 skops->args[1] == BPF_TCP_CLOSE)
+			bpf_map_delete_elem(&sl_connect_reason, &cookie);
 		return 1;
+	}
 	switch (op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
 		/* From the SYN on, a close (also a failed connect) reaches us. */

@@ -17,6 +17,7 @@
 #define SL_MAX_POLICY_PREFIXES 4096 /* per family and generation */
 #define SL_MAX_CAPTURE_CIDRS 256 /* per family, include and exclude each */
 #define SL_MAX_CAPTURED 65536 /* connections captured and not yet closed */
+#define SL_MAX_CONNECT_REASONS 65536 /* uncaptured connects remembered (LRU) */
 #define SL_PORT_WORDS (65536 / 64) /* one bit per port */
 
 /* sl_capture_cfg[0]: set by `sidelane run`, read at every connect(). */
@@ -135,6 +136,14 @@ struct sl_orig {
 	__u16 family; /* AF_INET or AF_INET6 as the app asked */
 	__u32 rule_id; /* policy rule that allowed it, 0: default */
 	__u64 cookie; /* app socket */
+};
+
+/* Why a TCP connect of the app was not captured (sl_connect_reason). */
+struct sl_connect_rec {
+	__u8 ip[16]; /* destination, v4-mapped for IPv4 */
+	__u16 port;
+	__u16 reason; /* enum sl_capture_reason */
+	__u32 pad;
 };
 
 struct sl_addr_key {

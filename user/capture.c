@@ -68,6 +68,7 @@ static const char *const cap_maps[] = {
 	"sl_cap_incl6",	  "sl_cap_excl6",     "sl_policy4_0",	"sl_policy4_1",
 	"sl_policy6_0",	  "sl_policy6_1",     "sl_policy_state", "sl_policy_hits",
 	"sl_orig_by_cookie", "sl_orig_by_addr", "sl_capture_stats",
+	"sl_connect_reason",
 };
 
 int sl_cap_detach(const char *pin_root)
@@ -755,6 +756,29 @@ int sl_cap_orig(const char *pin_root, uint64_t cookie, struct sl_orig *out)
 	if (fd < 0)
 		return fd;
 	err = bpf_map_lookup_elem(fd, &cookie, out) ? -errno : 0;
+	close(fd);
+	return err;
+}
+
+int sl_cap_connect_reason_foreach(const char *pin_root,
+				  int (*fn)(uint64_t cookie,
+					    const struct sl_connect_rec *r,
+					    void *ctx),
+				  void *ctx)
+{
+	__u64 key, next, *prev = NULL;
+	struct sl_connect_rec rec;
+	int fd, err = 0;
+
+	fd = sl_pin_open(pin_root, "sl_connect_reason");
+	if (fd < 0)
+		return fd;
+	while (!err && !bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (!bpf_map_lookup_elem(fd, &key, &rec))
+			err = fn(key, &rec, ctx);
+	}
 	close(fd);
 	return err;
 }

@@ -831,6 +831,24 @@ static int print_conn(uint64_t cookie, const struct sl_conn *c, void *arg)
 	return 0;
 }
 
+static int print_uncaptured(uint64_t cookie, const struct sl_connect_rec *r,
+			    void *arg)
+{
+	struct conns_ctx *x = arg;
+	char ip[INET6_ADDRSTRLEN];
+	const char *why = r->reason < SL_CR_NR ? sl_capture_reason_name[r->reason] : "?";
+
+	sl_addr_str(r->ip, ip, sizeof(ip));
+	if (x->json)
+		printf("%s{\"cookie\":%llu,\"dst\":\"%s:%u\",\"reason\":\"%s\"}",
+		       x->n ? "," : "", (unsigned long long)cookie, ip, r->port, why);
+	else
+		printf("%-20llu connect to %s:%u not captured: %s\n",
+		       (unsigned long long)cookie, ip, r->port, why);
+	x->n++;
+	return 0;
+}
+
 static int cmd_conns(int argc, char **argv)
 {
 	struct conns_ctx x = {};
@@ -844,13 +862,19 @@ static int cmd_conns(int argc, char **argv)
 	x.pin_root = cli.pin_root;
 	x.json = cli.json;
 	if (x.json)
-		printf("[");
+		printf("{\"sockets\":[");
 	err = sl_fp_conns_foreach(cli.pin_root, print_conn, &x);
-	if (x.json)
-		printf("]\n");
-	else if (!err)
-		printf("%d sockets on the fast path's books (connections that never got there "
-		       "are counted by reason in `sidelane status`)\n", x.n);
+	if (!err) {
+		int n = x.n;
+
+		printf(x.json ? "],\"uncaptured_connects\":[" :
+				"%d sockets on the fast path's books\n", n);
+		x.n = 0;
+		/* Absent without capture (an older pin folder): not an error. */
+		sl_cap_connect_reason_foreach(cli.pin_root, print_uncaptured, &x);
+		printf(x.json ? "]}\n" : "%d open connects of the app left uncaptured\n",
+		       x.n);
+	}
 	if (err == -ENOENT) {
 		fprintf(stderr, "sidelane: nothing pinned under %s\n", cli.pin_root);
 		return EXIT_NOTFOUND;

@@ -481,16 +481,35 @@ static void check_bypass(void)
 static void check_conns(void)
 {
 	const char *name = "conns: a live captured connection is listed as accelerated, with its original destination";
-	char *app_argv[] = { "python3", "-c",
-			     "import socket, time\n"
-			     "s = socket.create_connection(('" NS_IP "', 7), 3)\n"
-			     "s.sendall(b'x' * 10); s.recv(10)\n"
-			     "time.sleep(1.5)\n", NULL };
+	const char *name2 = "conns: an uncaptured connect is listed with its reason (loopback)";
+	struct sockaddr_in la = { .sin_family = AF_INET };
+	socklen_t llen = sizeof(la);
+	char script[512], want[64];
+	char *app_argv[] = { "python3", "-c", script, NULL };
 	char *conns[] = { (char *)th_sidelane_bin(), "conns", "--json",
 			  "--pin-root", app.pin_root, NULL };
 	char out[8192], dummy[256];
+	int lfd, st;
 	pid_t pid;
-	int st;
+
+	/* A local listener of ours: the app's connect to it stays uncaptured. */
+	la.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&la, sizeof(la)) || listen(lfd, 4) ||
+	    getsockname(lfd, (struct sockaddr *)&la, &llen)) {
+		th_fail(name, "listener: %s", strerror(errno));
+		if (lfd >= 0)
+			close(lfd);
+		return;
+	}
+	snprintf(script, sizeof(script),
+		 "import socket, time\n"
+		 "s = socket.create_connection(('" NS_IP "', 7), 3)\n"
+		 "s.sendall(b'x' * 10); s.recv(10)\n"
+		 "l = socket.create_connection(('127.0.0.1', %u), 3)\n"
+		 "time.sleep(1.5)\n", ntohs(la.sin_port));
+	snprintf(want, sizeof(want), "\"dst\":\"127.0.0.1:%u\",\"reason\":\"loopback\"",
+		 ntohs(la.sin_port));
 
 	pid = fork();
 	if (!pid)
@@ -498,10 +517,13 @@ static void check_conns(void)
 	usleep(700 * 1000); /* connected, one exchange done, now holding */
 	st = run_in(NULL, conns, out, sizeof(out));
 	th_wait(pid, 5000);
+	close(lfd);
 	if (TH_CHECK(st == 0 && strstr(out, "\"captured_to\":\"" NS_IP ":7\"") &&
 			     strstr(out, "\"reason\":\"accelerated\""),
 		     name, "exit %d: %s", st, out))
 		th_pass(name);
+	if (TH_CHECK(st == 0 && strstr(out, want), name2, "no '%s' in %s", want, out))
+		th_pass(name2);
 }
 
 static int stop_sidelane(void)
