@@ -19,6 +19,7 @@
 #define SL_MAP_LOCAL_ADDRS "sl_local_addrs"
 #define SL_MAP_SK_STATE "sl_sk_state"
 #define SL_MAP_SK_BY_KEY "sl_sk_by_key"
+#define SL_MAP_CONNECT_REASON "sl_connect_reason"
 #define SL_MAP_EXCLUDED_PORTS "sl_excluded_ports"
 
 /* Links and programs pinned under the pin root, so the fast path outlives the

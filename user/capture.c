@@ -760,25 +760,3 @@ int sl_cap_orig(const char *pin_root, uint64_t cookie, struct sl_orig *out)
 	return err;
 }
 
-int sl_cap_connect_reason_foreach(const char *pin_root,
-				  int (*fn)(uint64_t cookie,
-					    const struct sl_connect_rec *r,
-					    void *ctx),
-				  void *ctx)
-{
-	__u64 key, next, *prev = NULL;
-	struct sl_connect_rec rec;
-	int fd, err = 0;
-
-	fd = sl_pin_open(pin_root, "sl_connect_reason");
-	if (fd < 0)
-		return fd;
-	while (!err && !bpf_map_get_next_key(fd, prev, &next)) {
-		key = next;
-		prev = &key;
-		if (!bpf_map_lookup_elem(fd, &key, &rec))
-			err = fn(key, &rec, ctx);
-	}
-	close(fd);
-	return err;
-}

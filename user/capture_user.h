@@ -59,12 +59,6 @@ int sl_cap_status(const char *pin_root, struct sl_cap_status *st);
 
 extern const char *const sl_capture_reason_name[SL_CR_NR];
 
-/* Every uncaptured TCP connect still remembered, with its reason. */
-int sl_cap_connect_reason_foreach(const char *pin_root,
-				  int (*fn)(uint64_t cookie,
-					    const struct sl_connect_rec *r,
-					    void *ctx),
-				  void *ctx);
 /* The capture record of an app socket, by cookie. 0, -ENOENT, or -errno. */
 int sl_cap_orig(const char *pin_root, uint64_t cookie, struct sl_orig *out);
 

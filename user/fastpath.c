@@ -334,17 +334,26 @@ static bool backlog_supported(void)
 	return ok;
 }
 
+/* Info of a pinned link. 0 or -errno (-ENOENT: not pinned). */
+static int pinned_link_info(const char *pin_root, const char *name,
+			    struct bpf_link_info *info)
+{
+	int fd = sl_pin_open(pin_root, name), err;
+
+	if (fd < 0)
+		return fd;
+	err = link_info(fd, info);
+	close(fd);
+	return err;
+}
+
 /* A pinned sockops link: reuse it if it serves this cgroup, else refuse. */
 static int reuse_pinned(const char *pin_root, uint64_t cgid, const char *cgpath)
 {
 	struct bpf_link_info info;
-	int fd, err;
+	int err;
 
-	fd = sl_pin_open(pin_root, SL_PIN_LINK_SOCKOPS);
-	if (fd < 0)
-		return fd;
-	err = link_info(fd, &info);
-	close(fd);
+	err = pinned_link_info(pin_root, SL_PIN_LINK_SOCKOPS, &info);
 	if (err)
 		return err;
 	if (info.cgroup.cgroup_id != cgid) {
@@ -371,7 +380,7 @@ static int attach_sidecar_sockops(const char *pin_root, const char *sidecar,
 {
 	char cgpath[PATH_MAX], path[PATH_MAX];
 	struct bpf_link_info info;
-	int fd, prog_fd = -1, cg_fd = -1, link_fd = -1, err;
+	int prog_fd = -1, cg_fd = -1, link_fd = -1, err;
 	uint64_t cgid;
 
 	err = sl_cgroup_resolve(sidecar, cgpath, sizeof(cgpath));
@@ -379,10 +388,8 @@ static int attach_sidecar_sockops(const char *pin_root, const char *sidecar,
 		err = sl_cgroup_id(cgpath, &cgid);
 	if (err || cgid == app_cgid) /* same cgroup: already covered */
 		return err;
-	fd = sl_pin_open(pin_root, SL_PIN_LINK_SOCKOPS_SIDECAR);
-	if (fd >= 0) {
-		err = link_info(fd, &info);
-		close(fd);
+	err = pinned_link_info(pin_root, SL_PIN_LINK_SOCKOPS_SIDECAR, &info);
+	if (err != -ENOENT) {
 		if (!err && info.cgroup.cgroup_id != cgid) {
 			pr_warn("%s serves another sidecar cgroup (id %llu): `sidelane detach` first\n",
 				pin_root, (unsigned long long)info.cgroup.cgroup_id);
@@ -390,11 +397,7 @@ static int attach_sidecar_sockops(const char *pin_root, const char *sidecar,
 		}
 		return err;
 	}
-	fd = sl_pin_open(pin_root, SL_PIN_LINK_SOCKOPS);
-	if (fd < 0)
-		return fd;
-	err = link_info(fd, &info);
-	close(fd);
+	err = pinned_link_info(pin_root, SL_PIN_LINK_SOCKOPS, &info);
 	if (err)
 		return err;
 	prog_fd = bpf_prog_get_fd_by_id(info.prog_id);
@@ -725,24 +728,22 @@ int sl_fp_status(const char *pin_root, struct sl_fp_status *st)
 	return 0;
 }
 
-int sl_fp_conns_foreach(const char *pin_root,
-			int (*fn)(uint64_t cookie, const struct sl_conn *c,
-				  void *ctx),
-			void *ctx)
+int sl_pin_foreach_u64(const char *pin_root, const char *name, void *val,
+		       int (*fn)(uint64_t key, const void *val, void *ctx),
+		       void *ctx)
 {
 	__u64 key, next, *prev = NULL;
-	struct sl_conn c;
 	int fd, err = 0;
 
-	fd = sl_pin_open(pin_root, SL_MAP_CONNS);
+	fd = sl_pin_open(pin_root, name);
 	if (fd < 0)
 		return fd;
 	while (!err && !bpf_map_get_next_key(fd, prev, &next)) {
 		key = next;
 		prev = &key;
 		/* Gone between the two calls: the socket just closed. */
-		if (!bpf_map_lookup_elem(fd, &key, &c))
-			err = fn(key, &c, ctx);
+		if (!bpf_map_lookup_elem(fd, &key, val))
+			err = fn(key, val, ctx);
 	}
 	close(fd);
 	return err;

@@ -49,13 +49,13 @@ struct sl_fp_status {
 /* Read what is pinned under pin_root. -ENOENT when nothing is. */
 int sl_fp_status(const char *pin_root, struct sl_fp_status *st);
 
-/* Call fn for every per-socket record of sl_conns (cookie, record); stops
- * at the first non-zero return. 0 or -errno.
+/* Call fn for every entry of the pinned map pin_root/name keyed by a u64
+ * (cookie-keyed: sl_conns, sl_connect_reason); val is the caller's buffer
+ * for one value. Stops at the first non-zero return. 0 or -errno.
  */
-int sl_fp_conns_foreach(const char *pin_root,
-			int (*fn)(uint64_t cookie, const struct sl_conn *c,
-				  void *ctx),
-			void *ctx);
+int sl_pin_foreach_u64(const char *pin_root, const char *name, void *val,
+		       int (*fn)(uint64_t key, const void *val, void *ctx),
+		       void *ctx);
 
 /* Sum the per-CPU sl_counters of a pinned map. */
 int sl_fp_read_counters(const char *pin_root, struct sl_counters *out);

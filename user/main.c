@@ -785,8 +785,9 @@ struct conns_ctx {
 	int json, n;
 };
 
-static int print_conn(uint64_t cookie, const struct sl_conn *c, void *arg)
+static int print_conn(uint64_t cookie, const void *val, void *arg)
 {
+	const struct sl_conn *c = val;
 	struct conns_ctx *x = arg;
 	char l[INET6_ADDRSTRLEN], r[INET6_ADDRSTRLEN], o[INET6_ADDRSTRLEN] = "";
 	struct sl_orig orig;
@@ -831,9 +832,9 @@ static int print_conn(uint64_t cookie, const struct sl_conn *c, void *arg)
 	return 0;
 }
 
-static int print_uncaptured(uint64_t cookie, const struct sl_connect_rec *r,
-			    void *arg)
+static int print_uncaptured(uint64_t cookie, const void *val, void *arg)
 {
+	const struct sl_connect_rec *r = val;
 	struct conns_ctx *x = arg;
 	char ip[INET6_ADDRSTRLEN];
 	const char *why = r->reason < SL_CR_NR ? sl_capture_reason_name[r->reason] : "?";
@@ -851,7 +852,9 @@ static int print_uncaptured(uint64_t cookie, const struct sl_connect_rec *r,
 
 static int cmd_conns(int argc, char **argv)
 {
+	struct sl_connect_rec rec;
 	struct conns_ctx x = {};
+	struct sl_conn conn;
 	struct cli cli = {};
 	int err;
 
@@ -863,7 +866,7 @@ static int cmd_conns(int argc, char **argv)
 	x.json = cli.json;
 	if (x.json)
 		printf("{\"sockets\":[");
-	err = sl_fp_conns_foreach(cli.pin_root, print_conn, &x);
+	err = sl_pin_foreach_u64(cli.pin_root, SL_MAP_CONNS, &conn, print_conn, &x);
 	if (!err) {
 		int n = x.n;
 
@@ -871,7 +874,8 @@ static int cmd_conns(int argc, char **argv)
 				"%d sockets on the fast path's books\n", n);
 		x.n = 0;
 		/* Absent without capture (an older pin folder): not an error. */
-		sl_cap_connect_reason_foreach(cli.pin_root, print_uncaptured, &x);
+		sl_pin_foreach_u64(cli.pin_root, SL_MAP_CONNECT_REASON, &rec,
+				   print_uncaptured, &x);
 		printf(x.json ? "]}\n" : "%d open connects of the app left uncaptured\n",
 		       x.n);
 	}
