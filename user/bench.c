@@ -1,22 +1,33 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* `sidelane bench` (user side): node-local latency, throughput and CPU cost of
- * three modes measured in one run, from one process tree:
- *   plain     loopback TCP, a cgroup with nothing attached;
- *   bare      bpf/bench_bare.bpf.c, a textbook sockops + sk_msg redirect,
- *             attached in-process to a second cgroup (nothing pinned);
- *   sidelane  the product (sl_fp_attach) on a third cgroup, own pin root.
- * Every measurement forks a server and a client that move themselves into the
- * mode's cgroup before creating sockets; their CPU time comes from wait4().
- * Rounds interleave the modes in rotating order; the table shows medians.
+/* `sidelane bench` (user side): latency, throughput and CPU cost of three
+ * modes measured in one run, from one process tree. Two suites:
+ *   fastpath (default), node-local over loopback:
+ *     plain     loopback TCP, a cgroup with nothing attached;
+ *     bare      bpf/bench_bare.bpf.c, a textbook sockops + sk_msg redirect,
+ *               attached in-process to a second cgroup (nothing pinned);
+ *     sidelane  the product (sl_fp_attach) on a third cgroup, own pin root.
+ *   sidecar, app -> sidecar -> upstream, the upstream on the far end of a
+ *   veth into a network namespace the bench creates:
+ *     direct    the client connects straight to the upstream;
+ *     sidelane  the real `sidelane run` (this binary) captures the client's
+ *               connect and relays it through its proxy;
+ *     haproxy   haproxy in mode tcp, which the client connects to explicitly.
+ * Every measurement forks a server and a client that move themselves into
+ * their cgroups before creating sockets; their CPU time comes from wait4(),
+ * a proxy's from its cgroup's cpu.stat. Rounds interleave the modes in
+ * rotating order; the table shows medians.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <ifaddrs.h>
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +44,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/vfs.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
@@ -41,14 +53,16 @@
 #include <bpf/libbpf.h>
 #include "sidelane.h"
 #include "fastpath_user.h"
+#include "capture_user.h"
 #include "bench.h"
 #include "bench_bare.skel.h"
 #include "cgroup.h"
 #include "log.h"
 #include "util.h"
 
-/* Exit codes besides 0 (ok), 1 (failure) and 2 (usage): a mode that should
- * have been accelerated showed no redirected message.
+/* Exit codes besides 0 (ok), 1 (failure) and 2 (usage): a mode did not
+ * carry its traffic (fastpath: bare or sidelane redirected no message;
+ * sidecar: sidelane captured no connection or haproxy served none).
  */
 enum { BENCH_EXIT_USAGE = 2, BENCH_EXIT_NOT_ACCEL = 3 };
 
@@ -67,9 +81,93 @@ enum { BENCH_EXIT_USAGE = 2, BENCH_EXIT_NOT_ACCEL = 3 };
 /* First byte of each stream chunk: more follows / last chunk */
 #define STREAM_DATA 0x5a
 #define STREAM_END 0x45
+/* --suite sidecar: a /30 on a veth into the bench's namespace */
+#define BENCH_NS_IP "198.18.79.2" /* the upstream, in the namespace */
+#define BENCH_HOST_IP "198.18.79.1"
+#define BENCH_NS_NET 0xc6124f00u /* 198.18.79.0/30, host order */
+#define BENCH_NS_MASK 0xfffffffcu
+#define BENCH_UPSTREAM_PORT 5201 /* the upstream server's, every round */
+#define BENCH_START_MS 10000 /* sidelane run, haproxy, the veth: ready by then */
+#define BENCH_STOP_MS 5000 /* after SIGTERM, SIGKILL */
 
-enum mode { MODE_PLAIN, MODE_BARE, MODE_SIDELANE, NR_MODES };
-static const char *const mode_name[NR_MODES] = { "plain", "bare", "sidelane" };
+enum mode {
+	MODE_PLAIN, /* --suite fastpath */
+	MODE_BARE,
+	MODE_SIDELANE,
+	MODE_DIRECT, /* --suite sidecar */
+	MODE_SIDECAR,
+	MODE_HAPROXY,
+	NR_MODES
+};
+/* Column, JSON key and --modes name; unique within a suite. */
+static const char *const mode_name[NR_MODES] = {
+	"plain", "bare", "sidelane", "direct", "sidelane", "haproxy",
+};
+
+/* The cgroups a run may create: <cgroup2 mount>/sidelane-bench-<pid>-<name>. */
+enum cg {
+	CG_PLAIN,
+	CG_BARE,
+	CG_SIDELANE,
+	CG_DIRECT, /* direct's client */
+	CG_APP, /* sidelane's client: `sidelane run --cgroup` */
+	CG_HAP_CLIENT, /* haproxy's client */
+	CG_UPSTREAM, /* the upstream server of all three sidecar modes */
+	CG_SIDECAR, /* `sidelane run` itself: --sidecar-cgroup */
+	CG_HAPROXY, /* haproxy itself */
+	NR_CGS
+};
+static const char *const cg_name[NR_CGS] = {
+	"plain", "bare", "sidelane", "direct", "app", "haproxy-client",
+	"upstream", "sidecar", "haproxy",
+};
+
+/* Where a mode's processes run. The server is in the namespace when netns;
+ * proxy is the cgroup of the relay between the two ends (-1: none), whose
+ * CPU time counts with theirs.
+ */
+static const struct {
+	enum cg client, server;
+	int proxy;
+	int netns;
+} mode_run[NR_MODES] = {
+	[MODE_PLAIN] = { CG_PLAIN, CG_PLAIN, -1, 0 },
+	[MODE_BARE] = { CG_BARE, CG_BARE, -1, 0 },
+	[MODE_SIDELANE] = { CG_SIDELANE, CG_SIDELANE, -1, 0 },
+	[MODE_DIRECT] = { CG_DIRECT, CG_UPSTREAM, -1, 1 },
+	[MODE_SIDECAR] = { CG_APP, CG_UPSTREAM, CG_SIDECAR, 1 },
+	[MODE_HAPROXY] = { CG_HAP_CLIENT, CG_UPSTREAM, CG_HAPROXY, 1 },
+};
+
+/* A suite: three modes measured together, in table order, and the ratios
+ * between them.
+ */
+#define SUITE_MODES 3
+enum suite { SUITE_FASTPATH, SUITE_SIDECAR, NR_SUITES };
+static const struct suite_desc {
+	const char *name;
+	enum mode modes[SUITE_MODES];
+	struct {
+		const char *label; /* table, 8 columns at most */
+		const char *key; /* JSON */
+		enum mode num, den;
+	} ratios[SUITE_MODES];
+} suites[NR_SUITES] = {
+	[SUITE_FASTPATH] = {
+		"fastpath",
+		{ MODE_PLAIN, MODE_BARE, MODE_SIDELANE },
+		{ { "sl/plain", "sidelane_over_plain", MODE_SIDELANE, MODE_PLAIN },
+		  { "bare/pl", "bare_over_plain", MODE_BARE, MODE_PLAIN },
+		  { "sl/bare", "sidelane_over_bare", MODE_SIDELANE, MODE_BARE } },
+	},
+	[SUITE_SIDECAR] = {
+		"sidecar",
+		{ MODE_DIRECT, MODE_SIDECAR, MODE_HAPROXY },
+		{ { "sl/dir", "sidelane_over_direct", MODE_SIDECAR, MODE_DIRECT },
+		  { "hap/dir", "haproxy_over_direct", MODE_HAPROXY, MODE_DIRECT },
+		  { "sl/hap", "sidelane_over_haproxy", MODE_SIDECAR, MODE_HAPROXY } },
+	},
+};
 
 enum wl_kind { WL_RR, WL_STREAM };
 
@@ -125,10 +223,14 @@ struct bench_shm {
 	uint32_t lat_ns[]; /* rr: one per measured transaction, up to lat_cap */
 };
 
-/* Accelerated-path evidence over one measurement. */
+/* Evidence that a mode carried the traffic, over one measurement. */
 struct accel {
 	uint64_t redirected; /* messages sent socket to socket */
 	uint64_t passed; /* messages that took the normal TCP path */
+	uint64_t inserted; /* sidecar's sidelane: sockets put in the sockhash */
+	uint64_t fallback; /* sidecar's sidelane: to TCP, the reader lagged */
+	uint64_t captured; /* sidecar's sidelane: connects sent to the proxy */
+	uint64_t served; /* haproxy: sessions its frontend accepted */
 };
 
 /* Where the two ends run. Unpinned, the scheduler decides per run whether
@@ -139,12 +241,13 @@ enum pin { PIN_NONE, PIN_SAME, PIN_SPLIT, NR_PINS };
 static const char *const pin_name[NR_PINS] = { "none", "same", "split" };
 
 struct bench_opts {
+	enum suite suite;
 	unsigned int rounds;
 	enum pin pin;
 	int pin_cpu[2]; /* server, client CPU when pinned */
 	unsigned int duration_ms;
 	int json;
-	int modes[NR_MODES]; /* 1: measured */
+	int modes[NR_MODES]; /* 1: measured (the suite's modes only) */
 	int workloads[NR_WORKLOADS]; /* 1: measured */
 };
 
@@ -154,9 +257,15 @@ struct bench_opts {
 static struct {
 	pid_t owner; /* only this process cleans up; children _exit() */
 	char cg_mount[PATH_MAX];
-	char cgroup[NR_MODES][PATH_MAX];
-	int cg_made[NR_MODES];
+	char cgroup[NR_CGS][PATH_MAX];
+	int cg_made[NR_CGS];
 	char pin_root[PATH_MAX];
+	char netns[32], veth[16]; /* sidecar: sl-bench-<pid>, slb<pid>h|n */
+	int ns_made; /* `ip netns add` was run */
+	int ns_fd; /* /var/run/netns/<netns>, for the servers' setns() */
+	char tmpdir[64]; /* sidecar: configs, logs, haproxy's stats socket */
+	pid_t sidelane_pid, haproxy_pid; /* the sidecars, between rounds too */
+	uint16_t outbound_port, hap_port; /* their listeners on 127.0.0.1 */
 	int sl_attached; /* sl_fp_attach() was called (even if it failed) */
 	struct bench_bare_bpf *bare;
 	int bare_msg_link; /* sk_msg -> sockhash bpf_link fd, or -1 */
@@ -164,7 +273,7 @@ static struct {
 	pid_t child[2]; /* server, client of the running measurement */
 	struct bench_shm *shm;
 	size_t shm_len;
-} bs = { .bare_msg_link = -1 };
+} bs = { .bare_msg_link = -1, .ns_fd = -1 };
 
 static volatile sig_atomic_t bench_stop;
 
@@ -221,14 +330,117 @@ static void bare_detach(void)
 	bs.bare = NULL;
 }
 
+/* SIGTERM, then SIGKILL after BENCH_STOP_MS; reaped. Exit status or -1. */
+static int stop_proc(pid_t *pid)
+{
+	uint64_t deadline = now_ns() + BENCH_STOP_MS * 1000000ull;
+	int st = -1;
+
+	if (*pid <= 0)
+		return -1;
+	kill(*pid, SIGTERM);
+	while (waitpid(*pid, &st, WNOHANG) == 0) {
+		if (now_ns() >= deadline) {
+			kill(*pid, SIGKILL);
+			waitpid(*pid, &st, 0);
+			break;
+		}
+		sleep_ms(20);
+	}
+	*pid = 0;
+	return st;
+}
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(cmd))
+		return -ENAMETOOLONG;
+	pr_debug("+ %s\n", cmd);
+	return system(cmd) ? -EIO : 0;
+}
+
+static void netns_teardown(void)
+{
+	if (bs.ns_fd >= 0) {
+		close(bs.ns_fd);
+		bs.ns_fd = -1;
+	}
+	if (!bs.ns_made)
+		return;
+	/* deleting the namespace deletes its veth end, and so the pair; the
+	 * link del is for a namespace that never got its end
+	 */
+	sh("ip netns del %s 2>/dev/null; ip link del %sh 2>/dev/null", bs.netns,
+	   bs.veth);
+	bs.ns_made = 0;
+}
+
+static void rm_tmpdir(void)
+{
+	char path[PATH_MAX];
+	struct dirent *e;
+	DIR *d;
+
+	if (!bs.tmpdir[0])
+		return;
+	d = opendir(bs.tmpdir);
+	while (d && (e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", bs.tmpdir, e->d_name);
+		unlink(path);
+	}
+	if (d)
+		closedir(d);
+	if (rmdir(bs.tmpdir))
+		pr_warn("rmdir %s: %s\n", bs.tmpdir, strerror(errno));
+	bs.tmpdir[0] = '\0';
+}
+
+static void rm_cgroup(const char *cgroup)
+{
+	char path[PATH_MAX + 16];
+	int tries, fd;
+
+	/* a reaped child can leave the cgroup a moment after wait() */
+	for (tries = 0; rmdir(cgroup); tries++) {
+		if (errno != EBUSY || tries == 100) {
+			pr_warn("rmdir %s: %s\n", cgroup, strerror(errno));
+			break;
+		}
+		if (tries == 50) {
+			/* a process not ours (a sidecar's child?) stayed */
+			snprintf(path, sizeof(path), "%s/cgroup.kill", cgroup);
+			fd = open(path, O_WRONLY | O_CLOEXEC);
+			if (fd >= 0) {
+				if (write(fd, "1", 1) != 1)
+					pr_debug("%s: %s\n", path, strerror(errno));
+				close(fd);
+			}
+		}
+		sleep_ms(10);
+	}
+}
+
 /* Idempotent; runs from cmd_bench's exit path and from atexit(). */
 static void bench_cleanup(void)
 {
-	int i, tries, err;
+	int i, err;
 
 	if (bs.owner != getpid())
 		return;
 	kill_children();
+	/* sidelane run leaves its pins on SIGTERM: detached below */
+	stop_proc(&bs.sidelane_pid);
+	stop_proc(&bs.haproxy_pid);
 	if (bs.sl_attached) {
 		err = sl_fp_detach(bs.pin_root);
 		if (err && err != -ENOENT)
@@ -236,20 +448,14 @@ static void bench_cleanup(void)
 		bs.sl_attached = 0;
 	}
 	bare_detach();
-	for (i = 0; i < NR_MODES; i++) {
+	netns_teardown();
+	for (i = 0; i < NR_CGS; i++) {
 		if (!bs.cg_made[i])
 			continue;
-		/* a reaped child can leave the cgroup a moment after wait() */
-		for (tries = 0; rmdir(bs.cgroup[i]); tries++) {
-			if (errno != EBUSY || tries == 100) {
-				pr_warn("rmdir %s: %s\n", bs.cgroup[i],
-					strerror(errno));
-				break;
-			}
-			sleep_ms(10);
-		}
+		rm_cgroup(bs.cgroup[i]);
 		bs.cg_made[i] = 0;
 	}
+	rm_tmpdir();
 	if (bs.shm) {
 		munmap(bs.shm, bs.shm_len);
 		bs.shm = NULL;
@@ -258,9 +464,10 @@ static void bench_cleanup(void)
 
 /* ---- setup ------------------------------------------------------------ */
 
+/* The cgroups the measured modes run in. */
 static int make_cgroups(const struct bench_opts *o)
 {
-	int i, n, err;
+	int need[NR_CGS] = {}, i, n, err;
 
 	err = sl_cgroup2_mount(bs.cg_mount, sizeof(bs.cg_mount));
 	if (err) {
@@ -271,9 +478,16 @@ static int make_cgroups(const struct bench_opts *o)
 	for (i = 0; i < NR_MODES; i++) {
 		if (!o->modes[i])
 			continue;
+		need[mode_run[i].client] = need[mode_run[i].server] = 1;
+		if (mode_run[i].proxy >= 0)
+			need[mode_run[i].proxy] = 1;
+	}
+	for (i = 0; i < NR_CGS; i++) {
+		if (!need[i])
+			continue;
 		n = snprintf(bs.cgroup[i], sizeof(bs.cgroup[i]),
 			     "%s/sidelane-bench-%d-%s", bs.cg_mount, (int)getpid(),
-			     mode_name[i]);
+			     cg_name[i]);
 		if (n < 0 || (size_t)n >= sizeof(bs.cgroup[i]))
 			return -ENAMETOOLONG;
 		if (mkdir(bs.cgroup[i], 0755)) {
@@ -333,10 +547,10 @@ static int bare_attach(void)
 		}
 		bs.bare_msg_attached = 1;
 	}
-	cg_fd = open(bs.cgroup[MODE_BARE], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	cg_fd = open(bs.cgroup[CG_BARE], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (cg_fd < 0) {
 		err = -errno;
-		pr_warn("open %s: %s\n", bs.cgroup[MODE_BARE], strerror(errno));
+		pr_warn("open %s: %s\n", bs.cgroup[CG_BARE], strerror(errno));
 		return err;
 	}
 	bs.bare->links.bare_sockops =
@@ -344,27 +558,35 @@ static int bare_attach(void)
 	err = bs.bare->links.bare_sockops ? 0 : -errno;
 	close(cg_fd);
 	if (err)
-		pr_warn("attach bare sockops to %s: %s\n", bs.cgroup[MODE_BARE],
+		pr_warn("attach bare sockops to %s: %s\n", bs.cgroup[CG_BARE],
 			strerror(-err));
 	return err;
 }
 
-static int sidelane_attach(void)
+static int set_pin_root(void)
 {
-	int n, err;
+	int n;
 
-	/* sl_fp_attach() mounts the bpffs if it is missing. */
 	n = snprintf(bs.pin_root, sizeof(bs.pin_root), "%s/sidelane-bench-%d",
 		     SL_BPFFS_DEFAULT, (int)getpid());
-	if (n < 0 || (size_t)n >= sizeof(bs.pin_root))
-		return -ENAMETOOLONG;
+	return n < 0 || (size_t)n >= sizeof(bs.pin_root) ? -ENAMETOOLONG : 0;
+}
+
+static int sidelane_attach(void)
+{
+	int err;
+
+	/* sl_fp_attach() mounts the bpffs if it is missing. */
+	err = set_pin_root();
+	if (err)
+		return err;
 	bs.sl_attached = 1; /* a partial attach is undone by sl_fp_detach */
 	err = sl_fp_attach(&(struct sl_fp_opts){
 		.pin_root = bs.pin_root,
-		.cgroup = bs.cgroup[MODE_SIDELANE],
+		.cgroup = bs.cgroup[CG_SIDELANE],
 	});
 	if (err)
-		pr_warn("sl_fp_attach(%s): %s\n", bs.cgroup[MODE_SIDELANE],
+		pr_warn("sl_fp_attach(%s): %s\n", bs.cgroup[CG_SIDELANE],
 			strerror(-err));
 	return err;
 }
@@ -391,8 +613,80 @@ static uint64_t percpu_sum(struct bpf_map *map)
 	return sum;
 }
 
+/* Sessions haproxy's frontend "bench" accepted so far: stot of `show stat`
+ * on its stats socket. 0 or -errno.
+ */
+static int hap_sessions(uint64_t *out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = BENCH_IO_TIMEOUT_S };
+	static const char cmd[] = "show stat\n";
+	char buf[16384], *line, *p;
+	size_t got = 0;
+	ssize_t n;
+	int fd, i, err = 0;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/haproxy.sock",
+		 bs.tmpdir);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    write(fd, cmd, sizeof(cmd) - 1) != sizeof(cmd) - 1) {
+		err = -errno;
+		goto out;
+	}
+	/* the socket is closed after one command */
+	while (got + 1 < sizeof(buf) &&
+	       (n = read(fd, buf + got, sizeof(buf) - got - 1)) > 0)
+		got += n;
+	buf[got] = '\0';
+	/* CSV: pxname,svname,qcur,qmax,scur,smax,slim,stot,... */
+	line = strstr(buf, "\nbench,FRONTEND,");
+	err = -ENOENT;
+	if (!line)
+		goto out;
+	for (p = line + 1, i = 0; p && i < 7; i++) {
+		p = strchr(p, ',');
+		p = p ? p + 1 : NULL;
+	}
+	if (p) {
+		*out = strtoull(p, NULL, 10);
+		err = 0;
+	}
+out:
+	close(fd);
+	return err;
+}
+
+/* CPU time used so far by every process that ran in cgroup, in seconds:
+ * usage_usec of its cpu.stat, there without the cpu controller.
+ */
+static int cg_cpu(enum cg cg, double *sec)
+{
+	char path[PATH_MAX + 16], key[32];
+	unsigned long long v;
+	int err = -ENOENT;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/cpu.stat", bs.cgroup[cg]);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fscanf(f, "%31s %llu", key, &v) == 2)
+		if (!strcmp(key, "usage_usec")) {
+			*sec = v / 1e6;
+			err = 0;
+			break;
+		}
+	fclose(f);
+	return err;
+}
+
 static int read_accel(enum mode m, struct accel *a)
 {
+	static struct sl_cap_status cs; /* 4 KiB of path in it */
 	struct sl_counters c;
 	int err;
 
@@ -409,6 +703,24 @@ static int read_accel(enum mode m, struct accel *a)
 		a->redirected = c.redirect_ok;
 		a->passed = c.redirect_failed + c.pass_plain;
 		return 0;
+	case MODE_SIDECAR:
+		/* the app <-> proxy hop: is it accelerated? */
+		err = sl_fp_read_counters(bs.pin_root, &c);
+		if (!err)
+			err = sl_cap_status(bs.pin_root, &cs);
+		if (err)
+			return err;
+		a->redirected = c.redirect_ok;
+		a->passed = c.redirect_failed + c.pass_plain;
+		a->inserted = c.sock_inserted;
+		a->fallback = c.backlog_fallback;
+		a->captured = cs.stats.reason[SL_CR_CAPTURED];
+		return 0;
+	case MODE_HAPROXY:
+		err = hap_sessions(&a->served);
+		if (err)
+			pr_warn("haproxy stats socket: %s\n", strerror(-err));
+		return err;
 	default:
 		return 0;
 	}
@@ -490,19 +802,18 @@ static int read_full(int fd, char *buf, size_t len)
 	return 0;
 }
 
-/* Server: listen on 127.0.0.1:0, report the port on port_pipe, serve one
- * connection: echo each request (rr), or count the stream's chunks up to the
- * end chunk, answer with the byte count and close only after the client did
- * (stream).
+/* Server: listen on sa (port 0: any), report the port on port_pipe, serve
+ * one connection: echo each request (rr), or count the stream's chunks up to
+ * the end chunk, answer with the byte count and close only after the client
+ * did (stream).
  */
-static int run_server(const struct workload *wl, int port_pipe,
-		      struct side_result *r, struct bench_shm *shm)
+static int run_server(const struct workload *wl, struct sockaddr_in sa,
+		      int port_pipe, struct side_result *r,
+		      struct bench_shm *shm)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	struct pollfd pfd;
 	socklen_t salen = sizeof(sa);
-	int lfd, fd = -1, err;
+	int lfd, fd = -1, err, one = 1;
 	uint64_t total = 0;
 	uint16_t port;
 	char *buf;
@@ -512,6 +823,9 @@ static int run_server(const struct workload *wl, int port_pipe,
 	if (!buf)
 		return side_fail(r, ENOMEM, "malloc");
 	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* a fixed port: the last round's connection may be in TIME_WAIT */
+	if (lfd >= 0 && sa.sin_port)
+		setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
 	    listen(lfd, 1) || getsockname(lfd, (struct sockaddr *)&sa, &salen))
 		return side_fail(r, errno, "server listen");
@@ -570,11 +884,9 @@ static int run_server(const struct workload *wl, int port_pipe,
 	return 0;
 }
 
-static int client_connect(uint16_t port, int nodelay, struct side_result *r)
+static int client_connect(struct sockaddr_in sa, int nodelay,
+			  struct side_result *r)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-				  .sin_port = htons(port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	int fd;
 
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -595,7 +907,7 @@ static int client_connect(uint16_t port, int nodelay, struct side_result *r)
  * back; each transaction after the warm-up is timed. Every byte of a request
  * carries its sequence number, checked at both ends of the echo.
  */
-static int run_client_rr(const struct workload *wl, uint16_t port,
+static int run_client_rr(const struct workload *wl, struct sockaddr_in dst,
 			 uint64_t warmup_ns, uint64_t dur_ns,
 			 struct bench_shm *shm)
 {
@@ -609,7 +921,7 @@ static int run_client_rr(const struct workload *wl, uint16_t port,
 	buf = malloc(wl->size);
 	if (!buf)
 		return side_fail(r, ENOMEM, "malloc");
-	fd = client_connect(port, 1, r);
+	fd = client_connect(dst, 1, r);
 	if (fd < 0)
 		return 1;
 	start = now_ns();
@@ -649,7 +961,7 @@ static int run_client_rr(const struct workload *wl, uint16_t port,
  * No half-close: with sockmap redirects, a reply racing the FIN and the
  * sockets' teardown was lost about once in 300 runs (kernel 6.18).
  */
-static int run_client_stream(const struct workload *wl, uint16_t port,
+static int run_client_stream(const struct workload *wl, struct sockaddr_in dst,
 			     uint64_t warmup_ns, uint64_t dur_ns,
 			     struct bench_shm *shm)
 {
@@ -662,7 +974,7 @@ static int run_client_stream(const struct workload *wl, uint16_t port,
 	if (!buf)
 		return side_fail(r, ENOMEM, "malloc");
 	memset(buf, STREAM_DATA, wl->size);
-	fd = client_connect(port, 0, r);
+	fd = client_connect(dst, 0, r);
 	if (fd < 0)
 		return 1;
 	t = now_ns();
@@ -698,6 +1010,400 @@ static int run_client_stream(const struct workload *wl, uint16_t port,
 	close(fd);
 	free(buf);
 	return bench_stop ? 1 : 0;
+}
+
+/* ---- --suite sidecar: namespace, sidelane run, haproxy ------------------ */
+
+static struct sockaddr_in addr_in(const char *ip, uint16_t port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons(port) };
+
+	inet_pton(AF_INET, ip, &sa.sin_addr);
+	return sa;
+}
+
+/* Connect and close: 0, or -errno (-ECONNREFUSED: reachable, nobody home). */
+static int tcp_probe(struct sockaddr_in sa)
+{
+	struct timeval tv = { .tv_usec = 200000 };
+	int fd, err;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* bounds connect(): a SYN lost on a veth not up yet is resent in 1 s */
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	err = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ? -errno : 0;
+	close(fd);
+	return err;
+}
+
+/* A port of 127.0.0.1 nothing listens on now. */
+static int pick_port(uint16_t *port)
+{
+	struct sockaddr_in sa = addr_in("127.0.0.1", 0);
+	socklen_t len = sizeof(sa);
+	int fd, err = 0;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len))
+		err = -errno;
+	else
+		*port = ntohs(sa.sin_port);
+	close(fd);
+	return err;
+}
+
+static int write_text(const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static int write_text(const char *path, const char *fmt, ...)
+{
+	va_list ap;
+	FILE *f;
+	int err = 0;
+
+	f = fopen(path, "wxe");
+	if (!f)
+		return -errno;
+	va_start(ap, fmt);
+	if (vfprintf(f, fmt, ap) < 0)
+		err = -EIO;
+	va_end(ap);
+	if (fclose(f) && !err)
+		err = -errno;
+	return err;
+}
+
+/* The end of a sidecar's log, to stderr. */
+static void dump_log(const char *path)
+{
+	char buf[2048];
+	size_t n;
+	FILE *f;
+
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	if (fseek(f, 0, SEEK_END) == 0 && ftell(f) > (long)sizeof(buf) - 1)
+		fseek(f, -(long)sizeof(buf) + 1, SEEK_END);
+	else
+		fseek(f, 0, SEEK_SET);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	fprintf(stderr, "---- %s ----\n%s%s---- end ----\n", path, buf,
+		n && buf[n - 1] == '\n' ? "" : "\n");
+}
+
+/* Is an address of this host in 198.18.79.0/30 already? A second user of
+ * the prefix (tests/integ/sidecar, another bench) would get our traffic.
+ */
+static int ns_prefix_in_use(char *ifname, size_t len)
+{
+	struct ifaddrs *ifa, *i;
+	struct sockaddr_in *sin;
+	int used = 0;
+
+	if (getifaddrs(&ifa))
+		return 0;
+	for (i = ifa; i && !used; i = i->ifa_next) {
+		sin = (struct sockaddr_in *)i->ifa_addr;
+		if (!sin || sin->sin_family != AF_INET ||
+		    (ntohl(sin->sin_addr.s_addr) & BENCH_NS_MASK) != BENCH_NS_NET)
+			continue;
+		snprintf(ifname, len, "%s", i->ifa_name);
+		used = 1;
+	}
+	freeifaddrs(ifa);
+	return used;
+}
+
+/* The upstream's network: namespace sl-bench-<pid>, veth slb<pid>h (here,
+ * 198.18.79.1/30) and slb<pid>n (there, 198.18.79.2/30), as
+ * tests/integ/sidecar.c builds it. Ready when the upstream port answers
+ * with a reset.
+ */
+static int netns_setup(void)
+{
+	struct sockaddr_in up = addr_in(BENCH_NS_IP, BENCH_UPSTREAM_PORT);
+	uint64_t deadline;
+	char path[64], ifname[64];
+	int err;
+
+	if (ns_prefix_in_use(ifname, sizeof(ifname))) {
+		pr_warn("198.18.79.0/30 is already on %s (another bench or "
+			"another bench running?): not sharing it\n",
+			ifname);
+		return -EADDRINUSE;
+	}
+	snprintf(bs.netns, sizeof(bs.netns), "sl-bench-%d", (int)getpid());
+	snprintf(bs.veth, sizeof(bs.veth), "slb%d", (int)getpid() % 100000);
+	bs.ns_made = 1;
+	err = sh("ip netns add %s && "
+		 "ip link add %sh type veth peer name %sn netns %s && "
+		 "ip addr add " BENCH_HOST_IP "/30 dev %sh && "
+		 "ip link set %sh up && "
+		 "ip -n %s addr add " BENCH_NS_IP "/30 dev %sn && "
+		 "ip -n %s link set %sn up && ip -n %s link set lo up",
+		 bs.netns, bs.veth, bs.veth, bs.netns, bs.veth, bs.veth,
+		 bs.netns, bs.veth, bs.netns, bs.veth, bs.netns);
+	if (err) {
+		pr_warn("creating namespace %s with veth %sh failed (ip above)\n",
+			bs.netns, bs.veth);
+		return err;
+	}
+	snprintf(path, sizeof(path), "/var/run/netns/%s", bs.netns);
+	bs.ns_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (bs.ns_fd < 0) {
+		err = -errno;
+		pr_warn("open %s: %s\n", path, strerror(errno));
+		return err;
+	}
+	deadline = now_ns() + BENCH_START_MS * 1000000ull;
+	while ((err = tcp_probe(up)) != -ECONNREFUSED) {
+		if (bench_stop)
+			return -EINTR;
+		if (now_ns() >= deadline) {
+			pr_warn(BENCH_NS_IP " unreachable over %sh: %s\n",
+				bs.veth, strerror(-err));
+			return -ETIMEDOUT;
+		}
+		sleep_ms(20);
+	}
+	return 0;
+}
+
+/* Fork and exec bin with argv, stdout and stderr into log, in cgroup cg
+ * (-1: ours); deathsig when we die. The pid, or -errno.
+ */
+static pid_t spawn_logged(const char *bin, char *const argv[], const char *log,
+			  int cg, int deathsig)
+{
+	pid_t pid;
+	int fd;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid)
+		return pid < 0 ? -errno : pid;
+	prctl(PR_SET_PDEATHSIG, deathsig);
+	if (getppid() != bs.owner)
+		_exit(1);
+	fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+	}
+	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0)
+		dup2(fd, STDIN_FILENO);
+	if (cg >= 0 && enter_cgroup(bs.cgroup[cg])) {
+		fprintf(stderr, "join %s: %s\n", bs.cgroup[cg], strerror(errno));
+		_exit(126);
+	}
+	execv(bin, argv);
+	fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+	_exit(127);
+}
+
+/* Wait until ready() says 0; the child exiting first or BENCH_START_MS
+ * passing is a failure, its log is shown.
+ */
+static int wait_ready(pid_t *pid, const char *what, const char *log,
+		      int (*ready)(void))
+{
+	uint64_t deadline = now_ns() + BENCH_START_MS * 1000000ull;
+	int st;
+
+	for (;;) {
+		if (waitpid(*pid, &st, WNOHANG) == *pid) {
+			*pid = 0;
+			pr_warn("%s exited (%s %d) before it was ready\n", what,
+				WIFEXITED(st) ? "status" : "signal",
+				WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+			dump_log(log);
+			return -ECHILD;
+		}
+		if (!ready())
+			return 0;
+		if (bench_stop)
+			return -EINTR;
+		if (now_ns() >= deadline) {
+			pr_warn("%s not ready after %d ms\n", what, BENCH_START_MS);
+			dump_log(log);
+			return -ETIMEDOUT;
+		}
+		sleep_ms(50);
+	}
+}
+
+static void tmp_path(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", bs.tmpdir, name);
+}
+
+/* Ready: the getsockopt link is pinned (capture is attached) and the proxy
+ * accepts on the outbound listener. Our connect is not captured (we are
+ * not in the app's cgroup): the proxy refuses it, finding no original
+ * destination, and logs that.
+ */
+static int sidelane_ready(void)
+{
+	char link[PATH_MAX + 32];
+
+	snprintf(link, sizeof(link), "%s/link_getsockopt", bs.pin_root);
+	if (access(link, F_OK))
+		return -errno;
+	return tcp_probe(addr_in("127.0.0.1", bs.outbound_port));
+}
+
+/* The real binary: `sidelane run` with a config whose outbound port is
+ * free, the app's and its own cgroup, a pin root of ours.
+ */
+static int start_sidelane(void)
+{
+	char cfg[PATH_MAX], log[PATH_MAX];
+	char *argv[] = { "sidelane", "run", "--config", cfg, "--cgroup",
+			 bs.cgroup[CG_APP], "--sidecar-cgroup",
+			 bs.cgroup[CG_SIDECAR], "--pin-root", bs.pin_root, NULL };
+	pid_t pid;
+	int err;
+
+	tmp_path(cfg, sizeof(cfg), "sidelane.yaml");
+	tmp_path(log, sizeof(log), "sidelane.log");
+	err = set_pin_root();
+	if (!err)
+		err = pick_port(&bs.outbound_port);
+	if (!err)
+		err = write_text(cfg,
+				 "# sidelane bench --suite sidecar\n"
+				 "capture:\n"
+				 "  outbound: \"127.0.0.1:%u\"\n",
+				 bs.outbound_port);
+	if (err) {
+		pr_warn("sidelane config %s: %s\n", cfg, strerror(-err));
+		return err;
+	}
+	bs.sl_attached = 1; /* it leaves its pins on SIGTERM: we detach */
+	/* SIGTERM, not SIGKILL: it leaves the kernel side consistent */
+	pid = spawn_logged("/proc/self/exe", argv, log, -1, SIGTERM);
+	if (pid < 0)
+		return pid;
+	bs.sidelane_pid = pid;
+	return wait_ready(&bs.sidelane_pid, "sidelane run", log, sidelane_ready);
+}
+
+static int haproxy_ready(void)
+{
+	uint64_t n;
+
+	return hap_sessions(&n);
+}
+
+/* haproxy from $PATH, or the sbin folders a non-login shell may lack. */
+static int find_haproxy(char *buf, size_t len)
+{
+	const char *path = getenv("PATH");
+	char dirs[4096], *dir, *save = NULL;
+
+	snprintf(dirs, sizeof(dirs), "%s:/usr/sbin:/usr/local/sbin",
+		 path ? path : "");
+	for (dir = strtok_r(dirs, ":", &save); dir;
+	     dir = strtok_r(NULL, ":", &save)) {
+		snprintf(buf, len, "%s/haproxy", dir);
+		if (dir[0] == '/' && !access(buf, X_OK))
+			return 0;
+	}
+	return -ENOENT;
+}
+
+/* haproxy as a plain TCP relay in its own cgroup: mode tcp, one thread,
+ * default buffers, generous timeouts, a stats socket for its session count.
+ */
+static int start_haproxy(void)
+{
+	char bin[PATH_MAX], cfg[PATH_MAX], log[PATH_MAX];
+	char *argv[] = { "haproxy", "-db", "-f", cfg, NULL };
+	pid_t pid;
+	int err;
+
+	if (find_haproxy(bin, sizeof(bin))) {
+		pr_warn("haproxy not found: `make deps` installs it (Debian "
+			"package haproxy), or leave it out with --modes "
+			"direct,sidelane\n");
+		return -ENOENT;
+	}
+	tmp_path(cfg, sizeof(cfg), "haproxy.cfg");
+	tmp_path(log, sizeof(log), "haproxy.log");
+	err = pick_port(&bs.hap_port);
+	if (!err)
+		err = write_text(cfg,
+				 "# sidelane bench --suite sidecar\n"
+				 "global\n"
+				 "    nbthread 1\n"
+				 "    stats socket %s/haproxy.sock mode 600 level user\n"
+				 "defaults\n"
+				 "    mode tcp\n"
+				 "    timeout connect 5s\n"
+				 "    timeout client 120s\n"
+				 "    timeout server 120s\n"
+				 "frontend bench\n"
+				 "    bind 127.0.0.1:%u\n"
+				 "    default_backend upstream\n"
+				 "backend upstream\n"
+				 "    server upstream " BENCH_NS_IP ":%d\n",
+				 bs.tmpdir, bs.hap_port, BENCH_UPSTREAM_PORT);
+	if (err) {
+		pr_warn("haproxy config %s: %s\n", cfg, strerror(-err));
+		return err;
+	}
+	pid = spawn_logged(bin, argv, log, CG_HAPROXY, SIGKILL);
+	if (pid < 0)
+		return pid;
+	bs.haproxy_pid = pid;
+	return wait_ready(&bs.haproxy_pid, "haproxy", log, haproxy_ready);
+}
+
+/* Namespace, then the sidecars of the measured modes. */
+static int sidecar_setup(const struct bench_opts *o)
+{
+	int err;
+
+	if (!mkdtemp(strcpy(bs.tmpdir, "/tmp/sidelane-bench-XXXXXX"))) {
+		err = -errno;
+		bs.tmpdir[0] = '\0';
+		pr_warn("mkdtemp: %s\n", strerror(-err));
+		return err;
+	}
+	err = netns_setup();
+	if (!err && o->modes[MODE_SIDECAR])
+		err = start_sidelane();
+	if (!err && o->modes[MODE_HAPROXY])
+		err = start_haproxy();
+	return err;
+}
+
+/* The sidecar of mode m is still running; else say so, with its log. */
+static int sidecar_alive(enum mode m)
+{
+	pid_t *pid = m == MODE_SIDECAR ? &bs.sidelane_pid :
+		     m == MODE_HAPROXY ? &bs.haproxy_pid :
+					 NULL;
+	char log[PATH_MAX];
+	int st;
+
+	if (!pid || (*pid > 0 && waitpid(*pid, &st, WNOHANG) == 0))
+		return 1;
+	*pid = 0;
+	tmp_path(log, sizeof(log),
+		 m == MODE_SIDECAR ? "sidelane.log" : "haproxy.log");
+	pr_warn("%s: the sidecar is gone\n", mode_name[m]);
+	dump_log(log);
+	return 0;
 }
 
 /* ---- one measurement (parent) ----------------------------------------- */
@@ -794,16 +1500,26 @@ static int measure(enum mode m, const struct workload *wl,
 	struct accel before, after;
 	struct rusage ru_c = {}, ru_s = {};
 	int pfd[2], err, st_c = 0, st_s = 0, i;
+	struct sockaddr_in srv, dst;
+	double cpu, proxy0 = 0, proxy1 = 0;
 	struct pollfd pp;
 	uint16_t port = 0;
-	double cpu;
 
 	memset(out, 0, sizeof(*out));
 	for (i = 0; i < NR_METRICS; i++)
 		out->v[i] = NAN;
 	memset(shm, 0, sizeof(*shm));
 	shm->lat_cap = (bs.shm_len - sizeof(*shm)) / sizeof(shm->lat_ns[0]);
+	/* the upstream listens on a fixed port in the namespace (haproxy's
+	 * config names it), else on any port of loopback
+	 */
+	srv = mode_run[m].netns ? addr_in(BENCH_NS_IP, BENCH_UPSTREAM_PORT) :
+				  addr_in("127.0.0.1", 0);
+	if (!sidecar_alive(m))
+		return -ESRCH;
 	err = read_accel(m, &before);
+	if (!err && mode_run[m].proxy >= 0)
+		err = cg_cpu(mode_run[m].proxy, &proxy0);
 	if (err)
 		return err;
 	if (pipe2(pfd, O_CLOEXEC))
@@ -819,9 +1535,11 @@ static int measure(enum mode m, const struct workload *wl,
 	}
 	if (!bs.child[0]) {
 		close(pfd[0]);
-		child_start(bs.cgroup[m], o->pin ? o->pin_cpu[0] : -1,
-			    &shm->server);
-		_exit(run_server(wl, pfd[1], &shm->server, shm));
+		child_start(bs.cgroup[mode_run[m].server],
+			    o->pin ? o->pin_cpu[0] : -1, &shm->server);
+		if (mode_run[m].netns && setns(bs.ns_fd, CLONE_NEWNET))
+			_exit(side_fail(&shm->server, errno, "enter namespace"));
+		_exit(run_server(wl, srv, pfd[1], &shm->server, shm));
 	}
 	close(pfd[1]);
 	pp = (struct pollfd){ .fd = pfd[0], .events = POLLIN };
@@ -829,6 +1547,12 @@ static int measure(enum mode m, const struct workload *wl,
 	    read(pfd[0], &port, sizeof(port)) != sizeof(port))
 		port = 0;
 	close(pfd[0]);
+	/* haproxy's client connects to it explicitly; sidelane's connects to
+	 * the upstream and is captured
+	 */
+	dst = m == MODE_HAPROXY ? addr_in("127.0.0.1", bs.hap_port) :
+	      mode_run[m].netns ? addr_in(BENCH_NS_IP, port) :
+				  addr_in("127.0.0.1", port);
 	if (port) {
 		bs.child[1] = fork();
 		if (bs.child[1] < 0) {
@@ -837,11 +1561,11 @@ static int measure(enum mode m, const struct workload *wl,
 			return err;
 		}
 		if (!bs.child[1]) {
-			child_start(bs.cgroup[m], o->pin ? o->pin_cpu[1] : -1,
-				    &shm->client);
+			child_start(bs.cgroup[mode_run[m].client],
+				    o->pin ? o->pin_cpu[1] : -1, &shm->client);
 			_exit(wl->kind == WL_RR ?
-				      run_client_rr(wl, port, warmup_ns, dur_ns, shm) :
-				      run_client_stream(wl, port, warmup_ns, dur_ns, shm));
+				      run_client_rr(wl, dst, warmup_ns, dur_ns, shm) :
+				      run_client_stream(wl, dst, warmup_ns, dur_ns, shm));
 		}
 	}
 
@@ -871,16 +1595,27 @@ static int measure(enum mode m, const struct workload *wl,
 				"%llu\n",
 				(unsigned long long)shm->bytes_sent,
 				(unsigned long long)shm->bytes_recv);
+		sidecar_alive(m);
 		return -EIO;
 	}
 	err = read_accel(m, &after);
+	if (!err && mode_run[m].proxy >= 0)
+		err = cg_cpu(mode_run[m].proxy, &proxy1);
 	if (err)
 		return err;
 	out->accel.redirected = after.redirected - before.redirected;
 	out->accel.passed = after.passed - before.passed;
+	out->accel.inserted = after.inserted - before.inserted;
+	out->accel.fallback = after.fallback - before.fallback;
+	out->accel.captured = after.captured - before.captured;
+	out->accel.served = after.served - before.served;
+	if (mode_run[m].proxy >= 0)
+		pr_debug("%s %s: the sidecar used %.3f s of CPU\n", mode_name[m],
+			 wl->label, proxy1 - proxy0);
 
+	/* the two ends, and the relay between them when there is one */
 	cpu = tv_sec(ru_c.ru_utime) + tv_sec(ru_c.ru_stime) +
-	      tv_sec(ru_s.ru_utime) + tv_sec(ru_s.ru_stime);
+	      tv_sec(ru_s.ru_utime) + tv_sec(ru_s.ru_stime) + proxy1 - proxy0;
 	if (!shm->elapsed_ns)
 		return -EIO;
 	if (wl->kind == WL_RR) {
@@ -948,37 +1683,55 @@ static const char *fmt(char *buf, size_t len, double v, int prec)
 
 static void print_table(const struct bench_opts *o)
 {
-	char a[32], b[32], c[32], d[32], e[32], f[32];
+	const struct suite_desc *su = &suites[o->suite];
+	char v[SUITE_MODES][32], q[SUITE_MODES][32];
 	double med[NR_MODES];
 	size_t w;
-	int k, m;
+	int k, i;
 
-	printf("sidelane bench: %u round%s x %u ms per measurement, medians; "
+	printf("sidelane bench%s: %u round%s x %u ms per measurement, medians; "
 	       "modes interleaved in rotating order; CPU pinning: %s\n",
-	       o->rounds, o->rounds == 1 ? "" : "s", o->duration_ms,
-	       pin_name[o->pin]);
+	       o->suite == SUITE_SIDECAR ? " --suite sidecar" : "", o->rounds,
+	       o->rounds == 1 ? "" : "s", o->duration_ms, pin_name[o->pin]);
+	if (o->suite == SUITE_SIDECAR) {
+		printf("app -> sidecar -> upstream " BENCH_NS_IP ":%d, the far end "
+		       "of a veth into namespace %s\n",
+		       BENCH_UPSTREAM_PORT, bs.netns);
+		printf("CPU: client + upstream server + the sidecar's cgroup "
+		       "(cpu.stat); the sidecar itself is not pinned\n");
+		if (o->modes[MODE_HAPROXY])
+			printf("haproxy: mode tcp, nbthread 1, default buffers; the "
+			       "client connects to 127.0.0.1:%u explicitly\n"
+			       "  (haproxy has no transparent capture without "
+			       "iptables; sidelane captures the client's connect)\n",
+			       bs.hap_port);
+	}
 	printf("better: latency and CPU lower (ratio < 1 is better), tx/s and "
 	       "Gbit/s higher (ratio > 1 is better)\n\n");
 	printf("%-14s %-14s %-6s %10s %10s %10s %8s %8s %8s\n", "workload",
-	       "metric", "better", "plain", "bare", "sidelane", "sl/plain",
-	       "bare/pl", "sl/bare");
+	       "metric", "better", mode_name[su->modes[0]],
+	       mode_name[su->modes[1]], mode_name[su->modes[2]],
+	       su->ratios[0].label, su->ratios[1].label, su->ratios[2].label);
 	for (w = 0; w < NR_WORKLOADS; w++) {
 		if (!o->workloads[w])
 			continue;
 		for (k = 0; k < NR_METRICS; k++) {
 			if (metrics[k].kind != workloads[w].kind)
 				continue;
-			for (m = 0; m < NR_MODES; m++)
-				med[m] = median(w, m, k);
+			for (i = 0; i < SUITE_MODES; i++)
+				med[su->modes[i]] = median(w, su->modes[i], k);
+			for (i = 0; i < SUITE_MODES; i++) {
+				fmt(v[i], sizeof(v[i]), med[su->modes[i]],
+				    metrics[k].prec);
+				fmt(q[i], sizeof(q[i]),
+				    ratio(med[su->ratios[i].num],
+					  med[su->ratios[i].den]),
+				    2);
+			}
 			printf("%-14s %-14s %-6s %10s %10s %10s %8s %8s %8s\n",
 			       workloads[w].label, metrics[k].label,
-			       metrics[k].lower_better ? "lower" : "higher",
-			       fmt(a, sizeof(a), med[MODE_PLAIN], metrics[k].prec),
-			       fmt(b, sizeof(b), med[MODE_BARE], metrics[k].prec),
-			       fmt(c, sizeof(c), med[MODE_SIDELANE], metrics[k].prec),
-			       fmt(d, sizeof(d), ratio(med[MODE_SIDELANE], med[MODE_PLAIN]), 2),
-			       fmt(e, sizeof(e), ratio(med[MODE_BARE], med[MODE_PLAIN]), 2),
-			       fmt(f, sizeof(f), ratio(med[MODE_SIDELANE], med[MODE_BARE]), 2));
+			       metrics[k].lower_better ? "lower" : "higher", v[0],
+			       v[1], v[2], q[0], q[1], q[2]);
 		}
 	}
 }
@@ -994,20 +1747,17 @@ static void json_num(double v)
 static void print_json(const struct bench_opts *o, const struct accel *acc,
 		       const int *accel_ok, int inherited)
 {
-	static const struct {
-		const char *key;
-		int num, den;
-	} ratios[] = {
-		{ "sidelane_over_plain", MODE_SIDELANE, MODE_PLAIN },
-		{ "bare_over_plain", MODE_BARE, MODE_PLAIN },
-		{ "sidelane_over_bare", MODE_SIDELANE, MODE_BARE },
-	};
+	const struct suite_desc *su = &suites[o->suite];
+	char link[PATH_MAX + 32];
 	double med[NR_MODES];
 	unsigned int r;
-	size_t w, i;
-	int k, m, first_k, first_w = 1;
+	size_t w;
+	int k, i, m, first_k, first_w = 1;
 
-	printf("{\"rounds\":%u,\"duration_ms\":%u,\"pin\":\"%s\","
+	printf("{");
+	if (o->suite != SUITE_FASTPATH)
+		printf("\"suite\":\"%s\",", su->name);
+	printf("\"rounds\":%u,\"duration_ms\":%u,\"pin\":\"%s\","
 	       "\"cgroup_mount\":\"%s\",\"inherited_sockops\":%d,"
 	       "\"workloads\":[",
 	       o->rounds, o->duration_ms, pin_name[o->pin], bs.cg_mount,
@@ -1029,19 +1779,21 @@ static void print_json(const struct bench_opts *o, const struct accel *acc,
 			       metrics[k].key,
 			       metrics[k].lower_better ? "lower" : "higher");
 			first_k = 0;
-			for (m = 0; m < NR_MODES; m++) {
+			for (i = 0; i < SUITE_MODES; i++) {
+				m = su->modes[i];
 				med[m] = median(w, m, k);
 				printf(",\"%s\":", mode_name[m]);
 				json_num(med[m]);
 			}
-			for (i = 0; i < sizeof(ratios) / sizeof(ratios[0]); i++) {
-				printf(",\"%s\":", ratios[i].key);
-				json_num(ratio(med[ratios[i].num],
-					       med[ratios[i].den]));
+			for (i = 0; i < SUITE_MODES; i++) {
+				printf(",\"%s\":", su->ratios[i].key);
+				json_num(ratio(med[su->ratios[i].num],
+					       med[su->ratios[i].den]));
 			}
 			printf(",\"rounds\":{");
-			for (m = 0; m < NR_MODES; m++) {
-				printf("%s\"%s\":[", m ? "," : "", mode_name[m]);
+			for (i = 0; i < SUITE_MODES; i++) {
+				m = su->modes[i];
+				printf("%s\"%s\":[", i ? "," : "", mode_name[m]);
 				for (r = 0; r < o->rounds; r++) {
 					printf(r ? "," : "");
 					json_num(*res(w, m, k, r));
@@ -1052,16 +1804,41 @@ static void print_json(const struct bench_opts *o, const struct accel *acc,
 		}
 		printf("}}");
 	}
-	printf("],\"redirect\":{");
-	for (m = MODE_BARE; m < NR_MODES; m++)
-		printf("%s\"%s\":{\"measured\":%s,\"redirected\":%llu,"
-		       "\"passed\":%llu,\"ok\":%s}",
-		       m == MODE_BARE ? "" : ",", mode_name[m],
-		       o->modes[m] ? "true" : "false",
-		       (unsigned long long)acc[m].redirected,
-		       (unsigned long long)acc[m].passed,
-		       accel_ok[m] ? "true" : "false");
-	printf("}}\n");
+	if (o->suite == SUITE_FASTPATH) {
+		printf("],\"redirect\":{");
+		for (m = MODE_BARE; m <= MODE_SIDELANE; m++)
+			printf("%s\"%s\":{\"measured\":%s,\"redirected\":%llu,"
+			       "\"passed\":%llu,\"ok\":%s}",
+			       m == MODE_BARE ? "" : ",", mode_name[m],
+			       o->modes[m] ? "true" : "false",
+			       (unsigned long long)acc[m].redirected,
+			       (unsigned long long)acc[m].passed,
+			       accel_ok[m] ? "true" : "false");
+		printf("}}\n");
+		return;
+	}
+	m = MODE_SIDECAR;
+	snprintf(link, sizeof(link), "%s/" SL_PIN_LINK_SOCKOPS_SIDECAR,
+		 bs.pin_root);
+	printf("],\"upstream\":\"" BENCH_NS_IP ":%d\",\"sidelane\":{"
+	       "\"measured\":%s,\"captured\":%llu,\"ok\":%s,"
+	       "\"hop_sockops_sidecar\":%s,"
+	       "\"hop_sockets_inserted\":%llu,\"hop_redirected\":%llu,"
+	       "\"hop_passed\":%llu,\"hop_backlog_fallback\":%llu},",
+	       BENCH_UPSTREAM_PORT, o->modes[m] ? "true" : "false",
+	       (unsigned long long)acc[m].captured,
+	       accel_ok[m] ? "true" : "false",
+	       o->modes[m] && !access(link, F_OK) ? "true" : "false",
+	       (unsigned long long)acc[m].inserted,
+	       (unsigned long long)acc[m].redirected,
+	       (unsigned long long)acc[m].passed,
+	       (unsigned long long)acc[m].fallback);
+	m = MODE_HAPROXY;
+	printf("\"haproxy\":{\"measured\":%s,\"listen\":\"127.0.0.1:%u\","
+	       "\"served\":%llu,\"ok\":%s}}\n",
+	       o->modes[m] ? "true" : "false", bs.hap_port,
+	       (unsigned long long)acc[m].served,
+	       accel_ok[m] ? "true" : "false");
 }
 
 /* ---- command line ----------------------------------------------------- */
@@ -1069,28 +1846,44 @@ static void print_json(const struct bench_opts *o, const struct accel *acc,
 static void bench_usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: sidelane bench [--rounds N] [--duration-ms MS] [--quick]\n"
-		"                      [--modes LIST] [--workloads LIST]\n"
-		"                      [--pin none|same|split] [--json]\n"
+		"Usage: sidelane bench [--suite fastpath|sidecar] [--rounds N]\n"
+		"                      [--duration-ms MS] [--quick] [--modes LIST]\n"
+		"                      [--workloads LIST] [--pin none|same|split] [--json]\n"
 		"\n"
-		"Node-local benchmark over 127.0.0.1 of three modes in one run:\n"
+		"Three modes measured in one run, interleaved. Suites:\n"
+		"fastpath (default): node-local over 127.0.0.1\n"
 		"  plain     loopback TCP, nothing attached\n"
 		"  bare      a textbook sockops + sk_msg redirect (bench_bare)\n"
 		"  sidelane  the product's fast path (own pin root, removed after)\n"
+		"sidecar: app -> sidecar -> upstream. The upstream server listens on\n"
+		"" BENCH_NS_IP ", the far end of a veth into a network namespace the\n"
+		"bench creates and removes (198.18.79.0/30 must be unused here).\n"
+		"  direct    the client connects straight to the upstream\n"
+		"  sidelane  `sidelane run` (this binary, own cgroups and pin root)\n"
+		"            captures the client's connect and relays it through its\n"
+		"            proxy\n"
+		"  haproxy   haproxy (Debian package, `make deps`) in mode tcp on\n"
+		"            127.0.0.1, one thread, default buffers; the client connects\n"
+		"            to it explicitly: haproxy has no transparent capture\n"
+		"            without iptables\n"
 		"Workloads: request/response (one outstanding, echo) of 64 B, 1 KiB\n"
 		"and 16 KiB: p50/p99 latency, tx/s, CPU s per 100k tx; streaming\n"
 		"64 KiB writes: Gbit/s, CPU s per GiB. CPU is both ends' user+sys\n"
-		"time (wait4): on a busy host it is steadier than wall-clock figures.\n"
+		"time (wait4), plus the sidecar's cgroup (cpu.stat) in the sidecar\n"
+		"suite: on a busy host it is steadier than wall-clock figures.\n"
 		"\n"
 		"Options:\n"
+		"  --suite S         fastpath (default) or sidecar\n"
 		"  --rounds N        interleaved rounds; medians shown (1-%d, default %d)\n"
 		"  --duration-ms MS  length of each measurement (%d-%d, default %d)\n"
 		"  --quick           smoke test: %d rounds of %d ms unless given\n"
-		"  --modes LIST      comma-separated subset of plain,bare,sidelane\n"
+		"  --modes LIST      comma-separated subset of the suite's modes\n"
+		"                    (plain,bare,sidelane or direct,sidelane,haproxy)\n"
 		"  --workloads LIST  comma-separated subset of rr_64,rr_1k,rr_16k,\n"
 		"                    stream_64k\n"
 		"  --pin none|same|split  server and client CPUs: scheduler's choice\n"
-		"                    (default), both on one CPU, or on two CPUs\n"
+		"                    (default), both on one CPU, or on two CPUs; a\n"
+		"                    sidecar is never pinned\n"
 		"  --json            one JSON object on stdout (medians, ratios, rounds)\n"
 		"  -v                more logging (repeatable)\n"
 		"\n"
@@ -1100,28 +1893,22 @@ static void bench_usage(FILE *f)
 		"  sidelane bench --rounds 9 --duration-ms 2000 --json > bench.json\n"
 		"  sidelane bench --modes plain,bare --workloads rr_1k,stream_64k\n"
 		"  sidelane bench --pin split     # steadier rr latency on a small VM\n"
+		"  sidelane bench --suite sidecar\n"
+		"  make bench BENCH_ARGS='--suite sidecar --quick'\n"
 		"\n"
-		"Exit codes: 0 ok, 1 failure, 2 usage error, 3 a bare or sidelane\n"
-		"measurement redirected no message (the mode was not accelerated).\n",
+		"Exit codes: 0 ok, 1 failure, 2 usage error, 3 a mode did not carry\n"
+		"the traffic: a bare or sidelane fastpath measurement redirected no\n"
+		"message, or a sidecar measurement was not captured by sidelane or\n"
+		"not served by haproxy.\n",
 		BENCH_ROUNDS_MAX, BENCH_ROUNDS_DEFAULT, BENCH_DURATION_MIN_MS,
 		BENCH_DURATION_MAX_MS, BENCH_DURATION_DEFAULT_MS,
 		BENCH_QUICK_ROUNDS, BENCH_QUICK_DURATION_MS);
 }
 
-static const char *mode_at(int i)
-{
-	return mode_name[i];
-}
-
-static const char *workload_at(int i)
-{
-	return workloads[i].name;
-}
-
-/* Parse a comma-separated subset of the n names name(0..n-1) into sel[].
+/* Parse a comma-separated subset of the n names[] into sel[].
  * 0, or -EINVAL for an unknown name or an empty set.
  */
-static int parse_set(const char *arg, const char *(*name)(int), int n,
+static int parse_set(const char *arg, const char *const *names, int n,
 		     int *sel)
 {
 	char *copy = strdup(arg), *tok, *save = NULL;
@@ -1133,7 +1920,7 @@ static int parse_set(const char *arg, const char *(*name)(int), int n,
 	for (tok = strtok_r(copy, ",", &save); tok && !err;
 	     tok = strtok_r(NULL, ",", &save)) {
 		for (i = 0, found = 0; i < n; i++)
-			if (!strcmp(tok, name(i)))
+			if (!strcmp(tok, names[i]))
 				sel[i] = found = 1;
 		if (!found)
 			err = -EINVAL;
@@ -1171,8 +1958,34 @@ enum {
 	OPT_MODES,
 	OPT_WORKLOADS,
 	OPT_PIN,
-	OPT_JSON
+	OPT_JSON,
+	OPT_SUITE
 };
+
+/* The suite's modes named in arg (NULL: all of them) into o->modes. */
+static int parse_modes(const char *arg, struct bench_opts *o)
+{
+	const struct suite_desc *su = &suites[o->suite];
+	const char *names[SUITE_MODES];
+	int sel[SUITE_MODES], i, err = 0;
+
+	for (i = 0; i < SUITE_MODES; i++) {
+		names[i] = mode_name[su->modes[i]];
+		sel[i] = 1;
+	}
+	if (arg)
+		err = parse_set(arg, names, SUITE_MODES, sel);
+	if (err) {
+		pr_warn("--modes: '%s': give a comma-separated subset of "
+			"%s,%s,%s\n",
+			arg, names[0], names[1], names[2]);
+		return err;
+	}
+	memset(o->modes, 0, sizeof(o->modes));
+	for (i = 0; i < SUITE_MODES; i++)
+		o->modes[su->modes[i]] = sel[i];
+	return 0;
+}
 
 static int parse_args(int argc, char **argv, struct bench_opts *o)
 {
@@ -1184,18 +1997,20 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 		{ "workloads", required_argument, NULL, OPT_WORKLOADS },
 		{ "pin", required_argument, NULL, OPT_PIN },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "suite", required_argument, NULL, OPT_SUITE },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
 	int have_rounds = 0, have_dur = 0, quick = 0, c, i;
+	const char *wl_names[NR_WORKLOADS], *modes_arg = NULL;
 	uint64_t v;
 
 	*o = (struct bench_opts){ .rounds = BENCH_ROUNDS_DEFAULT,
 				  .duration_ms = BENCH_DURATION_DEFAULT_MS };
-	for (i = 0; i < NR_MODES; i++)
-		o->modes[i] = 1;
-	for (i = 0; i < (int)NR_WORKLOADS; i++)
+	for (i = 0; i < (int)NR_WORKLOADS; i++) {
 		o->workloads[i] = 1;
+		wl_names[i] = workloads[i].name;
+	}
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
@@ -1225,15 +2040,22 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 			quick = 1;
 			break;
 		case OPT_MODES:
-			if (parse_set(optarg, mode_at, NR_MODES, o->modes)) {
-				pr_warn("--modes: '%s': give a comma-separated "
-					"subset of plain,bare,sidelane\n",
+			/* checked against the suite, which may come after */
+			modes_arg = optarg;
+			break;
+		case OPT_SUITE:
+			for (i = 0; i < NR_SUITES; i++)
+				if (!strcmp(optarg, suites[i].name))
+					break;
+			if (i == NR_SUITES) {
+				pr_warn("--suite: '%s': give fastpath or sidecar\n",
 					optarg);
 				return -EINVAL;
 			}
+			o->suite = i;
 			break;
 		case OPT_WORKLOADS:
-			if (parse_set(optarg, workload_at, NR_WORKLOADS,
+			if (parse_set(optarg, wl_names, NR_WORKLOADS,
 				      o->workloads)) {
 				pr_warn("--workloads: '%s': give a comma-separated "
 					"subset of rr_64,rr_1k,rr_16k,stream_64k\n",
@@ -1270,6 +2092,8 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 		pr_warn("bench: unexpected argument '%s'\n", argv[optind]);
 		return -EINVAL;
 	}
+	if (parse_modes(modes_arg, o))
+		return -EINVAL;
 	if (o->pin && pick_cpus(o))
 		return -EINVAL;
 	if (quick && !have_rounds)
@@ -1280,6 +2104,22 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 }
 
 /* ---- the command ------------------------------------------------------- */
+
+/* Did one measurement of mode m take the path the mode stands for? */
+static int carried(enum mode m, const struct accel *a)
+{
+	switch (m) {
+	case MODE_BARE:
+	case MODE_SIDELANE:
+		return a->redirected > 0;
+	case MODE_SIDECAR:
+		return a->captured > 0;
+	case MODE_HAPROXY:
+		return a->served > 0;
+	default:
+		return 1;
+	}
+}
 
 static int run_rounds(const struct bench_opts *o, struct accel *acc,
 		      int *accel_ok)
@@ -1310,14 +2150,21 @@ static int run_rounds(const struct bench_opts *o, struct accel *acc,
 					*res(w, m, k, r) = meas.v[k];
 				acc[m].redirected += meas.accel.redirected;
 				acc[m].passed += meas.accel.passed;
-				pr_debug("%s %s: redirected %llu, passed %llu\n",
+				acc[m].inserted += meas.accel.inserted;
+				acc[m].fallback += meas.accel.fallback;
+				acc[m].captured += meas.accel.captured;
+				acc[m].served += meas.accel.served;
+				pr_debug("%s %s: redirected %llu, passed %llu, "
+					 "captured %llu, served %llu\n",
 					 mode_name[m], workloads[w].label,
 					 (unsigned long long)meas.accel.redirected,
-					 (unsigned long long)meas.accel.passed);
-				/* each measurement of an accelerated mode must
-				 * have been accelerated
+					 (unsigned long long)meas.accel.passed,
+					 (unsigned long long)meas.accel.captured,
+					 (unsigned long long)meas.accel.served);
+				/* each measurement of a mode must have taken
+				 * its path
 				 */
-				if (m != MODE_PLAIN && !meas.accel.redirected)
+				if (!carried(m, &meas.accel))
 					accel_ok[m] = 0;
 			}
 		}
@@ -1325,15 +2172,98 @@ static int run_rounds(const struct bench_opts *o, struct accel *acc,
 	return 0;
 }
 
+/* What the fastpath suite's redirect counters say; its exit code. */
+static int report_fastpath(const struct bench_opts *o, const struct accel *acc,
+			   const int *accel_ok)
+{
+	int m, ret = 0;
+
+	if (!o->json) {
+		printf("\n");
+		for (m = MODE_BARE; m <= MODE_SIDELANE; m++)
+			if (o->modes[m])
+				printf("%-8s redirected %llu messages, %llu on the "
+				       "normal path\n",
+				       mode_name[m],
+				       (unsigned long long)acc[m].redirected,
+				       (unsigned long long)acc[m].passed);
+	}
+	for (m = MODE_BARE; m <= MODE_SIDELANE; m++) {
+		if (o->modes[m] && acc[m].passed * 100 > acc[m].redirected)
+			pr_warn("%s: more than 1%% of the messages took the normal "
+				"path\n",
+				mode_name[m]);
+		if (!o->modes[m] || accel_ok[m])
+			continue;
+		pr_warn("%s: a measurement redirected no message: that mode "
+			"was not accelerated, its figures are plain TCP\n",
+			mode_name[m]);
+		ret = BENCH_EXIT_NOT_ACCEL;
+	}
+	return ret;
+}
+
+/* What capture, the fast path on the app <-> proxy hop and haproxy's
+ * session count say; the exit code.
+ */
+static int report_sidecar(const struct bench_opts *o, const struct accel *acc,
+			  const int *accel_ok)
+{
+	const struct accel *sl = &acc[MODE_SIDECAR];
+	char link[PATH_MAX + 32];
+	int ret = 0, side_sockops;
+
+	snprintf(link, sizeof(link), "%s/" SL_PIN_LINK_SOCKOPS_SIDECAR,
+		 bs.pin_root);
+	side_sockops = !access(link, F_OK);
+	if (!o->json && o->modes[MODE_SIDECAR]) {
+		printf("\nsidelane captured %llu connections to the upstream "
+		       "(capture reason \"captured\")\n",
+		       (unsigned long long)sl->captured);
+		printf("sidelane app <-> proxy hop: %llu sockets into the "
+		       "sockhash (sockops on the sidecar's cgroup: %s), %llu "
+		       "messages redirected, %llu on the normal path, %llu "
+		       "switches to TCP for a lagging reader\n",
+		       (unsigned long long)sl->inserted,
+		       side_sockops ? "yes" : "no",
+		       (unsigned long long)sl->redirected,
+		       (unsigned long long)sl->passed,
+		       (unsigned long long)sl->fallback);
+		if (!sl->redirected)
+			printf("  the hop was not accelerated: no message was "
+			       "redirected%s\n",
+			       side_sockops ? "" :
+					      " (the proxy's accepted socket is "
+					      "in the sidecar's cgroup, never "
+					      "in the sockhash)");
+	}
+	if (!o->json && o->modes[MODE_HAPROXY])
+		printf("haproxy served %llu connections (frontend sessions, "
+		       "stats socket)\n",
+		       (unsigned long long)acc[MODE_HAPROXY].served);
+	if (o->modes[MODE_SIDECAR] && !accel_ok[MODE_SIDECAR]) {
+		pr_warn("sidelane: a measurement's connection was not captured: "
+			"its figures are the direct path\n");
+		ret = BENCH_EXIT_NOT_ACCEL;
+	}
+	if (o->modes[MODE_HAPROXY] && !accel_ok[MODE_HAPROXY]) {
+		pr_warn("haproxy: a measurement's connection was not served by "
+			"haproxy\n");
+		ret = BENCH_EXIT_NOT_ACCEL;
+	}
+	return ret;
+}
+
 int cmd_bench(int argc, char **argv)
 {
-	struct sigaction sa = { .sa_handler = on_signal }, old_int, old_term;
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+	struct sigaction sa = { .sa_handler = on_signal }, old_sa[3];
 	struct accel acc[NR_MODES] = {};
-	int accel_ok[NR_MODES] = { 1, 1, 1 };
+	int accel_ok[NR_MODES];
 	static int atexit_done;
 	struct bench_opts o;
 	int err, inherited = 0, ret = 1, m;
-	size_t cap;
+	size_t cap, i;
 
 	bench_stop = 0;
 	err = parse_args(argc, argv, &o);
@@ -1349,8 +2279,10 @@ int cmd_bench(int argc, char **argv)
 		atexit_done = 1;
 	/* no SA_RESTART: a blocking wait returns EINTR and sees the flag */
 	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old_int);
-	sigaction(SIGTERM, &sa, &old_term);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, &old_sa[i]);
+	for (m = 0; m < NR_MODES; m++)
+		accel_ok[m] = 1;
 
 	res_rounds = o.rounds;
 	results = calloc((size_t)NR_WORKLOADS * NR_MODES * NR_METRICS * o.rounds,
@@ -1379,23 +2311,28 @@ int cmd_bench(int argc, char **argv)
 		goto out;
 	for (m = 0; m < NR_MODES && !inherited; m++)
 		if (o.modes[m])
-			inherited = inherited_sockops(bs.cgroup[m]);
+			inherited = inherited_sockops(bs.cgroup[mode_run[m].client]);
 	if (inherited < 0) {
 		pr_debug("query sockops programs: %s\n", strerror(-inherited));
 		inherited = 0;
 	}
-	if (inherited > 0)
+	if (inherited > 0) {
+		m = suites[o.suite].modes[0];
 		pr_warn("%d sockops program(s) inherited from an ancestor cgroup "
-			"of %s run in every mode: plain is not plain\n",
-			inherited, bs.cg_mount);
+			"of %s run in every mode: %s is not %s\n",
+			inherited, bs.cg_mount, mode_name[m], mode_name[m]);
+	}
 	if (o.modes[MODE_BARE] && (err = bare_attach()))
 		goto out;
 	if (o.modes[MODE_SIDELANE] && (err = sidelane_attach()))
 		goto out;
+	if (o.suite == SUITE_SIDECAR && (err = sidecar_setup(&o)))
+		goto interrupted;
 	pr_debug("cgroups under %s, pin root %s\n", bs.cg_mount, bs.pin_root);
 
 	err = run_rounds(&o, acc, accel_ok);
-	if (err == -EINTR) {
+interrupted:
+	if (err == -EINTR || bench_stop) {
 		pr_warn("interrupted; cleaning up\n");
 		ret = 130;
 		goto out;
@@ -1407,34 +2344,13 @@ int cmd_bench(int argc, char **argv)
 		print_json(&o, acc, accel_ok, inherited);
 	else
 		print_table(&o);
-	ret = 0;
-	if (!o.json) {
-		printf("\n");
-		for (m = MODE_BARE; m < NR_MODES; m++)
-			if (o.modes[m])
-				printf("%-8s redirected %llu messages, %llu on the "
-				       "normal path\n",
-				       mode_name[m],
-				       (unsigned long long)acc[m].redirected,
-				       (unsigned long long)acc[m].passed);
-	}
-	for (m = MODE_BARE; m < NR_MODES; m++) {
-		if (o.modes[m] && acc[m].passed * 100 > acc[m].redirected)
-			pr_warn("%s: more than 1%% of the messages took the normal "
-				"path\n",
-				mode_name[m]);
-		if (!o.modes[m] || accel_ok[m])
-			continue;
-		pr_warn("%s: a measurement redirected no message: that mode "
-			"was not accelerated, its figures are plain TCP\n",
-			mode_name[m]);
-		ret = BENCH_EXIT_NOT_ACCEL;
-	}
+	ret = o.suite == SUITE_FASTPATH ? report_fastpath(&o, acc, accel_ok) :
+					  report_sidecar(&o, acc, accel_ok);
 out:
 	bench_cleanup();
 	free(results);
 	results = NULL;
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &old_sa[i], NULL);
 	return ret;
 }

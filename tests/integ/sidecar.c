@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* Integration test (tests/integ): the whole sidecar path with the real
  * `sidelane run --config`. An unmodified client (curl, a Python socket
- * client) in the app's cgroup talks to servers on 198.18.77.2, the far end of
+ * client) in the app's cgroup talks to servers on 198.18.78.2, the far end of
  * a veth into a network namespace this test creates; capture hands the
  * connection to sidelane's proxy, which relays it. Nothing goes anywhere but
  * loopback and that namespace.
@@ -27,10 +27,10 @@
 #include "fastpath_user.h"
 #include "harness.h"
 
-#define NS_IP "198.18.77.2"
-#define HOST_IP "198.18.77.1"
-#define NS_IP6 "2001:db8:77::2"
-#define HOST_IP6 "2001:db8:77::1"
+#define NS_IP "198.18.78.2"
+#define HOST_IP "198.18.78.1"
+#define NS_IP6 "2001:db8:78::2"
+#define HOST_IP6 "2001:db8:78::1"
 #define HTTP_PORT 80
 #define ECHO_PORT 7
 
@@ -430,7 +430,7 @@ static void check_bypass(void)
 		{ "curl, dotted quad",
 		  { "curl", "-sS", "-m", "3", "http://" NS_IP ":8080/", NULL } },
 		{ "curl, the address as one decimal number",
-		  { "curl", "-sS", "-m", "3", "http://3323088130:8080/", NULL } },
+		  { "curl", "-sS", "-m", "3", "http://3323088386:8080/", NULL } },
 		{ "Python, v4-mapped IPv6 socket",
 		  { "python3", "-c",
 		    "import socket\n"
