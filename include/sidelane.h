@@ -20,6 +20,32 @@
 #define SL_MAP_SK_STATE "sl_sk_state"
 #define SL_MAP_SK_BY_KEY "sl_sk_by_key"
 #define SL_MAP_CONNECT_REASON "sl_connect_reason"
+
+/* Capture and policy maps (bpf/capture.bpf.c), pinned beside the above. */
+#define SL_MAP_POLICY_STATE "sl_policy_state"
+#define SL_MAP_POLICY_HITS "sl_policy_hits"
+#define SL_MAP_ORIG_BY_COOKIE "sl_orig_by_cookie"
+#define SL_MAP_ORIG_BY_ADDR "sl_orig_by_addr"
+#define SL_MAP_CAPTURE_CFG "sl_capture_cfg"
+#define SL_MAP_CAPTURE_STATS "sl_capture_stats"
+#define SL_MAP_CAPTURE_PORTS "sl_capture_ports"
+#define SL_MAP_CAP_INCL4 "sl_cap_incl4"
+#define SL_MAP_CAP_EXCL4 "sl_cap_excl4"
+#define SL_MAP_CAP_INCL6 "sl_cap_incl6"
+#define SL_MAP_CAP_EXCL6 "sl_cap_excl6"
+#define SL_MAP_POLICY4_0 "sl_policy4_0"
+#define SL_MAP_POLICY4_1 "sl_policy4_1"
+#define SL_MAP_POLICY6_0 "sl_policy6_0"
+#define SL_MAP_POLICY6_1 "sl_policy6_1"
+/* Capture links: connect4/6, getpeername4/6 and sockops on the app's
+ * cgroup, getsockopt (SO_ORIGINAL_DST) on the sidecar's.
+ */
+#define SL_PIN_LINK_CAPTURE_SOCKOPS "link_capture_sockops"
+#define SL_PIN_LINK_CONNECT4 "link_connect4"
+#define SL_PIN_LINK_CONNECT6 "link_connect6"
+#define SL_PIN_LINK_GETPEERNAME4 "link_getpeername4"
+#define SL_PIN_LINK_GETPEERNAME6 "link_getpeername6"
+#define SL_PIN_LINK_GETSOCKOPT "link_getsockopt"
 #define SL_MAP_EXCLUDED_PORTS "sl_excluded_ports"
 
 /* Links and programs pinned under the pin root, so the fast path outlives the

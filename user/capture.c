@@ -45,9 +45,9 @@ static const struct {
 	const char *pin;
 	int where;
 } cap_links[] = {
-	{ "link_connect4", ON_APP },	 { "link_connect6", ON_APP },
-	{ "link_getpeername4", ON_APP }, { "link_getpeername6", ON_APP },
-	{ "link_capture_sockops", ON_APP }, { "link_getsockopt", ON_SIDECAR },
+	{ SL_PIN_LINK_CONNECT4, ON_APP },	 { SL_PIN_LINK_CONNECT6, ON_APP },
+	{ SL_PIN_LINK_GETPEERNAME4, ON_APP }, { SL_PIN_LINK_GETPEERNAME6, ON_APP },
+	{ SL_PIN_LINK_CAPTURE_SOCKOPS, ON_APP }, { SL_PIN_LINK_GETSOCKOPT, ON_SIDECAR },
 };
 #define N_CAP_LINKS (sizeof(cap_links) / sizeof(cap_links[0]))
 
@@ -64,11 +64,11 @@ static struct bpf_program *cap_prog(struct capture_bpf *skel, size_t i)
 
 /* Map names of this object, for detach (the object is the authority). */
 static const char *const cap_maps[] = {
-	"sl_capture_cfg", "sl_capture_ports", "sl_cap_incl4",	"sl_cap_excl4",
-	"sl_cap_incl6",	  "sl_cap_excl6",     "sl_policy4_0",	"sl_policy4_1",
-	"sl_policy6_0",	  "sl_policy6_1",     "sl_policy_state", "sl_policy_hits",
-	"sl_orig_by_cookie", "sl_orig_by_addr", "sl_capture_stats",
-	"sl_connect_reason",
+	SL_MAP_CAPTURE_CFG, SL_MAP_CAPTURE_PORTS, SL_MAP_CAP_INCL4,	SL_MAP_CAP_EXCL4,
+	SL_MAP_CAP_INCL6,	  SL_MAP_CAP_EXCL6,     SL_MAP_POLICY4_0,	SL_MAP_POLICY4_1,
+	SL_MAP_POLICY6_0,	  SL_MAP_POLICY6_1,     SL_MAP_POLICY_STATE, SL_MAP_POLICY_HITS,
+	SL_MAP_ORIG_BY_COOKIE, SL_MAP_ORIG_BY_ADDR, SL_MAP_CAPTURE_STATS,
+	SL_MAP_CONNECT_REASON,
 };
 
 int sl_cap_detach(const char *pin_root)
@@ -204,11 +204,11 @@ static int apply_capture(const char *pin_root, const struct sl_config *cfg)
 	cc.outbound_port = endpoint_port(&cfg->capture.outbound);
 	cc.include_all_ports = !cfg->capture.n_include_ports;
 
-	err = cidr_trie_fill(pin_root, "sl_cap_incl4", "sl_cap_incl6",
+	err = cidr_trie_fill(pin_root, SL_MAP_CAP_INCL4, SL_MAP_CAP_INCL6,
 			     cfg->capture.include_cidrs,
 			     cfg->capture.n_include_cidrs);
 	if (!err)
-		err = cidr_trie_fill(pin_root, "sl_cap_excl4", "sl_cap_excl6",
+		err = cidr_trie_fill(pin_root, SL_MAP_CAP_EXCL4, SL_MAP_CAP_EXCL6,
 				     cfg->capture.exclude_cidrs,
 				     cfg->capture.n_exclude_cidrs);
 	if (err)
@@ -220,7 +220,7 @@ static int apply_capture(const char *pin_root, const struct sl_config *cfg)
 		      cfg->capture.n_include_ports);
 	set_port_bits(bits->exclude, cfg->capture.exclude_ports,
 		      cfg->capture.n_exclude_ports);
-	fd = map_fd(pin_root, "sl_capture_ports");
+	fd = map_fd(pin_root, SL_MAP_CAPTURE_PORTS);
 	if (fd < 0) {
 		err = fd;
 		goto out;
@@ -228,7 +228,7 @@ static int apply_capture(const char *pin_root, const struct sl_config *cfg)
 	err = bpf_map_update_elem(fd, &zero, bits, BPF_ANY) ? -errno : 0;
 	close(fd);
 	/* The switch goes last: capture starts with its settings in place. */
-	fd = map_fd(pin_root, "sl_capture_cfg");
+	fd = map_fd(pin_root, SL_MAP_CAPTURE_CFG);
 	if (!err && fd >= 0)
 		err = bpf_map_update_elem(fd, &zero, &cc, BPF_ANY) ? -errno : 0;
 	if (fd >= 0)
@@ -368,8 +368,8 @@ out:
 /* ---- policy ----------------------------------------------------------- */
 
 static const char *const policy_maps[2][2] = {
-	{ "sl_policy4_0", "sl_policy6_0" },
-	{ "sl_policy4_1", "sl_policy6_1" },
+	{ SL_MAP_POLICY4_0, SL_MAP_POLICY6_0 },
+	{ SL_MAP_POLICY4_1, SL_MAP_POLICY6_1 },
 };
 
 static void cidr_str(const struct sl_cidr *c, char *buf, size_t len)
@@ -463,7 +463,7 @@ int sl_policy_apply(const char *pin_root, const struct sl_policy *pol,
 	__u64 *zeros = NULL;
 	int ncpu = libbpf_num_possible_cpus();
 
-	st_fd = map_fd(pin_root, "sl_policy_state");
+	st_fd = map_fd(pin_root, SL_MAP_POLICY_STATE);
 	if (st_fd < 0)
 		return st_fd;
 	if (bpf_map_lookup_elem(st_fd, &zero, &ps)) {
@@ -473,7 +473,7 @@ int sl_policy_apply(const char *pin_root, const struct sl_policy *pol,
 	next = !(ps.gen & 1);
 	fd4 = map_fd(pin_root, policy_maps[next][0]);
 	fd6 = map_fd(pin_root, policy_maps[next][1]);
-	hits_fd = map_fd(pin_root, "sl_policy_hits");
+	hits_fd = map_fd(pin_root, SL_MAP_POLICY_HITS);
 	if (fd4 < 0 || fd6 < 0 || hits_fd < 0) {
 		ret = -ENOENT;
 		goto out;
@@ -577,7 +577,7 @@ int sl_policy_read(const char *pin_root, struct sl_policy *pol, int *configured,
 
 	memset(pol, 0, sizeof(*pol));
 	*n_hits = 0;
-	st_fd = map_fd(pin_root, "sl_policy_state");
+	st_fd = map_fd(pin_root, SL_MAP_POLICY_STATE);
 	if (st_fd < 0)
 		return st_fd;
 	if (bpf_map_lookup_elem(st_fd, &zero, &ps))
@@ -601,7 +601,7 @@ int sl_policy_read(const char *pin_root, struct sl_policy *pol, int *configured,
 		close(fd4);
 	if (fd6 >= 0)
 		close(fd6);
-	hits_fd = map_fd(pin_root, "sl_policy_hits");
+	hits_fd = map_fd(pin_root, SL_MAP_POLICY_HITS);
 	if (hits_fd < 0)
 		return 0;
 	while (*n_hits < max_hits && !bpf_map_get_next_key(hits_fd, prev, &key)) {
@@ -624,12 +624,12 @@ int sl_cap_status(const char *pin_root, struct sl_cap_status *st)
 	int fd;
 
 	memset(st, 0, sizeof(*st));
-	fd = sl_pin_open(pin_root, "link_connect4");
+	fd = sl_pin_open(pin_root, SL_PIN_LINK_CONNECT4);
 	if (fd < 0)
 		return fd;
 	st->attached = 1;
 	close(fd);
-	fd = sl_pin_open(pin_root, "link_getsockopt");
+	fd = sl_pin_open(pin_root, SL_PIN_LINK_GETSOCKOPT);
 	if (fd >= 0) {
 		if (!bpf_obj_get_info_by_fd(fd, &info, &len))
 			sl_cgroup_path_by_id(info.cgroup.cgroup_id,
@@ -637,17 +637,17 @@ int sl_cap_status(const char *pin_root, struct sl_cap_status *st)
 					     sizeof(st->sidecar_cgroup));
 		close(fd);
 	}
-	fd = sl_pin_open(pin_root, "sl_capture_cfg");
+	fd = sl_pin_open(pin_root, SL_MAP_CAPTURE_CFG);
 	if (fd >= 0) {
 		bpf_map_lookup_elem(fd, &zero, &st->cfg);
 		close(fd);
 	}
-	fd = sl_pin_open(pin_root, "sl_capture_stats");
+	fd = sl_pin_open(pin_root, SL_MAP_CAPTURE_STATS);
 	if (fd >= 0) {
 		sl_percpu_sum_u64(fd, 0, &st->stats, sizeof(st->stats));
 		close(fd);
 	}
-	fd = sl_pin_open(pin_root, "sl_orig_by_cookie");
+	fd = sl_pin_open(pin_root, SL_MAP_ORIG_BY_COOKIE);
 	if (fd >= 0) {
 		while (!bpf_map_get_next_key(fd, prev, &next)) {
 			key = next;
@@ -656,7 +656,7 @@ int sl_cap_status(const char *pin_root, struct sl_cap_status *st)
 		}
 		close(fd);
 	}
-	fd = sl_pin_open(pin_root, "sl_policy_state");
+	fd = sl_pin_open(pin_root, SL_MAP_POLICY_STATE);
 	if (fd >= 0) {
 		if (!bpf_map_lookup_elem(fd, &zero, &ps))
 			st->policy_configured = ps.configured;
@@ -684,7 +684,7 @@ int sl_policy_checker_open(const char *pin_root, struct sl_policy_checker *c)
 	int i;
 
 	memset(c, 0xff, sizeof(*c));
-	c->st_fd = map_fd(pin_root, "sl_policy_state");
+	c->st_fd = map_fd(pin_root, SL_MAP_POLICY_STATE);
 	for (i = 0; i < 4 && c->st_fd >= 0; i++)
 		c->trie_fd[i / 2][i % 2] =
 			map_fd(pin_root, policy_maps[i / 2][i % 2]);
@@ -751,7 +751,7 @@ int sl_policy_check(void *ctx, const struct sockaddr *dst, uint32_t *rule_id)
 
 int sl_cap_orig(const char *pin_root, uint64_t cookie, struct sl_orig *out)
 {
-	int fd = sl_pin_open(pin_root, "sl_orig_by_cookie"), err;
+	int fd = sl_pin_open(pin_root, SL_MAP_ORIG_BY_COOKIE), err;
 
 	if (fd < 0)
 		return fd;

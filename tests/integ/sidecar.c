@@ -195,7 +195,7 @@ static int start_sidelane(const char *sidecar_cgroup)
 	}
 	app.pins_made = true;
 	app.detached = false;
-	snprintf(link, sizeof(link), "%s/link_getsockopt", app.pin_root);
+	snprintf(link, sizeof(link), "%s/%s", app.pin_root, SL_PIN_LINK_GETSOCKOPT);
 	for (i = 0; i < 100; i++) {
 		if (!access(link, F_OK) && !wait_port_local())
 			return 0;
