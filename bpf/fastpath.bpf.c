@@ -87,6 +87,30 @@ static __always_inline int peer_on_this_host(const struct sl_sock_key *key)
 	return bpf_map_lookup_elem(&sl_local_addrs, key->remote_ip) != NULL;
 }
 
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
+/* sk_user_data of a sockmap socket is its psock, with flag bits in the low
+ * bits (SK_USER_DATA_NOCOPY | SK_USER_DATA_BPF | SK_USER_DATA_PSOCK).
+ */
+#define SL_SK_USER_DATA_PTRMASK (~7UL)
+
+/* Bytes redirected to this socket that its app has not read yet: its
+ * psock's msg_tot_len (Linux 6.15+, the FIONREAD fix; before, 0). Loads go
+ * through bpf_rdonly_cast(), so a socket just freed reads as zeroes.
+ */
+static __always_inline __u32 psock_backlog(struct tcp_sock *tp)
+{
+	struct sk_psock *psock;
+
+	if (!tp || !bpf_core_field_exists(struct sk_psock, msg_tot_len))
+		return 0;
+	psock = bpf_rdonly_cast(
+		(void *)((unsigned long)tp->inet_conn.icsk_inet.sk.sk_user_data &
+			 SL_SK_USER_DATA_PTRMASK),
+		bpf_core_type_id_kernel(struct sk_psock));
+	return psock ? psock->msg_tot_len : 0;
+}
+
 static __always_inline void on_established(struct bpf_sock_ops *skops,
 					   __u32 flags)
 {
@@ -97,6 +121,14 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 	__u64 cookie;
 
 	if (!cnt)
+		return;
+	/* A socket seen already: the same sockops program is attached to
+	 * nested cgroups (sidecar at pod level, app below) and runs once per
+	 * level. A record that was deleted at TCP_CLOSE (disconnect, then
+	 * connect again) lets a re-established socket start afresh.
+	 */
+	cookie = bpf_get_socket_cookie(skops);
+	if (bpf_map_lookup_elem(&sl_conns, &cookie))
 		return;
 	if (sl_key_own(skops, &conn.key))
 		return;
@@ -119,7 +151,6 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 	conn.key.netns_cookie = bpf_get_netns_cookie(skops);
 	conn.flags = flags | SL_CONN_F_IN_SOCKHASH;
 	conn.start_ns = bpf_ktime_get_ns();
-	cookie = bpf_get_socket_cookie(skops);
 
 	/* The record comes first: sk_msg needs it to keep the byte stream in
 	 * order (SL_CONN_F_PLAIN), so a socket without one stays off the fast path.
@@ -128,7 +159,11 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 		cnt->conn_map_full++;
 		return;
 	}
-	if (bpf_sock_hash_update(skops, &sl_sockhash, &conn.key, BPF_NOEXIST)) {
+	/* BPF_ANY: a key still held by a dead socket (reset, fd not closed yet)
+	 * is taken over by the new socket with the same 4-tuple; otherwise the
+	 * peer's messages would be redirected into the dead one.
+	 */
+	if (bpf_sock_hash_update(skops, &sl_sockhash, &conn.key, BPF_ANY)) {
 		cnt->sock_insert_failed++;
 		bpf_map_delete_elem(&sl_conns, &cookie);
 		return;
@@ -143,10 +178,18 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 	if (sk) {
 		struct sl_sk_state init = { .cookie = cookie };
 		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+		struct sl_sk_state *st;
 		__u64 addr = (__u64)tp;
 
-		bpf_sk_storage_get(&sl_sk_state, sk, &init,
-				   BPF_SK_STORAGE_GET_F_CREATE);
+		/* An existing storage (the socket connected before) is reset:
+		 * its cached peer belongs to the old connection.
+		 */
+		st = bpf_sk_storage_get(&sl_sk_state, sk, &init,
+					BPF_SK_STORAGE_GET_F_CREATE);
+		if (st) {
+			st->cookie = cookie;
+			st->peer_tp = 0;
+		}
 		if (tp)
 			bpf_map_update_elem(&sl_sk_by_key, &conn.key, &addr,
 					    BPF_ANY);
@@ -160,15 +203,22 @@ static __always_inline void on_close(struct bpf_sock_ops *skops)
 {
 	struct sl_counters *cnt;
 	struct sl_conn *conn;
+	struct bpf_sock *sk;
 	__u64 cookie;
 
-	/* The kernel already unlinks the socket from the sockhash when it goes to
-	 * TCP_CLOSE (sock_map_unhash); only our own entries need deleting.
+	/* Since Linux 6.4 sockmap no longer hooks unhash for TCP: a socket
+	 * leaves the sockhash at close() or destroy, not at TCP_CLOSE. Unlink it
+	 * here when nothing redirected to it is unread (dropping the psock
+	 * would discard that); otherwise it stays until close(), and a new
+	 * socket with the same 4-tuple takes its key over (BPF_ANY above).
 	 */
 	cookie = bpf_get_socket_cookie(skops);
 	conn = bpf_map_lookup_elem(&sl_conns, &cookie);
 	if (!conn)
 		return;
+	sk = skops->sk;
+	if (sk && !psock_backlog(bpf_skc_to_tcp_sock(sk)))
+		bpf_map_delete_elem(&sl_sockhash, &conn->key);
 	bpf_map_delete_elem(&sl_sk_by_key, &conn->key);
 	if (bpf_map_delete_elem(&sl_conns, &cookie))
 		return;
@@ -195,13 +245,6 @@ int sl_sockops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
-
-/* sk_user_data of a sockmap socket is its psock, with flag bits in the low
- * bits (SK_USER_DATA_NOCOPY | SK_USER_DATA_BPF | SK_USER_DATA_PSOCK).
- */
-#define SL_SK_USER_DATA_PTRMASK (~7UL)
-
 /* The peer's tcp_sock, looked up by key once and kept in our socket storage.
  * Every load through it goes via bpf_rdonly_cast(), so a peer that has just
  * been freed reads as zeroes instead of faulting (the redirect to it fails
@@ -220,22 +263,6 @@ peer_tcp_sock(struct sl_sk_state *st, const struct sl_sock_key *peer)
 	}
 	return bpf_rdonly_cast((void *)st->peer_tp,
 			       bpf_core_type_id_kernel(struct tcp_sock));
-}
-
-/* Bytes redirected to the peer that it has not read yet: its psock's
- * msg_tot_len (Linux 6.15+, the FIONREAD fix; before, 0: no bound).
- */
-static __always_inline __u32 peer_backlog(struct tcp_sock *peer)
-{
-	struct sk_psock *psock;
-
-	if (!peer || !bpf_core_field_exists(struct sk_psock, msg_tot_len))
-		return 0;
-	psock = bpf_rdonly_cast(
-		(void *)((unsigned long)peer->inet_conn.icsk_inet.sk.sk_user_data &
-			 SL_SK_USER_DATA_PTRMASK),
-		bpf_core_type_id_kernel(struct sk_psock));
-	return psock ? psock->msg_tot_len : 0;
 }
 
 /* The peer's app has read every byte we ever wrote: its copied_seq (in our
@@ -286,6 +313,18 @@ int sl_sk_msg(struct sk_msg_md *msg)
 	}
 	if (conn->flags & SL_CONN_F_PLAIN)
 		goto plain;
+	/* Bytes may have gone through TCP before the socket had its psock:
+	 * TCP Fast Open data in the SYN, or a send racing the insert. They sit
+	 * in the peer's sk_receive_queue, which the peer reads after the psock
+	 * queue: start behind the drain gate as if the backlog bound had hit.
+	 */
+	if (!(conn->flags & SL_CONN_F_SEEN)) {
+		struct tcp_sock *me = bpf_skc_to_tcp_sock(sk);
+
+		conn->flags |= SL_CONN_F_SEEN;
+		if (me && (me->bytes_sent || me->write_seq != me->snd_nxt))
+			conn->flags |= SL_CONN_F_BACKLOG;
+	}
 	/* After shutdown(SHUT_WR) a redirect would still deliver, after the FIN
 	 * the peer has seen; the plain path fails the send with EPIPE instead.
 	 */
@@ -302,7 +341,7 @@ int sl_sk_msg(struct sk_msg_md *msg)
 			goto plain;
 		conn->flags &= ~SL_CONN_F_BACKLOG;
 		cnt->backlog_resumed++;
-	} else if (peer_backlog(peer_tp) + size > SL_MAX_BACKLOG) {
+	} else if (psock_backlog(peer_tp) + size > SL_MAX_BACKLOG) {
 		conn->flags |= SL_CONN_F_BACKLOG;
 		cnt->backlog_fallback++;
 		goto plain;

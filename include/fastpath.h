@@ -44,6 +44,8 @@ struct sl_addr {
  * sk_receive_queue, and redirecting resumes only once TCP has nothing left.
  */
 #define SL_CONN_F_BACKLOG 0x8
+/* sk_msg has seen this socket's first message (see the TCP Fast Open check). */
+#define SL_CONN_F_SEEN 0x10
 
 /* Per-socket accounting record, keyed by socket cookie; created by sockops at
  * established, updated by sk_msg, deleted by sockops when the socket closes.

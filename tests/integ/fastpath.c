@@ -182,9 +182,11 @@ static void test_family(const struct th_env *env, const struct family *f,
 
 	snprintf(name, sizeof(name), "accel/%s: sl_conns redir_bytes = bytes sent",
 		 f->tag);
-	if (check_conn(env, name, cfd, SL_CONN_F_IN_SOCKHASH,
+	/* Both have sent: SEEN; neither went plain or behind the gate. */
+	if (check_conn(env, name, cfd, SL_CONN_F_IN_SOCKHASH | SL_CONN_F_SEEN,
 		       N_CLIENT_MSGS * CLIENT_MSG, N_CLIENT_MSGS, cgid) &&
-	    check_conn(env, name, sfd, SL_CONN_F_IN_SOCKHASH | SL_CONN_F_PASSIVE,
+	    check_conn(env, name, sfd,
+		       SL_CONN_F_IN_SOCKHASH | SL_CONN_F_PASSIVE | SL_CONN_F_SEEN,
 		       N_SERVER_MSGS * SERVER_MSG, N_SERVER_MSGS, cgid))
 		th_pass(name);
 
