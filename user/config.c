@@ -1238,6 +1238,15 @@ static int apply_capture(struct doc *d, const struct raw_capture *r,
 		err = get_endpoint(d, "capture.outbound", "capture",
 				   "outbound", r->outbound,
 				   &cfg->capture.outbound);
+	/* connect4 rewrites to an IPv4 address; IPv6 captures go to [::1] on
+	 * the same port. Said here, before anything is attached.
+	 */
+	if (!err && r->outbound &&
+	    cfg->capture.outbound.addr.ss_family != AF_INET)
+		err = fail_line(d, line_of(d, "capture.outbound"), "capture",
+				"outbound \"%s\" must be an IPv4 loopback address "
+				"(IPv6 captures go to [::1] on the same port)",
+				r->outbound);
 	if (!err && r->mark) {
 		err = get_num(d, "capture.mark", r->mark, 1, UINT32_MAX, 1, &mark);
 		if (!err)

@@ -238,8 +238,10 @@ static void *housekeeping(void *arg)
 }
 
 /* The cgroup the proxy runs in, where getsockopt answers SO_ORIGINAL_DST:
- * --sidecar-cgroup (joined), else our own. The root cgroup would answer for
- * every process of the host: -ENOENT then, and capture stays off.
+ * --sidecar-cgroup (joined), else our own. Returns 0, -errno (any problem
+ * with an explicit --sidecar-cgroup is fatal), or 1 when we run in the root
+ * cgroup, which would answer for every process of the host: capture stays
+ * off then.
  */
 static int sidecar_cgroup(const struct cli *cli, char *buf, size_t len)
 {
@@ -259,7 +261,7 @@ static int sidecar_cgroup(const struct cli *cli, char *buf, size_t len)
 	if (!err)
 		err = sl_cgroup2_mount(mnt, sizeof(mnt));
 	if (!err && !strcmp(buf, mnt))
-		return -ENOENT;
+		return 1;
 	return err;
 }
 
@@ -318,7 +320,7 @@ static int cmd_run(int argc, char **argv)
 	 * to the cgroup it was created in.
 	 */
 	err = sidecar_cgroup(&cli, side, sizeof(side));
-	if (err == -ENOENT) {
+	if (err == 1) {
 		if (cfg->capture.enabled)
 			pr_warn("capture off: sidelane runs in the root cgroup; give "
 				"--sidecar-cgroup (its own, not the app's) to capture. "

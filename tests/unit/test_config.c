@@ -353,6 +353,8 @@ static const struct bad_case bad_cases[] = {
 	  "4: capture.exclude_cidrs: bad cidr \"10.0.0.1/8\" (host bits set after the prefix length)" },
 	{ CONFIG, "capture:\n  outbound: 10.0.0.1:15001\n",
 	  "2: capture: outbound \"10.0.0.1:15001\" is not a loopback address" },
+	{ CONFIG, "capture:\n  outbound: \"[::1]:15001\"\n",
+	  "2: capture: outbound \"[::1]:15001\" must be an IPv4 loopback address" },
 	{ CONFIG, "capture:\n  outbound: localhost:15001\n",
 	  "2: capture: bad outbound \"localhost:15001\" (not a numeric IPv4 or [IPv6] address)" },
 	{ CONFIG, "proxy:\n  ambassadors:\n    - upstream: x:1\n      listen: 0.0.0.0:80\n",
