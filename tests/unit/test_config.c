@@ -147,7 +147,7 @@ static void full_file_loads(void **state)
 		"  exclude_ports: [5432, 6379]\n"
 		"capture:\n"
 		"  enabled: false\n"
-		"  outbound: \"[::1]:15002\"\n"
+		"  outbound: \"127.0.0.2:15002\"\n"
 		"  mark: 0x1234\n"
 		"  include_cidrs: [\"10.0.0.0/8\"]\n"
 		"  exclude_cidrs: [\"10.1.0.0/16\", \"::ffff:10.2.0.0/112\"]\n"
@@ -183,7 +183,7 @@ static void full_file_loads(void **state)
 	assert_int_equal(cfg->fastpath.n_exclude_ports, 2);
 	assert_int_equal(cfg->fastpath.exclude_ports[1], 6379);
 	assert_int_equal(cfg->capture.enabled, 0);
-	assert_endpoint(&cfg->capture.outbound, AF_INET6, "::1", 15002);
+	assert_endpoint(&cfg->capture.outbound, AF_INET, "127.0.0.2", 15002);
 	assert_int_equal(cfg->capture.mark, 0x1234);
 	assert_int_equal(cfg->capture.n_include_cidrs, 1);
 	assert_cidr(&cfg->capture.include_cidrs[0], AF_INET, "10.0.0.0", 8);
