@@ -16,19 +16,24 @@
 #define SL_POLICY_PER_PREFIX 8 /* rules sharing one prefix */
 #define SL_MAX_POLICY_PREFIXES 4096 /* per family and generation */
 #define SL_MAX_CAPTURE_CIDRS 256 /* per family, include and exclude each */
-#define SL_MAX_CAPTURED 65536 /* connections captured and not yet closed */
+#define SL_MAX_CAPTURED 65536 /* live captured connections user space indexes */
 #define SL_MAX_CONNECT_REASONS 65536 /* uncaptured connects remembered (LRU) */
 #define SL_PORT_WORDS (65536 / 64) /* one bit per port */
 
 /* sl_capture_cfg[0]: set by `sidelane run`, read at every connect(). */
 struct sl_capture_cfg {
 	__u32 enabled;
-	__u32 mark; /* SO_MARK of sidelane's own sockets: never captured */
+	__u32 mark; /* SO_MARK of sidelane's own sockets (see mark_exempts) */
 	__u8 outbound_ip4[16]; /* transparent listener for IPv4 (v4-mapped) */
 	__u8 outbound_ip6[16]; /* and for IPv6 */
 	__u16 outbound_port;
 	__u16 include_all_ports; /* 1: sl_capture_ports.include is ignored */
-	__u32 pad;
+	/* 1: the sidecar runs in the app's cgroup, so the connect hooks see
+	 * its upstream connects and the mark tells them apart. 0: the mark
+	 * is ignored (any app with CAP_NET_RAW can set SO_MARK; it must not
+	 * buy an exemption from capture).
+	 */
+	__u32 mark_exempts;
 };
 
 /* sl_capture_ports[0]: one bit per port. */
@@ -88,12 +93,17 @@ static __always_inline int sl_policy_match(const struct sl_policy_val *val,
 	return 0;
 }
 
-/* sl_policy_state[0]: which generation of tries is live. A reload fills the
- * other generation, then flips gen with one 4-byte write: a connect() sees
- * either the whole old rule set or the whole new one.
+/* sl_policy_state[0]: which generation of tries is live. gen is a counter
+ * and the live generation is gen & 1. A writer (one at a time: flock on the
+ * pin root, see sl_policy_apply) fills generation (gen + 1) & 1, then
+ * increments gen with one 4-byte write. A reader works like a seqcount:
+ * read gen, look up tries[gen & 1], read gen again; if it moved, the idle
+ * generation it read may have been refilled under it, so it retries once
+ * and then denies (fails closed). A connect() thus sees either the whole
+ * old rule set or the whole new one.
  */
 struct sl_policy_state {
-	__u32 gen; /* 0 or 1 */
+	__u32 gen; /* counter; live generation gen & 1 */
 	__u32 configured; /* 0: no policy loaded (default allow, said in status) */
 	__u32 default_action[2]; /* per generation */
 };
@@ -113,7 +123,7 @@ enum sl_capture_reason {
 	SL_CR_NOT_INCLUDED_PORT,
 	SL_CR_DISABLED, /* capture off: policy only */
 	SL_CR_NOT_TCP,
-	SL_CR_TABLE_FULL, /* no room to remember the original destination */
+	SL_CR_TABLE_FULL, /* no memory for the socket's capture record */
 	SL_CR_NR,
 };
 
@@ -125,15 +135,18 @@ struct sl_capture_stats {
 	__u64 peername_rewritten;
 };
 
-/* Original destination of a captured connection; keyed by the app socket's
- * cookie (sl_orig_by_cookie) from connect() on, and by the app socket's own
- * address (sl_orig_by_addr) from established on, which is what the sidecar's
- * accepted socket sees as its peer.
+/* Original destination of a captured connection. The authority is socket
+ * storage, freed with its socket: sl_cap_sk on the app socket from
+ * connect() on, sl_origdst_sk on the sidecar's accepted socket from its
+ * establishment on. In between, sl_orig_by_addr carries it from one to the
+ * other, keyed by the app socket's own address (the sidecar's peer).
+ * sl_orig_by_cookie indexes live ones (SYN sent, not closed) by cookie for
+ * `sidelane conns` and status only.
  */
 struct sl_orig {
 	__u8 ip[16];
 	__u16 port;
-	__u16 family; /* AF_INET or AF_INET6 as the app asked */
+	__u16 family; /* AF_INET or AF_INET6 as the app asked; 0: none */
 	__u32 rule_id; /* policy rule that allowed it, 0: default */
 	__u64 cookie; /* app socket */
 };

@@ -46,6 +46,10 @@
 #define SL_PIN_LINK_GETPEERNAME4 "link_getpeername4"
 #define SL_PIN_LINK_GETPEERNAME6 "link_getpeername6"
 #define SL_PIN_LINK_GETSOCKOPT "link_getsockopt"
+/* Capture's sockops on the sidecar's cgroup too (unless it is the app's):
+ * the original destination moves to the sidecar's accepted socket.
+ */
+#define SL_PIN_LINK_CAPTURE_SOCKOPS_SIDECAR "link_capture_sockops_sidecar"
 #define SL_MAP_EXCLUDED_PORTS "sl_excluded_ports"
 
 /* Links and programs pinned under the pin root, so the fast path outlives the

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -39,15 +40,23 @@ const char *const sl_capture_reason_name[SL_CR_NR] = {
 	[SL_CR_TABLE_FULL] = "table_full",
 };
 
-/* Links pinned under the pin root, and the cgroup each goes to. */
-enum { ON_APP, ON_SIDECAR };
+/* Links pinned under the pin root, and the cgroup each goes to.
+ * ON_SIDECAR_ONLY: not when the sidecar shares the app's cgroup, where the
+ * ON_APP link of the same program already runs (and a second link of one
+ * program to one cgroup is refused with EEXIST).
+ */
+enum { ON_APP, ON_SIDECAR, ON_SIDECAR_ONLY };
 static const struct {
 	const char *pin;
 	int where;
 } cap_links[] = {
-	{ SL_PIN_LINK_CONNECT4, ON_APP },	 { SL_PIN_LINK_CONNECT6, ON_APP },
-	{ SL_PIN_LINK_GETPEERNAME4, ON_APP }, { SL_PIN_LINK_GETPEERNAME6, ON_APP },
-	{ SL_PIN_LINK_CAPTURE_SOCKOPS, ON_APP }, { SL_PIN_LINK_GETSOCKOPT, ON_SIDECAR },
+	{ SL_PIN_LINK_CONNECT4, ON_APP },
+	{ SL_PIN_LINK_CONNECT6, ON_APP },
+	{ SL_PIN_LINK_GETPEERNAME4, ON_APP },
+	{ SL_PIN_LINK_GETPEERNAME6, ON_APP },
+	{ SL_PIN_LINK_CAPTURE_SOCKOPS, ON_APP },
+	{ SL_PIN_LINK_GETSOCKOPT, ON_SIDECAR },
+	{ SL_PIN_LINK_CAPTURE_SOCKOPS_SIDECAR, ON_SIDECAR_ONLY },
 };
 #define N_CAP_LINKS (sizeof(cap_links) / sizeof(cap_links[0]))
 
@@ -57,12 +66,17 @@ static struct bpf_program *cap_prog(struct capture_bpf *skel, size_t i)
 		skel->progs.sl_connect4,	skel->progs.sl_connect6,
 		skel->progs.sl_getpeername4,	skel->progs.sl_getpeername6,
 		skel->progs.sl_capture_sockops, skel->progs.sl_getsockopt,
+		skel->progs.sl_capture_sockops,
 	};
 
 	return progs[i];
 }
 
-/* Map names of this object, for detach (the object is the authority). */
+/* Map names of this object, for detach (the object is the authority). The
+ * socket storage maps (sl_cap_sk, sl_origdst_sk) are not pinned: user space
+ * can only read them through a socket of its own, and their programs hold
+ * them.
+ */
 static const char *const cap_maps[] = {
 	SL_MAP_CAPTURE_CFG, SL_MAP_CAPTURE_PORTS, SL_MAP_CAP_INCL4,	SL_MAP_CAP_EXCL4,
 	SL_MAP_CAP_INCL6,	  SL_MAP_CAP_EXCL6,     SL_MAP_POLICY4_0,	SL_MAP_POLICY4_1,
@@ -181,7 +195,8 @@ static uint16_t endpoint_port(const struct sl_endpoint *e)
 /* Write cfg->capture into the maps. The include list being empty means all
  * ports; the IPv6 listener is [::1] on the same port as the IPv4 one.
  */
-static int apply_capture(const char *pin_root, const struct sl_config *cfg)
+static int apply_capture(const char *pin_root, const struct sl_config *cfg,
+			 int same_cgroup)
 {
 	static const __u8 v6_loopback[16] = { [15] = 1 };
 	struct sl_port_bits *bits = NULL;
@@ -199,6 +214,7 @@ static int apply_capture(const char *pin_root, const struct sl_config *cfg)
 	}
 	cc.enabled = cfg->capture.enabled;
 	cc.mark = cfg->capture.mark;
+	cc.mark_exempts = same_cgroup;
 	endpoint_ip(&cfg->capture.outbound, cc.outbound_ip4);
 	memcpy(cc.outbound_ip6, v6_loopback, 16);
 	cc.outbound_port = endpoint_port(&cfg->capture.outbound);
@@ -291,8 +307,9 @@ int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 {
 	char app[PATH_MAX], side[PATH_MAX], path[PATH_MAX];
 	struct capture_bpf *skel = NULL;
+	uint64_t app_id, side_id = 0;
 	struct bpf_map *map;
-	int err, reuse, created;
+	int err, reuse, created, same;
 	size_t i;
 
 	err = sl_pin_root_ensure(pin_root, &created);
@@ -308,16 +325,28 @@ int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 		pr_warn("capture needs the sidecar's cgroup\n");
 		return -EINVAL;
 	}
-	if (!strcmp(app, side)) {
+	/* By id, not by path: two spellings can name one cgroup. */
+	err = sl_cgroup_id(app, &app_id);
+	if (!err && side[0])
+		err = sl_cgroup_id(side, &side_id);
+	if (err)
+		return err;
+	same = side[0] && app_id == side_id;
+	if (same) {
 		/* Then the proxy's own connects would be rewritten too; SO_MARK
-		 * would still save us, but say it: it is rarely meant.
+		 * saves us, and is honoured only in this case. Say it: it is
+		 * rarely meant, and any app process with CAP_NET_RAW can then
+		 * opt out of capture (not of policy) by setting the mark.
 		 */
 		pr_info("note: the sidecar shares the app's cgroup; its upstream "
 			"connects are told apart by SO_MARK only\n");
 	}
+#define LINK_SKIPPED(i)                                                        \
+	((cap_links[i].where != ON_APP && !side[0]) ||                         \
+	 (cap_links[i].where == ON_SIDECAR_ONLY && same))
 	/* All pinned: only the settings are (re)applied. */
 	for (reuse = 1, i = 0; i < N_CAP_LINKS && reuse; i++) {
-		if (cap_links[i].where == ON_SIDECAR && !side[0])
+		if (LINK_SKIPPED(i))
 			continue;
 		err = ensure_link(pin_root, NULL, cap_links[i].pin,
 				  cap_links[i].where == ON_APP ? app : side);
@@ -330,6 +359,8 @@ int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 		if (!skel)
 			return -errno;
 		bpf_object__for_each_map(map, skel->obj) {
+			if (bpf_map__type(map) == BPF_MAP_TYPE_SK_STORAGE)
+				continue;
 			err = sl_pin_path(path, sizeof(path), pin_root,
 					  bpf_map__name(map));
 			if (!err)
@@ -345,11 +376,24 @@ int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 		}
 	}
 	/* Settings before links: no connect is captured with half a config. */
-	err = apply_capture(pin_root, cfg);
+	err = apply_capture(pin_root, cfg, same);
+	/* On a restart the config's policy is the declared state and replaces
+	 * the live one; a config that declares none keeps the live rules
+	 * (edited with `sidelane policy`), and the log says which happened.
+	 */
 	if (!err && !reuse)
 		err = sl_policy_apply(pin_root, &cfg->policy, NULL, 0);
+	else if (!err && (cfg->policy.n_rules ||
+			  cfg->policy.default_action == SL_ACTION_DENY)) {
+		err = sl_policy_apply(pin_root, &cfg->policy, NULL, 0);
+		pr_info("policy: the config's %u rules replace the live ones\n",
+			cfg->policy.n_rules);
+	} else if (!err) {
+		pr_info("policy: the config declares none; the live rules stay "
+			"(`sidelane policy list`)\n");
+	}
 	for (i = 0; i < N_CAP_LINKS && !err && !reuse; i++)
-		if (cap_links[i].where == ON_APP || side[0])
+		if (!LINK_SKIPPED(i))
 			err = ensure_link(pin_root, cap_prog(skel, i),
 					  cap_links[i].pin,
 					  cap_links[i].where == ON_APP ? app : side);
@@ -363,6 +407,7 @@ out:
 		sl_cap_detach(pin_root);
 	capture_bpf__destroy(skel);
 	return err;
+#undef LINK_SKIPPED
 }
 
 /* ---- policy ----------------------------------------------------------- */
@@ -453,8 +498,51 @@ static int fill_generation(int fd4, int fd6, const struct sl_policy *pol,
 	return 0;
 }
 
+int sl_policy_lock(const char *pin_root)
+{
+	int fd = open(pin_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err;
+
+	if (fd < 0)
+		return -errno;
+	/* Blocking: a writer holds it for milliseconds, and polling with
+	 * LOCK_NB would let a busy writer starve the others. flock belongs to
+	 * the open file: the same process taking it again through another fd
+	 * waits for itself forever (see capture_user.h).
+	 */
+	while (flock(fd, LOCK_EX)) {
+		if (errno == EINTR)
+			continue;
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+void sl_policy_unlock(int lock)
+{
+	if (lock >= 0)
+		close(lock); /* drops the flock */
+}
+
 int sl_policy_apply(const char *pin_root, const struct sl_policy *pol,
 		    char *err, size_t errlen)
+{
+	int lock = sl_policy_lock(pin_root), ret;
+
+	if (lock < 0) {
+		if (err)
+			snprintf(err, errlen, "%s: policy lock: %s", pin_root,
+				 strerror(-lock));
+		return lock;
+	}
+	ret = sl_policy_apply_locked(pin_root, pol, err, errlen);
+	sl_policy_unlock(lock);
+	return ret;
+}
+
+int sl_policy_apply_locked(const char *pin_root, const struct sl_policy *pol,
+			   char *err, size_t errlen)
 {
 	int fd4 = -1, fd6 = -1, st_fd, hits_fd = -1, ret;
 	struct sl_policy_state ps = {};
@@ -470,7 +558,7 @@ int sl_policy_apply(const char *pin_root, const struct sl_policy *pol,
 		ret = -errno;
 		goto out;
 	}
-	next = !(ps.gen & 1);
+	next = (ps.gen + 1) & 1; /* idle: no reader trusts a lookup in it */
 	fd4 = map_fd(pin_root, policy_maps[next][0]);
 	fd6 = map_fd(pin_root, policy_maps[next][1]);
 	hits_fd = map_fd(pin_root, SL_MAP_POLICY_HITS);
@@ -495,7 +583,9 @@ int sl_policy_apply(const char *pin_root, const struct sl_policy *pol,
 		bpf_map_update_elem(hits_fd, &id, zeros, BPF_NOEXIST);
 	}
 	/* Two writes, so no reader pairs the new gen with an old default:
-	 * first the default of the generation not yet live, then the flip.
+	 * first the default of the generation not yet live, then the flip
+	 * (gen + 1: readers that started before it retry, see
+	 * struct sl_policy_state).
 	 */
 	ps.default_action[next] = pol->default_action == SL_ACTION_DENY ?
 					  SL_ACTION_DENY_V :
@@ -504,7 +594,7 @@ int sl_policy_apply(const char *pin_root, const struct sl_policy *pol,
 		ret = -errno;
 		goto out;
 	}
-	ps.gen = next;
+	ps.gen++;
 	/* An empty allow-all set is "no policy", and status says so. */
 	ps.configured = pol->n_rules || pol->default_action == SL_ACTION_DENY;
 	ret = bpf_map_update_elem(st_fd, &zero, &ps, BPF_ANY) ? -errno : 0;
@@ -649,6 +739,7 @@ int sl_cap_status(const char *pin_root, struct sl_cap_status *st)
 	}
 	fd = sl_pin_open(pin_root, SL_MAP_ORIG_BY_COOKIE);
 	if (fd >= 0) {
+		/* Sockets whose SYN went out and that have not closed. */
 		while (!bpf_map_get_next_key(fd, prev, &next)) {
 			key = next;
 			prev = &key;
@@ -699,12 +790,14 @@ int sl_policy_checker_open(const char *pin_root, struct sl_policy_checker *c)
 }
 
 /* Same decision as the connect hooks: v4-mapped judged as IPv4, the live
- * generation read once, sl_policy_match() on the longest prefix.
+ * generation read as a seqcount (see struct sl_policy_state),
+ * sl_policy_match() on the longest prefix. Fails closed: -EPERM when the
+ * state cannot be read or a reload overtook both attempts.
  */
 int sl_policy_check(void *ctx, const struct sockaddr *dst, uint32_t *rule_id)
 {
 	struct sl_policy_checker *c = ctx;
-	struct sl_policy_state ps = {};
+	struct sl_policy_state ps = {}, ps2 = {};
 	struct sl_policy_val val;
 	union {
 		struct sl_lpm4 k4;
@@ -712,13 +805,10 @@ int sl_policy_check(void *ctx, const struct sockaddr *dst, uint32_t *rule_id)
 	} k = {};
 	__u32 zero = 0, gen, id = 0;
 	__u8 ip[16];
-	int v4, action = 0, fam;
+	int v4, action = 0, fam, try;
 	uint16_t port;
 
 	*rule_id = 0;
-	if (bpf_map_lookup_elem(c->st_fd, &zero, &ps) || !ps.configured)
-		return 0;
-	gen = ps.gen & 1;
 	if (dst->sa_family == AF_INET) {
 		const struct sockaddr_in *s4 = (const void *)dst;
 
@@ -739,16 +829,32 @@ int sl_policy_check(void *ctx, const struct sockaddr *dst, uint32_t *rule_id)
 		k.k6.prefixlen = 128;
 		memcpy(k.k6.addr, ip, 16);
 	}
-	if (!bpf_map_lookup_elem(c->trie_fd[gen][fam], &k, &val))
-		action = sl_policy_match(&val, port, &id);
-	if (!action) {
-		action = ps.default_action[gen] ?: SL_ACTION_ALLOW_V;
+	for (try = 0; try < 2; try++) {
+		if (bpf_map_lookup_elem(c->st_fd, &zero, &ps))
+			return -EPERM;
+		if (!ps.configured)
+			return 0;
+		gen = ps.gen & 1;
+		action = 0;
 		id = 0;
+		if (!bpf_map_lookup_elem(c->trie_fd[gen][fam], &k, &val))
+			action = sl_policy_match(&val, port, &id);
+		if (!action) {
+			action = ps.default_action[gen] ?: SL_ACTION_ALLOW_V;
+			id = 0;
+		}
+		/* Each lookup is a syscall: the reads are ordered. */
+		if (bpf_map_lookup_elem(c->st_fd, &zero, &ps2))
+			return -EPERM;
+		if (ps2.gen == ps.gen) {
+			*rule_id = id;
+			return action == SL_ACTION_DENY_V ? -EPERM : 0;
+		}
 	}
-	*rule_id = id;
-	return action == SL_ACTION_DENY_V ? -EPERM : 0;
+	return -EPERM; /* two reloads overtook us: fail closed */
 }
 
+/* From the LRU index: a socket's storage cannot be read by cookie. */
 int sl_cap_orig(const char *pin_root, uint64_t cookie, struct sl_orig *out)
 {
 	int fd = sl_pin_open(pin_root, SL_MAP_ORIG_BY_COOKIE), err;

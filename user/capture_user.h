@@ -9,7 +9,9 @@
 #include "config.h"
 
 /* Attach capture to the app's cgroup (connect4/6, getpeername4/6, sockops)
- * and SO_ORIGINAL_DST to the sidecar's (getsockopt); pin under pin_root;
+ * and SO_ORIGINAL_DST to the sidecar's (getsockopt, and the same sockops,
+ * which hands the original destination to the accepted socket); pin under
+ * pin_root;
  * reuse what is pinned; apply cfg->capture and cfg->policy. sidecar_cgroup
  * NULL: policy only (cfg->capture.enabled must be 0). 0 or -errno.
  */
@@ -23,9 +25,21 @@ int sl_cap_detach(const char *pin_root);
 /* Replace the live rule set with pol in one step: the other generation of
  * tries is filled, then the live generation flips. On error the old rules
  * stay in force. err gets a reason. 0 or -errno.
+ * sl_policy_apply takes the writers' lock (sl_policy_lock) itself, so it must
+ * not be called while this process holds it: flock belongs to the open file,
+ * and a second open of the directory would wait on the first forever. A
+ * read-modify-apply (`policy add`) holds the lock across all three steps and
+ * calls sl_policy_apply_locked.
  */
 int sl_policy_apply(const char *pin_root, const struct sl_policy *pol,
 		    char *err, size_t errlen);
+int sl_policy_apply_locked(const char *pin_root, const struct sl_policy *pol,
+			   char *err, size_t errlen);
+/* The policy writers' lock: flock(LOCK_EX) on the pin root directory,
+ * waited for. Lock fd, or -errno.
+ */
+int sl_policy_lock(const char *pin_root);
+void sl_policy_unlock(int lock);
 /* Read the live rule set back (file order within a prefix), with hits. */
 struct sl_policy_hit {
 	uint32_t rule_id;
@@ -52,14 +66,19 @@ struct sl_cap_status {
 	char sidecar_cgroup[4096];
 	struct sl_capture_cfg cfg;
 	struct sl_capture_stats stats; /* summed over CPUs */
-	uint32_t captured_live; /* entries of sl_orig_by_cookie */
+	/* entries of sl_orig_by_cookie: captured sockets whose SYN went out
+	 * and that have not closed
+	 */
+	uint32_t captured_live;
 	int policy_configured;
 };
 int sl_cap_status(const char *pin_root, struct sl_cap_status *st);
 
 extern const char *const sl_capture_reason_name[SL_CR_NR];
 
-/* The capture record of an app socket, by cookie. 0, -ENOENT, or -errno. */
+/* The capture record of an app socket, by cookie, from the LRU index (a
+ * socket's storage cannot be read by cookie). 0, -ENOENT, or -errno.
+ */
 int sl_cap_orig(const char *pin_root, uint64_t cookie, struct sl_orig *out);
 
 #endif /* CAPTURE_USER_H */

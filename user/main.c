@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 #include "sidelane.h"
@@ -649,20 +648,6 @@ static int parse_rule_args(char **argv, int argc, struct sl_rule *r)
 	return 0;
 }
 
-/* Serialise read-modify-apply between concurrent `policy` commands. */
-static int lock_pin_root(const char *pin_root)
-{
-	int fd = open(pin_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd < 0)
-		return -errno;
-	if (flock(fd, LOCK_EX)) {
-		close(fd);
-		return -errno;
-	}
-	return fd;
-}
-
 static int cmd_policy(int argc, char **argv)
 {
 	static struct sl_policy pol;
@@ -689,7 +674,10 @@ static int cmd_policy(int argc, char **argv)
 		ret = policy_list(cli.pin_root, cli.json);
 		goto done;
 	}
-	lock = lock_pin_root(cli.pin_root);
+	/* The whole read-modify-apply holds the policy lock, so two
+	 * concurrent `policy add` cannot lose each other's rule.
+	 */
+	lock = sl_policy_lock(cli.pin_root);
 	if (lock < 0) {
 		fprintf(stderr, "sidelane policy: %s: %s (is sidelane running?)\n",
 			cli.pin_root, strerror(-lock));
@@ -744,7 +732,7 @@ static int cmd_policy(int argc, char **argv)
 	} else {
 		goto usage;
 	}
-	ret = sl_policy_apply(cli.pin_root, &pol, err, sizeof(err));
+	ret = sl_policy_apply_locked(cli.pin_root, &pol, err, sizeof(err));
 	if (ret)
 		fprintf(stderr, "sidelane policy %s: %s; the previous rules stay in force\n",
 			verb, err[0] ? err : strerror(-ret));
@@ -752,15 +740,15 @@ static int cmd_policy(int argc, char **argv)
 		pr_info("policy %s: %u rules in force\n", verb, pol.n_rules);
 done:
 	if (lock >= 0)
-		close(lock);
+		sl_policy_unlock(lock);
 	return ret ? 1 : 0;
 done_usage:
 	if (lock >= 0)
-		close(lock);
+		sl_policy_unlock(lock);
 	return EXIT_USAGE;
 usage:
 	if (lock >= 0)
-		close(lock);
+		sl_policy_unlock(lock);
 	fprintf(stderr,
 		"Usage: sidelane policy list [--json]\n"
 		"       sidelane policy load FILE\n"

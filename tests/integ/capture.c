@@ -39,6 +39,7 @@
 static struct th_env app, side;
 static int lis4 = -1, lis6 = -1;
 static uint16_t lport;
+static int app_mark; /* SO_MARK the app sets on its sockets, 0: none */
 
 /* What the app child saw for one connect. */
 struct app_res {
@@ -80,6 +81,18 @@ static void app_connect(const char *ip, uint16_t port, struct app_res *r)
 	memset(r, 0, sizeof(*r));
 	sockaddr_of(ip, port, &ss, &len);
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && app_mark) {
+		/* A connect that escaped capture would wait for a SYN-ACK from
+		 * nowhere: bound it (SO_SNDTIMEO bounds a blocking connect).
+		 */
+		struct timeval tv = { .tv_sec = 1 };
+
+		if (setsockopt(fd, SOL_SOCKET, SO_MARK, &app_mark, sizeof(app_mark)) ||
+		    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv))) {
+			r->connect_errno = errno;
+			goto out;
+		}
+	}
 	if (fd < 0 || connect(fd, (struct sockaddr *)&ss, len)) {
 		r->connect_errno = errno;
 		goto out;
@@ -239,7 +252,7 @@ static void make_config(struct sl_config *cfg)
 static void check_captured(const char *tag, const char *ip, uint16_t port,
 			   int lis, const char *want_orig, const char *want_peer)
 {
-	char name[128], orig[INET6_ADDRSTRLEN] = "";
+	char name[192], orig[INET6_ADDRSTRLEN] = "";
 	struct app_res r;
 	uint16_t oport = 0;
 	int err, aerr;
@@ -370,6 +383,104 @@ static void check_userspace_verdicts(void)
 		th_pass(name);
 }
 
+/* A checker that cannot read the policy state refuses (fails closed). */
+static void check_userspace_fail_closed(void)
+{
+	const char *name = "policy: the proxy's check refuses when it cannot read the state";
+	struct sl_policy_checker c;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	uint32_t rule;
+	int v;
+
+	memset(&c, 0xff, sizeof(c)); /* every fd -1 */
+	sockaddr_of(DST4, 8080, &ss, &len);
+	v = sl_policy_check(&c, (struct sockaddr *)&ss, &rule);
+	if (TH_CHECK(v == -EPERM, name, "verdict %d", v))
+		th_pass(name);
+}
+
+/* An app process that sets sidelane's own SO_MARK (CAP_NET_RAW suffices,
+ * and container runtimes grant it by default) is still judged by policy,
+ * and, the sidecar being in a cgroup of its own, still captured: the mark
+ * only exempts when the sidecar shares the app's cgroup.
+ */
+static void check_mark_no_bypass(void)
+{
+	app_mark = MARK;
+	check_denied("mark: an app socket with sidelane's SO_MARK", "198.18.99.1", 9090);
+	check_captured("mark: an app socket with sidelane's SO_MARK, sidecar in its own cgroup",
+		       DST4, 8082, lis4, DST4, DST4);
+	app_mark = 0;
+}
+
+/* Connects that fail after the connect hook but before the SYN: an
+ * IPV6_V6ONLY socket is rewritten to the v4-mapped listener and refused
+ * with ENETUNREACH. More of them than the old cookie table held: none may
+ * leave a record behind, and capture must go on.
+ */
+#define V6ONLY_FAILS (SL_MAX_CAPTURED + 64)
+
+static void check_failed_connects(void)
+{
+	const char *name = "capture: connects failing before the SYN leave no record";
+	struct sl_cap_status st0, st1;
+	int p[2], n[2] = { -1, -1 };
+	pid_t pid;
+
+	sl_cap_status(app.pin_root, &st0);
+	if (pipe(p)) {
+		th_fail(name, "pipe");
+		return;
+	}
+	pid = fork();
+	if (!pid) {
+		struct sockaddr_storage ss;
+		int res[2] = { 0, 0 }, i, fd, one = 1; /* ENETUNREACH, other */
+		socklen_t len;
+
+		close(p[0]);
+		if (th_enter(&app))
+			_exit(2);
+		sockaddr_of("::ffff:" DST4, 8083, &ss, &len);
+		for (i = 0; i < V6ONLY_FAILS; i++) {
+			fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			if (fd < 0 ||
+			    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one))) {
+				res[1]++;
+			} else if (connect(fd, (struct sockaddr *)&ss, len)) {
+				res[errno == ENETUNREACH ? 0 : 1]++;
+			} else {
+				res[1]++;
+			}
+			if (fd >= 0)
+				close(fd);
+		}
+		_exit(write(p[1], res, sizeof(res)) == sizeof(res) ? 0 : 3);
+	}
+	close(p[1]);
+	if (read(p[0], n, sizeof(n)) != sizeof(n))
+		n[0] = n[1] = -1;
+	close(p[0]);
+	th_wait(pid, 30000);
+	sl_cap_status(app.pin_root, &st1);
+	th_info("v6only: %d connects ENETUNREACH, %d otherwise; captured +%llu, "
+		"table_full +%llu, live records %u -> %u", n[0], n[1],
+		(unsigned long long)(st1.stats.reason[SL_CR_CAPTURED] -
+				     st0.stats.reason[SL_CR_CAPTURED]),
+		(unsigned long long)(st1.stats.reason[SL_CR_TABLE_FULL] -
+				     st0.stats.reason[SL_CR_TABLE_FULL]),
+		st0.captured_live, st1.captured_live);
+	if (TH_CHECK(n[0] == V6ONLY_FAILS, name, "see the line above") &&
+	    TH_CHECK(st1.stats.reason[SL_CR_TABLE_FULL] == st0.stats.reason[SL_CR_TABLE_FULL],
+		     name, "table_full grew") &&
+	    TH_CHECK(st1.captured_live <= st0.captured_live, name,
+		     "live records %u -> %u", st0.captured_live, st1.captured_live))
+		th_pass(name);
+	check_captured("still, after connects that failed before the SYN", DST4, 8084,
+		       lis4, DST4, DST4);
+}
+
 /* ---- policy reload under load ---------------------------------------- */
 
 #define HAMMER_CONNECTS 3000
@@ -395,41 +506,95 @@ struct hammer_res {
 	int x_refused, x_through, y_ok, y_refused, other;
 };
 
+#define FILLER_RULES 100
+
 /* Two rule sets that agree on X (denied) and Y (allowed) but say it through
  * different prefixes, ids and orders, so every swap rewrites the tries.
+ * Filler rules (10.k.v.0/24, never connected to) make each fill take long
+ * enough for two unserialised writers to overlap, as they could before
+ * sl_policy_apply took the lock.
  */
 static void policy_variant(struct sl_policy *pol, int v)
 {
+	char net[32];
+	unsigned int k;
+
 	memset(pol, 0, sizeof(*pol));
 	pol->default_action = SL_ACTION_ALLOW;
-	if (!v) {
-		pol->n_rules = 3;
-		set_rule(&pol->rules[0], 20, SL_ACTION_ALLOW, "198.18.50.0", 24, 0, 0);
-		set_rule(&pol->rules[1], 7, SL_ACTION_DENY, DENY_NET4, 24, 9090, 9090);
-		set_rule(&pol->rules[2], 8, SL_ACTION_DENY, DENY_NET6, 48, 0, 0);
-	} else {
-		pol->n_rules = 3;
-		set_rule(&pol->rules[0], 9, SL_ACTION_DENY, DENY_NET4, 25, 0, 0);
-		set_rule(&pol->rules[1], 30, SL_ACTION_DENY, "198.18.60.0", 24, 0, 0);
-		set_rule(&pol->rules[2], 31, SL_ACTION_ALLOW, "198.18.77.0", 24, 8080, 8080);
+	/* First in file order, so a refill puts X's prefix back last. */
+	for (k = 0; k < FILLER_RULES; k++) {
+		snprintf(net, sizeof(net), "10.%u.%d.0", k, v);
+		set_rule(&pol->rules[pol->n_rules++], 1000 + k,
+			 v ? SL_ACTION_ALLOW : SL_ACTION_DENY, net, 24, 0, 0);
 	}
+	if (!v) {
+		set_rule(&pol->rules[k++], 20, SL_ACTION_ALLOW, "198.18.50.0", 24, 0, 0);
+		set_rule(&pol->rules[k++], 7, SL_ACTION_DENY, DENY_NET4, 24, 9090, 9090);
+		set_rule(&pol->rules[k++], 8, SL_ACTION_DENY, DENY_NET6, 48, 0, 0);
+	} else {
+		set_rule(&pol->rules[k++], 9, SL_ACTION_DENY, DENY_NET4, 25, 0, 0);
+		set_rule(&pol->rules[k++], 30, SL_ACTION_DENY, "198.18.60.0", 24, 0, 0);
+		set_rule(&pol->rules[k++], 31, SL_ACTION_ALLOW, "198.18.77.0", 24, 8080, 8080);
+	}
+	pol->n_rules = k;
+}
+
+/* A second writer, as `sidelane policy` next to `sidelane run`: reloads
+ * until stop becomes readable, then writes its count there.
+ */
+static pid_t second_writer(int stop[2], int done[2])
+{
+	pid_t pid = fork();
+	struct sl_policy *pol;
+	char err[256];
+	int n = 0;
+
+	if (pid)
+		return pid;
+	close(stop[1]);
+	close(done[0]);
+	pol = calloc(1, sizeof(*pol));
+	for (;;) {
+		struct pollfd pfd = { .fd = stop[0], .events = POLLIN };
+
+		if (!pol || poll(&pfd, 1, 0) == 1)
+			break;
+		policy_variant(pol, n & 1);
+		if (sl_policy_apply(app.pin_root, pol, err, sizeof(err))) {
+			n = -1;
+			break;
+		}
+		n++;
+	}
+	_exit(write(done[1], &n, sizeof(n)) == sizeof(n) ? 0 : 3);
 }
 
 static void check_reload_under_load(void)
 {
-	const char *name = "policy/reload under load: no denied connect through, no allowed one refused";
+	const char *name = "policy/reload under load, two writers at once: no denied connect through, no allowed one refused";
 	struct sl_policy *pol = calloc(1, sizeof(*pol));
 	struct hammer_res r = {};
-	int p[2], reloads = 0, st;
+	int p[2], stop[2] = { -1, -1 }, done[2] = { -1, -1 };
+	int reloads = 0, reloads2 = -1, st;
 	char err[256] = "";
+	pid_t pid, wpid = -1;
 	pthread_t t;
-	pid_t pid;
 
 	if (!pol || pipe(p)) {
 		th_fail(name, "setup");
 		free(pol);
 		return;
 	}
+	if (pipe(stop) || pipe(done)) {
+		th_fail(name, "setup");
+		close(p[0]);
+		close(p[1]);
+		goto out_pipes;
+	}
+	wpid = second_writer(stop, done);
+	close(stop[0]);
+	close(done[1]);
+	stop[0] = done[1] = -1;
 	draining = 1;
 	pthread_create(&t, NULL, drain, &lis4);
 	pid = fork();
@@ -476,13 +641,18 @@ static void check_reload_under_load(void)
 	st = read(p[0], &r, sizeof(r)) == sizeof(r) ? 0 : -EIO;
 	close(p[0]);
 	th_wait(pid, 10000);
+	if (write(stop[1], "x", 1) != 1 ||
+	    read(done[0], &reloads2, sizeof(reloads2)) != sizeof(reloads2))
+		reloads2 = -1;
+	th_wait(wpid, 15000);
 	draining = 0;
 	pthread_join(t, NULL);
-	th_info("reload: %d reloads during %d connects: X refused %d through %d, "
-		"Y ok %d refused %d, other %d", reloads, HAMMER_CONNECTS,
+	th_info("reload: %d + %d reloads during %d connects: X refused %d through %d, "
+		"Y ok %d refused %d, other %d", reloads, reloads2, HAMMER_CONNECTS,
 		r.x_refused, r.x_through, r.y_ok, r.y_refused, r.other);
 	if (TH_CHECK(!st, name, "child") &&
-	    TH_CHECK(reloads >= 20, name, "only %d reloads overlapped", reloads) &&
+	    TH_CHECK(reloads >= 20 && reloads2 >= 20, name,
+		     "only %d + %d reloads overlapped", reloads, reloads2) &&
 	    TH_CHECK(!r.x_through && !r.y_refused && !r.other, name,
 		     "X through %d, Y refused %d, other errors %d", r.x_through,
 		     r.y_refused, r.other) &&
@@ -491,6 +661,15 @@ static void check_reload_under_load(void)
 	/* Back to the test's own rule set. */
 	make_config_policy(pol);
 	sl_policy_apply(app.pin_root, pol, err, sizeof(err));
+out_pipes:
+	if (stop[1] >= 0)
+		close(stop[1]);
+	if (done[0] >= 0)
+		close(done[0]);
+	if (stop[0] >= 0)
+		close(stop[0]);
+	if (done[1] >= 0)
+		close(done[1]);
 	free(pol);
 }
 
@@ -551,6 +730,9 @@ int main(void)
 		     "see the line above"))
 		th_pass("capture: counters by reason match what was done");
 	check_userspace_verdicts();
+	check_userspace_fail_closed();
+	check_mark_no_bypass();
+	check_failed_connects();
 	check_reload_under_load();
 	/* Every captured connection has closed: no record may remain. */
 	for (i = 0; i < 100 && sl_cap_status(app.pin_root, &st1) == 0 &&
