@@ -22,6 +22,8 @@
  *   shutdown close with FIN unless data would be lost. Closed connections are
  *   freed after the epoll batch, so later events of the batch never touch
  *   freed memory.
+ * - A side that resets does not take down what it sent before: the other
+ *   side still gets it, then the RST (conn_drain), as a direct peer would.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -36,12 +38,14 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/netfilter_ipv4.h> /* SO_ORIGINAL_DST */
 #include <linux/netfilter_ipv6/ip6_tables.h> /* IP6T_SO_ORIGINAL_DST */
+#include <linux/sockios.h> /* SIOCOUTQNSD */
 #include "log.h"
 #include "proxy.h"
 
@@ -103,8 +107,11 @@ struct sl_side {
 	int fd; /* -1 when not open */
 	uint32_t armed; /* events registered */
 	bool registered;
-	bool rd_eof; /* read returned 0 */
+	bool rd_eof; /* read returned 0, or nothing is left of a failed side */
+	bool fin; /* rd_eof from a FIN the peer sent before any failure */
 	bool wr_shut; /* we sent shutdown(SHUT_WR) */
+	bool lowat; /* TCP_NOTSENT_LOWAT 1: EPOLLOUT means "all sent" */
+	int err; /* it failed (RST, EPIPE, ...): the errno; out of epoll */
 	struct sl_conn *c;
 };
 
@@ -130,6 +137,7 @@ struct sl_conn {
 	unsigned int dst_i; /* next candidate of dst to try */
 	uint32_t rule_id; /* policy rule that denied it */
 	struct sl_resolve *res; /* pending resolution */
+	struct sl_side *failed; /* the side that failed first, or NULL */
 };
 
 struct sl_list {
@@ -398,6 +406,16 @@ static void count_close(struct sl_proxy *p, enum sl_close_reason reason)
 	STAT_ADD(p, closed[reason], 1);
 }
 
+/* After a failure, s already has its FIN (the failed side sent one first
+ * and we passed it on): a plain close lets s's kernel still deliver what
+ * it queued, and a later write of its peer gets the RST, as from a direct
+ * peer that closed. An RST now would throw the queued bytes away.
+ */
+static bool keeps_fin(const struct sl_conn *c, const struct sl_side *s)
+{
+	return c->failed && s != c->failed && s->wr_shut && !s->err;
+}
+
 static void conn_close(struct sl_proxy *p, struct sl_conn *c,
 		       enum sl_close_reason reason, const char *why)
 {
@@ -431,10 +449,11 @@ static void conn_close(struct sl_proxy *p, struct sl_conn *c,
 	 * stream for a complete one
 	 */
 	abort = reason != SL_CLOSE_DONE &&
-		(pending || (reason != SL_CLOSE_IDLE_TIMEOUT &&
-			     reason != SL_CLOSE_SHUTDOWN));
-	close_fd(c->app.fd, abort);
-	close_fd(c->up.fd, abort);
+		(c->failed || pending ||
+		 (reason != SL_CLOSE_IDLE_TIMEOUT &&
+		  reason != SL_CLOSE_SHUTDOWN));
+	close_fd(c->app.fd, abort && !keeps_fin(c, &c->app));
+	close_fd(c->up.fd, abort && !keeps_fin(c, &c->up));
 	c->app.fd = c->up.fd = -1;
 	if (c->res)
 		c->res->c = NULL; /* the resolver's answer will be dropped */
@@ -465,14 +484,17 @@ static void reap_dead(struct sl_proxy *p)
 	}
 }
 
-/* A side failed (RST, EPIPE, ...): the other side gets an RST too. */
-static void conn_reset(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s,
-		       int err)
+/* End a connection after c->failed failed, counted as a reset: RSTs both
+ * ways (but see keeps_fin). In relay, conn_drain() calls it once the other
+ * side has all the failed one sent.
+ */
+static void conn_reset(struct sl_proxy *p, struct sl_conn *c)
 {
+	struct sl_side *s = c->failed;
 	char why[128];
 
 	snprintf(why, sizeof(why), "%s: %s", s == &c->app ? "app" : "upstream",
-		 strerror(err));
+		 strerror(s->err));
 	conn_close(p, c, SL_CLOSE_RESET, why);
 }
 
@@ -494,22 +516,56 @@ static struct sl_buf *buf_to(struct sl_conn *c, struct sl_side *s)
 	return s == &c->app ? &c->to_app : &c->to_up;
 }
 
-/* Write what is waiting for s. 0, or -ECONNRESET when that ended the
- * connection (it is closed then: touch nothing of it).
+/* s failed (RST, EPIPE, ...). What was on its way to s is lost, as it would
+ * be on a direct connection. s leaves epoll (a reset socket is ready
+ * forever) and is only read from now on, for what its kernel still holds;
+ * conn_update() then drains all that s sent to the other side.
  */
-static int side_flush(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
+static void side_failed(struct sl_proxy *p, struct sl_conn *c,
+			struct sl_side *s, int err)
+{
+	struct sl_buf *b = buf_to(c, s);
+
+	if (s->err)
+		return;
+	s->err = err ? err : EIO;
+	if (!c->failed)
+		c->failed = s;
+	STAT_SUB(p, buffered, b->len);
+	b->len = b->head = 0;
+	if (s->registered)
+		epoll_ctl(p->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+	s->registered = false;
+}
+
+/* Has everything written to s left this host? Then an RST no longer throws
+ * any of it away (it follows the data on the wire).
+ */
+static bool side_sent(const struct sl_side *s)
+{
+	int unsent = 0;
+
+	return ioctl(s->fd, SIOCOUTQNSD, &unsent) || !unsent;
+}
+
+/* Write what is waiting for s; for a failed s, drop it. */
+static void side_flush(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
 {
 	struct sl_buf *b = buf_to(c, s);
 	ssize_t n;
 
 	if (!b->len || s->fd < 0 || c->state != ST_RELAY)
-		return 0;
+		return;
+	if (s->err) {
+		STAT_SUB(p, buffered, b->len);
+		b->len = b->head = 0;
+		return;
+	}
 	n = buf_write(b, s->fd);
 	if (n < 0) {
-		if (errno == EAGAIN || errno == EINTR)
-			return 0;
-		conn_reset(p, c, s, errno);
-		return -ECONNRESET;
+		if (errno != EAGAIN && errno != EINTR)
+			side_failed(p, c, s, errno);
+		return;
 	}
 	STAT_SUB(p, buffered, n);
 	if (s == &c->up) {
@@ -520,33 +576,82 @@ static int side_flush(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
 		STAT_ADD(p, bytes_down, n);
 	}
 	conn_touch(p, c);
-	return 0;
 }
 
 /* Read from s into the buffer towards the other side, then try to pass it
- * on at once (saves a wakeup). 0, or -ECONNRESET as side_flush.
+ * on at once (saves a wakeup). A failed s gives what its kernel kept, then
+ * ends.
  */
-static int side_fill(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
+static void side_fill(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
 {
 	struct sl_buf *b = buf_from(c, s);
+	struct sl_side *o = other(c, s);
 	ssize_t n;
 
 	if (s->rd_eof || b->len == b->size)
-		return 0; /* back-pressure: the kernel keeps it for now */
+		return; /* back-pressure: the kernel keeps it for now */
 	n = buf_read(b, s->fd);
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EINTR)
-			return 0;
-		conn_reset(p, c, s, errno);
-		return -ECONNRESET;
-	}
-	if (!n) {
+	if (n < 0 && (errno == EAGAIN || errno == EINTR) && !s->err)
+		return;
+	if (n <= 0) {
+		if (n < 0)
+			side_failed(p, c, s, errno);
+		else if (!s->err)
+			s->fin = true;
 		s->rd_eof = true;
-		return 0;
+		return;
 	}
 	STAT_ADD(p, buffered, n);
-	conn_touch(p, c);
-	return side_flush(p, c, other(c, s));
+	/* what goes nowhere (o failed) does not keep the connection alive */
+	if (!o->err)
+		conn_touch(p, c);
+	side_flush(p, c, o);
+}
+
+/* c->failed failed: the other side o gets what the failed one sent before
+ * (our buffer, then what its kernel kept), at o's pace, bounded by the idle
+ * timeout; then an RST that follows the data, as from a direct peer. If the
+ * failed side had sent a FIN, o gets that instead (see keeps_fin). What o
+ * sends meanwhile can go nowhere: read and dropped, so a peer that writes
+ * before it reads is not stuck.
+ */
+static void conn_drain(struct sl_proxy *p, struct sl_conn *c)
+{
+	struct sl_side *s = c->failed, *o = other(c, s);
+	struct sl_buf *b = buf_from(c, s);
+	uint32_t want = EPOLLOUT;
+	int one = 1;
+
+	/* one read per event, as everywhere: o's EPOLLOUT brings the next */
+	side_fill(p, c, s);
+	if (o->err || o->fd < 0) {
+		conn_reset(p, c);
+		return;
+	}
+	if (!b->len && s->rd_eof) {
+		if (s->fin && !o->wr_shut) {
+			if (shutdown(o->fd, SHUT_WR))
+				side_failed(p, c, o, errno);
+			o->wr_shut = true;
+		}
+		if (o->wr_shut || side_sent(o)) {
+			conn_reset(p, c);
+			return;
+		}
+		/* the last bytes wait in o's kernel (its peer's window is
+		 * shut): EPOLLOUT once they have all left, not before
+		 */
+		if (!o->lowat && setsockopt(o->fd, IPPROTO_TCP,
+					    TCP_NOTSENT_LOWAT, &one,
+					    sizeof(one))) {
+			conn_reset(p, c); /* no way to wait but spinning */
+			return;
+		}
+		o->lowat = true;
+	}
+	if (!o->rd_eof)
+		want |= EPOLLIN;
+	side_arm(p, o, want);
 }
 
 /* After any event: pass EOFs on, end a finished connection, re-arm. */
@@ -555,23 +660,31 @@ static void conn_update(struct sl_proxy *p, struct sl_conn *c)
 	struct sl_side *sides[2] = { &c->app, &c->up };
 	int i;
 
+	if (c->state == ST_DEAD)
+		return;
 	if (c->state == ST_RELAY) {
-		for (i = 0; i < 2; i++) {
+		for (i = 0; i < 2 && !c->failed; i++) {
 			struct sl_side *s = sides[i], *o = other(c, s);
 
 			/* s said EOF and all it sent is out: half-close o */
 			if (!s->rd_eof || buf_from(c, s)->len || o->wr_shut)
 				continue;
-			if (shutdown(o->fd, SHUT_WR)) {
-				conn_reset(p, c, o, errno);
-				return;
-			}
+			if (shutdown(o->fd, SHUT_WR))
+				side_failed(p, c, o, errno);
 			o->wr_shut = true;
+		}
+		if (c->failed) {
+			conn_drain(p, c);
+			return;
 		}
 		if (c->app.wr_shut && c->up.wr_shut) {
 			conn_close(p, c, SL_CLOSE_DONE, NULL);
 			return;
 		}
+	} else if (c->failed) {
+		/* nothing was relayed yet: nothing to deliver first */
+		conn_reset(p, c);
+		return;
 	}
 	for (i = 0; i < 2; i++) {
 		struct sl_side *s = sides[i];
@@ -595,8 +708,7 @@ static void conn_established(struct sl_proxy *p, struct sl_conn *c)
 	timer_set(p, c, T_IDLE);
 	set_nodelay(c->up.fd);
 	/* what the app sent while we connected goes out now */
-	if (side_flush(p, c, &c->up))
-		return;
+	side_flush(p, c, &c->up);
 	conn_update(p, c);
 }
 
@@ -676,8 +788,8 @@ static void side_event(struct sl_proxy *p, struct sl_side *s, uint32_t ev)
 {
 	struct sl_conn *c = s->c;
 
-	if (c->state == ST_DEAD)
-		return; /* closed earlier in this batch */
+	if (c->state == ST_DEAD || s->err)
+		return; /* closed, or failed, earlier in this batch */
 	if (s == &c->up && c->state == ST_CONNECTING) {
 		up_connected(p, c);
 		return;
@@ -685,15 +797,14 @@ static void side_event(struct sl_proxy *p, struct sl_side *s, uint32_t ev)
 	if (ev & EPOLLERR) {
 		int err = sock_error(s->fd);
 
-		if (err) {
-			conn_reset(p, c, s, err);
-			return;
-		}
+		/* what s sent before the error is still readable */
+		if (err)
+			side_failed(p, c, s, err);
 	}
-	if ((ev & EPOLLOUT) && side_flush(p, c, s))
-		return;
-	if ((ev & (EPOLLIN | EPOLLHUP)) && side_fill(p, c, s))
-		return;
+	if ((ev & EPOLLOUT) && !s->err)
+		side_flush(p, c, s);
+	if ((ev & (EPOLLIN | EPOLLHUP)) && !s->err)
+		side_fill(p, c, s);
 	conn_update(p, c);
 }
 

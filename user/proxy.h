@@ -20,7 +20,7 @@ enum sl_close_reason {
 	SL_CLOSE_CONNECT_FAILED,
 	SL_CLOSE_CONNECT_TIMEOUT,
 	SL_CLOSE_IDLE_TIMEOUT,
-	SL_CLOSE_RESET, /* a side reset; propagated as RST to the other */
+	SL_CLOSE_RESET, /* a side reset; the other gets what it sent, then RST */
 	SL_CLOSE_RESOLVE_FAILED,
 	SL_CLOSE_TOO_MANY,
 	SL_CLOSE_SHUTDOWN, /* proxy stopping */

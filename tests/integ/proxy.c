@@ -4,7 +4,8 @@
  * filled in here, ambassador listeners on free ports, upstream = a listener
  * of this test. Cases: byte-exact relay (SHA-256) 0 B .. 4 MiB both ways with
  * a 64 KiB and a 1000 B buffer, 256 concurrent connections, a name resolved
- * per connection, half-close both ways, RST both ways, back-pressure (the
+ * per connection, half-close both ways, RST both ways (also after data the
+ * proxy still holds: delivered, then the RST), back-pressure (the
  * writer blocks, the proxy holds at most its buffer), connect refused,
  * connect timeout (full backlog), idle timeout, max_conns, a transparent
  * accept without an original destination, and stop with open connections.
@@ -20,8 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <linux/sockios.h> /* SIOCOUTQ */
 #include <unistd.h>
 #include "log.h"
 #include "proxy.h"
@@ -36,6 +39,7 @@
 #define SMALL_BUF 1000 /* odd on purpose: ring wrap-around */
 #define T_CONNECT_MS 300 /* proxy "timeouts" */
 #define T_IDLE_MS 400
+#define SLOW_RCVBUF 4096 /* SO_RCVBUF of the rst-after-data readers */
 
 /* A proxy running in a thread. */
 struct tproxy {
@@ -49,6 +53,10 @@ struct tproxy {
 };
 
 static int up_lfd = -1, up_port; /* the upstream every ambassador uses */
+/* An upstream listener whose accepted sockets have a small receive buffer:
+ * what the proxy relays to them stays in the proxy, not in their kernel.
+ */
+static int slow_lfd = -1, slow_port;
 
 /* ---- helpers ---- */
 
@@ -643,6 +651,346 @@ static void test_reset(const struct tproxy *tp)
 	}
 }
 
+/* Client with a small receive buffer (set before connect, so the window
+ * it announces stays small) through port, and the accepted end from lfd.
+ */
+static int open_slow_pair(int port, int lfd, int *cfd, int *ufd)
+{
+	struct sockaddr_in in = { .sin_family = AF_INET,
+				  .sin_port = htons(port) };
+	int rcvbuf = SLOW_RCVBUF, c, u;
+
+	in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c < 0)
+		return -errno;
+	if (setsockopt(c, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) ||
+	    connect(c, (void *)&in, sizeof(in))) {
+		u = -errno;
+		close(c);
+		return u;
+	}
+	u = accept_to(lfd, 3000);
+	if (u < 0) {
+		close(c);
+		return u;
+	}
+	*cfd = c;
+	*ufd = u;
+	return 0;
+}
+
+/* Take what fd has now (non-blocking) into buf. 0, or -errno (-EPIPE on
+ * EOF, -E2BIG past cap).
+ */
+static int take(int fd, char *buf, size_t cap, size_t *len)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (*len == cap)
+			return -E2BIG;
+		n = recv(fd, buf + *len, cap - *len, MSG_DONTWAIT);
+		if (n < 0)
+			return errno == EAGAIN ? 0 : -errno;
+		if (!n)
+			return -EPIPE;
+		*len += n;
+	}
+}
+
+/* w sends all of tx and waits until the proxy's kernel has acked all of it
+ * (SIOCOUTQ 0): an RST from w can no longer discard any. r reads only when
+ * w is stuck, so the proxy holds as much as it can when the RST comes.
+ */
+static int send_acked(int w, const char *tx, size_t n, int r, char *rx,
+		      size_t cap, size_t *got, int ms)
+{
+	__u64 end = th_now_ms() + ms;
+	size_t off = 0, last_off = 0;
+	int outq = 0, last_outq = -1, err;
+
+	for (;;) {
+		ssize_t k = 0;
+
+		while (off < n && (k = send(w, tx + off, n - off,
+					    MSG_NOSIGNAL | MSG_DONTWAIT)) > 0)
+			off += k;
+		if (k < 0 && errno != EAGAIN)
+			return -errno;
+		if (ioctl(w, SIOCOUTQ, &outq))
+			return -errno;
+		if (off == n && !outq)
+			return 0;
+		if (th_now_ms() > end)
+			return -ETIMEDOUT;
+		if (off == last_off && outq == last_outq) {
+			/* no progress in 10 ms: the reader takes some */
+			err = take(r, rx, cap, got);
+			if (err)
+				return err;
+		}
+		last_off = off;
+		last_outq = outq;
+		usleep(10000);
+	}
+}
+
+/* The reader takes nothing: w sends from tx (cap bytes at most) until the
+ * whole path is full and nothing moves for 100 ms. *acked: what the proxy's
+ * kernel acked (sent less what w still holds), which an RST from w cannot
+ * take back.
+ */
+static int send_stuck(int w, const char *tx, size_t cap, size_t *acked,
+		      int ms)
+{
+	__u64 end = th_now_ms() + ms;
+	size_t off = 0;
+	int outq = 0, q, still = 0;
+
+	while (still < 10) {
+		ssize_t k = 0;
+		bool moved = false;
+
+		while (off < cap && (k = send(w, tx + off, cap - off,
+					      MSG_NOSIGNAL | MSG_DONTWAIT)) > 0) {
+			off += k;
+			moved = true;
+		}
+		if (k < 0 && errno != EAGAIN)
+			return -errno;
+		if (off == cap)
+			return -E2BIG;
+		if (ioctl(w, SIOCOUTQ, &q))
+			return -errno;
+		moved |= q != outq;
+		outq = q;
+		still = moved ? 0 : still + 1;
+		if (th_now_ms() > end)
+			return -ETIMEDOUT;
+		usleep(10000);
+	}
+	*acked = off - outq;
+	return 0;
+}
+
+/* Read into buf until the stream ends: 0 for EOF, -ECONNRESET for an RST,
+ * -ETIMEDOUT, -E2BIG past cap.
+ */
+static int read_to_end(int fd, char *buf, size_t cap, size_t *len, int ms)
+{
+	__u64 end = th_now_ms() + ms;
+	int err;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int left = (int)(end - th_now_ms());
+
+		if (left <= 0 || poll(&pfd, 1, left) <= 0)
+			return -ETIMEDOUT;
+		err = take(fd, buf, cap, len);
+		if (err)
+			return err == -EPIPE ? 0 : err;
+	}
+}
+
+#define RST_FILL 0 /* n for rst_after_data: as much as the path holds */
+#define RST_FILL_MAX (48 * MiB)
+
+/* One side writes n bytes, the proxy holds what the small-window reader
+ * has no room for, then the writer resets (SO_LINGER 0, with unread data
+ * too): like on a direct connection the reader gets all n bytes, then
+ * ECONNRESET. up: the client writes and resets, else the upstream does.
+ * amb -1: a direct connection, what the proxy has to look like. n
+ * RST_FILL: the reader takes nothing until the writer is stuck (the proxy's
+ * buffer and its kernel's queues both ways full), then gets every byte the
+ * proxy's side acked. fin: the writer sends a FIN before the RST; then the
+ * reader's stream ends with EOF, as it does on a direct connection.
+ */
+static void rst_after_data(const struct tproxy *tp, int amb, bool up, size_t n,
+			   bool fin)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	size_t txlen = n == RST_FILL ? RST_FILL_MAX : n;
+	size_t cap = txlen + 64 * KiB, got = 0;
+	char *tx = malloc(txlen), *rx = malloc(cap), name[160], size[32],
+	     junk[1000];
+	struct sl_proxy_stats base;
+	int cfd = -1, ufd = -1, w, r, err, end, k;
+
+	if (n == RST_FILL)
+		snprintf(size, sizeof(size), "until stuck");
+	else
+		snprintf(size, sizeof(size), "%zu B", n);
+	snprintf(name, sizeof(name),
+		 "rst after data/%s%s writes %s%s then resets -> %s reads "
+		 "them all, then %s",
+		 amb < 0 ? "direct, no proxy/" : "", up ? "client" : "upstream",
+		 size, fin ? ", FIN," : "", up ? "upstream" : "client",
+		 fin ? "EOF" : "ECONNRESET");
+	if (!tx || !rx) {
+		th_fail(name, "out of memory");
+		goto out;
+	}
+	th_fill(tx, txlen, txlen + up);
+	tp_stats(tp, &base);
+	err = open_slow_pair(amb < 0 ? slow_port : amb_port(tp, amb), slow_lfd,
+			     &cfd, &ufd);
+	if (err) {
+		th_fail(name, "open: %s", strerror(-err));
+		goto out;
+	}
+	w = up ? cfd : ufd;
+	r = up ? ufd : cfd;
+	/* the reader sends what the writer leaves unread (a 413 with the
+	 * request body unread, say): its close resets even without linger
+	 */
+	memset(junk, 'j', sizeof(junk));
+	if (send(r, junk, sizeof(junk), MSG_NOSIGNAL) != sizeof(junk)) {
+		th_fail(name, "send: %s", strerror(errno));
+		goto out;
+	}
+	{
+		struct pollfd pfd = { .fd = w, .events = POLLIN };
+
+		if (!TH_CHECK(poll(&pfd, 1, IO_MS) == 1, name,
+			      "the writer did not get the reader's bytes"))
+			goto out;
+	}
+	if (n == RST_FILL)
+		err = send_stuck(w, tx, txlen, &n, IO_MS);
+	else
+		err = send_acked(w, tx, n, r, rx, cap, &got, IO_MS);
+	if (!err && fin && shutdown(w, SHUT_WR))
+		err = -errno;
+	for (k = 0; !err && fin; k++) { /* until the FIN is acked */
+		int outq = 1;
+
+		if (ioctl(w, SIOCOUTQ, &outq))
+			err = -errno;
+		else if (!outq)
+			break;
+		else if (k == IO_MS / 2)
+			err = -ETIMEDOUT;
+		usleep(2000);
+	}
+	if (!TH_CHECK(!err, name, "writing (reader had %zu B): %s", got,
+		      strerror(-err)))
+		goto out;
+	th_info("%s: %zu B acked, reader had %zu B when the writer reset", name,
+		n, got);
+	setsockopt(w, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(w);
+	if (up)
+		cfd = -1;
+	else
+		ufd = -1;
+	/* the proxy sees the RST at once; the reader makes room only after
+	 * that, so what the proxy holds then is what is at stake
+	 */
+	usleep(50000);
+	end = read_to_end(r, rx, cap, &got, IO_MS);
+	if (TH_CHECK(got == n && !memcmp(rx, tx, n), name,
+		     "reader got %zu B of %zu%s, then %s", got, n,
+		     got == n ? " (bytes differ)" : "", end_str(end)) &&
+	    TH_CHECK(end == (fin ? 0 : -ECONNRESET), name,
+		     "after the data: %s", end_str(end)) &&
+	    TH_CHECK(amb < 0 || wait_closed(tp, &base, SL_CLOSE_RESET, 1, 2000),
+		     name, "proxy did not count a reset"))
+		th_pass(name);
+out:
+	if (cfd >= 0)
+		close(cfd);
+	if (ufd >= 0)
+		close(ufd);
+	free(tx);
+	free(rx);
+}
+
+static void test_reset_after_data(const struct tproxy *tp, int amb,
+				  unsigned int bufsz)
+{
+	const size_t sizes[] = { 1, 50 * KiB, bufsz, 4 * bufsz, RST_FILL };
+	size_t i;
+	int up;
+
+	/* the kernel's own behaviour first: the expectation below */
+	rst_after_data(tp, -1, false, 50 * KiB, false);
+	rst_after_data(tp, -1, true, 50 * KiB, false);
+	rst_after_data(tp, -1, false, RST_FILL, false);
+	rst_after_data(tp, -1, false, 50 * KiB, true);
+	for (up = 0; up < 2; up++)
+		for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+			rst_after_data(tp, amb, up, sizes[i], false);
+	rst_after_data(tp, amb, false, 50 * KiB, true);
+}
+
+static __u64 cpu_ms(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000ULL +
+	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+}
+
+/* The upstream writes and resets, the client never reads: the proxy waits
+ * for it without spinning, until the idle timeout ends the connection
+ * with an RST (the client must not take the cut stream for a whole one).
+ */
+static void test_drain_idle(const struct tproxy *tp)
+{
+	const char *name = "rst after data/client never reads: idle timeout, "
+			   "no spinning, RST";
+	size_t n = 50 * KiB, cap = n + 64 * KiB, got = 0;
+	char *tx = malloc(n), *rx = malloc(cap);
+	struct sl_proxy_stats base;
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	int cfd = -1, ufd = -1, err, end, ms, cpu;
+	__u64 t0, c0;
+
+	if (!tx || !rx) {
+		th_fail(name, "out of memory");
+		goto out;
+	}
+	th_fill(tx, n, 5);
+	tp_stats(tp, &base);
+	err = open_slow_pair(amb_port(tp, 0), up_lfd, &cfd, &ufd);
+	if (!err)
+		err = send_acked(ufd, tx, n, cfd, rx, cap, &got, IO_MS);
+	if (!TH_CHECK(!err && !got, name, "setup: %s (client read %zu B)",
+		      strerror(-err), got))
+		goto out;
+	t0 = th_now_ms();
+	c0 = cpu_ms();
+	setsockopt(ufd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(ufd);
+	ufd = -1;
+	err = !wait_closed(tp, &base, SL_CLOSE_IDLE_TIMEOUT, 1,
+			   T_IDLE_MS + 2000);
+	ms = (int)(th_now_ms() - t0);
+	cpu = (int)(cpu_ms() - c0);
+	th_info("drain: ended after %d ms, %d ms CPU meanwhile", ms, cpu);
+	if (!TH_CHECK(!err, name, "not closed as idle-timeout") ||
+	    !TH_CHECK(ms >= T_IDLE_MS - 50, name,
+		      "closed after %d ms, idle timeout %d", ms, T_IDLE_MS) ||
+	    !TH_CHECK(cpu < ms / 4, name, "%d ms CPU in %d ms: spinning", cpu,
+		      ms))
+		goto out;
+	end = read_to_end(cfd, rx, cap, &got, IO_MS);
+	if (TH_CHECK(end == -ECONNRESET && got < n && !memcmp(rx, tx, got),
+		     name, "client read %zu B of %zu, then %s", got, n,
+		     end_str(end)))
+		th_pass(name);
+out:
+	if (cfd >= 0)
+		close(cfd);
+	if (ufd >= 0)
+		close(ufd);
+	free(tx);
+	free(rx);
+}
+
 /* The upstream does not read: the client's writes must block once the
  * kernel buffers and the proxy's one buffer are full; the proxy holds at
  * most buffer_bytes. Then the upstream reads everything, byte-exact.
@@ -864,6 +1212,7 @@ static void run_main(int closed_port)
 	cfg_amb(cfg, "localhost", up_port); /* per-connection resolution */
 	cfg_amb(cfg, "127.0.0.1", closed_port);
 	cfg_amb(cfg, "no-such-host.invalid", up_port);
+	cfg_amb(cfg, "127.0.0.1", slow_port);
 	err = tp_start(&tp, "main", cfg);
 	if (!TH_CHECK(!err, "main proxy: start", "%s", strerror(-err))) {
 		free(cfg);
@@ -878,6 +1227,7 @@ static void run_main(int closed_port)
 		   "resolver/upstream \"localhost\", 20 connections");
 	test_half_close(&tp);
 	test_reset(&tp);
+	test_reset_after_data(&tp, 4, 64 * KiB);
 	expect_refused(&tp, amb_port(&tp, 2), SL_CLOSE_CONNECT_FAILED, 0, 1000,
 		       "connect failed/closed port: client closed at once");
 	expect_refused(&tp, amb_port(&tp, 3), SL_CLOSE_RESOLVE_FAILED, 0, 3000,
@@ -965,6 +1315,7 @@ static void run_timeouts(void)
 		       T_CONNECT_MS - 50, T_CONNECT_MS + 600,
 		       "connect timeout/full backlog");
 	test_idle(&tp);
+	test_drain_idle(&tp);
 	tp_free(&tp);
 out:
 	free(cfg);
@@ -1052,9 +1403,18 @@ int main(void)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	up_lfd = th_listen("127.0.0.1", 1024, &up_port);
+	slow_lfd = th_listen("127.0.0.1", 16, &slow_port);
 	closed_port = free_port();
-	if (up_lfd < 0 || closed_port < 0) {
-		th_fail("setup/upstream listener", "%s", strerror(-up_lfd));
+	if (slow_lfd >= 0) { /* inherited by the accepted sockets */
+		int rcvbuf = SLOW_RCVBUF;
+
+		setsockopt(slow_lfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
+			   sizeof(rcvbuf));
+	}
+	if (up_lfd < 0 || slow_lfd < 0 || closed_port < 0) {
+		th_fail("setup/upstream listener", "%s",
+			strerror(up_lfd < 0 ? -up_lfd : slow_lfd < 0 ? -slow_lfd :
+								 -closed_port));
 		return th_summary();
 	}
 	run_main(closed_port);
@@ -1063,6 +1423,7 @@ int main(void)
 	run_limits();
 	run_transparent();
 	th_watchdog(0, NULL);
+	close(slow_lfd);
 	close(up_lfd);
 	return th_summary();
 }
