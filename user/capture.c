@@ -305,10 +305,9 @@ static int ensure_link(const char *pin_root, struct bpf_program *prog,
 int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 		  const char *sidecar_cgroup, const struct sl_config *cfg)
 {
-	char app[PATH_MAX], side[PATH_MAX], path[PATH_MAX];
+	char app[PATH_MAX], side[PATH_MAX];
 	struct capture_bpf *skel = NULL;
 	uint64_t app_id, side_id = 0;
-	struct bpf_map *map;
 	int err, reuse, created, same;
 	size_t i;
 
@@ -358,16 +357,9 @@ int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 		skel = capture_bpf__open();
 		if (!skel)
 			return -errno;
-		bpf_object__for_each_map(map, skel->obj) {
-			if (bpf_map__type(map) == BPF_MAP_TYPE_SK_STORAGE)
-				continue;
-			err = sl_pin_path(path, sizeof(path), pin_root,
-					  bpf_map__name(map));
-			if (!err)
-				err = bpf_map__set_pin_path(map, path);
-			if (err)
-				goto out;
-		}
+		err = sl_obj_pin_maps(skel->obj, pin_root, 1);
+		if (err)
+			goto out;
 		err = capture_bpf__load(skel);
 		if (err) {
 			pr_warn("loading the capture programs failed: %s\n",

@@ -429,13 +429,33 @@ out:
 	return err;
 }
 
+int sl_obj_pin_maps(struct bpf_object *obj, const char *pin_root,
+		    int skip_sk_storage)
+{
+	char path[PATH_MAX];
+	struct bpf_map *map;
+	int err;
+
+	bpf_object__for_each_map(map, obj) {
+		if (skip_sk_storage &&
+		    bpf_map__type(map) == BPF_MAP_TYPE_SK_STORAGE)
+			continue;
+		err = sl_pin_path(path, sizeof(path), pin_root,
+				  bpf_map__name(map));
+		if (!err)
+			err = bpf_map__set_pin_path(map, path);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 int sl_fp_attach(const struct sl_fp_opts *opts)
 {
 	const char *pin_root = opts->pin_root ?: SL_PIN_ROOT_DEFAULT;
 	char cgpath[PATH_MAX], path[PATH_MAX];
 	struct fastpath_bpf *skel = NULL;
 	struct bpf_link *link = NULL;
-	struct bpf_map *map;
 	int cg_fd = -1, created = 0, err;
 	uint64_t cgid;
 
@@ -469,17 +489,9 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 		pr_warn("cannot open the BPF object: %s\n", strerror(-err));
 		return err;
 	}
-	/* Maps pinned by name: libbpf reuses pinned maps whose definition
-	 * matches (counters survive a restart) and pins new ones.
-	 */
-	bpf_object__for_each_map(map, skel->obj) {
-		err = sl_pin_path(path, sizeof(path), pin_root,
-				  bpf_map__name(map));
-		if (!err)
-			err = bpf_map__set_pin_path(map, path);
-		if (err)
-			goto out;
-	}
+	err = sl_obj_pin_maps(skel->obj, pin_root, 0);
+	if (err)
+		goto out;
 	if (!backlog_supported())
 		pr_warn("this kernel's psock has no msg_tot_len (before 6.15): "
 			"a slow reader's backlog is not bounded\n");

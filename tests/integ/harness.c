@@ -872,3 +872,35 @@ void th_fill(void *buf, size_t len, __u64 seed)
 		p[i] = x >> ((i & 7) * 8);
 	}
 }
+
+int th_run(struct th_env *env, int (*prep)(void), char *const argv[], char *out,
+	   size_t len, int timeout_ms)
+{
+	size_t got = 0;
+	int p[2];
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe(p))
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (!pid) {
+		dup2(p[1], 1);
+		dup2(p[1], 2);
+		close(p[0]);
+		if (prep && prep())
+			_exit(125);
+		if (env && th_enter(env))
+			_exit(126);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(p[1]);
+	while (got + 1 < len && (n = read(p[0], out + got, len - got - 1)) > 0)
+		got += n;
+	out[got] = '\0';
+	close(p[0]);
+	return th_wait(pid, timeout_ms);
+}

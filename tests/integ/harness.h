@@ -50,6 +50,13 @@ int th_leave(struct th_env *env);
 int th_counters(const struct th_env *env, struct sl_counters *out);
 int th_map_entries(const struct th_env *env, const char *map_name);
 
+/* Run argv (PATH searched) in env's cgroup (NULL: ours), after prep() in the
+ * child if given (non-zero: exit 125); its stdout and stderr into out.
+ * Exit status, or -errno / -ETIMEDOUT after timeout_ms.
+ */
+int th_run(struct th_env *env, int (*prep)(void), char *const argv[], char *out,
+	   size_t len, int timeout_ms);
+
 /* Wait for a child up to timeout_ms; kill it after. Exit status, or -ETIMEDOUT. */
 int th_wait(pid_t pid, int timeout_ms);
 

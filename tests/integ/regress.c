@@ -52,40 +52,21 @@ static const char tfo_py[] =
 	"    c.close(); s.close()\n"
 	"print('reordered', bad)\n";
 
-/* Run python3 -c script in env's cgroup (in a new network namespace with
- * TCP Fast Open on, if tfo); its stdout into out. Exit status or -errno.
+/* A network namespace of its own with TCP Fast Open on (client and server):
+ * net.ipv4.tcp_fastopen is per namespace, the host's stays as it is.
  */
+static int tfo_netns(void)
+{
+	return unshare(CLONE_NEWNET) ||
+	       system("ip link set lo up && sysctl -qw net.ipv4.tcp_fastopen=3");
+}
+
 static int run_py(struct th_env *env, const char *script, int tfo, char *out,
 		  size_t len)
 {
-	size_t got = 0;
-	int p[2], st;
-	ssize_t n;
-	pid_t pid;
+	char *argv[] = { "python3", "-c", (char *)script, NULL };
 
-	if (pipe(p))
-		return -errno;
-	pid = fork();
-	if (!pid) {
-		dup2(p[1], 1);
-		dup2(p[1], 2);
-		close(p[0]);
-		if (tfo && (unshare(CLONE_NEWNET) ||
-			    system("ip link set lo up && "
-				   "sysctl -qw net.ipv4.tcp_fastopen=3")))
-			_exit(125);
-		if (th_enter(env))
-			_exit(126);
-		execlp("python3", "python3", "-c", script, (char *)NULL);
-		_exit(127);
-	}
-	close(p[1]);
-	while (got + 1 < len && (n = read(p[0], out + got, len - got - 1)) > 0)
-		got += n;
-	out[got] = '\0';
-	close(p[0]);
-	st = th_wait(pid, 30000);
-	return st;
+	return th_run(env, tfo ? tfo_netns : NULL, argv, out, len, 30000);
 }
 
 static void run_mode(bool accelerated)

@@ -267,35 +267,9 @@ static int start_sidelane(const char *sidecar_cgroup)
 	return -ETIMEDOUT;
 }
 
-/* Run argv in env's cgroup (NULL: ours); its stdout+stderr into out. Exit
- * status, or -errno.
- */
 static int run_in(struct th_env *env, char *const argv[], char *out, size_t len)
 {
-	int p[2], st = -1;
-	size_t got = 0;
-	ssize_t n;
-	pid_t pid;
-
-	if (pipe(p))
-		return -errno;
-	pid = fork();
-	if (!pid) {
-		dup2(p[1], 1);
-		dup2(p[1], 2);
-		close(p[0]);
-		if (env && th_enter(env))
-			_exit(126);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	close(p[1]);
-	while (got + 1 < len && (n = read(p[0], out + got, len - got - 1)) > 0)
-		got += n;
-	out[got] = '\0';
-	close(p[0]);
-	st = th_wait(pid, 20000);
-	return st;
+	return th_run(env, NULL, argv, out, len, 20000);
 }
 
 static void check_curl_url(const char *name, const char *url, const char *ip)
