@@ -24,6 +24,24 @@
  * Threads: one thread drives a given connection. sl_tls_reload(), new
  * connections and sl_tls_stats() may run on different threads (a mutex
  * guards the current material and the session cache; counters are atomic).
+ *
+ * Driving it from the proxy's epoll loop (not wired in yet):
+ *   accept/connect, O_NONBLOCK -> sl_tls_conn_new(ctx, fd, role, key) and a
+ *   handshake deadline. Until sl_tls_established(): on each event call
+ *   sl_tls_handshake(); WANT_READ/WANT_WRITE arm EPOLLIN/EPOLLOUT; ERROR
+ *   tears down (already logged and counted); past the deadline call
+ *   sl_tls_handshake_timeout() and tear down; once OK, judge
+ *   sl_tls_peer_id() with sl_id_policy_check(). Then the read and write
+ *   directions each keep their own want, the epoll interest being both:
+ *   read while the buffer has room (OK: append, loop; EOF: half-close the
+ *   other side; WANT_x: stop, arm x), and when the buffer is full but
+ *   sl_tls_pending() is true, read again as soon as room frees (no EPOLLIN
+ *   will come for those bytes); write while data is buffered, retrying after
+ *   a WANT_x with the same front bytes. The other side's FIN with our buffer
+ *   drained: sl_tls_shutdown(). Teardown: sl_tls_conn_free(), then close the
+ *   fd. Rotation: sl_tls_reload() on SIGHUP or a timer.
+ * Note a TLS 1.3 client learns that the server refused its certificate only
+ * at its first read (ERROR), after its handshake already returned OK.
  */
 #ifndef TLS_H
 #define TLS_H
