@@ -216,8 +216,12 @@ static __always_inline void on_close(struct bpf_sock_ops *skops)
 	conn = bpf_map_lookup_elem(&sl_conns, &cookie);
 	if (!conn)
 		return;
+	/* Without msg_tot_len (before 6.15) unread data cannot be seen: the
+	 * entry is then left for close() to remove, never dropped here.
+	 */
 	sk = skops->sk;
-	if (sk && !psock_backlog(bpf_skc_to_tcp_sock(sk)))
+	if (sk && bpf_core_field_exists(struct sk_psock, msg_tot_len) &&
+	    !psock_backlog(bpf_skc_to_tcp_sock(sk)))
 		bpf_map_delete_elem(&sl_sockhash, &conn->key);
 	bpf_map_delete_elem(&sl_sk_by_key, &conn->key);
 	if (bpf_map_delete_elem(&sl_conns, &cookie))

@@ -330,14 +330,21 @@ int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 		err = sl_cgroup_id(side, &side_id);
 	if (err)
 		return err;
-	same = side[0] && app_id == side_id;
+	/* The connect hooks also run for every cgroup below the app's: a
+	 * sidecar there (app cgroup = the pod, sidecar container under it) is
+	 * as exposed as one in the same cgroup, and needs the mark as much.
+	 * realpath()ed by sl_cgroup_resolve, so a prefix test is exact.
+	 */
+	same = side[0] && (app_id == side_id ||
+			   (!strncmp(side, app, strlen(app)) &&
+			    side[strlen(app)] == '/'));
 	if (same) {
 		/* Then the proxy's own connects would be rewritten too; SO_MARK
 		 * saves us, and is honoured only in this case. Say it: it is
 		 * rarely meant, and any app process with CAP_NET_RAW can then
 		 * opt out of capture (not of policy) by setting the mark.
 		 */
-		pr_info("note: the sidecar shares the app's cgroup; its upstream "
+		pr_info("note: the sidecar is in (or under) the app's cgroup; its upstream "
 			"connects are told apart by SO_MARK only\n");
 	}
 #define LINK_SKIPPED(i)                                                        \

@@ -538,8 +538,10 @@ static void side_failed(struct sl_proxy *p, struct sl_conn *c,
 	s->registered = false;
 }
 
-/* Has everything written to s left this host? Then an RST no longer throws
- * any of it away (it follows the data on the wire).
+/* Has everything written to s been sent (SIOCOUTQNSD == 0)? Then an RST no
+ * longer throws away bytes still queued. Sent is not acknowledged: on a
+ * lossy path a tail in the retransmit queue can still be lost to the RST
+ * (the loopback and veth hops sidelane serves do not lose segments).
  */
 static bool side_sent(const struct sl_side *s)
 {

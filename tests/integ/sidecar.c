@@ -702,7 +702,7 @@ int main(void)
 	static const size_t sizes[] = { 1, 65536, 1 << 20, 4 << 20 };
 	struct sl_cap_status cs0, cs1;
 	struct sl_counters fp0, fp1;
-	char cfgtext[512];
+	char cfgtext[512], child[PATH_MAX] = "";
 	size_t i;
 	int err;
 
@@ -792,8 +792,33 @@ int main(void)
 			     "sidecar_own did not grow"))
 			th_pass("sidecar: loop avoidance: the upstream connect was seen and left alone");
 	}
+	/* Nested: the sidecar's cgroup below the app's (a pod cgroup with the
+	 * sidecar container under it). The app's connect hooks run for it too.
+	 */
+	stop_sidelane();
+	if (snprintf(child, sizeof(child), "%s/sidecar", app.cgroup) < (int)sizeof(child) &&
+	    !mkdir(child, 0755)) {
+		err = start_sidelane(child);
+		if (TH_CHECK(!err, "sidecar: loop avoidance: sidelane in a cgroup below the app's",
+			     "start")) {
+			sl_cap_status(app.pin_root, &cs0);
+			check_curl("sidecar: loop avoidance: proxy below the app's cgroup reaches the upstream");
+			sl_cap_status(app.pin_root, &cs1);
+			if (TH_CHECK(cs1.stats.reason[SL_CR_CAPTURED] - cs0.stats.reason[SL_CR_CAPTURED] == 1 &&
+				     cs1.stats.reason[SL_CR_SIDECAR_OWN] > cs0.stats.reason[SL_CR_SIDECAR_OWN],
+				     "sidecar: loop avoidance: below the app's cgroup, one capture, no loop",
+				     "captured +%llu sidecar_own +%llu",
+				     (unsigned long long)(cs1.stats.reason[SL_CR_CAPTURED] - cs0.stats.reason[SL_CR_CAPTURED]),
+				     (unsigned long long)(cs1.stats.reason[SL_CR_SIDECAR_OWN] - cs0.stats.reason[SL_CR_SIDECAR_OWN])))
+				th_pass("sidecar: loop avoidance: below the app's cgroup, one capture, no loop");
+		}
+		stop_sidelane();
+		rmdir(child);
+	}
 out:
 	stop_sidelane();
+	if (child[0])
+		rmdir(child);
 	ns_teardown();
 	th_env_teardown(&side);
 	err = th_env_teardown(&app);
