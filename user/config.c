@@ -31,6 +31,7 @@
 #include <cyaml/cyaml.h>
 #include <yaml.h>
 #include "config.h"
+#include "tls.h"
 #include "util.h"
 
 const char sl_config_default_yaml[] =
@@ -98,6 +99,77 @@ const char sl_config_default_yaml[] =
 	"  #     - listen: \"127.0.0.1:6379\"       # required; loopback only\n"
 	"  #       upstream: \"redis.example:6379\" # required; host:port or [v6]:port\n"
 	"  ambassadors: []\n"
+	"\n"
+	"# Mutual TLS between sidecars (OpenSSL 3). Off while cert, key and ca are\n"
+	"# empty; give all three or none. The files are watched: a rotated\n"
+	"# certificate is used for new connections, established ones keep theirs,\n"
+	"# and a bad new file is refused (logged) while the old material stays.\n"
+	"tls:\n"
+	"  # PEM certificate chain, leaf first; its URI SAN is our SPIFFE ID\n"
+	"  # (spiffe://trust-domain/path).\n"
+	"  cert: \"\"\n"
+	"  # PEM private key of the leaf (unencrypted).\n"
+	"  key: \"\"\n"
+	"  # PEM bundle of the CAs that sign peers' certificates.\n"
+	"  ca: \"\"\n"
+	"  # Peers must be in this trust domain; \"\": the one of our certificate.\n"
+	"  trust_domain: \"\"\n"
+	"  # Lowest TLS version: \"1.3\" or \"1.2\" (ECDHE + AEAD suites only).\n"
+	"  min_version: \"1.3\"\n"
+	"  # ALPN protocols offered to peers / accepted from them, in order of\n"
+	"  # preference, e.g. \"h2,http/1.1\"; \"\": none.\n"
+	"  alpn: \"\"\n"
+	"  # A TLS handshake must complete within this (1..600000).\n"
+	"  handshake_timeout_ms: 10000\n"
+	"  # How often the three files are checked for a change (100..3600000);\n"
+	"  # SIGHUP checks at once.\n"
+	"  reload_interval_ms: 2000\n"
+	"  # Destinations whose sidecar speaks mutual TLS: what the proxy connects\n"
+	"  # to there (captured or an ambassador's upstream) is sent over TLS. e.g.\n"
+	"  #   mesh:\n"
+	"  #     - cidr: 10.0.0.0/8                 # required\n"
+	"  #       ports: [\"8080\"]                 # optional; none: every port\n"
+	"  #       # optional: the server's SPIFFE ID must match one (exact,\n"
+	"  #       # \"spiffe://td/ns/b/*\" for anything below, or \"*\"); none:\n"
+	"  #       # any identity of the trust domain. At most 8.\n"
+	"  #       identities: [\"spiffe://example.org/ns/b/*\"]\n"
+	"  mesh: []\n"
+	"\n"
+	"# Inbound capture: connections arriving from the network for the app's\n"
+	"# ports go to the sidecar's inbound listener (no iptables), which\n"
+	"# terminates mutual TLS when tls is configured (plaintext is then refused)\n"
+	"# and relays to the app on loopback, through the fast path.\n"
+	"inbound:\n"
+	"  enabled: false\n"
+	"  # The inbound listener.\n"
+	"  listen: \"0.0.0.0:15006\"\n"
+	"  # auto: an sk_lookup program on the network namespace steers the\n"
+	"  #   ports below to the listener, where the kernel allows it; else\n"
+	"  #   listener mode (said in the log and `status`).\n"
+	"  # sk_lookup: that, or refuse to start.\n"
+	"  # listener: no steering; peers dial `listen` and everything goes to\n"
+	"  #   app_port.\n"
+	"  mode: auto\n"
+	"  # App ports whose connections are steered (port ranges).\n"
+	"  ports: []\n"
+	"  # Ports never steered, even inside ports.\n"
+	"  exclude_ports: []\n"
+	"  # Listener mode: the app port connections to `listen` are relayed to\n"
+	"  # (required there); with sk_lookup the port the peer dialed is used.\n"
+	"  app_port: 0\n"
+	"  # With sk_lookup and no sidecar listener (sidecar down): false refuses\n"
+	"  # the connection (the app is never reached unauthenticated), true lets\n"
+	"  # it reach the app directly.\n"
+	"  fail_open: false\n"
+	"  # Identity policy (tls only), once per connection after the handshake:\n"
+	"  # the first rule whose ports hold the app port and whose id matches the\n"
+	"  # client's SPIFFE ID decides; none: `default`. e.g.\n"
+	"  #   identities:\n"
+	"  #     - id: \"spiffe://example.org/ns/a/*\"  # required; exact, prefix, *\n"
+	"  #       action: allow                      # required; allow or deny\n"
+	"  #       ports: [\"8080\"]                    # optional; none: every port\n"
+	"  default: allow\n"
+	"  identities: []\n"
 	"\n"
 	"# L3/L4 policy on the destinations the proxy relays to. `sidelane policy load`\n"
 	"# takes a file holding just these two keys at top level (rules: required).\n"
@@ -257,6 +329,32 @@ int sl_cidr_parse(const char *s, struct sl_cidr *out)
 	const char *why;
 
 	return cidr_parse(s, out, &why);
+}
+
+int sl_cidr_contains(const struct sl_cidr *c, int family, const void *addr)
+{
+	const uint8_t *a = addr;
+	unsigned int full = c->prefixlen / 8, rest = c->prefixlen % 8;
+
+	if (family == AF_INET6 && !memcmp(a, v4mapped_prefix, 12)) {
+		family = AF_INET;
+		a += 12;
+	}
+	if (family != c->family)
+		return 0;
+	if (memcmp(a, c->addr, full))
+		return 0;
+	return !rest || !((a[full] ^ c->addr[full]) & (0xff00 >> rest));
+}
+
+int sl_ports_match(const struct sl_port_range *r, unsigned int n, uint16_t port)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		if (port >= r[i].lo && port <= r[i].hi)
+			return 1;
+	return !n;
 }
 
 /* Split "host:port" / "[v6]:port" into host (brackets removed) and port. */
@@ -429,8 +527,37 @@ struct raw_proxy {
 	unsigned int ambassadors_count;
 };
 
+struct raw_mesh {
+	char *cidr;
+	char **ports, **identities;
+	unsigned int ports_count, identities_count;
+};
+
+struct raw_tls {
+	char *cert, *key, *ca, *trust_domain, *min_version, *alpn;
+	char *handshake_timeout_ms, *reload_interval_ms;
+	struct raw_mesh *mesh;
+	unsigned int mesh_count;
+};
+
+struct raw_id_rule {
+	char *id, *action;
+	char **ports;
+	unsigned int ports_count;
+};
+
+struct raw_inbound {
+	char *enabled, *listen, *mode, *app_port, *fail_open, *default_action;
+	char **ports, **exclude_ports;
+	unsigned int ports_count, exclude_ports_count;
+	struct raw_id_rule *identities;
+	unsigned int identities_count;
+};
+
 struct raw_config {
 	char *pin_root, *cgroup;
+	struct raw_tls *tls;
+	struct raw_inbound *inbound;
 	struct raw_fastpath *fastpath;
 	struct raw_capture *capture;
 	struct raw_proxy *proxy;
@@ -528,6 +655,61 @@ static const cyaml_schema_field_t proxy_fields[] = {
 	CYAML_FIELD_END
 };
 
+static const cyaml_schema_field_t mesh_fields[] = {
+	STR("cidr", CYAML_FLAG_POINTER, struct raw_mesh, cidr),
+	LIST("ports", struct raw_mesh, ports, &scalar_schema,
+	     SL_CFG_MAX_RULE_PORTS),
+	LIST("identities", struct raw_mesh, identities, &scalar_schema,
+	     SL_CFG_MAX_MESH_IDS),
+	CYAML_FIELD_END
+};
+
+static const cyaml_schema_value_t mesh_schema = {
+	CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct raw_mesh, mesh_fields),
+};
+
+static const cyaml_schema_field_t tls_fields[] = {
+	STR("cert", OPT, struct raw_tls, cert),
+	STR("key", OPT, struct raw_tls, key),
+	STR("ca", OPT, struct raw_tls, ca),
+	STR("trust_domain", OPT, struct raw_tls, trust_domain),
+	STR("min_version", OPT, struct raw_tls, min_version),
+	STR("alpn", OPT, struct raw_tls, alpn),
+	STR("handshake_timeout_ms", OPT, struct raw_tls, handshake_timeout_ms),
+	STR("reload_interval_ms", OPT, struct raw_tls, reload_interval_ms),
+	LIST("mesh", struct raw_tls, mesh, &mesh_schema, SL_CFG_MAX_MESH),
+	CYAML_FIELD_END
+};
+
+static const cyaml_schema_field_t id_rule_fields[] = {
+	STR("id", CYAML_FLAG_POINTER, struct raw_id_rule, id),
+	STR("action", CYAML_FLAG_POINTER, struct raw_id_rule, action),
+	LIST("ports", struct raw_id_rule, ports, &scalar_schema,
+	     SL_CFG_MAX_RULE_PORTS),
+	CYAML_FIELD_END
+};
+
+static const cyaml_schema_value_t id_rule_schema = {
+	CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct raw_id_rule,
+			    id_rule_fields),
+};
+
+static const cyaml_schema_field_t inbound_fields[] = {
+	STR("enabled", OPT, struct raw_inbound, enabled),
+	STR("listen", OPT, struct raw_inbound, listen),
+	STR("mode", OPT, struct raw_inbound, mode),
+	LIST("ports", struct raw_inbound, ports, &scalar_schema,
+	     SL_CFG_MAX_PORTS),
+	LIST("exclude_ports", struct raw_inbound, exclude_ports, &scalar_schema,
+	     SL_CFG_MAX_PORTS),
+	STR("app_port", OPT, struct raw_inbound, app_port),
+	STR("fail_open", OPT, struct raw_inbound, fail_open),
+	STR("default", OPT, struct raw_inbound, default_action),
+	LIST("identities", struct raw_inbound, identities, &id_rule_schema,
+	     SL_CFG_MAX_ID_RULES),
+	CYAML_FIELD_END
+};
+
 static const cyaml_schema_field_t config_fields[] = {
 	STR("pin_root", OPT, struct raw_config, pin_root),
 	STR("cgroup", OPT, struct raw_config, cgroup),
@@ -537,6 +719,10 @@ static const cyaml_schema_field_t config_fields[] = {
 				capture_fields),
 	CYAML_FIELD_MAPPING_PTR("proxy", OPT_NULL, struct raw_config, proxy,
 				proxy_fields),
+	CYAML_FIELD_MAPPING_PTR("tls", OPT_NULL, struct raw_config, tls,
+				tls_fields),
+	CYAML_FIELD_MAPPING_PTR("inbound", OPT_NULL, struct raw_config, inbound,
+				inbound_fields),
 	CYAML_FIELD_MAPPING_PTR("policy", OPT_NULL, struct raw_config, policy,
 				policy_fields),
 	CYAML_FIELD_END
@@ -1341,6 +1527,250 @@ static int apply_proxy(struct doc *d, const struct raw_proxy *r,
 	return err;
 }
 
+/* A SPIFFE ID pattern: "*", an exact ID, or an ID prefix ending in a slash and a star. */
+static int id_pattern_check(const char *s, const char **why)
+{
+	char buf[SL_CFG_ID_LEN];
+	size_t n = strlen(s);
+
+	*why = "not a SPIFFE ID (spiffe://trust-domain/path), a prefix "
+	       "ending in /*, or *";
+	if (!strcmp(s, "*"))
+		return 0;
+	if (n >= sizeof(buf)) {
+		*why = "too long";
+		return -EINVAL;
+	}
+	strcpy(buf, s);
+	/* a prefix pattern is valid when the same with "x" for its star is */
+	if (n >= 2 && !strcmp(buf + n - 2, "/*"))
+		buf[n - 1] = 'x';
+	return sl_spiffe_parse(buf, NULL, 0) ? -EINVAL : 0;
+}
+
+static int get_id_pattern(struct doc *d, const char *path, const char *what,
+			  const char *s, char *out)
+{
+	const char *why;
+
+	if (id_pattern_check(s, &why))
+		return fail_line(d, line_of(d, path), what,
+				 "bad identity \"%s\" (%s)", s, why);
+	strcpy(out, s);
+	return 0;
+}
+
+static int apply_mesh(struct doc *d, const struct raw_tls *r,
+		      struct sl_config *cfg)
+{
+	const char *list = "tls.mesh", *why;
+	char path[PATH_LEN], fpath[PATH_LEN], what[32];
+	unsigned int i, j;
+	int err;
+
+	if (!has_node(d, list))
+		return 0;
+	for (i = 0; i < r->mesh_count; i++) {
+		const struct raw_mesh *rm = &r->mesh[i];
+		struct sl_mesh_dst *m = &cfg->tls.mesh[i];
+
+		memset(m, 0, sizeof(*m));
+		path_index(path, list, i);
+		snprintf(what, sizeof(what), "mesh %u", i + 1);
+		path_join(fpath, path, "cidr");
+		if (cidr_parse(rm->cidr, &m->cidr, &why))
+			return fail_line(d, line_of(d, fpath), what,
+					 "bad cidr \"%s\" (%s)", rm->cidr, why);
+		path_join(fpath, path, "ports");
+		err = get_port_ranges(d, fpath, rm->ports, rm->ports_count,
+				      m->ports, &m->n_ports);
+		for (j = 0; !err && j < rm->identities_count; j++) {
+			char ipath[PATH_LEN];
+
+			path_join(fpath, path, "identities");
+			path_index(ipath, fpath, j);
+			err = get_id_pattern(d, ipath, what, rm->identities[j],
+					     m->ids[j]);
+		}
+		if (err)
+			return err;
+		m->n_ids = rm->identities_count;
+	}
+	cfg->tls.n_mesh = r->mesh_count;
+	return 0;
+}
+
+static int apply_tls(struct doc *d, const struct raw_tls *r,
+		     struct sl_config *cfg)
+{
+	int err, given;
+
+	err = get_string(d, "tls.cert", r->cert, cfg->tls.cert,
+			 sizeof(cfg->tls.cert));
+	if (!err)
+		err = get_string(d, "tls.key", r->key, cfg->tls.key,
+				 sizeof(cfg->tls.key));
+	if (!err)
+		err = get_string(d, "tls.ca", r->ca, cfg->tls.ca,
+				 sizeof(cfg->tls.ca));
+	if (!err)
+		err = get_string(d, "tls.trust_domain", r->trust_domain,
+				 cfg->tls.trust_domain,
+				 sizeof(cfg->tls.trust_domain));
+	if (!err && r->trust_domain && r->trust_domain[0]) {
+		char id[300];
+
+		snprintf(id, sizeof(id), "spiffe://%s/x", r->trust_domain);
+		if (strchr(r->trust_domain, '/') ||
+		    sl_spiffe_parse(id, NULL, 0))
+			err = fail_line(d, line_of(d, "tls.trust_domain"),
+					"tls.trust_domain",
+					"\"%s\" is not a trust domain (lower "
+					"case letters, digits, '.', '-', '_')",
+					r->trust_domain);
+	}
+	if (!err && r->min_version) {
+		if (!strcmp(r->min_version, "1.2") ||
+		    !strcmp(r->min_version, "1.3"))
+			cfg->tls.allow_tls12 = !strcmp(r->min_version, "1.2");
+		else
+			err = fail_line(d, line_of(d, "tls.min_version"),
+					"tls.min_version",
+					"\"%s\" is not \"1.2\" or \"1.3\"",
+					r->min_version);
+	}
+	if (!err)
+		err = get_string(d, "tls.alpn", r->alpn, cfg->tls.alpn,
+				 sizeof(cfg->tls.alpn));
+	if (!err)
+		err = get_uint(d, "tls.handshake_timeout_ms",
+			       r->handshake_timeout_ms, 1, 600000,
+			       &cfg->tls.handshake_timeout_ms);
+	if (!err)
+		err = get_uint(d, "tls.reload_interval_ms", r->reload_interval_ms,
+			       100, 3600000, &cfg->tls.reload_interval_ms);
+	if (!err)
+		err = apply_mesh(d, r, cfg);
+	if (err)
+		return err;
+	given = !!cfg->tls.cert[0] + !!cfg->tls.key[0] + !!cfg->tls.ca[0];
+	if (given && given < 3)
+		return fail_line(d, line_of(d, "tls"), "tls",
+				 "cert, key and ca go together (%s missing)",
+				 !cfg->tls.cert[0] ? "cert" :
+				 !cfg->tls.key[0]  ? "key" :
+						     "ca");
+	cfg->tls.enabled = given == 3;
+	return 0;
+}
+
+static int apply_inbound(struct doc *d, const struct raw_inbound *r,
+			 struct sl_config *cfg)
+{
+	const char *list = "inbound.identities", *why;
+	char path[PATH_LEN], fpath[PATH_LEN], what[32];
+	unsigned int i;
+	uint64_t v;
+	int err;
+
+	err = get_bool(d, "inbound.enabled", r->enabled, &cfg->inbound.enabled);
+	if (!err && r->listen && endpoint_parse(r->listen, &cfg->inbound.listen,
+						&why))
+		err = fail_line(d, line_of(d, "inbound.listen"), "inbound",
+				"bad listen \"%s\" (%s)", r->listen, why);
+	if (!err && r->mode) {
+		if (!strcmp(r->mode, "auto"))
+			cfg->inbound.mode = SL_INBOUND_AUTO;
+		else if (!strcmp(r->mode, "sk_lookup"))
+			cfg->inbound.mode = SL_INBOUND_SK_LOOKUP;
+		else if (!strcmp(r->mode, "listener"))
+			cfg->inbound.mode = SL_INBOUND_LISTENER;
+		else
+			err = fail_line(d, line_of(d, "inbound.mode"),
+					"inbound.mode",
+					"\"%s\" is not auto, sk_lookup or "
+					"listener",
+					r->mode);
+	}
+	if (!err)
+		err = get_port_ranges(d, "inbound.ports", r->ports,
+				      r->ports_count, cfg->inbound.ports,
+				      &cfg->inbound.n_ports);
+	if (!err)
+		err = get_port_ranges(d, "inbound.exclude_ports",
+				      r->exclude_ports, r->exclude_ports_count,
+				      cfg->inbound.exclude_ports,
+				      &cfg->inbound.n_exclude_ports);
+	if (!err && r->app_port) {
+		err = get_num(d, "inbound.app_port", r->app_port, 0, 65535, 0,
+			      &v);
+		if (!err)
+			cfg->inbound.app_port = (uint16_t)v;
+	}
+	if (!err)
+		err = get_bool(d, "inbound.fail_open", r->fail_open,
+			       &cfg->inbound.fail_open);
+	if (!err && r->default_action)
+		err = get_action(d, "inbound.default", "inbound.default",
+				 r->default_action, &cfg->inbound.id_default);
+	if (err || !has_node(d, list))
+		return err;
+	for (i = 0; i < r->identities_count; i++) {
+		const struct raw_id_rule *rr = &r->identities[i];
+		struct sl_id_rule_cfg *ir = &cfg->inbound.ids[i];
+
+		memset(ir, 0, sizeof(*ir));
+		path_index(path, list, i);
+		snprintf(what, sizeof(what), "identity rule %u", i + 1);
+		ir->line = line_of(d, path);
+		path_join(fpath, path, "id");
+		err = get_id_pattern(d, fpath, what, rr->id, ir->id);
+		if (!err) {
+			path_join(fpath, path, "action");
+			err = get_action(d, fpath, what, rr->action,
+					 &ir->action);
+		}
+		if (!err) {
+			path_join(fpath, path, "ports");
+			err = get_port_ranges(d, fpath, rr->ports,
+					      rr->ports_count, ir->ports,
+					      &ir->n_ports);
+		}
+		if (err)
+			return err;
+	}
+	cfg->inbound.n_ids = r->identities_count;
+	return 0;
+}
+
+/* Checks across sections, once the whole file is applied. */
+static int check_config(struct doc *d, struct sl_config *cfg)
+{
+	if (cfg->tls.n_mesh && !cfg->tls.enabled)
+		return fail_line(d, line_of(d, "tls.mesh"), "tls.mesh",
+				 "mesh destinations need tls.cert, tls.key "
+				 "and tls.ca");
+	if (!cfg->inbound.enabled)
+		return 0;
+	if (cfg->inbound.n_ids && !cfg->tls.enabled)
+		return fail_line(d, line_of(d, "inbound.identities"),
+				 "inbound.identities",
+				 "identity rules need tls (plaintext peers have "
+				 "no identity)");
+	if (cfg->inbound.mode == SL_INBOUND_LISTENER && !cfg->inbound.app_port)
+		return fail_line(d, line_of(d, "inbound"), "inbound",
+				 "mode listener needs app_port");
+	if (cfg->inbound.mode != SL_INBOUND_LISTENER && !cfg->inbound.n_ports)
+		return fail_line(d, line_of(d, "inbound"), "inbound",
+				 "no ports to steer (inbound.ports), or use "
+				 "mode listener with app_port");
+	if (cfg->capture.enabled &&
+	    endpoint_equal(&cfg->inbound.listen, &cfg->capture.outbound))
+		return fail_line(d, line_of(d, "inbound.listen"), "inbound",
+				 "listen is capture.outbound's address");
+	return 0;
+}
+
 static int apply_rule(struct doc *d, const struct raw_rule *rr,
 		      const char *path, unsigned int line, unsigned int idx,
 		      struct sl_policy *pol)
@@ -1446,8 +1876,14 @@ static int apply_config(struct doc *d, const struct raw_config *r,
 		err = apply_capture(d, r->capture, cfg);
 	if (!err && r->proxy)
 		err = apply_proxy(d, r->proxy, cfg);
+	if (!err && r->tls)
+		err = apply_tls(d, r->tls, cfg);
+	if (!err && r->inbound)
+		err = apply_inbound(d, r->inbound, cfg);
 	if (!err && r->policy)
 		err = apply_policy(d, r->policy, "policy", &cfg->policy);
+	if (!err)
+		err = check_config(d, cfg);
 	return err;
 }
 

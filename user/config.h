@@ -16,6 +16,11 @@
 #define SL_CFG_MAX_RULES 1024
 #define SL_CFG_MAX_RULE_PORTS 8 /* port ranges per rule */
 #define SL_CFG_ERR_LEN 512
+#define SL_CFG_PATH_MAX 1024 /* certificate/key/CA file paths */
+#define SL_CFG_MAX_MESH 64 /* tls.mesh entries */
+#define SL_CFG_MAX_MESH_IDS 8 /* server identity patterns per mesh entry */
+#define SL_CFG_MAX_ID_RULES 64 /* inbound.identities rules */
+#define SL_CFG_ID_LEN 512 /* a SPIFFE ID pattern in the config */
 
 /* An address prefix: family AF_INET or AF_INET6, addr in network order
  * (4 or 16 bytes used), prefix length 0..32 / 0..128.
@@ -62,6 +67,36 @@ struct sl_ambassador {
 	uint16_t upstream_port;
 };
 
+/* A destination whose sidecar speaks mutual TLS: connections the proxy makes
+ * to it (captured or an ambassador's upstream) originate TLS. The server must
+ * present one of ids (none: any identity of the trust domain).
+ */
+struct sl_mesh_dst {
+	struct sl_cidr cidr;
+	unsigned int n_ports; /* none: every port */
+	struct sl_port_range ports[SL_CFG_MAX_RULE_PORTS];
+	unsigned int n_ids;
+	char ids[SL_CFG_MAX_MESH_IDS][SL_CFG_ID_LEN];
+};
+
+/* Inbound identity rule: the first whose ports hold the app port and whose
+ * pattern matches the client's SPIFFE ID decides.
+ */
+struct sl_id_rule_cfg {
+	char id[SL_CFG_ID_LEN]; /* exact, "spiffe://td/path/<star>" or "*" */
+	enum sl_action action;
+	unsigned int n_ports; /* none: every port */
+	struct sl_port_range ports[SL_CFG_MAX_RULE_PORTS];
+	unsigned int line;
+};
+
+/* How connections for the app's ports reach the inbound listener. */
+enum sl_inbound_mode {
+	SL_INBOUND_AUTO = 0, /* sk_lookup where the kernel has it, else listener */
+	SL_INBOUND_SK_LOOKUP, /* sk_lookup or fail */
+	SL_INBOUND_LISTENER, /* peers dial inbound.listen; relayed to app_port */
+};
+
 struct sl_config {
 	char pin_root[256];
 	char cgroup[512]; /* the app's cgroup; "" = given on the command line */
@@ -88,6 +123,31 @@ struct sl_config {
 		unsigned int n_ambassadors;
 		struct sl_ambassador ambassadors[SL_CFG_MAX_AMBASSADORS];
 	} proxy;
+	struct {
+		int enabled; /* cert, key and ca given */
+		char cert[SL_CFG_PATH_MAX], key[SL_CFG_PATH_MAX],
+			ca[SL_CFG_PATH_MAX];
+		char trust_domain[256]; /* "" = the one of our certificate */
+		int allow_tls12; /* min_version "1.2" */
+		char alpn[256]; /* "h2,http/1.1"; "" none */
+		unsigned int handshake_timeout_ms;
+		unsigned int reload_interval_ms;
+		unsigned int n_mesh;
+		struct sl_mesh_dst mesh[SL_CFG_MAX_MESH];
+	} tls;
+	struct {
+		int enabled;
+		struct sl_endpoint listen; /* the inbound listener */
+		enum sl_inbound_mode mode;
+		unsigned int n_ports, n_exclude_ports;
+		struct sl_port_range ports[SL_CFG_MAX_PORTS];
+		struct sl_port_range exclude_ports[SL_CFG_MAX_PORTS];
+		uint16_t app_port; /* listener mode: where connections go */
+		int fail_open; /* sk_lookup with the sidecar gone: reach the app */
+		enum sl_action id_default;
+		unsigned int n_ids;
+		struct sl_id_rule_cfg ids[SL_CFG_MAX_ID_RULES];
+	} inbound;
 	struct sl_policy policy;
 };
 
@@ -103,6 +163,13 @@ int sl_config_load(const char *path, struct sl_config *cfg, char *err,
 /* Same for a policy file (the `rules:`/`default:` document of `policy load`). */
 int sl_policy_load(const char *path, struct sl_policy *pol, char *err,
 		   size_t errlen);
+/* Does prefix c hold the address (family AF_INET: 4 bytes, AF_INET6: 16;
+ * a v4-mapped IPv6 address is matched as the IPv4 one)?
+ */
+int sl_cidr_contains(const struct sl_cidr *c, int family, const void *addr);
+/* Is port (host order) in one of the n ranges? n == 0: every port. */
+int sl_ports_match(const struct sl_port_range *r, unsigned int n,
+		   uint16_t port);
 /* Parse "a.b.c.d/n", "x::/n" (a bare address means /32 or /128). 0 or -EINVAL. */
 int sl_cidr_parse(const char *s, struct sl_cidr *out);
 /* Parse "80" or "8000-8080". 0 or -EINVAL/-ERANGE. */

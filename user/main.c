@@ -21,6 +21,7 @@
 #include "cgroup.h"
 #include "config.h"
 #include "proxy.h"
+#include "tls.h"
 #include "bench.h"
 #include "log.h"
 #include "util.h"
@@ -31,7 +32,7 @@ enum { EXIT_USAGE = 2, EXIT_NOTFOUND = 3 };
 /* How often `run` re-reads the host's addresses (also on SIGHUP). */
 #define SL_ADDR_SYNC_SEC 5
 
-static volatile sig_atomic_t stop_flag, resync_flag;
+static volatile sig_atomic_t stop_flag, resync_flag, tls_reload_flag;
 
 static void on_stop(int sig)
 {
@@ -43,6 +44,7 @@ static void on_hup(int sig)
 {
 	(void)sig;
 	resync_flag = 1;
+	tls_reload_flag = 1;
 }
 
 static void usage(FILE *f)
@@ -264,9 +266,38 @@ static int sidecar_cgroup(const struct cli *cli, char *buf, size_t len)
 	return err;
 }
 
+/* The TLS context of cfg; says what identity we have and where TLS runs. */
+static int tls_open(const struct sl_config *cfg, struct sl_tls_ctx **out)
+{
+	struct sl_tls_opts o = {
+		.cert_file = cfg->tls.cert,
+		.key_file = cfg->tls.key,
+		.ca_file = cfg->tls.ca,
+		.trust_domain = cfg->tls.trust_domain[0] ? cfg->tls.trust_domain :
+							   NULL,
+		.alpn = cfg->tls.alpn,
+		.allow_tls12 = cfg->tls.allow_tls12,
+		.ktls = true,
+	};
+	char err[SL_TLS_ERR_MAX], id[SL_SPIFFE_MAX + 1];
+	int ret;
+
+	ret = sl_tls_ctx_new(&o, out, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "sidelane: tls: %s\n", err);
+		return ret;
+	}
+	sl_tls_ctx_identity(*out, id, sizeof(id));
+	pr_info("tls: identity %s, trust domain %s, TLS %s; kTLS: %s\n", id,
+		sl_tls_trust_domain(*out), o.allow_tls12 ? "1.2+" : "1.3",
+		sl_tls_ktls_reason());
+	return 0;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	struct sl_policy_checker checker = { .st_fd = -1 };
+	struct sl_tls_ctx *tls = NULL;
 	struct sl_proxy *proxy = NULL;
 	char side[PATH_MAX], cerr[SL_CFG_ERR_LEN];
 	struct sigaction sa = {};
@@ -306,6 +337,16 @@ static int cmd_run(int argc, char **argv)
 	}
 	if (need_root())
 		goto out;
+	/* TLS material is checked before anything is attached: a bad file
+	 * is a start-up error, not a half-started sidecar
+	 */
+	if (cfg->tls.enabled) {
+		err = tls_open(cfg, &tls);
+		if (err) {
+			ret = EXIT_USAGE;
+			goto out;
+		}
+	}
 	/* Signals only set flags; the loops below act on them. */
 	sa.sa_handler = on_stop;
 	sigaction(SIGINT, &sa, NULL);
@@ -341,14 +382,17 @@ static int cmd_run(int argc, char **argv)
 				    side[0] ? side : NULL, cfg);
 	if (err)
 		goto out_detach;
-	if (cfg->capture.enabled || cfg->proxy.n_ambassadors) {
+	if (cfg->capture.enabled || cfg->proxy.n_ambassadors ||
+	    cfg->inbound.enabled) {
 		err = sl_policy_checker_open(cfg->pin_root, &checker);
 		if (!err)
-			err = sl_proxy_new(cfg, sl_policy_check, &checker, &proxy);
+			err = sl_proxy_new(cfg, tls, sl_policy_check, &checker,
+					   &proxy);
 		if (err) {
 			pr_warn("starting the proxy failed: %s\n", strerror(-err));
 			goto out_detach;
 		}
+		sl_proxy_reload_flag(proxy, &tls_reload_flag);
 	}
 	/* Signals go to this thread only: the housekeeping one blocks them. */
 	sigfillset(&mask);
@@ -374,6 +418,7 @@ out_detach:
 		sl_proxy_free(proxy);
 	if (checker.st_fd >= 0)
 		sl_policy_checker_close(&checker);
+	sl_tls_ctx_free(tls);
 	/* What a failed start attached stays pinned, like a stopped run's:
 	 * `sidelane detach` removes it.
 	 */

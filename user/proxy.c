@@ -48,6 +48,7 @@
 #include <linux/sockios.h> /* SIOCOUTQNSD */
 #include "log.h"
 #include "proxy.h"
+#include "tls.h"
 
 #define SL_TICK_MS 100 /* longest epoll_wait: *stop and timers */
 #define SL_EPOLL_BATCH 256
@@ -69,6 +70,9 @@ const char *const sl_close_reason_name[SL_CLOSE_NR] = {
 	[SL_CLOSE_RESOLVE_FAILED] = "resolve-failed",
 	[SL_CLOSE_TOO_MANY] = "too-many",
 	[SL_CLOSE_SHUTDOWN] = "shutdown",
+	[SL_CLOSE_TLS_FAILED] = "tls-failed",
+	[SL_CLOSE_TLS_TIMEOUT] = "tls-timeout",
+	[SL_CLOSE_IDENTITY] = "identity-denied",
 };
 
 /* What an epoll event's data.ptr points at: each of these starts with it. */
@@ -84,6 +88,11 @@ struct sl_listener {
 	enum ep_tag tag;
 	int fd;
 	bool transparent;
+	/* inbound: peers of other hosts; TLS terminated when configured, then
+	 * relayed to the app on loopback at app_port, or (sk_lookup steering)
+	 * at the port the peer dialed
+	 */
+	bool inbound;
 	struct sockaddr_storage addr; /* bound address (port filled in) */
 	socklen_t addrlen;
 	/* ambassador only */
@@ -113,10 +122,24 @@ struct sl_side {
 	bool lowat; /* TCP_NOTSENT_LOWAT 1: EPOLLOUT means "all sent" */
 	int err; /* it failed (RST, EPIPE, ...): the errno; out of epoll */
 	struct sl_conn *c;
+	/* TLS sides: what the last read / write / close_notify asked to wait
+	 * for (EPOLLIN or EPOLLOUT; 0: the natural one)
+	 */
+	struct sl_tls_conn *tls;
+	uint32_t rd_want, wr_want, sh_want;
 };
 
-enum conn_state { ST_RESOLVING, ST_CONNECTING, ST_RELAY, ST_DEAD };
-enum { T_CONNECT, T_IDLE, T_NR }; /* timer lists */
+/* ST_HANDSHAKE: c->hs runs its TLS handshake; inbound before the upstream
+ * connect (nothing reaches the app unauthenticated), outbound after it.
+ */
+enum conn_state {
+	ST_RESOLVING,
+	ST_CONNECTING,
+	ST_HANDSHAKE,
+	ST_RELAY,
+	ST_DEAD
+};
+enum { T_CONNECT, T_IDLE, T_HANDSHAKE, T_NR }; /* timer lists */
 
 struct sl_resolve;
 
@@ -138,6 +161,11 @@ struct sl_conn {
 	uint32_t rule_id; /* policy rule that denied it */
 	struct sl_resolve *res; /* pending resolution */
 	struct sl_side *failed; /* the side that failed first, or NULL */
+	struct sl_side *hs; /* the side in ST_HANDSHAKE */
+	uint64_t t_hs; /* ms, handshake start */
+	uint64_t t_conn; /* ms, start of the connect phase (T_CONNECT) */
+	const struct sl_mesh_dst *mesh; /* outbound mTLS to this destination */
+	uint16_t app_port; /* inbound: the app port (host order) */
 };
 
 struct sl_list {
@@ -169,6 +197,16 @@ struct sl_proxy {
 	bool accept_paused;
 	uint64_t accept_resume;
 	struct sl_proxy_stats st; /* written by the loop, read by anyone */
+	/* TLS (NULL: none); copies of the config parts it needs */
+	struct sl_tls_ctx *tls;
+	unsigned int hs_ms, reload_ms;
+	uint64_t reload_at;
+	volatile sig_atomic_t *reload_now;
+	unsigned int n_mesh, n_ids;
+	struct sl_mesh_dst *mesh;
+	struct sl_id_rule_cfg *ids;
+	enum sl_action id_default;
+	uint16_t app_port; /* inbound listener mode */
 	struct {
 		enum ep_tag tag;
 		int efd; /* eventfd: results are waiting in done */
@@ -338,6 +376,71 @@ static ssize_t buf_write(struct sl_buf *b, int fd)
 	return n;
 }
 
+/* The same for a TLS side, one record call on the contiguous part: bytes
+ * moved, 0 for close_notify, or -1 with errno EAGAIN (s->rd_want/wr_want
+ * say which event to wait for) or EPROTO (fatal; already logged).
+ */
+static ssize_t tls_io_result(enum sl_tls_io r, size_t n, uint32_t *want)
+{
+	*want = 0;
+	switch (r) {
+	case SL_TLS_OK:
+		return (ssize_t)n;
+	case SL_TLS_EOF:
+		return 0;
+	case SL_TLS_WANT_READ:
+	case SL_TLS_WANT_WRITE:
+		*want = r == SL_TLS_WANT_READ ? EPOLLIN : EPOLLOUT;
+		errno = EAGAIN;
+		return -1;
+	default:
+		errno = EPROTO;
+		return -1;
+	}
+}
+
+static ssize_t tls_buf_read(struct sl_buf *b, struct sl_side *s)
+{
+	size_t tail = (b->head + b->len) % b->size, room = b->size - b->len;
+	size_t first = room < b->size - tail ? room : b->size - tail, n = 0;
+	enum sl_tls_io r;
+	ssize_t ret;
+
+	r = sl_tls_read(s->tls, b->data + tail, first, &n);
+	ret = tls_io_result(r, n, &s->rd_want);
+	if (ret > 0)
+		b->len += ret;
+	return ret;
+}
+
+/* A write retried after a WANT passes the same front bytes, as OpenSSL
+ * requires; the second part of a wrapped ring goes in a second record.
+ */
+static ssize_t tls_buf_write(struct sl_buf *b, struct sl_side *s)
+{
+	ssize_t ret, done = 0;
+	int i;
+
+	for (i = 0; i < 2 && b->len; i++) {
+		size_t first = b->len < b->size - b->head ? b->len :
+							     b->size - b->head;
+		size_t n = 0;
+
+		enum sl_tls_io r;
+
+		r = sl_tls_write(s->tls, b->data + b->head, first, &n);
+		ret = tls_io_result(r, n, &s->wr_want);
+		if (ret <= 0)
+			return done ? done : -1;
+		b->head = (b->head + ret) % b->size;
+		b->len -= ret;
+		if (!b->len)
+			b->head = 0;
+		done += ret;
+	}
+	return done;
+}
+
 /* ---- sockets ---- */
 
 static void close_fd(int fd, bool abort)
@@ -422,6 +525,8 @@ static void conn_close(struct sl_proxy *p, struct sl_conn *c,
 	char peer[64], dst[300];
 	unsigned int last = c->dst_i ? c->dst_i - 1 : 0;
 	size_t pending = c->to_up.len + c->to_app.len;
+	struct sl_tls_conn *tls;
+	const char *id;
 	bool quiet, abort;
 
 	if (c->state == ST_DEAD)
@@ -434,15 +539,23 @@ static void conn_close(struct sl_proxy *p, struct sl_conn *c,
 		snprintf(dst, sizeof(dst), "? via %s",
 			 sa_str(&c->l->addr, peer, sizeof(peer)));
 	sa_str(&c->peer, peer, sizeof(peer));
+	tls = c->app.tls ? c->app.tls : c->up.tls;
+	id = tls ? sl_tls_peer_id(tls) : NULL;
 	/* one line per refused or failed connection; normal ends under -v */
 	quiet = reason == SL_CLOSE_DONE || reason == SL_CLOSE_IDLE_TIMEOUT ||
 		reason == SL_CLOSE_SHUTDOWN;
 	sl_log(quiet ? SL_LOG_DEBUG : SL_LOG_INFO,
-	       "proxy: %s: %s -> %s%s%s%s, up %llu B, down %llu B, %llu ms\n",
+	       "proxy: %s: %s -> %s%s%s%s, up %llu B, down %llu B, %llu ms%s%s\n",
 	       sl_close_reason_name[reason], peer, dst, why ? " (" : "",
 	       why ? why : "", why ? ")" : "", (unsigned long long)c->bytes_up,
 	       (unsigned long long)c->bytes_down,
-	       (unsigned long long)(p->now - c->t_start));
+	       (unsigned long long)(p->now - c->t_start),
+	       id ? ", tls peer " : tls ? ", tls" : "", id ? id : "");
+	/* frees only OpenSSL's state: what follows is the TCP close */
+	sl_tls_conn_free(c->app.tls);
+	sl_tls_conn_free(c->up.tls);
+	c->app.tls = c->up.tls = NULL;
+	c->hs = NULL;
 
 	/* FIN for a finished stream, and for idle/shutdown when nothing is
 	 * lost; RST for everything else, so the app does not take a cut
@@ -563,7 +676,7 @@ static void side_flush(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
 		b->len = b->head = 0;
 		return;
 	}
-	n = buf_write(b, s->fd);
+	n = s->tls ? tls_buf_write(b, s) : buf_write(b, s->fd);
 	if (n < 0) {
 		if (errno != EAGAIN && errno != EINTR)
 			side_failed(p, c, s, errno);
@@ -588,26 +701,60 @@ static void side_fill(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
 {
 	struct sl_buf *b = buf_from(c, s);
 	struct sl_side *o = other(c, s);
-	ssize_t n;
+	ssize_t n, got = 0;
+	int err = 0;
 
 	if (s->rd_eof || b->len == b->size)
 		return; /* back-pressure: the kernel keeps it for now */
-	n = buf_read(b, s->fd);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR) && !s->err)
-		return;
+	/* TLS: what OpenSSL already decrypted gets no EPOLLIN, so take it
+	 * while there is room; a plain socket gets one read per event
+	 */
+	do {
+		n = s->tls ? tls_buf_read(b, s) : buf_read(b, s->fd);
+		if (n > 0)
+			got += n;
+	} while (n > 0 && s->tls && b->len < b->size && sl_tls_pending(s->tls));
+	if (n < 0)
+		err = errno;
+	if (got) {
+		STAT_ADD(p, buffered, got);
+		/* what goes nowhere (o failed) does not keep it alive */
+		if (!o->err)
+			conn_touch(p, c);
+	}
+	if (n < 0 && (err == EAGAIN || err == EINTR) && !s->err)
+		goto out;
 	if (n <= 0) {
 		if (n < 0)
-			side_failed(p, c, s, errno);
+			side_failed(p, c, s, err);
 		else if (!s->err)
 			s->fin = true;
 		s->rd_eof = true;
-		return;
 	}
-	STAT_ADD(p, buffered, n);
-	/* what goes nowhere (o failed) does not keep the connection alive */
-	if (!o->err)
-		conn_touch(p, c);
-	side_flush(p, c, o);
+out:
+	if (got)
+		side_flush(p, c, o);
+}
+
+/* Our half-close towards s: on TLS a close_notify first, which may have to
+ * wait for the socket (s->sh_want; called again from conn_update).
+ */
+static void side_shut(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
+{
+	if (s->tls && !s->err) {
+		enum sl_tls_io r = sl_tls_shutdown(s->tls);
+
+		s->sh_want = 0;
+		if (r == SL_TLS_WANT_READ || r == SL_TLS_WANT_WRITE) {
+			s->sh_want = r == SL_TLS_WANT_READ ? EPOLLIN : EPOLLOUT;
+			return;
+		}
+		if (r != SL_TLS_OK)
+			side_failed(p, c, s, EPROTO);
+	}
+	if (!s->err && shutdown(s->fd, SHUT_WR))
+		side_failed(p, c, s, errno);
+	s->wr_shut = true;
 }
 
 /* c->failed failed: the other side o gets what the failed one sent before
@@ -621,7 +768,7 @@ static void conn_drain(struct sl_proxy *p, struct sl_conn *c)
 {
 	struct sl_side *s = c->failed, *o = other(c, s);
 	struct sl_buf *b = buf_from(c, s);
-	uint32_t want = EPOLLOUT;
+	uint32_t want = o->wr_want ? o->wr_want : EPOLLOUT;
 	int one = 1;
 
 	/* one read per event, as everywhere: o's EPOLLOUT brings the next */
@@ -631,10 +778,15 @@ static void conn_drain(struct sl_proxy *p, struct sl_conn *c)
 		return;
 	}
 	if (!b->len && s->rd_eof) {
-		if (s->fin && !o->wr_shut) {
-			if (shutdown(o->fd, SHUT_WR))
-				side_failed(p, c, o, errno);
-			o->wr_shut = true;
+		if (s->fin && !o->wr_shut)
+			side_shut(p, c, o);
+		if (o->err) {
+			conn_reset(p, c);
+			return;
+		}
+		if (o->sh_want && !o->wr_shut) { /* close_notify waits */
+			side_arm(p, o, o->sh_want | (o->rd_eof ? 0 : EPOLLIN));
+			return;
 		}
 		if (o->wr_shut || side_sent(o)) {
 			conn_reset(p, c);
@@ -665,15 +817,21 @@ static void conn_update(struct sl_proxy *p, struct sl_conn *c)
 	if (c->state == ST_DEAD)
 		return;
 	if (c->state == ST_RELAY) {
+		/* bytes OpenSSL holds for a side whose buffer was full: now
+		 * that it may have room, no EPOLLIN will announce them
+		 */
+		for (i = 0; i < 2 && !c->failed; i++)
+			if (sides[i]->tls && !sides[i]->rd_eof &&
+			    buf_from(c, sides[i])->len < p->bufsz &&
+			    sl_tls_pending(sides[i]->tls))
+				side_fill(p, c, sides[i]);
 		for (i = 0; i < 2 && !c->failed; i++) {
 			struct sl_side *s = sides[i], *o = other(c, s);
 
 			/* s said EOF and all it sent is out: half-close o */
 			if (!s->rd_eof || buf_from(c, s)->len || o->wr_shut)
 				continue;
-			if (shutdown(o->fd, SHUT_WR))
-				side_failed(p, c, o, errno);
-			o->wr_shut = true;
+			side_shut(p, c, o);
 		}
 		if (c->failed) {
 			conn_drain(p, c);
@@ -695,10 +853,14 @@ static void conn_update(struct sl_proxy *p, struct sl_conn *c)
 
 		if (s == &c->up && c->state != ST_RELAY)
 			continue; /* not connected yet: armed by conn_connect */
+		if (s == c->hs)
+			continue; /* armed by hs_step */
 		if (!s->rd_eof && in->len < in->size)
-			want |= EPOLLIN;
+			want |= s->rd_want ? s->rd_want : EPOLLIN;
 		if (out->len)
-			want |= EPOLLOUT;
+			want |= s->wr_want ? s->wr_want : EPOLLOUT;
+		if (!s->wr_shut)
+			want |= s->sh_want;
 		side_arm(p, s, want);
 	}
 }
@@ -712,6 +874,142 @@ static void conn_established(struct sl_proxy *p, struct sl_conn *c)
 	/* what the app sent while we connected goes out now */
 	side_flush(p, c, &c->up);
 	conn_update(p, c);
+}
+
+/* ---- TLS ---- */
+
+/* The mesh entry dst falls in (first match), or NULL: plain TCP. */
+static const struct sl_mesh_dst *mesh_find(const struct sl_proxy *p,
+					   const struct sockaddr_storage *dst)
+{
+	uint8_t ip[16];
+	uint16_t port;
+	unsigned int i;
+
+	if (!p->tls || sa_key(dst, ip, &port))
+		return NULL;
+	for (i = 0; i < p->n_mesh; i++)
+		if (sl_cidr_contains(&p->mesh[i].cidr, AF_INET6, ip) &&
+		    sl_ports_match(p->mesh[i].ports, p->mesh[i].n_ports,
+				   ntohs(port)))
+			return &p->mesh[i];
+	return NULL;
+}
+
+/* Identity policy, once per connection after its handshake: the server of
+ * an outbound connection must be one of its mesh entry's identities (none
+ * listed: any of the trust domain, which the handshake checked); the
+ * client of an inbound one is judged by inbound.identities for the app
+ * port. Closes c and returns false on a refusal.
+ */
+static bool identity_allowed(struct sl_proxy *p, struct sl_conn *c)
+{
+	const char *id = sl_tls_peer_id(c->hs->tls);
+	enum sl_action act = p->id_default;
+	char why[SL_CFG_ID_LEN + 64];
+	unsigned int i;
+
+	if (c->hs == &c->up) {
+		for (i = 0; i < c->mesh->n_ids; i++)
+			if (sl_spiffe_match(c->mesh->ids[i], id))
+				return true;
+		if (!c->mesh->n_ids)
+			return true;
+		snprintf(why, sizeof(why), "server %s is none of mesh %u's "
+			 "identities", id ? id : "(none)",
+			 (unsigned int)(c->mesh - p->mesh) + 1);
+		conn_close(p, c, SL_CLOSE_IDENTITY, why);
+		return false;
+	}
+	for (i = 0; i < p->n_ids; i++) {
+		const struct sl_id_rule_cfg *r = &p->ids[i];
+
+		if (sl_ports_match(r->ports, r->n_ports, c->app_port) &&
+		    sl_spiffe_match(r->id, id)) {
+			act = r->action;
+			break;
+		}
+	}
+	if (act == SL_ACTION_ALLOW)
+		return true;
+	if (i < p->n_ids)
+		snprintf(why, sizeof(why), "client %s denied by identity rule "
+			 "%u for port %u", id, i + 1, c->app_port);
+	else
+		snprintf(why, sizeof(why), "client %s: no identity rule for "
+			 "port %u, default deny", id ? id : "(none)",
+			 c->app_port);
+	conn_close(p, c, SL_CLOSE_IDENTITY, why);
+	return false;
+}
+
+static void conn_connect(struct sl_proxy *p, struct sl_conn *c);
+
+/* Drive c->hs's handshake one step; once done and allowed, go on: outbound
+ * to relay, inbound to connecting the app.
+ */
+static void hs_step(struct sl_proxy *p, struct sl_conn *c)
+{
+	struct sl_side *s = c->hs;
+
+	switch (sl_tls_handshake(s->tls)) {
+	case SL_TLS_WANT_READ:
+		side_arm(p, s, EPOLLIN);
+		return;
+	case SL_TLS_WANT_WRITE:
+		side_arm(p, s, EPOLLOUT);
+		return;
+	case SL_TLS_OK:
+		break;
+	default: /* counted and logged by tls.c, with the reason */
+		conn_close(p, c, SL_CLOSE_TLS_FAILED,
+			   sl_tls_fail_name[sl_tls_fail_reason(s->tls)]);
+		return;
+	}
+	if (!identity_allowed(p, c))
+		return;
+	c->hs = NULL;
+	if (s == &c->up) {
+		conn_established(p, c);
+		return;
+	}
+	c->t_conn = p->now;
+	timer_set(p, c, T_CONNECT);
+	conn_connect(p, c);
+	conn_update(p, c); /* the app side may read while we connect */
+}
+
+/* Start a handshake on s (an accepted inbound socket, or a connected
+ * upstream to a mesh destination), with its own deadline.
+ */
+static void hs_start(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
+{
+	char key[64];
+	int err;
+
+	if (s == &c->up)
+		sa_str(&c->dst.a[c->dst_i - 1], key, sizeof(key));
+	err = sl_tls_conn_new(p->tls, s->fd,
+			      s == &c->up ? SL_TLS_CLIENT : SL_TLS_SERVER,
+			      s == &c->up ? key : NULL, &s->tls);
+	if (err) {
+		conn_close(p, c, SL_CLOSE_TLS_FAILED, strerror(-err));
+		return;
+	}
+	c->state = ST_HANDSHAKE;
+	c->hs = s;
+	c->t_hs = p->now;
+	timer_set(p, c, T_HANDSHAKE);
+	hs_step(p, c);
+}
+
+/* The upstream is connected: mTLS first for a mesh destination. */
+static void up_ready(struct sl_proxy *p, struct sl_conn *c)
+{
+	if (c->mesh)
+		hs_start(p, c, &c->up);
+	else
+		conn_established(p, c);
 }
 
 static void set_mark(struct sl_proxy *p, int fd)
@@ -751,6 +1049,7 @@ static void conn_connect(struct sl_proxy *p, struct sl_conn *c)
 			continue;
 		}
 		set_mark(p, fd);
+		c->mesh = c->l->inbound ? NULL : mesh_find(p, sa);
 		err = 0;
 		if (connect(fd, (const struct sockaddr *)sa, c->dst.len[i]))
 			err = errno;
@@ -759,7 +1058,7 @@ static void conn_connect(struct sl_proxy *p, struct sl_conn *c)
 			c->up.registered = false;
 			side_arm(p, &c->up, EPOLLOUT);
 			if (!err) /* loopback may connect at once */
-				conn_established(p, c);
+				up_ready(p, c);
 			return;
 		}
 		close(fd);
@@ -773,7 +1072,7 @@ static void up_connected(struct sl_proxy *p, struct sl_conn *c)
 	int err = sock_error(c->up.fd);
 
 	if (!err) {
-		conn_established(p, c);
+		up_ready(p, c);
 		return;
 	}
 	close(c->up.fd); /* also leaves epoll */
@@ -796,6 +1095,10 @@ static void side_event(struct sl_proxy *p, struct sl_side *s, uint32_t ev)
 		up_connected(p, c);
 		return;
 	}
+	if (s == c->hs) {
+		hs_step(p, c);
+		return;
+	}
 	if (ev & EPOLLERR) {
 		int err = sock_error(s->fd);
 
@@ -803,9 +1106,12 @@ static void side_event(struct sl_proxy *p, struct sl_side *s, uint32_t ev)
 		if (err)
 			side_failed(p, c, s, err);
 	}
-	if ((ev & EPOLLOUT) && !s->err)
+	/* a TLS side may wait for either event in either direction (a
+	 * read wanting a write, ...): try both, each is cheap when idle
+	 */
+	if ((s->tls || (ev & EPOLLOUT)) && !s->err)
 		side_flush(p, c, s);
-	if ((ev & (EPOLLIN | EPOLLHUP)) && !s->err)
+	if ((s->tls || (ev & (EPOLLIN | EPOLLHUP))) && !s->err)
 		side_fill(p, c, s);
 	conn_update(p, c);
 }
@@ -1034,6 +1340,48 @@ static int orig_dst(int fd, struct sockaddr_storage *ss, socklen_t *len)
 	return 0;
 }
 
+/* An inbound connection goes to the app on loopback: at the port the peer
+ * dialed (sk_lookup steered it here, the local address is still the one
+ * it asked for), or at inbound.app_port when it dialed our listener.
+ */
+static int inbound_dst(struct sl_proxy *p, const struct sl_listener *l,
+		       int fd, struct sl_conn *c)
+{
+	struct sockaddr_storage local;
+	struct sockaddr_in *in = (struct sockaddr_in *)&c->dst.a[0];
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&c->dst.a[0];
+	socklen_t llen = sizeof(local);
+	uint8_t ip[16];
+	uint16_t port, own;
+
+	if (getsockname(fd, (struct sockaddr *)&local, &llen) ||
+	    sa_key(&local, ip, &port))
+		return -EINVAL;
+	sa_key(&l->addr, ip, &own);
+	port = ntohs(port);
+	if (port == ntohs(own))
+		port = p->app_port;
+	if (!port)
+		return -ENOENT;
+	if (port == ntohs(own))
+		return -ELOOP;
+	memset(&c->dst, 0, sizeof(c->dst));
+	if (local.ss_family == AF_INET6) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_addr = in6addr_loopback;
+		in6->sin6_port = htons(port);
+		c->dst.len[0] = sizeof(*in6);
+	} else {
+		in->sin_family = AF_INET;
+		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		in->sin_port = htons(port);
+		c->dst.len[0] = sizeof(*in);
+	}
+	c->dst.n = 1;
+	c->app_port = port;
+	return 0;
+}
+
 static int conn_buffers(struct sl_proxy *p, struct sl_conn *c)
 {
 	c->to_up.data = malloc(p->bufsz);
@@ -1068,7 +1416,7 @@ static void conn_accepted(struct sl_proxy *p, struct sl_listener *l, int fd,
 	c->l = l;
 	c->peer = *peer;
 	c->peerlen = peerlen;
-	c->t_start = c->t_last = p->now;
+	c->t_start = c->t_last = c->t_conn = p->now;
 	c->state = ST_CONNECTING;
 	STAT_ADD(p, active, 1);
 
@@ -1094,6 +1442,16 @@ static void conn_accepted(struct sl_proxy *p, struct sl_listener *l, int fd,
 		}
 		if (!dst_allowed(p, c))
 			return;
+	} else if (l->inbound) {
+		err = inbound_dst(p, l, fd, c);
+		if (err) {
+			conn_close(p, c, err == -ELOOP ? SL_CLOSE_LOOP :
+					 SL_CLOSE_NO_ORIG_DST,
+				   err == -ELOOP ? "app port is ours" :
+				   "dialed the inbound listener itself and no "
+				   "inbound.app_port");
+			return;
+		}
 	} else if (l->numeric) {
 		c->dst = l->up;
 		if (!dst_allowed(p, c))
@@ -1104,6 +1462,13 @@ static void conn_accepted(struct sl_proxy *p, struct sl_listener *l, int fd,
 		return;
 	}
 	set_nodelay(fd);
+	if (l->inbound && p->tls) {
+		/* nothing reaches the app before the peer is authenticated
+		 * and allowed: the app connect waits for the handshake
+		 */
+		hs_start(p, c, &c->app);
+		return;
+	}
 	timer_set(p, c, T_CONNECT);
 	/* the app may send while we connect: that fills to_up, no further */
 	side_arm(p, &c->app, EPOLLIN);
@@ -1172,13 +1537,34 @@ static int timers_run(struct sl_proxy *p)
 
 	if (p->connect_ms) {
 		while ((c = p->timers[T_CONNECT].head) &&
-		       c->t_start + p->connect_ms <= p->now)
+		       c->t_conn + p->connect_ms <= p->now)
 			conn_close(p, c, SL_CLOSE_CONNECT_TIMEOUT,
 				   c->state == ST_RESOLVING ? "resolving" :
 							      NULL);
-		if (c && c->t_start + p->connect_ms < next)
-			next = c->t_start + p->connect_ms;
+		if (c && c->t_conn + p->connect_ms < next)
+			next = c->t_conn + p->connect_ms;
 	}
+	if (p->hs_ms) {
+		while ((c = p->timers[T_HANDSHAKE].head) &&
+		       c->t_hs + p->hs_ms <= p->now) {
+			sl_tls_handshake_timeout(c->hs->tls);
+			conn_close(p, c, SL_CLOSE_TLS_TIMEOUT, NULL);
+		}
+		if (c && c->t_hs + p->hs_ms < next)
+			next = c->t_hs + p->hs_ms;
+	}
+	/* rotation: new connections get new files; a bad file is refused
+	 * by sl_tls_reload, which keeps and says so
+	 */
+	if (p->tls && (p->now >= p->reload_at ||
+		       (p->reload_now && *p->reload_now))) {
+		if (p->reload_now)
+			*p->reload_now = 0;
+		sl_tls_reload(p->tls);
+		p->reload_at = p->now + p->reload_ms;
+	}
+	if (p->tls && p->reload_at < next)
+		next = p->reload_at;
 	if (p->idle_ms) {
 		while ((c = p->timers[T_IDLE].head) &&
 		       c->t_last + p->idle_ms <= p->now)
@@ -1212,6 +1598,11 @@ static int listener_open(struct sl_proxy *p, struct sl_listener *l,
 	if (l->fd < 0)
 		return -errno;
 	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* [::]:port is the IPv6 twin of 0.0.0.0:port, not a second claim on
+	 * IPv4 (and fails to bind as one)
+	 */
+	if (ep->addr.ss_family == AF_INET6)
+		setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	l->addrlen = sizeof(l->addr);
 	if (bind(l->fd, (const struct sockaddr *)&ep->addr, ep->addrlen) ||
 	    listen(l->fd, SOMAXCONN) ||
@@ -1225,7 +1616,9 @@ static int listener_open(struct sl_proxy *p, struct sl_listener *l,
 	}
 	pr_info("proxy: listening on %s (%s)\n",
 		sa_str(&l->addr, name, sizeof(name)),
-		l->transparent ? "transparent" : l->host);
+		l->transparent ? "transparent" :
+		l->inbound     ? (p->tls ? "inbound, mutual TLS" : "inbound") :
+				 l->host);
 	return 0;
 }
 
@@ -1284,8 +1677,88 @@ static int listener_open_v6_twin(struct sl_proxy *p, struct sl_listener *l,
 	return err;
 }
 
-int sl_proxy_new(const struct sl_config *cfg, sl_policy_check_fn check,
-		 void *check_ctx, struct sl_proxy **out)
+/* The inbound listener, and its IPv6 twin [::]:port when it listens on
+ * 0.0.0.0 (a host without IPv6 only loses IPv6 inbound, and says so).
+ */
+static int inbound_open(struct sl_proxy *p, const struct sl_endpoint *ep)
+{
+	const struct sockaddr_in *in = (const struct sockaddr_in *)&ep->addr;
+	struct sl_endpoint ep6 = { .addrlen = sizeof(struct sockaddr_in6) };
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ep6.addr;
+	struct sl_listener *l = &p->ls[p->n_ls];
+	int err;
+
+	l->inbound = true;
+	p->n_ls++; /* closed by sl_proxy_free even if the open fails */
+	err = listener_open(p, l, ep);
+	if (err)
+		return err;
+	if (ep->addr.ss_family != AF_INET || in->sin_addr.s_addr != INADDR_ANY)
+		return 0;
+	l = &p->ls[p->n_ls];
+	l->inbound = true;
+	s6->sin6_family = AF_INET6;
+	s6->sin6_addr = in6addr_any;
+	s6->sin6_port = in->sin_port;
+	if (listener_open(p, l, &ep6)) {
+		pr_warn("proxy: no IPv6 inbound listener: IPv6 peers will not "
+			"be served\n");
+		if (l->fd >= 0)
+			close(l->fd);
+		l->fd = -1;
+		l->inbound = false;
+		return 0;
+	}
+	p->n_ls++;
+	return 0;
+}
+
+/* The parts of cfg the loop needs, copied: cfg may go away. */
+static int tls_config(struct sl_proxy *p, const struct sl_config *cfg,
+		      struct sl_tls_ctx *tls)
+{
+	p->tls = tls;
+	if (!tls)
+		return 0;
+	p->hs_ms = cfg->tls.handshake_timeout_ms;
+	p->reload_ms = cfg->tls.reload_interval_ms;
+	p->reload_at = p->now + p->reload_ms;
+	p->n_mesh = cfg->tls.n_mesh;
+	p->n_ids = cfg->inbound.n_ids;
+	p->id_default = cfg->inbound.id_default ? cfg->inbound.id_default :
+						  SL_ACTION_ALLOW;
+	p->mesh = calloc(p->n_mesh + 1, sizeof(*p->mesh));
+	p->ids = calloc(p->n_ids + 1, sizeof(*p->ids));
+	if (!p->mesh || !p->ids)
+		return -ENOMEM;
+	memcpy(p->mesh, cfg->tls.mesh, p->n_mesh * sizeof(*p->mesh));
+	memcpy(p->ids, cfg->inbound.ids, p->n_ids * sizeof(*p->ids));
+	return 0;
+}
+
+void sl_proxy_inbound_fds(const struct sl_proxy *p, int *fd4, int *fd6)
+{
+	unsigned int i;
+
+	*fd4 = *fd6 = -1;
+	for (i = 0; i < p->n_ls; i++) {
+		if (!p->ls[i].inbound)
+			continue;
+		if (p->ls[i].addr.ss_family == AF_INET)
+			*fd4 = p->ls[i].fd;
+		else
+			*fd6 = p->ls[i].fd;
+	}
+}
+
+void sl_proxy_reload_flag(struct sl_proxy *p, volatile sig_atomic_t *flag)
+{
+	p->reload_now = flag;
+}
+
+int sl_proxy_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
+		 sl_policy_check_fn check, void *check_ctx,
+		 struct sl_proxy **out)
 {
 	unsigned int i, n = cfg->proxy.n_ambassadors;
 	bool names = false;
@@ -1311,12 +1784,17 @@ int sl_proxy_new(const struct sl_config *cfg, sl_policy_check_fn check,
 	p->check = check;
 	p->check_ctx = check_ctx;
 	p->now = now_ms();
-	p->ls = calloc(n + 2, sizeof(*p->ls));
+	p->app_port = cfg->inbound.app_port;
+	err = tls_config(p, cfg, tls);
+	if (err)
+		goto err;
+	/* outbound + its IPv6 twin, inbound + its twin, the ambassadors */
+	p->ls = calloc(n + 4, sizeof(*p->ls));
 	if (!p->ls) {
 		err = -ENOMEM;
 		goto err;
 	}
-	for (i = 0; i < n + 2; i++)
+	for (i = 0; i < n + 4; i++)
 		p->ls[i].fd = -1;
 	p->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (p->epfd < 0) {
@@ -1333,6 +1811,11 @@ int sl_proxy_new(const struct sl_config *cfg, sl_policy_check_fn check,
 		err = listener_open_v6_twin(p, &p->ls[p->n_ls], l);
 		if (!err)
 			p->n_ls++;
+	}
+	if (cfg->inbound.enabled) {
+		err = inbound_open(p, &cfg->inbound.listen);
+		if (err)
+			goto err;
 	}
 	for (i = 0; i < n; i++) {
 		const struct sl_ambassador *a = &cfg->proxy.ambassadors[i];
@@ -1436,6 +1919,8 @@ void sl_proxy_free(struct sl_proxy *p)
 	for (i = 0; p->ls && i < p->n_ls; i++)
 		close_fd(p->ls[i].fd, false);
 	free(p->ls);
+	free(p->mesh);
+	free(p->ids);
 	if (p->epfd >= 0)
 		close(p->epfd);
 	pthread_mutex_destroy(&p->rs.mu);

@@ -24,6 +24,9 @@ enum sl_close_reason {
 	SL_CLOSE_RESOLVE_FAILED,
 	SL_CLOSE_TOO_MANY,
 	SL_CLOSE_SHUTDOWN, /* proxy stopping */
+	SL_CLOSE_TLS_FAILED, /* handshake or TLS record error (see the tls log) */
+	SL_CLOSE_TLS_TIMEOUT, /* handshake not done within its timeout */
+	SL_CLOSE_IDENTITY, /* peer's SPIFFE ID refused by identity policy */
 	SL_CLOSE_NR
 };
 extern const char *const sl_close_reason_name[SL_CLOSE_NR];
@@ -42,12 +45,23 @@ struct sl_proxy_stats {
 
 struct sl_proxy;
 
+struct sl_tls_ctx;
+
 /* Open the listeners of cfg (the transparent outbound one if
- * cfg->capture.enabled, and every ambassador). Upstream sockets get SO_MARK
- * cfg->capture.mark so the capture hook leaves them alone. 0 or -errno.
+ * cfg->capture.enabled, the inbound one(s) if cfg->inbound.enabled, and
+ * every ambassador). Upstream sockets get SO_MARK cfg->capture.mark so the
+ * capture hook leaves them alone. With tls (owned by the caller, outliving
+ * the proxy): connections to cfg->tls.mesh destinations originate mutual
+ * TLS, the inbound listener terminates it and applies cfg->inbound's
+ * identity rules. 0 or -errno.
  */
-int sl_proxy_new(const struct sl_config *cfg, sl_policy_check_fn check,
-		 void *check_ctx, struct sl_proxy **out);
+int sl_proxy_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
+		 sl_policy_check_fn check, void *check_ctx,
+		 struct sl_proxy **out);
+/* The inbound listeners' fds (-1 if none), for sk_lookup steering. */
+void sl_proxy_inbound_fds(const struct sl_proxy *p, int *fd4, int *fd6);
+/* *flag set (e.g. by SIGHUP): the loop checks the TLS files at once. */
+void sl_proxy_reload_flag(struct sl_proxy *p, volatile sig_atomic_t *flag);
 /* Run the event loop until *stop is set (checked at least every 100 ms).
  * Then stop accepting, close what is open, return 0 (or -errno on a fatal
  * epoll error).

@@ -143,7 +143,7 @@ static int tp_start(struct tproxy *tp, const char *name, struct sl_config *cfg)
 		if (cfg->capture.enabled)
 			ep_set(&cfg->capture.outbound, "127.0.0.1",
 			       free_port());
-		err = sl_proxy_new(cfg, NULL, NULL, &tp->p);
+		err = sl_proxy_new(cfg, NULL, NULL, NULL, &tp->p);
 	}
 	if (err)
 		return err;

@@ -119,6 +119,97 @@ static void default_loads(void **state)
 }
 
 /* The default doubles as the format's reference: every key is in it. */
+static void tls_and_inbound_load(void **state)
+{
+	static const char text[] =
+		"tls:\n"
+		"  cert: /etc/sl/a.pem\n"
+		"  key: /etc/sl/a.key\n"
+		"  ca: /etc/sl/ca.pem\n"
+		"  trust_domain: example.org\n"
+		"  min_version: \"1.2\"\n"
+		"  alpn: \"h2,http/1.1\"\n"
+		"  handshake_timeout_ms: 3000\n"
+		"  mesh:\n"
+		"    - cidr: 10.1.0.0/16\n"
+		"      ports: [\"8080-8090\"]\n"
+		"      identities: [\"spiffe://example.org/ns/b/*\", \"*\"]\n"
+		"inbound:\n"
+		"  enabled: true\n"
+		"  listen: \"0.0.0.0:15006\"\n"
+		"  mode: sk_lookup\n"
+		"  ports: [\"8080\", \"9000-9010\"]\n"
+		"  exclude_ports: [\"9005\"]\n"
+		"  default: deny\n"
+		"  identities:\n"
+		"    - id: spiffe://example.org/ns/a/sa/web\n"
+		"      action: allow\n"
+		"      ports: [\"8080\"]\n";
+	struct sl_config *cfg = new_cfg();
+	char err[SL_CFG_ERR_LEN], path[64];
+	uint8_t a[16] = { [10] = 0xff, [11] = 0xff, 10, 1, 200, 3 };
+
+	(void)state;
+	assert_int_equal(load_text(text, CONFIG, cfg, err, path), 0);
+	assert_true(cfg->tls.enabled);
+	assert_string_equal(cfg->tls.cert, "/etc/sl/a.pem");
+	assert_string_equal(cfg->tls.trust_domain, "example.org");
+	assert_true(cfg->tls.allow_tls12);
+	assert_string_equal(cfg->tls.alpn, "h2,http/1.1");
+	assert_int_equal(cfg->tls.handshake_timeout_ms, 3000);
+	assert_int_equal(cfg->tls.reload_interval_ms, 2000); /* default */
+	assert_int_equal(cfg->tls.n_mesh, 1);
+	assert_cidr(&cfg->tls.mesh[0].cidr, AF_INET, "10.1.0.0", 16);
+	assert_int_equal(cfg->tls.mesh[0].n_ids, 2);
+	assert_string_equal(cfg->tls.mesh[0].ids[1], "*");
+	assert_true(cfg->inbound.enabled);
+	assert_endpoint(&cfg->inbound.listen, AF_INET, "0.0.0.0", 15006);
+	assert_int_equal(cfg->inbound.mode, SL_INBOUND_SK_LOOKUP);
+	assert_int_equal(cfg->inbound.n_ports, 2);
+	assert_int_equal(cfg->inbound.ports[1].hi, 9010);
+	assert_int_equal(cfg->inbound.n_exclude_ports, 1);
+	assert_int_equal(cfg->inbound.id_default, SL_ACTION_DENY);
+	assert_int_equal(cfg->inbound.n_ids, 1);
+	assert_int_equal(cfg->inbound.ids[0].action, SL_ACTION_ALLOW);
+	assert_int_equal(cfg->inbound.ids[0].line, 21);
+	/* the matchers the proxy uses on these */
+	assert_true(sl_cidr_contains(&cfg->tls.mesh[0].cidr, AF_INET6, a));
+	assert_true(sl_cidr_contains(&cfg->tls.mesh[0].cidr, AF_INET, a + 12));
+	a[13] = 2;
+	assert_false(sl_cidr_contains(&cfg->tls.mesh[0].cidr, AF_INET6, a));
+	assert_true(sl_ports_match(cfg->tls.mesh[0].ports, 1, 8085));
+	assert_false(sl_ports_match(cfg->tls.mesh[0].ports, 1, 8091));
+	assert_true(sl_ports_match(NULL, 0, 1));
+	/* the default has TLS and inbound off */
+	assert_int_equal(sl_config_load(NULL, cfg, err, sizeof(err)), 0);
+	assert_false(cfg->tls.enabled);
+	assert_false(cfg->inbound.enabled);
+	assert_int_equal(cfg->inbound.id_default, SL_ACTION_ALLOW);
+	free(cfg);
+}
+
+static void cidr_contains_edges(void **state)
+{
+	struct sl_cidr c;
+	uint8_t ip[16];
+
+	(void)state;
+	assert_int_equal(sl_cidr_parse("10.0.0.128/25", &c), 0);
+	inet_pton(AF_INET, "10.0.0.200", ip);
+	assert_true(sl_cidr_contains(&c, AF_INET, ip));
+	inet_pton(AF_INET, "10.0.0.127", ip);
+	assert_false(sl_cidr_contains(&c, AF_INET, ip));
+	assert_int_equal(sl_cidr_parse("0.0.0.0/0", &c), 0);
+	assert_true(sl_cidr_contains(&c, AF_INET, ip));
+	assert_int_equal(sl_cidr_parse("2001:db8::/33", &c), 0);
+	inet_pton(AF_INET6, "2001:db8:7fff::1", ip);
+	assert_true(sl_cidr_contains(&c, AF_INET6, ip));
+	inet_pton(AF_INET6, "2001:db8:8000::1", ip);
+	assert_false(sl_cidr_contains(&c, AF_INET6, ip));
+	inet_pton(AF_INET, "10.0.0.200", ip);
+	assert_false(sl_cidr_contains(&c, AF_INET, ip)); /* family */
+}
+
 static void default_documents_every_key(void **state)
 {
 	static const char *const keys[] = {
@@ -128,7 +219,10 @@ static void default_documents_every_key(void **state)
 		"proxy:", "connect_timeout_ms:", "idle_timeout_ms:",
 		"buffer_bytes:", "max_conns:", "ambassadors:", "listen:",
 		"upstream:", "policy:", "default:", "rules:", "id:",
-		"action:", "cidr:", "ports:",
+		"action:", "cidr:", "ports:", "tls:", "cert:", "key:", "ca:",
+		"trust_domain:", "min_version:", "alpn:",
+		"handshake_timeout_ms:", "reload_interval_ms:", "mesh:",
+		"identities:", "inbound:", "mode:", "app_port:", "fail_open:",
 	};
 	size_t i;
 
@@ -412,6 +506,35 @@ static const struct bad_case bad_cases[] = {
 	{ POLICY, "rules:\n  - id: 10\n    action: deny\n    cidr: 10.0.0.0/8\n"
 		  "capture: {}\n",
 	  "5: unknown key \"capture\"" },
+	/* tls and inbound */
+	{ CONFIG, "tls:\n  cert: /a.pem\n  ca: /ca.pem\n",
+	  "1: tls: cert, key and ca go together (key missing)" },
+	{ CONFIG, "tls:\n  min_version: \"1.1\"\n",
+	  "2: tls.min_version: \"1.1\" is not \"1.2\" or \"1.3\"" },
+	{ CONFIG, "tls:\n  trust_domain: Example.org\n",
+	  "2: tls.trust_domain: \"Example.org\" is not a trust domain" },
+	{ CONFIG, "tls:\n  handshake_timeout_ms: 0\n",
+	  "2: tls.handshake_timeout_ms: 0 out of range 1..600000" },
+	{ CONFIG, "tls:\n  cert: /a\n  key: /k\n  ca: /c\n  mesh:\n"
+		  "    - cidr: 10.0.0.0/8\n      identities:\n"
+		  "        - spiffe://td/ns/b/*\n        - spiffe://td/ns/../x\n",
+	  "9: mesh 1: bad identity \"spiffe://td/ns/../x\"" },
+	{ CONFIG, "tls:\n  mesh:\n    - cidr: 10.0.0.0/8\n",
+	  "2: tls.mesh: mesh destinations need tls.cert" },
+	{ CONFIG, "inbound:\n  enabled: true\n  mode: listener\n",
+	  "1: inbound: mode listener needs app_port" },
+	{ CONFIG, "inbound:\n  enabled: true\n",
+	  "1: inbound: no ports to steer" },
+	{ CONFIG, "inbound:\n  mode: iptables\n",
+	  "2: inbound.mode: \"iptables\" is not auto, sk_lookup or listener" },
+	{ CONFIG, "inbound:\n  listen: \"[::1]:x\"\n",
+	  "2: inbound: bad listen \"[::1]:x\" (not a port number)" },
+	{ CONFIG, "inbound:\n  enabled: true\n  ports: [\"8080\"]\n"
+		  "  identities:\n    - id: \"*\"\n      action: allow\n",
+	  "4: inbound.identities: identity rules need tls" },
+	{ CONFIG, "tls:\n  cert: /a\n  key: /k\n  ca: /c\ninbound:\n"
+		  "  identities:\n    - id: spiffe://td/a\n      action: permit\n",
+	  "8: identity rule 1: unknown action \"permit\" (allow or deny)" },
 };
 
 /* Each mistake: -EINVAL, "file:line: reason", and the output untouched. */
@@ -606,6 +729,8 @@ int main(void)
 		cmocka_unit_test(cidr_parser),
 		cmocka_unit_test(port_range_parser),
 		cmocka_unit_test(endpoint_parser),
+		cmocka_unit_test(tls_and_inbound_load),
+		cmocka_unit_test(cidr_contains_edges),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
