@@ -9,6 +9,7 @@
 #include <bpf/bpf_helpers.h>
 #include "sidelane.h"
 #include "fastpath.h"
+#include "stats.h"
 #include "sockkey.bpf.h"
 
 /* 4-tuple (+netns) of a local socket -> the socket; sk_msg looks up peers here */
@@ -57,13 +58,17 @@ struct {
 	__type(value, struct sl_counters);
 } sl_counters SEC(".maps");
 
-/* address of this host (non-loopback; filled by user space) -> 1 */
+/* 0 -> the proxy's and TLS counters: written by user space only (the BPF
+ * side never touches it), pinned with the rest for `status` and bpftool
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SL_MAX_LOCAL_ADDRS);
-	__type(key, struct sl_addr);
-	__type(value, __u8);
-} sl_local_addrs SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_proxy_counters);
+} sl_proxy_stats SEC(".maps");
+
+#include "local_addrs.bpf.h"
 
 /* service port (host order) -> 1: connections kept off the fast path */
 struct {

@@ -19,6 +19,7 @@
 #define SL_MAP_LOCAL_ADDRS "sl_local_addrs"
 #define SL_MAP_SK_STATE "sl_sk_state"
 #define SL_MAP_SK_BY_KEY "sl_sk_by_key"
+#define SL_MAP_PROXY_STATS "sl_proxy_stats" /* include/stats.h */
 #define SL_MAP_CONNECT_REASON "sl_connect_reason"
 
 /* Capture and policy maps (bpf/capture.bpf.c), pinned beside the above. */
@@ -76,5 +77,15 @@
  * peer has caught up (plain loopback buffers about as much).
  */
 #define SL_MAX_BACKLOG (4U << 20)
+
+/* Inbound capture (bpf/inbound.bpf.c, user/inbound.c): an sk_lookup program
+ * on the pod's network namespace steers connections for the app's ports to
+ * the sidecar's inbound listener. Maps and link pinned beside the above.
+ */
+#define SL_MAP_IN_PORTS "sl_in_ports"
+#define SL_MAP_IN_LISTENERS "sl_in_listeners"
+#define SL_MAP_IN_STATS "sl_in_stats"
+#define SL_MAP_IN_CFG "sl_in_cfg"
+#define SL_PIN_LINK_SK_LOOKUP "link_sk_lookup"
 
 #endif /* SIDELANE_H */

@@ -27,6 +27,7 @@
 #include "fastpath.skel.h"
 #include "fastpath_user.h"
 #include "capture_user.h"
+#include "inbound_user.h"
 #include "cgroup.h"
 #include "log.h"
 #include "util.h"
@@ -34,7 +35,7 @@
 static const char *const map_names[] = {
 	SL_MAP_SOCKHASH,    SL_MAP_CONNS,     SL_MAP_COUNTERS,
 	SL_MAP_LOCAL_ADDRS, SL_MAP_SK_STATE,  SL_MAP_EXCLUDED_PORTS,
-	SL_MAP_SK_BY_KEY,
+	SL_MAP_SK_BY_KEY,   SL_MAP_PROXY_STATS,
 };
 
 int sl_pin_path(char *buf, size_t len, const char *pin_root, const char *name)
@@ -598,9 +599,11 @@ int sl_fp_detach(const char *pin_root)
 	drop_partial_pins(pin_root);
 	if (!err)
 		err = sl_pin_unlink(pin_root, SL_PIN_LINK_SOCKOPS);
-	/* Capture's links and maps live in the same folder. */
+	/* Capture's and inbound's links and maps live in the same folder. */
 	if (!err)
 		err = sl_cap_detach(pin_root);
+	if (!err)
+		err = sl_in_detach(pin_root);
 	/* Maps go last: the sockhash is freed once its last reference drops. */
 	for (i = 0; i < sizeof(map_names) / sizeof(map_names[0]); i++) {
 		int e = sl_pin_unlink(pin_root, map_names[i]);
