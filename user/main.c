@@ -18,10 +18,12 @@
 #include "sidelane.h"
 #include "fastpath_user.h"
 #include "capture_user.h"
+#include "inbound_user.h"
 #include "cgroup.h"
 #include "config.h"
 #include "proxy.h"
 #include "tls.h"
+#include "stats_user.h"
 #include "bench.h"
 #include "log.h"
 #include "util.h"
@@ -214,18 +216,29 @@ static int parse_opts(int argc, char **argv, struct cli *cli,
 
 #define ALLOW(o) (1u << ((o) - OPT_PIN_ROOT))
 
-/* Re-reads the host's addresses every SL_ADDR_SYNC_SEC and on SIGHUP, beside
- * the proxy's event loop. Stops the process if the pins vanish.
+struct hk_ctx {
+	const char *pin_root;
+	struct sl_proxy *proxy; /* may be NULL */
+	struct sl_tls_ctx *tls; /* may be NULL */
+};
+
+/* Re-reads the host's addresses every SL_ADDR_SYNC_SEC and on SIGHUP, and
+ * publishes the proxy's counters every second, beside the proxy's event
+ * loop. Stops the process if the pins vanish.
  */
 static void *housekeeping(void *arg)
 {
-	const char *pin_root = arg;
+	const struct hk_ctx *hk = arg;
+	const char *pin_root = hk->pin_root;
 
 	while (!stop_flag) {
 		int i;
 
-		for (i = 0; i < SL_ADDR_SYNC_SEC * 10 && !stop_flag && !resync_flag; i++)
+		for (i = 0; i < SL_ADDR_SYNC_SEC * 10 && !stop_flag && !resync_flag; i++) {
 			usleep(100 * 1000);
+			if (i % 10 == 9)
+				sl_stats_publish(pin_root, hk->proxy, hk->tls);
+		}
 		if (stop_flag)
 			break;
 		resync_flag = 0;
@@ -294,6 +307,58 @@ static int tls_open(const struct sl_config *cfg, struct sl_tls_ctx **out)
 	return 0;
 }
 
+/* Steer the app's inbound ports to the proxy's inbound listener with
+ * sk_lookup, or say why peers must dial the listener itself. Steering left
+ * pinned by an earlier run that this config does not want is removed: a
+ * fail-closed program with no listener would refuse the app's ports.
+ */
+static int inbound_start(const struct sl_config *cfg, struct sl_proxy *proxy)
+{
+	const char *pin_root = cfg->pin_root;
+	struct sl_in_opts o = {
+		.ports = cfg->inbound.ports,
+		.n_ports = cfg->inbound.n_ports,
+		.exclude = cfg->inbound.exclude_ports,
+		.n_exclude = cfg->inbound.n_exclude_ports,
+		.fail_open = cfg->inbound.fail_open,
+	};
+	char why[256], at[64];
+	int err;
+
+	if (!cfg->inbound.enabled || cfg->inbound.mode == SL_INBOUND_LISTENER) {
+		err = sl_in_detach(pin_root);
+		if (cfg->inbound.enabled)
+			pr_info("inbound: listener mode: peers dial the inbound "
+				"listener, relayed to app port %u\n",
+				cfg->inbound.app_port);
+		return err;
+	}
+	err = sl_in_probe(why, sizeof(why));
+	if (!err) {
+		sl_proxy_inbound_fds(proxy, &o.listen_fd4, &o.listen_fd6);
+		err = sl_in_attach(pin_root, &o);
+		if (err)
+			snprintf(why, sizeof(why), "attach: %s", strerror(-err));
+	}
+	if (!err) {
+		pr_info("inbound: sk_lookup steers %u port range(s) of this "
+			"network namespace to the inbound listener (%s)\n",
+			o.n_ports, o.fail_open ? "fail open" : "fail closed");
+		return 0;
+	}
+	if (cfg->inbound.mode == SL_INBOUND_SK_LOOKUP) {
+		pr_warn("inbound: sk_lookup unavailable: %s (inbound.mode: "
+			"sk_lookup)\n", why);
+		return err;
+	}
+	sl_in_detach(pin_root);
+	snprintf(at, sizeof(at), "app port %u", cfg->inbound.app_port);
+	pr_warn("inbound: sk_lookup unavailable: %s; listener mode: peers must "
+		"dial the inbound listener, relayed to %s\n", why,
+		cfg->inbound.app_port ? at : "nothing (no inbound.app_port)");
+	return 0;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	struct sl_policy_checker checker = { .st_fd = -1 };
@@ -304,6 +369,7 @@ static int cmd_run(int argc, char **argv)
 	struct sl_config *cfg;
 	struct cli cli = {};
 	sigset_t mask, old;
+	struct hk_ctx hkc;
 	pthread_t hk;
 	int err, ret = 1, hk_started = 0;
 
@@ -394,10 +460,15 @@ static int cmd_run(int argc, char **argv)
 		}
 		sl_proxy_reload_flag(proxy, &tls_reload_flag);
 	}
+	err = inbound_start(cfg, proxy);
+	if (err)
+		goto out_detach;
 	/* Signals go to this thread only: the housekeeping one blocks them. */
 	sigfillset(&mask);
 	pthread_sigmask(SIG_BLOCK, &mask, &old);
-	hk_started = !pthread_create(&hk, NULL, housekeeping, cfg->pin_root);
+	hkc = (struct hk_ctx){ cfg->pin_root, proxy, tls };
+	sl_stats_publish(cfg->pin_root, proxy, tls);
+	hk_started = !pthread_create(&hk, NULL, housekeeping, &hkc);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pr_info("running; SIGTERM leaves the kernel side %s\n",
 		cli.detach_on_exit ? "detached" : "pinned");
@@ -412,6 +483,7 @@ static int cmd_run(int argc, char **argv)
 	stop_flag = 1;
 	if (hk_started)
 		pthread_join(hk, NULL);
+	sl_stats_publish(cfg->pin_root, proxy, tls); /* the final counts */
 	ret = 0;
 out_detach:
 	if (proxy)
@@ -549,8 +621,44 @@ static void print_status(const char *pin_root, const struct sl_fp_status *st)
 #undef X
 }
 
+static void print_inbound(const struct sl_in_status *is, int json)
+{
+	if (json) {
+		printf(",\"inbound\":{\"sk_lookup\":%s,\"ports\":%u,"
+		       "\"listener4\":%s,\"listener6\":%s,\"steered\":%llu,"
+		       "\"passed\":%llu,\"loopback\":%llu,\"local_src\":%llu,"
+		       "\"no_listener\":%llu,\"assign_err\":%llu}",
+		       is->attached ? "true" : "false", is->n_ports,
+		       is->listener4 ? "true" : "false",
+		       is->listener6 ? "true" : "false",
+		       (unsigned long long)is->steered,
+		       (unsigned long long)is->passed,
+		       (unsigned long long)is->loopback,
+		       (unsigned long long)is->local_src,
+		       (unsigned long long)is->no_listener,
+		       (unsigned long long)is->assign_err);
+		return;
+	}
+	if (!is->attached) {
+		printf("inbound: no sk_lookup steering\n");
+		return;
+	}
+	printf("inbound: sk_lookup steers %u port(s) to the listener (IPv4 %s, "
+	       "IPv6 %s)\n  steered %llu, not captured %llu, loopback %llu, "
+	       "from this host %llu, refused without listener %llu, assign "
+	       "errors %llu\n",
+	       is->n_ports, is->listener4 ? "up" : "down",
+	       is->listener6 ? "up" : "down", (unsigned long long)is->steered,
+	       (unsigned long long)is->passed, (unsigned long long)is->loopback,
+	       (unsigned long long)is->local_src,
+	       (unsigned long long)is->no_listener,
+	       (unsigned long long)is->assign_err);
+}
+
 static int cmd_status(int argc, char **argv)
 {
+	struct sl_proxy_counters pc;
+	struct sl_in_status is;
 	struct sl_cap_status cs;
 	struct sl_fp_status st;
 	struct cli cli = {};
@@ -574,13 +682,22 @@ static int cmd_status(int argc, char **argv)
 		return 1;
 	}
 	sl_cap_status(cli.pin_root, &cs);
+	/* maps pinned by an older build have no proxy counters: zeros */
+	if (sl_stats_read(cli.pin_root, &pc))
+		memset(&pc, 0, sizeof(pc));
+	if (sl_in_status(cli.pin_root, &is))
+		memset(&is, 0, sizeof(is));
 	if (cli.json) {
 		print_status_json(cli.pin_root, &st);
 		print_capture(&cs, 1);
+		print_inbound(&is, 1);
+		sl_stats_print(&pc, 1, stdout);
 		printf("}\n");
 	} else {
 		print_status(cli.pin_root, &st);
 		print_capture(&cs, 0);
+		print_inbound(&is, 0);
+		sl_stats_print(&pc, 0, stdout);
 	}
 	return 0;
 }

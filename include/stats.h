@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* The proxy's and TLS layer's counters as a pinned map (SL_MAP_PROXY_STATS,
+ * declared in bpf/fastpath.bpf.c, written only by user space): the running
+ * `sidelane run` mirrors them there every second (user/stats.c), so
+ * `sidelane status` and `bpftool map dump` in another process see them.
+ */
+#ifndef STATS_H
+#define STATS_H
+
+#define SL_STATS_CLOSE_SLOTS 16 /* >= SL_CLOSE_NR (user/proxy.h) */
+#define SL_STATS_TLS_FAIL_SLOTS 12 /* >= SL_TLS_FAIL_NR (user/tls.h) */
+
+/* Slot 0. Indexes of closed[] are enum sl_close_reason, of tls_failed[]
+ * enum sl_tls_fail; `sidelane status` prints their names.
+ */
+struct sl_proxy_counters {
+	__u64 pid; /* the sidelane process that wrote them; 0: none yet */
+	__u64 updated_ms; /* CLOCK_REALTIME of the last write */
+	__u64 accepted; /* connections accepted on every listener */
+	__u64 active; /* open right now */
+	__u64 bytes_up, bytes_down; /* relayed app->upstream, upstream->app */
+	__u64 closed[SL_STATS_CLOSE_SLOTS]; /* ended, by reason */
+	__u64 tls_enabled; /* 1: tls configured */
+	__u64 tls_ktls; /* 1: the kernel takes TCP_ULP "tls" */
+	__u64 tls_ok, tls_resumed; /* handshakes done (resumed within) */
+	__u64 tls_failed[SL_STATS_TLS_FAIL_SLOTS]; /* handshakes failed, by reason */
+	__u64 tls_active; /* TLS connections open */
+	__u64 tls_bytes_in, tls_bytes_out; /* application bytes over TLS */
+	__u64 tls_ktls_tx, tls_ktls_rx; /* connections that got kTLS */
+	__u64 tls_reloads, tls_reloads_rejected; /* rotations taken / refused */
+};
+
+#endif /* STATS_H */
