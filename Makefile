@@ -28,7 +28,7 @@ CFLAGS    += -Wall -Wextra -Werror -std=gnu11 -Iinclude -Iuser -I$(OUT)/skel \
 	     $(shell $(PKG) --cflags libbpf 2>/dev/null) \
 	     $(shell $(PKG) --cflags libcyaml 2>/dev/null)
 LDLIBS    := $(shell $(PKG) --libs libbpf 2>/dev/null || echo -lbpf) -lelf -lz \
-	     -lssl -lcrypto -lm -lcyaml -lyaml
+	     -lssl -lcrypto -lm -lcyaml -lyaml -lmicrohttpd
 ifneq ($(SAN),)
 CFLAGS    += -fsanitize=$(SAN) -fno-omit-frame-pointer
 LDFLAGS   += -fsanitize=$(SAN)
@@ -74,7 +74,8 @@ vmlinux:
 
 # Debian packages for build, tests, benchmark and demo; apt-get only when one is missing.
 DEB_PKGS := clang llvm libbpf-dev libelf-dev zlib1g-dev libssl-dev libcmocka-dev \
-	    libcyaml-dev bpftool pkg-config iproute2 make gcc python3 curl haproxy
+	    libcyaml-dev libmicrohttpd-dev bpftool pkg-config iproute2 make gcc python3 \
+	    python3-prometheus-client curl haproxy stunnel4
 deps:
 	$(Q)missing=$$(for p in $(DEB_PKGS); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \

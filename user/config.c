@@ -171,6 +171,15 @@ const char sl_config_default_yaml[] =
 	"  default: allow\n"
 	"  identities: []\n"
 	"\n"
+	"# Admin HTTP endpoint (libmicrohttpd): /metrics (Prometheus), /stats (JSON),\n"
+	"# /healthz, /ready, POST /drain.\n"
+	"admin:\n"
+	"  # Loopback address only; \"\" turns the endpoint off.\n"
+	"  listen: \"127.0.0.1:15000\"\n"
+	"  # On SIGTERM or POST /drain: stop accepting, let open connections end\n"
+	"  # for up to this long, then close them (0..3600000).\n"
+	"  drain_timeout_ms: 5000\n"
+	"\n"
 	"# L3/L4 policy on the destinations the proxy relays to. `sidelane policy load`\n"
 	"# takes a file holding just these two keys at top level (rules: required).\n"
 	"policy:\n"
@@ -554,8 +563,13 @@ struct raw_inbound {
 	unsigned int identities_count;
 };
 
+struct raw_admin {
+	char *listen, *drain_timeout_ms;
+};
+
 struct raw_config {
 	char *pin_root, *cgroup;
+	struct raw_admin *admin;
 	struct raw_tls *tls;
 	struct raw_inbound *inbound;
 	struct raw_fastpath *fastpath;
@@ -710,6 +724,12 @@ static const cyaml_schema_field_t inbound_fields[] = {
 	CYAML_FIELD_END
 };
 
+static const cyaml_schema_field_t admin_fields[] = {
+	STR("listen", OPT, struct raw_admin, listen),
+	STR("drain_timeout_ms", OPT, struct raw_admin, drain_timeout_ms),
+	CYAML_FIELD_END
+};
+
 static const cyaml_schema_field_t config_fields[] = {
 	STR("pin_root", OPT, struct raw_config, pin_root),
 	STR("cgroup", OPT, struct raw_config, cgroup),
@@ -723,6 +743,8 @@ static const cyaml_schema_field_t config_fields[] = {
 				tls_fields),
 	CYAML_FIELD_MAPPING_PTR("inbound", OPT_NULL, struct raw_config, inbound,
 				inbound_fields),
+	CYAML_FIELD_MAPPING_PTR("admin", OPT_NULL, struct raw_config, admin,
+				admin_fields),
 	CYAML_FIELD_MAPPING_PTR("policy", OPT_NULL, struct raw_config, policy,
 				policy_fields),
 	CYAML_FIELD_END
@@ -1743,6 +1765,23 @@ static int apply_inbound(struct doc *d, const struct raw_inbound *r,
 	return 0;
 }
 
+static int apply_admin(struct doc *d, const struct raw_admin *r,
+		       struct sl_config *cfg)
+{
+	int err = 0;
+
+	if (r->listen) {
+		cfg->admin.enabled = r->listen[0] != '\0';
+		if (cfg->admin.enabled)
+			err = get_endpoint(d, "admin.listen", "admin", "listen",
+					   r->listen, &cfg->admin.listen);
+	}
+	if (!err)
+		err = get_uint(d, "admin.drain_timeout_ms", r->drain_timeout_ms,
+			       0, 3600000, &cfg->admin.drain_timeout_ms);
+	return err;
+}
+
 /* Checks across sections, once the whole file is applied. */
 static int check_config(struct doc *d, struct sl_config *cfg)
 {
@@ -1880,6 +1919,8 @@ static int apply_config(struct doc *d, const struct raw_config *r,
 		err = apply_tls(d, r->tls, cfg);
 	if (!err && r->inbound)
 		err = apply_inbound(d, r->inbound, cfg);
+	if (!err && r->admin)
+		err = apply_admin(d, r->admin, cfg);
 	if (!err && r->policy)
 		err = apply_policy(d, r->policy, "policy", &cfg->policy);
 	if (!err)

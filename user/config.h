@@ -148,6 +148,11 @@ struct sl_config {
 		unsigned int n_ids;
 		struct sl_id_rule_cfg ids[SL_CFG_MAX_ID_RULES];
 	} inbound;
+	struct {
+		int enabled; /* listen given */
+		struct sl_endpoint listen; /* loopback only */
+		unsigned int drain_timeout_ms; /* SIGTERM and POST /drain */
+	} admin;
 	struct sl_policy policy;
 };
 

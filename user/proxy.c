@@ -196,6 +196,11 @@ struct sl_proxy {
 	struct sl_list timers[T_NR], dead;
 	bool accept_paused;
 	uint64_t accept_resume;
+	/* drain: listeners closed, open connections get until drain_end */
+	unsigned int drain_ms;
+	int drain_req; /* set by sl_proxy_drain() from any thread */
+	bool draining;
+	uint64_t drain_end;
 	struct sl_proxy_stats st; /* written by the loop, read by anyone */
 	/* TLS (NULL: none); copies of the config parts it needs */
 	struct sl_tls_ctx *tls;
@@ -1781,6 +1786,7 @@ int sl_proxy_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
 	p->bufsz = cfg->proxy.buffer_bytes ? cfg->proxy.buffer_bytes :
 					     SL_DEFAULT_BUFFER;
 	p->mark = cfg->capture.mark;
+	p->drain_ms = cfg->admin.drain_timeout_ms;
 	p->check = check;
 	p->check_ctx = check_ctx;
 	p->now = now_ms();
@@ -1846,14 +1852,76 @@ err:
 	return err;
 }
 
+static void close_listeners(struct sl_proxy *p)
+{
+	unsigned int i;
+
+	for (i = 0; i < p->n_ls; i++) {
+		close_fd(p->ls[i].fd, false);
+		p->ls[i].fd = -1;
+	}
+}
+
+static void close_all(struct sl_proxy *p)
+{
+	struct sl_conn *c;
+	unsigned int i;
+
+	for (i = 0; i < T_NR; i++)
+		while ((c = p->timers[i].head))
+			conn_close(p, c, SL_CLOSE_SHUTDOWN, NULL);
+	reap_dead(p);
+}
+
+/* Drain (asked for, or stopping with a drain time): no new connections
+ * (listeners closed: connects are refused, and a closed inbound listener
+ * leaves the sk_lookup map, which then refuses too), open ones may finish
+ * until the deadline, then are closed. Returns true when stopping may
+ * proceed (drained or past the deadline).
+ */
+static bool drain_step(struct sl_proxy *p, bool stopping, int *timeout)
+{
+	if (!p->draining) {
+		if (!stopping && !__atomic_load_n(&p->drain_req, __ATOMIC_RELAXED))
+			return false;
+		p->draining = true;
+		p->drain_end = p->now + p->drain_ms;
+		close_listeners(p);
+		pr_info("proxy: draining: %llu connection(s) open, up to %u ms\n",
+			(unsigned long long)p->st.active, p->drain_ms);
+	}
+	if (p->st.active && p->now < p->drain_end) {
+		if ((int)(p->drain_end - p->now) < *timeout)
+			*timeout = (int)(p->drain_end - p->now);
+		return false;
+	}
+	if (p->st.active)
+		pr_info("proxy: drain time is up: closing %llu connection(s)\n",
+			(unsigned long long)p->st.active);
+	close_all(p);
+	return true;
+}
+
+void sl_proxy_drain(struct sl_proxy *p)
+{
+	__atomic_store_n(&p->drain_req, 1, __ATOMIC_RELAXED);
+}
+
+bool sl_proxy_draining(const struct sl_proxy *p)
+{
+	return __atomic_load_n(&p->drain_req, __ATOMIC_RELAXED) || p->draining;
+}
+
 int sl_proxy_run(struct sl_proxy *p, volatile sig_atomic_t *stop)
 {
 	struct epoll_event evs[SL_EPOLL_BATCH];
-	struct sl_conn *c;
 	unsigned int i;
 	int n, timeout = SL_TICK_MS, err = 0;
 
-	while (!*stop) {
+	for (;;) {
+		p->now = now_ms();
+		if (drain_step(p, *stop, &timeout) && *stop)
+			break;
 		n = epoll_wait(p->epfd, evs, SL_EPOLL_BATCH, timeout);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -1880,14 +1948,8 @@ int sl_proxy_run(struct sl_proxy *p, volatile sig_atomic_t *stop)
 
 	/* stop accepting, then end what is open */
 	p->now = now_ms();
-	for (i = 0; i < p->n_ls; i++) {
-		close_fd(p->ls[i].fd, false);
-		p->ls[i].fd = -1;
-	}
-	for (i = 0; i < T_NR; i++)
-		while ((c = p->timers[i].head))
-			conn_close(p, c, SL_CLOSE_SHUTDOWN, NULL);
-	reap_dead(p);
+	close_listeners(p);
+	close_all(p);
 	return err;
 }
 

@@ -7,6 +7,7 @@
 #define PROXY_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include "config.h"
@@ -67,6 +68,12 @@ void sl_proxy_reload_flag(struct sl_proxy *p, volatile sig_atomic_t *flag);
  * epoll error).
  */
 int sl_proxy_run(struct sl_proxy *p, volatile sig_atomic_t *stop);
+/* Drain from any thread (admin POST /drain): stop accepting, close what is
+ * still open after cfg->admin.drain_timeout_ms; the loop keeps running
+ * until *stop. Setting *stop drains the same way, then sl_proxy_run returns.
+ */
+void sl_proxy_drain(struct sl_proxy *p);
+bool sl_proxy_draining(const struct sl_proxy *p);
 /* Counters so far; safe to call from another thread while sl_proxy_run runs. */
 void sl_proxy_stats(const struct sl_proxy *p, struct sl_proxy_stats *out);
 void sl_proxy_free(struct sl_proxy *p);
