@@ -350,6 +350,15 @@ int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 #define LINK_SKIPPED(i)                                                        \
 	((cap_links[i].where != ON_APP && !side[0]) ||                         \
 	 (cap_links[i].where == ON_SIDECAR_ONLY && same))
+	/* Never mix: pinned maps of another layout are refused first. */
+	skel = capture_bpf__open();
+	if (!skel)
+		return -errno;
+	err = sl_obj_check_pins(skel->obj, pin_root);
+	capture_bpf__destroy(skel);
+	skel = NULL;
+	if (err)
+		return err;
 	/* All pinned: only the settings are (re)applied. */
 	for (reuse = 1, i = 0; i < N_CAP_LINKS && reuse; i++) {
 		if (LINK_SKIPPED(i))

@@ -451,6 +451,71 @@ int sl_obj_pin_maps(struct bpf_object *obj, const char *pin_root,
 	return 0;
 }
 
+int sl_obj_check_pins(struct bpf_object *obj, const char *pin_root)
+{
+	struct bpf_map *map;
+	int err = 0;
+
+	bpf_object__for_each_map(map, obj) {
+		struct bpf_map_info info = {};
+		__u32 len = sizeof(info);
+		const char *what = NULL;
+		__u32 want = 0, have = 0;
+		int fd;
+
+		if (bpf_map__is_internal(map))
+			continue; /* .rodata/.bss: per load, never pinned */
+		fd = sl_pin_open(pin_root, bpf_map__name(map));
+		if (fd < 0)
+			continue; /* not pinned yet: created by this build */
+		if (bpf_obj_get_info_by_fd(fd, &info, &len)) {
+			err = -errno;
+			close(fd);
+			return err;
+		}
+		close(fd);
+#define SL_CMP(field, val)                                                     	if (!what && info.field != (val)) {                                    		what = #field;                                                 		want = (val);                                                  		have = info.field;                                             	}
+		SL_CMP(type, (__u32)bpf_map__type(map));
+		SL_CMP(key_size, bpf_map__key_size(map));
+		SL_CMP(value_size, bpf_map__value_size(map));
+		SL_CMP(max_entries, bpf_map__max_entries(map));
+		SL_CMP(map_flags, bpf_map__map_flags(map));
+#undef SL_CMP
+		if (!what)
+			continue;
+		pr_warn("%s/%s was pinned by a build with another map layout "
+			"(%s %u pinned, %u in this build): not mixing them. To "
+			"upgrade: `sidelane detach --pin-root %s` (accelerated "
+			"connections go on over TCP, counters restart), then run; "
+			"or run the build that pinned it\n",
+			pin_root, bpf_map__name(map), what, have, want, pin_root);
+		err = -EPROTO;
+	}
+	return err;
+}
+
+/* The pinned maps against this build's, before anything is reused. With
+ * add_missing (a restart reusing the pinned links), maps this build has and
+ * the pins lack are created and pinned: loading the object against the pin
+ * paths reuses every pinned map and pins the new ones; the programs loaded
+ * for that are dropped, the pinned links keep theirs.
+ */
+static int check_layout(const char *pin_root, int add_missing)
+{
+	struct fastpath_bpf *skel = fastpath_bpf__open();
+	int err;
+
+	if (!skel)
+		return -errno;
+	err = sl_obj_check_pins(skel->obj, pin_root);
+	if (!err && add_missing)
+		err = sl_obj_pin_maps(skel->obj, pin_root, 0);
+	if (!err && add_missing)
+		err = fastpath_bpf__load(skel);
+	fastpath_bpf__destroy(skel);
+	return err;
+}
+
 int sl_fp_attach(const struct sl_fp_opts *opts)
 {
 	const char *pin_root = opts->pin_root ?: SL_PIN_ROOT_DEFAULT;
@@ -470,9 +535,14 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 	if (err)
 		return err;
 
+	err = check_layout(pin_root, 0);
+	if (err)
+		return err;
 	/* Runtime settings (ports, addresses) are re-applied on every start. */
 	err = reuse_pinned(pin_root, cgid, cgpath);
 	if (err != -ENOENT) {
+		if (!err)
+			err = check_layout(pin_root, 1);
 		if (!err)
 			err = sync_excluded_ports(pin_root, opts);
 		if (!err)

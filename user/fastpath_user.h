@@ -62,12 +62,19 @@ int sl_fp_read_counters(const char *pin_root, struct sl_counters *out);
 
 /* Build "<pin_root>/<name>" into buf. Returns 0 or -ENAMETOOLONG. */
 int sl_pin_path(char *buf, size_t len, const char *pin_root, const char *name);
+struct bpf_object;
+/* Compare every map of obj (opened, not loaded) that is already pinned under
+ * pin_root with its definition here: type, key and value size, max entries,
+ * flags. 0 when all match or are not pinned yet (an added map is simply
+ * created: an additive upgrade), -EPROTO with a message naming the map and
+ * the way out when one differs.
+ */
+int sl_obj_check_pins(struct bpf_object *obj, const char *pin_root);
 /* Give every map of obj its pin path pin_root/<map name> before load, so
  * libbpf reuses a pinned map whose definition matches (state survives a
  * restart) and pins new ones. Socket-storage maps are skipped when
  * skip_sk_storage (their data lives with the sockets). 0 or -errno.
  */
-struct bpf_object;
 int sl_obj_pin_maps(struct bpf_object *obj, const char *pin_root,
 		    int skip_sk_storage);
 /* Make sure pin_root exists on a bpffs (mounting /sys/fs/bpf if that is

@@ -260,16 +260,19 @@ int sl_in_attach(const char *pin_dir, const struct sl_in_opts *o)
 	err = sl_pin_root_ensure(pin_dir, &created);
 	if (err)
 		goto out;
-	err = pinned_link(pin_dir, st.st_ino);
+	skel = inbound_bpf__open();
+	if (!skel) {
+		err = -errno;
+		goto out;
+	}
+	/* Never mix: pinned maps of another layout are refused first. */
+	err = sl_obj_check_pins(skel->obj, pin_dir);
+	if (!err)
+		err = pinned_link(pin_dir, st.st_ino);
 	if (err && err != -ENOENT)
 		goto out;
 	fresh = err == -ENOENT;
 	if (fresh) {
-		skel = inbound_bpf__open();
-		if (!skel) {
-			err = -errno;
-			goto out;
-		}
 		err = sl_obj_pin_maps(skel->obj, pin_dir, 0);
 		if (!err)
 			err = inbound_bpf__load(skel);

@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Integration test (tests/integ): restarting `sidelane run` over what an
+ * earlier build pinned.
+ * - A map this build has and the pins lack (an older build's pin set) is
+ *   created and pinned, while the pinned links are reused as they are.
+ * - A pinned map whose layout differs from this build's is refused with a
+ *   message naming the map and the way out; nothing pinned is changed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include "harness.h"
+#include "sidelane.h"
+
+/* Id of the link pinned as name under env's pin root, 0 if none. */
+static __u32 link_id(const struct th_env *env, const char *name)
+{
+	struct bpf_link_info info = {};
+	__u32 len = sizeof(info);
+	char path[PATH_MAX + 64];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", env->pin_root, name);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return 0;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		info.id = 0;
+	close(fd);
+	return info.id;
+}
+
+static bool pinned(const struct th_env *env, const char *name)
+{
+	char path[PATH_MAX + 64];
+
+	snprintf(path, sizeof(path), "%s/%s", env->pin_root, name);
+	return !access(path, F_OK);
+}
+
+/* `sidelane run` again on env's pins, for at most ms (then killed, as a
+ * crash would end it). Its exit status or -ETIMEDOUT; its log in out.
+ */
+static int rerun(struct th_env *env, char *out, size_t len, int ms)
+{
+	char *argv[] = { (char *)th_sidelane_bin(), "run", "--cgroup", env->cgroup,
+			 "--pin-root", env->pin_root, NULL };
+	char log[] = "/tmp/sidelane-upgrade-XXXXXX";
+	int fd = mkstemp(log), st;
+	ssize_t n;
+	pid_t pid;
+
+	if (fd < 0)
+		return -errno;
+	pid = fork();
+	if (!pid) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	st = pid < 0 ? -errno : th_wait(pid, ms); /* kills it after ms */
+	n = pread(fd, out, len - 1, 0);
+	out[n > 0 ? n : 0] = '\0';
+	close(fd);
+	unlink(log);
+	return st;
+}
+
+int main(void)
+{
+	const char *t;
+	char out[8192], path[PATH_MAX + 64];
+	struct th_env env;
+	__u32 before;
+	int st, fd = -1;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	th_watchdog(60, "upgrade");
+	if (!th_env_start(&env, "upgrade", true))
+		goto out;
+	th_leave(&env);
+	/* the running one stops as on SIGTERM: its pins stay */
+	kill(env.sidelane, SIGTERM);
+	th_wait(env.sidelane, 10000);
+	env.sidelane = 0;
+	before = link_id(&env, SL_PIN_LINK_SOCKOPS);
+
+	t = "upgrade: a map missing from the pins is added, the links reused";
+	snprintf(path, sizeof(path), "%s/%s", env.pin_root, SL_MAP_PROXY_STATS);
+	unlink(path);
+	st = rerun(&env, out, sizeof(out), 2500);
+	if (TH_CHECK(st == -ETIMEDOUT, t, "run ended (%d) instead of running: %s",
+		     st, out) &&
+	    TH_CHECK(strstr(out, "reusing the pinned fast path"), t,
+		     "did not reuse: %s", out) &&
+	    TH_CHECK(pinned(&env, SL_MAP_PROXY_STATS), t, "%s not pinned again",
+		     SL_MAP_PROXY_STATS) &&
+	    TH_CHECK(before && link_id(&env, SL_PIN_LINK_SOCKOPS) == before, t,
+		     "sockops link %u became %u", before,
+		     link_id(&env, SL_PIN_LINK_SOCKOPS)))
+		th_pass(t);
+
+	t = "upgrade: a pinned map of another layout is refused, pins untouched";
+	unlink(path);
+	/* what a build with a different struct sl_proxy_counters pinned */
+	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, SL_MAP_PROXY_STATS, 4, 8, 1, NULL);
+	if (!TH_CHECK(fd >= 0 && !bpf_obj_pin(fd, path), t, "pinning a map: %s",
+		      strerror(errno)))
+		goto out;
+	st = rerun(&env, out, sizeof(out), 10000);
+	if (TH_CHECK(st == 1, t, "exit %d, want 1: %s", st, out) &&
+	    TH_CHECK(strstr(out, SL_MAP_PROXY_STATS " was pinned by a build with "
+				 "another map layout (value_size 8 pinned"),
+		     t, "no clear message: %s", out) &&
+	    TH_CHECK(strstr(out, "sidelane detach --pin-root"), t,
+		     "no way out named: %s", out) &&
+	    TH_CHECK(link_id(&env, SL_PIN_LINK_SOCKOPS) == before, t,
+		     "the pinned link changed") &&
+	    TH_CHECK(pinned(&env, SL_MAP_PROXY_STATS), t, "the odd map was removed"))
+		th_pass(t);
+out:
+	if (fd >= 0)
+		close(fd);
+	t = "upgrade: teardown";
+	if (TH_CHECK(!th_env_teardown(&env), t, "left something behind"))
+		th_pass(t);
+	return th_summary();
+}
