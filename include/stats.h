@@ -3,6 +3,8 @@
  * declared in bpf/fastpath.bpf.c, written only by user space): the running
  * `sidelane run` mirrors them there every second (user/stats.c), so
  * `sidelane status` and `bpftool map dump` in another process see them.
+ * Totals continue across restarts: a new process adds what it counts to
+ * what the previous one published (gauges such as active are its own).
  */
 #ifndef STATS_H
 #define STATS_H

@@ -19,6 +19,32 @@ _Static_assert(SL_CLOSE_NR <= SL_STATS_CLOSE_SLOTS, "closed[] too small");
 _Static_assert(SL_TLS_FAIL_NR <= SL_STATS_TLS_FAIL_SLOTS,
 	       "tls_failed[] too small");
 
+/* What an earlier process published: a restart continues from there. */
+static struct sl_proxy_counters base;
+static int base_read;
+
+/* Totals continue across restarts; gauges (active, settings) are ours. */
+static void add_base(struct sl_proxy_counters *c)
+{
+	int i;
+
+	c->accepted += base.accepted;
+	c->bytes_up += base.bytes_up;
+	c->bytes_down += base.bytes_down;
+	for (i = 0; i < SL_STATS_CLOSE_SLOTS; i++)
+		c->closed[i] += base.closed[i];
+	c->tls_ok += base.tls_ok;
+	c->tls_resumed += base.tls_resumed;
+	for (i = 0; i < SL_STATS_TLS_FAIL_SLOTS; i++)
+		c->tls_failed[i] += base.tls_failed[i];
+	c->tls_bytes_in += base.tls_bytes_in;
+	c->tls_bytes_out += base.tls_bytes_out;
+	c->tls_ktls_tx += base.tls_ktls_tx;
+	c->tls_ktls_rx += base.tls_ktls_rx;
+	c->tls_reloads += base.tls_reloads;
+	c->tls_reloads_rejected += base.tls_reloads_rejected;
+}
+
 int sl_stats_publish(const char *pin_root, const struct sl_proxy *p,
 		     struct sl_tls_ctx *tls)
 {
@@ -26,6 +52,13 @@ int sl_stats_publish(const char *pin_root, const struct sl_proxy *p,
 	struct timespec ts;
 	__u32 zero = 0;
 	int fd, err = 0, i;
+
+	if (!base_read) {
+		/* once per process: another pid's numbers are the base */
+		base_read = 1;
+		if (sl_stats_read(pin_root, &base) || base.pid == c.pid)
+			memset(&base, 0, sizeof(base));
+	}
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	c.updated_ms = (__u64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -58,6 +91,7 @@ int sl_stats_publish(const char *pin_root, const struct sl_proxy *p,
 		c.tls_reloads = ts2.reloads;
 		c.tls_reloads_rejected = ts2.reloads_rejected;
 	}
+	add_base(&c);
 	fd = sl_pin_open(pin_root, SL_MAP_PROXY_STATS);
 	if (fd < 0)
 		return fd;

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* Integration test (tests/integ): restarting `sidelane run` over what an
  * earlier build pinned.
+ * - The proxy's totals in sl_proxy_stats continue from what the previous
+ *   process published.
  * - A map this build has and the pins lack (an older build's pin set) is
  *   created and pinned, while the pinned links are reused as they are.
  * - A pinned map whose layout differs from this build's is refused with a
@@ -16,6 +18,7 @@
 #include <bpf/bpf.h>
 #include "harness.h"
 #include "sidelane.h"
+#include "stats.h"
 
 /* Id of the link pinned as name under env's pin root, 0 if none. */
 static __u32 link_id(const struct th_env *env, const char *name)
@@ -76,8 +79,9 @@ int main(void)
 {
 	const char *t;
 	char out[8192], path[PATH_MAX + 64];
+	struct sl_proxy_counters pc = {};
 	struct th_env env;
-	__u32 before;
+	__u32 before, zero = 0;
 	int st, fd = -1;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -91,8 +95,33 @@ int main(void)
 	env.sidelane = 0;
 	before = link_id(&env, SL_PIN_LINK_SOCKOPS);
 
-	t = "upgrade: a map missing from the pins is added, the links reused";
+	t = "upgrade: the proxy's totals continue after a restart";
 	snprintf(path, sizeof(path), "%s/%s", env.pin_root, SL_MAP_PROXY_STATS);
+	fd = bpf_obj_get(path);
+	pc.pid = 1; /* another process's numbers */
+	pc.accepted = 1234;
+	pc.closed[0] = 7;
+	pc.active = 5;
+	if (TH_CHECK(fd >= 0 && !bpf_map_update_elem(fd, &zero, &pc, BPF_ANY), t,
+		     "writing %s: %s", path, strerror(errno))) {
+		st = rerun(&env, out, sizeof(out), 2500);
+		memset(&pc, 0, sizeof(pc));
+		bpf_map_lookup_elem(fd, &zero, &pc);
+		if (TH_CHECK(st == -ETIMEDOUT, t, "run ended (%d): %s", st, out) &&
+		    TH_CHECK(pc.pid > 1 && pc.accepted == 1234 &&
+				     pc.closed[0] == 7 && pc.active == 0,
+			     t, "pid %llu accepted %llu done %llu active %llu",
+			     (unsigned long long)pc.pid,
+			     (unsigned long long)pc.accepted,
+			     (unsigned long long)pc.closed[0],
+			     (unsigned long long)pc.active))
+			th_pass(t);
+	}
+	if (fd >= 0)
+		close(fd);
+	fd = -1;
+
+	t = "upgrade: a map missing from the pins is added, the links reused";
 	unlink(path);
 	st = rerun(&env, out, sizeof(out), 2500);
 	if (TH_CHECK(st == -ETIMEDOUT, t, "run ended (%d) instead of running: %s",
