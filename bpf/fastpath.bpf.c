@@ -58,6 +58,14 @@ struct {
 	__type(value, struct sl_counters);
 } sl_counters SEC(".maps");
 
+/* 0 -> runtime switches (redirect off after a failed self-test) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_fp_cfg);
+} sl_fp_cfg SEC(".maps");
+
 /* 0 -> the proxy's and TLS counters: written by user space only (the BPF
  * side never touches it), pinned with the rest for `status` and bpftool
  */
@@ -292,7 +300,9 @@ int sl_sk_msg(struct sk_msg_md *msg)
 {
 	struct sl_sock_key peer = {};
 	struct sl_counters *cnt;
+	struct sl_fp_cfg *cfg;
 	struct tcp_sock *peer_tp;
+	__u32 zero = 0;
 	struct sl_sk_state *st;
 	struct sl_conn *conn;
 	struct bpf_sock *sk;
@@ -333,6 +343,16 @@ int sl_sk_msg(struct sk_msg_md *msg)
 		conn->flags |= SL_CONN_F_SEEN;
 		if (me && (me->bytes_sent || me->write_seq != me->snd_nxt))
 			conn->flags |= SL_CONN_F_BACKLOG;
+	}
+	/* Redirect switched off (the start-up self-test failed on this
+	 * kernel): TCP from here, behind the drain gate, so bytes already
+	 * redirected are read first and a later switch back on cannot
+	 * reorder either. An ARRAY lookup is inlined by the verifier.
+	 */
+	cfg = bpf_map_lookup_elem(&sl_fp_cfg, &zero);
+	if (cfg && cfg->redirect_off) {
+		conn->flags |= SL_CONN_F_BACKLOG;
+		goto plain;
 	}
 	/* After shutdown(SHUT_WR) a redirect would still deliver, after the FIN
 	 * the peer has seen; the plain path fails the send with EPIPE instead.

@@ -69,6 +69,17 @@ struct sl_sk_state {
 	__u64 peer_tp; /* peer's struct tcp_sock address, from sl_sk_by_key */
 };
 
+#define SL_FP_REASON_LEN 120
+
+/* Slot 0 of sl_fp_cfg: runtime switches of the fast path, set by user space.
+ * Zero (a fresh map) means redirect on.
+ */
+struct sl_fp_cfg {
+	__u32 redirect_off; /* 1: sk_msg sends everything over TCP */
+	__u32 pad;
+	char reason[SL_FP_REASON_LEN]; /* why it is off (self-test finding) */
+};
+
 /* Global counters: one slot of a per-CPU array; user space sums the CPUs. */
 struct sl_counters {
 	__u64 sock_inserted; /* sockets added to the sockhash */

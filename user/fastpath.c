@@ -35,7 +35,7 @@
 static const char *const map_names[] = {
 	SL_MAP_SOCKHASH,    SL_MAP_CONNS,     SL_MAP_COUNTERS,
 	SL_MAP_LOCAL_ADDRS, SL_MAP_SK_STATE,  SL_MAP_EXCLUDED_PORTS,
-	SL_MAP_SK_BY_KEY,   SL_MAP_PROXY_STATS,
+	SL_MAP_SK_BY_KEY,   SL_MAP_PROXY_STATS, SL_MAP_FP_CFG,
 };
 
 int sl_pin_path(char *buf, size_t len, const char *pin_root, const char *name)
@@ -494,11 +494,94 @@ int sl_obj_check_pins(struct bpf_object *obj, const char *pin_root)
 	return err;
 }
 
+/* The redirect switch: written before sk_msg is attached on a first start,
+ * and again on every restart (a passing self-test turns it back on).
+ */
+static int sync_fp_cfg(const char *pin_root, const struct sl_fp_opts *opts)
+{
+	struct sl_fp_cfg cfg = { .redirect_off = !!opts->redirect_off };
+	__u32 zero = 0;
+	int fd, err = 0;
+
+	if (opts->redirect_off)
+		snprintf(cfg.reason, sizeof(cfg.reason), "%s",
+			 opts->off_reason ? opts->off_reason : "asked for");
+	fd = sl_pin_open(pin_root, SL_MAP_FP_CFG);
+	if (fd < 0)
+		return fd;
+	if (bpf_map_update_elem(fd, &zero, &cfg, BPF_ANY))
+		err = -errno;
+	close(fd);
+	if (!err && opts->redirect_off)
+		pr_warn("fast path: redirect off (%s): connections are accounted "
+			"but go over TCP\n", cfg.reason);
+	return err;
+}
+
+/* Pinned link name -> the program of this build it should run. */
+static int upgrade_link(const char *pin_root, const char *name,
+			struct bpf_program *prog, int *upgraded)
+{
+	struct bpf_prog_info old = {}, cur = {};
+	__u32 olen = sizeof(old), clen = sizeof(cur);
+	struct bpf_link_info info;
+	int fd, old_fd = -1, err;
+
+	fd = sl_pin_open(pin_root, name);
+	if (fd < 0)
+		return fd == -ENOENT ? 0 : fd;
+	err = link_info(fd, &info);
+	if (!err) {
+		old_fd = bpf_prog_get_fd_by_id(info.prog_id);
+		if (old_fd < 0 ||
+		    bpf_obj_get_info_by_fd(old_fd, &old, &olen) ||
+		    bpf_obj_get_info_by_fd(bpf_program__fd(prog), &cur, &clen))
+			err = -errno;
+	}
+	/* same tag: the same instructions, nothing to do */
+	if (!err && memcmp(old.tag, cur.tag, sizeof(old.tag))) {
+		if (bpf_link_update(fd, bpf_program__fd(prog), NULL))
+			err = -errno;
+		else
+			(*upgraded)++;
+	}
+	if (old_fd >= 0)
+		close(old_fd);
+	close(fd);
+	return err;
+}
+
+/* A restart by a newer build with the same map layout: its programs take
+ * over the pinned links in place (BPF_LINK_UPDATE swaps them atomically),
+ * so established sockets stay in the sockhash and keep redirecting. The
+ * pre-6.10 sk_msg attachment (no link) keeps the program it has.
+ */
+static int upgrade_programs(const char *pin_root, struct fastpath_bpf *skel)
+{
+	int n = 0, err;
+
+	err = upgrade_link(pin_root, SL_PIN_LINK_SOCKOPS, skel->progs.sl_sockops,
+			   &n);
+	if (!err)
+		err = upgrade_link(pin_root, SL_PIN_LINK_SOCKOPS_SIDECAR,
+				   skel->progs.sl_sockops, &n);
+	if (!err)
+		err = upgrade_link(pin_root, SL_PIN_LINK_SK_MSG,
+				   skel->progs.sl_sk_msg, &n);
+	if (err)
+		pr_warn("updating the pinned links to this build's programs "
+			"failed: %s; the pinned programs stay\n", strerror(-err));
+	else if (n)
+		pr_info("fast path: this build's programs replaced the pinned "
+			"ones in %d link(s); connections stay accelerated\n", n);
+	return err;
+}
+
 /* The pinned maps against this build's, before anything is reused. With
  * add_missing (a restart reusing the pinned links), maps this build has and
- * the pins lack are created and pinned: loading the object against the pin
- * paths reuses every pinned map and pins the new ones; the programs loaded
- * for that are dropped, the pinned links keep theirs.
+ * the pins lack are created and pinned (loading the object against the pin
+ * paths reuses every pinned map and pins the new ones), and this build's
+ * programs replace the pinned links' where they differ.
  */
 static int check_layout(const char *pin_root, int add_missing)
 {
@@ -512,6 +595,8 @@ static int check_layout(const char *pin_root, int add_missing)
 		err = sl_obj_pin_maps(skel->obj, pin_root, 0);
 	if (!err && add_missing)
 		err = fastpath_bpf__load(skel);
+	if (!err && add_missing)
+		err = upgrade_programs(pin_root, skel);
 	fastpath_bpf__destroy(skel);
 	return err;
 }
@@ -543,6 +628,8 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 	if (err != -ENOENT) {
 		if (!err)
 			err = check_layout(pin_root, 1);
+		if (!err)
+			err = sync_fp_cfg(pin_root, opts);
 		if (!err)
 			err = sync_excluded_ports(pin_root, opts);
 		if (!err)
@@ -587,6 +674,8 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 	 * before an exclusion is in force.
 	 */
 	err = sync_excluded_ports(pin_root, opts);
+	if (!err)
+		err = sync_fp_cfg(pin_root, opts);
 	if (err)
 		goto out;
 
@@ -810,6 +899,13 @@ int sl_fp_status(const char *pin_root, struct sl_fp_status *st)
 		close(fd);
 	}
 	sl_fp_read_counters(pin_root, &st->counters);
+	fd = sl_pin_open(pin_root, SL_MAP_FP_CFG);
+	if (fd >= 0) {
+		__u32 zero = 0;
+
+		bpf_map_lookup_elem(fd, &zero, &st->cfg);
+		close(fd);
+	}
 	return 0;
 }
 

@@ -15,6 +15,11 @@ struct sl_fp_opts {
 	const char *sidecar_cgroup; /* also accelerate the sidecar's sockets; NULL: no */
 	const uint16_t *excluded_ports; /* service ports kept on the plain path */
 	size_t n_excluded_ports;
+	/* Redirect off (sockops still accounts, sk_msg sends over TCP), e.g.
+	 * after a failed self-test; reason says why, for status.
+	 */
+	int redirect_off;
+	const char *off_reason;
 };
 
 /* Load the programs (or reuse what is pinned under pin_root), attach them to
@@ -44,6 +49,7 @@ struct sl_fp_status {
 	uint32_t n_excluded_ports;
 	uint16_t excluded_ports[SL_MAX_EXCLUDED_PORTS];
 	struct sl_counters counters; /* summed over CPUs */
+	struct sl_fp_cfg cfg; /* redirect switch and why */
 };
 
 /* Read what is pinned under pin_root. -ENOENT when nothing is. */

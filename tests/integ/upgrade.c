@@ -7,6 +7,9 @@
  *   created and pinned, while the pinned links are reused as they are.
  * - A pinned map whose layout differs from this build's is refused with a
  *   message naming the map and the way out; nothing pinned is changed.
+ * - Programs of another build on the pinned links (here a stand-in loaded
+ *   by the test) are replaced in place, and a connection accelerated
+ *   before the kill -9 and the restart keeps redirecting, bytes intact.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -75,6 +78,101 @@ static int rerun(struct th_env *env, char *out, size_t len, int ms)
 	return st;
 }
 
+/* Name of the program a pinned link runs, "" if unknown. */
+static void link_prog_name(const struct th_env *env, const char *name,
+			   char *out, size_t len)
+{
+	struct bpf_prog_info pi = {};
+	struct bpf_link_info li = {};
+	__u32 plen = sizeof(pi), llen = sizeof(li);
+	char path[PATH_MAX + 64];
+	int fd, pfd = -1;
+
+	out[0] = '\0';
+	snprintf(path, sizeof(path), "%s/%s", env->pin_root, name);
+	fd = bpf_obj_get(path);
+	if (fd >= 0 && !bpf_obj_get_info_by_fd(fd, &li, &llen))
+		pfd = bpf_prog_get_fd_by_id(li.prog_id);
+	if (pfd >= 0 && !bpf_obj_get_info_by_fd(pfd, &pi, &plen))
+		snprintf(out, len, "%s", pi.name);
+	if (pfd >= 0)
+		close(pfd);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* A message over the pair, checked at the other end. */
+static bool ping(int a, int b, const char *msg)
+{
+	char buf[64] = "";
+	size_t n = strlen(msg);
+
+	return write(a, msg, n) == (ssize_t)n && read(b, buf, sizeof(buf)) == (ssize_t)n &&
+	       !memcmp(buf, msg, n);
+}
+
+/* With sidelane down (killed), run a stand-in "older" sockops program on
+ * the pinned link, restart: the link must get this build's program back
+ * while a connection made before all that keeps redirecting.
+ */
+static void test_inplace(struct th_env *env, char *out, size_t len)
+{
+	/* r0 = 1; exit: a sockops program that does nothing */
+	const struct bpf_insn insns[] = {
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = 0, .imm = 1 },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	const char *t = "upgrade: pinned links get this build's programs in place; "
+			"an accelerated connection survives kill -9 and restart";
+	struct sl_counters c0 = {}, c1 = {}, c2 = {};
+	char path[PATH_MAX + 64], name[64];
+	int cfd = -1, sfd = -1, pfd = -1, lfd = -1, st;
+
+	if (!TH_CHECK(!th_enter(env) && !th_tcp_pair("127.0.0.1", "127.0.0.1",
+						      &cfd, &sfd),
+		      t, "tcp pair in the app cgroup: %s", strerror(errno)))
+		goto out;
+	th_leave(env);
+	/* sidelane is down: the last rerun() ended it with SIGKILL */
+	pfd = bpf_prog_load(BPF_PROG_TYPE_SOCK_OPS, "old_sockops", "GPL", insns,
+			    2, NULL);
+	snprintf(path, sizeof(path), "%s/%s", env->pin_root, SL_PIN_LINK_SOCKOPS);
+	lfd = bpf_obj_get(path);
+	if (!TH_CHECK(pfd >= 0 && lfd >= 0 && !bpf_link_update(lfd, pfd, NULL), t,
+		      "putting a stand-in program on the link: %s",
+		      strerror(errno)))
+		goto out;
+	th_counters(env, &c0);
+	if (!TH_CHECK(ping(cfd, sfd, "while-down"), t, "no bytes while sidelane was down"))
+		goto out;
+	th_counters(env, &c1);
+	st = rerun(env, out, len, 2500);
+	link_prog_name(env, SL_PIN_LINK_SOCKOPS, name, sizeof(name));
+	if (!TH_CHECK(st == -ETIMEDOUT, t, "run ended (%d): %s", st, out) ||
+	    !TH_CHECK(!strcmp(name, "sl_sockops"), t, "link runs \"%s\"", name) ||
+	    !TH_CHECK(strstr(out, "replaced the pinned ones in 1 link(s)"), t,
+		      "no upgrade said: %s", out) ||
+	    !TH_CHECK(ping(sfd, cfd, "after-restart"), t, "no bytes after restart"))
+		goto out;
+	th_counters(env, &c2);
+	if (TH_CHECK(c1.redirect_ok > c0.redirect_ok &&
+			     c2.redirect_ok > c1.redirect_ok,
+		     t, "not redirected: %llu, %llu, %llu",
+		     (unsigned long long)c0.redirect_ok,
+		     (unsigned long long)c1.redirect_ok,
+		     (unsigned long long)c2.redirect_ok))
+		th_pass(t);
+out:
+	if (lfd >= 0)
+		close(lfd);
+	if (pfd >= 0)
+		close(pfd);
+	if (cfd >= 0)
+		close(cfd);
+	if (sfd >= 0)
+		close(sfd);
+}
+
 int main(void)
 {
 	const char *t;
@@ -135,6 +233,8 @@ int main(void)
 		     link_id(&env, SL_PIN_LINK_SOCKOPS)))
 		th_pass(t);
 
+	test_inplace(&env, out, sizeof(out));
+
 	t = "upgrade: a pinned map of another layout is refused, pins untouched";
 	unlink(path);
 	/* what a build with a different struct sl_proxy_counters pinned */
@@ -143,6 +243,7 @@ int main(void)
 		      strerror(errno)))
 		goto out;
 	st = rerun(&env, out, sizeof(out), 10000);
+	before = link_id(&env, SL_PIN_LINK_SOCKOPS);
 	if (TH_CHECK(st == 1, t, "exit %d, want 1: %s", st, out) &&
 	    TH_CHECK(strstr(out, SL_MAP_PROXY_STATS " was pinned by a build with "
 				 "another map layout (value_size 8 pinned"),
