@@ -12,6 +12,15 @@
  *     sidelane  the real `sidelane run` (this binary) captures the client's
  *               connect and relays it through its proxy;
  *     haproxy   haproxy in mode tcp, which the client connects to explicitly.
+ *   tls, client -> proxy A -> mutual TLS 1.3 over the veth -> proxy B (in the
+ *   namespace) -> server, for a pair of each of:
+ *     sidelane  `sidelane run` twice: A's ambassador originates mTLS (a
+ *               tls.mesh destination), B's inbound listener terminates it;
+ *     haproxy   mode tcp, `server ... ssl` on A, `bind ... ssl` on B;
+ *     stunnel   client mode on A, server mode on B;
+ *   plus direct (plaintext, no proxy) for context. One set of certificates
+ *   (a CA and two P-256 leaves with SPIFFE URI SANs, made with the openssl
+ *   CLI) serves all three; each B is checked to refuse a client without one.
  * Every measurement forks a server and a client that move themselves into
  * their cgroups before creating sockets; their CPU time comes from wait4(),
  * a proxy's from its cgroup's cpu.stat. Rounds interleave the modes in
@@ -45,15 +54,19 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/utsname.h>
 #include <sys/vfs.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
 #include <linux/magic.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include "sidelane.h"
 #include "fastpath_user.h"
 #include "capture_user.h"
+#include "stats_user.h"
 #include "bench.h"
 #include "bench_bare.skel.h"
 #include "cgroup.h"
@@ -62,7 +75,8 @@
 
 /* Exit codes besides 0 (ok), 1 (failure) and 2 (usage): a mode did not
  * carry its traffic (fastpath: bare or sidelane redirected no message;
- * sidecar: sidelane captured no connection or haproxy served none).
+ * sidecar: sidelane captured no connection or haproxy served none; tls:
+ * haproxy A served none).
  */
 enum { BENCH_EXIT_USAGE = 2, BENCH_EXIT_NOT_ACCEL = 3 };
 
@@ -89,19 +103,36 @@ enum { BENCH_EXIT_USAGE = 2, BENCH_EXIT_NOT_ACCEL = 3 };
 #define BENCH_UPSTREAM_PORT 5201 /* the upstream server's, every round */
 #define BENCH_START_MS 10000 /* sidelane run, haproxy, the veth: ready by then */
 #define BENCH_STOP_MS 5000 /* after SIGTERM, SIGKILL */
+/* --suite tls: B of the sidelane, haproxy and stunnel pair listens on
+ * BENCH_NS_IP:BENCH_TLS_B_PORT + 0, 1, 2; their certificates name these IDs.
+ */
+#define BENCH_TLS_B_PORT 5301
+#define BENCH_ID_A "spiffe://bench.local/ns/a/sa/client"
+#define BENCH_ID_B "spiffe://bench.local/ns/b/sa/server"
+#define BENCH_CONN_CLIENTS 4 /* conn workload: closed-loop clients at once */
+/* haproxy and stunnel get the TLS 1.3 suite sidelane's server prefers (it
+ * has no knob for it), so every pair encrypts alike
+ */
+#define BENCH_TLS_SUITE "TLS_AES_128_GCM_SHA256"
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 enum mode {
 	MODE_PLAIN, /* --suite fastpath */
 	MODE_BARE,
 	MODE_SIDELANE,
-	MODE_DIRECT, /* --suite sidecar */
-	MODE_SIDECAR,
+	MODE_DIRECT, /* --suite sidecar and tls */
+	MODE_SIDECAR, /* --suite sidecar */
 	MODE_HAPROXY,
+	MODE_TLS_SL, /* --suite tls: a pair of TLS proxies each */
+	MODE_TLS_HAP,
+	MODE_TLS_ST,
 	NR_MODES
 };
 /* Column, JSON key and --modes name; unique within a suite. */
 static const char *const mode_name[NR_MODES] = {
-	"plain", "bare", "sidelane", "direct", "sidelane", "haproxy",
+	"plain",    "bare",    "sidelane", "direct", "sidelane",
+	"haproxy",  "sidelane", "haproxy", "stunnel",
 };
 
 /* The cgroups a run may create: <cgroup2 mount>/sidelane-bench-<pid>-<name>. */
@@ -115,92 +146,159 @@ enum cg {
 	CG_UPSTREAM, /* the upstream server of all three sidecar modes */
 	CG_SIDECAR, /* `sidelane run` itself: --sidecar-cgroup */
 	CG_HAPROXY, /* haproxy itself */
+	CG_TLS_APP_A, /* tls: sidelane's client, A's --cgroup */
+	CG_TLS_APP_B, /* tls: sidelane's server, B's --cgroup */
+	CG_TLS_CLIENT, /* tls: haproxy's and stunnel's client */
+	CG_SL_A, /* tls: each proxy of each pair */
+	CG_SL_B,
+	CG_HAP_A,
+	CG_HAP_B,
+	CG_ST_A,
+	CG_ST_B,
 	NR_CGS
 };
 static const char *const cg_name[NR_CGS] = {
-	"plain", "bare", "sidelane", "direct", "app", "haproxy-client",
-	"upstream", "sidecar", "haproxy",
+	"plain",      "bare",	   "sidelane",	 "direct",     "app",
+	"haproxy-client", "upstream", "sidecar", "haproxy",    "tls-app-a",
+	"tls-app-b",  "tls-client", "sidelane-a", "sidelane-b", "haproxy-a",
+	"haproxy-b",  "stunnel-a",  "stunnel-b",
+};
+
+/* The long-lived relays a suite starts, each in its own cgroup (its CPU
+ * time is the proxy's), in the namespace when netns; output to
+ * <tmpdir>/<cgroup name>.log.
+ */
+enum proc {
+	PROC_SIDELANE, /* sidecar */
+	PROC_HAPROXY,
+	PROC_SL_A, /* tls */
+	PROC_SL_B,
+	PROC_HAP_A,
+	PROC_HAP_B,
+	PROC_ST_A,
+	PROC_ST_B,
+	NR_PROCS
+};
+static const struct {
+	enum cg cg;
+	int netns;
+} procs[NR_PROCS] = {
+	[PROC_SIDELANE] = { CG_SIDECAR, 0 }, [PROC_HAPROXY] = { CG_HAPROXY, 0 },
+	[PROC_SL_A] = { CG_SL_A, 0 },	     [PROC_SL_B] = { CG_SL_B, 1 },
+	[PROC_HAP_A] = { CG_HAP_A, 0 },	     [PROC_HAP_B] = { CG_HAP_B, 1 },
+	[PROC_ST_A] = { CG_ST_A, 0 },	     [PROC_ST_B] = { CG_ST_B, 1 },
 };
 
 /* Where a mode's processes run. The server is in the namespace when netns;
- * proxy is the cgroup of the relay between the two ends (-1: none), whose
- * CPU time counts with theirs.
+ * proc are the relays between the two ends (-1: none), whose CPU time
+ * counts with theirs (tls: instead of theirs).
  */
 static const struct {
 	enum cg client, server;
-	int proxy;
+	int proc[2];
 	int netns;
 } mode_run[NR_MODES] = {
-	[MODE_PLAIN] = { CG_PLAIN, CG_PLAIN, -1, 0 },
-	[MODE_BARE] = { CG_BARE, CG_BARE, -1, 0 },
-	[MODE_SIDELANE] = { CG_SIDELANE, CG_SIDELANE, -1, 0 },
-	[MODE_DIRECT] = { CG_DIRECT, CG_UPSTREAM, -1, 1 },
-	[MODE_SIDECAR] = { CG_APP, CG_UPSTREAM, CG_SIDECAR, 1 },
-	[MODE_HAPROXY] = { CG_HAP_CLIENT, CG_UPSTREAM, CG_HAPROXY, 1 },
+	[MODE_PLAIN] = { CG_PLAIN, CG_PLAIN, { -1, -1 }, 0 },
+	[MODE_BARE] = { CG_BARE, CG_BARE, { -1, -1 }, 0 },
+	[MODE_SIDELANE] = { CG_SIDELANE, CG_SIDELANE, { -1, -1 }, 0 },
+	[MODE_DIRECT] = { CG_DIRECT, CG_UPSTREAM, { -1, -1 }, 1 },
+	[MODE_SIDECAR] = { CG_APP, CG_UPSTREAM, { PROC_SIDELANE, -1 }, 1 },
+	[MODE_HAPROXY] = { CG_HAP_CLIENT, CG_UPSTREAM, { PROC_HAPROXY, -1 }, 1 },
+	[MODE_TLS_SL] = { CG_TLS_APP_A, CG_TLS_APP_B, { PROC_SL_A, PROC_SL_B }, 1 },
+	[MODE_TLS_HAP] = { CG_TLS_CLIENT, CG_UPSTREAM, { PROC_HAP_A, PROC_HAP_B }, 1 },
+	[MODE_TLS_ST] = { CG_TLS_CLIENT, CG_UPSTREAM, { PROC_ST_A, PROC_ST_B }, 1 },
 };
 
-/* A suite: three modes measured together, in table order, and the ratios
- * between them.
+/* A suite: the modes measured together, in table order, and the ratios
+ * between them. proxy_cpu: CPU is the relays' alone, not the two ends'.
  */
-#define SUITE_MODES 3
-enum suite { SUITE_FASTPATH, SUITE_SIDECAR, NR_SUITES };
+#define SUITE_MODES_MAX 4
+#define SUITE_RATIOS_MAX 3
+enum suite { SUITE_FASTPATH, SUITE_SIDECAR, SUITE_TLS, NR_SUITES };
 static const struct suite_desc {
 	const char *name;
-	enum mode modes[SUITE_MODES];
+	int nmodes, nratios, proxy_cpu;
+	enum mode modes[SUITE_MODES_MAX];
 	struct {
 		const char *label; /* table, 8 columns at most */
 		const char *key; /* JSON */
 		enum mode num, den;
-	} ratios[SUITE_MODES];
+	} ratios[SUITE_RATIOS_MAX];
 } suites[NR_SUITES] = {
 	[SUITE_FASTPATH] = {
-		"fastpath",
+		"fastpath", 3, 3, 0,
 		{ MODE_PLAIN, MODE_BARE, MODE_SIDELANE },
 		{ { "sl/plain", "sidelane_over_plain", MODE_SIDELANE, MODE_PLAIN },
 		  { "bare/pl", "bare_over_plain", MODE_BARE, MODE_PLAIN },
 		  { "sl/bare", "sidelane_over_bare", MODE_SIDELANE, MODE_BARE } },
 	},
 	[SUITE_SIDECAR] = {
-		"sidecar",
+		"sidecar", 3, 3, 0,
 		{ MODE_DIRECT, MODE_SIDECAR, MODE_HAPROXY },
 		{ { "sl/dir", "sidelane_over_direct", MODE_SIDECAR, MODE_DIRECT },
 		  { "hap/dir", "haproxy_over_direct", MODE_HAPROXY, MODE_DIRECT },
 		  { "sl/hap", "sidelane_over_haproxy", MODE_SIDECAR, MODE_HAPROXY } },
 	},
+	[SUITE_TLS] = {
+		"tls", 4, 2, 1,
+		{ MODE_DIRECT, MODE_TLS_SL, MODE_TLS_HAP, MODE_TLS_ST },
+		{ { "sl/hap", "sidelane_over_haproxy", MODE_TLS_SL, MODE_TLS_HAP },
+		  { "sl/stun", "sidelane_over_stunnel", MODE_TLS_SL, MODE_TLS_ST } },
+	},
 };
 
-enum wl_kind { WL_RR, WL_STREAM };
+enum wl_kind { WL_RR, WL_STREAM, WL_CONN };
+#define KIND(k) (1u << (k))
 
 struct workload {
 	const char *name; /* JSON key */
 	const char *label; /* table */
 	enum wl_kind kind;
-	size_t size; /* request = response size (rr), write size (stream) */
+	size_t size; /* request = response size (rr, conn), write size (stream) */
+	unsigned int suites; /* bit (1 << suite) per suite that measures it */
 };
 
+#define SU_PLAIN ((1u << SUITE_FASTPATH) | (1u << SUITE_SIDECAR))
+#define SU_TLS (1u << SUITE_TLS)
 static const struct workload workloads[] = {
-	{ "rr_64", "rr 64 B", WL_RR, 64 },
-	{ "rr_1k", "rr 1 KiB", WL_RR, 1024 },
-	{ "rr_16k", "rr 16 KiB", WL_RR, 16384 },
-	{ "stream_64k", "stream 64 KiB", WL_STREAM, BENCH_STREAM_CHUNK },
+	{ "rr_64", "rr 64 B", WL_RR, 64, SU_PLAIN },
+	{ "rr_1k", "rr 1 KiB", WL_RR, 1024, SU_PLAIN },
+	{ "rr_16k", "rr 16 KiB", WL_RR, 16384, SU_PLAIN },
+	{ "stream_64k", "stream 64 KiB", WL_STREAM, BENCH_STREAM_CHUNK,
+	  SU_PLAIN | SU_TLS },
+	/* a new connection per request: connect, request, response, close */
+	{ "conn_64", "conn 64 B", WL_CONN, 64, SU_TLS },
 };
 #define NR_WORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
 
-enum metric { M_P50, M_P99, M_TPS, M_CPU_100K, M_GBITS, M_CPU_GIB, NR_METRICS };
+enum metric {
+	M_P50,
+	M_P99,
+	M_TPS,
+	M_CPU_100K,
+	M_GBITS,
+	M_CPU_GIB,
+	M_CONNS,
+	M_CPU_CONN,
+	NR_METRICS
+};
 
 static const struct {
 	const char *key; /* JSON */
 	const char *label; /* table */
-	enum wl_kind kind;
+	unsigned int kinds; /* KIND() of the workloads it applies to */
 	int lower_better;
 	int prec; /* decimals in the table */
 } metrics[NR_METRICS] = {
-	[M_P50] = { "p50_us", "p50 us", WL_RR, 1, 1 },
-	[M_P99] = { "p99_us", "p99 us", WL_RR, 1, 1 },
-	[M_TPS] = { "tps", "tx/s", WL_RR, 0, 0 },
-	[M_CPU_100K] = { "cpu_s_per_100k_tx", "CPU s/100k tx", WL_RR, 1, 3 },
-	[M_GBITS] = { "gbit_s", "Gbit/s", WL_STREAM, 0, 2 },
-	[M_CPU_GIB] = { "cpu_s_per_gib", "CPU s/GiB", WL_STREAM, 1, 3 },
+	/* conn: from connect() to the whole response */
+	[M_P50] = { "p50_us", "p50 us", KIND(WL_RR) | KIND(WL_CONN), 1, 1 },
+	[M_P99] = { "p99_us", "p99 us", KIND(WL_RR) | KIND(WL_CONN), 1, 1 },
+	[M_TPS] = { "tps", "tx/s", KIND(WL_RR), 0, 0 },
+	[M_CPU_100K] = { "cpu_s_per_100k_tx", "CPU s/100k tx", KIND(WL_RR), 1, 3 },
+	[M_GBITS] = { "gbit_s", "Gbit/s", KIND(WL_STREAM), 0, 2 },
+	[M_CPU_GIB] = { "cpu_s_per_gib", "CPU s/GiB", KIND(WL_STREAM), 1, 3 },
+	[M_CONNS] = { "conns_per_s", "conn/s", KIND(WL_CONN), 0, 0 },
+	[M_CPU_CONN] = { "cpu_us_per_conn", "CPU us/conn", KIND(WL_CONN), 1, 1 },
 };
 
 /* What one end of a measurement reports, through the shared mapping. */
@@ -212,26 +310,41 @@ struct side_result {
 /* Shared (MAP_SHARED) between the parent and the children of a measurement. */
 struct bench_shm {
 	struct side_result client, server;
-	uint64_t tx; /* rr: transactions in the measured window */
-	uint64_t tx_all; /* rr: transactions including the warm-up */
+	uint64_t tx; /* rr, conn: transactions in the measured window */
+	uint64_t tx_all; /* rr, conn: transactions including the warm-up */
+	uint32_t stop; /* conn: set by the parent, the server ends */
+	uint32_t pad;
+	uint64_t conn_end_ns[BENCH_CONN_CLIENTS]; /* conn: each client's last */
 	uint64_t bytes; /* stream: bytes delivered in the measured window */
 	uint64_t bytes_all; /* stream: bytes the server received in total */
 	uint64_t bytes_sent, bytes_recv; /* stream: progress, for errors */
 	uint64_t elapsed_ns; /* measured window */
 	uint64_t nlat; /* latency samples stored in lat_ns */
 	uint64_t lat_cap;
-	uint32_t lat_ns[]; /* rr: one per measured transaction, up to lat_cap */
+	uint32_t lat_ns[]; /* rr, conn: one per measured transaction, up to lat_cap */
 };
 
 /* Evidence that a mode carried the traffic, over one measurement. */
 struct accel {
 	uint64_t redirected; /* messages sent socket to socket */
 	uint64_t passed; /* messages that took the normal TCP path */
+	uint64_t redirected_b, passed_b; /* tls sidelane: the B <-> server hop */
 	uint64_t inserted; /* sidecar's sidelane: sockets put in the sockhash */
 	uint64_t fallback; /* sidecar's sidelane: to TCP, the reader lagged */
 	uint64_t captured; /* sidecar's sidelane: connects sent to the proxy */
 	uint64_t served; /* haproxy: sessions its frontend accepted */
 };
+#define ACCEL_FIELDS(X)                                                        \
+	X(redirected) X(passed) X(redirected_b) X(passed_b) X(inserted)        \
+	X(fallback) X(captured) X(served)
+
+/* to += sign * from, field by field. */
+static void accel_add(struct accel *to, const struct accel *from, int sign)
+{
+#define ACCEL_ADD(f) to->f += sign * from->f;
+	ACCEL_FIELDS(ACCEL_ADD)
+#undef ACCEL_ADD
+}
 
 /* Where the two ends run. Unpinned, the scheduler decides per run whether
  * they share a CPU; on a small VM that flips rr latency between a few µs
@@ -248,7 +361,7 @@ struct bench_opts {
 	unsigned int duration_ms;
 	int json;
 	int modes[NR_MODES]; /* 1: measured (the suite's modes only) */
-	int workloads[NR_WORKLOADS]; /* 1: measured */
+	int workloads[NR_WORKLOADS]; /* 1: measured (the suite's only) */
 };
 
 /* Everything that must be undone: global so atexit() and the error paths
@@ -260,13 +373,21 @@ static struct {
 	char cgroup[NR_CGS][PATH_MAX];
 	int cg_made[NR_CGS];
 	char pin_root[PATH_MAX];
-	char netns[32], veth[16]; /* sidecar: sl-bench-<pid>, slb<pid>h|n */
+	char pin_ab[2][PATH_MAX]; /* tls: sidelane A's and B's */
+	char netns[32], veth[16]; /* sidecar, tls: sl-bench-<pid>, slb<pid>h|n */
 	int ns_made; /* `ip netns add` was run */
-	int ns_fd; /* /var/run/netns/<netns>, for the servers' setns() */
-	char tmpdir[64]; /* sidecar: configs, logs, haproxy's stats socket */
-	pid_t sidelane_pid, haproxy_pid; /* the sidecars, between rounds too */
-	uint16_t outbound_port, hap_port; /* their listeners on 127.0.0.1 */
+	int ns_fd; /* /var/run/netns/<netns>, for setns() */
+	char tmpdir[64]; /* configs, logs, certificates, haproxy's stats sockets */
+	pid_t pid[NR_PROCS]; /* the relays, between rounds too */
+	uint16_t outbound_port; /* sidecar sidelane's listener on 127.0.0.1 */
+	/* where a mode's client connects on 127.0.0.1 (0: to the server) */
+	uint16_t front_port[NR_MODES];
+	struct {
+		char name[16], text[160];
+	} ver[8]; /* kernel, tools and libraries the suite runs */
+	int nver;
 	int sl_attached; /* sl_fp_attach() was called (even if it failed) */
+	int ab_attached[2]; /* tls: sidelane A, B were started */
 	struct bench_bare_bpf *bare;
 	int bare_msg_link; /* sk_msg -> sockhash bpf_link fd, or -1 */
 	int bare_msg_attached; /* BPF_PROG_ATTACH fallback in use */
@@ -296,6 +417,17 @@ static void sleep_ms(unsigned int ms)
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 
 	nanosleep(&ts, NULL);
+}
+
+static void tmp_path(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", bs.tmpdir, name);
+}
+
+/* A file of relay p: <tmpdir>/<its cgroup's name><ext>. */
+static void proc_path(enum proc p, const char *ext, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s%s", bs.tmpdir, cg_name[procs[p].cg], ext);
 }
 
 /* ---- cleanup ---------------------------------------------------------- */
@@ -430,23 +562,33 @@ static void rm_cgroup(const char *cgroup)
 	}
 }
 
+/* Remove what a sidelane left pinned under pin_root, if *attached. */
+static void detach_pins(const char *pin_root, int *attached)
+{
+	int err;
+
+	if (!*attached)
+		return;
+	err = sl_fp_detach(pin_root);
+	if (err && err != -ENOENT)
+		pr_warn("detach %s: %s\n", pin_root, strerror(-err));
+	*attached = 0;
+}
+
 /* Idempotent; runs from cmd_bench's exit path and from atexit(). */
 static void bench_cleanup(void)
 {
-	int i, err;
+	int i;
 
 	if (bs.owner != getpid())
 		return;
 	kill_children();
 	/* sidelane run leaves its pins on SIGTERM: detached below */
-	stop_proc(&bs.sidelane_pid);
-	stop_proc(&bs.haproxy_pid);
-	if (bs.sl_attached) {
-		err = sl_fp_detach(bs.pin_root);
-		if (err && err != -ENOENT)
-			pr_warn("detach %s: %s\n", bs.pin_root, strerror(-err));
-		bs.sl_attached = 0;
-	}
+	for (i = 0; i < NR_PROCS; i++)
+		stop_proc(&bs.pid[i]);
+	detach_pins(bs.pin_root, &bs.sl_attached);
+	for (i = 0; i < 2; i++)
+		detach_pins(bs.pin_ab[i], &bs.ab_attached[i]);
 	bare_detach();
 	netns_teardown();
 	for (i = 0; i < NR_CGS; i++) {
@@ -479,8 +621,9 @@ static int make_cgroups(const struct bench_opts *o)
 		if (!o->modes[i])
 			continue;
 		need[mode_run[i].client] = need[mode_run[i].server] = 1;
-		if (mode_run[i].proxy >= 0)
-			need[mode_run[i].proxy] = 1;
+		for (n = 0; n < 2; n++)
+			if (mode_run[i].proc[n] >= 0)
+				need[procs[mode_run[i].proc[n]].cg] = 1;
 	}
 	for (i = 0; i < NR_CGS; i++) {
 		if (!need[i])
@@ -563,13 +706,14 @@ static int bare_attach(void)
 	return err;
 }
 
-static int set_pin_root(void)
+/* <bpffs>/sidelane-bench-<pid><suffix>, into buf (PATH_MAX). */
+static int set_pin_root(char *buf, const char *suffix)
 {
 	int n;
 
-	n = snprintf(bs.pin_root, sizeof(bs.pin_root), "%s/sidelane-bench-%d",
-		     SL_BPFFS_DEFAULT, (int)getpid());
-	return n < 0 || (size_t)n >= sizeof(bs.pin_root) ? -ENAMETOOLONG : 0;
+	n = snprintf(buf, PATH_MAX, "%s/sidelane-bench-%d%s", SL_BPFFS_DEFAULT,
+		     (int)getpid(), suffix);
+	return n < 0 || n >= PATH_MAX ? -ENAMETOOLONG : 0;
 }
 
 static int sidelane_attach(void)
@@ -577,7 +721,7 @@ static int sidelane_attach(void)
 	int err;
 
 	/* sl_fp_attach() mounts the bpffs if it is missing. */
-	err = set_pin_root();
+	err = set_pin_root(bs.pin_root, "");
 	if (err)
 		return err;
 	bs.sl_attached = 1; /* a partial attach is undone by sl_fp_detach */
@@ -614,9 +758,9 @@ static uint64_t percpu_sum(struct bpf_map *map)
 }
 
 /* Sessions haproxy's frontend "bench" accepted so far: stot of `show stat`
- * on its stats socket. 0 or -errno.
+ * on the stats socket of haproxy p. 0 or -errno.
  */
-static int hap_sessions(uint64_t *out)
+static int hap_sessions(enum proc hap, uint64_t *out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct timeval tv = { .tv_sec = BENCH_IO_TIMEOUT_S };
@@ -626,8 +770,7 @@ static int hap_sessions(uint64_t *out)
 	ssize_t n;
 	int fd, i, err = 0;
 
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/haproxy.sock",
-		 bs.tmpdir);
+	proc_path(hap, ".sock", sa.sun_path, sizeof(sa.sun_path));
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -684,6 +827,24 @@ static int cg_cpu(enum cg cg, double *sec)
 	return err;
 }
 
+/* CPU seconds used so far by the relays of mode m (0 without any). */
+static int proxy_cpu(enum mode m, double *sec)
+{
+	double v;
+	int i, err;
+
+	*sec = 0;
+	for (i = 0; i < 2; i++) {
+		if (mode_run[m].proc[i] < 0)
+			continue;
+		err = cg_cpu(procs[mode_run[m].proc[i]].cg, &v);
+		if (err)
+			return err;
+		*sec += v;
+	}
+	return 0;
+}
+
 static int read_accel(enum mode m, struct accel *a)
 {
 	static struct sl_cap_status cs; /* 4 KiB of path in it */
@@ -716,8 +877,21 @@ static int read_accel(enum mode m, struct accel *a)
 		a->fallback = c.backlog_fallback;
 		a->captured = cs.stats.reason[SL_CR_CAPTURED];
 		return 0;
+	case MODE_TLS_SL:
+		/* client <-> A and B <-> server: both on a fast path? */
+		err = sl_fp_read_counters(bs.pin_ab[0], &c);
+		if (err)
+			return err;
+		a->redirected = c.redirect_ok;
+		a->passed = c.redirect_failed + c.pass_plain;
+		err = sl_fp_read_counters(bs.pin_ab[1], &c);
+		a->redirected_b = c.redirect_ok;
+		a->passed_b = c.redirect_failed + c.pass_plain;
+		return err;
 	case MODE_HAPROXY:
-		err = hap_sessions(&a->served);
+	case MODE_TLS_HAP:
+		err = hap_sessions(m == MODE_HAPROXY ? PROC_HAPROXY : PROC_HAP_A,
+				   &a->served);
 		if (err)
 			pr_warn("haproxy stats socket: %s\n", strerror(-err));
 		return err;
@@ -802,10 +976,86 @@ static int read_full(int fd, char *buf, size_t len)
 	return 0;
 }
 
-/* Server: listen on sa (port 0: any), report the port on port_pipe, serve
- * one connection: echo each request (rr), or count the stream's chunks up to
- * the end chunk, answer with the byte count and close only after the client
- * did (stream).
+/* Run fn(i, arg) in n (at most BENCH_CONN_CLIENTS) processes: this one
+ * (i = 0) and n - 1 children that die with it. 0 when every one returned 0,
+ * else 1.
+ */
+static int run_workers(int n, int (*fn)(int, void *), void *arg)
+{
+	pid_t pid[BENCH_CONN_CLIENTS], self = getpid();
+	int i, st, ret;
+
+	fflush(NULL);
+	for (i = 1; i < n; i++) {
+		pid[i] = fork();
+		if (pid[i] < 0) {
+			n = i;
+			ret = 1;
+			goto reap;
+		}
+		if (!pid[i]) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			_exit(getppid() == self ? fn(i, arg) : 1);
+		}
+	}
+	ret = fn(0, arg);
+reap:
+	for (i = 1; i < n; i++)
+		if (waitpid(pid[i], &st, 0) < 0 || !WIFEXITED(st) ||
+		    WEXITSTATUS(st))
+			ret = 1;
+	return ret;
+}
+
+/* What the ends of the conn workload share. */
+struct conn_args {
+	const struct workload *wl;
+	int lfd; /* server: the listener, non-blocking */
+	struct sockaddr_in dst; /* client */
+	uint64_t measure, end; /* client: the measured window */
+	struct bench_shm *shm;
+};
+
+/* A server of the conn workload: accept, echo one request, close first (the
+ * client's end keeps no TIME_WAIT, so its ports last), until shm->stop.
+ */
+static int conn_server(int idx, void *arg)
+{
+	const struct conn_args *a = arg;
+	struct pollfd pfd = { .fd = a->lfd, .events = POLLIN };
+	struct side_result *r = &a->shm->server;
+	char buf[64];
+	int fd, err;
+
+	(void)idx;
+	if (a->wl->size > sizeof(buf))
+		return side_fail(r, EMSGSIZE, "conn request size");
+	while (!__atomic_load_n(&a->shm->stop, __ATOMIC_RELAXED) && !bench_stop) {
+		if (poll(&pfd, 1, 20) != 1)
+			continue;
+		/* all servers wake; one gets the connection */
+		fd = accept4(a->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0 && (errno == EAGAIN || errno == EINTR ||
+			       errno == ECONNABORTED))
+			continue;
+		if (fd < 0)
+			return side_fail(r, errno, "accept");
+		set_timeouts(fd, 1);
+		err = read_full(fd, buf, a->wl->size);
+		if (!err)
+			err = write_full(fd, buf, a->wl->size);
+		close(fd);
+		if (err)
+			return side_fail(r, err, "server conn");
+	}
+	return 0;
+}
+
+/* Server: listen on sa (port 0: any), report the port on port_pipe. Then
+ * either serve one connection: echo each request (rr), or count the
+ * stream's chunks up to the end chunk, answer with the byte count and close
+ * only after the client did (stream); or serve connections with
+ * BENCH_CONN_CLIENTS processes until the parent says stop (conn).
  */
 static int run_server(const struct workload *wl, struct sockaddr_in sa,
 		      int port_pipe, struct side_result *r,
@@ -827,13 +1077,21 @@ static int run_server(const struct workload *wl, struct sockaddr_in sa,
 	if (lfd >= 0 && sa.sin_port)
 		setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
-	    listen(lfd, 1) || getsockname(lfd, (struct sockaddr *)&sa, &salen))
+	    listen(lfd, wl->kind == WL_CONN ? 128 : 1) ||
+	    getsockname(lfd, (struct sockaddr *)&sa, &salen))
 		return side_fail(r, errno, "server listen");
 	port = ntohs(sa.sin_port);
 	if (write(port_pipe, &port, sizeof(port)) != sizeof(port))
 		return side_fail(r, errno, "report port");
 	close(port_pipe);
 
+	if (wl->kind == WL_CONN) {
+		if (fcntl(lfd, F_SETFL, O_NONBLOCK))
+			return side_fail(r, errno, "listener O_NONBLOCK");
+		return run_workers(BENCH_CONN_CLIENTS, conn_server,
+				   &(struct conn_args){ .wl = wl, .lfd = lfd,
+							.shm = shm });
+	}
 	pfd = (struct pollfd){ .fd = lfd, .events = POLLIN };
 	n = poll(&pfd, 1, BENCH_IO_TIMEOUT_S * 1000);
 	if (n != 1)
@@ -1012,7 +1270,80 @@ static int run_client_stream(const struct workload *wl, struct sockaddr_in dst,
 	return bench_stop ? 1 : 0;
 }
 
-/* ---- --suite sidecar: namespace, sidelane run, haproxy ------------------ */
+/* A client of the conn workload, closed loop: connect, request, response
+ * (timed from the connect), the server's EOF, close. Every byte of a
+ * request carries its sequence number, checked in the echo.
+ */
+static int conn_client(int idx, void *arg)
+{
+	const struct conn_args *a = arg;
+	struct bench_shm *shm = a->shm;
+	struct side_result *r = &shm->client;
+	uint64_t t0, t1 = now_ns(), i;
+	size_t size = a->wl->size;
+	char buf[64], eof;
+	int fd, err;
+	uint8_t seq;
+	ssize_t n;
+
+	if (size > sizeof(buf))
+		return side_fail(r, EMSGSIZE, "conn request size");
+	for (seq = idx; !bench_stop && t1 < a->end; seq++) {
+		memset(buf, seq, size);
+		t0 = now_ns();
+		fd = client_connect(a->dst, 1, r);
+		if (fd < 0)
+			return 1;
+		err = write_full(fd, buf, size);
+		if (!err)
+			err = read_full(fd, buf, size);
+		t1 = now_ns();
+		if (!err) {
+			n = read(fd, &eof, 1);
+			err = n < 0 ? errno : n ? EBADMSG : 0;
+		}
+		close(fd);
+		if (err)
+			return side_fail(r, err, "conn request");
+		if ((uint8_t)buf[0] != seq || (uint8_t)buf[size - 1] != seq)
+			return side_fail(r, EBADMSG, "echo mismatch");
+		__atomic_add_fetch(&shm->tx_all, 1, __ATOMIC_RELAXED);
+		if (t0 < a->measure)
+			continue;
+		__atomic_add_fetch(&shm->tx, 1, __ATOMIC_RELAXED);
+		i = __atomic_fetch_add(&shm->nlat, 1, __ATOMIC_RELAXED);
+		if (i < shm->lat_cap)
+			shm->lat_ns[i] = t1 - t0 > UINT32_MAX ? UINT32_MAX :
+								t1 - t0;
+		shm->conn_end_ns[idx] = t1;
+	}
+	return bench_stop ? 1 : 0;
+}
+
+/* Client, a new connection per request: BENCH_CONN_CLIENTS closed loops at
+ * once; the window ends with the last response.
+ */
+static int run_client_conn(const struct workload *wl, struct sockaddr_in dst,
+			   uint64_t warmup_ns, uint64_t dur_ns,
+			   struct bench_shm *shm)
+{
+	struct conn_args a = { .wl = wl, .dst = dst, .shm = shm };
+	uint64_t last = 0;
+	int i, ret;
+
+	a.measure = now_ns() + warmup_ns;
+	a.end = a.measure + dur_ns;
+	ret = run_workers(BENCH_CONN_CLIENTS, conn_client, &a);
+	for (i = 0; i < BENCH_CONN_CLIENTS; i++)
+		if (shm->conn_end_ns[i] > last)
+			last = shm->conn_end_ns[i];
+	shm->elapsed_ns = last > a.measure ? last - a.measure : 0;
+	if (shm->nlat > shm->lat_cap)
+		shm->nlat = shm->lat_cap;
+	return ret;
+}
+
+/* ---- --suite sidecar and tls: namespace, the relays ---------------------- */
 
 static struct sockaddr_in addr_in(const char *ip, uint16_t port)
 {
@@ -1178,10 +1509,13 @@ static int netns_setup(void)
 }
 
 /* Fork and exec bin with argv, stdout and stderr into log, in cgroup cg
- * (-1: ours); deathsig when we die. The pid, or -errno.
+ * (-1: ours) and, when netns, in the bench's namespace; deathsig when we
+ * die. The pid, or -errno. setns() rather than `ip netns exec`: that one
+ * also remounts /sys, which hides the cgroup2 mount and the bpffs from
+ * `sidelane run`.
  */
 static pid_t spawn_logged(const char *bin, char *const argv[], const char *log,
-			  int cg, int deathsig)
+			  int cg, int netns, int deathsig)
 {
 	pid_t pid;
 	int fd;
@@ -1205,16 +1539,20 @@ static pid_t spawn_logged(const char *bin, char *const argv[], const char *log,
 		fprintf(stderr, "join %s: %s\n", bs.cgroup[cg], strerror(errno));
 		_exit(126);
 	}
+	if (netns && setns(bs.ns_fd, CLONE_NEWNET)) {
+		fprintf(stderr, "enter %s: %s\n", bs.netns, strerror(errno));
+		_exit(126);
+	}
 	execv(bin, argv);
 	fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
 	_exit(127);
 }
 
-/* Wait until ready() says 0; the child exiting first or BENCH_START_MS
+/* Wait until ready(ctx) says 0; the child exiting first or BENCH_START_MS
  * passing is a failure, its log is shown.
  */
 static int wait_ready(pid_t *pid, const char *what, const char *log,
-		      int (*ready)(void))
+		      int (*ready)(const void *), const void *ctx)
 {
 	uint64_t deadline = now_ns() + BENCH_START_MS * 1000000ull;
 	int st;
@@ -1228,7 +1566,7 @@ static int wait_ready(pid_t *pid, const char *what, const char *log,
 			dump_log(log);
 			return -ECHILD;
 		}
-		if (!ready())
+		if (!ready(ctx))
 			return 0;
 		if (bench_stop)
 			return -EINTR;
@@ -1241,9 +1579,28 @@ static int wait_ready(pid_t *pid, const char *what, const char *log,
 	}
 }
 
-static void tmp_path(char *buf, size_t len, const char *name)
+/* Start relay p: bin with argv, in p's cgroup (and the namespace), output
+ * to <tmpdir>/<p>.log; ready when ready(ctx) says 0.
+ */
+static int start_proc(enum proc p, const char *bin, char *const argv[],
+		      int deathsig, int (*ready)(const void *), const void *ctx)
 {
-	snprintf(buf, len, "%s/%s", bs.tmpdir, name);
+	char log[PATH_MAX];
+	pid_t pid;
+
+	proc_path(p, ".log", log, sizeof(log));
+	pid = spawn_logged(bin, argv, log, procs[p].cg, procs[p].netns,
+			   deathsig);
+	if (pid < 0)
+		return pid;
+	bs.pid[p] = pid;
+	return wait_ready(&bs.pid[p], cg_name[procs[p].cg], log, ready, ctx);
+}
+
+/* Ready: something accepts on the address ctx points to. */
+static int tcp_ready(const void *ctx)
+{
+	return tcp_probe(*(const struct sockaddr_in *)ctx);
 }
 
 /* Ready: the getsockopt link is pinned (capture is attached) and the proxy
@@ -1251,61 +1608,82 @@ static void tmp_path(char *buf, size_t len, const char *name)
  * not in the app's cgroup): the proxy refuses it, finding no original
  * destination, and logs that.
  */
-static int sidelane_ready(void)
+static int sidelane_ready(const void *ctx)
 {
 	char link[PATH_MAX + 32];
 
+	(void)ctx;
 	snprintf(link, sizeof(link), "%s/link_getsockopt", bs.pin_root);
 	if (access(link, F_OK))
 		return -errno;
 	return tcp_probe(addr_in("127.0.0.1", bs.outbound_port));
 }
 
-/* The real binary: `sidelane run` with a config whose outbound port is
- * free, the app's and its own cgroup, a pin root of ours.
+/* Every bench sidelane: no admin endpoint (its fixed port would clash with
+ * a sidelane of the host's), no drain wait when it is stopped.
  */
+#define SL_BENCH_ADMIN                                                         \
+	"admin:\n"                                                             \
+	"  listen: \"\"\n"                                                     \
+	"  drain_timeout_ms: 0\n"
+
+/* The real binary as relay p: `sidelane run` with the config
+ * <tmpdir>/<p>.yaml, the app's cgroup app, p's own, a pin root of ours
+ * (*attached: we detach it, the run leaves its pins on SIGTERM).
+ */
+static int start_sidelane_proc(enum proc p, enum cg app, const char *pin_root,
+			       int *attached, int (*ready)(const void *),
+			       const void *ctx)
+{
+	char cfg[PATH_MAX];
+	char *argv[] = { "sidelane", "run", "--config", cfg, "--cgroup",
+			 bs.cgroup[app], "--sidecar-cgroup",
+			 bs.cgroup[procs[p].cg], "--pin-root", (char *)pin_root,
+			 NULL };
+
+	proc_path(p, ".yaml", cfg, sizeof(cfg));
+	*attached = 1;
+	/* SIGTERM, not SIGKILL: it leaves the kernel side consistent */
+	return start_proc(p, "/proc/self/exe", argv, SIGTERM, ready, ctx);
+}
+
+/* sidecar: a config whose outbound port is free. */
 static int start_sidelane(void)
 {
-	char cfg[PATH_MAX], log[PATH_MAX];
-	char *argv[] = { "sidelane", "run", "--config", cfg, "--cgroup",
-			 bs.cgroup[CG_APP], "--sidecar-cgroup",
-			 bs.cgroup[CG_SIDECAR], "--pin-root", bs.pin_root, NULL };
-	pid_t pid;
+	char cfg[PATH_MAX];
 	int err;
 
-	tmp_path(cfg, sizeof(cfg), "sidelane.yaml");
-	tmp_path(log, sizeof(log), "sidelane.log");
-	err = set_pin_root();
+	proc_path(PROC_SIDELANE, ".yaml", cfg, sizeof(cfg));
+	err = set_pin_root(bs.pin_root, "");
 	if (!err)
 		err = pick_port(&bs.outbound_port);
 	if (!err)
 		err = write_text(cfg,
 				 "# sidelane bench --suite sidecar\n"
 				 "capture:\n"
-				 "  outbound: \"127.0.0.1:%u\"\n",
+				 "  outbound: \"127.0.0.1:%u\"\n"
+				 SL_BENCH_ADMIN,
 				 bs.outbound_port);
 	if (err) {
 		pr_warn("sidelane config %s: %s\n", cfg, strerror(-err));
 		return err;
 	}
-	bs.sl_attached = 1; /* it leaves its pins on SIGTERM: we detach */
-	/* SIGTERM, not SIGKILL: it leaves the kernel side consistent */
-	pid = spawn_logged("/proc/self/exe", argv, log, -1, SIGTERM);
-	if (pid < 0)
-		return pid;
-	bs.sidelane_pid = pid;
-	return wait_ready(&bs.sidelane_pid, "sidelane run", log, sidelane_ready);
+	return start_sidelane_proc(PROC_SIDELANE, CG_APP, bs.pin_root,
+				   &bs.sl_attached, sidelane_ready, NULL);
 }
 
-static int haproxy_ready(void)
+/* ctx: the enum proc of a haproxy. */
+static int haproxy_ready(const void *ctx)
 {
 	uint64_t n;
 
-	return hap_sessions(&n);
+	return hap_sessions(*(const enum proc *)ctx, &n);
 }
 
-/* haproxy from $PATH, or the sbin folders a non-login shell may lack. */
-static int find_haproxy(char *buf, size_t len)
+/* name from $PATH, or the sbin folders a non-login shell may lack; mode:
+ * the tool is what a mode measures. 0, or -ENOENT said when mode >= 0.
+ */
+static int find_bin(const char *name, char *buf, size_t len, int mode)
 {
 	const char *path = getenv("PATH");
 	char dirs[4096], *dir, *save = NULL;
@@ -1314,62 +1692,417 @@ static int find_haproxy(char *buf, size_t len)
 		 path ? path : "");
 	for (dir = strtok_r(dirs, ":", &save); dir;
 	     dir = strtok_r(NULL, ":", &save)) {
-		snprintf(buf, len, "%s/haproxy", dir);
+		snprintf(buf, len, "%s/%s", dir, name);
 		if (dir[0] == '/' && !access(buf, X_OK))
 			return 0;
 	}
+	if (mode >= 0)
+		pr_warn("%s not found: `make deps` installs it%s%s%s\n", name,
+			mode < NR_MODES ? ", or leave mode " : "",
+			mode < NR_MODES ? mode_name[mode] : "",
+			mode < NR_MODES ? " out of --modes" : "");
 	return -ENOENT;
 }
 
-/* haproxy as a plain TCP relay in its own cgroup: mode tcp, one thread,
- * default buffers, generous timeouts, a stats socket for its session count.
+/* haproxy as relay p: mode tcp, one thread, default buffers, generous
+ * timeouts, a stats socket <p>.sock for its session count; bind and server
+ * are the rest of those lines.
  */
-static int start_haproxy(void)
+static int start_haproxy_proc(enum proc p, const char *bind,
+			      const char *server)
 {
-	char bin[PATH_MAX], cfg[PATH_MAX], log[PATH_MAX];
+	char bin[PATH_MAX], cfg[PATH_MAX], sock[PATH_MAX];
 	char *argv[] = { "haproxy", "-db", "-f", cfg, NULL };
-	pid_t pid;
 	int err;
 
-	if (find_haproxy(bin, sizeof(bin))) {
-		pr_warn("haproxy not found: `make deps` installs it (Debian "
-			"package haproxy), or leave it out with --modes "
-			"direct,sidelane\n");
-		return -ENOENT;
-	}
-	tmp_path(cfg, sizeof(cfg), "haproxy.cfg");
-	tmp_path(log, sizeof(log), "haproxy.log");
-	err = pick_port(&bs.hap_port);
-	if (!err)
-		err = write_text(cfg,
-				 "# sidelane bench --suite sidecar\n"
-				 "global\n"
-				 "    nbthread 1\n"
-				 "    stats socket %s/haproxy.sock mode 600 level user\n"
-				 "defaults\n"
-				 "    mode tcp\n"
-				 "    timeout connect 5s\n"
-				 "    timeout client 120s\n"
-				 "    timeout server 120s\n"
-				 "frontend bench\n"
-				 "    bind 127.0.0.1:%u\n"
-				 "    default_backend upstream\n"
-				 "backend upstream\n"
-				 "    server upstream " BENCH_NS_IP ":%d\n",
-				 bs.tmpdir, bs.hap_port, BENCH_UPSTREAM_PORT);
+	err = find_bin("haproxy", bin, sizeof(bin),
+		       p == PROC_HAPROXY ? MODE_HAPROXY : MODE_TLS_HAP);
+	if (err)
+		return err;
+	proc_path(p, ".cfg", cfg, sizeof(cfg));
+	proc_path(p, ".sock", sock, sizeof(sock));
+	err = write_text(cfg,
+			 "# sidelane bench: %s\n"
+			 "global\n"
+			 "    nbthread 1\n"
+			 "    stats socket %s mode 600 level user\n"
+			 "defaults\n"
+			 "    mode tcp\n"
+			 "    timeout connect 5s\n"
+			 "    timeout client 120s\n"
+			 "    timeout server 120s\n"
+			 "frontend bench\n"
+			 "    bind %s\n"
+			 "    default_backend upstream\n"
+			 "backend upstream\n"
+			 "    server upstream %s\n",
+			 cg_name[procs[p].cg], sock, bind, server);
 	if (err) {
 		pr_warn("haproxy config %s: %s\n", cfg, strerror(-err));
 		return err;
 	}
-	pid = spawn_logged(bin, argv, log, CG_HAPROXY, SIGKILL);
-	if (pid < 0)
-		return pid;
-	bs.haproxy_pid = pid;
-	return wait_ready(&bs.haproxy_pid, "haproxy", log, haproxy_ready);
+	return start_proc(p, bin, argv, SIGKILL, haproxy_ready, &p);
 }
 
-/* Namespace, then the sidecars of the measured modes. */
-static int sidecar_setup(const struct bench_opts *o)
+/* sidecar: haproxy on a free port of 127.0.0.1, relaying to the upstream. */
+static int start_haproxy(void)
+{
+	char bind[32];
+	int err;
+
+	err = pick_port(&bs.front_port[MODE_HAPROXY]);
+	if (err)
+		return err;
+	snprintf(bind, sizeof(bind), "127.0.0.1:%u", bs.front_port[MODE_HAPROXY]);
+	return start_haproxy_proc(PROC_HAPROXY, bind,
+				  BENCH_NS_IP ":" STR(BENCH_UPSTREAM_PORT));
+}
+
+/* ---- --suite tls: certificates and the three pairs ---------------------- */
+
+/* B's listener of TLS mode m, in the namespace. */
+static struct sockaddr_in tls_b_addr(enum mode m)
+{
+	return addr_in(BENCH_NS_IP, BENCH_TLS_B_PORT + (m - MODE_TLS_SL));
+}
+
+/* The certificates, made in tmpdir with the openssl CLI: a CA, and leaves
+ * for A (a client) and B (a server) with their SPIFFE IDs as URI SAN; EC
+ * P-256 keys. <leaf>.crt.key links to <leaf>.key, where haproxy looks for a
+ * key its certificate file lacks.
+ */
+static int make_certs(void)
+{
+	static const char *const leaf[2][3] = {
+		{ "a", BENCH_ID_A, "clientAuth" },
+		{ "b", BENCH_ID_B, "serverAuth" },
+	};
+	static const char newkey[] =
+		"-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+	char bin[PATH_MAX], path[PATH_MAX], log[PATH_MAX];
+	const char *d = bs.tmpdir;
+	int i, err;
+
+	err = find_bin("openssl", bin, sizeof(bin), NR_MODES);
+	if (err)
+		return err;
+	tmp_path(log, sizeof(log), "certs.log");
+	err = sh("cd %s && %s req -x509 -new %s -days 1 -subj '/CN=sidelane "
+		 "bench CA' -addext basicConstraints=critical,CA:TRUE -addext "
+		 "keyUsage=critical,keyCertSign,cRLSign -keyout ca.key -out "
+		 "ca.crt >%s 2>&1",
+		 d, bin, newkey, log);
+	for (i = 0; i < 2 && !err; i++) {
+		snprintf(path, sizeof(path), "%s/%s.ext", d, leaf[i][0]);
+		err = write_text(path,
+				 "basicConstraints=critical,CA:FALSE\n"
+				 "keyUsage=critical,digitalSignature\n"
+				 "extendedKeyUsage=%s\n"
+				 "subjectAltName=URI:%s\n",
+				 leaf[i][2], leaf[i][1]);
+		if (!err)
+			err = sh("cd %s && %s req -new %s -subj /CN=%s -keyout "
+				 "%s.key -out %s.csr >>%s 2>&1 && %s x509 -req "
+				 "-in %s.csr -CA ca.crt -CAkey ca.key "
+				 "-set_serial %d -days 1 -extfile %s.ext -out "
+				 "%s.crt >>%s 2>&1 && ln -s %s.key %s.crt.key",
+				 d, bin, newkey, leaf[i][0], leaf[i][0],
+				 leaf[i][0], log, bin, leaf[i][0], i + 2,
+				 leaf[i][0], leaf[i][0], log, leaf[i][0],
+				 leaf[i][0]);
+	}
+	if (err) {
+		pr_warn("making the certificates with %s failed\n", bin);
+		dump_log(log);
+	}
+	return err;
+}
+
+/* sidelane A (side 0: its ambassador originates mTLS to B, a tls.mesh
+ * destination whose ID must match) or B (side 1: its inbound listener
+ * terminates mTLS, admits A's ID and relays to the server); capture off.
+ * The schema is the one `sidelane config` documents.
+ */
+static int start_tls_sidelane(int side)
+{
+	struct sockaddr_in b = tls_b_addr(MODE_TLS_SL), a;
+	const char *d = bs.tmpdir;
+	char cfg[PATH_MAX], role[512];
+	int err;
+
+	err = set_pin_root(bs.pin_ab[side], side ? "-b" : "-a");
+	if (!err && !side)
+		err = pick_port(&bs.front_port[MODE_TLS_SL]);
+	if (err)
+		return err;
+	a = addr_in("127.0.0.1", bs.front_port[MODE_TLS_SL]);
+	if (side)
+		snprintf(role, sizeof(role),
+			 "inbound:\n"
+			 "  enabled: true\n"
+			 "  listen: \"" BENCH_NS_IP ":%u\"\n"
+			 "  mode: listener\n"
+			 "  app_port: %d\n"
+			 "  default: deny\n"
+			 "  identities:\n"
+			 "    - id: \"spiffe://bench.local/ns/a/*\"\n"
+			 "      action: allow\n",
+			 ntohs(b.sin_port), BENCH_UPSTREAM_PORT);
+	else
+		snprintf(role, sizeof(role),
+			 "  mesh:\n"
+			 "    - cidr: \"" BENCH_NS_IP "/32\"\n"
+			 "      ports: [\"%u\"]\n"
+			 "      identities: [\"spiffe://bench.local/ns/b/*\"]\n"
+			 "inbound:\n"
+			 "  enabled: false\n"
+			 "proxy:\n"
+			 "  ambassadors:\n"
+			 "    - listen: \"127.0.0.1:%u\"\n"
+			 "      upstream: \"" BENCH_NS_IP ":%u\"\n",
+			 ntohs(b.sin_port), ntohs(a.sin_port), ntohs(b.sin_port));
+	proc_path(side ? PROC_SL_B : PROC_SL_A, ".yaml", cfg, sizeof(cfg));
+	err = write_text(cfg,
+			 "# sidelane bench --suite tls: %s\n"
+			 "pin_root: %s\n"
+			 "tls:\n"
+			 "  cert: %s/%c.crt\n"
+			 "  key: %s/%c.key\n"
+			 "  ca: %s/ca.crt\n"
+			 "  min_version: \"1.3\"\n"
+			 "%s"
+			 "capture:\n"
+			 "  enabled: false\n"
+			 SL_BENCH_ADMIN,
+			 side ? "B" : "A", bs.pin_ab[side], d, 'a' + side, d,
+			 'a' + side, d, role);
+	if (err) {
+		pr_warn("sidelane config %s: %s\n", cfg, strerror(-err));
+		return err;
+	}
+	return start_sidelane_proc(side ? PROC_SL_B : PROC_SL_A,
+				   side ? CG_TLS_APP_B : CG_TLS_APP_A,
+				   bs.pin_ab[side], &bs.ab_attached[side],
+				   tcp_ready, side ? &b : &a);
+}
+
+/* haproxy B (side 1: `bind ... ssl`, a client certificate required) or A
+ * (side 0: `server ... ssl`, B's certificate verified).
+ */
+static int start_tls_haproxy(int side)
+{
+	struct sockaddr_in b = tls_b_addr(MODE_TLS_HAP);
+	char bind[512], server[512], tls[384];
+	const char *d = bs.tmpdir;
+	int err;
+
+	snprintf(tls, sizeof(tls),
+		 "ssl crt %s/%c.crt ca-file %s/ca.crt verify required "
+		 "ssl-min-ver TLSv1.3 ciphersuites " BENCH_TLS_SUITE,
+		 d, 'a' + side, d);
+	if (side) {
+		snprintf(bind, sizeof(bind), BENCH_NS_IP ":%u %s",
+			 ntohs(b.sin_port), tls);
+		return start_haproxy_proc(PROC_HAP_B, bind,
+					  "127.0.0.1:" STR(BENCH_UPSTREAM_PORT));
+	}
+	err = pick_port(&bs.front_port[MODE_TLS_HAP]);
+	if (err)
+		return err;
+	snprintf(bind, sizeof(bind), "127.0.0.1:%u", bs.front_port[MODE_TLS_HAP]);
+	snprintf(server, sizeof(server), BENCH_NS_IP ":%u %s", ntohs(b.sin_port),
+		 tls);
+	return start_haproxy_proc(PROC_HAP_A, bind, server);
+}
+
+/* stunnel B (side 1: server mode, a client certificate required and
+ * verified) or A (side 0: client mode, B's certificate verified); both
+ * TLS 1.3 only, warnings only in the log.
+ */
+static int start_tls_stunnel(int side)
+{
+	struct sockaddr_in b = tls_b_addr(MODE_TLS_ST), acc;
+	char bin[PATH_MAX], cfg[PATH_MAX], con[32];
+	char *argv[] = { "stunnel", cfg, NULL };
+	enum proc p = side ? PROC_ST_B : PROC_ST_A;
+	const char *d = bs.tmpdir;
+	int err;
+
+	err = find_bin("stunnel", bin, sizeof(bin), MODE_TLS_ST);
+	if (!err && !side)
+		err = pick_port(&bs.front_port[MODE_TLS_ST]);
+	if (err)
+		return err;
+	acc = side ? b : addr_in("127.0.0.1", bs.front_port[MODE_TLS_ST]);
+	if (side)
+		snprintf(con, sizeof(con), "127.0.0.1:%d", BENCH_UPSTREAM_PORT);
+	else
+		snprintf(con, sizeof(con), BENCH_NS_IP ":%u", ntohs(b.sin_port));
+	proc_path(p, ".conf", cfg, sizeof(cfg));
+	err = write_text(cfg,
+			 "; sidelane bench --suite tls: %s\n"
+			 "foreground = yes\n"
+			 "pid =\n"
+			 "syslog = no\n"
+			 "debug = warning\n"
+			 "[bench]\n"
+			 "client = %s\n"
+			 "accept = %s:%u\n"
+			 "connect = %s\n"
+			 "cert = %s/%c.crt\n"
+			 "key = %s/%c.key\n"
+			 "CAfile = %s/ca.crt\n"
+			 "verifyChain = yes\n"
+			 "%s"
+			 "sslVersionMin = TLSv1.3\n"
+			 "ciphersuites = " BENCH_TLS_SUITE "\n",
+			 side ? "B" : "A", side ? "no" : "yes",
+			 inet_ntoa(acc.sin_addr), ntohs(acc.sin_port), con, d,
+			 'a' + side, d, 'a' + side, d,
+			 side ? "requireCert = yes\n" : "");
+	if (err) {
+		pr_warn("stunnel config %s: %s\n", cfg, strerror(-err));
+		return err;
+	}
+	return start_proc(p, bin, argv, SIGKILL, tcp_ready, &acc);
+}
+
+/* B of mode m must refuse a client without a certificate: a TLS 1.3
+ * handshake without one, then a read, must end in an alert from B (TLS 1.3
+ * sends it after the client's handshake is done). B's own certificate must
+ * verify against the CA, and B choose BENCH_TLS_SUITE from OpenSSL's
+ * default offer. 0, or -EPROTO with the reason said.
+ */
+static int check_mtls(enum mode m)
+{
+	struct sockaddr_in b = tls_b_addr(m);
+	struct side_result r = {};
+	char ca[PATH_MAX], c;
+	const char *why = "B accepted a client without a certificate";
+	unsigned long e = 0;
+	SSL_CTX *ctx;
+	SSL *ssl = NULL;
+	int fd = -1, err = -EPROTO;
+
+	tmp_path(ca, sizeof(ca), "ca.crt");
+	ERR_clear_error();
+	ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
+	    SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+		why = "OpenSSL client context";
+		goto out;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	fd = client_connect(b, 1, &r);
+	ssl = fd >= 0 ? SSL_new(ctx) : NULL;
+	if (!ssl || !SSL_set_fd(ssl, fd)) {
+		why = fd < 0 ? r.msg : "OpenSSL connection";
+		goto out;
+	}
+	if (SSL_connect(ssl) == 1 && SSL_read(ssl, &c, 1) <= 0)
+		e = ERR_peek_last_error();
+	if (SSL_get_verify_result(ssl) != X509_V_OK)
+		why = "B's certificate did not verify against the CA";
+	else if (strcmp(SSL_get_cipher_name(ssl), BENCH_TLS_SUITE))
+		why = "B chose another suite than " BENCH_TLS_SUITE;
+	else if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+		 ERR_GET_REASON(e) >= SSL_AD_REASON_OFFSET)
+		err = 0; /* an alert from B, "certificate required" */
+out:
+	if (err)
+		pr_warn("%s: mTLS check against B " BENCH_NS_IP ":%u: %s\n",
+			mode_name[m], ntohs(b.sin_port), why);
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	if (fd >= 0)
+		close(fd);
+	ERR_clear_error();
+	return err;
+}
+
+/* Certificates, then each measured pair, B first, and its mTLS check. */
+static int tls_setup(const struct bench_opts *o)
+{
+	static int (*const start[])(int) = { start_tls_sidelane,
+					     start_tls_haproxy,
+					     start_tls_stunnel };
+	int err, i, side;
+
+	err = make_certs();
+	for (i = 0; i < 3 && !err; i++) {
+		if (!o->modes[MODE_TLS_SL + i])
+			continue;
+		for (side = 1; side >= 0 && !err; side--)
+			err = start[i](side);
+		if (!err)
+			err = check_mtls(MODE_TLS_SL + i);
+	}
+	return err;
+}
+
+/* Add a line to the versions the header shows. */
+static void add_version(const char *name, const char *text)
+{
+	size_t n;
+
+	if (bs.nver == (int)(sizeof(bs.ver) / sizeof(bs.ver[0])))
+		return;
+	snprintf(bs.ver[bs.nver].name, sizeof(bs.ver[0].name), "%s", name);
+	snprintf(bs.ver[bs.nver].text, sizeof(bs.ver[0].text), "%s", text);
+	n = strcspn(bs.ver[bs.nver].text, "\n");
+	bs.ver[bs.nver++].text[n] = '\0';
+}
+
+/* What the suite runs: kernel, sidelane and the tools of the measured
+ * modes, each by the first line of its version output that starts with
+ * its name.
+ */
+static void collect_versions(const struct bench_opts *o)
+{
+	static const struct {
+		int suite;
+		enum mode m; /* it runs when m is measured (NR_MODES: always) */
+		const char *name, *args, *prefix;
+	} tools[] = {
+		{ SUITE_SIDECAR, MODE_HAPROXY, "haproxy", "-v", "HAProxy" },
+		{ SUITE_TLS, NR_MODES, "openssl", "version", "OpenSSL" },
+		{ SUITE_TLS, MODE_TLS_HAP, "haproxy", "-v", "HAProxy" },
+		{ SUITE_TLS, MODE_TLS_ST, "stunnel", "-version", "stunnel" },
+	};
+	char bin[PATH_MAX], cmd[PATH_MAX + 32], line[256];
+	struct utsname u;
+	unsigned int i;
+	FILE *f;
+
+	bs.nver = 0;
+	if (!uname(&u)) {
+		snprintf(line, sizeof(line), "%s %s", u.sysname, u.release);
+		add_version("kernel", line);
+	}
+	snprintf(line, sizeof(line), "%s, linked with %s", SL_VERSION,
+		 OpenSSL_version(OPENSSL_VERSION));
+	add_version("sidelane", line);
+	for (i = 0; i < sizeof(tools) / sizeof(tools[0]); i++) {
+		if (tools[i].suite != (int)o->suite ||
+		    (tools[i].m != NR_MODES && !o->modes[tools[i].m]) ||
+		    find_bin(tools[i].name, bin, sizeof(bin), -1))
+			continue;
+		snprintf(cmd, sizeof(cmd), "%s %s 2>&1", bin, tools[i].args);
+		f = popen(cmd, "re");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f))
+			if (!strncmp(line, tools[i].prefix,
+				     strlen(tools[i].prefix))) {
+				add_version(tools[i].name, line);
+				break;
+			}
+		pclose(f);
+	}
+}
+
+/* Namespace, then the relays of the measured modes. */
+static int relays_setup(const struct bench_opts *o)
 {
 	int err;
 
@@ -1379,31 +2112,37 @@ static int sidecar_setup(const struct bench_opts *o)
 		pr_warn("mkdtemp: %s\n", strerror(-err));
 		return err;
 	}
+	collect_versions(o);
 	err = netns_setup();
 	if (!err && o->modes[MODE_SIDECAR])
 		err = start_sidelane();
 	if (!err && o->modes[MODE_HAPROXY])
 		err = start_haproxy();
+	if (!err && o->suite == SUITE_TLS)
+		err = tls_setup(o);
 	return err;
 }
 
-/* The sidecar of mode m is still running; else say so, with its log. */
-static int sidecar_alive(enum mode m)
+/* The relays of mode m are still running; else say which is gone, with
+ * its log.
+ */
+static int relays_alive(enum mode m)
 {
-	pid_t *pid = m == MODE_SIDECAR ? &bs.sidelane_pid :
-		     m == MODE_HAPROXY ? &bs.haproxy_pid :
-					 NULL;
 	char log[PATH_MAX];
-	int st;
+	int i, p, st;
 
-	if (!pid || (*pid > 0 && waitpid(*pid, &st, WNOHANG) == 0))
-		return 1;
-	*pid = 0;
-	tmp_path(log, sizeof(log),
-		 m == MODE_SIDECAR ? "sidelane.log" : "haproxy.log");
-	pr_warn("%s: the sidecar is gone\n", mode_name[m]);
-	dump_log(log);
-	return 0;
+	for (i = 0; i < 2; i++) {
+		p = mode_run[m].proc[i];
+		if (p < 0 ||
+		    (bs.pid[p] > 0 && waitpid(bs.pid[p], &st, WNOHANG) == 0))
+			continue;
+		bs.pid[p] = 0;
+		proc_path(p, ".log", log, sizeof(log));
+		pr_warn("%s: %s is gone\n", mode_name[m], cg_name[procs[p].cg]);
+		dump_log(log);
+		return 0;
+	}
+	return 1;
 }
 
 /* ---- one measurement (parent) ----------------------------------------- */
@@ -1510,16 +2249,17 @@ static int measure(enum mode m, const struct workload *wl,
 		out->v[i] = NAN;
 	memset(shm, 0, sizeof(*shm));
 	shm->lat_cap = (bs.shm_len - sizeof(*shm)) / sizeof(shm->lat_ns[0]);
-	/* the upstream listens on a fixed port in the namespace (haproxy's
-	 * config names it), else on any port of loopback
+	/* the upstream listens on a fixed port of every address in the
+	 * namespace (the relays' configs name it), else on any port of
+	 * loopback
 	 */
-	srv = mode_run[m].netns ? addr_in(BENCH_NS_IP, BENCH_UPSTREAM_PORT) :
+	srv = mode_run[m].netns ? addr_in("0.0.0.0", BENCH_UPSTREAM_PORT) :
 				  addr_in("127.0.0.1", 0);
-	if (!sidecar_alive(m))
+	if (!relays_alive(m))
 		return -ESRCH;
 	err = read_accel(m, &before);
-	if (!err && mode_run[m].proxy >= 0)
-		err = cg_cpu(mode_run[m].proxy, &proxy0);
+	if (!err)
+		err = proxy_cpu(m, &proxy0);
 	if (err)
 		return err;
 	if (pipe2(pfd, O_CLOEXEC))
@@ -1547,10 +2287,10 @@ static int measure(enum mode m, const struct workload *wl,
 	    read(pfd[0], &port, sizeof(port)) != sizeof(port))
 		port = 0;
 	close(pfd[0]);
-	/* haproxy's client connects to it explicitly; sidelane's connects to
-	 * the upstream and is captured
+	/* haproxy's client and the TLS pairs' connect to them explicitly;
+	 * sidecar sidelane's connects to the upstream and is captured
 	 */
-	dst = m == MODE_HAPROXY ? addr_in("127.0.0.1", bs.hap_port) :
+	dst = bs.front_port[m] ? addr_in("127.0.0.1", bs.front_port[m]) :
 	      mode_run[m].netns ? addr_in(BENCH_NS_IP, port) :
 				  addr_in("127.0.0.1", port);
 	if (port) {
@@ -1565,7 +2305,9 @@ static int measure(enum mode m, const struct workload *wl,
 				    o->pin ? o->pin_cpu[1] : -1, &shm->client);
 			_exit(wl->kind == WL_RR ?
 				      run_client_rr(wl, dst, warmup_ns, dur_ns, shm) :
-				      run_client_stream(wl, dst, warmup_ns, dur_ns, shm));
+			      wl->kind == WL_STREAM ?
+				      run_client_stream(wl, dst, warmup_ns, dur_ns, shm) :
+				      run_client_conn(wl, dst, warmup_ns, dur_ns, shm));
 		}
 	}
 
@@ -1573,9 +2315,10 @@ static int measure(enum mode m, const struct workload *wl,
 	err = 0;
 	if (bs.child[1])
 		err = reap(&bs.child[1], deadline, &ru_c, &st_c);
-	/* the server ends on the client's close; give it a moment after that,
-	 * none if the client failed
+	/* the server ends on the client's close, or (conn) when told; give it
+	 * a moment after that, none if the client failed
 	 */
+	__atomic_store_n(&shm->stop, 1, __ATOMIC_RELAXED);
 	deadline = now_ns() + (err ? 0 : BENCH_IO_TIMEOUT_S * 1000000000ull);
 	if (reap(&bs.child[0], deadline, &ru_s, &st_s) && !err)
 		err = ETIMEDOUT;
@@ -1595,36 +2338,41 @@ static int measure(enum mode m, const struct workload *wl,
 				"%llu\n",
 				(unsigned long long)shm->bytes_sent,
 				(unsigned long long)shm->bytes_recv);
-		sidecar_alive(m);
+		relays_alive(m);
 		return -EIO;
 	}
 	err = read_accel(m, &after);
-	if (!err && mode_run[m].proxy >= 0)
-		err = cg_cpu(mode_run[m].proxy, &proxy1);
+	if (!err)
+		err = proxy_cpu(m, &proxy1);
 	if (err)
 		return err;
-	out->accel.redirected = after.redirected - before.redirected;
-	out->accel.passed = after.passed - before.passed;
-	out->accel.inserted = after.inserted - before.inserted;
-	out->accel.fallback = after.fallback - before.fallback;
-	out->accel.captured = after.captured - before.captured;
-	out->accel.served = after.served - before.served;
-	if (mode_run[m].proxy >= 0)
-		pr_debug("%s %s: the sidecar used %.3f s of CPU\n", mode_name[m],
+	out->accel = after;
+	accel_add(&out->accel, &before, -1);
+	if (mode_run[m].proc[0] >= 0)
+		pr_debug("%s %s: the relays used %.3f s of CPU\n", mode_name[m],
 			 wl->label, proxy1 - proxy0);
 
-	/* the two ends, and the relay between them when there is one */
+	/* the two ends, and the relays between them when there are any; the
+	 * relays alone in the tls suite (none: no figure)
+	 */
 	cpu = tv_sec(ru_c.ru_utime) + tv_sec(ru_c.ru_stime) +
 	      tv_sec(ru_s.ru_utime) + tv_sec(ru_s.ru_stime) + proxy1 - proxy0;
+	if (suites[o->suite].proxy_cpu)
+		cpu = mode_run[m].proc[0] >= 0 ? proxy1 - proxy0 : NAN;
 	if (!shm->elapsed_ns)
 		return -EIO;
-	if (wl->kind == WL_RR) {
+	if (wl->kind != WL_STREAM) {
 		qsort(shm->lat_ns, shm->nlat, sizeof(shm->lat_ns[0]), cmp_u32);
 		out->v[M_P50] = pct_us(shm->lat_ns, shm->nlat, 50);
 		out->v[M_P99] = pct_us(shm->lat_ns, shm->nlat, 99);
+	}
+	/* CPU covers the warm-up too, so does the count it is divided by */
+	if (wl->kind == WL_RR) {
 		out->v[M_TPS] = shm->tx * 1e9 / shm->elapsed_ns;
-		/* CPU covers the warm-up too, so does the count it is divided by */
 		out->v[M_CPU_100K] = shm->tx_all ? cpu / (shm->tx_all / 1e5) : NAN;
+	} else if (wl->kind == WL_CONN) {
+		out->v[M_CONNS] = shm->tx * 1e9 / shm->elapsed_ns;
+		out->v[M_CPU_CONN] = shm->tx_all ? cpu * 1e6 / shm->tx_all : NAN;
 	} else {
 		out->v[M_GBITS] = shm->bytes * 8.0 / shm->elapsed_ns;
 		out->v[M_CPU_GIB] = shm->bytes_all ?
@@ -1681,18 +2429,42 @@ static const char *fmt(char *buf, size_t len, double v, int prec)
 	return buf;
 }
 
+/* The exact command line, from /proc/self/cmdline, into buf. */
+static const char *cmdline(char *buf, size_t len)
+{
+	ssize_t n = -1, i;
+	int fd;
+
+	fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, buf, len - 1);
+		close(fd);
+	}
+	if (n <= 0)
+		n = 0;
+	for (i = 0; i < n - 1; i++)
+		if (!buf[i])
+			buf[i] = ' ';
+	buf[n] = '\0';
+	return buf;
+}
+
 static void print_table(const struct bench_opts *o)
 {
 	const struct suite_desc *su = &suites[o->suite];
-	char v[SUITE_MODES][32], q[SUITE_MODES][32];
+	char v[32], cmd[1024];
 	double med[NR_MODES];
 	size_t w;
 	int k, i;
 
-	printf("sidelane bench%s: %u round%s x %u ms per measurement, medians; "
+	printf("sidelane bench%s%s: %u round%s x %u ms per measurement, medians; "
 	       "modes interleaved in rotating order; CPU pinning: %s\n",
-	       o->suite == SUITE_SIDECAR ? " --suite sidecar" : "", o->rounds,
+	       o->suite ? " --suite " : "", o->suite ? su->name : "", o->rounds,
 	       o->rounds == 1 ? "" : "s", o->duration_ms, pin_name[o->pin]);
+	printf("command: %s\n", cmdline(cmd, sizeof(cmd)));
+	for (i = 0; i < bs.nver; i++)
+		printf("%s  %-9s %s\n", i ? "" : "versions:\n", bs.ver[i].name,
+		       bs.ver[i].text);
 	if (o->suite == SUITE_SIDECAR) {
 		printf("app -> sidecar -> upstream " BENCH_NS_IP ":%d, the far end "
 		       "of a veth into namespace %s\n",
@@ -1704,34 +2476,57 @@ static void print_table(const struct bench_opts *o)
 			       "client connects to 127.0.0.1:%u explicitly\n"
 			       "  (haproxy has no transparent capture without "
 			       "iptables; sidelane captures the client's connect)\n",
-			       bs.hap_port);
+			       bs.front_port[MODE_HAPROXY]);
 	}
-	printf("better: latency and CPU lower (ratio < 1 is better), tx/s and "
-	       "Gbit/s higher (ratio > 1 is better)\n\n");
-	printf("%-14s %-14s %-6s %10s %10s %10s %8s %8s %8s\n", "workload",
-	       "metric", "better", mode_name[su->modes[0]],
-	       mode_name[su->modes[1]], mode_name[su->modes[2]],
-	       su->ratios[0].label, su->ratios[1].label, su->ratios[2].label);
+	if (o->suite == SUITE_TLS) {
+		printf("client -> A on 127.0.0.1 -> mutual TLS 1.3 over a veth -> "
+		       "B on " BENCH_NS_IP " in namespace %s -> server "
+		       "127.0.0.1:%d there\n",
+		       bs.netns, BENCH_UPSTREAM_PORT);
+		printf("certificates: one CA, A " BENCH_ID_A ", B " BENCH_ID_B
+		       ", EC P-256, the same files for every pair; each B "
+		       "refused a client without one\n");
+		printf("TLS 1.3, " BENCH_TLS_SUITE " (sidelane's preference; set "
+		       "for haproxy and stunnel), each proxy's default session "
+		       "resumption\n");
+		printf("conn: %d clients at once, closed loops of connect, 64 B "
+		       "request, 64 B response, close (one mTLS handshake "
+		       "between A and B each); p50/p99 from connect() to the "
+		       "whole response\n",
+		       BENCH_CONN_CLIENTS);
+		printf("CPU: the proxies' cgroups (cpu.stat), A + B, none for "
+		       "direct; sidelane and haproxy (nbthread 1) one thread "
+		       "each, stunnel a thread per connection\n");
+	}
+	printf("better: latency and CPU lower (ratio < 1 is better), tx/s, "
+	       "conn/s and Gbit/s higher (ratio > 1 is better)\n\n");
+	printf("%-14s %-14s %-6s", "workload", "metric", "better");
+	for (i = 0; i < su->nmodes; i++)
+		printf(" %10s", mode_name[su->modes[i]]);
+	for (i = 0; i < su->nratios; i++)
+		printf(" %8s", su->ratios[i].label);
+	printf("\n");
 	for (w = 0; w < NR_WORKLOADS; w++) {
 		if (!o->workloads[w])
 			continue;
 		for (k = 0; k < NR_METRICS; k++) {
-			if (metrics[k].kind != workloads[w].kind)
+			if (!(metrics[k].kinds & KIND(workloads[w].kind)))
 				continue;
-			for (i = 0; i < SUITE_MODES; i++)
+			printf("%-14s %-14s %-6s", workloads[w].label,
+			       metrics[k].label,
+			       metrics[k].lower_better ? "lower" : "higher");
+			for (i = 0; i < su->nmodes; i++) {
 				med[su->modes[i]] = median(w, su->modes[i], k);
-			for (i = 0; i < SUITE_MODES; i++) {
-				fmt(v[i], sizeof(v[i]), med[su->modes[i]],
-				    metrics[k].prec);
-				fmt(q[i], sizeof(q[i]),
-				    ratio(med[su->ratios[i].num],
-					  med[su->ratios[i].den]),
-				    2);
+				printf(" %10s", fmt(v, sizeof(v), med[su->modes[i]],
+						    metrics[k].prec));
 			}
-			printf("%-14s %-14s %-6s %10s %10s %10s %8s %8s %8s\n",
-			       workloads[w].label, metrics[k].label,
-			       metrics[k].lower_better ? "lower" : "higher", v[0],
-			       v[1], v[2], q[0], q[1], q[2]);
+			for (i = 0; i < su->nratios; i++)
+				printf(" %8s",
+				       fmt(v, sizeof(v),
+					   ratio(med[su->ratios[i].num],
+						 med[su->ratios[i].den]),
+					   2));
+			printf("\n");
 		}
 	}
 }
@@ -1744,11 +2539,32 @@ static void json_num(double v)
 		printf("%.6g", v);
 }
 
+/* ,"key":v */
+static void json_u64(const char *key, uint64_t v)
+{
+	printf(",\"%s\":%llu", key, (unsigned long long)v);
+}
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", *s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
 static void print_json(const struct bench_opts *o, const struct accel *acc,
 		       const int *accel_ok, int inherited)
 {
+	static const char *const kind_name[] = { "rr", "stream", "conn" };
 	const struct suite_desc *su = &suites[o->suite];
-	char link[PATH_MAX + 32];
+	char link[PATH_MAX + 32], cmd[1024];
 	double med[NR_MODES];
 	unsigned int r;
 	size_t w;
@@ -1757,7 +2573,14 @@ static void print_json(const struct bench_opts *o, const struct accel *acc,
 	printf("{");
 	if (o->suite != SUITE_FASTPATH)
 		printf("\"suite\":\"%s\",", su->name);
-	printf("\"rounds\":%u,\"duration_ms\":%u,\"pin\":\"%s\","
+	printf("\"command\":");
+	json_str(cmdline(cmd, sizeof(cmd)));
+	printf(",\"versions\":{");
+	for (i = 0; i < bs.nver; i++) {
+		printf("%s\"%s\":", i ? "," : "", bs.ver[i].name);
+		json_str(bs.ver[i].text);
+	}
+	printf("},\"rounds\":%u,\"duration_ms\":%u,\"pin\":\"%s\","
 	       "\"cgroup_mount\":\"%s\",\"inherited_sockops\":%d,"
 	       "\"workloads\":[",
 	       o->rounds, o->duration_ms, pin_name[o->pin], bs.cg_mount,
@@ -1768,30 +2591,29 @@ static void print_json(const struct bench_opts *o, const struct accel *acc,
 		printf("%s{\"name\":\"%s\",\"kind\":\"%s\",\"size\":%zu,"
 		       "\"metrics\":{",
 		       first_w ? "" : ",", workloads[w].name,
-		       workloads[w].kind == WL_RR ? "rr" : "stream",
-		       workloads[w].size);
+		       kind_name[workloads[w].kind], workloads[w].size);
 		first_w = 0;
 		first_k = 1;
 		for (k = 0; k < NR_METRICS; k++) {
-			if (metrics[k].kind != workloads[w].kind)
+			if (!(metrics[k].kinds & KIND(workloads[w].kind)))
 				continue;
 			printf("%s\"%s\":{\"better\":\"%s\"", first_k ? "" : ",",
 			       metrics[k].key,
 			       metrics[k].lower_better ? "lower" : "higher");
 			first_k = 0;
-			for (i = 0; i < SUITE_MODES; i++) {
+			for (i = 0; i < su->nmodes; i++) {
 				m = su->modes[i];
 				med[m] = median(w, m, k);
 				printf(",\"%s\":", mode_name[m]);
 				json_num(med[m]);
 			}
-			for (i = 0; i < SUITE_MODES; i++) {
+			for (i = 0; i < su->nratios; i++) {
 				printf(",\"%s\":", su->ratios[i].key);
 				json_num(ratio(med[su->ratios[i].num],
 					       med[su->ratios[i].den]));
 			}
 			printf(",\"rounds\":{");
-			for (i = 0; i < SUITE_MODES; i++) {
+			for (i = 0; i < su->nmodes; i++) {
 				m = su->modes[i];
 				printf("%s\"%s\":[", i ? "," : "", mode_name[m]);
 				for (r = 0; r < o->rounds; r++) {
@@ -1817,6 +2639,30 @@ static void print_json(const struct bench_opts *o, const struct accel *acc,
 		printf("}}\n");
 		return;
 	}
+	if (o->suite == SUITE_TLS) {
+		struct sl_proxy_counters pc = {};
+
+		m = MODE_TLS_SL;
+		if (o->modes[m])
+			sl_stats_read(bs.pin_ab[1], &pc);
+		printf("],\"tls\":{\"mtls_required_by_b\":true,"
+		       "\"sidelane\":{\"measured\":%s",
+		       o->modes[m] ? "true" : "false");
+		json_u64("client_a_hop_redirected", acc[m].redirected);
+		json_u64("client_a_hop_passed", acc[m].passed);
+		json_u64("b_server_hop_redirected", acc[m].redirected_b);
+		json_u64("b_server_hop_passed", acc[m].passed_b);
+		json_u64("b_tls_handshakes", pc.tls_ok);
+		json_u64("b_tls_resumed", pc.tls_resumed);
+		m = MODE_TLS_HAP;
+		printf("},\"haproxy\":{\"measured\":%s,\"ok\":%s",
+		       o->modes[m] ? "true" : "false",
+		       accel_ok[m] ? "true" : "false");
+		json_u64("served", acc[m].served);
+		printf("},\"stunnel\":{\"measured\":%s}}}\n",
+		       o->modes[MODE_TLS_ST] ? "true" : "false");
+		return;
+	}
 	m = MODE_SIDECAR;
 	snprintf(link, sizeof(link), "%s/" SL_PIN_LINK_SOCKOPS_SIDECAR,
 		 bs.pin_root);
@@ -1836,7 +2682,7 @@ static void print_json(const struct bench_opts *o, const struct accel *acc,
 	m = MODE_HAPROXY;
 	printf("\"haproxy\":{\"measured\":%s,\"listen\":\"127.0.0.1:%u\","
 	       "\"served\":%llu,\"ok\":%s}}\n",
-	       o->modes[m] ? "true" : "false", bs.hap_port,
+	       o->modes[m] ? "true" : "false", bs.front_port[MODE_HAPROXY],
 	       (unsigned long long)acc[m].served,
 	       accel_ok[m] ? "true" : "false");
 }
@@ -1846,11 +2692,11 @@ static void print_json(const struct bench_opts *o, const struct accel *acc,
 static void bench_usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: sidelane bench [--suite fastpath|sidecar] [--rounds N]\n"
+		"Usage: sidelane bench [--suite fastpath|sidecar|tls] [--rounds N]\n"
 		"                      [--duration-ms MS] [--quick] [--modes LIST]\n"
 		"                      [--workloads LIST] [--pin none|same|split] [--json]\n"
 		"\n"
-		"Three modes measured in one run, interleaved. Suites:\n"
+		"Three or four modes measured in one run, interleaved. Suites:\n"
 		"fastpath (default): node-local over 127.0.0.1\n"
 		"  plain     loopback TCP, nothing attached\n"
 		"  bare      a textbook sockops + sk_msg redirect (bench_bare)\n"
@@ -1866,24 +2712,41 @@ static void bench_usage(FILE *f)
 		"            127.0.0.1, one thread, default buffers; the client connects\n"
 		"            to it explicitly: haproxy has no transparent capture\n"
 		"            without iptables\n"
+		"tls: client -> proxy A (127.0.0.1) -> mutual TLS 1.3 over the same\n"
+		"veth -> proxy B (" BENCH_NS_IP ", in the namespace) -> server there.\n"
+		"Certificates made with the openssl CLI (a CA, P-256 leaves with\n"
+		"SPIFFE IDs) serve every pair; each B must refuse a client without one.\n"
+		"  direct    plaintext, straight to the server (context, no proxy)\n"
+		"  sidelane  two `sidelane run`: A's ambassador originates mTLS to a\n"
+		"            tls.mesh destination, B's inbound listener terminates it\n"
+		"  haproxy   mode tcp, nbthread 1: `server ... ssl ... verify\n"
+		"            required` on A, `bind ... ssl ... verify required` on B\n"
+		"  stunnel   (Debian package stunnel4) client mode on A, server mode\n"
+		"            with verifyChain and requireCert on B\n"
 		"Workloads: request/response (one outstanding, echo) of 64 B, 1 KiB\n"
 		"and 16 KiB: p50/p99 latency, tx/s, CPU s per 100k tx; streaming\n"
-		"64 KiB writes: Gbit/s, CPU s per GiB. CPU is both ends' user+sys\n"
-		"time (wait4), plus the sidecar's cgroup (cpu.stat) in the sidecar\n"
-		"suite: on a busy host it is steadier than wall-clock figures.\n"
+		"64 KiB writes: Gbit/s, CPU s per GiB; tls only, a connection per\n"
+		"request (" STR(BENCH_CONN_CLIENTS) " closed-loop clients: connect, 64 B request, 64 B\n"
+		"response, close): conn/s, p50/p99 from connect() to the response,\n"
+		"CPU us per connection. CPU is both ends' user+sys time (wait4), plus\n"
+		"the sidecar's cgroup (cpu.stat) in the sidecar suite; in the tls\n"
+		"suite it is the two proxies' cgroups alone. On a busy host it is\n"
+		"steadier than wall-clock figures.\n"
 		"\n"
 		"Options:\n"
-		"  --suite S         fastpath (default) or sidecar\n"
+		"  --suite S         fastpath (default), sidecar or tls\n"
 		"  --rounds N        interleaved rounds; medians shown (1-%d, default %d)\n"
 		"  --duration-ms MS  length of each measurement (%d-%d, default %d)\n"
 		"  --quick           smoke test: %d rounds of %d ms unless given\n"
 		"  --modes LIST      comma-separated subset of the suite's modes\n"
-		"                    (plain,bare,sidelane or direct,sidelane,haproxy)\n"
-		"  --workloads LIST  comma-separated subset of rr_64,rr_1k,rr_16k,\n"
-		"                    stream_64k\n"
+		"                    (plain,bare,sidelane; direct,sidelane,haproxy;\n"
+		"                    direct,sidelane,haproxy,stunnel)\n"
+		"  --workloads LIST  comma-separated subset of the suite's workloads\n"
+		"                    (rr_64,rr_1k,rr_16k,stream_64k; tls: stream_64k,\n"
+		"                    conn_64)\n"
 		"  --pin none|same|split  server and client CPUs: scheduler's choice\n"
 		"                    (default), both on one CPU, or on two CPUs; a\n"
-		"                    sidecar is never pinned\n"
+		"                    sidecar or TLS proxy is never pinned\n"
 		"  --json            one JSON object on stdout (medians, ratios, rounds)\n"
 		"  -v                more logging (repeatable)\n"
 		"\n"
@@ -1895,11 +2758,12 @@ static void bench_usage(FILE *f)
 		"  sidelane bench --pin split     # steadier rr latency on a small VM\n"
 		"  sidelane bench --suite sidecar\n"
 		"  make bench BENCH_ARGS='--suite sidecar --quick'\n"
+		"  sidelane bench --suite tls --modes direct,haproxy,stunnel --quick\n"
 		"\n"
 		"Exit codes: 0 ok, 1 failure, 2 usage error, 3 a mode did not carry\n"
 		"the traffic: a bare or sidelane fastpath measurement redirected no\n"
-		"message, or a sidecar measurement was not captured by sidelane or\n"
-		"not served by haproxy.\n",
+		"message, a sidecar measurement was not captured by sidelane or\n"
+		"not served by haproxy, or a tls measurement not served by haproxy A.\n",
 		BENCH_ROUNDS_MAX, BENCH_ROUNDS_DEFAULT, BENCH_DURATION_MIN_MS,
 		BENCH_DURATION_MAX_MS, BENCH_DURATION_DEFAULT_MS,
 		BENCH_QUICK_ROUNDS, BENCH_QUICK_DURATION_MS);
@@ -1962,28 +2826,65 @@ enum {
 	OPT_SUITE
 };
 
+/* arg (NULL: all), a comma-separated subset of the n names[], into sel[];
+ * what names the option. 0 or -EINVAL, said with the names to choose from.
+ */
+static int parse_subset(const char *what, const char *arg,
+			const char *const *names, int n, int *sel)
+{
+	char list[256] = "";
+	size_t len = 0;
+	int i, err = 0;
+
+	for (i = 0; i < n; i++)
+		sel[i] = 1;
+	if (arg)
+		err = parse_set(arg, names, n, sel);
+	if (!err)
+		return 0;
+	for (i = 0; i < n && len < sizeof(list); i++)
+		len += snprintf(list + len, sizeof(list) - len, "%s%s",
+				i ? "," : "", names[i]);
+	pr_warn("%s: '%s': give a comma-separated subset of %s\n", what, arg,
+		list);
+	return err;
+}
+
 /* The suite's modes named in arg (NULL: all of them) into o->modes. */
 static int parse_modes(const char *arg, struct bench_opts *o)
 {
 	const struct suite_desc *su = &suites[o->suite];
-	const char *names[SUITE_MODES];
-	int sel[SUITE_MODES], i, err = 0;
+	const char *names[SUITE_MODES_MAX] = {};
+	int sel[SUITE_MODES_MAX], i;
 
-	for (i = 0; i < SUITE_MODES; i++) {
+	for (i = 0; i < su->nmodes; i++)
 		names[i] = mode_name[su->modes[i]];
-		sel[i] = 1;
-	}
-	if (arg)
-		err = parse_set(arg, names, SUITE_MODES, sel);
-	if (err) {
-		pr_warn("--modes: '%s': give a comma-separated subset of "
-			"%s,%s,%s\n",
-			arg, names[0], names[1], names[2]);
-		return err;
-	}
+	if (parse_subset("--modes", arg, names, su->nmodes, sel))
+		return -EINVAL;
 	memset(o->modes, 0, sizeof(o->modes));
-	for (i = 0; i < SUITE_MODES; i++)
+	for (i = 0; i < su->nmodes; i++)
 		o->modes[su->modes[i]] = sel[i];
+	return 0;
+}
+
+/* The suite's workloads named in arg (NULL: all of them) into
+ * o->workloads.
+ */
+static int parse_workloads(const char *arg, struct bench_opts *o)
+{
+	int idx[NR_WORKLOADS], sel[NR_WORKLOADS], i, n = 0;
+	const char *names[NR_WORKLOADS] = {};
+
+	for (i = 0; i < (int)NR_WORKLOADS; i++)
+		if (workloads[i].suites & (1u << o->suite)) {
+			idx[n] = i;
+			names[n++] = workloads[i].name;
+		}
+	if (parse_subset("--workloads", arg, names, n, sel))
+		return -EINVAL;
+	memset(o->workloads, 0, sizeof(o->workloads));
+	for (i = 0; i < n; i++)
+		o->workloads[idx[i]] = sel[i];
 	return 0;
 }
 
@@ -2001,16 +2902,12 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
+	const char *modes_arg = NULL, *wl_arg = NULL;
 	int have_rounds = 0, have_dur = 0, quick = 0, c, i;
-	const char *wl_names[NR_WORKLOADS], *modes_arg = NULL;
 	uint64_t v;
 
 	*o = (struct bench_opts){ .rounds = BENCH_ROUNDS_DEFAULT,
 				  .duration_ms = BENCH_DURATION_DEFAULT_MS };
-	for (i = 0; i < (int)NR_WORKLOADS; i++) {
-		o->workloads[i] = 1;
-		wl_names[i] = workloads[i].name;
-	}
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
@@ -2048,20 +2945,15 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 				if (!strcmp(optarg, suites[i].name))
 					break;
 			if (i == NR_SUITES) {
-				pr_warn("--suite: '%s': give fastpath or sidecar\n",
+				pr_warn("--suite: '%s': give fastpath, sidecar or "
+					"tls\n",
 					optarg);
 				return -EINVAL;
 			}
 			o->suite = i;
 			break;
 		case OPT_WORKLOADS:
-			if (parse_set(optarg, wl_names, NR_WORKLOADS,
-				      o->workloads)) {
-				pr_warn("--workloads: '%s': give a comma-separated "
-					"subset of rr_64,rr_1k,rr_16k,stream_64k\n",
-					optarg);
-				return -EINVAL;
-			}
+			wl_arg = optarg; /* like --modes */
 			break;
 		case OPT_PIN:
 			for (i = 0; i < NR_PINS; i++)
@@ -2092,7 +2984,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 		pr_warn("bench: unexpected argument '%s'\n", argv[optind]);
 		return -EINVAL;
 	}
-	if (parse_modes(modes_arg, o))
+	if (parse_modes(modes_arg, o) || parse_workloads(wl_arg, o))
 		return -EINVAL;
 	if (o->pin && pick_cpus(o))
 		return -EINVAL;
@@ -2115,6 +3007,7 @@ static int carried(enum mode m, const struct accel *a)
 	case MODE_SIDECAR:
 		return a->captured > 0;
 	case MODE_HAPROXY:
+	case MODE_TLS_HAP:
 		return a->served > 0;
 	default:
 		return 1;
@@ -2148,12 +3041,7 @@ static int run_rounds(const struct bench_opts *o, struct accel *acc,
 					return err;
 				for (int k = 0; k < NR_METRICS; k++)
 					*res(w, m, k, r) = meas.v[k];
-				acc[m].redirected += meas.accel.redirected;
-				acc[m].passed += meas.accel.passed;
-				acc[m].inserted += meas.accel.inserted;
-				acc[m].fallback += meas.accel.fallback;
-				acc[m].captured += meas.accel.captured;
-				acc[m].served += meas.accel.served;
+				accel_add(&acc[m], &meas.accel, 1);
 				pr_debug("%s %s: redirected %llu, passed %llu, "
 					 "captured %llu, served %llu\n",
 					 mode_name[m], workloads[w].label,
@@ -2203,6 +3091,23 @@ static int report_fastpath(const struct bench_opts *o, const struct accel *acc,
 	return ret;
 }
 
+/* The session count of mode m's haproxy (who names it); the exit code. */
+static int report_haproxy(const struct bench_opts *o, const struct accel *acc,
+			  const int *accel_ok, enum mode m, const char *who)
+{
+	if (!o->modes[m])
+		return 0;
+	if (!o->json)
+		printf("%s served %llu connections (frontend sessions, stats "
+		       "socket)\n",
+		       who, (unsigned long long)acc[m].served);
+	if (accel_ok[m])
+		return 0;
+	pr_warn("%s: a measurement's connection was not served by %s\n",
+		mode_name[m], who);
+	return BENCH_EXIT_NOT_ACCEL;
+}
+
 /* What capture, the fast path on the app <-> proxy hop and haproxy's
  * session count say; the exit code.
  */
@@ -2237,21 +3142,45 @@ static int report_sidecar(const struct bench_opts *o, const struct accel *acc,
 					      "in the sidecar's cgroup, never "
 					      "in the sockhash)");
 	}
-	if (!o->json && o->modes[MODE_HAPROXY])
-		printf("haproxy served %llu connections (frontend sessions, "
-		       "stats socket)\n",
-		       (unsigned long long)acc[MODE_HAPROXY].served);
 	if (o->modes[MODE_SIDECAR] && !accel_ok[MODE_SIDECAR]) {
 		pr_warn("sidelane: a measurement's connection was not captured: "
 			"its figures are the direct path\n");
 		ret = BENCH_EXIT_NOT_ACCEL;
 	}
-	if (o->modes[MODE_HAPROXY] && !accel_ok[MODE_HAPROXY]) {
-		pr_warn("haproxy: a measurement's connection was not served by "
-			"haproxy\n");
-		ret = BENCH_EXIT_NOT_ACCEL;
-	}
-	return ret;
+	return report_haproxy(o, acc, accel_ok, MODE_HAPROXY, "haproxy") ?: ret;
+}
+
+/* What the fast paths on either side of sidelane's TLS hop and haproxy A's
+ * session count say; the exit code. stunnel has no count to read: its
+ * client reached the server through nothing but stunnel's listener.
+ */
+static int report_tls(const struct bench_opts *o, const struct accel *acc,
+		      const int *accel_ok)
+{
+	const struct accel *sl = &acc[MODE_TLS_SL];
+	struct sl_proxy_counters pc;
+
+	if (!o->json)
+		printf("\n");
+	/* B's counters as its `sidelane status` shows them (a second old at
+	 * most); setup's probes and the mTLS check are among them
+	 */
+	if (!o->json && o->modes[MODE_TLS_SL] && !sl_stats_read(bs.pin_ab[1], &pc))
+		printf("sidelane B: %llu TLS handshakes, %llu of them resumed "
+		       "(%.0f%%); kTLS %s\n",
+		       (unsigned long long)pc.tls_ok,
+		       (unsigned long long)pc.tls_resumed,
+		       pc.tls_ok ? 100.0 * pc.tls_resumed / pc.tls_ok : 0.0,
+		       pc.tls_ktls ? "available" : "unavailable");
+	if (!o->json && o->modes[MODE_TLS_SL])
+		printf("sidelane fast path beside the TLS hop: client <-> A %llu "
+		       "messages redirected, %llu on the normal path; B <-> "
+		       "server %llu redirected, %llu on the normal path\n",
+		       (unsigned long long)sl->redirected,
+		       (unsigned long long)sl->passed,
+		       (unsigned long long)sl->redirected_b,
+		       (unsigned long long)sl->passed_b);
+	return report_haproxy(o, acc, accel_ok, MODE_TLS_HAP, "haproxy A");
 }
 
 int cmd_bench(int argc, char **argv)
@@ -2326,7 +3255,7 @@ int cmd_bench(int argc, char **argv)
 		goto out;
 	if (o.modes[MODE_SIDELANE] && (err = sidelane_attach()))
 		goto out;
-	if (o.suite == SUITE_SIDECAR && (err = sidecar_setup(&o)))
+	if (o.suite != SUITE_FASTPATH && (err = relays_setup(&o)))
 		goto interrupted;
 	pr_debug("cgroups under %s, pin root %s\n", bs.cg_mount, bs.pin_root);
 
@@ -2345,7 +3274,8 @@ interrupted:
 	else
 		print_table(&o);
 	ret = o.suite == SUITE_FASTPATH ? report_fastpath(&o, acc, accel_ok) :
-					  report_sidecar(&o, acc, accel_ok);
+	      o.suite == SUITE_SIDECAR	? report_sidecar(&o, acc, accel_ok) :
+					  report_tls(&o, acc, accel_ok);
 out:
 	bench_cleanup();
 	free(results);
