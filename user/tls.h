@@ -54,6 +54,7 @@
 #define SL_SPIFFE_TD_MAX 255 /* trust domain length limit */
 #define SL_TLS_SESS_CACHE 256 /* client sessions kept, least recently used out */
 #define SL_TLS_ERR_MAX 512 /* error strings kept per connection / context */
+#define SL_TLS_READ_BUF (64 * 1024) /* OpenSSL's read-ahead buffer per connection */
 
 struct sl_tls_opts {
 	const char *cert_file; /* PEM: leaf first, then intermediates */
