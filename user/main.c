@@ -19,11 +19,14 @@
 #include "fastpath_user.h"
 #include "capture_user.h"
 #include "inbound_user.h"
+#include "admin.h"
 #include "cgroup.h"
 #include "config.h"
 #include "proxy.h"
 #include "tls.h"
 #include "stats_user.h"
+#include "status.h"
+#include "privs.h"
 #include "bench.h"
 #include "log.h"
 #include "util.h"
@@ -364,11 +367,13 @@ static int cmd_run(int argc, char **argv)
 	struct sl_policy_checker checker = { .st_fd = -1 };
 	struct sl_tls_ctx *tls = NULL;
 	struct sl_proxy *proxy = NULL;
+	struct sl_admin *admin = NULL;
 	char side[PATH_MAX], cerr[SL_CFG_ERR_LEN];
 	struct sigaction sa = {};
 	struct sl_config *cfg;
 	struct cli cli = {};
 	sigset_t mask, old;
+	char kept[128];
 	struct hk_ctx hkc;
 	pthread_t hk;
 	int err, ret = 1, hk_started = 0;
@@ -460,16 +465,33 @@ static int cmd_run(int argc, char **argv)
 		}
 		sl_proxy_reload_flag(proxy, &tls_reload_flag);
 	}
+	/* Without it (port taken, say) the sidecar runs on: logged. */
+	if (cfg->admin.enabled)
+		sl_admin_start(&(struct sl_admin_opts){ &cfg->admin.listen,
+							cfg->pin_root, proxy,
+							tls },
+			       &admin);
 	err = inbound_start(cfg, proxy);
 	if (err)
 		goto out_detach;
+	/* Everything is loaded, attached and listening: from here on only
+	 * CAP_BPF and CAP_NET_ADMIN are used, in every thread.
+	 */
+	err = sl_drop_privileges(kept, sizeof(kept));
+	if (err) {
+		pr_warn("dropping privileges failed: %s\n", strerror(-err));
+		goto out_detach;
+	}
+	pr_info("privileges: kept %s only\n", kept);
 	/* Signals go to this thread only: the housekeeping one blocks them. */
 	sigfillset(&mask);
+	sigdelset(&mask, SIGSYS); /* libpsx's, for sl_drop_privileges() */
 	pthread_sigmask(SIG_BLOCK, &mask, &old);
 	hkc = (struct hk_ctx){ cfg->pin_root, proxy, tls };
 	sl_stats_publish(cfg->pin_root, proxy, tls);
 	hk_started = !pthread_create(&hk, NULL, housekeeping, &hkc);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	sl_admin_set_ready(admin, true); /* attached, listeners open */
 	pr_info("running; SIGTERM leaves the kernel side %s\n",
 		cli.detach_on_exit ? "detached" : "pinned");
 	if (proxy) {
@@ -486,6 +508,7 @@ static int cmd_run(int argc, char **argv)
 	sl_stats_publish(cfg->pin_root, proxy, tls); /* the final counts */
 	ret = 0;
 out_detach:
+	sl_admin_stop(admin);
 	if (proxy)
 		sl_proxy_free(proxy);
 	if (checker.st_fd >= 0)
@@ -508,159 +531,9 @@ out:
 	return ret;
 }
 
-#define COUNTER_FIELDS(X)                                                      \
-	X(sock_inserted) X(sock_insert_failed) X(sock_removed)                 \
-	X(conn_map_full) X(redirect_ok) X(redirect_failed) X(pass_plain)       \
-	X(not_local) X(excluded) X(backlog_fallback) X(backlog_resumed)
-
-static void print_capture(const struct sl_cap_status *cs, int json)
-{
-	char ip[INET6_ADDRSTRLEN];
-	int i;
-
-	sl_addr_str(cs->cfg.outbound_ip4, ip, sizeof(ip));
-	if (json) {
-		printf(",\"capture\":{\"attached\":%s,\"enabled\":%s,"
-		       "\"outbound\":\"%s:%u\",\"sidecar_cgroup\":\"%s\","
-		       "\"live\":%u,\"policy\":\"%s\",\"reasons\":{",
-		       cs->attached ? "true" : "false",
-		       cs->cfg.enabled ? "true" : "false", ip, cs->cfg.outbound_port,
-		       cs->sidecar_cgroup, cs->captured_live,
-		       cs->policy_configured ? "configured" : "none (default allow)");
-		for (i = 0; i < SL_CR_NR; i++)
-			printf("%s\"%s\":%llu", i ? "," : "", sl_capture_reason_name[i],
-			       (unsigned long long)cs->stats.reason[i]);
-		printf("},\"origdst_answered\":%llu,\"origdst_missed\":%llu}",
-		       (unsigned long long)cs->stats.origdst_answered,
-		       (unsigned long long)cs->stats.origdst_missed);
-		return;
-	}
-	if (!cs->attached) {
-		printf("capture: not attached\n");
-		return;
-	}
-	if (cs->cfg.enabled)
-		printf("capture: on, outbound listener %s:%u, SO_ORIGINAL_DST in %s\n",
-		       ip, cs->cfg.outbound_port, cs->sidecar_cgroup);
-	else
-		printf("capture: off (connect-time policy only)\n");
-	printf("  policy: %s (`sidelane policy list`)\n",
-	       cs->policy_configured ? "configured" :
-				       "none loaded: every destination allowed");
-	printf("  live captured connections %u; SO_ORIGINAL_DST answered %llu, "
-	       "missed %llu\n  connects by reason:", cs->captured_live,
-	       (unsigned long long)cs->stats.origdst_answered,
-	       (unsigned long long)cs->stats.origdst_missed);
-	for (i = 0; i < SL_CR_NR; i++)
-		if (cs->stats.reason[i])
-			printf(" %s=%llu", sl_capture_reason_name[i],
-			       (unsigned long long)cs->stats.reason[i]);
-	printf("\n");
-}
-
-static void print_status_json(const char *pin_root, const struct sl_fp_status *st)
-{
-	const struct sl_counters *c = &st->counters;
-	uint32_t i;
-
-	printf("{\"version\":\"%s\",\"pin_root\":\"%s\",\"attached\":%s,"
-	       "\"cgroup\":\"%s\",\"cgroup_id\":%llu,"
-	       "\"sockops_prog_id\":%u,\"sk_msg_prog_id\":%u,"
-	       "\"sk_msg_attach\":\"%s\",\"backlog_bound\":%s,",
-	       SL_VERSION, pin_root, st->attached ? "true" : "false",
-	       st->cgroup_path, (unsigned long long)st->cgroup_id,
-	       st->sockops_prog_id, st->sk_msg_prog_id,
-	       st->sk_msg_link ? "link" : "prog_attach",
-	       st->backlog_bound ? "true" : "false");
-	printf("\"maps\":{\"%s\":{\"entries\":%u,\"max\":%u},"
-	       "\"%s\":{\"entries\":%u,\"max\":%u},\"%s\":{\"entries\":%u}},",
-	       SL_MAP_SOCKHASH, st->sockhash_entries, st->sockhash_max,
-	       SL_MAP_CONNS, st->conns_entries, st->conns_max,
-	       SL_MAP_LOCAL_ADDRS, st->local_addrs_entries);
-	printf("\"excluded_ports\":[");
-	for (i = 0; i < st->n_excluded_ports; i++)
-		printf("%s%u", i ? "," : "", st->excluded_ports[i]);
-	printf("],\"counters\":{");
-#define X(f) printf("\"%s\":%llu%s", #f, (unsigned long long)c->f, \
-		    strcmp(#f, "backlog_resumed") ? "," : "");
-	COUNTER_FIELDS(X)
-#undef X
-	printf("}");
-}
-
-static void print_status(const char *pin_root, const struct sl_fp_status *st)
-{
-	const struct sl_counters *c = &st->counters;
-	uint32_t i;
-
-	printf("sidelane %s, pin root %s\n", SL_VERSION, pin_root);
-	if (st->attached)
-		printf("fast path: attached to %s (cgroup id %llu)\n",
-		       st->cgroup_path[0] ? st->cgroup_path : "?",
-		       (unsigned long long)st->cgroup_id);
-	else
-		printf("fast path: NOT attached (maps pinned, no sockops link)\n");
-	printf("  sockops prog id %u (cgroup link), sk_msg prog id %u (%s)\n",
-	       st->sockops_prog_id, st->sk_msg_prog_id,
-	       st->sk_msg_link ? "sockmap link" : "attached to map");
-	if (st->backlog_bound)
-		printf("  backlog bound: on, messages take TCP while over %u MiB unread\n",
-		       SL_MAX_BACKLOG >> 20);
-	else
-		printf("  backlog bound: OFF (kernel before 6.15: no psock->msg_tot_len)\n");
-	printf("maps:\n  %-16s %u/%u\n  %-16s %u/%u\n  %-16s %u\n",
-	       SL_MAP_SOCKHASH, st->sockhash_entries, st->sockhash_max,
-	       SL_MAP_CONNS, st->conns_entries, st->conns_max,
-	       SL_MAP_LOCAL_ADDRS, st->local_addrs_entries);
-	printf("excluded ports:");
-	for (i = 0; i < st->n_excluded_ports; i++)
-		printf(" %u", st->excluded_ports[i]);
-	printf("%s\ncounters:\n", st->n_excluded_ports ? "" : " none");
-#define X(f) printf("  %-20s %llu\n", #f, (unsigned long long)c->f);
-	COUNTER_FIELDS(X)
-#undef X
-}
-
-static void print_inbound(const struct sl_in_status *is, int json)
-{
-	if (json) {
-		printf(",\"inbound\":{\"sk_lookup\":%s,\"ports\":%u,"
-		       "\"listener4\":%s,\"listener6\":%s,\"steered\":%llu,"
-		       "\"passed\":%llu,\"loopback\":%llu,\"local_src\":%llu,"
-		       "\"no_listener\":%llu,\"assign_err\":%llu}",
-		       is->attached ? "true" : "false", is->n_ports,
-		       is->listener4 ? "true" : "false",
-		       is->listener6 ? "true" : "false",
-		       (unsigned long long)is->steered,
-		       (unsigned long long)is->passed,
-		       (unsigned long long)is->loopback,
-		       (unsigned long long)is->local_src,
-		       (unsigned long long)is->no_listener,
-		       (unsigned long long)is->assign_err);
-		return;
-	}
-	if (!is->attached) {
-		printf("inbound: no sk_lookup steering\n");
-		return;
-	}
-	printf("inbound: sk_lookup steers %u port(s) to the listener (IPv4 %s, "
-	       "IPv6 %s)\n  steered %llu, not captured %llu, loopback %llu, "
-	       "from this host %llu, refused without listener %llu, assign "
-	       "errors %llu\n",
-	       is->n_ports, is->listener4 ? "up" : "down",
-	       is->listener6 ? "up" : "down", (unsigned long long)is->steered,
-	       (unsigned long long)is->passed, (unsigned long long)is->loopback,
-	       (unsigned long long)is->local_src,
-	       (unsigned long long)is->no_listener,
-	       (unsigned long long)is->assign_err);
-}
-
 static int cmd_status(int argc, char **argv)
 {
-	struct sl_proxy_counters pc;
-	struct sl_in_status is;
-	struct sl_cap_status cs;
-	struct sl_fp_status st;
+	struct sl_status *st;
 	struct cli cli = {};
 	int err;
 
@@ -668,118 +541,32 @@ static int cmd_status(int argc, char **argv)
 		return EXIT_USAGE;
 	if (need_root())
 		return 1;
-	err = sl_fp_status(cli.pin_root, &st);
+	st = malloc(sizeof(*st));
+	if (!st)
+		return 1;
+	err = sl_status_read(cli.pin_root, st);
 	if (err == -ENOENT) {
 		if (cli.json)
 			printf("{\"version\":\"%s\",\"pin_root\":\"%s\",\"attached\":false}\n",
 			       SL_VERSION, cli.pin_root);
 		else
 			printf("sidelane: nothing pinned under %s\n", cli.pin_root);
+		free(st);
 		return EXIT_NOTFOUND;
 	}
 	if (err) {
 		pr_warn("reading %s: %s\n", cli.pin_root, strerror(-err));
+		free(st);
 		return 1;
 	}
-	sl_cap_status(cli.pin_root, &cs);
-	/* maps pinned by an older build have no proxy counters: zeros */
-	if (sl_stats_read(cli.pin_root, &pc))
-		memset(&pc, 0, sizeof(pc));
-	if (sl_in_status(cli.pin_root, &is))
-		memset(&is, 0, sizeof(is));
-	if (cli.json) {
-		print_status_json(cli.pin_root, &st);
-		print_capture(&cs, 1);
-		print_inbound(&is, 1);
-		sl_stats_print(&pc, 1, stdout);
-		printf("}\n");
-	} else {
-		print_status(cli.pin_root, &st);
-		print_capture(&cs, 0);
-		print_inbound(&is, 0);
-		sl_stats_print(&pc, 0, stdout);
-	}
+	printf(cli.json ? "{" : "");
+	sl_status_print(stdout, cli.pin_root, st, cli.json);
+	printf(cli.json ? "}\n" : "");
+	free(st);
 	return 0;
 }
 
 /* ---- sidelane policy ------------------------------------------------- */
-
-static const char *action_name(enum sl_action a)
-{
-	return a == SL_ACTION_DENY ? "deny" : "allow";
-}
-
-static void print_rule(const struct sl_rule *r, uint64_t hits, int json)
-{
-	char a[INET6_ADDRSTRLEN], cidr[INET6_ADDRSTRLEN + 8];
-	unsigned int i;
-
-	inet_ntop(r->cidr.family, r->cidr.addr, a, sizeof(a));
-	snprintf(cidr, sizeof(cidr), "%s/%u", a, r->cidr.prefixlen);
-	if (json)
-		printf("{\"id\":%u,\"action\":\"%s\",\"cidr\":\"%s\",\"ports\":[",
-		       r->id, action_name(r->action), cidr);
-	else
-		printf("  %-6u %-5s %-28s ports ", r->id, action_name(r->action),
-		       cidr);
-	for (i = 0; i < r->n_ports; i++) {
-		if (r->ports[i].lo == r->ports[i].hi)
-			printf(json ? "%s\"%u\"" : "%s%u", i ? "," : "", r->ports[i].lo);
-		else
-			printf(json ? "%s\"%u-%u\"" : "%s%u-%u", i ? "," : "",
-			       r->ports[i].lo, r->ports[i].hi);
-	}
-	if (json)
-		printf("],\"hits\":%llu}", (unsigned long long)hits);
-	else
-		printf("%s  hits %llu\n", r->n_ports ? "" : "all",
-		       (unsigned long long)hits);
-}
-
-static uint64_t hits_of(const struct sl_policy_hit *h, unsigned int n, uint32_t id)
-{
-	unsigned int i;
-
-	for (i = 0; i < n; i++)
-		if (h[i].rule_id == id)
-			return h[i].hits;
-	return 0;
-}
-
-static int policy_list(const char *pin_root, int json)
-{
-	static struct sl_policy pol;
-	static struct sl_policy_hit hits[SL_CFG_MAX_RULES + 1];
-	unsigned int n_hits, i;
-	int configured, err;
-
-	err = sl_policy_read(pin_root, &pol, &configured, hits,
-			     SL_CFG_MAX_RULES + 1, &n_hits);
-	if (err)
-		return err;
-	if (json) {
-		printf("{\"configured\":%s,\"default\":\"%s\",\"default_hits\":%llu,\"rules\":[",
-		       configured ? "true" : "false",
-		       action_name(pol.default_action),
-		       (unsigned long long)hits_of(hits, n_hits, 0));
-		for (i = 0; i < pol.n_rules; i++) {
-			printf(i ? "," : "");
-			print_rule(&pol.rules[i], hits_of(hits, n_hits, pol.rules[i].id), 1);
-		}
-		printf("]}\n");
-		return 0;
-	}
-	if (!configured) {
-		printf("policy: none loaded: every destination is allowed\n");
-		return 0;
-	}
-	printf("policy: default %s (hits %llu); most specific prefix wins, then the first matching ports\n",
-	       action_name(pol.default_action),
-	       (unsigned long long)hits_of(hits, n_hits, 0));
-	for (i = 0; i < pol.n_rules; i++)
-		print_rule(&pol.rules[i], hits_of(hits, n_hits, pol.rules[i].id), 0);
-	return 0;
-}
 
 /* "ID allow|deny CIDR [PORTS]" from argv. */
 static int parse_rule_args(char **argv, int argc, struct sl_rule *r)
@@ -833,7 +620,8 @@ static int cmd_policy(int argc, char **argv)
 	if (need_root())
 		return 1;
 	if (!strcmp(verb, "list")) {
-		ret = policy_list(cli.pin_root, cli.json);
+		ret = sl_policy_print(stdout, cli.pin_root, cli.json);
+		printf(!ret && cli.json ? "\n" : "");
 		goto done;
 	}
 	/* The whole read-modify-apply holds the policy lock, so two

@@ -5,6 +5,7 @@
  * are safe to call beside the event loop.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include "fastpath_user.h"
 #include "proxy.h"
 #include "stats_user.h"
+#include "status.h"
 #include "tls.h"
 
 _Static_assert(SL_CLOSE_NR <= SL_STATS_CLOSE_SLOTS, "closed[] too small");
@@ -22,6 +24,7 @@ _Static_assert(SL_TLS_FAIL_NR <= SL_STATS_TLS_FAIL_SLOTS,
 /* What an earlier process published: a restart continues from there. */
 static struct sl_proxy_counters base;
 static int base_read;
+static pthread_mutex_t base_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Totals continue across restarts; gauges (active, settings) are ours. */
 static void add_base(struct sl_proxy_counters *c)
@@ -45,20 +48,21 @@ static void add_base(struct sl_proxy_counters *c)
 	c->tls_reloads_rejected += base.tls_reloads_rejected;
 }
 
-int sl_stats_publish(const char *pin_root, const struct sl_proxy *p,
-		     struct sl_tls_ctx *tls)
+void sl_stats_collect(const char *pin_root, const struct sl_proxy *p,
+		      struct sl_tls_ctx *tls, struct sl_proxy_counters *out)
 {
 	struct sl_proxy_counters c = { .pid = (__u64)getpid() };
 	struct timespec ts;
-	__u32 zero = 0;
-	int fd, err = 0, i;
+	int i;
 
+	pthread_mutex_lock(&base_lock);
 	if (!base_read) {
 		/* once per process: another pid's numbers are the base */
 		base_read = 1;
 		if (sl_stats_read(pin_root, &base) || base.pid == c.pid)
 			memset(&base, 0, sizeof(base));
 	}
+	pthread_mutex_unlock(&base_lock);
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	c.updated_ms = (__u64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -92,6 +96,17 @@ int sl_stats_publish(const char *pin_root, const struct sl_proxy *p,
 		c.tls_reloads_rejected = ts2.reloads_rejected;
 	}
 	add_base(&c);
+	*out = c;
+}
+
+int sl_stats_publish(const char *pin_root, const struct sl_proxy *p,
+		     struct sl_tls_ctx *tls)
+{
+	struct sl_proxy_counters c;
+	__u32 zero = 0;
+	int fd, err = 0;
+
+	sl_stats_collect(pin_root, p, tls, &c);
 	fd = sl_pin_open(pin_root, SL_MAP_PROXY_STATS);
 	if (fd < 0)
 		return fd;
@@ -130,10 +145,11 @@ static void print_json(const struct sl_proxy_counters *c, FILE *f)
 		fprintf(f, "%s\"%s\":%llu", i ? "," : "",
 			sl_close_reason_name[i],
 			(unsigned long long)c->closed[i]);
-	fprintf(f, "}},\"tls\":{\"enabled\":%s,\"ktls\":%s,\"ktls_reason\":\"%s\","
-		   "\"handshakes_ok\":%llu,\"resumed\":%llu,\"failed\":{",
+	fprintf(f, "}},\"tls\":{\"enabled\":%s,\"ktls\":%s,\"ktls_reason\":",
 		c->tls_enabled ? "true" : "false",
-		c->tls_ktls ? "true" : "false", sl_tls_ktls_reason(),
+		c->tls_ktls ? "true" : "false");
+	sl_json_str(f, sl_tls_ktls_reason());
+	fprintf(f, ",\"handshakes_ok\":%llu,\"resumed\":%llu,\"failed\":{",
 		(unsigned long long)c->tls_ok,
 		(unsigned long long)c->tls_resumed);
 	for (i = 1; i < SL_TLS_FAIL_NR; i++)

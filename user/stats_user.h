@@ -12,6 +12,12 @@
 struct sl_proxy;
 struct sl_tls_ctx;
 
+/* What sl_stats_publish would write now, without writing it: p's and
+ * tls's live counters (either may be NULL) plus the totals an earlier
+ * process left. Safe beside the event loop, from any thread.
+ */
+void sl_stats_collect(const char *pin_root, const struct sl_proxy *p,
+		      struct sl_tls_ctx *tls, struct sl_proxy_counters *out);
 /* Snapshot p's and tls's counters (either may be NULL) into the map. */
 int sl_stats_publish(const char *pin_root, const struct sl_proxy *p,
 		     struct sl_tls_ctx *tls);
