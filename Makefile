@@ -27,8 +27,12 @@ CFLAGS    ?= -g -O2
 CFLAGS    += -Wall -Wextra -Werror -std=gnu11 -Iinclude -Iuser -I$(OUT)/skel \
 	     $(shell $(PKG) --cflags libbpf 2>/dev/null) \
 	     $(shell $(PKG) --cflags libcyaml 2>/dev/null)
+# libpsx with pthread_create wrapped: libcap's privilege drop then reaches
+# every thread (user/privs.c). -lpsx before -lcap: both define
+# psx_load_syscalls (libcap weakly) and the first library loaded wins.
 LDLIBS    := $(shell $(PKG) --libs libbpf 2>/dev/null || echo -lbpf) -lelf -lz \
-	     -lssl -lcrypto -lm -lcyaml -lyaml -lmicrohttpd
+	     -lssl -lcrypto -lm -lcyaml -lyaml -lmicrohttpd \
+	     -lpsx -lpthread -Wl,-wrap,pthread_create -lcap
 ifneq ($(SAN),)
 CFLAGS    += -fsanitize=$(SAN) -fno-omit-frame-pointer
 LDFLAGS   += -fsanitize=$(SAN)
@@ -74,7 +78,7 @@ vmlinux:
 
 # Debian packages for build, tests, benchmark and demo; apt-get only when one is missing.
 DEB_PKGS := clang llvm libbpf-dev libelf-dev zlib1g-dev libssl-dev libcmocka-dev \
-	    libcyaml-dev libmicrohttpd-dev bpftool pkg-config iproute2 make gcc python3 \
+	    libcyaml-dev libmicrohttpd-dev libcap-dev bpftool pkg-config iproute2 make gcc python3 \
 	    python3-prometheus-client curl haproxy stunnel4
 deps:
 	$(Q)missing=$$(for p in $(DEB_PKGS); do \
