@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* Integration test harness: a fresh cgroup (and pin root) per environment, the
  * real `build/sidelane run` attached to it, pinned maps read back, and
- * kernel-selftest-style reporting. Every resource is removed on every exit path.
+ * kernel-selftest-style reporting, a test PKI (openssl CLI). Every resource
+ * is removed on every exit path.
  */
 #ifndef HARNESS_H
 #define HARNESS_H
@@ -113,6 +114,53 @@ void th_watchdog(unsigned int sec, const char *what);
 void th_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* CI=true in the environment. */
 bool th_ci(void);
+
+/* Cleanup on every exit path: fn(arg) runs once, on normal exit, on a fatal
+ * signal or the watchdog, before the envs are torn down; the last pushed
+ * runs first. th_cleanup_pop() runs it now (when run) and forgets it.
+ * 0 or -ENOSPC.
+ */
+int th_cleanup_push(void (*fn)(void *arg), void *arg);
+void th_cleanup_pop(void (*fn)(void *arg), void *arg, bool run);
+/* system() of the formatted command: 0, or -EIO when it did not exit 0. */
+int th_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Create or truncate path with text. 0 or -errno. */
+int th_write_text(const char *path, const char *text);
+
+/* Test PKI made with the openssl CLI in a temp dir (tests/integ/tls.c,
+ * mesh.c). th_pki_dir() makes "/tmp/sidelane-<tag>-XXXXXX" into dir (64
+ * bytes are enough) and removes it on every exit path;
+ * th_pki_dir_remove() removes it now.
+ * Every other th_pki_* takes that dir; each command's output is appended to
+ * dir/openssl.log. Keys are EC P-256; leaves carry san (a subjectAltName
+ * value, e.g. "URI:spiffe://td/x") and serverAuth+clientAuth. 0 or -errno.
+ */
+int th_pki_dir(char *dir, size_t len, const char *tag);
+int th_pki_dir_remove(const char *dir);
+/* dir/name.ext in one of 16 rotating buffers: hold at most a few at once. */
+const char *th_pki_path(const char *dir, const char *name, const char *ext);
+/* system(fmt, ...) with stdout and stderr appended to dir/openssl.log. */
+int th_pki_sh(const char *dir, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Self-signed CA: dir/name.pem and dir/name.key. */
+int th_pki_ca(const char *dir, const char *name);
+/* Key + CSR + extension file of a leaf: dir/name.{key,csr,ext}. */
+int th_pki_csr(const char *dir, const char *name, const char *san);
+/* Leaf dir/name.{pem,key} signed by CA dir/ca.{pem,key}, valid two days. */
+int th_pki_leaf(const char *dir, const char *name, const char *ca, int serial,
+		const char *san);
+/* The same, expired since 2020-01-02 (`openssl ca` takes explicit dates). */
+int th_pki_expired(const char *dir, const char *name, const char *ca,
+		   const char *san);
+/* Copy from beside to (to.tmp), then rename it over to: what a secret
+ * volume's swap looks like to a reader of to.
+ */
+int th_pki_swap(const char *dir, const char *from, const char *to);
+/* dir/openssl.log as "# " lines (after a failure). */
+void th_pki_log(const char *dir);
+
+/* Subtests failed so far. */
+int th_failed(void);
 
 /* Reporting: "ok N - name" / "not ok N - name # reason"; th_summary() prints
  * "N passed, N failed" (", N skipped") and returns the exit code. Under CI=true

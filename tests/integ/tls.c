@@ -1,24 +1,22 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* Integration test (tests/integ): mutual TLS between sidecars (user/tls.c) on
  * loopback TCP pairs with non-blocking fds, no BPF. A test PKI is made with
- * the openssl CLI in a temp dir (removed on every exit path): a CA, server
- * and client certs with SPIFFE URI SANs, and bad ones (another CA, expired,
- * no URI SAN, another trust domain, two URI SANs). Cases: SPIFFE parsing and
- * the identity policy; a mutual handshake with both identities and ALPN;
- * every bad certificate refused both ways with its counted reason; a client
- * without a certificate; TLS 1.2 refused by default, allowed when configured
- * (AEAD only); a handshake timeout; session resumption per destination;
- * byte-exact transfers 1 B .. 4 MiB both ways (SHA-256) and a half-close;
- * rotation under an established connection, and bad new files rejected with
- * the old material still serving; the kTLS probe.
+ * the openssl CLI (the harness's th_pki_*) in a temp dir removed on every
+ * exit path: a CA, server and client certs with SPIFFE URI SANs, and bad
+ * ones (another CA, expired, no URI SAN, another trust domain, two URI
+ * SANs). Cases: SPIFFE parsing and the identity policy; a mutual handshake
+ * with both identities and ALPN; every bad certificate refused both ways
+ * with its counted reason; a client without a certificate; TLS 1.2 refused
+ * by default, allowed when configured (AEAD only); a handshake timeout;
+ * session resumption per destination; byte-exact transfers 1 B .. 4 MiB both
+ * ways (SHA-256) and a half-close; rotation under an established connection,
+ * and bad new files rejected with the old material still serving; the kTLS
+ * probe.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +39,7 @@
 #define SERIAL_CLI 0x1002
 #define SERIAL_SRV2 0x1003
 
-static char dir[] = "/tmp/sidelane-tls-XXXXXX";
-static bool dir_made;
+static char dir[64]; /* the PKI's temp dir, removed on every exit path */
 
 /* One end of a TLS connection in this test. */
 struct tc {
@@ -50,158 +47,11 @@ struct tc {
 	int fd;
 };
 
-/* ---- temp dir, removed on every exit path ---- */
+/* ---- the test PKI (harness, openssl CLI) ---- */
 
-static int rm_one(const char *path, const struct stat *st, int flag,
-		  struct FTW *ftw)
+static const char *path(const char *name, const char *ext)
 {
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
-
-static void rm_dir(void)
-{
-	if (dir_made) {
-		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-		dir_made = false;
-	}
-}
-
-static struct sigaction old_sa[NSIG];
-
-/* Chained in front of the harness's handlers (watchdog, ^C): remove the
- * temp dir, then let the harness report and exit.
- */
-static void on_signal(int sig)
-{
-	rm_dir();
-	sigaction(sig, &old_sa[sig], NULL);
-	raise(sig);
-}
-
-static void cleanup_install(void)
-{
-	const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGALRM, SIGABRT, SIGSEGV };
-	struct sigaction sa = { .sa_handler = on_signal };
-	size_t i;
-
-	th_watchdog(0, NULL); /* installs the harness's handlers first */
-	sigemptyset(&sa.sa_mask);
-	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		sigaction(sigs[i], &sa, &old_sa[sigs[i]]);
-	atexit(rm_dir);
-}
-
-/* ---- the test PKI, with the openssl CLI ---- */
-
-/* dir/name.ext in one of 16 rotating buffers: hold at most a few at once. */
-static char *path(const char *name, const char *ext)
-{
-	static char buf[16][256];
-	static int n;
-	char *p = buf[n++ % 16];
-
-	snprintf(p, sizeof(buf[0]), "%s/%s.%s", dir, name, ext);
-	return p;
-}
-
-static int __attribute__((format(printf, 1, 2))) sh(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-	int n, st;
-
-	va_start(ap, fmt);
-	n = vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(cmd) - 64)
-		return -ENAMETOOLONG;
-	snprintf(cmd + n, sizeof(cmd) - n, " >>%s/openssl.log 2>&1", dir);
-	st = system(cmd);
-	return st == 0 ? 0 : -EIO;
-}
-
-static int write_text(const char *p, const char *text)
-{
-	FILE *f = fopen(p, "w");
-	int err = 0;
-
-	if (!f)
-		return -errno;
-	if (fputs(text, f) < 0)
-		err = -EIO;
-	if (fclose(f))
-		err = -errno;
-	return err;
-}
-
-static int gen_ca(const char *name)
-{
-	return sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-		  "-nodes -keyout %s -out %s -days 3650 -subj /CN=%s "
-		  "-addext basicConstraints=critical,CA:TRUE "
-		  "-addext keyUsage=critical,keyCertSign,cRLSign",
-		  path(name, "key"), path(name, "pem"), name);
-}
-
-/* Key + CSR + extensions of a leaf; san is the subjectAltName value. */
-static int gen_csr(const char *name, const char *san)
-{
-	char ext[512];
-	int err;
-
-	snprintf(ext, sizeof(ext),
-		 "subjectAltName=%s\nbasicConstraints=CA:FALSE\n"
-		 "keyUsage=critical,digitalSignature\n"
-		 "extendedKeyUsage=serverAuth,clientAuth\n",
-		 san);
-	err = write_text(path(name, "ext"), ext);
-	if (err)
-		return err;
-	return sh("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-		  "-nodes -keyout %s -out %s -subj /CN=%s",
-		  path(name, "key"), path(name, "csr"), name);
-}
-
-static int gen_leaf(const char *name, const char *ca, int serial,
-		    const char *san)
-{
-	int err = gen_csr(name, san);
-
-	if (err)
-		return err;
-	return sh("openssl x509 -req -in %s -CA %s -CAkey %s -set_serial %d "
-		  "-days 2 -extfile %s -out %s",
-		  path(name, "csr"), path(ca, "pem"), path(ca, "key"), serial,
-		  path(name, "ext"), path(name, "pem"));
-}
-
-/* Expired a long time ago: `openssl ca` takes explicit dates (the 3.0
- * `x509 -req` has no -not_before/-not_after).
- */
-static int gen_expired(const char *name, const char *ca, const char *san)
-{
-	char cnf[1024];
-	int err = gen_csr(name, san);
-
-	if (err)
-		return err;
-	snprintf(cnf, sizeof(cnf),
-		 "[ca]\ndefault_ca = d\n[d]\ndatabase = %s/index.txt\n"
-		 "new_certs_dir = %s\nserial = %s/serial.txt\n"
-		 "default_md = sha256\npolicy = p\nunique_subject = no\n"
-		 "[p]\ncommonName = supplied\n",
-		 dir, dir, dir);
-	err = write_text(path("ca", "cnf"), cnf);
-	err = err ?: write_text(path("index", "txt"), "");
-	err = err ?: write_text(path("serial", "txt"), "2001\n");
-	if (err)
-		return err;
-	return sh("openssl ca -batch -notext -config %s -cert %s -keyfile %s "
-		  "-in %s -out %s -startdate 20200101000000Z "
-		  "-enddate 20200102000000Z -extfile %s",
-		  path("ca", "cnf"), path(ca, "pem"), path(ca, "key"),
-		  path(name, "csr"), path(name, "pem"), path(name, "ext"));
+	return th_pki_path(dir, name, ext);
 }
 
 static bool make_pki(void)
@@ -209,25 +59,24 @@ static bool make_pki(void)
 	const char *name = "pki: openssl CLI makes the test certificates";
 	int err;
 
-	err = gen_ca("ca");
-	err = err ?: gen_ca("ca2");
-	err = err ?: gen_leaf("srv", "ca", SERIAL_SRV, "URI:" ID("server"));
-	err = err ?: gen_leaf("cli", "ca", SERIAL_CLI, "URI:" ID("client"));
-	err = err ?: gen_leaf("srv2", "ca", SERIAL_SRV2, "URI:" ID("server-v2"));
-	err = err ?: gen_leaf("rogue", "ca2", 0x2002, "URI:" ID("rogue"));
-	err = err ?: gen_leaf("nosan", "ca", 0x2003, "DNS:nosan.sl.test");
-	err = err ?: gen_leaf("othertd", "ca", 0x2004,
+	err = th_pki_ca(dir, "ca");
+	err = err ?: th_pki_ca(dir, "ca2");
+	err = err ?: th_pki_leaf(dir, "srv", "ca", SERIAL_SRV, "URI:" ID("server"));
+	err = err ?: th_pki_leaf(dir, "cli", "ca", SERIAL_CLI, "URI:" ID("client"));
+	err = err ?: th_pki_leaf(dir, "srv2", "ca", SERIAL_SRV2, "URI:" ID("server-v2"));
+	err = err ?: th_pki_leaf(dir, "rogue", "ca2", 0x2002, "URI:" ID("rogue"));
+	err = err ?: th_pki_leaf(dir, "nosan", "ca", 0x2003, "DNS:nosan.sl.test");
+	err = err ?: th_pki_leaf(dir, "othertd", "ca", 0x2004,
 			      "URI:spiffe://other.test/ns/prod/sa/x");
-	err = err ?: gen_leaf("twouri", "ca", 0x2005,
+	err = err ?: th_pki_leaf(dir, "twouri", "ca", 0x2005,
 			      "URI:" ID("a") ",URI:" ID("b"));
-	err = err ?: gen_expired("expired", "ca", "URI:" ID("old"));
-	err = err ?: write_text(path("garbage", "pem"),
+	err = err ?: th_pki_expired(dir, "expired", "ca", "URI:" ID("old"));
+	err = err ?: th_write_text(path("garbage", "pem"),
 				"-----BEGIN CERTIFICATE-----\nnot base64\n"
 				"-----END CERTIFICATE-----\n");
 	if (!TH_CHECK(!err, name, "openssl failed, see %s/openssl.log: %s",
 		      dir, strerror(-err))) {
-		th_info("openssl.log:");
-		sh("sed 's/^/# /' %s/openssl.log >&2", dir);
+		th_pki_log(dir);
 		return false;
 	}
 	th_pass(name);
@@ -1017,17 +866,12 @@ static int install(const char *cert, const char *key, const char *ca)
 {
 	const char *src[3][2] = { { cert, "pem" }, { key, "key" }, { ca, "pem" } };
 	const char *dst[3] = { "live-cert", "live-key", "live-ca" };
-	char from[256], to[256];
 	int i;
 
-	for (i = 0; i < 3; i++) {
-		if (!src[i][0])
-			continue;
-		snprintf(from, sizeof(from), "%s", path(src[i][0], src[i][1]));
-		snprintf(to, sizeof(to), "%s", path(dst[i], "pem"));
-		if (sh("cp %s %s.tmp && mv -f %s.tmp %s", from, to, to, to))
+	for (i = 0; i < 3; i++)
+		if (src[i][0] && th_pki_swap(dir, path(src[i][0], src[i][1]),
+					     path(dst[i], "pem")))
 			return -EIO;
-	}
 	return 0;
 }
 
@@ -1203,13 +1047,12 @@ int main(void)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (getenv("SL_DEBUG"))
 		sl_verbosity = 1;
-	cleanup_install();
 	th_watchdog(60, "tls setup");
-	if (!mkdtemp(dir)) {
-		th_fail("setup/temp dir", "%s", strerror(errno));
+	err = th_pki_dir(dir, sizeof(dir), "tls");
+	if (err) {
+		th_fail("setup/temp dir", "%s", strerror(-err));
 		return th_summary();
 	}
-	dir_made = true;
 	test_spiffe();
 	if (!make_pki())
 		goto out;
@@ -1266,6 +1109,6 @@ out:
 	sl_tls_ctx_free(srv_any);
 	sl_tls_ctx_free(cli);
 	sl_tls_ctx_free(srv);
-	rm_dir();
+	th_pki_dir_remove(dir);
 	return th_summary();
 }

@@ -1,0 +1,725 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Integration test (tests/integ): the admin HTTP endpoint (user/admin.c) of
+ * the real `sidelane -v run --config`, with an ambassador listener relaying
+ * to an echo server of this test. An app process in the app's cgroup makes
+ * N echo connections through the ambassador and M connects that policy
+ * rule 7 denies; then /metrics (parsed by prometheus_client's own parser)
+ * and /stats (json.loads) must show exactly those numbers, the same in both.
+ * Then the HTTP surface (404, 405 with Allow, a browser's POST refused), the
+ * socket bound to 127.0.0.1 only, a second sidelane on the same admin port
+ * (warned, runs on), and POST /drain: /ready 503, new connections refused,
+ * an open one still flows until admin.drain_timeout_ms, then is closed.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "sidelane.h"
+#include "harness.h"
+
+#define N_CONNS 5 /* echo connections through the ambassador */
+#define CONN_BYTES 3000 /* each way, each */
+#define M_DENIED 3 /* connects refused by rule 7 */
+#define DENY_RULE 7
+#define DENY_IP "198.18.99.1" /* TEST-NET: never leaves the host (EPERM) */
+#define DRAIN_MS 1500 /* admin.drain_timeout_ms */
+#define IO_MS 5000
+#define PY "/usr/bin/python3" /* a pyenv python3 may lack prometheus_client */
+
+static struct th_env app, side, app2, side2;
+static char cfg1[64], cfg2[64];
+static int echo_lfd = -1, echo_port;
+static int admin_port, amb_port, out_port;
+
+/* ---- helpers ---- */
+
+static void remove_files(void *arg)
+{
+	(void)arg;
+	if (cfg1[0])
+		unlink(cfg1);
+	if (cfg2[0])
+		unlink(cfg2);
+}
+
+/* A port nobody listens on right now (bound, then released). */
+static int free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof(a)) &&
+	    !getsockname(fd, (struct sockaddr *)&a, &len))
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+/* A blocking TCP connection to 127.0.0.1:port, or -errno. */
+static int connect_lo(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), err;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* Wait up to ms for fd to become readable; 0, or -ETIMEDOUT. */
+static int wait_in(int fd, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, ms) == 1 ? 0 : -ETIMEDOUT;
+}
+
+/* Read exactly len bytes (each wait bounded). 0 or -errno (-EPIPE: EOF). */
+static int read_full(int fd, void *buf, size_t len)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < len) {
+		if (wait_in(fd, IO_MS))
+			return -ETIMEDOUT;
+		n = recv(fd, (char *)buf + got, len - got, 0);
+		if (n == 0)
+			return -EPIPE;
+		if (n < 0)
+			return -errno;
+		got += n;
+	}
+	return 0;
+}
+
+/* One HTTP/1.0 request to the admin endpoint; the response (headers and
+ * body) into resp. Status code, or -errno.
+ */
+static int http(const char *method, const char *path, const char *headers,
+		char *resp, size_t len)
+{
+	char req[512];
+	size_t got = 0;
+	int fd, n, code = -EPROTO;
+
+	resp[0] = '\0';
+	fd = connect_lo(admin_port);
+	if (fd < 0)
+		return fd;
+	n = snprintf(req, sizeof(req),
+		     "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s\r\n", method,
+		     path, headers ? headers : "",
+		     strcmp(method, "POST") ? "" : "Content-Length: 0\r\n");
+	if (send(fd, req, n, MSG_NOSIGNAL) != n) {
+		close(fd);
+		return -EIO;
+	}
+	while (got + 1 < len && !wait_in(fd, IO_MS) &&
+	       (n = recv(fd, resp + got, len - got - 1, 0)) > 0)
+		got += n;
+	resp[got] = '\0';
+	close(fd);
+	sscanf(resp, "HTTP/1.%*d %d", &code);
+	return code;
+}
+
+static const char *http_body(const char *resp)
+{
+	const char *b = strstr(resp, "\r\n\r\n");
+
+	return b ? b + 4 : "";
+}
+
+/* ---- the upstream: echo each connection to EOF, then half-close ---- */
+
+static void *echo_conn(void *arg)
+{
+	int fd = (int)(long)arg;
+	char buf[16384];
+	ssize_t n;
+
+	while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+		if (send(fd, buf, n, MSG_NOSIGNAL) != n)
+			break;
+	shutdown(fd, SHUT_WR);
+	close(fd);
+	return NULL;
+}
+
+static void *echo_server(void *arg)
+{
+	pthread_t th;
+	int fd;
+
+	(void)arg;
+	while ((fd = accept4(echo_lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+		if (pthread_create(&th, NULL, echo_conn, (void *)(long)fd))
+			close(fd);
+		else
+			pthread_detach(th);
+	}
+	return NULL;
+}
+
+static int echo_start(void)
+{
+	pthread_t th;
+
+	echo_lfd = th_listen("127.0.0.1", 64, &echo_port);
+	if (echo_lfd < 0)
+		return echo_lfd;
+	return -pthread_create(&th, NULL, echo_server, NULL);
+}
+
+/* ---- sidelane ---- */
+
+/* `sidelane -v run --config cfg` for env, its output into env's log. */
+static int start_sidelane(struct th_env *env, const struct th_env *sidecar,
+			  const char *cfg)
+{
+	mkdir("build/tests/logs", 0755);
+	snprintf(env->log, sizeof(env->log), "build/tests/logs/sidelane-%s.log",
+		 env->name);
+	env->sidelane = fork();
+	if (env->sidelane < 0)
+		return -errno;
+	if (!env->sidelane) {
+		int fd = open(env->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+			      0644);
+
+		if (fd >= 0)
+			dup2(fd, 1), dup2(fd, 2);
+		execl(th_sidelane_bin(), "sidelane", "-v", "run", "--config", cfg,
+		      "--cgroup", env->cgroup, "--sidecar-cgroup",
+		      sidecar->cgroup, "--pin-root", env->pin_root, (char *)NULL);
+		_exit(127);
+	}
+	env->pins_made = true;
+	env->detached = false;
+	return 0;
+}
+
+static bool alive(const struct th_env *env)
+{
+	return env->sidelane > 0 && waitpid(env->sidelane, NULL, WNOHANG) == 0;
+}
+
+/* Lines of env's log holding what. */
+static int log_has(const struct th_env *env, const char *what)
+{
+	FILE *f = fopen(env->log, "re");
+	char line[1024];
+	int n = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, what) != NULL;
+	fclose(f);
+	return n;
+}
+
+/* ---- /metrics and /stats, read by Python ---- */
+
+/* Fetches both, checks that every family has HELP and TYPE and that every
+ * counter ends in _total, then prints "M name{labels} value" per sample
+ * (labels sorted) and "J a.b.c value" per JSON leaf (policy rules keyed
+ * by id). Exits non-zero when either does not parse.
+ */
+static const char py_scrape[] =
+	"import json, sys, urllib.request\n"
+	"from prometheus_client.parser import text_string_to_metric_families\n"
+	"base = sys.argv[1]\n"
+	"def get(p):\n"
+	"    with urllib.request.urlopen(base + p, timeout=5) as r:\n"
+	"        return r.headers.get('Content-Type'), r.read().decode()\n"
+	"ct, text = get('/metrics')\n"
+	"print('C metrics', ct)\n"
+	"for line in text.splitlines():\n"
+	"    w = line.split()\n"
+	"    if line.startswith('# TYPE') and w[3] == 'counter' and not w[2].endswith('_total'):\n"
+	"        sys.exit('counter without _total: ' + line)\n"
+	"for f in text_string_to_metric_families(text):\n"
+	"    if not f.documentation or f.type == 'unknown':\n"
+	"        sys.exit('no HELP or TYPE: ' + f.name)\n"
+	"    for s in f.samples:\n"
+	"        l = ','.join('%s=\"%s\"' % kv for kv in sorted(s.labels.items()))\n"
+	"        print('M %s{%s} %d' % (s.name, l, s.value))\n"
+	"ct, text = get('/stats')\n"
+	"print('C stats', ct)\n"
+	"def leaves(p, o):\n"
+	"    if isinstance(o, dict):\n"
+	"        for k, v in o.items():\n"
+	"            leaves(p + [k], v)\n"
+	"    elif isinstance(o, list):\n"
+	"        for i, v in enumerate(o):\n"
+	"            leaves(p + [str(v['id'] if isinstance(v, dict) else i)], v)\n"
+	"    else:\n"
+	"        print('J %s %s' % ('.'.join(p), json.dumps(o)))\n"
+	"leaves([], json.loads(text))\n";
+
+#define SCRAPE_LEN (256 * 1024)
+static char scraped[SCRAPE_LEN];
+
+static int scrape(void)
+{
+	char url[64];
+	char *argv[] = { PY, "-c", (char *)py_scrape, url, NULL };
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", admin_port);
+	return th_run(NULL, NULL, argv, scraped, sizeof(scraped), 20000);
+}
+
+/* Value of the line "<kind> <key> <value>" in what scrape() printed; -1
+ * when absent. JSON true/false read as 1/0.
+ */
+static long long value_of(char kind, const char *key)
+{
+	char want[256];
+	const char *p = scraped, *v;
+	size_t n;
+
+	n = snprintf(want, sizeof(want), "%c %s ", kind, key);
+	while ((p = strstr(p, want))) {
+		if (p == scraped || p[-1] == '\n') {
+			v = p + n;
+			if (!strncmp(v, "true", 4))
+				return 1;
+			if (!strncmp(v, "false", 5))
+				return 0;
+			return strtoll(v, NULL, 10);
+		}
+		p += n;
+	}
+	return -1;
+}
+
+static long long M(const char *key)
+{
+	return value_of('M', key);
+}
+
+static long long J(const char *key)
+{
+	return value_of('J', key);
+}
+
+/* ---- subtests ---- */
+
+/* In the app's cgroup: N echo connections through the ambassador, each
+ * byte checked, and M connects to the denied destination (EPERM).
+ */
+static int app_traffic(void)
+{
+	struct sockaddr_in deny = { .sin_family = AF_INET, .sin_port = htons(80) };
+	static char out[CONN_BYTES], in[CONN_BYTES];
+	int i, fd;
+
+	if (th_enter(&app))
+		return 2;
+	th_fill(out, sizeof(out), 42);
+	for (i = 0; i < N_CONNS; i++) {
+		fd = connect_lo(amb_port);
+		if (fd < 0)
+			return 3;
+		/* both ends in the sockhash before the first byte */
+		usleep(20 * 1000);
+		if (send(fd, out, sizeof(out), MSG_NOSIGNAL) != sizeof(out) ||
+		    shutdown(fd, SHUT_WR) || read_full(fd, in, sizeof(in)) ||
+		    memcmp(in, out, sizeof(in)))
+			return 4;
+		/* then EOF: the proxy relayed the upstream's FIN */
+		if (wait_in(fd, IO_MS) || recv(fd, in, 1, 0) != 0)
+			return 5;
+		close(fd);
+	}
+	inet_pton(AF_INET, DENY_IP, &deny.sin_addr);
+	for (i = 0; i < M_DENIED; i++) {
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || !connect(fd, (struct sockaddr *)&deny, sizeof(deny)) ||
+		    errno != EPERM)
+			return 6;
+		close(fd);
+	}
+	return 0;
+}
+
+static bool check_traffic(void)
+{
+	const char *name = "admin: traffic: N echo connections via the ambassador, M connects denied";
+	pid_t pid = fork();
+	int st;
+
+	if (!pid)
+		_exit(app_traffic());
+	st = th_wait(pid, 30000);
+	if (!TH_CHECK(st == 0, name, "app process exit %d", st))
+		return false;
+	th_pass(name);
+	return true;
+}
+
+/* /metrics until the proxy has closed all N (it may lag the app's EOF). */
+static int scrape_settled(void)
+{
+	__u64 end = th_now_ms() + 5000;
+	int st;
+
+	do {
+		st = scrape();
+		if (!st && M("sidelane_proxy_connections_closed_total{reason=\"done\"}") == N_CONNS &&
+		    M("sidelane_proxy_connections_active{}") == 0)
+			return 0;
+		usleep(100 * 1000);
+	} while (th_now_ms() < end);
+	return st ?: -ETIMEDOUT;
+}
+
+static void check_metrics(void)
+{
+	const char *name = "admin: /metrics parses (prometheus_client), HELP and TYPE everywhere";
+	const char *name2 = "admin: /metrics has exactly the connections, bytes, hits and reasons caused";
+	const char *name3 = "admin: /stats is valid JSON with the same numbers";
+	const struct {
+		const char *metric, *json;
+		long long want; /* -1: > 0, -2: no fixed value */
+	} want[] = {
+		{ "sidelane_proxy_connections_accepted_total{}", "proxy.accepted", N_CONNS },
+		{ "sidelane_proxy_connections_closed_total{reason=\"done\"}", "proxy.closed.done", N_CONNS },
+		{ "sidelane_proxy_connections_closed_total{reason=\"shutdown\"}", "proxy.closed.shutdown", 0 },
+		{ "sidelane_proxy_connections_active{}", "proxy.active", 0 },
+		{ "sidelane_bytes_total{direction=\"up\",path=\"relay\"}", "proxy.bytes_up", N_CONNS * CONN_BYTES },
+		{ "sidelane_bytes_total{direction=\"down\",path=\"relay\"}", "proxy.bytes_down", N_CONNS * CONN_BYTES },
+		{ "sidelane_policy_hits_total{action=\"deny\",rule=\"7\"}", "policy.rules.7.hits", M_DENIED },
+		{ "sidelane_policy_hits_total{action=\"allow\",rule=\"8\"}", "policy.rules.8.hits", 0 },
+		/* every other connect of the app: the N to the ambassador */
+		{ "sidelane_policy_hits_total{action=\"allow\",rule=\"default\"}", "policy.default_hits", N_CONNS },
+		{ "sidelane_policy_configured{}", "policy.configured", 1 },
+		{ "sidelane_capture_connects_total{reason=\"denied\"}", "capture.reasons.denied", M_DENIED },
+		{ "sidelane_capture_connects_total{reason=\"loopback\"}", "capture.reasons.loopback", N_CONNS },
+		{ "sidelane_capture_connects_total{reason=\"captured\"}", "capture.reasons.captured", 0 },
+		{ "sidelane_capture_attached{}", "capture.attached", 1 },
+		{ "sidelane_fastpath_attached{}", "attached", 1 },
+		/* the app<->proxy hop: both ends in cgroups sidelane serves */
+		{ "sidelane_fastpath_redirect_ok_total{}", "counters.redirect_ok", -1 },
+		{ "sidelane_fastpath_sock_inserted_total{}", NULL, -1 },
+		{ "sidelane_map_max_entries{map=\"" SL_MAP_SOCKHASH "\"}", "maps." SL_MAP_SOCKHASH ".max", SL_MAX_SOCKETS },
+		{ "sidelane_map_max_entries{map=\"" SL_MAP_CONNS "\"}", "maps." SL_MAP_CONNS ".max", SL_MAX_CONNS },
+		{ "sidelane_inbound_attached{}", "inbound.sk_lookup", 0 },
+		{ "sidelane_inbound_lookups_total{result=\"steered\"}", "inbound.steered", 0 },
+		{ "sidelane_tls_enabled{}", "tls.enabled", 0 },
+		{ "sidelane_tls_handshakes_total{}", "tls.handshakes_ok", 0 },
+		{ "sidelane_tls_ktls_available{}", "tls.ktls", -2 },
+		{ "sidelane_ready{}", "admin.ready", 1 },
+		{ "sidelane_draining{}", "admin.draining", 0 },
+		{ "sidelane_build_info{version=\"" SL_VERSION "\"}", NULL, 1 },
+	};
+	int st = scrape_settled(), bad = 0;
+	size_t i;
+
+	if (!TH_CHECK(st == 0 && strstr(scraped, "C metrics text/plain; version=0.0.4"),
+		      name, "scrape: %d: %.2000s", st, scraped))
+		return;
+	th_pass(name);
+	th_info("%.*s", (int)(strchr(scraped, '\n') - scraped), scraped);
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		long long m = M(want[i].metric);
+		bool ok = want[i].want == -1 ? m > 0 :
+			  want[i].want == -2 ? m >= 0 : m == want[i].want;
+
+		if (!ok) {
+			th_info("%s = %lld, want %lld", want[i].metric, m,
+				want[i].want);
+			bad++;
+		}
+	}
+	if (TH_CHECK(!bad, name2, "%d values wrong (see above)", bad))
+		th_pass(name2);
+	bad = 0;
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		if (!want[i].json)
+			continue;
+		if (J(want[i].json) != M(want[i].metric) || J(want[i].json) < 0) {
+			th_info("/stats %s = %lld, /metrics %s = %lld",
+				want[i].json, J(want[i].json), want[i].metric,
+				M(want[i].metric));
+			bad++;
+		}
+	}
+	if (TH_CHECK(strstr(scraped, "C stats application/json") && !bad, name3,
+		     "%d values differ (see above)", bad))
+		th_pass(name3);
+}
+
+static void check_http(void)
+{
+	const char *name = "admin: /healthz 200 ok, /ready 200 once attached";
+	const char *name2 = "admin: unknown path 404; wrong method 405 with Allow";
+	const char *name3 = "admin: POST /drain from a web page (Origin) refused 403, still ready";
+	char r[4096], r2[4096], r3[4096], r4[4096];
+	int a, b, c, d;
+
+	a = http("GET", "/healthz", NULL, r, sizeof(r));
+	b = http("GET", "/ready", NULL, r2, sizeof(r2));
+	if (TH_CHECK(a == 200 && !strcmp(http_body(r), "ok\n") && b == 200, name,
+		     "/healthz %d '%s', /ready %d '%s'", a, http_body(r), b,
+		     http_body(r2)))
+		th_pass(name);
+	a = http("GET", "/nope", NULL, r, sizeof(r));
+	b = http("GET", "/drain", NULL, r2, sizeof(r2));
+	c = http("POST", "/metrics", NULL, r3, sizeof(r3));
+	d = http("DELETE", "/ready", NULL, r4, sizeof(r4));
+	if (TH_CHECK(a == 404 && b == 405 && strstr(r2, "\r\nAllow: POST\r\n") &&
+			     c == 405 && strstr(r3, "\r\nAllow: GET, HEAD\r\n") &&
+			     d == 405,
+		     name2, "404: %d, GET /drain %d, POST /metrics %d, DELETE /ready %d:\n%s\n%s",
+		     a, b, c, d, r2, r3))
+		th_pass(name2);
+	a = http("POST", "/drain", "Origin: http://example.com\r\n", r, sizeof(r));
+	b = http("GET", "/ready", NULL, r2, sizeof(r2));
+	if (TH_CHECK(a == 403 && b == 200, name3, "POST %d, then /ready %d", a, b))
+		th_pass(name3);
+}
+
+/* The listening socket: 127.0.0.1 only, owned by our sidelane. */
+static void check_bound(void)
+{
+	const char *name = "admin: the socket is bound to 127.0.0.1 only (ss)";
+	char filter[32], out[4096], want[64], pid[32];
+	char *argv[] = { "ss", "-Hltnp", filter, NULL };
+	int st, lines = 0;
+	char *p;
+
+	snprintf(filter, sizeof(filter), "sport = :%d", admin_port);
+	snprintf(want, sizeof(want), "127.0.0.1:%d ", admin_port);
+	snprintf(pid, sizeof(pid), "pid=%d,", (int)app.sidelane);
+	st = th_run(NULL, NULL, argv, out, sizeof(out), 5000);
+	for (p = out; (p = strchr(p, '\n')); p++)
+		lines++;
+	if (TH_CHECK(st == 0 && lines == 1 && strstr(out, want) && strstr(out, pid),
+		     name, "ss exit %d, %d line(s), want one with '%s' and '%s': %s",
+		     st, lines, want, pid, out))
+		th_pass(name);
+}
+
+/* A second sidelane (its own cgroups and pins) given the same admin port. */
+static void check_second(void)
+{
+	const char *name = "admin: a second sidelane on the same admin port warns and runs on";
+	char link[PATH_MAX + 32], r[4096];
+	bool warned = false, attached = false;
+	__u64 end = th_now_ms() + 15000;
+	int code;
+
+	if (!TH_CHECK(!start_sidelane(&app2, &side2, cfg2), name, "fork: %s",
+		      strerror(errno)))
+		return;
+	snprintf(link, sizeof(link), "%s/%s", app2.pin_root, SL_PIN_LINK_SOCKOPS);
+	while (th_now_ms() < end && alive(&app2) && !(warned && attached)) {
+		warned = log_has(&app2, "admin: cannot listen on 127.0.0.1:") &&
+			 log_has(&app2, "Address already in use");
+		attached = log_has(&app2, "running;") && !access(link, F_OK);
+		usleep(50 * 1000);
+	}
+	usleep(300 * 1000); /* still there a moment later */
+	code = http("GET", "/healthz", NULL, r, sizeof(r));
+	if (TH_CHECK(warned && attached && alive(&app2), name,
+		     "warned %d, running %d, alive %d (log %s)", warned, attached,
+		     alive(&app2), app2.log) &&
+	    TH_CHECK(code == 200, name, "the first one's /healthz: %d", code))
+		th_pass(name);
+	th_env_detach(&app2);
+}
+
+static void check_drain(void)
+{
+	const char *name = "admin: POST /drain 202, then /ready 503 with a reason";
+	const char *name2 = "admin: draining: a new connection to the ambassador is refused";
+	const char *name3 = "admin: draining: an open connection keeps flowing";
+	const char *name4 = "admin: draining: the open connection is closed after drain_timeout_ms";
+	const char *name5 = "admin: drained: /metrics says draining, /healthz 200, sidelane runs";
+	char r[4096], r2[4096], buf[100], echo[100];
+	int fd, code, code2, nfd = 0, err;
+	__u64 t0, t_closed;
+	ssize_t n;
+
+	/* opened and used before the drain */
+	fd = connect_lo(amb_port);
+	th_fill(buf, sizeof(buf), 7);
+	if (!TH_CHECK(fd >= 0 && send(fd, buf, sizeof(buf), MSG_NOSIGNAL) == sizeof(buf) &&
+			      !read_full(fd, echo, sizeof(echo)),
+		      name, "connection before the drain: %s", strerror(errno))) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	t0 = th_now_ms();
+	code = http("POST", "/drain", NULL, r, sizeof(r));
+	code2 = http("GET", "/ready", NULL, r2, sizeof(r2));
+	if (TH_CHECK(code == 202 && code2 == 503 &&
+			     !strncmp(http_body(r2), "not ready: draining", 19) &&
+			     strchr(http_body(r2), '\n') == http_body(r2) + strlen(http_body(r2)) - 1,
+		     name, "POST /drain %d, /ready %d '%s'", code, code2, http_body(r2)))
+		th_pass(name);
+	/* the loop closes its listeners within a tick */
+	do {
+		nfd = connect_lo(amb_port);
+		if (nfd >= 0) {
+			close(nfd);
+			usleep(20 * 1000);
+		}
+	} while (nfd >= 0 && th_now_ms() - t0 < 1000);
+	if (TH_CHECK(nfd == -ECONNREFUSED, name2, "connect: %s",
+		     nfd >= 0 ? "accepted" : strerror(-nfd)))
+		th_pass(name2);
+	th_fill(buf, sizeof(buf), 8);
+	err = send(fd, buf, sizeof(buf), MSG_NOSIGNAL) == sizeof(buf) ? 0 : -errno;
+	err = err ?: read_full(fd, echo, sizeof(echo));
+	if (TH_CHECK(!err && !memcmp(buf, echo, sizeof(buf)) &&
+			     th_now_ms() - t0 < DRAIN_MS,
+		     name3, "%s after %llu ms", strerror(-err),
+		     (unsigned long long)(th_now_ms() - t0)))
+		th_pass(name3);
+	/* then nothing until the proxy closes it */
+	err = wait_in(fd, DRAIN_MS + 3000);
+	t_closed = th_now_ms();
+	n = err ? -1 : recv(fd, echo, sizeof(echo), 0);
+	close(fd);
+	th_info("drain: open connection ended %llu ms after POST /drain (recv %zd%s%s)",
+		(unsigned long long)(t_closed - t0), n, n < 0 ? ": " : "",
+		n < 0 ? strerror(errno) : "");
+	if (TH_CHECK(!err && n <= 0 && t_closed - t0 >= DRAIN_MS - 100 &&
+			     t_closed - t0 < DRAIN_MS + 2000,
+		     name4, "ended after %llu ms with %zd (want EOF or reset at ~%d ms)",
+		     (unsigned long long)(t_closed - t0), n, DRAIN_MS))
+		th_pass(name4);
+	code = http("GET", "/healthz", NULL, r, sizeof(r));
+	err = scrape();
+	if (TH_CHECK(!err && code == 200 && alive(&app) &&
+			     M("sidelane_draining{}") == 1 && M("sidelane_ready{}") == 0 &&
+			     J("admin.draining") == 1 &&
+			     M("sidelane_proxy_connections_closed_total{reason=\"shutdown\"}") == 1 &&
+			     M("sidelane_proxy_connections_active{}") == 0,
+		     name5, "scrape %d, /healthz %d, alive %d, draining %lld, ready %lld, shutdown %lld",
+		     err, code, alive(&app), M("sidelane_draining{}"),
+		     M("sidelane_ready{}"),
+		     M("sidelane_proxy_connections_closed_total{reason=\"shutdown\"}")))
+		th_pass(name5);
+}
+
+static int write_configs(void)
+{
+	char text[1024];
+	int err;
+
+	/* rule 7 denies DENY_IP:80; rule 8 is never hit */
+	snprintf(text, sizeof(text),
+		 "capture:\n  outbound: \"127.0.0.1:%d\"\n"
+		 "proxy:\n  ambassadors:\n"
+		 "    - listen: \"127.0.0.1:%d\"\n      upstream: \"127.0.0.1:%d\"\n"
+		 "admin:\n  listen: \"127.0.0.1:%d\"\n  drain_timeout_ms: %d\n"
+		 "policy:\n  rules:\n"
+		 "    - id: %d\n      action: deny\n      cidr: %s/32\n      ports: [\"80\"]\n"
+		 "    - id: 8\n      action: allow\n      cidr: 10.0.0.0/8\n",
+		 out_port, amb_port, echo_port, admin_port, DRAIN_MS, DENY_RULE,
+		 DENY_IP);
+	err = th_write_text(cfg1, text);
+	if (err)
+		return err;
+	/* the second: fast path and policy only, the same admin port */
+	snprintf(text, sizeof(text),
+		 "capture:\n  enabled: false\n"
+		 "admin:\n  listen: \"127.0.0.1:%d\"\n", admin_port);
+	return th_write_text(cfg2, text);
+}
+
+int main(void)
+{
+	const char *setup = "admin: setup: cgroups, echo server, sidelane run with admin.listen";
+	char r[4096];
+	__u64 end;
+	int err;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	th_watchdog(120, "admin");
+	if (access(PY, X_OK) ||
+	    system(PY " -c 'import prometheus_client.parser' 2>/dev/null")) {
+		th_skip("admin", PY " with prometheus_client is missing (make deps)");
+		return th_summary();
+	}
+	snprintf(cfg1, sizeof(cfg1), "/tmp/sidelane-test-admin-%d.yaml", (int)getpid());
+	snprintf(cfg2, sizeof(cfg2), "/tmp/sidelane-test-admin-%d-2.yaml", (int)getpid());
+	err = th_cleanup_push(remove_files, NULL);
+	err = err ?: th_env_setup(&app, "admin", false);
+	err = err ?: th_env_setup(&side, "admin-side", false);
+	err = err ?: th_env_setup(&app2, "admin2", false);
+	err = err ?: th_env_setup(&side2, "admin2-side", false);
+	err = err ?: echo_start();
+	if (!err) {
+		admin_port = free_port();
+		amb_port = free_port();
+		out_port = free_port();
+		err = admin_port < 0 || amb_port < 0 || out_port < 0 ? -EADDRINUSE : 0;
+	}
+	err = err ?: write_configs();
+	if (!TH_CHECK(!err, setup, "%s", strerror(-err)))
+		goto out;
+	if (access(th_sidelane_bin(), X_OK)) {
+		th_skip(setup, "no sidelane binary (make first)");
+		goto out;
+	}
+	err = start_sidelane(&app, &side, cfg1);
+	/* ready: programs attached and listeners open */
+	end = th_now_ms() + 15000;
+	while (!err && alive(&app) && http("GET", "/ready", NULL, r, sizeof(r)) != 200 &&
+	       th_now_ms() < end)
+		usleep(50 * 1000);
+	if (!TH_CHECK(!err && alive(&app) && http("GET", "/ready", NULL, r, sizeof(r)) == 200,
+		      setup, "sidelane not ready (log %s)", app.log))
+		goto out;
+	th_pass(setup);
+	th_info("admin on 127.0.0.1:%d, ambassador 127.0.0.1:%d -> echo :%d",
+		admin_port, amb_port, echo_port);
+
+	if (check_traffic())
+		check_metrics();
+	check_http();
+	check_bound();
+	check_second();
+	check_drain();
+out:
+	th_env_detach(&app);
+	th_env_detach(&app2);
+	err = th_env_teardown(&app);
+	err = th_env_teardown(&app2) ?: err;
+	err = th_env_teardown(&side) ?: err;
+	err = th_env_teardown(&side2) ?: err;
+	th_cleanup_pop(remove_files, NULL, true);
+	if (echo_lfd >= 0)
+		close(echo_lfd);
+	if (TH_CHECK(!err && access(cfg1, F_OK) && access(cfg2, F_OK),
+		     "admin: teardown: sidelanes stopped, cgroups, pins and files removed",
+		     "%s", strerror(-err)))
+		th_pass("admin: teardown: sidelanes stopped, cgroups, pins and files removed");
+	return th_summary();
+}
