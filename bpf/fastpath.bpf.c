@@ -129,7 +129,9 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 {
 	struct sl_counters *cnt = counters();
 	struct sl_conn conn = {};
+	struct sl_fp_cfg *cfg;
 	struct bpf_sock *sk;
+	__u32 zero = 0;
 	__u16 svc_port;
 	__u64 cookie;
 
@@ -161,7 +163,32 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 		cnt->excluded++;
 		return;
 	}
+	/* Redirect off (failed self-test): not even in the sockhash, since
+	 * a sockhash socket's FIONREAD counts only redirected bytes (6.18).
+	 */
+	cfg = bpf_map_lookup_elem(&sl_fp_cfg, &zero);
+	if (cfg && cfg->redirect_off) {
+		cnt->redirect_off++;
+		return;
+	}
 	conn.key.netns_cookie = bpf_get_netns_cookie(skops);
+	/* The connecting side is established first (SYN-ACK, then the ACK
+	 * that establishes the accepted side), so an accepted socket whose
+	 * peer is not in the sockhash has a peer outside our cgroups: it
+	 * would get no redirect, and in the sockhash its FIONREAD would miss
+	 * every byte that arrives over TCP. Left out. (TCP Fast Open
+	 * establishes the accepted side first: such connections go plain.)
+	 */
+	if (flags & SL_CONN_F_PASSIVE) {
+		struct sl_sock_key peer = {};
+
+		peer.netns_cookie = conn.key.netns_cookie;
+		if (sl_key_peer(skops, &peer) ||
+		    !bpf_map_lookup_elem(&sl_sk_by_key, &peer)) {
+			cnt->peer_plain++;
+			return;
+		}
+	}
 	conn.flags = flags | SL_CONN_F_IN_SOCKHASH;
 	conn.start_ns = bpf_ktime_get_ns();
 
@@ -207,9 +234,56 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 			bpf_map_update_elem(&sl_sk_by_key, &conn.key, &addr,
 					    BPF_ANY);
 	}
-	/* Ask for state changes so the record is dropped at close. */
-	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
-						 BPF_SOCK_OPS_STATE_CB_FLAG);
+	/* Ask for state changes so the record is dropped at close; a
+	 * connecting socket also for its next received segment, which tells
+	 * whether its peer joined (see on_first_segment).
+	 */
+	bpf_sock_ops_cb_flags_set(skops,
+				  skops->bpf_sock_ops_cb_flags |
+					  BPF_SOCK_OPS_STATE_CB_FLAG |
+					  ((flags & SL_CONN_F_PASSIVE) ?
+						   0 :
+						   BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG));
+}
+
+/* A connecting socket is inserted before its peer is established (the
+ * peer's ACK comes after ours), so at that point nobody knows whether the
+ * peer will join. The first TCP segment it receives afterwards tells:
+ * peers that both redirect exchange none until close, so this runs once
+ * per connection at most. If the peer is not in the sockhash (a server
+ * outside our cgroups) and nothing redirected to us is unread, our socket
+ * leaves the sockhash: there its FIONREAD would count only redirected
+ * bytes and miss every byte TCP brings (seen on 6.18), and it could never
+ * redirect anyway. sockops may delete from a sockhash (sk_msg may not).
+ */
+static __always_inline void on_first_segment(struct bpf_sock_ops *skops)
+{
+	struct sl_sock_key peer = {};
+	struct sl_counters *cnt;
+	struct sl_conn *conn;
+	struct bpf_sock *sk;
+	__u64 cookie;
+
+	bpf_sock_ops_cb_flags_set(skops,
+				  skops->bpf_sock_ops_cb_flags &
+					  ~BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG);
+	cookie = bpf_get_socket_cookie(skops);
+	conn = bpf_map_lookup_elem(&sl_conns, &cookie);
+	cnt = counters();
+	if (!conn || !cnt || !(conn->flags & SL_CONN_F_IN_SOCKHASH))
+		return;
+	peer.netns_cookie = conn->key.netns_cookie;
+	if (sl_key_peer(skops, &peer) ||
+	    bpf_map_lookup_elem(&sl_sk_by_key, &peer))
+		return;
+	sk = skops->sk;
+	if (!sk || psock_backlog(bpf_skc_to_tcp_sock(sk)))
+		return;
+	if (bpf_map_delete_elem(&sl_sockhash, &conn->key))
+		return;
+	bpf_map_delete_elem(&sl_sk_by_key, &conn->key);
+	conn->flags = (conn->flags & ~SL_CONN_F_IN_SOCKHASH) | SL_CONN_F_PLAIN;
+	cnt->peer_plain++;
 }
 
 static __always_inline void on_close(struct bpf_sock_ops *skops)
@@ -257,6 +331,9 @@ int sl_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] == BPF_TCP_CLOSE)
 			on_close(skops);
+		break;
+	case BPF_SOCK_OPS_PARSE_HDR_OPT_CB:
+		on_first_segment(skops);
 		break;
 	}
 	return 1;

@@ -93,6 +93,9 @@ struct sl_counters {
 	__u64 excluded; /* sockets of an excluded service port */
 	__u64 backlog_fallback; /* switches to TCP: the peer read too slowly */
 	__u64 backlog_resumed; /* switches back: TCP drained, redirecting again */
+	__u64 redirect_off; /* sockets left out: redirect switched off */
+	__u64 peer_plain; /* sockets left out or taken out: their peer is not in
+			   * the sockhash (outside the cgroups, or TFO) */
 };
 
 #endif /* FASTPATH_H */

@@ -26,7 +26,9 @@
 	X(not_local, "Established sockets whose peer is not on this host.")   \
 	X(excluded, "Sockets of an excluded service port.")                   \
 	X(backlog_fallback, "Switches to TCP because the peer read too slowly.") \
-	X(backlog_resumed, "Switches back to redirecting once TCP drained.")
+	X(backlog_resumed, "Switches back to redirecting once TCP drained.")   \
+	X(redirect_off, "Sockets left on TCP: redirect switched off (self-test).") \
+	X(peer_plain, "Sockets left out or taken out: their peer is not accelerated.")
 
 /* Everything `sidelane status` shows. */
 struct sl_status {
