@@ -513,8 +513,8 @@ static int sync_fp_cfg(const char *pin_root, const struct sl_fp_opts *opts)
 		err = -errno;
 	close(fd);
 	if (!err && opts->redirect_off)
-		pr_warn("fast path: redirect off (%s): connections are accounted "
-			"but go over TCP\n", cfg.reason);
+		pr_warn("fast path: redirect off (%s): new sockets stay on "
+			"plain TCP, the proxy works as usual\n", cfg.reason);
 	return err;
 }
 

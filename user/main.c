@@ -27,6 +27,7 @@
 #include "stats_user.h"
 #include "status.h"
 #include "privs.h"
+#include "selftest.h"
 #include "bench.h"
 #include "log.h"
 #include "util.h"
@@ -373,6 +374,7 @@ static int cmd_run(int argc, char **argv)
 	struct sl_config *cfg;
 	struct cli cli = {};
 	sigset_t mask, old;
+	struct sl_selftest_result stres;
 	char kept[128];
 	struct hk_ctx hkc;
 	pthread_t hk;
@@ -441,12 +443,19 @@ static int cmd_run(int argc, char **argv)
 	} else if (err) {
 		goto out;
 	}
+	/* Redirect only where this kernel passes the self-test (a private
+	 * copy of the programs on a throwaway cgroup): otherwise every
+	 * socket stays on TCP and the proxy works as without the fast path.
+	 */
+	sl_selftest_run(&stres); /* logs its finding */
 	err = sl_fp_attach(&(struct sl_fp_opts){
 		.pin_root = cfg->pin_root,
 		.cgroup = cfg->cgroup,
 		.sidecar_cgroup = side[0] ? side : NULL,
 		.excluded_ports = cfg->fastpath.exclude_ports,
 		.n_excluded_ports = cfg->fastpath.n_exclude_ports,
+		.redirect_off = !stres.ok,
+		.off_reason = stres.why,
 	});
 	if (!err)
 		err = sl_cap_attach(cfg->pin_root, cfg->cgroup,

@@ -109,6 +109,10 @@ static void print_fastpath_json(FILE *f, const char *pin_root,
 		(unsigned long long)st->cgroup_id, st->sockops_prog_id,
 		st->sk_msg_prog_id, st->sk_msg_link ? "link" : "prog_attach",
 		st->backlog_bound ? "true" : "false");
+	fprintf(f, "\"redirect\":{\"enabled\":%s,\"off_reason\":",
+		st->cfg.redirect_off ? "false" : "true");
+	sl_json_str(f, st->cfg.redirect_off ? st->cfg.reason : "");
+	fprintf(f, "},");
 	fprintf(f, "\"maps\":{\"%s\":{\"entries\":%u,\"max\":%u},"
 		   "\"%s\":{\"entries\":%u,\"max\":%u},\"%s\":{\"entries\":%u}},",
 		SL_MAP_SOCKHASH, st->sockhash_entries, st->sockhash_max,
@@ -142,6 +146,11 @@ static void print_fastpath(FILE *f, const char *pin_root,
 	fprintf(f, "  sockops prog id %u (cgroup link), sk_msg prog id %u (%s)\n",
 		st->sockops_prog_id, st->sk_msg_prog_id,
 		st->sk_msg_link ? "sockmap link" : "attached to map");
+	if (st->cfg.redirect_off)
+		fprintf(f, "  redirect: OFF, every socket on plain TCP (%.*s)\n",
+			(int)sizeof(st->cfg.reason), st->cfg.reason);
+	else
+		fprintf(f, "  redirect: on (start-up self-test passed)\n");
 	if (st->backlog_bound)
 		fprintf(f, "  backlog bound: on, messages take TCP while over %u MiB unread\n",
 			SL_MAX_BACKLOG >> 20);

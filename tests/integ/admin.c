@@ -627,6 +627,63 @@ static void check_drain(void)
 		th_pass(name5);
 }
 
+/* Issue 5's forced self-test failure: a restart with the self-test told to
+ * fail keeps the proxy relaying while no socket is redirected, and says why
+ * in the log, /metrics and status.
+ */
+static void check_fallback(void)
+{
+	const char *name = "admin: self-test forced to fail: the proxy relays, nothing "
+			   "is redirected, log, /metrics and status say why";
+	char r[4096], out[8192];
+	char *argv[] = { (char *)th_sidelane_bin(), "status", "--pin-root",
+			 app.pin_root, NULL };
+	long long inserted0;
+	__u64 end;
+	pid_t pid;
+	int st;
+
+	th_env_detach(&app); /* a fresh start: nothing accelerated before */
+	setenv("SIDELANE_SELFTEST_FAIL", "any", 1);
+	st = start_sidelane(&app, &side, cfg1);
+	unsetenv("SIDELANE_SELFTEST_FAIL");
+	end = th_now_ms() + 15000;
+	while (!st && alive(&app) && http("GET", "/ready", NULL, r, sizeof(r)) != 200 &&
+	       th_now_ms() < end)
+		usleep(50 * 1000);
+	if (!TH_CHECK(!st && alive(&app), name, "sidelane not ready (log %s)", app.log))
+		return;
+	if (!TH_CHECK(!scrape(), name, "scrape"))
+		return;
+	inserted0 = M("sidelane_fastpath_sock_inserted_total{}");
+	pid = fork();
+	if (!pid)
+		_exit(app_traffic());
+	st = th_wait(pid, 30000);
+	if (!TH_CHECK(st == 0, name, "app traffic through the proxy: exit %d", st))
+		return;
+	usleep(1200 * 1000); /* one publish of the proxy's counters */
+	if (!TH_CHECK(!scrape(), name, "scrape"))
+		return;
+	if (!TH_CHECK(M("sidelane_fastpath_redirect_enabled{}") == 0 &&
+			      M("sidelane_fastpath_redirect_ok_total{}") == 0 &&
+			      M("sidelane_fastpath_sock_inserted_total{}") == inserted0 &&
+			      M("sidelane_fastpath_redirect_off_total{}") >= 2 * N_CONNS,
+		      name, "redirect enabled %lld, ok %lld, inserted %lld -> %lld, off %lld",
+		      M("sidelane_fastpath_redirect_enabled{}"),
+		      M("sidelane_fastpath_redirect_ok_total{}"), inserted0,
+		      M("sidelane_fastpath_sock_inserted_total{}"),
+		      M("sidelane_fastpath_redirect_off_total{}")) ||
+	    !TH_CHECK(log_has(&app, "self-test failed") == 1, name,
+		      "no self-test line in %s", app.log))
+		return;
+	st = th_run(NULL, NULL, argv, out, sizeof(out), 10000);
+	if (TH_CHECK(st == 0 && strstr(out, "redirect: OFF") &&
+			     strstr(out, "SIDELANE_SELFTEST_FAIL"),
+		     name, "status %d: %s", st, out))
+		th_pass(name);
+}
+
 static int write_configs(void)
 {
 	char text[1024];
@@ -707,6 +764,7 @@ int main(void)
 	check_bound();
 	check_second();
 	check_drain();
+	check_fallback();
 out:
 	th_env_detach(&app);
 	th_env_detach(&app2);
