@@ -901,6 +901,30 @@ static const struct sl_mesh_dst *mesh_find(const struct sl_proxy *p,
 	return NULL;
 }
 
+/* The server of an outbound connection must be one of its mesh entry's
+ * identities (none listed: any of the trust domain).
+ */
+static bool mesh_id_ok(void *arg, const char *id)
+{
+	const struct sl_mesh_dst *m = arg;
+	unsigned int i;
+
+	for (i = 0; i < m->n_ids; i++)
+		if (sl_spiffe_match(m->ids[i], id))
+			return true;
+	return !m->n_ids;
+}
+
+/* An outbound connection's server is not one its mesh entry allows. */
+static void id_refused(struct sl_proxy *p, struct sl_conn *c, const char *id)
+{
+	char why[SL_CFG_ID_LEN + 64];
+
+	snprintf(why, sizeof(why), "server %s is none of mesh %u's identities",
+		 id ? id : "(none)", (unsigned int)(c->mesh - p->mesh) + 1);
+	conn_close(p, c, SL_CLOSE_IDENTITY, why);
+}
+
 /* Identity policy, once per connection after its handshake: the server of
  * an outbound connection must be one of its mesh entry's identities (none
  * listed: any of the trust domain, which the handshake checked); the
@@ -915,15 +939,12 @@ static bool identity_allowed(struct sl_proxy *p, struct sl_conn *c)
 	unsigned int i;
 
 	if (c->hs == &c->up) {
-		for (i = 0; i < c->mesh->n_ids; i++)
-			if (sl_spiffe_match(c->mesh->ids[i], id))
-				return true;
-		if (!c->mesh->n_ids)
+		/* checked during the handshake already, but not for a
+		 * resumed session
+		 */
+		if (mesh_id_ok((void *)c->mesh, id))
 			return true;
-		snprintf(why, sizeof(why), "server %s is none of mesh %u's "
-			 "identities", id ? id : "(none)",
-			 (unsigned int)(c->mesh - p->mesh) + 1);
-		conn_close(p, c, SL_CLOSE_IDENTITY, why);
+		id_refused(p, c, id);
 		return false;
 	}
 	for (i = 0; i < p->n_ids; i++) {
@@ -967,8 +988,11 @@ static void hs_step(struct sl_proxy *p, struct sl_conn *c)
 	case SL_TLS_OK:
 		break;
 	default: /* counted and logged by tls.c, with the reason */
-		conn_close(p, c, SL_CLOSE_TLS_FAILED,
-			   sl_tls_fail_name[sl_tls_fail_reason(s->tls)]);
+		if (sl_tls_fail_reason(s->tls) == SL_TLS_FAIL_IDENTITY)
+			id_refused(p, c, sl_tls_peer_id(s->tls));
+		else
+			conn_close(p, c, SL_CLOSE_TLS_FAILED,
+				   sl_tls_fail_name[sl_tls_fail_reason(s->tls)]);
 		return;
 	}
 	if (!identity_allowed(p, c))
@@ -1001,6 +1025,8 @@ static void hs_start(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
 		conn_close(p, c, SL_CLOSE_TLS_FAILED, strerror(-err));
 		return;
 	}
+	if (s == &c->up)
+		sl_tls_conn_expect_peer(s->tls, mesh_id_ok, (void *)c->mesh);
 	c->state = ST_HANDSHAKE;
 	c->hs = s;
 	c->t_hs = p->now;

@@ -49,6 +49,7 @@ const char *const sl_tls_fail_name[SL_TLS_FAIL_NR] = {
 	[SL_TLS_FAIL_TIMEOUT] = "timeout",
 	[SL_TLS_FAIL_PROTOCOL] = "protocol",
 	[SL_TLS_FAIL_IO] = "io",
+	[SL_TLS_FAIL_IDENTITY] = "identity",
 };
 
 enum { F_CERT, F_KEY, F_CA, F_NR };
@@ -106,6 +107,8 @@ struct sl_tls_conn {
 	enum sl_tls_fail fail;
 	char *key; /* client: session cache key */
 	char *peer_id;
+	bool (*expect)(void *arg, const char *id); /* extra identity check */
+	void *expect_arg;
 	char alpn[256];
 	char err[SL_TLS_ERR_MAX];
 };
@@ -1020,9 +1023,30 @@ static int verify_cb(int ok, X509_STORE_CTX *xs)
 		X509_STORE_CTX_set_error(xs, X509_V_ERR_HOSTNAME_MISMATCH);
 		return 0;
 	}
+	if (c->expect && !c->expect(c->expect_arg, id)) {
+		if (!c->fail) {
+			c->fail = SL_TLS_FAIL_IDENTITY;
+			snprintf(c->err, sizeof(c->err),
+				 "peer identity %.400s is not one this "
+				 "connection accepts", id);
+		}
+		/* kept: the caller names the refused peer */
+		free(c->peer_id);
+		c->peer_id = id;
+		X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
+		return 0;
+	}
 	free(c->peer_id);
 	c->peer_id = id;
 	return 1;
+}
+
+void sl_tls_conn_expect_peer(struct sl_tls_conn *c,
+			     bool (*match)(void *arg, const char *id),
+			     void *arg)
+{
+	c->expect = match;
+	c->expect_arg = arg;
 }
 
 static struct sess *cache_find(struct sl_tls_ctx *ctx, const char *key)
@@ -1411,7 +1435,9 @@ enum sl_tls_io sl_tls_shutdown(struct sl_tls_conn *c)
 
 const char *sl_tls_peer_id(const struct sl_tls_conn *c)
 {
-	return c->established ? c->peer_id : NULL;
+	/* before the handshake completes, only an identity it refused */
+	return c->established || c->fail == SL_TLS_FAIL_IDENTITY ? c->peer_id :
+								    NULL;
 }
 
 const char *sl_tls_alpn(const struct sl_tls_conn *c)

@@ -93,6 +93,7 @@ enum sl_tls_fail {
 	SL_TLS_FAIL_TIMEOUT, /* sl_tls_handshake_timeout() called */
 	SL_TLS_FAIL_PROTOCOL, /* version, cipher, ALPN, malformed messages */
 	SL_TLS_FAIL_IO, /* connection closed or reset mid-handshake */
+	SL_TLS_FAIL_IDENTITY, /* a valid SPIFFE ID the expect callback refused */
 	SL_TLS_FAIL_NR
 };
 extern const char *const sl_tls_fail_name[SL_TLS_FAIL_NR];
@@ -142,6 +143,16 @@ const char *sl_tls_ktls_reason(void);
  */
 int sl_tls_conn_new(struct sl_tls_ctx *ctx, int fd, enum sl_tls_role role,
 		    const char *peer_key, struct sl_tls_conn **out);
+/* Before the handshake: the peer's SPIFFE ID must also pass match(arg, id),
+ * checked while its certificate is verified, so a refused server never sees
+ * our Finished (a TLS 1.3 server would otherwise count the connection as
+ * accepted and act on it). A resumed session skips certificate checks: the
+ * caller re-checks sl_tls_peer_id() after the handshake. After a refusal
+ * (SL_TLS_FAIL_IDENTITY) sl_tls_peer_id() names the refused identity.
+ */
+void sl_tls_conn_expect_peer(struct sl_tls_conn *c,
+			     bool (*match)(void *arg, const char *id),
+			     void *arg);
 /* Frees the SSL object; never sends anything. Safe on NULL. */
 void sl_tls_conn_free(struct sl_tls_conn *c);
 /* Client: offer these protocols ("h2,http/1.1") instead of opts.alpn.
