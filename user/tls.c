@@ -876,6 +876,26 @@ void sl_tls_ctx_free(struct sl_tls_ctx *ctx)
 	free(ctx);
 }
 
+static bool recently_changed(char *const files[F_NR])
+{
+	struct timespec now;
+	int i;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	for (i = 0; i < F_NR; i++) {
+		struct stat s;
+		long long ms;
+
+		if (stat(files[i], &s))
+			continue;
+		ms = (long long)(now.tv_sec - s.st_mtim.tv_sec) * 1000 +
+		     (now.tv_nsec - s.st_mtim.tv_nsec) / 1000000;
+		if (ms >= 0 && ms < SL_TLS_SETTLE_MS)
+			return true;
+	}
+	return false;
+}
+
 int sl_tls_reload(struct sl_tls_ctx *ctx)
 {
 	struct stamp now[F_NR] = {};
@@ -896,6 +916,15 @@ int sl_tls_reload(struct sl_tls_ctx *ctx)
 	}
 	if (same || same_bad) {
 		r = same ? 0 : ctx->rejected_err;
+		goto out;
+	}
+	/* A rotation that writes the cert and then the key (or renames them
+	 * one by one) is briefly half done; files that changed within the
+	 * last SL_TLS_SETTLE_MS are read at a later check, whole, instead of
+	 * being refused and counted as a bad rotation.
+	 */
+	if (recently_changed(ctx->files)) {
+		r = 0;
 		goto out;
 	}
 	r = material_load(ctx->files, ctx, ctx->td, sizeof(ctx->td), &m, why,

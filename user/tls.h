@@ -55,6 +55,7 @@
 #define SL_TLS_SESS_CACHE 256 /* client sessions kept, least recently used out */
 #define SL_TLS_ERR_MAX 512 /* error strings kept per connection / context */
 #define SL_TLS_READ_BUF (64 * 1024) /* OpenSSL's read-ahead buffer per connection */
+#define SL_TLS_SETTLE_MS 500 /* rotated files younger than this: read later */
 
 struct sl_tls_opts {
 	const char *cert_file; /* PEM: leaf first, then intermediates */
@@ -124,7 +125,9 @@ void sl_tls_ctx_free(struct sl_tls_ctx *ctx);
  * and swap them in for new connections; established ones keep their old
  * SSL_CTX (reference counted) until freed. 1 swapped, 0 unchanged, -errno
  * rejected: the old material stays, sl_tls_ctx_error() says why (the same
- * rejected files are not retried, logged or counted again).
+ * rejected files are not retried, logged or counted again). Files changed
+ * less than SL_TLS_SETTLE_MS ago are left for a later call (0): a rotation
+ * caught half done is neither loaded nor refused.
  */
 int sl_tls_reload(struct sl_tls_ctx *ctx);
 const char *sl_tls_ctx_error(const struct sl_tls_ctx *ctx);
