@@ -270,6 +270,9 @@ static int ensure_link(const char *pin_root, struct bpf_program *prog,
 	err = sl_cgroup_id(cgpath, &cgid);
 	if (err)
 		return err;
+	err = sl_link_drop_if_orphaned(pin_root, pin);
+	if (err < 0 && err != -ENOENT)
+		return err;
 	fd = sl_pin_open(pin_root, pin);
 	if (fd >= 0) {
 		err = bpf_obj_get_info_by_fd(fd, &info, &len) ? -errno : 0;

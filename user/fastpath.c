@@ -348,6 +348,27 @@ static int pinned_link_info(const char *pin_root, const char *name,
 	return err;
 }
 
+int sl_link_drop_if_orphaned(const char *pin_root, const char *name)
+{
+	struct bpf_link_info info;
+	int fd = sl_pin_open(pin_root, name), err;
+
+	if (fd < 0)
+		return fd;
+	err = link_info(fd, &info);
+	if (!err && info.type == BPF_LINK_TYPE_CGROUP && !info.cgroup.cgroup_id) {
+		bpf_link_detach(fd);
+		err = sl_pin_unlink(pin_root, name);
+		if (!err) {
+			pr_info("%s/%s served a cgroup that is gone (a restarted "
+				"container's): replaced\n", pin_root, name);
+			err = 1;
+		}
+	}
+	close(fd);
+	return err;
+}
+
 /* A pinned sockops link: reuse it if it serves this cgroup, else refuse. */
 static int reuse_pinned(const char *pin_root, uint64_t cgid, const char *cgpath)
 {
@@ -388,6 +409,9 @@ static int attach_sidecar_sockops(const char *pin_root, const char *sidecar,
 	if (!err)
 		err = sl_cgroup_id(cgpath, &cgid);
 	if (err || cgid == app_cgid) /* same cgroup: already covered */
+		return err;
+	err = sl_link_drop_if_orphaned(pin_root, SL_PIN_LINK_SOCKOPS_SIDECAR);
+	if (err < 0 && err != -ENOENT)
 		return err;
 	err = pinned_link_info(pin_root, SL_PIN_LINK_SOCKOPS_SIDECAR, &info);
 	if (err != -ENOENT) {

@@ -66,6 +66,11 @@ int sl_pin_foreach_u64(const char *pin_root, const char *name, void *val,
 /* Sum the per-CPU sl_counters of a pinned map. */
 int sl_fp_read_counters(const char *pin_root, struct sl_counters *out);
 
+/* A pinned cgroup link whose cgroup is gone (its container restarted: the
+ * new one has a new cgroup) is detached and its pin removed, so the next
+ * attach replaces it. 1 dropped, 0 kept (alive), -ENOENT none, -errno.
+ */
+int sl_link_drop_if_orphaned(const char *pin_root, const char *name);
 /* Build "<pin_root>/<name>" into buf. Returns 0 or -ENAMETOOLONG. */
 int sl_pin_path(char *buf, size_t len, const char *pin_root, const char *name);
 struct bpf_object;

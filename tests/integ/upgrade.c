@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <bpf/bpf.h>
 #include "harness.h"
 #include "sidelane.h"
@@ -52,10 +53,13 @@ static bool pinned(const struct th_env *env, const char *name)
 /* `sidelane run` again on env's pins, for at most ms (then killed, as a
  * crash would end it). Its exit status or -ETIMEDOUT; its log in out.
  */
-static int rerun(struct th_env *env, char *out, size_t len, int ms)
+static int rerun_in(struct th_env *env, const char *sidecar, char *out,
+		    size_t len, int ms)
 {
 	char *argv[] = { (char *)th_sidelane_bin(), "run", "--cgroup", env->cgroup,
-			 "--pin-root", env->pin_root, NULL };
+			 "--pin-root", env->pin_root,
+			 sidecar ? "--sidecar-cgroup" : NULL, (char *)sidecar,
+			 NULL };
 	char log[] = "/tmp/sidelane-upgrade-XXXXXX";
 	int fd = mkstemp(log), st;
 	ssize_t n;
@@ -76,6 +80,78 @@ static int rerun(struct th_env *env, char *out, size_t len, int ms)
 	close(fd);
 	unlink(log);
 	return st;
+}
+
+static int rerun(struct th_env *env, char *out, size_t len, int ms)
+{
+	return rerun_in(env, NULL, out, len, ms);
+}
+
+/* Cgroup id of the link pinned as name, 0 if none or its cgroup is gone. */
+static __u64 link_cgroup(const struct th_env *env, const char *name)
+{
+	struct bpf_link_info info = {};
+	__u32 len = sizeof(info);
+	char path[PATH_MAX + 64];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", env->pin_root, name);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return 0;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		info.cgroup.cgroup_id = 0;
+	close(fd);
+	return info.cgroup.cgroup_id;
+}
+
+/* A container restart: the sidecar comes back in a new cgroup, the old one
+ * is gone with its links' cgroup. The new run must replace those links,
+ * not refuse to start (it did: "serves another sidecar cgroup (id 0)").
+ */
+static void test_new_sidecar_cgroup(struct th_env *env, char *out, size_t len)
+{
+	const char *t = "upgrade: a sidecar restarted in a new cgroup replaces the "
+			"links of the one that is gone";
+	char base[PATH_MAX], s1[PATH_MAX + 128], s2[PATH_MAX + 128], *slash;
+	struct stat st2;
+	int st;
+
+	snprintf(base, sizeof(base), "%s", env->cgroup);
+	slash = strrchr(base, '/');
+	if (!TH_CHECK(slash, t, "cgroup path %s", env->cgroup))
+		return;
+	*slash = '\0';
+	snprintf(s1, sizeof(s1), "%s/%s-side1", base, env->name);
+	snprintf(s2, sizeof(s2), "%s/%s-side2", base, env->name);
+	if (!TH_CHECK(!mkdir(s1, 0755) && !mkdir(s2, 0755), t, "mkdir: %s",
+		      strerror(errno)))
+		goto out;
+	st = rerun_in(env, s1, out, len, 2500); /* killed: as a crash */
+	if (!TH_CHECK(st == -ETIMEDOUT && link_cgroup(env, SL_PIN_LINK_GETSOCKOPT),
+		      t, "first run (%d): %s", st, out))
+		goto out;
+	usleep(100 * 1000);
+	if (!TH_CHECK(!rmdir(s1), t, "rmdir %s: %s", s1, strerror(errno)))
+		goto out;
+	st = rerun_in(env, s2, out, len, 2500);
+	stat(s2, &st2);
+	if (TH_CHECK(st == -ETIMEDOUT, t, "run in the new cgroup ended (%d): %s", st,
+		     out) &&
+	    TH_CHECK(strstr(out, "served a cgroup that is gone"), t,
+		     "nothing replaced: %s", out) &&
+	    TH_CHECK(link_cgroup(env, SL_PIN_LINK_GETSOCKOPT) == (__u64)st2.st_ino &&
+			     link_cgroup(env, SL_PIN_LINK_SOCKOPS_SIDECAR) ==
+				     (__u64)st2.st_ino,
+		     t, "sidecar links on cgroup %llu/%llu, want %llu",
+		     (unsigned long long)link_cgroup(env, SL_PIN_LINK_GETSOCKOPT),
+		     (unsigned long long)link_cgroup(env, SL_PIN_LINK_SOCKOPS_SIDECAR),
+		     (unsigned long long)st2.st_ino))
+		th_pass(t);
+out:
+	usleep(100 * 1000);
+	rmdir(s1);
+	rmdir(s2);
 }
 
 /* Name of the program a pinned link runs, "" if unknown. */
@@ -234,6 +310,7 @@ int main(void)
 		th_pass(t);
 
 	test_inplace(&env, out, sizeof(out));
+	test_new_sidecar_cgroup(&env, out, sizeof(out));
 
 	t = "upgrade: a pinned map of another layout is refused, pins untouched";
 	unlink(path);
