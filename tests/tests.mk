@@ -13,8 +13,9 @@ unit: deps $(UNIT_BINS)
 	$(Q)for t in $(UNIT_BINS); do echo "  UNIT     $$t"; $$t || exit 1; done
 
 -include tests/integ/integ.mk
+include tests/deploy/deploy.mk
 
-test: deps all unit integ
+test: deps all unit deploy-check integ
 
 # `make soak [SOAK_MINUTES=N]`: the integration binaries over and over until
 # the deadline; stops at the first failure (rare races show up here, not in a

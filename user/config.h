@@ -7,6 +7,7 @@
 #define CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -175,6 +176,10 @@ int sl_cidr_contains(const struct sl_cidr *c, int family, const void *addr);
 /* Is port (host order) in one of the n ranges? n == 0: every port. */
 int sl_ports_match(const struct sl_port_range *r, unsigned int n,
 		   uint16_t port);
+/* The resolved values of cfg as one JSON object and a newline
+ * (user/config_json.c; `sidelane config check FILE --json`).
+ */
+void sl_config_print_json(FILE *f, const struct sl_config *cfg);
 /* Parse "a.b.c.d/n", "x::/n" (a bare address means /32 or /128). 0 or -EINVAL. */
 int sl_cidr_parse(const char *s, struct sl_cidr *out);
 /* Parse "80" or "8000-8080". 0 or -EINVAL/-ERANGE. */
