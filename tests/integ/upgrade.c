@@ -24,8 +24,9 @@
 #include "sidelane.h"
 #include "stats.h"
 
-/* Id of the link pinned as name under env's pin root, 0 if none. */
-static __u32 link_id(const struct th_env *env, const char *name)
+/* Info of the link pinned as name under env's pin root (zeroes if none). */
+static struct bpf_link_info pinned_link(const struct th_env *env,
+					const char *name)
 {
 	struct bpf_link_info info = {};
 	__u32 len = sizeof(info);
@@ -34,12 +35,17 @@ static __u32 link_id(const struct th_env *env, const char *name)
 
 	snprintf(path, sizeof(path), "%s/%s", env->pin_root, name);
 	fd = bpf_obj_get(path);
-	if (fd < 0)
-		return 0;
-	if (bpf_obj_get_info_by_fd(fd, &info, &len))
-		info.id = 0;
-	close(fd);
-	return info.id;
+	if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &info, &len))
+		memset(&info, 0, sizeof(info));
+	if (fd >= 0)
+		close(fd);
+	return info;
+}
+
+/* Id of the link pinned as name, 0 if none. */
+static __u32 link_id(const struct th_env *env, const char *name)
+{
+	return pinned_link(env, name).id;
 }
 
 static bool pinned(const struct th_env *env, const char *name)
@@ -90,19 +96,7 @@ static int rerun(struct th_env *env, char *out, size_t len, int ms)
 /* Cgroup id of the link pinned as name, 0 if none or its cgroup is gone. */
 static __u64 link_cgroup(const struct th_env *env, const char *name)
 {
-	struct bpf_link_info info = {};
-	__u32 len = sizeof(info);
-	char path[PATH_MAX + 64];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", env->pin_root, name);
-	fd = bpf_obj_get(path);
-	if (fd < 0)
-		return 0;
-	if (bpf_obj_get_info_by_fd(fd, &info, &len))
-		info.cgroup.cgroup_id = 0;
-	close(fd);
-	return info.cgroup.cgroup_id;
+	return pinned_link(env, name).cgroup.cgroup_id;
 }
 
 /* A container restart: the sidecar comes back in a new cgroup, the old one
