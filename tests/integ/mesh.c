@@ -417,6 +417,8 @@ static const char *const watched[] = {
 	"proxy.pid",
 	"proxy.updated_ms",
 	"inbound.steered",
+	"proxy.active",
+	"tls.active",
 };
 #define N_WATCHED (sizeof(watched) / sizeof(watched[0]))
 
@@ -1451,6 +1453,35 @@ static void test_server_identity(void)
 	}
 }
 
+/* After every case above, good and bad: no connection or TLS state is
+ * left open in either sidecar (counters are published once a second).
+ */
+static void test_no_leaks(void)
+{
+	const char *name = "mesh: nothing left open: proxy.active and tls.active 0 on A and B";
+	struct host *hs[2] = { &ha, &hb };
+	__u64 end = th_now_ms() + 4000;
+	struct snap s[2];
+	bool zero;
+	int i;
+
+	do {
+		zero = true;
+		for (i = 0; i < 2; i++)
+			zero = zero && !snap_read(hs[i], &s[i]) &&
+			       !snap_get(&s[i], "proxy.active") &&
+			       !snap_get(&s[i], "tls.active");
+		if (!zero)
+			usleep(200 * 1000);
+	} while (!zero && th_now_ms() < end);
+	if (TH_CHECK(zero, name, "A: proxy %llu tls %llu, B: proxy %llu tls %llu",
+		     (unsigned long long)snap_get(&s[0], "proxy.active"),
+		     (unsigned long long)snap_get(&s[0], "tls.active"),
+		     (unsigned long long)snap_get(&s[1], "proxy.active"),
+		     (unsigned long long)snap_get(&s[1], "tls.active")))
+		th_pass(name);
+}
+
 /* ---- g: teardown ---- */
 
 static bool gone(const char *path, char *why, size_t len, size_t *off)
@@ -1544,6 +1575,7 @@ int main(void)
 	t[4] = th_now_ms();
 	th_watchdog(20, "mesh: server identity");
 	test_server_identity();
+	test_no_leaks();
 	t[5] = th_now_ms();
 out:
 	free(blob);
