@@ -22,6 +22,7 @@
 #include "fastpath.h"
 #include "capture.h"
 #include "sockkey.bpf.h"
+#include "events.bpf.h"
 
 #define SL_SOCK_STREAM 1
 #define SL_SOL_IP 0
@@ -309,6 +310,30 @@ static __always_inline void uncaptured(struct bpf_sock_addr *ctx,
 	bpf_map_update_elem(&sl_connect_reason, &cookie, &rec, BPF_ANY);
 }
 
+/* A denied connect is a connection the data plane saw: its record goes to
+ * user space like a closed one's (the access log's "denied" lines).
+ */
+static __always_inline void emit_denied(const struct dest *d, __u32 rule_id)
+{
+	struct sl_event *ev = bpf_ringbuf_reserve(&sl_events, sizeof(*ev), 0);
+
+	if (!ev) {
+		sl_event_lost();
+		return;
+	}
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->type = SL_EV_DENIED;
+	ev->rule_id = rule_id;
+	ev->end_ns = bpf_ktime_get_ns();
+	ev->conn.start_ns = ev->end_ns;
+	__builtin_memcpy(ev->conn.key.remote_ip, d->ip, 16);
+	ev->conn.key.remote_port = d->port;
+	ev->conn.pid = bpf_get_current_pid_tgid() >> 32;
+	ev->conn.cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(ev->conn.comm, sizeof(ev->conn.comm));
+	bpf_ringbuf_submit(ev, 0);
+}
+
 /* Decide for one connect(): 0 deny (EPERM), 1 go on. *cfgp set when the
  * connect is to be sent to the outbound listener; *rule_id is the policy
  * rule that allowed it.
@@ -339,6 +364,7 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx,
 	if (policy_verdict(d, rule_id) == SL_ACTION_DENY_V) {
 		count(SL_CR_DENIED);
 		forget(ctx);
+		emit_denied(d, *rule_id);
 		return 0;
 	}
 	/* Loop avoidance: sidelane marks its own upstream sockets (SO_MARK

@@ -10,6 +10,7 @@
 #include "sidelane.h"
 #include "fastpath.h"
 #include "stats.h"
+#include "acct.h"
 #include "sockkey.bpf.h"
 
 /* 4-tuple (+netns) of a local socket -> the socket; sk_msg looks up peers here */
@@ -38,7 +39,8 @@ struct {
 	__type(value, struct sl_sk_state);
 } sl_sk_state SEC(".maps");
 
-/* 4-tuple key of a socket in the sockhash -> its struct tcp_sock address.
+/* 4-tuple key of a socket in the sockhash -> its struct tcp_sock address and
+ * cookie.
  * sk_msg cannot look a socket up in the sockhash itself (that takes a
  * reference only bpf_sk_release() drops, which sk_msg may not call); this is
  * how a sender finds its peer's psock to bound the backlog.
@@ -47,7 +49,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SL_MAX_SOCKETS);
 	__type(key, struct sl_sock_key);
-	__type(value, __u64);
+	__type(value, struct sl_sock_ref);
 } sl_sk_by_key SEC(".maps");
 
 /* 0 -> global counters, one copy per CPU */
@@ -77,6 +79,7 @@ struct {
 } sl_proxy_stats SEC(".maps");
 
 #include "local_addrs.bpf.h"
+#include "events.bpf.h"
 
 /* service port (host order) -> 1: connections kept off the fast path */
 struct {
@@ -124,15 +127,86 @@ static __always_inline __u32 psock_backlog(struct tcp_sock *tp)
 	return psock ? psock->msg_tot_len : 0;
 }
 
+/* Why this socket stays off the sockhash, or SL_ACC_ACCELERATED. */
+static __always_inline __u16 acc_reason(struct bpf_sock_ops *skops,
+					struct sl_conn *conn,
+					struct sl_counters *cnt)
+{
+	struct sl_fp_cfg *cfg;
+	__u32 zero = 0;
+	__u16 svc_port;
+
+	/* A peer elsewhere can never be in our sockhash: keep its socket off
+	 * the sk_msg path entirely rather than pay a failed lookup per
+	 * message.
+	 */
+	if (!peer_on_this_host(&conn->key)) {
+		cnt->not_local++;
+		return SL_ACC_NOT_LOCAL;
+	}
+	/* The service port is the listener's: local on the accepted side,
+	 * remote on the connecting side, so both ends decide alike.
+	 */
+	svc_port = (conn->flags & SL_CONN_F_PASSIVE) ? conn->key.local_port :
+						       conn->key.remote_port;
+	if (bpf_map_lookup_elem(&sl_excluded_ports, &svc_port)) {
+		cnt->excluded++;
+		return SL_ACC_EXCLUDED;
+	}
+	/* Redirect off (failed self-test): not even in the sockhash, since
+	 * a sockhash socket's FIONREAD counts only redirected bytes (6.18).
+	 */
+	cfg = bpf_map_lookup_elem(&sl_fp_cfg, &zero);
+	if (cfg && cfg->redirect_off) {
+		cnt->redirect_off++;
+		return SL_ACC_REDIRECT_OFF;
+	}
+	/* The connecting side is established first (SYN-ACK, then the ACK
+	 * that establishes the accepted side), so an accepted socket whose
+	 * peer is not in the sockhash has a peer outside our cgroups: it
+	 * would get no redirect, and in the sockhash its FIONREAD would miss
+	 * every byte that arrives over TCP. Left out. (TCP Fast Open
+	 * establishes the accepted side first: such connections go plain.)
+	 */
+	if (conn->flags & SL_CONN_F_PASSIVE) {
+		struct sl_sock_key peer = {};
+
+		peer.netns_cookie = conn->key.netns_cookie;
+		if (sl_key_peer(skops, &peer) ||
+		    !bpf_map_lookup_elem(&sl_sk_by_key, &peer)) {
+			cnt->peer_plain++;
+			return SL_ACC_PEER_PLAIN;
+		}
+	}
+	return SL_ACC_ACCELERATED;
+}
+
+/* connect(): the one sockops callback in the connecting process's context;
+ * who it is goes into the socket's storage for the record at established.
+ */
+static __always_inline void on_connect(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct sl_sk_state *st;
+
+	if (!sk)
+		return;
+	st = bpf_sk_storage_get(&sl_sk_state, sk, NULL,
+				BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st)
+		return;
+	st->pid = bpf_get_current_pid_tgid() >> 32;
+	st->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(st->comm, sizeof(st->comm));
+}
+
 static __always_inline void on_established(struct bpf_sock_ops *skops,
 					   __u32 flags)
 {
 	struct sl_counters *cnt = counters();
 	struct sl_conn conn = {};
-	struct sl_fp_cfg *cfg;
+	struct sl_sk_state *st;
 	struct bpf_sock *sk;
-	__u32 zero = 0;
-	__u16 svc_port;
 	__u64 cookie;
 
 	if (!cnt)
@@ -147,65 +221,46 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 		return;
 	if (sl_key_own(skops, &conn.key))
 		return;
-	/* A peer elsewhere can never be in our sockhash: keep its socket off the
-	 * sk_msg path entirely rather than pay a failed lookup per message.
-	 */
-	if (!peer_on_this_host(&conn.key)) {
-		cnt->not_local++;
-		return;
-	}
-	/* The service port is the listener's: local on the accepted side,
-	 * remote on the connecting side, so both ends decide alike.
-	 */
-	svc_port = (flags & SL_CONN_F_PASSIVE) ? conn.key.local_port :
-						 conn.key.remote_port;
-	if (bpf_map_lookup_elem(&sl_excluded_ports, &svc_port)) {
-		cnt->excluded++;
-		return;
-	}
-	/* Redirect off (failed self-test): not even in the sockhash, since
-	 * a sockhash socket's FIONREAD counts only redirected bytes (6.18).
-	 */
-	cfg = bpf_map_lookup_elem(&sl_fp_cfg, &zero);
-	if (cfg && cfg->redirect_off) {
-		cnt->redirect_off++;
-		return;
-	}
 	conn.key.netns_cookie = bpf_get_netns_cookie(skops);
-	/* The connecting side is established first (SYN-ACK, then the ACK
-	 * that establishes the accepted side), so an accepted socket whose
-	 * peer is not in the sockhash has a peer outside our cgroups: it
-	 * would get no redirect, and in the sockhash its FIONREAD would miss
-	 * every byte that arrives over TCP. Left out. (TCP Fast Open
-	 * establishes the accepted side first: such connections go plain.)
-	 */
-	if (flags & SL_CONN_F_PASSIVE) {
-		struct sl_sock_key peer = {};
-
-		peer.netns_cookie = conn.key.netns_cookie;
-		if (sl_key_peer(skops, &peer) ||
-		    !bpf_map_lookup_elem(&sl_sk_by_key, &peer)) {
-			cnt->peer_plain++;
-			return;
-		}
-	}
-	conn.flags = flags | SL_CONN_F_IN_SOCKHASH;
+	conn.flags = flags;
 	conn.start_ns = bpf_ktime_get_ns();
-
-	/* The record comes first: sk_msg needs it to keep the byte stream in
-	 * order (SL_CONN_F_PLAIN), so a socket without one stays off the fast path.
+	conn.tcp_acked0 = skops->bytes_acked;
+	conn.tcp_rx0 = skops->bytes_received;
+	conn.reason = acc_reason(skops, &conn, cnt);
+	sk = skops->sk; /* one read: a second one would not be NULL-checked */
+	st = sk ? bpf_sk_storage_get(&sl_sk_state, sk, NULL, 0) : NULL;
+	if (st && st->pid) { /* the connecting process (on_connect) */
+		conn.pid = st->pid;
+		conn.cgroup_id = st->cgroup_id;
+		__builtin_memcpy(conn.comm, st->comm, sizeof(conn.comm));
+	}
+	if (conn.reason == SL_ACC_ACCELERATED)
+		conn.flags |= SL_CONN_F_IN_SOCKHASH;
+	/* Every connection gets its record (accounting); the record comes
+	 * before the insert: sk_msg needs it to keep the byte stream in order
+	 * (SL_CONN_F_PLAIN), so a socket without one stays off the fast path.
 	 */
 	if (bpf_map_update_elem(&sl_conns, &cookie, &conn, BPF_ANY)) {
 		cnt->conn_map_full++;
 		return;
 	}
+	/* Ask for state changes so the record is sent and dropped at close */
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+						 BPF_SOCK_OPS_STATE_CB_FLAG);
+	if (conn.reason != SL_ACC_ACCELERATED)
+		return;
 	/* BPF_ANY: a key still held by a dead socket (reset, fd not closed yet)
 	 * is taken over by the new socket with the same 4-tuple; otherwise the
 	 * peer's messages would be redirected into the dead one.
 	 */
 	if (bpf_sock_hash_update(skops, &sl_sockhash, &conn.key, BPF_ANY)) {
+		struct sl_conn *c = bpf_map_lookup_elem(&sl_conns, &cookie);
+
 		cnt->sock_insert_failed++;
-		bpf_map_delete_elem(&sl_conns, &cookie);
+		if (c) {
+			c->flags &= ~SL_CONN_F_IN_SOCKHASH;
+			c->reason = SL_ACC_INSERT_FAILED;
+		}
 		return;
 	}
 	cnt->sock_inserted++;
@@ -214,12 +269,10 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 	 * out at PASSIVE_ESTABLISHED), so no sendmsg, and so no sk_msg, can run on
 	 * this socket in between.
 	 */
-	sk = skops->sk; /* one read: a second one would not be NULL-checked */
 	if (sk) {
 		struct sl_sk_state init = { .cookie = cookie };
 		struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-		struct sl_sk_state *st;
-		__u64 addr = (__u64)tp;
+		struct sl_sock_ref ref = { .tp = (__u64)tp, .cookie = cookie };
 
 		/* An existing storage (the socket connected before) is reset:
 		 * its cached peer belongs to the old connection.
@@ -231,19 +284,16 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 			st->peer_tp = 0;
 		}
 		if (tp)
-			bpf_map_update_elem(&sl_sk_by_key, &conn.key, &addr,
+			bpf_map_update_elem(&sl_sk_by_key, &conn.key, &ref,
 					    BPF_ANY);
 	}
-	/* Ask for state changes so the record is dropped at close; a
-	 * connecting socket also for its next received segment, which tells
-	 * whether its peer joined (see on_first_segment).
+	/* A connecting socket also wants its next received segment, which
+	 * tells whether its peer joined (see on_first_segment).
 	 */
-	bpf_sock_ops_cb_flags_set(skops,
-				  skops->bpf_sock_ops_cb_flags |
-					  BPF_SOCK_OPS_STATE_CB_FLAG |
-					  ((flags & SL_CONN_F_PASSIVE) ?
-						   0 :
-						   BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG));
+	if (!(flags & SL_CONN_F_PASSIVE))
+		bpf_sock_ops_cb_flags_set(
+			skops, skops->bpf_sock_ops_cb_flags |
+				       BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG);
 }
 
 /* A connecting socket is inserted before its peer is established (the
@@ -283,7 +333,84 @@ static __always_inline void on_first_segment(struct bpf_sock_ops *skops)
 		return;
 	bpf_map_delete_elem(&sl_sk_by_key, &conn->key);
 	conn->flags = (conn->flags & ~SL_CONN_F_IN_SOCKHASH) | SL_CONN_F_PLAIN;
+	conn->reason = SL_ACC_PEER_PLAIN;
 	cnt->peer_plain++;
+}
+
+#define SL_RCV_SHUTDOWN 1 /* sk_shutdown bits (include/net/sock.h) */
+#define SL_SEND_SHUTDOWN 2
+
+/* What each end of a local pair redirected into the other, copied into
+ * both records while both exist: the first of the two to close does it, so
+ * the second finds its count in its own record.
+ */
+static __always_inline void swap_rx(struct bpf_sock_ops *skops,
+				    struct sl_conn *conn)
+{
+	struct sl_sock_key peer = {};
+	struct sl_sock_ref *ref;
+	struct sl_conn *pc;
+
+	peer.netns_cookie = conn->key.netns_cookie;
+	if (sl_key_peer(skops, &peer))
+		return;
+	ref = bpf_map_lookup_elem(&sl_sk_by_key, &peer);
+	pc = ref ? bpf_map_lookup_elem(&sl_conns, &ref->cookie) : NULL;
+	if (!pc)
+		return;
+	conn->rx_redir_bytes = pc->redir_bytes;
+	conn->rx_redir_msgs = pc->redir_msgs;
+	pc->rx_redir_bytes = conn->redir_bytes;
+	pc->rx_redir_msgs = conn->redir_msgs;
+}
+
+/* The record goes to user space once, at TCP_CLOSE (sl_events); a full
+ * ring is counted in sl_events_lost.
+ */
+static __always_inline void emit_close(struct bpf_sock_ops *skops,
+				       struct sl_conn *conn, __u64 cookie,
+				       struct sl_counters *cnt)
+{
+	__u32 old_state = skops->args[0];
+	__u64 rx = skops->bytes_received, acked = skops->bytes_acked;
+	struct bpf_sock *sk = skops->sk;
+	struct tcp_sock *tp = sk ? bpf_skc_to_tcp_sock(sk) : NULL;
+	struct sl_event *ev;
+
+	/* payload only: the handshake's share (tcp_acked0/tcp_rx0) and a FIN
+	 * each way take one sequence number in these counters
+	 */
+	acked -= conn->tcp_acked0;
+	rx -= conn->tcp_rx0;
+	if (tp) {
+		__u8 shut = tp->inet_conn.icsk_inet.sk.sk_shutdown;
+
+		if ((shut & SL_RCV_SHUTDOWN) && rx)
+			rx--; /* the peer's FIN */
+		/* write_seq counts the FIN once queued: all acked, FIN too */
+		if ((shut & SL_SEND_SHUTDOWN) && tp->snd_una == tp->write_seq &&
+		    acked)
+			acked--; /* our FIN, acknowledged */
+	}
+	if (conn->flags & SL_CONN_F_IN_SOCKHASH)
+		swap_rx(skops, conn);
+	ev = bpf_ringbuf_reserve(&sl_events, sizeof(*ev), 0);
+	if (!ev) {
+		sl_event_lost();
+		return;
+	}
+	ev->type = SL_EV_CLOSE;
+	ev->close_state = old_state;
+	ev->cookie = cookie;
+	ev->end_ns = bpf_ktime_get_ns();
+	ev->tcp_bytes_received = rx;
+	ev->tcp_bytes_acked = acked;
+	ev->rule_id = 0;
+	ev->pad = 0;
+	__builtin_memcpy(&ev->conn, conn, sizeof(ev->conn));
+	bpf_ringbuf_submit(ev, 0);
+	if (cnt)
+		cnt->records_closed++;
 }
 
 static __always_inline void on_close(struct bpf_sock_ops *skops)
@@ -303,6 +430,8 @@ static __always_inline void on_close(struct bpf_sock_ops *skops)
 	conn = bpf_map_lookup_elem(&sl_conns, &cookie);
 	if (!conn)
 		return;
+	cnt = counters();
+	emit_close(skops, conn, cookie, cnt);
 	/* Without msg_tot_len (before 6.15) unread data cannot be seen: the
 	 * entry is then left for close() to remove, never dropped here.
 	 */
@@ -313,7 +442,6 @@ static __always_inline void on_close(struct bpf_sock_ops *skops)
 	bpf_map_delete_elem(&sl_sk_by_key, &conn->key);
 	if (bpf_map_delete_elem(&sl_conns, &cookie))
 		return;
-	cnt = counters();
 	if (cnt)
 		cnt->sock_removed++;
 }
@@ -322,6 +450,9 @@ SEC("sockops")
 int sl_sockops(struct bpf_sock_ops *skops)
 {
 	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		on_connect(skops);
+		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		on_established(skops, 0);
 		break;
@@ -347,13 +478,13 @@ int sl_sockops(struct bpf_sock_ops *skops)
 static __always_inline struct tcp_sock *
 peer_tcp_sock(struct sl_sk_state *st, const struct sl_sock_key *peer)
 {
-	__u64 *addr;
+	struct sl_sock_ref *ref;
 
 	if (!st->peer_tp) {
-		addr = bpf_map_lookup_elem(&sl_sk_by_key, peer);
-		if (!addr)
+		ref = bpf_map_lookup_elem(&sl_sk_by_key, peer);
+		if (!ref)
 			return NULL;
-		st->peer_tp = *addr;
+		st->peer_tp = ref->tp;
 	}
 	return bpf_rdonly_cast((void *)st->peer_tp,
 			       bpf_core_type_id_kernel(struct tcp_sock));
@@ -406,6 +537,7 @@ int sl_sk_msg(struct sk_msg_md *msg)
 	if (!conn->pid) {
 		conn->pid = bpf_get_current_pid_tgid() >> 32;
 		conn->cgroup_id = bpf_get_current_cgroup_id();
+		bpf_get_current_comm(conn->comm, sizeof(conn->comm));
 	}
 	if (conn->flags & SL_CONN_F_PLAIN)
 		goto plain;
@@ -467,6 +599,7 @@ int sl_sk_msg(struct sk_msg_md *msg)
 	 * (closing) and plain TCP gives the app the error it would have had.
 	 */
 	conn->flags |= SL_CONN_F_PLAIN;
+	conn->reason = SL_ACC_FELL_BACK;
 plain:
 	conn->pass_bytes += size;
 	conn->pass_msgs++;

@@ -48,25 +48,51 @@ struct sl_addr {
 #define SL_CONN_F_SEEN 0x10
 
 /* Per-socket accounting record, keyed by socket cookie; created by sockops at
- * established, updated by sk_msg, deleted by sockops when the socket closes.
+ * established for every TCP socket of our cgroups (accelerated or not: reason
+ * says), updated by sk_msg, sent to user space (sl_events) and deleted by
+ * sockops when the socket closes.
  */
 struct sl_conn {
 	struct sl_sock_key key;
 	__u32 flags; /* SL_CONN_F_* */
+	__u16 reason; /* enum sl_acc_reason (include/acct.h) */
+	__u16 pad;
 	__u64 start_ns; /* bpf_ktime_get_ns() at established */
-	__u64 cgroup_id; /* cgroup of the first sender (sk_msg runs in its context) */
-	__u32 pid; /* tgid of the first sender */
-	__u32 pad;
+	__u64 cgroup_id; /* owner's cgroup: the connecting process, else the first sender */
+	__u32 pid; /* tgid of the same */
+	__u32 pad2;
+	char comm[16]; /* and its command name */
 	__u64 redir_bytes; /* bytes redirected socket-to-socket */
 	__u64 redir_msgs;
 	__u64 pass_bytes; /* bytes sent down the normal TCP path */
 	__u64 pass_msgs;
+	/* redirected into this socket by its peer, copied at either one's close */
+	__u64 rx_redir_bytes;
+	__u64 rx_redir_msgs;
+	/* tcp_sock bytes_acked / bytes_received at established: the handshake's
+	 * share (an acked SYN counts one), taken off at close
+	 */
+	__u64 tcp_acked0;
+	__u64 tcp_rx0;
 };
 
 /* Socket-local state (sl_sk_state), freed with the socket. */
 struct sl_sk_state {
 	__u64 cookie; /* sk_msg has no bpf_get_socket_cookie() (6.18 still) */
 	__u64 peer_tp; /* peer's struct tcp_sock address, from sl_sk_by_key */
+	/* the process that called connect() (TCP_CONNECT_CB runs in its
+	 * context; the established callbacks run in softirq)
+	 */
+	__u64 cgroup_id;
+	__u32 pid;
+	__u32 pad;
+	char comm[16];
+};
+
+/* sl_sk_by_key value: a socket of the sockhash. */
+struct sl_sock_ref {
+	__u64 tp; /* its struct tcp_sock address (read via bpf_rdonly_cast) */
+	__u64 cookie; /* its sl_conns key */
 };
 
 #define SL_FP_REASON_LEN 120
@@ -94,6 +120,7 @@ struct sl_counters {
 	__u64 backlog_fallback; /* switches to TCP: the peer read too slowly */
 	__u64 backlog_resumed; /* switches back: TCP drained, redirecting again */
 	__u64 redirect_off; /* sockets left out: redirect switched off */
+	__u64 records_closed; /* close events sent to sl_events */
 	__u64 peer_plain; /* sockets left out or taken out: their peer is not in
 			   * the sockhash (outside the cgroups, or TFO) */
 };

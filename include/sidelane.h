@@ -21,6 +21,8 @@
 #define SL_MAP_SK_BY_KEY "sl_sk_by_key"
 #define SL_MAP_PROXY_STATS "sl_proxy_stats" /* include/stats.h */
 #define SL_MAP_FP_CFG "sl_fp_cfg"
+#define SL_MAP_EVENTS "sl_events" /* ring buffer of include/acct.h events */
+#define SL_MAP_EVENTS_LOST "sl_events_lost"
 #define SL_MAP_CONNECT_REASON "sl_connect_reason"
 
 /* Capture and policy maps (bpf/capture.bpf.c), pinned beside the above. */

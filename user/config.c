@@ -171,6 +171,18 @@ const char sl_config_default_yaml[] =
 	"  default: allow\n"
 	"  identities: []\n"
 	"\n"
+	"# Connection accounting: every connection the data plane sees (accelerated,\n"
+	"# relayed, denied) gets one JSON line in the access log when it ends.\n"
+	"accounting:\n"
+	"  # File of the access log (its folder must exist); \"\": none. Writing it\n"
+	"  # never blocks the data path: lines a full queue cannot take are\n"
+	"  # dropped and counted.\n"
+	"  access_log: \"\"\n"
+	"  # Rotate when the live file reaches this size (4096..1073741824).\n"
+	"  max_bytes: 10485760\n"
+	"  # Rotated files kept, gzip-compressed: FILE.1.gz .. FILE.N.gz (0..100).\n"
+	"  keep: 5\n"
+	"\n"
 	"# Admin HTTP endpoint (libmicrohttpd): /metrics (Prometheus), /stats (JSON),\n"
 	"# /healthz, /ready, POST /drain.\n"
 	"admin:\n"
@@ -567,9 +579,14 @@ struct raw_admin {
 	char *listen, *drain_timeout_ms;
 };
 
+struct raw_accounting {
+	char *access_log, *max_bytes, *keep;
+};
+
 struct raw_config {
 	char *pin_root, *cgroup;
 	struct raw_admin *admin;
+	struct raw_accounting *accounting;
 	struct raw_tls *tls;
 	struct raw_inbound *inbound;
 	struct raw_fastpath *fastpath;
@@ -730,6 +747,13 @@ static const cyaml_schema_field_t admin_fields[] = {
 	CYAML_FIELD_END
 };
 
+static const cyaml_schema_field_t accounting_fields[] = {
+	STR("access_log", OPT, struct raw_accounting, access_log),
+	STR("max_bytes", OPT, struct raw_accounting, max_bytes),
+	STR("keep", OPT, struct raw_accounting, keep),
+	CYAML_FIELD_END
+};
+
 static const cyaml_schema_field_t config_fields[] = {
 	STR("pin_root", OPT, struct raw_config, pin_root),
 	STR("cgroup", OPT, struct raw_config, cgroup),
@@ -743,6 +767,8 @@ static const cyaml_schema_field_t config_fields[] = {
 				tls_fields),
 	CYAML_FIELD_MAPPING_PTR("inbound", OPT_NULL, struct raw_config, inbound,
 				inbound_fields),
+	CYAML_FIELD_MAPPING_PTR("accounting", OPT_NULL, struct raw_config,
+				accounting, accounting_fields),
 	CYAML_FIELD_MAPPING_PTR("admin", OPT_NULL, struct raw_config, admin,
 				admin_fields),
 	CYAML_FIELD_MAPPING_PTR("policy", OPT_NULL, struct raw_config, policy,
@@ -1921,6 +1947,25 @@ static int apply_config(struct doc *d, const struct raw_config *r,
 		err = apply_inbound(d, r->inbound, cfg);
 	if (!err && r->admin)
 		err = apply_admin(d, r->admin, cfg);
+	if (!err && r->accounting) {
+		const struct raw_accounting *a = r->accounting;
+
+		err = get_string(d, "accounting.access_log", a->access_log,
+				 cfg->accounting.access_log,
+				 sizeof(cfg->accounting.access_log));
+		if (!err && a->access_log && a->access_log[0] &&
+		    a->access_log[0] != '/')
+			err = fail_line(d, line_of(d, "accounting.access_log"),
+					"accounting.access_log",
+					"\"%s\" is not an absolute path",
+					a->access_log);
+		if (!err)
+			err = get_uint(d, "accounting.max_bytes", a->max_bytes,
+				       4096, 1U << 30, &cfg->accounting.max_bytes);
+		if (!err)
+			err = get_uint(d, "accounting.keep", a->keep, 0, 100,
+				       &cfg->accounting.keep);
+	}
 	if (!err && r->policy)
 		err = apply_policy(d, r->policy, "policy", &cfg->policy);
 	if (!err)

@@ -150,6 +150,11 @@ struct sl_config {
 		struct sl_id_rule_cfg ids[SL_CFG_MAX_ID_RULES];
 	} inbound;
 	struct {
+		char access_log[SL_CFG_PATH_MAX]; /* "" = none */
+		unsigned int max_bytes; /* rotate the live file at this size */
+		unsigned int keep; /* gzip-compressed rotated files kept */
+	} accounting;
+	struct {
 		int enabled; /* listen given */
 		struct sl_endpoint listen; /* loopback only */
 		unsigned int drain_timeout_ms; /* SIGTERM and POST /drain */

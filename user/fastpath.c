@@ -36,6 +36,7 @@ static const char *const map_names[] = {
 	SL_MAP_SOCKHASH,    SL_MAP_CONNS,     SL_MAP_COUNTERS,
 	SL_MAP_LOCAL_ADDRS, SL_MAP_SK_STATE,  SL_MAP_EXCLUDED_PORTS,
 	SL_MAP_SK_BY_KEY,   SL_MAP_PROXY_STATS, SL_MAP_FP_CFG,
+	SL_MAP_EVENTS,      SL_MAP_EVENTS_LOST,
 };
 
 int sl_pin_path(char *buf, size_t len, const char *pin_root, const char *name)

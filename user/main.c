@@ -28,6 +28,8 @@
 #include "status.h"
 #include "privs.h"
 #include "selftest.h"
+#include "accesslog.h"
+#include "acct_user.h"
 #include "bench.h"
 #include "log.h"
 #include "util.h"
@@ -72,7 +74,7 @@ static void usage(FILE *f)
 		"        see README, \"Socket semantics\").\n"
 		"  policy list|load FILE|add ID allow|deny CIDR [PORTS]|del ID [--pin-root DIR]\n"
 		"        the live L3/L4 rules; every change replaces the set atomically.\n"
-		"  conns [--pin-root DIR] [--json]\n"
+		"  conns [--pin-root DIR] [--json | --watch]\n"
 		"        live sockets of the fast path with why each is or is not\n"
 		"        redirected, and where captured ones meant to go.\n"
 		"  config [check FILE [--json]]\n"
@@ -117,6 +119,7 @@ enum {
 	OPT_EXCLUDE,
 	OPT_CONFIG,
 	OPT_SIDECAR,
+	OPT_WATCH,
 };
 
 static const struct option long_opts[] = {
@@ -127,6 +130,7 @@ static const struct option long_opts[] = {
 	{ "exclude-ports", required_argument, NULL, OPT_EXCLUDE },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "sidecar-cgroup", required_argument, NULL, OPT_SIDECAR },
+	{ "watch", no_argument, NULL, OPT_WATCH },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{},
@@ -143,6 +147,7 @@ struct cli {
 	int pin_root_given;
 	const char *config;
 	const char *sidecar_cgroup;
+	int watch;
 };
 
 /* Parse the options of a subcommand; `allowed` lists the OPT_* it takes.
@@ -187,6 +192,9 @@ static int parse_opts(int argc, char **argv, struct cli *cli,
 			break;
 		case OPT_JSON:
 			cli->json = 1;
+			break;
+		case OPT_WATCH:
+			cli->watch = 1;
 			break;
 		case OPT_EXCLUDE: {
 			const char *bad;
@@ -409,6 +417,8 @@ static int cmd_run(int argc, char **argv)
 	struct cli cli = {};
 	sigset_t mask, old;
 	struct sl_selftest_result stres;
+	struct sl_alog *alog = NULL;
+	struct sl_acct *acct = NULL;
 	char kept[128];
 	struct hk_ctx hkc;
 	pthread_t hk;
@@ -517,6 +527,25 @@ static int cmd_run(int argc, char **argv)
 	err = inbound_start(cfg, proxy);
 	if (err)
 		goto out_detach;
+	/* Accounting: the access log (if configured) gets the proxy's relay
+	 * lines and, through the ring buffer, every other connection's
+	 */
+	err = sl_alog_open(&(struct sl_alog_opts){
+				   .path = cfg->accounting.access_log,
+				   .max_bytes = cfg->accounting.max_bytes,
+				   .keep = cfg->accounting.keep,
+				   .queue_lines = SL_ALOG_DEF_QUEUE },
+			   &alog);
+	if (!err && proxy)
+		sl_proxy_set_alog(proxy, alog);
+	if (!err)
+		err = sl_acct_start(cfg->pin_root, alog, &acct);
+	if (err)
+		goto out_detach;
+	if (alog)
+		pr_info("accounting: access log %s (rotated at %u bytes, %u "
+			"gzip files kept)\n", cfg->accounting.access_log,
+			cfg->accounting.max_bytes, cfg->accounting.keep);
 	/* Everything is loaded, attached and listening: from here on only
 	 * CAP_BPF and CAP_NET_ADMIN are used, in every thread.
 	 */
@@ -552,8 +581,10 @@ static int cmd_run(int argc, char **argv)
 	ret = 0;
 out_detach:
 	sl_admin_stop(admin);
+	sl_acct_stop(acct); /* what the ring still holds goes to the log */
 	if (proxy)
 		sl_proxy_free(proxy);
+	sl_alog_close(alog); /* after the last producer */
 	if (checker.st_fd >= 0)
 		sl_policy_checker_close(&checker);
 	sl_tls_ctx_free(tls);
@@ -756,11 +787,113 @@ usage:
 /* Why a socket is or is not on the fast path, from its record's flags. */
 static const char *conn_reason(const struct sl_conn *c)
 {
+	if (c->reason != SL_ACC_ACCELERATED)
+		return c->reason < SL_ACC_NR ? sl_acc_reason_name[c->reason] : "?";
 	if (c->flags & SL_CONN_F_BACKLOG)
 		return "tcp_while_peer_catches_up";
-	if (c->flags & SL_CONN_F_PLAIN)
-		return "plain_peer_not_in_sockhash";
 	return c->redir_msgs ? "accelerated" : "accelerated_idle";
+}
+
+/* `conns --watch`: the busiest live connections, refreshed every second,
+ * like top(1). Bytes per second from two readings of sl_conns.
+ */
+#define SL_TOP_N 20
+#define SL_TOP_MAX 4096
+
+struct top_row {
+	uint64_t cookie, bytes, rate;
+	struct sl_conn c;
+};
+
+struct top_ctx {
+	struct top_row *rows, *prev;
+	size_t n, n_prev;
+};
+
+static int top_collect(uint64_t cookie, const void *val, void *arg)
+{
+	const struct sl_conn *c = val;
+	struct top_ctx *t = arg;
+	struct top_row *r;
+	size_t i;
+
+	if (t->n >= SL_TOP_MAX)
+		return 1;
+	r = &t->rows[t->n++];
+	r->cookie = cookie;
+	r->c = *c;
+	r->bytes = c->redir_bytes + c->pass_bytes;
+	r->rate = 0;
+	for (i = 0; i < t->n_prev; i++)
+		if (t->prev[i].cookie == cookie && r->bytes >= t->prev[i].bytes) {
+			r->rate = r->bytes - t->prev[i].bytes;
+			break;
+		}
+	return 0;
+}
+
+static int top_cmp(const void *a, const void *b)
+{
+	const struct top_row *x = a, *y = b;
+
+	if (x->rate != y->rate)
+		return x->rate < y->rate ? 1 : -1;
+	return x->bytes < y->bytes ? 1 : x->bytes > y->bytes ? -1 : 0;
+}
+
+static int conns_watch(const char *pin_root)
+{
+	struct top_ctx t = {};
+	struct sl_conn conn;
+	int err = 0;
+
+	t.rows = calloc(SL_TOP_MAX, sizeof(*t.rows));
+	t.prev = calloc(SL_TOP_MAX, sizeof(*t.prev));
+	if (!t.rows || !t.prev) {
+		err = -ENOMEM;
+		goto out;
+	}
+	while (!stop_flag) {
+		char l[INET6_ADDRSTRLEN], r[INET6_ADDRSTRLEN];
+		size_t i;
+
+		t.n = 0;
+		err = sl_pin_foreach_u64(pin_root, SL_MAP_CONNS, &conn,
+					 top_collect, &t);
+		if (err)
+			break;
+		qsort(t.rows, t.n, sizeof(*t.rows), top_cmp);
+		printf("\033[H\033[2J%zu live sockets under %s; busiest first "
+		       "(bytes sent per second, then in all); ^C quits\n"
+		       "%-8s %-7s %-22s %-22s %-6s %-12s %12s %14s  %s\n",
+		       t.n, pin_root, "pid", "comm", "local", "remote", "role",
+		       "path", "B/s", "bytes", "why");
+		for (i = 0; i < t.n && i < SL_TOP_N; i++) {
+			const struct sl_conn *c = &t.rows[i].c;
+			char la[64], ra[64], comm[sizeof(c->comm) + 1];
+
+			sl_addr_str(c->key.local_ip, l, sizeof(l));
+			sl_addr_str(c->key.remote_ip, r, sizeof(r));
+			snprintf(la, sizeof(la), "%s:%u", l, c->key.local_port);
+			snprintf(ra, sizeof(ra), "%s:%u", r, c->key.remote_port);
+			memcpy(comm, c->comm, sizeof(c->comm));
+			comm[sizeof(c->comm)] = '\0';
+			printf("%-8u %-7.7s %-22s %-22s %-6s %-12s %12llu %14llu  %s\n",
+			       c->pid, comm[0] ? comm : "-", la, ra,
+			       c->flags & SL_CONN_F_PASSIVE ? "server" : "client",
+			       c->reason == SL_ACC_ACCELERATED ? "redirect" : "tcp",
+			       (unsigned long long)t.rows[i].rate,
+			       (unsigned long long)t.rows[i].bytes, conn_reason(c));
+		}
+		fflush(stdout);
+		memcpy(t.prev, t.rows, t.n * sizeof(*t.rows));
+		t.n_prev = t.n;
+		sleep(1);
+	}
+out:
+	free(t.rows);
+	free(t.prev);
+	return err;
 }
 
 struct conns_ctx {
@@ -841,10 +974,19 @@ static int cmd_conns(int argc, char **argv)
 	struct cli cli = {};
 	int err;
 
-	if (parse_opts(argc, argv, &cli, ALLOW(OPT_PIN_ROOT) | ALLOW(OPT_JSON)))
+	if (parse_opts(argc, argv, &cli,
+		       ALLOW(OPT_PIN_ROOT) | ALLOW(OPT_JSON) | ALLOW(OPT_WATCH)))
 		return EXIT_USAGE;
 	if (need_root())
 		return 1;
+	if (cli.watch) {
+		signal(SIGINT, on_stop);
+		err = conns_watch(cli.pin_root);
+		if (err == -ENOENT)
+			fprintf(stderr, "sidelane: nothing pinned under %s\n",
+				cli.pin_root);
+		return err == -ENOENT ? EXIT_NOTFOUND : err ? 1 : 0;
+	}
 	x.pin_root = cli.pin_root;
 	x.json = cli.json;
 	if (x.json)

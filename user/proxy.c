@@ -49,6 +49,8 @@
 #include "log.h"
 #include "proxy.h"
 #include "tls.h"
+#include "accesslog.h"
+#include "util.h"
 
 #define SL_TICK_MS 100 /* longest epoll_wait: *stop and timers */
 #define SL_EPOLL_BATCH 256
@@ -158,7 +160,7 @@ struct sl_conn {
 	socklen_t peerlen;
 	struct sl_addrs dst; /* the original destination, or the upstream's */
 	unsigned int dst_i; /* next candidate of dst to try */
-	uint32_t rule_id; /* policy rule that denied it */
+	uint32_t rule_id; /* policy rule that decided (0: default) */
 	struct sl_resolve *res; /* pending resolution */
 	struct sl_side *failed; /* the side that failed first, or NULL */
 	struct sl_side *hs; /* the side in ST_HANDSHAKE */
@@ -202,6 +204,7 @@ struct sl_proxy {
 	bool draining;
 	uint64_t drain_end;
 	struct sl_proxy_stats st; /* written by the loop, read by anyone */
+	struct sl_alog *alog; /* access log (NULL: none) */
 	/* TLS (NULL: none); copies of the config parts it needs */
 	struct sl_tls_ctx *tls;
 	unsigned int hs_ms, reload_ms;
@@ -524,6 +527,45 @@ static bool keeps_fin(const struct sl_conn *c, const struct sl_side *s)
 	return c->failed && s != c->failed && s->wr_shut && !s->err;
 }
 
+/* The access log's line for a relayed connection (user/accesslog.c only
+ * queues it: no I/O here).
+ */
+static void log_relay(struct sl_proxy *p, const struct sl_conn *c,
+		      enum sl_close_reason reason, const char *why,
+		      const char *dst, const char *id, bool tls)
+{
+	char line[2048], ts[40], peer[64], jdst[320], jwhy[300], jid[600];
+	const char *kind = c->l && c->l->inbound	   ? "inbound" :
+			   c->l && c->l->transparent ? "outbound" :
+						       "ambassador";
+	struct timespec now;
+	int n;
+
+	if (!p->alog)
+		return;
+	clock_gettime(CLOCK_REALTIME, &now);
+	sl_time_str((uint64_t)now.tv_sec * 1000000000ULL + now.tv_nsec, ts,
+		    sizeof(ts));
+	sa_str(&c->peer, peer, sizeof(peer));
+	if (sl_json_escape(jdst, sizeof(jdst), dst) < 0 ||
+	    sl_json_escape(jwhy, sizeof(jwhy), why ? why : "") < 0 ||
+	    sl_json_escape(jid, sizeof(jid), id ? id : "") < 0)
+		return;
+	n = snprintf(line, sizeof(line),
+		     "{\"ts\":\"%s\",\"kind\":\"relay\",\"listener\":\"%s\","
+		     "\"peer\":\"%s\",\"dst\":%s,\"bytes_up\":%llu,"
+		     "\"bytes_down\":%llu,\"tls\":\"%s\",\"tls_peer\":%s,"
+		     "\"rule\":%u,\"reason\":\"%s\",\"detail\":%s,"
+		     "\"duration_ms\":%llu}",
+		     ts, kind, peer, jdst, (unsigned long long)c->bytes_up,
+		     (unsigned long long)c->bytes_down,
+		     !tls ? "none" : c->app.tls ? "terminated" : "originated", jid,
+		     c->rule_id, sl_close_reason_name[reason], jwhy,
+		     (unsigned long long)(p->now - c->t_start));
+	if (n > 0 && (size_t)n < sizeof(line))
+		sl_alog_write(p->alog, line, (size_t)n);
+}
+
 static void conn_close(struct sl_proxy *p, struct sl_conn *c,
 		       enum sl_close_reason reason, const char *why)
 {
@@ -556,6 +598,7 @@ static void conn_close(struct sl_proxy *p, struct sl_conn *c,
 	       (unsigned long long)c->bytes_down,
 	       (unsigned long long)(p->now - c->t_start),
 	       id ? ", tls peer " : tls ? ", tls" : "", id ? id : "");
+	log_relay(p, c, reason, why, dst, id, tls != NULL);
 	/* frees only OpenSSL's state: what follows is the TCP close */
 	sl_tls_conn_free(c->app.tls);
 	sl_tls_conn_free(c->up.tls);
@@ -1169,6 +1212,8 @@ static bool dst_allowed(struct sl_proxy *p, struct sl_conn *c)
 			denied = true;
 			continue;
 		}
+		if (!n)
+			c->rule_id = rule; /* the rule that allowed it */
 		c->dst.a[n] = c->dst.a[i];
 		c->dst.len[n] = c->dst.len[i];
 		n++;
@@ -1780,6 +1825,11 @@ void sl_proxy_inbound_fds(const struct sl_proxy *p, int *fd4, int *fd6)
 		else
 			*fd6 = p->ls[i].fd;
 	}
+}
+
+void sl_proxy_set_alog(struct sl_proxy *p, struct sl_alog *alog)
+{
+	p->alog = alog;
 }
 
 void sl_proxy_reload_flag(struct sl_proxy *p, volatile sig_atomic_t *flag)

@@ -28,6 +28,7 @@
 	X(backlog_fallback, "Switches to TCP because the peer read too slowly.") \
 	X(backlog_resumed, "Switches back to redirecting once TCP drained.")   \
 	X(redirect_off, "Sockets left on TCP: redirect switched off (self-test).") \
+	X(records_closed, "Connection records sent to user space at close.") \
 	X(peer_plain, "Sockets left out or taken out: their peer is not accelerated.")
 
 /* Everything `sidelane status` shows. */

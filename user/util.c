@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include "util.h"
 
@@ -135,4 +136,16 @@ const char *sl_addr_str(const uint8_t ip[16], char *buf, size_t len)
 	if (sl_addr_is_v4mapped(ip))
 		return inet_ntop(AF_INET, ip + 12, buf, len) ? buf : "?";
 	return inet_ntop(AF_INET6, ip, buf, len) ? buf : "?";
+}
+
+void sl_time_str(uint64_t real_ns, char *buf, size_t len)
+{
+	time_t sec = (time_t)(real_ns / 1000000000ULL);
+	struct tm tm;
+	char day[32];
+
+	gmtime_r(&sec, &tm);
+	strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, len, "%s.%03uZ", day,
+		 (unsigned int)(real_ns / 1000000ULL % 1000));
 }

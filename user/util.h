@@ -30,4 +30,7 @@ int sl_addr_is_v4mapped(const uint8_t ip[16]);
 /* 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104: user-space twin of sl_is_loopback. */
 int sl_addr_is_loopback(const uint8_t ip[16]);
 
+/* "2026-11-25T14:30:00.123Z" (UTC, ms) for a CLOCK_REALTIME time in ns. */
+void sl_time_str(uint64_t real_ns, char *buf, size_t len);
+
 #endif /* UTIL_H */

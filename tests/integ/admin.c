@@ -32,12 +32,15 @@
 #define M_DENIED 3 /* connects refused by rule 7 */
 #define DENY_RULE 7
 #define DENY_IP "198.18.99.1" /* TEST-NET: never leaves the host (EPERM) */
+#define PAIR_OUT 5000 /* a local app<->app pair: client sends this */
+#define PAIR_IN 7000 /* and the server answers this */
+/* the pair's connect is one more loopback connect (default allow) */
 #define DRAIN_MS 1500 /* admin.drain_timeout_ms */
 #define IO_MS 5000
 #define PY "/usr/bin/python3" /* a pyenv python3 may lack prometheus_client */
 
 static struct th_env app, side, app2, side2;
-static char cfg1[64], cfg2[64];
+static char cfg1[64], cfg2[64], alog_path[64];
 static int echo_lfd = -1, echo_port;
 static int admin_port, amb_port, out_port;
 
@@ -50,6 +53,8 @@ static void remove_files(void *arg)
 		unlink(cfg1);
 	if (cfg2[0])
 		unlink(cfg2);
+	if (alog_path[0])
+		unlink(alog_path);
 }
 
 /* A port nobody listens on right now (bound, then released). */
@@ -329,6 +334,32 @@ static long long J(const char *key)
 /* In the app's cgroup: N echo connections through the ambassador, each
  * byte checked, and M connects to the denied destination (EPERM).
  */
+/* Two sockets of the app's cgroup talking to each other: accelerated, and
+ * each gets its own access log line.
+ */
+static int local_pair(void)
+{
+	static char out[PAIR_IN], in[PAIR_IN];
+	int c = -1, sv = -1, err = -1;
+
+	th_fill(out, sizeof(out), 9);
+	if (th_tcp_pair("127.0.0.1", "127.0.0.1", &c, &sv))
+		goto out;
+	usleep(20 * 1000); /* both in the sockhash */
+	if (send(c, out, PAIR_OUT, MSG_NOSIGNAL) != PAIR_OUT ||
+	    read_full(sv, in, PAIR_OUT) || memcmp(in, out, PAIR_OUT) ||
+	    send(sv, out, PAIR_IN, MSG_NOSIGNAL) != PAIR_IN ||
+	    read_full(c, in, PAIR_IN) || memcmp(in, out, PAIR_IN))
+		goto out;
+	err = 0;
+out:
+	if (c >= 0)
+		close(c);
+	if (sv >= 0)
+		close(sv);
+	return err;
+}
+
 static int app_traffic(void)
 {
 	struct sockaddr_in deny = { .sin_family = AF_INET, .sin_port = htons(80) };
@@ -353,6 +384,8 @@ static int app_traffic(void)
 			return 5;
 		close(fd);
 	}
+	if (local_pair())
+		return 7;
 	inet_pton(AF_INET, DENY_IP, &deny.sin_addr);
 	for (i = 0; i < M_DENIED; i++) {
 		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -413,10 +446,10 @@ static void check_metrics(void)
 		{ "sidelane_policy_hits_total{action=\"deny\",rule=\"7\"}", "policy.rules.7.hits", M_DENIED },
 		{ "sidelane_policy_hits_total{action=\"allow\",rule=\"8\"}", "policy.rules.8.hits", 0 },
 		/* every other connect of the app: the N to the ambassador */
-		{ "sidelane_policy_hits_total{action=\"allow\",rule=\"default\"}", "policy.default_hits", N_CONNS },
+		{ "sidelane_policy_hits_total{action=\"allow\",rule=\"default\"}", "policy.default_hits", N_CONNS + 1 },
 		{ "sidelane_policy_configured{}", "policy.configured", 1 },
 		{ "sidelane_capture_connects_total{reason=\"denied\"}", "capture.reasons.denied", M_DENIED },
-		{ "sidelane_capture_connects_total{reason=\"loopback\"}", "capture.reasons.loopback", N_CONNS },
+		{ "sidelane_capture_connects_total{reason=\"loopback\"}", "capture.reasons.loopback", N_CONNS + 1 },
 		{ "sidelane_capture_connects_total{reason=\"captured\"}", "capture.reasons.captured", 0 },
 		{ "sidelane_capture_attached{}", "capture.attached", 1 },
 		{ "sidelane_fastpath_attached{}", "attached", 1 },
@@ -684,6 +717,66 @@ static void check_fallback(void)
 		th_pass(name);
 }
 
+/* The access log, summed up by python: every line a JSON object, and the
+ * counts of the lines the traffic above must have produced.
+ */
+static const char py_alog[] =
+	"import json, sys\n"
+	"amb, deny, n, cb, pout, pin = (int(x) for x in sys.argv[2:8])\n"
+	"relay = sock = denied = pair_c = pair_s = 0\n"
+	"for l in open(sys.argv[1]):\n"
+	"    e = json.loads(l)\n"
+	"    k = e['kind']\n"
+	"    if k == 'relay' and e['listener'] == 'ambassador' and e['reason'] == 'done' \\\n"
+	"       and e['bytes_up'] == cb and e['bytes_down'] == cb: relay += 1\n"
+	"    if k == 'denied' and e['rule'] == deny and e['dst'].endswith(':80') \\\n"
+	"       and e['pid'] > 0 and e['comm']: denied += 1\n"
+	"    if k == 'socket' and e['remote'] == '127.0.0.1:%d' % amb and e['accelerated'] \\\n"
+	"       and e['bytes_out'] == cb and e['bytes_in'] == cb and e['pid'] > 0: sock += 1\n"
+	"    if k == 'socket' and e['accelerated'] and e['close'] == 'fin':\n"
+	"        if e['direction'] == 'outbound' and e['bytes_out'] == pout and e['bytes_in'] == pin: pair_c += 1\n"
+	"        if e['direction'] == 'inbound' and e['bytes_out'] == pin and e['bytes_in'] == pout: pair_s += 1\n"
+	"print('relay %d socket %d denied %d pair %d %d' % (relay, sock, denied, pair_c, pair_s))\n";
+
+static void check_accounting(void)
+{
+	const char *name = "admin: access log: one JSON line per relayed, accelerated and "
+			   "denied connection, bytes as sent";
+	char a[5][16], out[512], want[128];
+	char *argv[] = { PY, "-c", (char *)py_alog, alog_path, a[0], a[1], a[2],
+			 a[3], a[4], NULL, NULL };
+	char pout[16];
+	__u64 end = th_now_ms() + 5000;
+	int st;
+
+	snprintf(a[0], sizeof(a[0]), "%d", amb_port);
+	snprintf(a[1], sizeof(a[1]), "%d", DENY_RULE);
+	snprintf(a[2], sizeof(a[2]), "%d", N_CONNS);
+	snprintf(a[3], sizeof(a[3]), "%d", CONN_BYTES);
+	snprintf(a[4], sizeof(a[4]), "%d", PAIR_OUT);
+	snprintf(pout, sizeof(pout), "%d", PAIR_IN);
+	argv[9] = pout;
+	snprintf(want, sizeof(want), "relay %d socket %d denied %d pair 1 1", N_CONNS,
+		 N_CONNS, M_DENIED);
+	/* the writer thread and the ring consumer run on their own time */
+	do {
+		st = th_run(NULL, NULL, argv, out, sizeof(out), 10000);
+		if (!st && strstr(out, want))
+			break;
+		usleep(200 * 1000);
+	} while (th_now_ms() < end);
+	if (st || !strstr(out, want)) { /* the log, for the reader of the failure */
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "sed 's/^/# /' %s >&2", alog_path);
+		if (system(cmd))
+			th_info("cannot show %s", alog_path);
+	}
+	if (TH_CHECK(!st && strstr(out, want), name, "exit %d: %s (want %s)", st, out,
+		     want))
+		th_pass(name);
+}
+
 static int write_configs(void)
 {
 	char text[1024];
@@ -695,11 +788,12 @@ static int write_configs(void)
 		 "proxy:\n  ambassadors:\n"
 		 "    - listen: \"127.0.0.1:%d\"\n      upstream: \"127.0.0.1:%d\"\n"
 		 "admin:\n  listen: \"127.0.0.1:%d\"\n  drain_timeout_ms: %d\n"
+		 "accounting:\n  access_log: \"%s\"\n"
 		 "policy:\n  rules:\n"
 		 "    - id: %d\n      action: deny\n      cidr: %s/32\n      ports: [\"80\"]\n"
 		 "    - id: 8\n      action: allow\n      cidr: 10.0.0.0/8\n",
-		 out_port, amb_port, echo_port, admin_port, DRAIN_MS, DENY_RULE,
-		 DENY_IP);
+		 out_port, amb_port, echo_port, admin_port, DRAIN_MS, alog_path,
+		 DENY_RULE, DENY_IP);
 	err = th_write_text(cfg1, text);
 	if (err)
 		return err;
@@ -726,6 +820,8 @@ int main(void)
 	}
 	snprintf(cfg1, sizeof(cfg1), "/tmp/sidelane-test-admin-%d.yaml", (int)getpid());
 	snprintf(cfg2, sizeof(cfg2), "/tmp/sidelane-test-admin-%d-2.yaml", (int)getpid());
+	snprintf(alog_path, sizeof(alog_path), "/tmp/sidelane-test-admin-%d.log",
+		 (int)getpid());
 	err = th_cleanup_push(remove_files, NULL);
 	err = err ?: th_env_setup(&app, "admin", false);
 	err = err ?: th_env_setup(&side, "admin-side", false);
@@ -758,8 +854,10 @@ int main(void)
 	th_info("admin on 127.0.0.1:%d, ambassador 127.0.0.1:%d -> echo :%d",
 		admin_port, amb_port, echo_port);
 
-	if (check_traffic())
+	if (check_traffic()) {
 		check_metrics();
+		check_accounting();
+	}
 	check_http();
 	check_bound();
 	check_second();

@@ -231,25 +231,28 @@ static int write_configs(void)
 		"tls:\n  cert: \"%s\"\n  key: \"%s\"\n  ca: \"%s\"\n"
 		"  handshake_timeout_ms: %d\n  reload_interval_ms: 200\n"
 		"  mesh:\n    - cidr: " B_IP "/32\n      identities: [\"%s\"]\n"
-		"capture:\n  enabled: true\n  outbound: \"127.0.0.1:15001\"\n";
+		"capture:\n  enabled: true\n  outbound: \"127.0.0.1:15001\"\n"
+		"accounting:\n  access_log: \"%s\"\n";
 	int err;
 
 	snprintf(a, sizeof(a), mesh_fmt, th_pki_path(dir, "a-live", "pem"),
 		 th_pki_path(dir, "a-live", "key"), th_pki_path(dir, "ca", "pem"),
-		 HS_MS, "spiffe://" TD "/ns/b/*");
+		 HS_MS, "spiffe://" TD "/ns/b/*", th_pki_path(dir, "a-access", "log"));
 	/* the wrong server identity: B's is not under ns/z */
 	snprintf(bad, sizeof(bad), mesh_fmt, th_pki_path(dir, "a2", "pem"),
 		 th_pki_path(dir, "a2", "key"), th_pki_path(dir, "ca", "pem"),
-		 HS_MS, "spiffe://" TD "/ns/z/*");
+		 HS_MS, "spiffe://" TD "/ns/z/*", th_pki_path(dir, "a-access", "log"));
 	snprintf(b, sizeof(b),
 		 "tls:\n  cert: \"%s\"\n  key: \"%s\"\n  ca: \"%s\"\n"
 		 "  handshake_timeout_ms: %d\n"
 		 "capture:\n  enabled: false\n"
 		 "inbound:\n  enabled: true\n  mode: sk_lookup\n"
 		 "  ports: [\"%d\"]\n  default: deny\n  identities:\n"
-		 "    - id: \"spiffe://" TD "/ns/a/*\"\n      action: allow\n",
+		 "    - id: \"spiffe://" TD "/ns/a/*\"\n      action: allow\n"
+		 "accounting:\n  access_log: \"%s\"\n",
 		 th_pki_path(dir, "b", "pem"), th_pki_path(dir, "b", "key"),
-		 th_pki_path(dir, "ca", "pem"), HS_MS, APP_PORT);
+		 th_pki_path(dir, "ca", "pem"), HS_MS, APP_PORT,
+		 th_pki_path(dir, "b-access", "log"));
 	snprintf(ha.cfg, sizeof(ha.cfg), "%s", th_pki_path(dir, "a", "yaml"));
 	snprintf(hb.cfg, sizeof(hb.cfg), "%s", th_pki_path(dir, "b", "yaml"));
 	err = th_write_text(ha.cfg, a);
@@ -1004,10 +1007,35 @@ static void test_http(const unsigned char blob_sha[32])
 		th_pass(name2);
 }
 
+/* A line of path holding both a and b, within a few seconds (the access
+ * log's writer runs on its own time).
+ */
+static bool file_wait(const char *path, const char *a, const char *b)
+{
+	__u64 end = th_now_ms() + 3000;
+	char line[4096];
+
+	do {
+		FILE *f = fopen(path, "re");
+
+		while (f && fgets(line, sizeof(line), f))
+			if (strstr(line, a) && strstr(line, b)) {
+				fclose(f);
+				return true;
+			}
+		if (f)
+			fclose(f);
+		usleep(100 * 1000);
+	} while (th_now_ms() < end);
+	return false;
+}
+
 static void test_identities(long la, long lb)
 {
 	const char *name = "mesh: identities: A's close line names B's SPIFFE ID (tls peer " ID_B ")";
 	const char *name2 = "mesh: identities: B's close line names A's SPIFFE ID (tls peer " ID_A ")";
+	const char *name3 = "mesh: access logs: A's relay line originated TLS to " ID_B
+			    ", B's terminated it from " ID_A;
 
 	/* -v: a connection's normal end is a debug line */
 	if (TH_CHECK(log_wait(&ha, la, "proxy: done: ", ", tls peer " ID_B "\n",
@@ -1018,6 +1046,15 @@ static void test_identities(long la, long lb)
 			      LOG_MS),
 		     name2, "no such line in %s", hb.app.log))
 		th_pass(name2);
+	if (TH_CHECK(file_wait(th_pki_path(dir, "a-access", "log"),
+			       "\"listener\":\"outbound\",\"peer\":",
+			       "\"tls\":\"originated\",\"tls_peer\":\"" ID_B "\""),
+		     name3, "no such relay line in A's access log") &&
+	    TH_CHECK(file_wait(th_pki_path(dir, "b-access", "log"),
+			       "\"listener\":\"inbound\",\"peer\":",
+			       "\"tls\":\"terminated\",\"tls_peer\":\"" ID_A "\""),
+		     name3, "no such relay line in B's access log"))
+		th_pass(name3);
 }
 
 /* ---- d: echo through the mesh, byte-exact both ways ---- */
