@@ -26,6 +26,8 @@
 #include "tls.h"
 #include "stats_user.h"
 #include "status.h"
+#include "coexist.h"
+#include "gc.h"
 #include "privs.h"
 #include "selftest.h"
 #include "accesslog.h"
@@ -85,6 +87,8 @@ static void usage(FILE *f)
 		"        what is loaded and attached where, map fill levels, counters.\n"
 		"  detach [--pin-root DIR]\n"
 		"        remove every link, program and pin sidelane created.\n"
+		"  gc [--dry-run] [--bpffs DIR] [--prefix P]\n"
+		"        remove the pin roots of deleted pods (their cgroups are gone).\n"
 		"  bench [--help]\n"
 		"        plain loopback vs bare redirect vs sidelane, same run.\n"
 		"  version\n"
@@ -504,6 +508,12 @@ static int cmd_run(int argc, char **argv)
 	if (!err)
 		err = sl_cap_attach(cfg->pin_root, cfg->cgroup,
 				    side[0] ? side : NULL, cfg);
+	/* Other owners' programs around ours, one line each (coexist.h);
+	 * also when a sock_ops on our cgroup made the attach refuse (EBUSY).
+	 */
+	if (!err || err == -EBUSY)
+		sl_coexist_report(cfg->cgroup, side[0] ? side : NULL,
+				  cfg->pin_root);
 	if (err)
 		goto out_detach;
 	if (cfg->capture.enabled || cfg->proxy.n_ambassadors ||
@@ -1045,6 +1055,7 @@ int main(int argc, char **argv)
 		{ "policy", cmd_policy },
 		{ "conns", cmd_conns },
 		{ "bench", cmd_bench },
+		{ "gc", sl_gc_main },
 	};
 	size_t i;
 

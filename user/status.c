@@ -41,6 +41,10 @@ int sl_status_read(const char *pin_root, struct sl_status *st)
 		memset(&st->pc, 0, sizeof(st->pc));
 	if (sl_in_status(pin_root, &st->in))
 		memset(&st->in, 0, sizeof(st->in));
+	/* the cgroups the pinned links serve; a partial scan says so itself */
+	sl_coexist_scan(st->fp.cgroup_path[0] ? st->fp.cgroup_path : NULL,
+			st->cap.sidecar_cgroup[0] ? st->cap.sidecar_cgroup : NULL,
+			pin_root, &st->cx);
 	return 0;
 }
 
@@ -214,6 +218,7 @@ void sl_status_print(FILE *f, const char *pin_root, const struct sl_status *st,
 	print_capture(f, &st->cap, json);
 	print_inbound(f, &st->in, json);
 	sl_stats_print(&st->pc, json, f);
+	sl_coexist_print(f, &st->cx, json);
 }
 
 /* ---- sidelane policy list ---- */

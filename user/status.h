@@ -11,6 +11,7 @@
 #include "capture_user.h"
 #include "inbound_user.h"
 #include "stats_user.h"
+#include "coexist.h"
 
 /* The fast path's counters (struct sl_counters) in the order `status`
  * prints them, with what each one counts.
@@ -37,11 +38,13 @@ struct sl_status {
 	struct sl_cap_status cap;
 	struct sl_in_status in;
 	struct sl_proxy_counters pc;
+	struct sl_coexist cx; /* other programs around ours (coexist.h) */
 };
 
 /* Read st from the pins under pin_root. Pins of an older build without the
- * capture, inbound or proxy counters maps leave those parts zero. 0,
- * -ENOENT when nothing is pinned there, or -errno.
+ * capture, inbound or proxy counters maps leave those parts zero. Then
+ * the other programs around the pinned ones' cgroups (st->cx, coexist.h).
+ * 0, -ENOENT when nothing is pinned there, or -errno.
  */
 int sl_status_read(const char *pin_root, struct sl_status *st);
 /* Print st as `sidelane status` does. As JSON, the members of the status
