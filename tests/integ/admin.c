@@ -584,6 +584,104 @@ static void check_second(void)
 	th_env_detach(&app2);
 }
 
+/* Echo msg over fd (the ambassador's echo upstream), checked. */
+static bool echo_ok(int fd, const char *msg)
+{
+	char in[64];
+	size_t n = strlen(msg);
+
+	return send(fd, msg, n, MSG_NOSIGNAL) == (ssize_t)n &&
+	       !read_full(fd, in, n) && !memcmp(in, msg, n);
+}
+
+/* kill -9 of sidelane during traffic (issue 5): what ends in sidelane fails
+ * fast, what does not keeps redirecting, and a restart carries on.
+ */
+static void check_kill9(void)
+{
+	const char *n1 = "admin: kill -9: a connection ending in sidelane fails within "
+			 "1 s, a new one is refused at once";
+	const char *n2 = "admin: kill -9: a local app<->app connection keeps redirecting";
+	const char *n3 = "admin: kill -9, restart: totals continue, new connections "
+			 "relayed and accelerated again";
+	struct sl_counters c0 = {}, c1 = {}, c2 = {};
+	int fd = -1, nfd, pc = -1, ps = -1, err;
+	long long acc0, acc1;
+	char r[4096], buf[16];
+	__u64 t0, took, end;
+	ssize_t n;
+
+	if (th_enter(&app) || th_tcp_pair("127.0.0.1", "127.0.0.1", &pc, &ps) ||
+	    th_leave(&app)) {
+		th_fail(n2, "pair in the app cgroup: %s", strerror(errno));
+		goto out;
+	}
+	usleep(20 * 1000);
+	fd = connect_lo(amb_port);
+	if (!TH_CHECK(fd >= 0 && echo_ok(fd, "before"), n1, "relay before the kill"))
+		goto out;
+	usleep(1200 * 1000); /* published: the restart continues from here */
+	if (!TH_CHECK(!scrape(), n3, "scrape"))
+		goto out;
+	acc0 = M("sidelane_proxy_connections_accepted_total{}");
+	th_counters(&app, &c0);
+	kill(app.sidelane, SIGKILL);
+	th_wait(app.sidelane, 5000);
+	app.sidelane = 0;
+	t0 = th_now_ms();
+	err = wait_in(fd, 1500);
+	n = err ? 1 : recv(fd, buf, sizeof(buf), 0);
+	took = th_now_ms() - t0;
+	nfd = connect_lo(amb_port);
+	if (nfd >= 0)
+		close(nfd);
+	if (TH_CHECK(!err && n <= 0 && took < 1000, n1,
+		     "the relayed connection: %s after %llu ms", err ? "no end" : "data",
+		     (unsigned long long)took) &&
+	    TH_CHECK(nfd == -ECONNREFUSED, n1, "new connect: %s",
+		     nfd >= 0 ? "accepted" : strerror(-nfd)))
+		th_pass(n1);
+	if (TH_CHECK(write(pc, "x", 1) == 1 && read(ps, buf, 1) == 1 &&
+			     write(ps, "y", 1) == 1 && read(pc, buf, 1) == 1,
+		     n2, "the pair broke") &&
+	    (th_counters(&app, &c1), TH_CHECK(c1.redirect_ok >= c0.redirect_ok + 2, n2,
+					      "redirect_ok %llu -> %llu",
+					      (unsigned long long)c0.redirect_ok,
+					      (unsigned long long)c1.redirect_ok)))
+		th_pass(n2);
+
+	err = start_sidelane(&app, &side, cfg1);
+	end = th_now_ms() + 15000;
+	while (!err && alive(&app) && http("GET", "/ready", NULL, r, sizeof(r)) != 200 &&
+	       th_now_ms() < end)
+		usleep(50 * 1000);
+	close(fd);
+	fd = -1;
+	if (!TH_CHECK(!err && alive(&app), n3, "restart (log %s)", app.log) ||
+	    !TH_CHECK(!th_enter(&app), n3, "enter"))
+		goto out;
+	fd = connect_lo(amb_port);
+	usleep(20 * 1000);
+	err = fd >= 0 && echo_ok(fd, "after restart") ? 0 : -EIO;
+	th_leave(&app);
+	th_counters(&app, &c2);
+	usleep(1200 * 1000);
+	scrape();
+	acc1 = M("sidelane_proxy_connections_accepted_total{}");
+	if (TH_CHECK(!err, n3, "relay after the restart") &&
+	    TH_CHECK(acc1 >= acc0 + 1, n3, "accepted total %lld -> %lld", acc0, acc1) &&
+	    TH_CHECK(c2.redirect_ok > c1.redirect_ok, n3,
+		     "the app->proxy hop was not redirected"))
+		th_pass(n3);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (pc >= 0)
+		close(pc);
+	if (ps >= 0)
+		close(ps);
+}
+
 static void check_drain(void)
 {
 	const char *name = "admin: POST /drain 202, then /ready 503 with a reason";
@@ -861,6 +959,7 @@ int main(void)
 	check_http();
 	check_bound();
 	check_second();
+	check_kill9();
 	check_drain();
 	check_fallback();
 out:
