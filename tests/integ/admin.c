@@ -57,22 +57,6 @@ static void remove_files(void *arg)
 		unlink(alog_path);
 }
 
-/* A port nobody listens on right now (bound, then released). */
-static int free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof(a)) &&
-	    !getsockname(fd, (struct sockaddr *)&a, &len))
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
 /* A blocking TCP connection to 127.0.0.1:port, or -errno. */
 static int connect_lo(int port)
 {
@@ -927,9 +911,9 @@ int main(void)
 	err = err ?: th_env_setup(&side2, "admin2-side", false);
 	err = err ?: echo_start();
 	if (!err) {
-		admin_port = free_port();
-		amb_port = free_port();
-		out_port = free_port();
+		admin_port = th_free_port();
+		amb_port = th_free_port();
+		out_port = th_free_port();
 		err = admin_port < 0 || amb_port < 0 || out_port < 0 ? -EADDRINUSE : 0;
 	}
 	err = err ?: write_configs();

@@ -242,38 +242,6 @@ static bool make_foreign(void)
 	return true;
 }
 
-/* A loopback port nothing listens on now (the proxy's outbound listener
- * must not meet another sidelane on this host).
- */
-static int free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof(a)) &&
-	    !getsockname(fd, (struct sockaddr *)&a, &len))
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
-static bool file_has(const char *path, const char *what)
-{
-	char buf[65536];
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	return strstr(buf, what);
-}
-
 /* `sidelane run` in the background, its output into t.log, until it says
  * it is running (or exits). 0 or -errno.
  */
@@ -305,7 +273,7 @@ static int start_run(const char *cgroup, const char *sidecar,
 		execv(argv[0], argv);
 		_exit(127);
 	}
-	while (!file_has(t.log, "running;")) {
+	while (!th_file_has(t.log, "running;")) {
 		if (waitpid(t.sidelane, &status, WNOHANG) == t.sidelane) {
 			t.sidelane = 0;
 			return -ECHILD;
@@ -502,18 +470,18 @@ static void check_run_log(void)
 	const char *name = "coexist: run logs one line per foreign program at start";
 	char want[128];
 
-	if (!file_has(t.log, "coexist:")) {
+	if (!th_file_has(t.log, "coexist:")) {
 		th_skip(name, "sl_coexist_report() is not called from main.c yet");
 		return;
 	}
 	snprintf(want, sizeof(want), "connect4 program %u \"cx_allow4\"", t.allow4_id);
-	if (!TH_CHECK(file_has(t.log, want), name, "no line with '%s'", want))
+	if (!TH_CHECK(th_file_has(t.log, want), name, "no line with '%s'", want))
 		goto dump;
 	snprintf(want, sizeof(want), "sock_ops program %u \"cx_sockops\"", t.sockops_id);
-	if (!TH_CHECK(file_has(t.log, want), name, "no line with '%s'", want))
+	if (!TH_CHECK(th_file_has(t.log, want), name, "no line with '%s'", want))
 		goto dump;
 	snprintf(want, sizeof(want), "sk_msg program %u \"cx_msg\"", t.msg_id);
-	if (!TH_CHECK(file_has(t.log, want), name, "no line with '%s'", want))
+	if (!TH_CHECK(th_file_has(t.log, want), name, "no line with '%s'", want))
 		goto dump;
 	th_pass(name);
 	return;
@@ -613,7 +581,7 @@ int main(void)
 	snprintf(t.cfg, sizeof(t.cfg), "/tmp/sidelane-coexist-%d.yaml", (int)getpid());
 	mkdir(LOG_DIR, 0755);
 	snprintf(t.log, sizeof(t.log), LOG_DIR "/sidelane-%s.log", t.env.name);
-	port = free_port();
+	port = th_free_port();
 	snprintf(cfgtext, sizeof(cfgtext),
 		 "capture:\n  outbound: \"127.0.0.1:%d\"\nadmin:\n  listen: \"\"\n",
 		 port);

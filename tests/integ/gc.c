@@ -85,35 +85,6 @@ static void cleanup(void *arg)
 		unlink(g.cfg);
 }
 
-static int free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof(a)) &&
-	    !getsockname(fd, (struct sockaddr *)&a, &len))
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
-static bool file_has(const char *path, const char *what)
-{
-	char buf[65536];
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	return strstr(buf, what);
-}
-
 static void dump_file(const char *path)
 {
 	char line[1024];
@@ -156,7 +127,7 @@ static int start(int i, const char *sidecar)
 		execv(argv[0], argv);
 		_exit(127);
 	}
-	while (!file_has(g.log, "running;")) {
+	while (!th_file_has(g.log, "running;")) {
 		if (waitpid(g.pid[i], &status, WNOHANG) == g.pid[i]) {
 			g.pid[i] = 0;
 			dump_file(g.log);
@@ -320,7 +291,7 @@ int main(void)
 	snprintf(g.cfg, sizeof(g.cfg), "/tmp/sidelane-gc-%d.yaml", (int)getpid());
 	snprintf(g.log, sizeof(g.log), LOG_DIR "/sidelane-gc-%d.log", (int)getpid());
 	mkdir(LOG_DIR, 0755);
-	port = free_port();
+	port = th_free_port();
 	snprintf(cfgtext, sizeof(cfgtext),
 		 "capture:\n  outbound: \"127.0.0.1:%d\"\nadmin:\n  listen: \"\"\n",
 		 port);

@@ -99,6 +99,13 @@ int th_listen(const char *addr, int backlog, int *port);
 int th_connect(const char *addr, int port);
 int th_tcp_pair(const char *laddr, const char *caddr, int *cfd, int *sfd);
 
+/* A loopback TCP port nothing listens on right now (bound, then released),
+ * or -1.
+ */
+int th_free_port(void);
+/* Does the file at path (its first 64 KiB) hold what? */
+bool th_file_has(const char *path, const char *what);
+
 /* SHA-256 of buf into out[32]. */
 void th_sha256(const void *buf, size_t len, unsigned char out[32]);
 /* Deterministic pseudo-random bytes (xorshift seeded by seed). */

@@ -76,24 +76,6 @@ static int ep_port(const struct sl_endpoint *ep)
 	return ntohs(((const struct sockaddr_in *)&ep->addr)->sin_port);
 }
 
-/* A port nobody listens on right now (bound then released). */
-static int free_port(void)
-{
-	struct sockaddr_in in = { .sin_family = AF_INET };
-	socklen_t len = sizeof(in);
-	int fd, port = -1;
-
-	in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (!bind(fd, (void *)&in, sizeof(in)) &&
-	    !getsockname(fd, (void *)&in, &len))
-		port = ntohs(in.sin_port);
-	close(fd);
-	return port;
-}
-
 static struct sl_config *cfg_new(unsigned int bufsz, unsigned int connect_ms,
 				 unsigned int idle_ms)
 {
@@ -139,10 +121,10 @@ static int tp_start(struct tproxy *tp, const char *name, struct sl_config *cfg)
 	for (tries = 0; tries < 5 && err == -EADDRINUSE; tries++) {
 		for (i = 0; i < (int)cfg->proxy.n_ambassadors; i++)
 			ep_set(&cfg->proxy.ambassadors[i].listen, "127.0.0.1",
-			       free_port());
+			       th_free_port());
 		if (cfg->capture.enabled)
 			ep_set(&cfg->capture.outbound, "127.0.0.1",
-			       free_port());
+			       th_free_port());
 		err = sl_proxy_new(cfg, NULL, NULL, NULL, &tp->p);
 	}
 	if (err)
@@ -1404,7 +1386,7 @@ int main(void)
 	}
 	up_lfd = th_listen("127.0.0.1", 1024, &up_port);
 	slow_lfd = th_listen("127.0.0.1", 16, &slow_port);
-	closed_port = free_port();
+	closed_port = th_free_port();
 	if (slow_lfd >= 0) { /* inherited by the accepted sockets */
 		int rcvbuf = SLOW_RCVBUF;
 
