@@ -200,6 +200,9 @@ static void metrics_fastpath(FILE *f, const struct sl_fp_status *fp)
 
 	m_one(f, "sidelane_fastpath_attached", GAUGE,
 	      "1 when the sockops link is pinned and alive.", fp->attached);
+	m_one(f, "sidelane_accounting_events_lost_total", COUNTER,
+	      "Connection records the full ring buffer dropped.",
+	      fp->events_lost);
 	m_one(f, "sidelane_fastpath_redirect_enabled", GAUGE,
 	      "1 when sk_msg redirects, 0 when it is switched to TCP.",
 	      !fp->cfg.redirect_off);

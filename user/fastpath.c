@@ -931,6 +931,12 @@ int sl_fp_status(const char *pin_root, struct sl_fp_status *st)
 		bpf_map_lookup_elem(fd, &zero, &st->cfg);
 		close(fd);
 	}
+	fd = sl_pin_open(pin_root, SL_MAP_EVENTS_LOST);
+	if (fd >= 0) {
+		sl_percpu_sum_u64(fd, 0, &st->events_lost,
+				  sizeof(st->events_lost));
+		close(fd);
+	}
 	return 0;
 }
 

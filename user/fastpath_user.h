@@ -50,6 +50,7 @@ struct sl_fp_status {
 	uint16_t excluded_ports[SL_MAX_EXCLUDED_PORTS];
 	struct sl_counters counters; /* summed over CPUs */
 	struct sl_fp_cfg cfg; /* redirect switch and why */
+	uint64_t events_lost; /* accounting events the full ring dropped */
 };
 
 /* Read what is pinned under pin_root. -ENOENT when nothing is. */

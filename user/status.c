@@ -125,7 +125,8 @@ static void print_fastpath_json(FILE *f, const char *pin_root,
 	fprintf(f, "\"excluded_ports\":[");
 	for (i = 0; i < st->n_excluded_ports; i++)
 		fprintf(f, "%s%u", i ? "," : "", st->excluded_ports[i]);
-	fprintf(f, "],\"counters\":{");
+	fprintf(f, "],\"events_lost\":%llu,\"counters\":{",
+		(unsigned long long)st->events_lost);
 #define X(fld, help)                                                           \
 	fprintf(f, "%s\"%s\":%llu", sep, #fld, (unsigned long long)c->fld);    \
 	sep = ",";
@@ -160,6 +161,10 @@ static void print_fastpath(FILE *f, const char *pin_root,
 			SL_MAX_BACKLOG >> 20);
 	else
 		fprintf(f, "  backlog bound: OFF (kernel before 6.15: no psock->msg_tot_len)\n");
+	fprintf(f, "  accounting: %llu connection records sent, %llu lost to a "
+		   "full ring buffer\n",
+		(unsigned long long)st->counters.records_closed,
+		(unsigned long long)st->events_lost);
 	fprintf(f, "maps:\n  %-16s %u/%u\n  %-16s %u/%u\n  %-16s %u\n",
 		SL_MAP_SOCKHASH, st->sockhash_entries, st->sockhash_max,
 		SL_MAP_CONNS, st->conns_entries, st->conns_max,

@@ -93,11 +93,23 @@ int main(void)
 	lost = lost1 - lost0;
 	th_info("%d connections: %llu records in the ring, %llu lost", N_BURST,
 		(unsigned long long)recs, (unsigned long long)lost);
-	if (TH_CHECK(recs + lost == 2 * N_BURST && lost > 0, t,
-		     "records %llu + lost %llu, want %d with some lost",
-		     (unsigned long long)recs, (unsigned long long)lost,
-		     2 * N_BURST))
-		th_pass(t);
+	{
+		char *argv[] = { (char *)th_sidelane_bin(), "status", "--json",
+				 "--pin-root", env.pin_root, NULL };
+		static char out[65536];
+		char want[64];
+
+		snprintf(want, sizeof(want), "\"events_lost\":%llu,",
+			 (unsigned long long)lost1);
+		if (TH_CHECK(recs + lost == 2 * N_BURST && lost > 0, t,
+			     "records %llu + lost %llu, want %d with some lost",
+			     (unsigned long long)recs, (unsigned long long)lost,
+			     2 * N_BURST) &&
+		    TH_CHECK(!th_run(NULL, NULL, argv, out, sizeof(out), 10000) &&
+				     strstr(out, want),
+			     t, "status --json does not say %s", want))
+			th_pass(t);
+	}
 
 	snprintf(text, sizeof(text),
 		 "accounting:\n  access_log: \"%s\"\nadmin:\n  listen: \"\"\n", alog);
