@@ -592,6 +592,7 @@ int sl_sk_msg(struct sk_msg_md *msg)
 		conn->redir_bytes += size;
 		conn->redir_msgs++;
 		cnt->redirect_ok++;
+		cnt->redirect_bytes += size;
 		return SK_PASS;
 	}
 	cnt->redirect_failed++;
@@ -604,6 +605,7 @@ plain:
 	conn->pass_bytes += size;
 	conn->pass_msgs++;
 	cnt->pass_plain++;
+	cnt->plain_bytes += size;
 	return SK_PASS;
 }
 

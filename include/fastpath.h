@@ -121,6 +121,8 @@ struct sl_counters {
 	__u64 backlog_resumed; /* switches back: TCP drained, redirecting again */
 	__u64 redirect_off; /* sockets left out: redirect switched off */
 	__u64 records_closed; /* close events sent to sl_events */
+	__u64 redirect_bytes; /* bytes of the redirected messages */
+	__u64 plain_bytes; /* bytes of sockhash sockets' messages sent over TCP */
 	__u64 peer_plain; /* sockets left out or taken out: their peer is not in
 			   * the sockhash (outside the cgroups, or TFO) */
 };

@@ -11,6 +11,7 @@
 
 #define SL_STATS_CLOSE_SLOTS 16 /* >= SL_CLOSE_NR (user/proxy.h) */
 #define SL_STATS_TLS_FAIL_SLOTS 12 /* >= SL_TLS_FAIL_NR (user/tls.h) */
+#define SL_STATS_DIR_SLOTS 3 /* >= SL_DIR_NR (user/proxy.h) */
 
 /* Slot 0. Indexes of closed[] are enum sl_close_reason, of tls_failed[]
  * enum sl_tls_fail; `sidelane status` prints their names.
@@ -30,6 +31,10 @@ struct sl_proxy_counters {
 	__u64 tls_bytes_in, tls_bytes_out; /* application bytes over TLS */
 	__u64 tls_ktls_tx, tls_ktls_rx; /* connections that got kTLS */
 	__u64 tls_reloads, tls_reloads_rejected; /* rotations taken / refused */
+	/* by direction (outbound, inbound, ambassador) */
+	__u64 accepted_dir[SL_STATS_DIR_SLOTS];
+	__u64 active_dir[SL_STATS_DIR_SLOTS];
+	__u64 closed_dir[SL_STATS_DIR_SLOTS][SL_STATS_CLOSE_SLOTS];
 };
 
 #endif /* STATS_H */

@@ -124,20 +124,33 @@ static void metrics_proxy(FILE *f, const struct sl_admin *a,
 {
 	int i;
 
-	m_one(f, "sidelane_proxy_connections_accepted_total", COUNTER,
-	      "Connections the proxy accepted on all its listeners.",
-	      c->accepted);
-	m_one(f, "sidelane_proxy_connections_active", GAUGE,
-	      "Connections the proxy relays right now.", c->active);
+	int d;
+
+	m_family(f, "sidelane_proxy_connections_accepted_total", COUNTER,
+		 "Connections the proxy accepted, by direction (outbound: "
+		 "captured, inbound: from peers, ambassador).");
+	for (d = 0; d < SL_DIR_NR; d++)
+		m_sample(f, "sidelane_proxy_connections_accepted_total",
+			 "direction", sl_direction_name[d], NULL, NULL,
+			 c->accepted_dir[d]);
+	m_family(f, "sidelane_proxy_connections_active", GAUGE,
+		 "Connections the proxy relays right now, by direction.");
+	for (d = 0; d < SL_DIR_NR; d++)
+		m_sample(f, "sidelane_proxy_connections_active", "direction",
+			 sl_direction_name[d], NULL, NULL, c->active_dir[d]);
 	m_family(f, "sidelane_proxy_connections_closed_total", COUNTER,
-		 "Connections the proxy ended or refused, by reason.");
-	for (i = 0; i < SL_CLOSE_NR; i++)
-		m_sample(f, "sidelane_proxy_connections_closed_total", "reason",
-			 sl_close_reason_name[i], NULL, NULL, c->closed[i]);
+		 "Connections the proxy ended or refused, by direction and "
+		 "reason.");
+	for (d = 0; d < SL_DIR_NR; d++)
+		for (i = 0; i < SL_CLOSE_NR; i++)
+			m_sample(f, "sidelane_proxy_connections_closed_total",
+				 "direction", sl_direction_name[d], "reason",
+				 sl_close_reason_name[i], c->closed_dir[d][i]);
 	m_family(f, "sidelane_bytes_total", COUNTER,
 		 "Bytes relayed by the proxy (path relay), app to upstream (up) "
-		 "and back (down). The fast path counts bytes per open socket "
-		 "only (sidelane conns), so it has no total here.");
+		 "and back (down); the fast path's are "
+		 "sidelane_fastpath_redirect_bytes_total and "
+		 "sidelane_fastpath_plain_bytes_total.");
 	m_sample(f, "sidelane_bytes_total", "path", "relay", "direction", "up",
 		 c->bytes_up);
 	m_sample(f, "sidelane_bytes_total", "path", "relay", "direction",

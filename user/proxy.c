@@ -512,9 +512,24 @@ static void side_arm(struct sl_proxy *p, struct sl_side *s, uint32_t want)
 
 /* ---- teardown: the one way a connection ends ---- */
 
-static void count_close(struct sl_proxy *p, enum sl_close_reason reason)
+const char *const sl_direction_name[SL_DIR_NR] = {
+	[SL_DIR_OUTBOUND] = "outbound",
+	[SL_DIR_INBOUND] = "inbound",
+	[SL_DIR_AMBASSADOR] = "ambassador",
+};
+
+static enum sl_direction dir_of(const struct sl_listener *l)
+{
+	return l->inbound ? SL_DIR_INBOUND :
+	       l->transparent ? SL_DIR_OUTBOUND :
+				SL_DIR_AMBASSADOR;
+}
+
+static void count_close(struct sl_proxy *p, const struct sl_listener *l,
+			enum sl_close_reason reason)
 {
 	STAT_ADD(p, closed[reason], 1);
+	STAT_ADD(p, closed_dir[dir_of(l)][reason], 1);
 }
 
 /* After a failure, s already has its FIN (the failed side sent one first
@@ -622,7 +637,8 @@ static void conn_close(struct sl_proxy *p, struct sl_conn *c,
 	timer_set(p, c, -1);
 	STAT_SUB(p, buffered, pending);
 	STAT_SUB(p, active, 1);
-	count_close(p, reason);
+	STAT_SUB(p, active_dir[dir_of(c->l)], 1);
+	count_close(p, c->l, reason);
 	c->reason = reason;
 	c->state = ST_DEAD;
 	list_append(&p->dead, c); /* freed after this epoll batch */
@@ -1476,12 +1492,13 @@ static void conn_accepted(struct sl_proxy *p, struct sl_listener *l, int fd,
 	int err;
 
 	STAT_ADD(p, accepted, 1);
+	STAT_ADD(p, accepted_dir[dir_of(l)], 1);
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		/* nothing to hang the usual teardown on */
 		pr_warn("proxy: out of memory, refusing a connection\n");
 		close_fd(fd, true);
-		count_close(p, SL_CLOSE_TOO_MANY);
+		count_close(p, l, SL_CLOSE_TOO_MANY);
 		return;
 	}
 	c->app.tag = c->up.tag = TAG_SIDE;
@@ -1495,6 +1512,7 @@ static void conn_accepted(struct sl_proxy *p, struct sl_listener *l, int fd,
 	c->t_start = c->t_last = c->t_conn = p->now;
 	c->state = ST_CONNECTING;
 	STAT_ADD(p, active, 1);
+	STAT_ADD(p, active_dir[dir_of(l)], 1);
 
 	if (p->max_conns && p->st.active > p->max_conns) {
 		conn_close(p, c, SL_CLOSE_TOO_MANY, NULL);

@@ -38,8 +38,20 @@ extern const char *const sl_close_reason_name[SL_CLOSE_NR];
 typedef int (*sl_policy_check_fn)(void *ctx, const struct sockaddr *dst,
 				  uint32_t *rule_id);
 
+/* Which listener a connection came in on. */
+enum sl_direction {
+	SL_DIR_OUTBOUND = 0, /* the app's captured outbound connections */
+	SL_DIR_INBOUND, /* peers of other hosts, for the app */
+	SL_DIR_AMBASSADOR, /* the app's explicit local listeners */
+	SL_DIR_NR
+};
+extern const char *const sl_direction_name[SL_DIR_NR];
+
 struct sl_proxy_stats {
 	uint64_t accepted, active, closed[SL_CLOSE_NR];
+	/* the same by direction */
+	uint64_t accepted_dir[SL_DIR_NR], active_dir[SL_DIR_NR];
+	uint64_t closed_dir[SL_DIR_NR][SL_CLOSE_NR];
 	uint64_t bytes_up, bytes_down; /* app->upstream, upstream->app */
 	uint64_t buffered; /* bytes held in the proxy's buffers right now */
 };

@@ -20,6 +20,7 @@
 _Static_assert(SL_CLOSE_NR <= SL_STATS_CLOSE_SLOTS, "closed[] too small");
 _Static_assert(SL_TLS_FAIL_NR <= SL_STATS_TLS_FAIL_SLOTS,
 	       "tls_failed[] too small");
+_Static_assert(SL_DIR_NR <= SL_STATS_DIR_SLOTS, "*_dir[] too small");
 
 /* What an earlier process published: a restart continues from there. */
 static struct sl_proxy_counters base;
@@ -36,6 +37,13 @@ static void add_base(struct sl_proxy_counters *c)
 	c->bytes_down += base.bytes_down;
 	for (i = 0; i < SL_STATS_CLOSE_SLOTS; i++)
 		c->closed[i] += base.closed[i];
+	for (i = 0; i < SL_STATS_DIR_SLOTS; i++) {
+		int r;
+
+		c->accepted_dir[i] += base.accepted_dir[i];
+		for (r = 0; r < SL_STATS_CLOSE_SLOTS; r++)
+			c->closed_dir[i][r] += base.closed_dir[i][r];
+	}
 	c->tls_ok += base.tls_ok;
 	c->tls_resumed += base.tls_resumed;
 	for (i = 0; i < SL_STATS_TLS_FAIL_SLOTS; i++)
@@ -76,6 +84,14 @@ void sl_stats_collect(const char *pin_root, const struct sl_proxy *p,
 		c.bytes_down = ps.bytes_down;
 		for (i = 0; i < SL_CLOSE_NR; i++)
 			c.closed[i] = ps.closed[i];
+		for (i = 0; i < SL_DIR_NR; i++) {
+			int r;
+
+			c.accepted_dir[i] = ps.accepted_dir[i];
+			c.active_dir[i] = ps.active_dir[i];
+			for (r = 0; r < SL_CLOSE_NR; r++)
+				c.closed_dir[i][r] = ps.closed_dir[i][r];
+		}
 	}
 	c.tls_ktls = sl_tls_ktls_available();
 	if (tls) {

@@ -30,6 +30,8 @@
 	X(backlog_resumed, "Switches back to redirecting once TCP drained.")   \
 	X(redirect_off, "Sockets left on TCP: redirect switched off (self-test).") \
 	X(records_closed, "Connection records sent to user space at close.") \
+	X(redirect_bytes, "Bytes redirected socket to socket (fast path).")   \
+	X(plain_bytes, "Bytes of fast-path sockets sent over TCP instead.")   \
 	X(peer_plain, "Sockets left out or taken out: their peer is not accelerated.")
 
 /* Everything `sidelane status` shows. */

@@ -404,8 +404,8 @@ static int scrape_settled(void)
 
 	do {
 		st = scrape();
-		if (!st && M("sidelane_proxy_connections_closed_total{reason=\"done\"}") == N_CONNS &&
-		    M("sidelane_proxy_connections_active{}") == 0)
+		if (!st && M("sidelane_proxy_connections_closed_total{direction=\"ambassador\",reason=\"done\"}") == N_CONNS &&
+		    M("sidelane_proxy_connections_active{direction=\"ambassador\"}") == 0)
 			return 0;
 		usleep(100 * 1000);
 	} while (th_now_ms() < end);
@@ -421,10 +421,10 @@ static void check_metrics(void)
 		const char *metric, *json;
 		long long want; /* -1: > 0, -2: no fixed value */
 	} want[] = {
-		{ "sidelane_proxy_connections_accepted_total{}", "proxy.accepted", N_CONNS },
-		{ "sidelane_proxy_connections_closed_total{reason=\"done\"}", "proxy.closed.done", N_CONNS },
-		{ "sidelane_proxy_connections_closed_total{reason=\"shutdown\"}", "proxy.closed.shutdown", 0 },
-		{ "sidelane_proxy_connections_active{}", "proxy.active", 0 },
+		{ "sidelane_proxy_connections_accepted_total{direction=\"ambassador\"}", "proxy.accepted", N_CONNS },
+		{ "sidelane_proxy_connections_closed_total{direction=\"ambassador\",reason=\"done\"}", "proxy.closed.done", N_CONNS },
+		{ "sidelane_proxy_connections_closed_total{direction=\"ambassador\",reason=\"shutdown\"}", "proxy.closed.shutdown", 0 },
+		{ "sidelane_proxy_connections_active{direction=\"ambassador\"}", "proxy.active", 0 },
 		{ "sidelane_bytes_total{direction=\"up\",path=\"relay\"}", "proxy.bytes_up", N_CONNS * CONN_BYTES },
 		{ "sidelane_bytes_total{direction=\"down\",path=\"relay\"}", "proxy.bytes_down", N_CONNS * CONN_BYTES },
 		{ "sidelane_policy_hits_total{action=\"deny\",rule=\"7\"}", "policy.rules.7.hits", M_DENIED },
@@ -439,6 +439,9 @@ static void check_metrics(void)
 		{ "sidelane_fastpath_attached{}", "attached", 1 },
 		/* the app<->proxy hop: both ends in cgroups sidelane serves */
 		{ "sidelane_fastpath_redirect_ok_total{}", "counters.redirect_ok", -1 },
+		/* each echo both ways over that hop, and the local pair */
+		{ "sidelane_fastpath_redirect_bytes_total{}", "counters.redirect_bytes",
+		  2 * N_CONNS * CONN_BYTES + PAIR_OUT + PAIR_IN },
 		{ "sidelane_fastpath_sock_inserted_total{}", NULL, -1 },
 		{ "sidelane_map_max_entries{map=\"" SL_MAP_SOCKHASH "\"}", "maps." SL_MAP_SOCKHASH ".max", SL_MAX_SOCKETS },
 		{ "sidelane_map_max_entries{map=\"" SL_MAP_CONNS "\"}", "maps." SL_MAP_CONNS ".max", SL_MAX_CONNS },
@@ -607,7 +610,7 @@ static void check_kill9(void)
 	usleep(1200 * 1000); /* published: the restart continues from here */
 	if (!TH_CHECK(!scrape(), n3, "scrape"))
 		goto out;
-	acc0 = M("sidelane_proxy_connections_accepted_total{}");
+	acc0 = M("sidelane_proxy_connections_accepted_total{direction=\"ambassador\"}");
 	th_counters(&app, &c0);
 	kill(app.sidelane, SIGKILL);
 	th_wait(app.sidelane, 5000);
@@ -651,7 +654,7 @@ static void check_kill9(void)
 	th_counters(&app, &c2);
 	usleep(1200 * 1000);
 	scrape();
-	acc1 = M("sidelane_proxy_connections_accepted_total{}");
+	acc1 = M("sidelane_proxy_connections_accepted_total{direction=\"ambassador\"}");
 	if (TH_CHECK(!err, n3, "relay after the restart") &&
 	    TH_CHECK(acc1 >= acc0 + 1, n3, "accepted total %lld -> %lld", acc0, acc1) &&
 	    TH_CHECK(c2.redirect_ok > c1.redirect_ok, n3,
@@ -733,12 +736,12 @@ static void check_drain(void)
 	if (TH_CHECK(!err && code == 200 && alive(&app) &&
 			     M("sidelane_draining{}") == 1 && M("sidelane_ready{}") == 0 &&
 			     J("admin.draining") == 1 &&
-			     M("sidelane_proxy_connections_closed_total{reason=\"shutdown\"}") == 1 &&
-			     M("sidelane_proxy_connections_active{}") == 0,
+			     M("sidelane_proxy_connections_closed_total{direction=\"ambassador\",reason=\"shutdown\"}") == 1 &&
+			     M("sidelane_proxy_connections_active{direction=\"ambassador\"}") == 0,
 		     name5, "scrape %d, /healthz %d, alive %d, draining %lld, ready %lld, shutdown %lld",
 		     err, code, alive(&app), M("sidelane_draining{}"),
 		     M("sidelane_ready{}"),
-		     M("sidelane_proxy_connections_closed_total{reason=\"shutdown\"}")))
+		     M("sidelane_proxy_connections_closed_total{direction=\"ambassador\",reason=\"shutdown\"}")))
 		th_pass(name5);
 }
 
