@@ -242,61 +242,6 @@ static bool make_foreign(void)
 	return true;
 }
 
-/* `sidelane run` in the background, its output into t.log, until it says
- * it is running (or exits). 0 or -errno.
- */
-static int start_run(const char *cgroup, const char *sidecar,
-		     const char *pin_root)
-{
-	char *argv[] = { (char *)th_sidelane_bin(), "run", "--config", t.cfg,
-			 "--cgroup", (char *)cgroup, "--pin-root", (char *)pin_root,
-			 "--sidecar-cgroup", (char *)sidecar, NULL };
-	__u64 deadline = th_now_ms() + READY_MS;
-	int fd, status;
-
-	/* emptied here, not in the child: no stale "running;" is read */
-	fd = open(t.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	close(fd);
-	fflush(stdout);
-	t.sidelane = fork();
-	if (t.sidelane < 0)
-		return -errno;
-	if (!t.sidelane) {
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		fd = open(t.log, O_WRONLY | O_APPEND | O_CLOEXEC);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	while (!th_file_has(t.log, "running;")) {
-		if (waitpid(t.sidelane, &status, WNOHANG) == t.sidelane) {
-			t.sidelane = 0;
-			return -ECHILD;
-		}
-		if (th_now_ms() > deadline)
-			return -ETIMEDOUT;
-		sleep_ms(20);
-	}
-	return 0;
-}
-
-static void dump_file(const char *path)
-{
-	char line[1024];
-	FILE *f = fopen(path, "re");
-
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f))
-		printf("#   %s", line);
-	fclose(f);
-}
-
 /* The object of the "coexist" array whose "id" is id, into obj. */
 static bool cx_entry(const char *json, __u32 id, char *obj, size_t len)
 {
@@ -486,7 +431,7 @@ static void check_run_log(void)
 	th_pass(name);
 	return;
 dump:
-	dump_file(t.log);
+	th_dump_log(t.log);
 }
 
 static void check_text(void)
@@ -597,11 +542,10 @@ int main(void)
 	if (!TH_CHECK(t.allow4_link >= 0 && t.sockops_link >= 0, name,
 		      "attaching the foreign programs: %s", strerror(errno)))
 		goto out;
-	err = start_run(t.app, t.side, t.pin_root);
-	if (!TH_CHECK(!err, name, "sidelane run: %s", strerror(-err))) {
-		dump_file(t.log);
+	err = th_start_run(t.cfg, t.app, t.side, t.pin_root, t.log, READY_MS,
+			   &t.sidelane);
+	if (!TH_CHECK(!err, name, "sidelane run: %s (log shown)", strerror(-err)))
 		goto out;
-	}
 	th_pass(name);
 
 	st = th_run(NULL, NULL, argv, json, sizeof(json), 20000);

@@ -85,61 +85,13 @@ static void cleanup(void *arg)
 		unlink(g.cfg);
 }
 
-static void dump_file(const char *path)
-{
-	char line[1024];
-	FILE *f = fopen(path, "re");
-
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f))
-		printf("#   %s", line);
-	fclose(f);
-}
-
 /* `sidelane run` for root i with the given sidecar cgroup, until it says it
  * is running. 0 or -errno.
  */
 static int start(int i, const char *sidecar)
 {
-	char *argv[] = { (char *)th_sidelane_bin(), "run", "--config", g.cfg,
-			 "--cgroup", g.app[i].cgroup, "--pin-root", g.pin_root[i],
-			 "--sidecar-cgroup", (char *)sidecar, NULL };
-	__u64 deadline = th_now_ms() + READY_MS;
-	int fd, status;
-
-	/* emptied here, not in the child: no stale "running;" is read */
-	fd = open(g.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	close(fd);
-	fflush(stdout);
-	g.pid[i] = fork();
-	if (g.pid[i] < 0)
-		return g.pid[i] = 0, -errno;
-	if (!g.pid[i]) {
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		fd = open(g.log, O_WRONLY | O_APPEND | O_CLOEXEC);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	while (!th_file_has(g.log, "running;")) {
-		if (waitpid(g.pid[i], &status, WNOHANG) == g.pid[i]) {
-			g.pid[i] = 0;
-			dump_file(g.log);
-			return -ECHILD;
-		}
-		if (th_now_ms() > deadline) {
-			dump_file(g.log);
-			return -ETIMEDOUT;
-		}
-		sleep_ms(20);
-	}
-	return 0;
+	return th_start_run(g.cfg, g.app[i].cgroup, sidecar, g.pin_root[i], g.log,
+			    READY_MS, &g.pid[i]);
 }
 
 /* Cgroup id link_sockops of root i serves (0: gone), or -errno. */

@@ -415,7 +415,7 @@ static pid_t spawn(char *const argv[], const char *log)
 	_exit(127);
 }
 
-static void dump_log(const char *log)
+void th_dump_log(const char *log)
 {
 	char line[512];
 	FILE *f = fopen(log, "re");
@@ -425,6 +425,50 @@ static void dump_log(const char *log)
 	while (fgets(line, sizeof(line), f))
 		printf("#   sidelane: %s", line);
 	fclose(f);
+}
+
+int th_start_run(const char *cfg, const char *cgroup, const char *sidecar,
+		 const char *pin_root, const char *log, int ready_ms, pid_t *pid)
+{
+	char *argv[] = { (char *)th_sidelane_bin(), "run", "--config", (char *)cfg,
+			 "--cgroup", (char *)cgroup, "--pin-root", (char *)pin_root,
+			 "--sidecar-cgroup", (char *)sidecar, NULL };
+	__u64 deadline = th_now_ms() + ready_ms;
+	int fd, status;
+
+	*pid = 0;
+	/* emptied here, not in the child: no stale "running;" is read */
+	fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	fflush(stdout);
+	*pid = fork();
+	if (*pid < 0)
+		return *pid = 0, -errno;
+	if (!*pid) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		fd = open(log, O_WRONLY | O_APPEND | O_CLOEXEC);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	while (!th_file_has(log, "running;")) {
+		if (waitpid(*pid, &status, WNOHANG) == *pid) {
+			*pid = 0;
+			th_dump_log(log);
+			return -ECHILD;
+		}
+		if (th_now_ms() > deadline) {
+			th_dump_log(log);
+			return -ETIMEDOUT;
+		}
+		sleep_ms(20);
+	}
+	return 0;
 }
 
 static void track(struct th_env *env, bool on)
@@ -508,14 +552,14 @@ int th_env_setup(struct th_env *env, const char *name, bool accelerated)
 		if (waitpid(env->sidelane, &status, WNOHANG) == env->sidelane) {
 			th_info("sidelane run exited early (status 0x%x):",
 				status);
-			dump_log(env->log);
+			th_dump_log(env->log);
 			env->sidelane = 0;
 			return -ECHILD;
 		}
 		if (th_now_ms() >= deadline) {
 			th_info("sidelane run not ready after %d ms:",
 				TH_READY_MS);
-			dump_log(env->log);
+			th_dump_log(env->log);
 			return -ETIMEDOUT;
 		}
 		sleep_ms(10);
@@ -561,7 +605,7 @@ int th_env_detach(struct th_env *env)
 		if (st != 0) {
 			th_info("sidelane run (pid %d) ended with %d", env->sidelane,
 				st);
-			dump_log(env->log);
+			th_dump_log(env->log);
 		}
 		env->sidelane = 0;
 	}

@@ -99,6 +99,15 @@ int th_listen(const char *addr, int backlog, int *port);
 int th_connect(const char *addr, int port);
 int th_tcp_pair(const char *laddr, const char *caddr, int *cfd, int *sfd);
 
+/* `sidelane run --config cfg --cgroup cgroup --sidecar-cgroup sidecar
+ * --pin-root pin_root` in the background (SIGTERM when we die), its output
+ * into log, until it logs "running;": 0, or -ECHILD (it exited) /
+ * -ETIMEDOUT after ready_ms, the log shown. *pid: the child, 0 if gone.
+ */
+int th_start_run(const char *cfg, const char *cgroup, const char *sidecar,
+		 const char *pin_root, const char *log, int ready_ms, pid_t *pid);
+/* The file's lines as "#   sidelane: ..." diagnostics. */
+void th_dump_log(const char *log);
 /* A loopback TCP port nothing listens on right now (bound, then released),
  * or -1.
  */
