@@ -631,7 +631,16 @@ static void app_serve(int fd, unsigned int i)
 		http_reply(fd, buf, got, sizeof(buf));
 	} else {
 		EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-		for (n = got; n > 0; n = recv(fd, buf, sizeof(buf), 0)) {
+		for (n = got; n > 0 || (n < 0 && errno == EAGAIN);
+		     n = recv(fd, buf, sizeof(buf), 0)) {
+			/* a known sockmap difference (README, "Socket
+			 * semantics"): a blocking recv() woken by TCP bytes
+			 * while nothing redirected is queued (the sidecar's
+			 * messages took TCP past the backlog bound) fails
+			 * EAGAIN once; the next call reads them
+			 */
+			if (n < 0)
+				continue;
 			EVP_DigestUpdate(md, buf, n);
 			r->rx += n;
 			if (send_all(fd, buf, n))
