@@ -12,6 +12,7 @@
 #include "stats.h"
 #include "acct.h"
 #include "sockkey.bpf.h"
+#include "admission.bpf.h"
 
 /* 4-tuple (+netns) of a local socket -> the socket; sk_msg looks up peers here */
 struct {
@@ -127,14 +128,38 @@ static __always_inline __u32 psock_backlog(struct tcp_sock *tp)
 	return psock ? psock->msg_tot_len : 0;
 }
 
-/* Why this socket stays off the sockhash, or SL_ACC_ACCELERATED. */
+/* Is the connecting peer of this accepted socket in the sockhash? The
+ * connecting side is established first (SYN-ACK, then the ACK that
+ * establishes the accepted side), so an accepted socket whose peer is not
+ * in the sockhash has a peer outside our cgroups or one that was not
+ * admitted: it would get no redirect, and in the sockhash its FIONREAD would
+ * miss every byte that arrives over TCP. (TCP Fast Open establishes the
+ * accepted side first: such connections go plain.)
+ */
+static __always_inline int peer_in_sockhash(struct bpf_sock_ops *skops,
+					    const struct sl_conn *conn)
+{
+	struct sl_sock_key peer = {};
+
+	peer.netns_cookie = conn->key.netns_cookie;
+	return !sl_key_peer(skops, &peer) &&
+	       bpf_map_lookup_elem(&sl_sk_by_key, &peer);
+}
+
+/* Why this socket stays off the sockhash, or SL_ACC_ACCELERATED; sets
+ * SL_CONN_F_SIDECAR / SL_CONN_F_SEND_ONLY in conn->flags for what it
+ * admits under the safe and send modes (include/admission.h).
+ */
 static __always_inline __u16 acc_reason(struct bpf_sock_ops *skops,
 					struct sl_conn *conn,
-					struct sl_counters *cnt)
+					struct sl_counters *cnt,
+					struct tcp_sock *tp, __u32 opts)
 {
+	const struct sl_adm_cfg *adm = adm_cfg();
+	int passive = conn->flags & SL_CONN_F_PASSIVE;
 	struct sl_fp_cfg *cfg;
-	__u32 zero = 0;
-	__u16 svc_port;
+	__u32 zero = 0, mode;
+	__u16 svc_port, r;
 
 	/* A peer elsewhere can never be in our sockhash: keep its socket off
 	 * the sk_msg path entirely rather than pay a failed lookup per
@@ -147,8 +172,7 @@ static __always_inline __u16 acc_reason(struct bpf_sock_ops *skops,
 	/* The service port is the listener's: local on the accepted side,
 	 * remote on the connecting side, so both ends decide alike.
 	 */
-	svc_port = (conn->flags & SL_CONN_F_PASSIVE) ? conn->key.local_port :
-						       conn->key.remote_port;
+	svc_port = passive ? conn->key.local_port : conn->key.remote_port;
 	if (bpf_map_lookup_elem(&sl_excluded_ports, &svc_port)) {
 		cnt->excluded++;
 		return SL_ACC_EXCLUDED;
@@ -161,24 +185,33 @@ static __always_inline __u16 acc_reason(struct bpf_sock_ops *skops,
 		cnt->redirect_off++;
 		return SL_ACC_REDIRECT_OFF;
 	}
-	/* The connecting side is established first (SYN-ACK, then the ACK
-	 * that establishes the accepted side), so an accepted socket whose
-	 * peer is not in the sockhash has a peer outside our cgroups: it
-	 * would get no redirect, and in the sockhash its FIONREAD would miss
-	 * every byte that arrives over TCP. Left out. (TCP Fast Open
-	 * establishes the accepted side first: such connections go plain.)
-	 */
-	if (conn->flags & SL_CONN_F_PASSIVE) {
-		struct sl_sock_key peer = {};
-
-		peer.netns_cookie = conn->key.netns_cookie;
-		if (sl_key_peer(skops, &peer) ||
-		    !bpf_map_lookup_elem(&sl_sk_by_key, &peer)) {
+	mode = adm_mode(adm);
+	if (mode == SL_APP_NONE)
+		return SL_ACC_MODE_NONE;
+	if (mode == SL_APP_ALL) {
+		if (passive && !peer_in_sockhash(skops, conn)) {
 			cnt->peer_plain++;
 			return SL_ACC_PEER_PLAIN;
 		}
+		return SL_ACC_ACCELERATED;
 	}
-	return SL_ACC_ACCELERATED;
+	/* safe and send: the sidecar's accepted socket goes in when the app
+	 * socket that connected to it was admitted; the sidecar's own
+	 * connects (upstreams, app ports) never: their local peers are
+	 * accepted app sockets, which are not.
+	 */
+	if (adm_is_sidecar(adm, tp)) {
+		if (!passive || !peer_in_sockhash(skops, conn)) {
+			cnt->peer_plain++;
+			return SL_ACC_PEER_PLAIN;
+		}
+		conn->flags |= SL_CONN_F_SIDECAR;
+		return SL_ACC_ACCELERATED;
+	}
+	r = adm_app_reason(adm, tp, opts, passive);
+	if (r == SL_ACC_ACCELERATED)
+		conn->flags |= SL_CONN_F_SEND_ONLY;
+	return r;
 }
 
 /* connect(): the one sockops callback in the connecting process's context;
@@ -226,9 +259,12 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 	conn.start_ns = bpf_ktime_get_ns();
 	conn.tcp_acked0 = skops->bytes_acked;
 	conn.tcp_rx0 = skops->bytes_received;
-	conn.reason = acc_reason(skops, &conn, cnt);
 	sk = skops->sk; /* one read: a second one would not be NULL-checked */
 	st = sk ? bpf_sk_storage_get(&sl_sk_state, sk, NULL, 0) : NULL;
+	conn.reason = acc_reason(skops, &conn, cnt,
+				 sk ? bpf_skc_to_tcp_sock(sk) : NULL,
+				 st ? st->opts : 0);
+	adm_count(conn.reason, 0);
 	if (st && st->pid) { /* the connecting process (on_connect) */
 		conn.pid = st->pid;
 		conn.cgroup_id = st->cgroup_id;
@@ -288,12 +324,70 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 					    BPF_ANY);
 	}
 	/* A connecting socket also wants its next received segment, which
-	 * tells whether its peer joined (see on_first_segment).
+	 * tells whether its peer joined (see on_first_segment); a send-only
+	 * one every segment it transmits (see on_tx_segment).
 	 */
 	if (!(flags & SL_CONN_F_PASSIVE))
 		bpf_sock_ops_cb_flags_set(
 			skops, skops->bpf_sock_ops_cb_flags |
-				       BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG);
+				       BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG |
+				       (conn.flags & SL_CONN_F_SEND_ONLY ?
+						BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG :
+						0));
+}
+
+/* Take an admitted socket out of the sockhash; from here on it is a plain
+ * TCP socket again. Only for send-only sockets: nothing was ever redirected
+ * into them, so their psock holds no data to lose.
+ */
+static __always_inline void evict(struct bpf_sock_ops *skops,
+				  struct sl_conn *conn, __u16 reason)
+{
+	bpf_sock_ops_cb_flags_set(skops,
+				  skops->bpf_sock_ops_cb_flags &
+					  ~BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG);
+	if (bpf_map_delete_elem(&sl_sockhash, &conn->key))
+		return;
+	bpf_map_delete_elem(&sl_sk_by_key, &conn->key);
+	conn->flags = (conn->flags & ~(SL_CONN_F_IN_SOCKHASH | SL_CONN_F_EVICT)) |
+		      SL_CONN_F_PLAIN;
+	conn->reason = reason;
+	adm_count(reason, 1);
+}
+
+/* Every segment a send-only socket transmits, its ACKs included
+ * (HDR_OPT_LEN_CB runs from tcp_established_options(), on the fast path
+ * too, unlike PARSE_HDR_OPT_CB, which header prediction skips): a socket
+ * made blocking since it was admitted (fcntl, FIONBIO), or flagged by
+ * sk_msg or cgroup/setsockopt, leaves the sockhash here, under the socket
+ * lock. A blocking recv() in the sockmap's receive path would fail EAGAIN
+ * on a wakeup without data. No BPF runs at fcntl() here (BPF LSM and fentry
+ * are not available everywhere), so this is the first moment after it that
+ * sockops sees the socket: its next send (sk_msg passes it to TCP) or the
+ * ACK of the next bytes it receives.
+ */
+static __always_inline void on_tx_segment(struct bpf_sock_ops *skops)
+{
+	struct sl_conn *conn;
+	struct bpf_sock *sk;
+	__u64 cookie;
+
+	cookie = bpf_get_socket_cookie(skops);
+	conn = bpf_map_lookup_elem(&sl_conns, &cookie);
+	if (!conn || !(conn->flags & SL_CONN_F_SEND_ONLY) ||
+	    !(conn->flags & SL_CONN_F_IN_SOCKHASH)) {
+		bpf_sock_ops_cb_flags_set(
+			skops, skops->bpf_sock_ops_cb_flags &
+				       ~BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG);
+		return;
+	}
+	if (conn->flags & SL_CONN_F_EVICT) {
+		evict(skops, conn, conn->reason);
+		return;
+	}
+	sk = skops->sk;
+	if (sk && adm_blocking(bpf_skc_to_tcp_sock(sk)) == 1)
+		evict(skops, conn, SL_ACC_BECAME_BLOCKING);
 }
 
 /* A connecting socket is inserted before its peer is established (the
@@ -335,6 +429,7 @@ static __always_inline void on_first_segment(struct bpf_sock_ops *skops)
 	conn->flags = (conn->flags & ~SL_CONN_F_IN_SOCKHASH) | SL_CONN_F_PLAIN;
 	conn->reason = SL_ACC_PEER_PLAIN;
 	cnt->peer_plain++;
+	adm_count(SL_ACC_PEER_PLAIN, 1);
 }
 
 #define SL_RCV_SHUTDOWN 1 /* sk_shutdown bits (include/net/sock.h) */
@@ -466,6 +561,9 @@ int sl_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_PARSE_HDR_OPT_CB:
 		on_first_segment(skops);
 		break;
+	case BPF_SOCK_OPS_HDR_OPT_LEN_CB:
+		on_tx_segment(skops);
+		break;
 	}
 	return 1;
 }
@@ -501,6 +599,37 @@ static __always_inline int plain_drained(struct bpf_sock *sk,
 	struct tcp_sock *me = bpf_skc_to_tcp_sock(sk);
 
 	return me && peer && peer->copied_seq == me->write_seq;
+}
+
+/* safe and send modes: may this message be redirected into the peer? Only
+ * a send-only app socket's, only into a sidecar socket (the peer's record
+ * says so; checked once), and only while the socket stays non-blocking: one
+ * made blocking is flagged here, its message takes TCP, and the segment
+ * that carries it takes the socket out of the sockhash (on_tx_segment).
+ */
+static __always_inline int adm_may_redirect(struct bpf_sock *sk,
+					    struct sl_conn *conn,
+					    const struct sl_sock_key *peer)
+{
+	struct sl_sock_ref *ref;
+	struct sl_conn *pc;
+
+	if ((conn->flags & (SL_CONN_F_SEND_ONLY | SL_CONN_F_EVICT)) !=
+	    SL_CONN_F_SEND_ONLY)
+		return 0;
+	if (adm_blocking(bpf_skc_to_tcp_sock(sk)) == 1) {
+		conn->flags |= SL_CONN_F_EVICT;
+		conn->reason = SL_ACC_BECAME_BLOCKING;
+		return 0;
+	}
+	if (conn->flags & SL_CONN_F_PEER_SIDECAR)
+		return 1;
+	ref = bpf_map_lookup_elem(&sl_sk_by_key, peer);
+	pc = ref ? bpf_map_lookup_elem(&sl_conns, &ref->cookie) : NULL;
+	if (!pc || !(pc->flags & SL_CONN_F_SIDECAR))
+		return 0;
+	conn->flags |= SL_CONN_F_PEER_SIDECAR;
+	return 1;
 }
 
 SEC("sk_msg")
@@ -572,6 +701,17 @@ int sl_sk_msg(struct sk_msg_md *msg)
 	peer.netns_cookie = conn->key.netns_cookie;
 	if (sl_key_peer(msg, &peer))
 		goto plain;
+	/* Outside the all mode nothing is redirected into an app socket, and
+	 * an app socket redirects only while admitted. TCP then, behind the
+	 * drain gate: switching to TCP never reorders (the reader drains the
+	 * psock first), switching back waits until TCP has nothing left (a
+	 * peer that joins late, a restart in the all mode).
+	 */
+	if (adm_mode(adm_cfg()) != SL_APP_ALL &&
+	    !adm_may_redirect(sk, conn, &peer)) {
+		conn->flags |= SL_CONN_F_BACKLOG;
+		goto plain;
+	}
 	/* Bound what a slow reader lets pile up (see SL_CONN_F_BACKLOG). */
 	peer_tp = peer_tcp_sock(st, &peer);
 	if (conn->flags & SL_CONN_F_BACKLOG) {
@@ -607,6 +747,41 @@ plain:
 	cnt->pass_plain++;
 	cnt->plain_bytes += size;
 	return SK_PASS;
+}
+
+/* On the app's cgroup: note the send-side options a redirect would skip
+ * (adm_opt_bit), from before the socket is established, so that sockops
+ * leaves it out; a socket admitted already is flagged, and its next segment
+ * takes it out of the sockhash (on_tx_segment). The option itself is always
+ * applied: the call goes on to the kernel unchanged.
+ */
+SEC("cgroup/setsockopt")
+int sl_setsockopt(struct bpf_sockopt *ctx)
+{
+	struct sl_sk_state *st;
+	struct sl_conn *conn;
+	struct bpf_sock *sk;
+	__u32 bit;
+
+	sk = ctx->sk;
+	if (!sk || sk->protocol != SL_IPPROTO_TCP)
+		return 1;
+	bit = adm_opt_bit(ctx);
+	if (!bit)
+		return 1;
+	st = bpf_sk_storage_get(&sl_sk_state, sk, NULL,
+				BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st)
+		return 1;
+	st->opts |= bit;
+	/* st->cookie is set for sockets in the sockhash only */
+	conn = st->cookie ? bpf_map_lookup_elem(&sl_conns, &st->cookie) : NULL;
+	if (conn && (conn->flags & SL_CONN_F_SEND_ONLY) &&
+	    (conn->flags & SL_CONN_F_IN_SOCKHASH)) {
+		conn->flags |= SL_CONN_F_EVICT;
+		conn->reason = adm_opt_reason(bit);
+	}
+	return 1;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

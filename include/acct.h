@@ -10,17 +10,42 @@
 
 #include "fastpath.h"
 
-/* sl_conn.reason: accelerated, or why not. */
-enum sl_acc_reason {
-	SL_ACC_ACCELERATED = 0, /* in the sockhash */
-	SL_ACC_NOT_LOCAL, /* peer on another host */
-	SL_ACC_EXCLUDED, /* an excluded service port */
-	SL_ACC_PEER_PLAIN, /* peer not accelerated (outside our cgroups, TFO) */
-	SL_ACC_REDIRECT_OFF, /* redirect switched off (self-test failed) */
-	SL_ACC_INSERT_FAILED, /* sockhash full or refused the socket */
-	SL_ACC_FELL_BACK, /* a message found no peer: on TCP for good */
-	SL_ACC_NR
-};
+/* sl_conn.reason: accelerated, or why not; the one table every output
+ * (conns, status, /metrics, the access log) takes its names from.
+ * X(enum suffix, name, what it means). The values are counter slots of
+ * struct sl_adm_stats too (include/admission.h): append, never reorder.
+ */
+#define SL_ACC_REASONS(X)                                                      \
+	X(ACCELERATED, "accelerated", "in the sockhash")                        \
+	X(NOT_LOCAL, "peer-not-local", "the peer is on another host")          \
+	X(EXCLUDED, "excluded-port", "an excluded service port")               \
+	X(PEER_PLAIN, "peer-not-accelerated",                                   \
+	  "the peer is not in the sockhash (outside our cgroups, TFO, or an "   \
+	  "app socket that may not be a redirect target)")                      \
+	X(REDIRECT_OFF, "redirect-off", "redirect switched off (self-test)")   \
+	X(INSERT_FAILED, "sockhash-refused", "the sockhash was full or refused it") \
+	X(FELL_BACK, "fell-back-to-tcp", "a message found no peer: TCP for good") \
+	X(BLOCKING, "blocking-socket",                                          \
+	  "a blocking app socket (the sockmap receive path changes blocking reads)") \
+	X(BECAME_BLOCKING, "became-blocking",                                   \
+	  "made blocking after admission: taken out of the sockhash")           \
+	X(ACCEPTED, "accepted-socket",                                          \
+	  "an app's accepted socket: its file flags are unknown when it is established") \
+	X(KERNEL_FIONREAD, "kernel-fionread",                                   \
+	  "this kernel answers FIONREAD on a sockmap socket with redirected bytes only") \
+	X(OPT_NOTSENT_LOWAT, "option-tcp_notsent_lowat",                        \
+	  "TCP_NOTSENT_LOWAT: writability would ignore redirected bytes")       \
+	X(OPT_ZEROCOPY, "option-so_zerocopy",                                   \
+	  "SO_ZEROCOPY: redirected sends complete no MSG_ZEROCOPY notification") \
+	X(OPT_TIMESTAMPING, "option-so_timestamping",                           \
+	  "SO_TIMESTAMPING with TX flags: redirected bytes get no TX timestamps") \
+	X(OPT_ULP, "option-tcp_ulp", "TCP_ULP (kTLS): an upper layer owns the socket") \
+	X(OPT_REPAIR, "option-tcp_repair", "TCP_REPAIR (checkpoint/restore)")   \
+	X(MODE_NONE, "app-sockets-none", "fastpath.app_sockets is none")
+
+#define SL_ACC_ENUM(id, name, help) SL_ACC_##id,
+enum sl_acc_reason { SL_ACC_REASONS(SL_ACC_ENUM) SL_ACC_NR };
+#undef SL_ACC_ENUM
 
 enum sl_event_type {
 	SL_EV_CLOSE = 1, /* a socket of ours reached TCP_CLOSE */

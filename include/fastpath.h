@@ -46,6 +46,21 @@ struct sl_addr {
 #define SL_CONN_F_BACKLOG 0x8
 /* sk_msg has seen this socket's first message (see the TCP Fast Open check). */
 #define SL_CONN_F_SEEN 0x10
+/* A socket of the sidecar's cgroup (include/admission.h): its reader is
+ * sidelane's own proxy, so bytes may be redirected into it.
+ */
+#define SL_CONN_F_SIDECAR 0x20
+/* An app socket admitted send-only (safe and send modes): its messages may
+ * be redirected into a sidecar socket, nothing is redirected into it, so
+ * its psock never holds data and it can leave the sockhash at any moment.
+ */
+#define SL_CONN_F_SEND_ONLY 0x40
+/* Its peer was checked to be a sidecar socket (first message). */
+#define SL_CONN_F_PEER_SIDECAR 0x80
+/* Leaves the sockhash at its next segment (became blocking, or an option
+ * set after admission); messages take TCP meanwhile. reason says why.
+ */
+#define SL_CONN_F_EVICT 0x100
 
 /* Per-socket accounting record, keyed by socket cookie; created by sockops at
  * established for every TCP socket of our cgroups (accelerated or not: reason
@@ -85,7 +100,7 @@ struct sl_sk_state {
 	 */
 	__u64 cgroup_id;
 	__u32 pid;
-	__u32 pad;
+	__u32 opts; /* SL_OPT_* set by the app (include/admission.h) */
 	char comm[16];
 };
 

@@ -55,6 +55,13 @@
  */
 #define SL_PIN_LINK_CAPTURE_SOCKOPS_SIDECAR "link_capture_sockops_sidecar"
 #define SL_MAP_EXCLUDED_PORTS "sl_excluded_ports"
+/* Admission (include/admission.h): the mode and what the kernel allows, the
+ * counters by reason, and the cgroup/setsockopt program on the app's cgroup
+ * that notes send-side options.
+ */
+#define SL_MAP_ADM_CFG "sl_adm_cfg"
+#define SL_MAP_ADM_STATS "sl_adm_stats"
+#define SL_PIN_LINK_SETSOCKOPT "link_setsockopt"
 
 /* Links and programs pinned under the pin root, so the fast path outlives the
  * process that attached it.

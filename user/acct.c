@@ -19,6 +19,7 @@
 #include <bpf/libbpf.h>
 #include "sidelane.h"
 #include "acct_user.h"
+#include "admission_user.h"
 #include "accesslog.h"
 #include "fastpath_user.h"
 #include "log.h"
@@ -26,15 +27,6 @@
 
 #define SL_ACCT_POLL_MS 100
 
-const char *const sl_acc_reason_name[SL_ACC_NR] = {
-	[SL_ACC_ACCELERATED] = "accelerated",
-	[SL_ACC_NOT_LOCAL] = "peer-not-local",
-	[SL_ACC_EXCLUDED] = "excluded-port",
-	[SL_ACC_PEER_PLAIN] = "peer-not-accelerated",
-	[SL_ACC_REDIRECT_OFF] = "redirect-off",
-	[SL_ACC_INSERT_FAILED] = "sockhash-refused",
-	[SL_ACC_FELL_BACK] = "fell-back-to-tcp",
-};
 
 struct sl_acct {
 	struct ring_buffer *rb;

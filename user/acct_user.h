@@ -14,8 +14,6 @@
 struct sl_alog;
 struct sl_acct;
 
-extern const char *const sl_acc_reason_name[SL_ACC_NR];
-
 struct sl_acct_stats {
 	uint64_t closed, denied; /* events read */
 	uint64_t lost; /* events the ring had no room for (sl_events_lost) */

@@ -207,6 +207,37 @@ static void metrics_tls(FILE *f, const struct sl_proxy_counters *c)
 		 NULL, c->tls_reloads_rejected);
 }
 
+static void metrics_admission(FILE *f, const struct sl_adm_status *adm)
+{
+	int i;
+
+	if (!adm->present)
+		return;
+	m_family(f, "sidelane_admission_mode", GAUGE,
+		 "1 for the fastpath.app_sockets mode in force.");
+	for (i = 0; i < SL_APP_NR; i++)
+		m_sample(f, "sidelane_admission_mode", "app_sockets",
+			 sl_app_sockets_name[i], NULL, NULL,
+			 adm->cfg.mode == (uint32_t)i);
+	m_one(f, "sidelane_admission_kernel_tcp_fionread", GAUGE,
+	      "1 when a sockmap socket on this kernel answers FIONREAD with the "
+	      "bytes TCP brought (the safe mode admits only then).",
+	      !!(adm->cfg.kernel & SL_KERNEL_TCP_FIONREAD));
+	m_family(f, "sidelane_admission_sockets_total", COUNTER,
+		 "Established sockets of the app and sidecar cgroups by "
+		 "admission reason (accelerated: admitted).");
+	for (i = 0; i < SL_ACC_NR; i++)
+		m_sample(f, "sidelane_admission_sockets_total", "reason",
+			 sl_acc_reason_name[i], NULL, NULL,
+			 adm->stats.sockets[i]);
+	m_family(f, "sidelane_admission_evicted_total", COUNTER,
+		 "Admitted sockets taken out of the sockhash again, by reason.");
+	for (i = 0; i < SL_ACC_NR; i++)
+		m_sample(f, "sidelane_admission_evicted_total", "reason",
+			 sl_acc_reason_name[i], NULL, NULL,
+			 adm->stats.evicted[i]);
+}
+
 static void metrics_fastpath(FILE *f, const struct sl_fp_status *fp)
 {
 	const struct sl_counters *c = &fp->counters;
@@ -344,6 +375,7 @@ static void metrics(FILE *f, const struct sl_admin *a,
 	metrics_proxy(f, a, &st->pc);
 	metrics_tls(f, &st->pc);
 	metrics_fastpath(f, &st->fp);
+	metrics_admission(f, &st->adm);
 	metrics_capture(f, &st->cap);
 	metrics_policy(f, a->pin_root);
 	metrics_inbound(f, &st->in);

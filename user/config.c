@@ -31,6 +31,7 @@
 #include <cyaml/cyaml.h>
 #include <yaml.h>
 #include "config.h"
+#include "admission_user.h"
 #include "tls.h"
 #include "util.h"
 
@@ -60,6 +61,18 @@ const char sl_config_default_yaml[] =
 	"\n"
 	"# Local fast path: connections between two sockets of this host skip TCP.\n"
 	"fastpath:\n"
+	"  # Which app sockets may enter it (README, \"Socket semantics\"):\n"
+	"  #   safe  only where the app cannot tell: non-blocking sockets that\n"
+	"  #         connect to the sidecar, send-only (app -> sidecar in the\n"
+	"  #         kernel, sidecar -> app over TCP), and only on a kernel whose\n"
+	"  #         sockmap keeps FIONREAD (checked at start; Linux 6.18 does\n"
+	"  #         not, so there none is admitted)\n"
+	"  #   send  safe's rule on any kernel: FIONREAD counts 0 for TCP's bytes\n"
+	"  #   all   every local socket, both ways, app<->app too: MSG_WAITALL,\n"
+	"  #         SO_RCVLOWAT, splice(), RST on close and blocking reads change\n"
+	"  #   none  no app socket\n"
+	"  # send and all print what they change at start.\n"
+	"  app_sockets: safe\n"
 	"  # Service ports kept on plain loopback TCP (single ports, not ranges),\n"
 	"  # e.g. [5432, 6379].\n"
 	"  exclude_ports: []\n"
@@ -531,6 +544,7 @@ struct raw_ambassador {
 };
 
 struct raw_fastpath {
+	char *app_sockets;
 	char **exclude_ports;
 	unsigned int exclude_ports_count;
 };
@@ -656,6 +670,7 @@ static const cyaml_schema_value_t ambassador_schema = {
 };
 
 static const cyaml_schema_field_t fastpath_fields[] = {
+	STR("app_sockets", OPT, struct raw_fastpath, app_sockets),
 	LIST("exclude_ports", struct raw_fastpath, exclude_ports, &scalar_schema,
 	     SL_CFG_MAX_PORTS),
 	CYAML_FIELD_END
@@ -1439,6 +1454,12 @@ static int apply_fastpath(struct doc *d, const struct raw_fastpath *r,
 	char ipath[PATH_LEN];
 	unsigned int i, j;
 
+	if (r->app_sockets &&
+	    sl_app_sockets_parse(r->app_sockets, &cfg->fastpath.app_sockets))
+		return fail_line(d, line_of(d, "fastpath.app_sockets"),
+				 "fastpath.app_sockets",
+				 "\"%s\" is not safe, send, all or none",
+				 r->app_sockets);
 	if (!has_node(d, path))
 		return 0;
 	for (i = 0; i < r->exclude_ports_count; i++) {

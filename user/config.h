@@ -102,6 +102,7 @@ struct sl_config {
 	char pin_root[256];
 	char cgroup[512]; /* the app's cgroup; "" = given on the command line */
 	struct {
+		uint32_t app_sockets; /* enum sl_app_sockets (admission.h) */
 		unsigned int n_exclude_ports;
 		uint16_t exclude_ports[SL_CFG_MAX_PORTS];
 	} fastpath;

@@ -24,6 +24,7 @@
 #include <bpf/libbpf.h>
 #include "sidelane.h"
 #include "fastpath.h"
+#include "admission.h"
 #include "fastpath.skel.h"
 #include "fastpath_user.h"
 #include "capture_user.h"
@@ -36,7 +37,8 @@ static const char *const map_names[] = {
 	SL_MAP_SOCKHASH,    SL_MAP_CONNS,     SL_MAP_COUNTERS,
 	SL_MAP_LOCAL_ADDRS, SL_MAP_SK_STATE,  SL_MAP_EXCLUDED_PORTS,
 	SL_MAP_SK_BY_KEY,   SL_MAP_PROXY_STATS, SL_MAP_FP_CFG,
-	SL_MAP_EVENTS,      SL_MAP_EVENTS_LOST,
+	SL_MAP_EVENTS,      SL_MAP_EVENTS_LOST, SL_MAP_ADM_CFG,
+	SL_MAP_ADM_STATS,
 };
 
 int sl_pin_path(char *buf, size_t len, const char *pin_root, const char *name)
@@ -543,6 +545,67 @@ static int sync_fp_cfg(const char *pin_root, const struct sl_fp_opts *opts)
 	return err;
 }
 
+/* Admission settings (include/admission.h), written like the redirect
+ * switch: before sockops is attached on a first start, again on every
+ * restart. The sidecar's sockets are told apart by their cgroup, so a
+ * sidecar sharing the app's cgroup has none: its sockets are then app
+ * sockets, and none is a redirect target.
+ */
+static int sync_adm_cfg(const char *pin_root, const struct sl_fp_opts *opts,
+			uint64_t app_cgid)
+{
+	struct sl_adm_cfg cfg = { .mode = opts->app_sockets,
+				  .kernel = opts->kernel };
+	char cgpath[PATH_MAX];
+	__u32 zero = 0;
+	uint64_t id;
+	int fd, err = 0;
+
+	if (opts->sidecar_cgroup &&
+	    !sl_cgroup_resolve(opts->sidecar_cgroup, cgpath, sizeof(cgpath)) &&
+	    !sl_cgroup_id(cgpath, &id) && id != app_cgid)
+		cfg.sidecar_cgroup_id = id;
+	fd = sl_pin_open(pin_root, SL_MAP_ADM_CFG);
+	if (fd < 0)
+		return fd;
+	if (bpf_map_update_elem(fd, &zero, &cfg, BPF_ANY))
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+/* cgroup/setsockopt on the app's cgroup (admission's option watch), pinned
+ * as link_setsockopt; kept if it is there already. A kernel that refuses
+ * it leaves app sockets to the other rules: a socket whose option is set
+ * after admission then stays admitted, which the log says.
+ */
+static int attach_setsockopt(struct fastpath_bpf *skel, const char *pin_root,
+			     int cg_fd)
+{
+	struct bpf_link *link;
+	char path[PATH_MAX];
+	int fd, err;
+
+	fd = sl_pin_open(pin_root, SL_PIN_LINK_SETSOCKOPT);
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	link = bpf_program__attach_cgroup(skel->progs.sl_setsockopt, cg_fd);
+	if (!link) {
+		err = -errno;
+		pr_warn("attaching cgroup/setsockopt failed: %s; options set "
+			"after a socket was admitted are not seen\n",
+			strerror(-err));
+		return err;
+	}
+	err = sl_pin_path(path, sizeof(path), pin_root, SL_PIN_LINK_SETSOCKOPT);
+	if (!err)
+		err = bpf_link__pin(link, path);
+	bpf_link__destroy(link); /* the pin holds it */
+	return err;
+}
+
 /* Pinned link name -> the program of this build it should run. */
 static int upgrade_link(const char *pin_root, const char *name,
 			struct bpf_program *prog, int *upgraded)
@@ -593,6 +656,9 @@ static int upgrade_programs(const char *pin_root, struct fastpath_bpf *skel)
 	if (!err)
 		err = upgrade_link(pin_root, SL_PIN_LINK_SK_MSG,
 				   skel->progs.sl_sk_msg, &n);
+	if (!err)
+		err = upgrade_link(pin_root, SL_PIN_LINK_SETSOCKOPT,
+				   skel->progs.sl_setsockopt, &n);
 	if (err)
 		pr_warn("updating the pinned links to this build's programs "
 			"failed: %s; the pinned programs stay\n", strerror(-err));
@@ -608,10 +674,11 @@ static int upgrade_programs(const char *pin_root, struct fastpath_bpf *skel)
  * paths reuses every pinned map and pins the new ones), and this build's
  * programs replace the pinned links' where they differ.
  */
-static int check_layout(const char *pin_root, int add_missing)
+static int check_layout(const char *pin_root, const char *cgpath,
+			int add_missing)
 {
 	struct fastpath_bpf *skel = fastpath_bpf__open();
-	int err;
+	int err, cg_fd;
 
 	if (!skel)
 		return -errno;
@@ -622,6 +689,14 @@ static int check_layout(const char *pin_root, int add_missing)
 		err = fastpath_bpf__load(skel);
 	if (!err && add_missing)
 		err = upgrade_programs(pin_root, skel);
+	/* An older build pinned no setsockopt link: add this one's. */
+	if (!err && add_missing) {
+		cg_fd = open(cgpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (cg_fd >= 0) {
+			attach_setsockopt(skel, pin_root, cg_fd);
+			close(cg_fd);
+		}
+	}
 	fastpath_bpf__destroy(skel);
 	return err;
 }
@@ -645,14 +720,16 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 	if (err)
 		return err;
 
-	err = check_layout(pin_root, 0);
+	err = check_layout(pin_root, cgpath, 0);
 	if (err)
 		return err;
 	/* Runtime settings (ports, addresses) are re-applied on every start. */
 	err = reuse_pinned(pin_root, cgid, cgpath);
 	if (err != -ENOENT) {
 		if (!err)
-			err = check_layout(pin_root, 1);
+			err = check_layout(pin_root, cgpath, 1);
+		if (!err)
+			err = sync_adm_cfg(pin_root, opts, cgid);
 		if (!err)
 			err = sync_fp_cfg(pin_root, opts);
 		if (!err)
@@ -700,6 +777,8 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 	 */
 	err = sync_excluded_ports(pin_root, opts);
 	if (!err)
+		err = sync_adm_cfg(pin_root, opts, cgid);
+	if (!err)
 		err = sync_fp_cfg(pin_root, opts);
 	if (err)
 		goto out;
@@ -727,6 +806,7 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 		pr_warn("pinning %s failed: %s\n", path, strerror(-err));
 		goto out_sk_msg;
 	}
+	attach_setsockopt(skel, pin_root, cg_fd); /* logs; not fatal */
 	err = sync_local_addrs(bpf_map__fd(skel->maps.sl_local_addrs));
 	if (err)
 		pr_warn("reading the host's addresses failed: %s; only loopback "
@@ -780,6 +860,14 @@ int sl_fp_detach(const char *pin_root)
 	}
 	if (!err)
 		err = sl_pin_unlink(pin_root, SL_PIN_LINK_SOCKOPS_SIDECAR);
+	fd = sl_pin_open(pin_root, SL_PIN_LINK_SETSOCKOPT);
+	if (fd >= 0) {
+		if (bpf_link_detach(fd))
+			err = -errno;
+		close(fd);
+	}
+	if (!err)
+		err = sl_pin_unlink(pin_root, SL_PIN_LINK_SETSOCKOPT);
 	drop_partial_pins(pin_root);
 	if (!err)
 		err = sl_pin_unlink(pin_root, SL_PIN_LINK_SOCKOPS);

@@ -20,6 +20,11 @@ struct sl_fp_opts {
 	 */
 	int redirect_off;
 	const char *off_reason;
+	/* Admission (include/admission.h): fastpath.app_sockets, and what
+	 * the start-up self-test found this kernel keeps (SL_KERNEL_*).
+	 */
+	uint32_t app_sockets;
+	uint32_t kernel;
 };
 
 /* Load the programs (or reuse what is pinned under pin_root), attach them to

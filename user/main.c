@@ -32,6 +32,7 @@
 #include "selftest.h"
 #include "accesslog.h"
 #include "acct_user.h"
+#include "admission_user.h"
 #include "bench.h"
 #include "log.h"
 #include "util.h"
@@ -64,7 +65,8 @@ static void usage(FILE *f)
 		"\n"
 		"Commands:\n"
 		"  run [--config FILE] --cgroup PATH [--sidecar-cgroup PATH] [--pin-root DIR]\n"
-		"      [--exclude-ports P,P..] [--detach-on-exit]\n"
+		"      [--exclude-ports P,P..] [--app-sockets safe|send|all|none]\n"
+		"      [--detach-on-exit]\n"
 		"        load (or reuse what is pinned), attach the fast path, capture and\n"
 		"        policy to the app's cgroup v2 PATH (absolute, or relative to the\n"
 		"        cgroup2 mount), run the proxy in the sidecar cgroup (joined; default:\n"
@@ -73,7 +75,9 @@ static void usage(FILE *f)
 		"        pinned unless --detach-on-exit; SIGHUP re-reads host addresses.\n"
 		"        --exclude-ports keeps connections to those service ports on\n"
 		"        plain loopback (apps relying on what the fast path changes:\n"
-		"        see README, \"Socket semantics\").\n"
+		"        see README, \"Socket semantics\"). --app-sockets overrides\n"
+		"        fastpath.app_sockets: which app sockets may enter the fast\n"
+		"        path (default safe: only where the app cannot tell).\n"
 		"  policy list|load FILE|add ID allow|deny CIDR [PORTS]|del ID [--pin-root DIR]\n"
 		"        the live L3/L4 rules; every change replaces the set atomically.\n"
 		"  conns [--pin-root DIR] [--json | --watch]\n"
@@ -124,6 +128,7 @@ enum {
 	OPT_CONFIG,
 	OPT_SIDECAR,
 	OPT_WATCH,
+	OPT_APP_SOCKETS,
 };
 
 static const struct option long_opts[] = {
@@ -135,6 +140,7 @@ static const struct option long_opts[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "sidecar-cgroup", required_argument, NULL, OPT_SIDECAR },
 	{ "watch", no_argument, NULL, OPT_WATCH },
+	{ "app-sockets", required_argument, NULL, OPT_APP_SOCKETS },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{},
@@ -152,6 +158,8 @@ struct cli {
 	const char *config;
 	const char *sidecar_cgroup;
 	int watch;
+	uint32_t app_sockets;
+	int app_sockets_given;
 };
 
 /* Parse the options of a subcommand; `allowed` lists the OPT_* it takes.
@@ -199,6 +207,15 @@ static int parse_opts(int argc, char **argv, struct cli *cli,
 			break;
 		case OPT_WATCH:
 			cli->watch = 1;
+			break;
+		case OPT_APP_SOCKETS:
+			if (sl_app_sockets_parse(optarg, &cli->app_sockets)) {
+				fprintf(stderr, "sidelane %s: --app-sockets: '%s' is "
+					"not one of safe, send, all, none\n",
+					argv[0], optarg);
+				return -EINVAL;
+			}
+			cli->app_sockets_given = 1;
 			break;
 		case OPT_EXCLUDE: {
 			const char *bad;
@@ -431,7 +448,7 @@ static int cmd_run(int argc, char **argv)
 	if (parse_opts(argc, argv, &cli,
 		       ALLOW(OPT_PIN_ROOT) | ALLOW(OPT_CGROUP) | ALLOW(OPT_DETACH) |
 			       ALLOW(OPT_EXCLUDE) | ALLOW(OPT_CONFIG) |
-			       ALLOW(OPT_SIDECAR)))
+			       ALLOW(OPT_SIDECAR) | ALLOW(OPT_APP_SOCKETS)))
 		return EXIT_USAGE;
 	cfg = calloc(1, sizeof(*cfg));
 	if (!cfg)
@@ -451,6 +468,8 @@ static int cmd_run(int argc, char **argv)
 		memcpy(cfg->fastpath.exclude_ports, cli.excluded_ports,
 		       cli.n_excluded_ports * sizeof(cli.excluded_ports[0]));
 	}
+	if (cli.app_sockets_given)
+		cfg->fastpath.app_sockets = cli.app_sockets;
 	if (!cfg->cgroup[0]) {
 		fprintf(stderr, "sidelane run: --cgroup PATH (or cgroup: in the config) is required\n");
 		ret = EXIT_USAGE;
@@ -504,7 +523,11 @@ static int cmd_run(int argc, char **argv)
 		.n_excluded_ports = cfg->fastpath.n_exclude_ports,
 		.redirect_off = !stres.ok,
 		.off_reason = stres.why,
+		.app_sockets = cfg->fastpath.app_sockets,
+		.kernel = stres.kernel,
 	});
+	if (!err)
+		sl_adm_explain(cfg->fastpath.app_sockets, stres.kernel);
 	if (!err)
 		err = sl_cap_attach(cfg->pin_root, cfg->cgroup,
 				    side[0] ? side : NULL, cfg);

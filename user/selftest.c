@@ -45,6 +45,7 @@
 #include <bpf/libbpf.h>
 #include "sidelane.h"
 #include "fastpath.h"
+#include "admission.h"
 #include "fastpath.skel.h"
 #include "fastpath_user.h"
 #include "selftest.h"
@@ -87,6 +88,7 @@ static __u64 now_ms(void)
 struct st_ctx {
 	int out; /* write end of the verdict pipe */
 	int conns_fd; /* the private sl_conns */
+	int fp_cfg_fd; /* the private sl_fp_cfg (the FIONREAD probe) */
 	__u64 deadline; /* CLOCK_MONOTONIC ms: every wait ends by then */
 	__u64 msgs; /* successful send() calls, all meant to be redirected */
 	char *pat; /* ST_PAT_LEN deterministic bytes */
@@ -626,6 +628,32 @@ static bool check_epipe(struct st_ctx *x)
 	return true;
 }
 
+static void say(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Not a check: what the safe mode of admission needs to know. A socket in
+ * the sockhash that receives over TCP, as an app socket admitted
+ * send-only does: does its FIONREAD count those bytes? The pair is in the
+ * private sockhash; with redirect switched off there, sk_msg passes the
+ * bytes to TCP. Linux 6.18 answers 0 (tcp_bpf_ioctl() counts the psock
+ * only). One line "kernel <SL_KERNEL_* flags> <FIONREAD seen>".
+ */
+static void probe_tcp_fionread(struct st_ctx *x)
+{
+	struct sl_fp_cfg off = { .redirect_off = 1 };
+	__u64 msgs = x->msgs; /* not a redirected message */
+	__u32 zero = 0;
+	int v = -1;
+
+	if (open_pair(x, "probe") &&
+	    !bpf_map_update_elem(x->fp_cfg_fd, &zero, &off, BPF_ANY) &&
+	    send_all(x, x->c, x->pat, 1000, "probe") &&
+	    wait_fd(x, x->s, POLLIN, -1))
+		v = fionread_wait(x, x->s, 1000);
+	x->msgs = msgs;
+	close_pair(x);
+	say(x->out, "kernel %u %d", v == 1000 ? SL_KERNEL_TCP_FIONREAD : 0, v);
+}
+
 struct st_check {
 	const char *name;
 	bool (*fn)(struct st_ctx *x);
@@ -728,6 +756,7 @@ static void __attribute__((noreturn)) child_main(struct st_ctx *x,
 			_exit(1);
 		}
 	}
+	probe_tcp_fionread(x);
 	say(x->out, "msgs %llu", (unsigned long long)x->msgs);
 	say(x->out, "done");
 	_exit(0);
@@ -849,6 +878,8 @@ struct st_verdict {
 	char fail_check[16], why[SL_FP_REASON_LEN];
 	int failed, done, error;
 	unsigned long long msgs;
+	unsigned int kernel; /* SL_KERNEL_* from the probe */
+	int probe_fionread; /* what FIONREAD said there */
 };
 
 /* Copy src into dst[len], cut to fit. */
@@ -873,6 +904,9 @@ static void parse_line(char *line, struct st_verdict *v)
 		v->failed = 1;
 		copy_str(v->fail_check, sizeof(v->fail_check), line + 5);
 		copy_str(v->why, sizeof(v->why), rest ?: "");
+	} else if (!strncmp(line, "kernel ", 7)) {
+		v->kernel = strtoul(line + 7, &rest, 10);
+		v->probe_fionread = (int)strtol(rest, NULL, 10);
 	} else if (!strncmp(line, "msgs ", 5)) {
 		v->msgs = strtoull(line + 5, NULL, 10);
 	} else if (!strcmp(line, "done")) {
@@ -1002,6 +1036,21 @@ int sl_selftest_run(struct sl_selftest_result *r)
 	r->prog_ids[0] = prog_id(bpf_program__fd(skel->progs.sl_sockops));
 	r->prog_ids[1] = prog_id(bpf_program__fd(skel->progs.sl_sk_msg));
 	r->sockhash_id = map_id(bpf_map__fd(skel->maps.sl_sockhash));
+	/* The checks pair two sockets of one cgroup, both ways: the all
+	 * mode of admission (the product's default admits no such pair).
+	 */
+	{
+		struct sl_adm_cfg adm = { .mode = SL_APP_ALL };
+		__u32 zero = 0;
+
+		if (bpf_map_update_elem(bpf_map__fd(skel->maps.sl_adm_cfg),
+					&zero, &adm, BPF_ANY)) {
+			err = -errno;
+			set_why(r, "", "setting the private admission mode: %s",
+				strerror(-err));
+			goto out;
+		}
+	}
 
 	/* sk_msg on the private sockhash before any socket gets in, as
 	 * sl_fp_attach() does: a sockmap link (6.10+), else BPF_PROG_ATTACH.
@@ -1047,6 +1096,7 @@ int sl_selftest_run(struct sl_selftest_result *r)
 		struct st_ctx x = {
 			.out = pipefd[1],
 			.conns_fd = bpf_map__fd(skel->maps.sl_conns),
+			.fp_cfg_fd = bpf_map__fd(skel->maps.sl_fp_cfg),
 			.deadline = now_ms() + SL_SELFTEST_BUDGET_MS,
 			.c = -1,
 			.s = -1,
@@ -1084,6 +1134,8 @@ int sl_selftest_run(struct sl_selftest_result *r)
 	} else {
 		/* The parent's own check: the private counters. */
 		r->msgs = v.msgs;
+		r->kernel = v.kernel;
+		r->probe_fionread = v.probe_fionread;
 		err = sl_percpu_sum_u64(bpf_map__fd(skel->maps.sl_counters), 0,
 					&cnt, sizeof(cnt));
 		if (err) {
@@ -1139,11 +1191,16 @@ out:
 	if (r->inherited_sockops)
 		pr_info("self-test: %u sock_ops program(s) of parent cgroups also "
 			"ran on its sockets\n", r->inherited_sockops);
-	if (r->ok)
+	if (r->ok) {
 		pr_info("self-test passed in %u ms: %llu messages redirected "
 			"byte-exact; FIONREAD, MSG_PEEK, poll, epoll, half-close "
 			"and EPIPE as plain TCP\n",
 			r->elapsed_ms, (unsigned long long)r->redirected);
+		pr_info("self-test: a sockmap socket receiving over TCP answers "
+			"FIONREAD %d for 1000 bytes: this kernel %s FIONREAD\n",
+			r->probe_fionread,
+			r->kernel & SL_KERNEL_TCP_FIONREAD ? "keeps" : "changes");
+	}
 	else if (err)
 		pr_warn("self-test could not run: %s\n", r->why);
 	else

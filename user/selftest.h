@@ -46,6 +46,12 @@ struct sl_selftest_result {
 	uint32_t checks_ms; /* the forked checks only */
 	uint64_t msgs; /* send() calls that should have been redirected */
 	uint64_t redirected; /* sl_counters.redirect_ok of the private copy */
+	/* What admission may rely on (SL_KERNEL_*, include/admission.h):
+	 * found by a probe after the checks, 0 when they did not pass. The
+	 * probe's FIONREAD answer for 1000 bytes TCP brought (-1: no answer).
+	 */
+	uint32_t kernel;
+	int probe_fionread;
 	int sk_msg_link; /* 1: sockmap bpf_link, 0: BPF_PROG_ATTACH (before 6.10) */
 	/* sock_ops programs inherited from the temporary cgroup's ancestors:
 	 * they ran on the test's sockets too (after ours). 0 on a host, where

@@ -41,6 +41,7 @@ int sl_status_read(const char *pin_root, struct sl_status *st)
 		memset(&st->pc, 0, sizeof(st->pc));
 	if (sl_in_status(pin_root, &st->in))
 		memset(&st->in, 0, sizeof(st->in));
+	sl_adm_read(pin_root, &st->adm); /* older pins: adm.present 0 */
 	/* the cgroups the pinned links serve; a partial scan says so itself */
 	sl_coexist_scan(st->fp.cgroup_path[0] ? st->fp.cgroup_path : NULL,
 			st->cap.sidecar_cgroup[0] ? st->cap.sidecar_cgroup : NULL,
@@ -220,6 +221,9 @@ void sl_status_print(FILE *f, const char *pin_root, const struct sl_status *st,
 		print_fastpath_json(f, pin_root, &st->fp);
 	else
 		print_fastpath(f, pin_root, &st->fp);
+	if (json)
+		fputc(',', f);
+	sl_adm_print(f, &st->adm, json);
 	print_capture(f, &st->cap, json);
 	print_inbound(f, &st->in, json);
 	sl_stats_print(&st->pc, json, f);

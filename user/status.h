@@ -12,6 +12,7 @@
 #include "inbound_user.h"
 #include "stats_user.h"
 #include "coexist.h"
+#include "admission_user.h"
 
 /* The fast path's counters (struct sl_counters) in the order `status`
  * prints them, with what each one counts.
@@ -41,6 +42,7 @@ struct sl_status {
 	struct sl_in_status in;
 	struct sl_proxy_counters pc;
 	struct sl_coexist cx; /* other programs around ours (coexist.h) */
+	struct sl_adm_status adm; /* which app sockets are admitted, why not */
 };
 
 /* Read st from the pins under pin_root. Pins of an older build without the
