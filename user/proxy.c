@@ -454,9 +454,17 @@ static ssize_t tls_buf_write(struct sl_buf *b, struct sl_side *s)
 static void close_fd(int fd, bool abort)
 {
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	char b;
 
 	if (fd < 0)
 		return;
+	/* Unread bytes: TCP's close() resets (RFC 2525 2.17), but bytes
+	 * redirected into a socket of ours sit in its psock, where
+	 * tcp_close() does not look, and it would send a FIN. Reset
+	 * ourselves, so the app sees the same either way.
+	 */
+	if (!abort && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
+		abort = true;
 	/* linger {1, 0}: close() sends an RST instead of a FIN */
 	if (abort)
 		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
