@@ -11,7 +11,9 @@
  *     direct    the client connects straight to the upstream;
  *     sidelane  the real `sidelane run` (this binary) captures the client's
  *               connect and relays it through its proxy;
- *     haproxy   haproxy in mode tcp, which the client connects to explicitly.
+ *     haproxy   haproxy in mode tcp, which the client connects to explicitly,
+ *               at its default thread count (a thread per CPU);
+ *     haproxy1  the same with nbthread 1.
  *   tls, client -> proxy A -> mutual TLS 1.3 over the veth -> proxy B (in the
  *   namespace) -> server, for a pair of each of:
  *     sidelane  `sidelane run` twice: A's ambassador originates mTLS (a
@@ -110,6 +112,11 @@ enum { BENCH_EXIT_USAGE = 2, BENCH_EXIT_NOT_ACCEL = 3 };
 #define BENCH_ID_A "spiffe://bench.local/ns/a/sa/client"
 #define BENCH_ID_B "spiffe://bench.local/ns/b/sa/server"
 #define BENCH_CONN_CLIENTS 4 /* conn workload: closed-loop clients at once */
+#define BENCH_RR_CLIENTS 16 /* rr_1k_c16: connections at once, a client each */
+#define BENCH_CLIENTS_MAX 16 /* of any workload; so many servers too */
+_Static_assert(BENCH_CONN_CLIENTS <= BENCH_CLIENTS_MAX &&
+		       BENCH_RR_CLIENTS <= BENCH_CLIENTS_MAX,
+	       "BENCH_CLIENTS_MAX sizes the per-client state");
 /* haproxy and stunnel get the TLS 1.3 suite sidelane's server prefers (it
  * has no knob for it), so every pair encrypts alike
  */
@@ -123,16 +130,18 @@ enum mode {
 	MODE_SIDELANE,
 	MODE_DIRECT, /* --suite sidecar and tls */
 	MODE_SIDECAR, /* --suite sidecar */
-	MODE_HAPROXY,
+	MODE_HAPROXY, /* haproxy's default thread count */
+	MODE_HAPROXY1, /* nbthread 1 */
 	MODE_TLS_SL, /* --suite tls: a pair of TLS proxies each */
 	MODE_TLS_HAP,
 	MODE_TLS_ST,
 	NR_MODES
 };
+#define MODE_BIT(m) (1u << (m))
 /* Column, JSON key and --modes name; unique within a suite. */
 static const char *const mode_name[NR_MODES] = {
 	"plain",    "bare",    "sidelane", "direct", "sidelane",
-	"haproxy",  "sidelane", "haproxy", "stunnel",
+	"haproxy",  "haproxy1", "sidelane", "haproxy", "stunnel",
 };
 
 /* The cgroups a run may create: <cgroup2 mount>/sidelane-bench-<pid>-<name>. */
@@ -142,10 +151,11 @@ enum cg {
 	CG_SIDELANE,
 	CG_DIRECT, /* direct's client */
 	CG_APP, /* sidelane's client: `sidelane run --cgroup` */
-	CG_HAP_CLIENT, /* haproxy's client */
-	CG_UPSTREAM, /* the upstream server of all three sidecar modes */
+	CG_HAP_CLIENT, /* both haproxy modes' client */
+	CG_UPSTREAM, /* the upstream server of every sidecar mode */
 	CG_SIDECAR, /* `sidelane run` itself: --sidecar-cgroup */
-	CG_HAPROXY, /* haproxy itself */
+	CG_HAPROXY, /* each haproxy itself */
+	CG_HAPROXY1,
 	CG_TLS_APP_A, /* tls: sidelane's client, A's --cgroup */
 	CG_TLS_APP_B, /* tls: sidelane's server, B's --cgroup */
 	CG_TLS_CLIENT, /* tls: haproxy's and stunnel's client */
@@ -159,7 +169,8 @@ enum cg {
 };
 static const char *const cg_name[NR_CGS] = {
 	"plain",      "bare",	   "sidelane",	 "direct",     "app",
-	"haproxy-client", "upstream", "sidecar", "haproxy",    "tls-app-a",
+	"haproxy-client", "upstream", "sidecar", "haproxy",    "haproxy1",
+	"tls-app-a",
 	"tls-app-b",  "tls-client", "sidelane-a", "sidelane-b", "haproxy-a",
 	"haproxy-b",  "stunnel-a",  "stunnel-b",
 };
@@ -171,6 +182,7 @@ static const char *const cg_name[NR_CGS] = {
 enum proc {
 	PROC_SIDELANE, /* sidecar */
 	PROC_HAPROXY,
+	PROC_HAPROXY1,
 	PROC_SL_A, /* tls */
 	PROC_SL_B,
 	PROC_HAP_A,
@@ -184,6 +196,7 @@ static const struct {
 	int netns;
 } procs[NR_PROCS] = {
 	[PROC_SIDELANE] = { CG_SIDECAR, 0 }, [PROC_HAPROXY] = { CG_HAPROXY, 0 },
+	[PROC_HAPROXY1] = { CG_HAPROXY1, 0 },
 	[PROC_SL_A] = { CG_SL_A, 0 },	     [PROC_SL_B] = { CG_SL_B, 1 },
 	[PROC_HAP_A] = { CG_HAP_A, 0 },	     [PROC_HAP_B] = { CG_HAP_B, 1 },
 	[PROC_ST_A] = { CG_ST_A, 0 },	     [PROC_ST_B] = { CG_ST_B, 1 },
@@ -204,6 +217,7 @@ static const struct {
 	[MODE_DIRECT] = { CG_DIRECT, CG_UPSTREAM, { -1, -1 }, 1 },
 	[MODE_SIDECAR] = { CG_APP, CG_UPSTREAM, { PROC_SIDELANE, -1 }, 1 },
 	[MODE_HAPROXY] = { CG_HAP_CLIENT, CG_UPSTREAM, { PROC_HAPROXY, -1 }, 1 },
+	[MODE_HAPROXY1] = { CG_HAP_CLIENT, CG_UPSTREAM, { PROC_HAPROXY1, -1 }, 1 },
 	[MODE_TLS_SL] = { CG_TLS_APP_A, CG_TLS_APP_B, { PROC_SL_A, PROC_SL_B }, 1 },
 	[MODE_TLS_HAP] = { CG_TLS_CLIENT, CG_UPSTREAM, { PROC_HAP_A, PROC_HAP_B }, 1 },
 	[MODE_TLS_ST] = { CG_TLS_CLIENT, CG_UPSTREAM, { PROC_ST_A, PROC_ST_B }, 1 },
@@ -213,7 +227,7 @@ static const struct {
  * between them. proxy_cpu: CPU is the relays' alone, not the two ends'.
  */
 #define SUITE_MODES_MAX 4
-#define SUITE_RATIOS_MAX 3
+#define SUITE_RATIOS_MAX 4
 enum suite { SUITE_FASTPATH, SUITE_SIDECAR, SUITE_TLS, NR_SUITES };
 static const struct suite_desc {
 	const char *name;
@@ -233,11 +247,13 @@ static const struct suite_desc {
 		  { "sl/bare", "sidelane_over_bare", MODE_SIDELANE, MODE_BARE } },
 	},
 	[SUITE_SIDECAR] = {
-		"sidecar", 3, 3, 0,
-		{ MODE_DIRECT, MODE_SIDECAR, MODE_HAPROXY },
+		"sidecar", 4, 4, 0,
+		{ MODE_DIRECT, MODE_SIDECAR, MODE_HAPROXY, MODE_HAPROXY1 },
 		{ { "sl/dir", "sidelane_over_direct", MODE_SIDECAR, MODE_DIRECT },
 		  { "hap/dir", "haproxy_over_direct", MODE_HAPROXY, MODE_DIRECT },
-		  { "sl/hap", "sidelane_over_haproxy", MODE_SIDECAR, MODE_HAPROXY } },
+		  { "sl/hap", "sidelane_over_haproxy", MODE_SIDECAR, MODE_HAPROXY },
+		  { "sl/hap1", "sidelane_over_haproxy1", MODE_SIDECAR,
+		    MODE_HAPROXY1 } },
 	},
 	[SUITE_TLS] = {
 		"tls", 4, 2, 1,
@@ -255,19 +271,22 @@ struct workload {
 	const char *label; /* table */
 	enum wl_kind kind;
 	size_t size; /* request = response size (rr, conn), write size (stream) */
+	int clients; /* closed loops at once, each a process (rr: a connection) */
 	unsigned int suites; /* bit (1 << suite) per suite that measures it */
 };
 
 #define SU_PLAIN ((1u << SUITE_FASTPATH) | (1u << SUITE_SIDECAR))
 #define SU_TLS (1u << SUITE_TLS)
 static const struct workload workloads[] = {
-	{ "rr_64", "rr 64 B", WL_RR, 64, SU_PLAIN },
-	{ "rr_1k", "rr 1 KiB", WL_RR, 1024, SU_PLAIN },
-	{ "rr_16k", "rr 16 KiB", WL_RR, 16384, SU_PLAIN },
-	{ "stream_64k", "stream 64 KiB", WL_STREAM, BENCH_STREAM_CHUNK,
+	{ "rr_64", "rr 64 B", WL_RR, 64, 1, SU_PLAIN },
+	{ "rr_1k", "rr 1 KiB", WL_RR, 1024, 1, SU_PLAIN },
+	{ "rr_1k_c" STR(BENCH_RR_CLIENTS), "rr 1 KiB x" STR(BENCH_RR_CLIENTS),
+	  WL_RR, 1024, BENCH_RR_CLIENTS, SU_PLAIN },
+	{ "rr_16k", "rr 16 KiB", WL_RR, 16384, 1, SU_PLAIN },
+	{ "stream_64k", "stream 64 KiB", WL_STREAM, BENCH_STREAM_CHUNK, 1,
 	  SU_PLAIN | SU_TLS },
 	/* a new connection per request: connect, request, response, close */
-	{ "conn_64", "conn 64 B", WL_CONN, 64, SU_TLS },
+	{ "conn_64", "conn 64 B", WL_CONN, 64, BENCH_CONN_CLIENTS, SU_TLS },
 };
 #define NR_WORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
 
@@ -307,6 +326,14 @@ struct side_result {
 	char msg[124]; /* what failed, when err */
 };
 
+/* What one client of rr or conn did, written when it is done. */
+struct tx_count {
+	uint64_t tx; /* transactions in the measured window */
+	uint64_t tx_all; /* including the warm-up */
+	uint64_t nlat; /* latency samples in its slice of lat_ns */
+	uint64_t end_ns; /* the end of its last measured transaction */
+};
+
 /* Shared (MAP_SHARED) between the parent and the children of a measurement. */
 struct bench_shm {
 	struct side_result client, server;
@@ -314,7 +341,7 @@ struct bench_shm {
 	uint64_t tx_all; /* rr, conn: transactions including the warm-up */
 	uint32_t stop; /* conn: set by the parent, the server ends */
 	uint32_t pad;
-	uint64_t conn_end_ns[BENCH_CONN_CLIENTS]; /* conn: each client's last */
+	struct tx_count clients[BENCH_CLIENTS_MAX]; /* rr, conn: summed in tx */
 	uint64_t bytes; /* stream: bytes delivered in the measured window */
 	uint64_t bytes_all; /* stream: bytes the server received in total */
 	uint64_t bytes_sent, bytes_recv; /* stream: progress, for errors */
@@ -379,6 +406,7 @@ static struct {
 	int ns_fd; /* /var/run/netns/<netns>, for setns() */
 	char tmpdir[64]; /* configs, logs, certificates, haproxy's stats sockets */
 	pid_t pid[NR_PROCS]; /* the relays, between rounds too */
+	unsigned int nbthread[NR_PROCS]; /* a haproxy's threads (show info) */
 	uint16_t outbound_port; /* sidecar sidelane's listener on 127.0.0.1 */
 	/* where a mode's client connects on 127.0.0.1 (0: to the server) */
 	uint16_t front_port[NR_MODES];
@@ -757,50 +785,71 @@ static uint64_t percpu_sum(struct bpf_map *map)
 	return sum;
 }
 
-/* Sessions haproxy's frontend "bench" accepted so far: stot of `show stat`
- * on the stats socket of haproxy p. 0 or -errno.
+/* The answer of haproxy p to one command on its stats socket, into buf
+ * (NUL-terminated, cut at len). 0 or -errno.
  */
-static int hap_sessions(enum proc hap, uint64_t *out)
+static int hap_cmd(enum proc p, const char *cmd, char *buf, size_t len)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct timeval tv = { .tv_sec = BENCH_IO_TIMEOUT_S };
-	static const char cmd[] = "show stat\n";
-	char buf[16384], *line, *p;
-	size_t got = 0;
+	size_t got = 0, n_cmd = strlen(cmd);
 	ssize_t n;
-	int fd, i, err = 0;
+	int fd, err = 0;
 
-	proc_path(hap, ".sock", sa.sun_path, sizeof(sa.sun_path));
+	proc_path(p, ".sock", sa.sun_path, sizeof(sa.sun_path));
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
-	    write(fd, cmd, sizeof(cmd) - 1) != sizeof(cmd) - 1) {
+	    write(fd, cmd, n_cmd) != (ssize_t)n_cmd) {
 		err = -errno;
 		goto out;
 	}
 	/* the socket is closed after one command */
-	while (got + 1 < sizeof(buf) &&
-	       (n = read(fd, buf + got, sizeof(buf) - got - 1)) > 0)
+	while (got + 1 < len && (n = read(fd, buf + got, len - got - 1)) > 0)
 		got += n;
 	buf[got] = '\0';
-	/* CSV: pxname,svname,qcur,qmax,scur,smax,slim,stot,... */
-	line = strstr(buf, "\nbench,FRONTEND,");
-	err = -ENOENT;
-	if (!line)
-		goto out;
-	for (p = line + 1, i = 0; p && i < 7; i++) {
-		p = strchr(p, ',');
-		p = p ? p + 1 : NULL;
-	}
-	if (p) {
-		*out = strtoull(p, NULL, 10);
-		err = 0;
-	}
 out:
 	close(fd);
 	return err;
+}
+
+/* Sessions haproxy's frontend "bench" accepted so far: stot of `show stat`
+ * on the stats socket of haproxy p. 0 or -errno.
+ */
+static int hap_sessions(enum proc p, uint64_t *out)
+{
+	char buf[16384], *line;
+	int i, err;
+
+	err = hap_cmd(p, "show stat\n", buf, sizeof(buf));
+	if (err)
+		return err;
+	/* CSV: pxname,svname,qcur,qmax,scur,smax,slim,stot,... */
+	line = strstr(buf, "\nbench,FRONTEND,");
+	for (i = 0; line && i < 7; i++)
+		line = strchr(line + 1, ',');
+	if (!line)
+		return -ENOENT;
+	*out = strtoull(line + 1, NULL, 10);
+	return 0;
+}
+
+/* The threads haproxy p runs: Nbthread of `show info`. 0 or -errno. */
+static int hap_threads(enum proc p, unsigned int *out)
+{
+	char buf[8192], *line;
+	int err;
+
+	err = hap_cmd(p, "show info\n", buf, sizeof(buf));
+	if (err)
+		return err;
+	line = strstr(buf, "\nNbthread: ");
+	if (!line)
+		return -ENOENT;
+	*out = strtoul(line + sizeof("\nNbthread: ") - 1, NULL, 10);
+	return 0;
 }
 
 /* CPU time used so far by every process that ran in cgroup, in seconds:
@@ -889,9 +938,10 @@ static int read_accel(enum mode m, struct accel *a)
 		a->passed_b = c.redirect_failed + c.pass_plain;
 		return err;
 	case MODE_HAPROXY:
+	case MODE_HAPROXY1:
 	case MODE_TLS_HAP:
-		err = hap_sessions(m == MODE_HAPROXY ? PROC_HAPROXY : PROC_HAP_A,
-				   &a->served);
+		/* the sidecar, or A */
+		err = hap_sessions(mode_run[m].proc[0], &a->served);
 		if (err)
 			pr_warn("haproxy stats socket: %s\n", strerror(-err));
 		return err;
@@ -976,13 +1026,13 @@ static int read_full(int fd, char *buf, size_t len)
 	return 0;
 }
 
-/* Run fn(i, arg) in n (at most BENCH_CONN_CLIENTS) processes: this one
+/* Run fn(i, arg) in n (at most BENCH_CLIENTS_MAX) processes: this one
  * (i = 0) and n - 1 children that die with it. 0 when every one returned 0,
  * else 1.
  */
 static int run_workers(int n, int (*fn)(int, void *), void *arg)
 {
-	pid_t pid[BENCH_CONN_CLIENTS], self = getpid();
+	pid_t pid[BENCH_CLIENTS_MAX], self = getpid();
 	int i, st, ret;
 
 	fflush(NULL);
@@ -1007,12 +1057,13 @@ reap:
 	return ret;
 }
 
-/* What the ends of the conn workload share. */
-struct conn_args {
+/* What the workers at either end of a measurement share. */
+struct worker_args {
 	const struct workload *wl;
-	int lfd; /* server: the listener, non-blocking */
+	int lfd; /* server: the listener */
 	struct sockaddr_in dst; /* client */
 	uint64_t measure, end; /* client: the measured window */
+	uint64_t slice; /* client: lat_ns samples per client */
 	struct bench_shm *shm;
 };
 
@@ -1021,7 +1072,7 @@ struct conn_args {
  */
 static int conn_server(int idx, void *arg)
 {
-	const struct conn_args *a = arg;
+	const struct worker_args *a = arg;
 	struct pollfd pfd = { .fd = a->lfd, .events = POLLIN };
 	struct side_result *r = &a->shm->server;
 	char buf[64];
@@ -1051,55 +1102,32 @@ static int conn_server(int idx, void *arg)
 	return 0;
 }
 
-/* Server: listen on sa (port 0: any), report the port on port_pipe. Then
- * either serve one connection: echo each request (rr), or count the
- * stream's chunks up to the end chunk, answer with the byte count and close
- * only after the client did (stream); or serve connections with
- * BENCH_CONN_CLIENTS processes until the parent says stop (conn).
+/* A server of one connection of rr or stream: echo each request until the
+ * client closes (rr), or count the stream's chunks up to the end chunk,
+ * answer with the byte count and close only after the client did (stream).
  */
-static int run_server(const struct workload *wl, struct sockaddr_in sa,
-		      int port_pipe, struct side_result *r,
-		      struct bench_shm *shm)
+static int serve_one(int idx, void *arg)
 {
-	struct pollfd pfd;
-	socklen_t salen = sizeof(sa);
-	int lfd, fd = -1, err, one = 1;
+	const struct worker_args *a = arg;
+	const struct workload *wl = a->wl;
+	struct bench_shm *shm = a->shm;
+	struct side_result *r = &shm->server;
 	uint64_t total = 0;
-	uint16_t port;
+	int fd = -1, err, ret = 1;
 	char *buf;
 	ssize_t n;
 
+	(void)idx;
 	buf = malloc(wl->size);
 	if (!buf)
 		return side_fail(r, ENOMEM, "malloc");
-	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	/* a fixed port: the last round's connection may be in TIME_WAIT */
-	if (lfd >= 0 && sa.sin_port)
-		setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
-	    listen(lfd, wl->kind == WL_CONN ? 128 : 1) ||
-	    getsockname(lfd, (struct sockaddr *)&sa, &salen))
-		return side_fail(r, errno, "server listen");
-	port = ntohs(sa.sin_port);
-	if (write(port_pipe, &port, sizeof(port)) != sizeof(port))
-		return side_fail(r, errno, "report port");
-	close(port_pipe);
-
-	if (wl->kind == WL_CONN) {
-		if (fcntl(lfd, F_SETFL, O_NONBLOCK))
-			return side_fail(r, errno, "listener O_NONBLOCK");
-		return run_workers(BENCH_CONN_CLIENTS, conn_server,
-				   &(struct conn_args){ .wl = wl, .lfd = lfd,
-							.shm = shm });
+	/* each server takes one of the clients' connections */
+	fd = accept4(a->lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0) {
+		ret = side_fail(r, errno == EAGAIN ? ETIMEDOUT : errno, "accept");
+		goto out;
 	}
-	pfd = (struct pollfd){ .fd = lfd, .events = POLLIN };
-	n = poll(&pfd, 1, BENCH_IO_TIMEOUT_S * 1000);
-	if (n != 1)
-		return side_fail(r, n ? errno : ETIMEDOUT, "accept");
-	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd < 0)
-		return side_fail(r, errno, "accept");
-	close(lfd);
+	close(a->lfd);
 	set_timeouts(fd, wl->kind == WL_RR);
 
 	if (wl->kind == WL_RR) {
@@ -1110,36 +1138,79 @@ static int run_server(const struct workload *wl, struct sockaddr_in sa,
 				break; /* client done */
 			if (!err)
 				err = write_full(fd, buf, wl->size);
-			if (err)
-				return side_fail(r, err, "server echo");
+			if (err) {
+				ret = side_fail(r, err, "server echo");
+				goto out;
+			}
 		}
-	} else {
-		/* bounded by the client: it sends the end chunk after its
-		 * duration
-		 */
-		do {
-			err = read_full(fd, buf, wl->size);
-			if (err)
-				return side_fail(r, err, "server read");
-			if (buf[0] != STREAM_DATA && buf[0] != STREAM_END)
-				return side_fail(r, EBADMSG, "stream out of order");
-			total += wl->size;
-			shm->bytes_recv = total;
-		} while (buf[0] == STREAM_DATA);
-		shm->bytes_all = total;
-		err = write_full(fd, (char *)&total, sizeof(total));
-		if (err)
-			return side_fail(r, err, "server reply");
-		/* wait for the client's close (EOF): closing first could drop
-		 * the redirected reply with the client's psock
-		 */
-		n = read(fd, buf, 1);
-		if (n != 0)
-			return side_fail(r, n < 0 ? errno : EBADMSG, "server wait EOF");
+		ret = 0;
+		goto out;
 	}
-	close(fd);
+	/* bounded by the client: it sends the end chunk after its duration */
+	do {
+		err = read_full(fd, buf, wl->size);
+		if (!err && buf[0] != STREAM_DATA && buf[0] != STREAM_END)
+			err = EBADMSG;
+		if (err) {
+			ret = side_fail(r, err, "server read");
+			goto out;
+		}
+		total += wl->size;
+		shm->bytes_recv = total;
+	} while (buf[0] == STREAM_DATA);
+	shm->bytes_all = total;
+	err = write_full(fd, (char *)&total, sizeof(total));
+	if (err) {
+		ret = side_fail(r, err, "server reply");
+		goto out;
+	}
+	/* wait for the client's close (EOF): closing first could drop the
+	 * redirected reply with the client's psock
+	 */
+	n = read(fd, buf, 1);
+	ret = n ? side_fail(r, n < 0 ? errno : EBADMSG, "server wait EOF") : 0;
+out:
+	if (fd >= 0)
+		close(fd);
 	free(buf);
-	return 0;
+	return ret;
+}
+
+/* Server: listen on sa (port 0: any), report the port on port_pipe, then
+ * serve with wl->clients processes: one connection each (rr, stream), or
+ * connections until the parent says stop (conn).
+ */
+static int run_server(const struct workload *wl, struct sockaddr_in sa,
+		      int port_pipe, struct side_result *r,
+		      struct bench_shm *shm)
+{
+	socklen_t salen = sizeof(sa);
+	int lfd, one = 1;
+	uint16_t port;
+
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* a fixed port: the last round's connection may be in TIME_WAIT */
+	if (lfd >= 0 && sa.sin_port)
+		setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    listen(lfd, wl->kind == WL_CONN ? 128 : wl->clients) ||
+	    getsockname(lfd, (struct sockaddr *)&sa, &salen))
+		return side_fail(r, errno, "server listen");
+	port = ntohs(sa.sin_port);
+	if (write(port_pipe, &port, sizeof(port)) != sizeof(port))
+		return side_fail(r, errno, "report port");
+	close(port_pipe);
+
+	/* conn polls, to see the stop; serve_one's accept() waits
+	 * BENCH_IO_TIMEOUT_S at most (SO_RCVTIMEO)
+	 */
+	if (wl->kind == WL_CONN && fcntl(lfd, F_SETFL, O_NONBLOCK))
+		return side_fail(r, errno, "listener O_NONBLOCK");
+	set_timeouts(lfd, 0);
+	return run_workers(wl->clients,
+			   wl->kind == WL_CONN ? conn_server : serve_one,
+			   &(struct worker_args){ .wl = wl, .lfd = lfd,
+						  .shm = shm });
 }
 
 static int client_connect(struct sockaddr_in sa, int nodelay,
@@ -1161,57 +1232,66 @@ static int client_connect(struct sockaddr_in sa, int nodelay,
 	return fd;
 }
 
-/* Client, request/response: one outstanding request of wl->size bytes, echoed
- * back; each transaction after the warm-up is timed. Every byte of a request
- * carries its sequence number, checked at both ends of the echo.
+/* Client idx's transaction from t0 to t1 is done: counted, and timed into
+ * the client's slice of lat_ns when it began in the measured window.
  */
-static int run_client_rr(const struct workload *wl, struct sockaddr_in dst,
-			 uint64_t warmup_ns, uint64_t dur_ns,
-			 struct bench_shm *shm)
+static void tx_done(const struct worker_args *a, int idx, struct tx_count *c,
+		    uint64_t t0, uint64_t t1)
 {
-	struct side_result *r = &shm->client;
-	uint64_t t0, t1, start, measure, end, tx = 0, tx_all = 0, nlat = 0;
-	uint32_t *lat = shm->lat_ns;
-	char *buf;
-	int fd, err;
-	uint8_t seq;
+	c->tx_all++;
+	if (t0 < a->measure)
+		return;
+	c->tx++;
+	c->end_ns = t1;
+	if (c->nlat < a->slice)
+		a->shm->lat_ns[idx * a->slice + c->nlat++] =
+			t1 - t0 > UINT32_MAX ? UINT32_MAX : t1 - t0;
+}
 
-	buf = malloc(wl->size);
+/* A client of rr, on a connection of its own: one outstanding request of
+ * wl->size bytes, echoed back. Every byte of a request carries its sequence
+ * number, checked at both ends of the echo.
+ */
+static int rr_client(int idx, void *arg)
+{
+	const struct worker_args *a = arg;
+	struct side_result *r = &a->shm->client;
+	size_t size = a->wl->size;
+	struct tx_count c = {};
+	uint64_t t0, t1;
+	int fd, err, ret = 1;
+	uint8_t seq;
+	char *buf;
+
+	buf = malloc(size);
 	if (!buf)
 		return side_fail(r, ENOMEM, "malloc");
-	fd = client_connect(dst, 1, r);
+	fd = client_connect(a->dst, 1, r);
 	if (fd < 0)
-		return 1;
-	start = now_ns();
-	measure = start + warmup_ns;
-	end = measure + dur_ns;
-	t1 = start;
-	while (!bench_stop && t1 < end) {
-		seq = (uint8_t)tx_all;
-		memset(buf, seq, wl->size);
+		goto out;
+	for (t1 = now_ns(); !bench_stop && t1 < a->end;) {
+		seq = (uint8_t)c.tx_all;
+		memset(buf, seq, size);
 		t0 = now_ns();
-		err = write_full(fd, buf, wl->size);
+		err = write_full(fd, buf, size);
 		if (!err)
-			err = read_full(fd, buf, wl->size);
+			err = read_full(fd, buf, size);
 		t1 = now_ns();
-		if (err)
-			return side_fail(r, err, "client request");
-		if ((uint8_t)buf[0] != seq || (uint8_t)buf[wl->size - 1] != seq)
-			return side_fail(r, EBADMSG, "echo mismatch");
-		tx_all++;
-		if (t0 < measure)
-			continue;
-		if (nlat < shm->lat_cap)
-			lat[nlat++] = t1 - t0 > UINT32_MAX ? UINT32_MAX : t1 - t0;
-		tx++;
+		if (!err && ((uint8_t)buf[0] != seq || (uint8_t)buf[size - 1] != seq))
+			err = EBADMSG;
+		if (err) {
+			ret = side_fail(r, err, "client request");
+			goto out;
+		}
+		tx_done(a, idx, &c, t0, t1);
 	}
-	shm->tx = tx;
-	shm->tx_all = tx_all;
-	shm->nlat = nlat;
-	shm->elapsed_ns = t1 > measure ? t1 - measure : 0;
-	close(fd);
+	a->shm->clients[idx] = c;
+	ret = bench_stop ? 1 : 0;
+out:
+	if (fd >= 0)
+		close(fd);
 	free(buf);
-	return bench_stop ? 1 : 0;
+	return ret;
 }
 
 /* Client, streaming: wl->size writes for the duration, then an end chunk; the
@@ -1276,11 +1356,11 @@ static int run_client_stream(const struct workload *wl, struct sockaddr_in dst,
  */
 static int conn_client(int idx, void *arg)
 {
-	const struct conn_args *a = arg;
-	struct bench_shm *shm = a->shm;
-	struct side_result *r = &shm->client;
-	uint64_t t0, t1 = now_ns(), i;
+	const struct worker_args *a = arg;
+	struct side_result *r = &a->shm->client;
 	size_t size = a->wl->size;
+	struct tx_count c = {};
+	uint64_t t0, t1 = now_ns();
 	char buf[64], eof;
 	int fd, err;
 	uint8_t seq;
@@ -1307,39 +1387,41 @@ static int conn_client(int idx, void *arg)
 			return side_fail(r, err, "conn request");
 		if ((uint8_t)buf[0] != seq || (uint8_t)buf[size - 1] != seq)
 			return side_fail(r, EBADMSG, "echo mismatch");
-		__atomic_add_fetch(&shm->tx_all, 1, __ATOMIC_RELAXED);
-		if (t0 < a->measure)
-			continue;
-		__atomic_add_fetch(&shm->tx, 1, __ATOMIC_RELAXED);
-		i = __atomic_fetch_add(&shm->nlat, 1, __ATOMIC_RELAXED);
-		if (i < shm->lat_cap)
-			shm->lat_ns[i] = t1 - t0 > UINT32_MAX ? UINT32_MAX :
-								t1 - t0;
-		shm->conn_end_ns[idx] = t1;
+		tx_done(a, idx, &c, t0, t1);
 	}
+	a->shm->clients[idx] = c;
 	return bench_stop ? 1 : 0;
 }
 
-/* Client, a new connection per request: BENCH_CONN_CLIENTS closed loops at
- * once; the window ends with the last response.
+/* Client of rr and conn: wl->clients closed loops at once, their counts
+ * summed and their latency slices joined; the window ends with the last
+ * response.
  */
-static int run_client_conn(const struct workload *wl, struct sockaddr_in dst,
-			   uint64_t warmup_ns, uint64_t dur_ns,
-			   struct bench_shm *shm)
+static int run_client_loops(const struct workload *wl, struct sockaddr_in dst,
+			    uint64_t warmup_ns, uint64_t dur_ns,
+			    struct bench_shm *shm)
 {
-	struct conn_args a = { .wl = wl, .dst = dst, .shm = shm };
+	struct worker_args a = { .wl = wl, .dst = dst, .shm = shm };
+	const struct tx_count *c;
 	uint64_t last = 0;
 	int i, ret;
 
+	a.slice = shm->lat_cap / wl->clients;
 	a.measure = now_ns() + warmup_ns;
 	a.end = a.measure + dur_ns;
-	ret = run_workers(BENCH_CONN_CLIENTS, conn_client, &a);
-	for (i = 0; i < BENCH_CONN_CLIENTS; i++)
-		if (shm->conn_end_ns[i] > last)
-			last = shm->conn_end_ns[i];
+	ret = run_workers(wl->clients,
+			  wl->kind == WL_RR ? rr_client : conn_client, &a);
+	for (i = 0; i < wl->clients; i++) {
+		c = &shm->clients[i];
+		shm->tx += c->tx;
+		shm->tx_all += c->tx_all;
+		memmove(shm->lat_ns + shm->nlat, shm->lat_ns + i * a.slice,
+			c->nlat * sizeof(shm->lat_ns[0]));
+		shm->nlat += c->nlat;
+		if (c->end_ns > last)
+			last = c->end_ns;
+	}
 	shm->elapsed_ns = last > a.measure ? last - a.measure : 0;
-	if (shm->nlat > shm->lat_cap)
-		shm->nlat = shm->lat_cap;
 	return ret;
 }
 
@@ -1704,27 +1786,29 @@ static int find_bin(const char *name, char *buf, size_t len, int mode)
 	return -ENOENT;
 }
 
-/* haproxy as relay p: mode tcp, one thread, default buffers, generous
- * timeouts, a stats socket <p>.sock for its session count; bind and server
- * are the rest of those lines.
+/* haproxy as relay p of mode m: mode tcp, nbthread threads (0: no
+ * nbthread line, haproxy's default of a thread per CPU it may run on),
+ * default buffers, generous timeouts, a stats socket <p>.sock for its
+ * session and thread counts; bind and server are the rest of those lines.
  */
-static int start_haproxy_proc(enum proc p, const char *bind,
-			      const char *server)
+static int start_haproxy_proc(enum mode m, enum proc p, unsigned int nbthread,
+			      const char *bind, const char *server)
 {
-	char bin[PATH_MAX], cfg[PATH_MAX], sock[PATH_MAX];
+	char bin[PATH_MAX], cfg[PATH_MAX], sock[PATH_MAX], threads[32] = "";
 	char *argv[] = { "haproxy", "-db", "-f", cfg, NULL };
 	int err;
 
-	err = find_bin("haproxy", bin, sizeof(bin),
-		       p == PROC_HAPROXY ? MODE_HAPROXY : MODE_TLS_HAP);
+	err = find_bin("haproxy", bin, sizeof(bin), m);
 	if (err)
 		return err;
 	proc_path(p, ".cfg", cfg, sizeof(cfg));
 	proc_path(p, ".sock", sock, sizeof(sock));
+	if (nbthread)
+		snprintf(threads, sizeof(threads), "    nbthread %u\n", nbthread);
 	err = write_text(cfg,
 			 "# sidelane bench: %s\n"
 			 "global\n"
-			 "    nbthread 1\n"
+			 "%s"
 			 "    stats socket %s mode 600 level user\n"
 			 "defaults\n"
 			 "    mode tcp\n"
@@ -1736,25 +1820,31 @@ static int start_haproxy_proc(enum proc p, const char *bind,
 			 "    default_backend upstream\n"
 			 "backend upstream\n"
 			 "    server upstream %s\n",
-			 cg_name[procs[p].cg], sock, bind, server);
+			 cg_name[procs[p].cg], threads, sock, bind, server);
 	if (err) {
 		pr_warn("haproxy config %s: %s\n", cfg, strerror(-err));
 		return err;
 	}
-	return start_proc(p, bin, argv, SIGKILL, haproxy_ready, &p);
+	err = start_proc(p, bin, argv, SIGKILL, haproxy_ready, &p);
+	if (!err && hap_threads(p, &bs.nbthread[p]))
+		pr_debug("%s: no Nbthread in `show info`\n", cg_name[procs[p].cg]);
+	return err;
 }
 
-/* sidecar: haproxy on a free port of 127.0.0.1, relaying to the upstream. */
-static int start_haproxy(void)
+/* sidecar: haproxy mode m (haproxy: its default threads, haproxy1: one) on a
+ * free port of 127.0.0.1, relaying to the upstream.
+ */
+static int start_haproxy(enum mode m)
 {
 	char bind[32];
 	int err;
 
-	err = pick_port(&bs.front_port[MODE_HAPROXY]);
+	err = pick_port(&bs.front_port[m]);
 	if (err)
 		return err;
-	snprintf(bind, sizeof(bind), "127.0.0.1:%u", bs.front_port[MODE_HAPROXY]);
-	return start_haproxy_proc(PROC_HAPROXY, bind,
+	snprintf(bind, sizeof(bind), "127.0.0.1:%u", bs.front_port[m]);
+	return start_haproxy_proc(m, mode_run[m].proc[0],
+				  m == MODE_HAPROXY1 ? 1 : 0, bind,
 				  BENCH_NS_IP ":" STR(BENCH_UPSTREAM_PORT));
 }
 
@@ -1903,7 +1993,7 @@ static int start_tls_haproxy(int side)
 	if (side) {
 		snprintf(bind, sizeof(bind), BENCH_NS_IP ":%u %s",
 			 ntohs(b.sin_port), tls);
-		return start_haproxy_proc(PROC_HAP_B, bind,
+		return start_haproxy_proc(MODE_TLS_HAP, PROC_HAP_B, 1, bind,
 					  "127.0.0.1:" STR(BENCH_UPSTREAM_PORT));
 	}
 	err = pick_port(&bs.front_port[MODE_TLS_HAP]);
@@ -1912,7 +2002,7 @@ static int start_tls_haproxy(int side)
 	snprintf(bind, sizeof(bind), "127.0.0.1:%u", bs.front_port[MODE_TLS_HAP]);
 	snprintf(server, sizeof(server), BENCH_NS_IP ":%u %s", ntohs(b.sin_port),
 		 tls);
-	return start_haproxy_proc(PROC_HAP_A, bind, server);
+	return start_haproxy_proc(MODE_TLS_HAP, PROC_HAP_A, 1, bind, server);
 }
 
 /* stunnel B (side 1: server mode, a client certificate required and
@@ -2061,17 +2151,20 @@ static void collect_versions(const struct bench_opts *o)
 {
 	static const struct {
 		int suite;
-		enum mode m; /* it runs when m is measured (NR_MODES: always) */
+		unsigned int modes; /* it runs when one is measured (0: always) */
 		const char *name, *args, *prefix;
 	} tools[] = {
-		{ SUITE_SIDECAR, MODE_HAPROXY, "haproxy", "-v", "HAProxy" },
-		{ SUITE_TLS, NR_MODES, "openssl", "version", "OpenSSL" },
-		{ SUITE_TLS, MODE_TLS_HAP, "haproxy", "-v", "HAProxy" },
-		{ SUITE_TLS, MODE_TLS_ST, "stunnel", "-version", "stunnel" },
+		{ SUITE_SIDECAR, MODE_BIT(MODE_HAPROXY) | MODE_BIT(MODE_HAPROXY1),
+		  "haproxy", "-v", "HAProxy" },
+		{ SUITE_TLS, 0, "openssl", "version", "OpenSSL" },
+		{ SUITE_TLS, MODE_BIT(MODE_TLS_HAP), "haproxy", "-v", "HAProxy" },
+		{ SUITE_TLS, MODE_BIT(MODE_TLS_ST), "stunnel", "-version",
+		  "stunnel" },
 	};
 	char bin[PATH_MAX], cmd[PATH_MAX + 32], line[256];
 	struct utsname u;
 	unsigned int i;
+	int m, runs;
 	FILE *f;
 
 	bs.nver = 0;
@@ -2083,8 +2176,9 @@ static void collect_versions(const struct bench_opts *o)
 		 OpenSSL_version(OPENSSL_VERSION));
 	add_version("sidelane", line);
 	for (i = 0; i < sizeof(tools) / sizeof(tools[0]); i++) {
-		if (tools[i].suite != (int)o->suite ||
-		    (tools[i].m != NR_MODES && !o->modes[tools[i].m]) ||
+		for (m = 0, runs = !tools[i].modes; m < NR_MODES; m++)
+			runs |= (tools[i].modes & MODE_BIT(m)) && o->modes[m];
+		if (tools[i].suite != (int)o->suite || !runs ||
 		    find_bin(tools[i].name, bin, sizeof(bin), -1))
 			continue;
 		snprintf(cmd, sizeof(cmd), "%s %s 2>&1", bin, tools[i].args);
@@ -2117,7 +2211,9 @@ static int relays_setup(const struct bench_opts *o)
 	if (!err && o->modes[MODE_SIDECAR])
 		err = start_sidelane();
 	if (!err && o->modes[MODE_HAPROXY])
-		err = start_haproxy();
+		err = start_haproxy(MODE_HAPROXY);
+	if (!err && o->modes[MODE_HAPROXY1])
+		err = start_haproxy(MODE_HAPROXY1);
 	if (!err && o->suite == SUITE_TLS)
 		err = tls_setup(o);
 	return err;
@@ -2303,11 +2399,9 @@ static int measure(enum mode m, const struct workload *wl,
 		if (!bs.child[1]) {
 			child_start(bs.cgroup[mode_run[m].client],
 				    o->pin ? o->pin_cpu[1] : -1, &shm->client);
-			_exit(wl->kind == WL_RR ?
-				      run_client_rr(wl, dst, warmup_ns, dur_ns, shm) :
-			      wl->kind == WL_STREAM ?
+			_exit(wl->kind == WL_STREAM ?
 				      run_client_stream(wl, dst, warmup_ns, dur_ns, shm) :
-				      run_client_conn(wl, dst, warmup_ns, dur_ns, shm));
+				      run_client_loops(wl, dst, warmup_ns, dur_ns, shm));
 		}
 	}
 
@@ -2455,7 +2549,7 @@ static void print_table(const struct bench_opts *o)
 	char v[32], cmd[1024];
 	double med[NR_MODES];
 	size_t w;
-	int k, i;
+	int k, i, m;
 
 	printf("sidelane bench%s%s: %u round%s x %u ms per measurement, medians; "
 	       "modes interleaved in rotating order; CPU pinning: %s\n",
@@ -2471,13 +2565,29 @@ static void print_table(const struct bench_opts *o)
 		       BENCH_UPSTREAM_PORT, bs.netns);
 		printf("CPU: client + upstream server + the sidecar's cgroup "
 		       "(cpu.stat); the sidecar itself is not pinned\n");
-		if (o->modes[MODE_HAPROXY])
-			printf("haproxy: mode tcp, nbthread 1, default buffers; the "
-			       "client connects to 127.0.0.1:%u explicitly\n"
-			       "  (haproxy has no transparent capture without "
-			       "iptables; sidelane captures the client's connect)\n",
-			       bs.front_port[MODE_HAPROXY]);
+		for (m = MODE_HAPROXY; m <= MODE_HAPROXY1; m++)
+			if (o->modes[m])
+				printf("%s: mode tcp, %s, %u thread%s (show info), "
+				       "default buffers, on 127.0.0.1:%u\n",
+				       mode_name[m],
+				       m == MODE_HAPROXY1 ? "nbthread 1" :
+							    "no nbthread line",
+				       bs.nbthread[mode_run[m].proc[0]],
+				       bs.nbthread[mode_run[m].proc[0]] == 1 ? "" : "s",
+				       bs.front_port[m]);
+		if (o->modes[MODE_HAPROXY] || o->modes[MODE_HAPROXY1])
+			printf("  the client connects to haproxy explicitly (no "
+			       "transparent capture without iptables; sidelane "
+			       "captures the client's connect)\n");
 	}
+	for (w = 0; w < NR_WORKLOADS; w++)
+		if (o->workloads[w] && workloads[w].kind == WL_RR &&
+		    workloads[w].clients > 1)
+			printf("%s: %d clients at once, a connection each, closed "
+			       "loops of %zu B request/response; p50/p99 over all "
+			       "their transactions, tx/s their sum\n",
+			       workloads[w].label, workloads[w].clients,
+			       workloads[w].size);
 	if (o->suite == SUITE_TLS) {
 		printf("client -> A on 127.0.0.1 -> mutual TLS 1.3 over a veth -> "
 		       "B on " BENCH_NS_IP " in namespace %s -> server "
@@ -2589,9 +2699,10 @@ static void print_json(const struct bench_opts *o, const struct accel *acc,
 		if (!o->workloads[w])
 			continue;
 		printf("%s{\"name\":\"%s\",\"kind\":\"%s\",\"size\":%zu,"
-		       "\"metrics\":{",
+		       "\"clients\":%d,\"metrics\":{",
 		       first_w ? "" : ",", workloads[w].name,
-		       kind_name[workloads[w].kind], workloads[w].size);
+		       kind_name[workloads[w].kind], workloads[w].size,
+		       workloads[w].clients);
 		first_w = 0;
 		first_k = 1;
 		for (k = 0; k < NR_METRICS; k++) {
@@ -2679,12 +2790,15 @@ static void print_json(const struct bench_opts *o, const struct accel *acc,
 	       (unsigned long long)acc[m].redirected,
 	       (unsigned long long)acc[m].passed,
 	       (unsigned long long)acc[m].fallback);
-	m = MODE_HAPROXY;
-	printf("\"haproxy\":{\"measured\":%s,\"listen\":\"127.0.0.1:%u\","
-	       "\"served\":%llu,\"ok\":%s}}\n",
-	       o->modes[m] ? "true" : "false", bs.front_port[MODE_HAPROXY],
-	       (unsigned long long)acc[m].served,
-	       accel_ok[m] ? "true" : "false");
+	for (m = MODE_HAPROXY; m <= MODE_HAPROXY1; m++)
+		printf("%s\"%s\":{\"measured\":%s,\"listen\":\"127.0.0.1:%u\","
+		       "\"nbthread\":%u,\"served\":%llu,\"ok\":%s}",
+		       m == MODE_HAPROXY ? "" : ",", mode_name[m],
+		       o->modes[m] ? "true" : "false", bs.front_port[m],
+		       bs.nbthread[mode_run[m].proc[0]],
+		       (unsigned long long)acc[m].served,
+		       accel_ok[m] ? "true" : "false");
+	printf("}\n");
 }
 
 /* ---- command line ----------------------------------------------------- */
@@ -3007,6 +3121,7 @@ static int carried(enum mode m, const struct accel *a)
 	case MODE_SIDECAR:
 		return a->captured > 0;
 	case MODE_HAPROXY:
+	case MODE_HAPROXY1:
 	case MODE_TLS_HAP:
 		return a->served > 0;
 	default:
@@ -3147,7 +3262,8 @@ static int report_sidecar(const struct bench_opts *o, const struct accel *acc,
 			"its figures are the direct path\n");
 		ret = BENCH_EXIT_NOT_ACCEL;
 	}
-	return report_haproxy(o, acc, accel_ok, MODE_HAPROXY, "haproxy") ?: ret;
+	ret = report_haproxy(o, acc, accel_ok, MODE_HAPROXY, "haproxy") ?: ret;
+	return report_haproxy(o, acc, accel_ok, MODE_HAPROXY1, "haproxy1") ?: ret;
 }
 
 /* What the fast paths on either side of sidelane's TLS hop and haproxy A's
