@@ -443,6 +443,10 @@ static void check_metrics(void)
 		{ "sidelane_fastpath_redirect_bytes_total{}", "counters.redirect_bytes",
 		  2 * N_CONNS * CONN_BYTES + PAIR_OUT + PAIR_IN },
 		{ "sidelane_fastpath_sock_inserted_total{}", NULL, -1 },
+		{ "sidelane_admission_mode{app_sockets=\"all\"}", NULL, 1 },
+		{ "sidelane_admission_mode{app_sockets=\"safe\"}", NULL, 0 },
+		{ "sidelane_admission_sockets_total{reason=\"accelerated\"}",
+		  "admission.sockets.accelerated", -1 },
 		{ "sidelane_map_max_entries{map=\"" SL_MAP_SOCKHASH "\"}", "maps." SL_MAP_SOCKHASH ".max", SL_MAX_SOCKETS },
 		{ "sidelane_map_max_entries{map=\"" SL_MAP_CONNS "\"}", "maps." SL_MAP_CONNS ".max", SL_MAX_CONNS },
 		{ "sidelane_inbound_attached{}", "inbound.sk_lookup", 0 },
@@ -867,9 +871,13 @@ static int write_configs(void)
 	char text[1024];
 	int err;
 
-	/* rule 7 denies DENY_IP:80; rule 8 is never hit */
+	/* rule 7 denies DENY_IP:80; rule 8 is never hit. app_sockets all:
+	 * what is checked here is how redirected bytes are counted (the
+	 * default admits no blocking socket: tests/integ/admission.c)
+	 */
 	snprintf(text, sizeof(text),
 		 "capture:\n  outbound: \"127.0.0.1:%d\"\n"
+		 "fastpath:\n  app_sockets: all\n"
 		 "proxy:\n  ambassadors:\n"
 		 "    - listen: \"127.0.0.1:%d\"\n      upstream: \"127.0.0.1:%d\"\n"
 		 "admin:\n  listen: \"127.0.0.1:%d\"\n  drain_timeout_ms: %d\n"
@@ -885,6 +893,7 @@ static int write_configs(void)
 	/* the second: fast path and policy only, the same admin port */
 	snprintf(text, sizeof(text),
 		 "capture:\n  enabled: false\n"
+		 "fastpath:\n  app_sockets: all\n"
 		 "admin:\n  listen: \"127.0.0.1:%d\"\n", admin_port);
 	return th_write_text(cfg2, text);
 }

@@ -528,7 +528,8 @@ int main(void)
 	snprintf(t.log, sizeof(t.log), LOG_DIR "/sidelane-%s.log", t.env.name);
 	port = th_free_port();
 	snprintf(cfgtext, sizeof(cfgtext),
-		 "capture:\n  outbound: \"127.0.0.1:%d\"\nadmin:\n  listen: \"\"\n",
+		 "capture:\n  outbound: \"127.0.0.1:%d\"\nadmin:\n  listen: \"\"\n"
+		 "fastpath:\n  app_sockets: all\n",
 		 port);
 	if (!TH_CHECK(port > 0 && !th_write_text(t.cfg, cfgtext), name,
 		      "config: %s", strerror(errno)) ||

@@ -27,6 +27,7 @@
 #include <bpf/libbpf.h>
 #include <openssl/evp.h>
 #include "sidelane.h"
+#include "admission_user.h"
 #include "harness.h"
 #include "fastpath_user.h"
 
@@ -489,8 +490,16 @@ static void track(struct th_env *env, bool on)
 
 int th_env_setup(struct th_env *env, const char *name, bool accelerated)
 {
+	return th_env_setup_opts(env, name,
+				 &(struct th_env_opts){ .accelerated = accelerated });
+}
+
+int th_env_setup_opts(struct th_env *env, const char *name,
+		      const struct th_env_opts *opts)
+{
 	char ready[PATH_MAX];
 	const char *bin = th_sidelane_bin();
+	bool accelerated = opts->accelerated;
 	__u64 deadline;
 	int err;
 
@@ -516,6 +525,14 @@ int th_env_setup(struct th_env *env, const char *name, bool accelerated)
 	if (mkdir(env->cgroup, 0755))
 		return -errno;
 	env->cgroup_made = true;
+	if (opts->sidecar) {
+		if (path_fmt(env->sidecar_cgroup, sizeof(env->sidecar_cgroup),
+			     "%s-side", env->cgroup))
+			return -ENAMETOOLONG;
+		if (mkdir(env->sidecar_cgroup, 0755))
+			return -errno;
+		env->sidecar_made = true;
+	}
 	if (!accelerated)
 		return 0;
 
@@ -534,7 +551,10 @@ int th_env_setup(struct th_env *env, const char *name, bool accelerated)
 		char *argv[] = { (char *)bin,	  "run",
 				 "--cgroup",	  env->cgroup,
 				 "--pin-root",	  env->pin_root,
-				 NULL };
+				 "--app-sockets",
+				 (char *)(opts->app_sockets ?: "all"),
+				 env->sidecar_made ? "--sidecar-cgroup" : NULL,
+				 env->sidecar_cgroup, NULL };
 
 		env->pins_made = true;
 		env->sidelane = spawn(argv, env->log);
@@ -574,6 +594,20 @@ int th_enter(struct th_env *env)
 
 	snprintf(path, sizeof(path), "%s/cgroup.procs", env->cgroup);
 	err = write_file(path, "0"); /* "0": the writing process */
+	if (!err)
+		env->entered = true;
+	return err;
+}
+
+int th_enter_sidecar(struct th_env *env)
+{
+	char path[PATH_MAX + 16];
+	int err;
+
+	if (!env->sidecar_made)
+		return -ENOENT;
+	snprintf(path, sizeof(path), "%s/cgroup.procs", env->sidecar_cgroup);
+	err = write_file(path, "0");
 	if (!err)
 		env->entered = true;
 	return err;
@@ -628,12 +662,19 @@ int th_env_detach(struct th_env *env)
 
 bool th_env_start(struct th_env *env, const char *test, bool accelerated)
 {
+	return th_env_start_opts(env, test, accelerated ? "accel" : "plain",
+				 &(struct th_env_opts){ .accelerated = accelerated });
+}
+
+bool th_env_start_opts(struct th_env *env, const char *test, const char *mode,
+		       const struct th_env_opts *opts)
+{
+	bool accelerated = opts->accelerated;
 	char name[96];
 	int err;
 
-	snprintf(name, sizeof(name), "%s/%s: setup", test,
-		 accelerated ? "accel" : "plain");
-	err = th_env_setup(env, test, accelerated);
+	snprintf(name, sizeof(name), "%s/%s: setup", test, mode);
+	err = th_env_setup_opts(env, test, opts);
 	if (accelerated && err == -ENOENT) {
 		th_skip(name, "no sidelane binary (make first)");
 		return false;
@@ -645,11 +686,37 @@ bool th_env_start(struct th_env *env, const char *test, bool accelerated)
 	return true;
 }
 
-int th_env_teardown(struct th_env *env)
+/* Kill what a test forked into cgroup and did not reap, then rmdir it.
+ * 0, or -EBUSY when it is left behind (said).
+ */
+static int rm_cgroup(const char *cgroup)
 {
 	char path[PATH_MAX + 16], buf[64];
 	__u64 deadline;
-	int err = 0, ret, fd;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (read(fd, buf, sizeof(buf)) > 0) {
+			snprintf(path, sizeof(path), "%s/cgroup.kill", cgroup);
+			write_file(path, "1");
+		}
+		close(fd);
+	}
+	/* rmdir is EBUSY while killed tasks are still exiting */
+	deadline = th_now_ms() + 3000;
+	while (rmdir(cgroup) && errno == EBUSY && th_now_ms() < deadline)
+		sleep_ms(20);
+	if (!path_exists(cgroup))
+		return 0;
+	th_info("cgroup %s left behind: %s", cgroup, strerror(errno));
+	return -EBUSY;
+}
+
+int th_env_teardown(struct th_env *env)
+{
+	int err = 0, ret;
 
 	if (env->entered && th_leave(env))
 		err = -EBUSY;
@@ -661,29 +728,12 @@ int th_env_teardown(struct th_env *env)
 		err = -ENOTEMPTY;
 	}
 	if (env->cgroup_made) {
-		/* children a test forked into the cgroup and did not reap */
-		snprintf(path, sizeof(path), "%s/cgroup.procs", env->cgroup);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd >= 0) {
-			if (read(fd, buf, sizeof(buf)) > 0) {
-				snprintf(path, sizeof(path), "%s/cgroup.kill",
-					 env->cgroup);
-				write_file(path, "1");
-			}
-			close(fd);
-		}
-		/* rmdir is EBUSY while killed tasks are still exiting */
-		deadline = th_now_ms() + 3000;
-		while (rmdir(env->cgroup) && errno == EBUSY &&
-		       th_now_ms() < deadline)
-			sleep_ms(20);
-		if (path_exists(env->cgroup)) {
-			th_info("cgroup %s left behind: %s", env->cgroup,
-				strerror(errno));
-			err = -EBUSY;
-		} else {
-			env->cgroup_made = false;
-		}
+		err = rm_cgroup(env->cgroup) ?: err;
+		env->cgroup_made = path_exists(env->cgroup);
+	}
+	if (env->sidecar_made) {
+		err = rm_cgroup(env->sidecar_cgroup) ?: err;
+		env->sidecar_made = path_exists(env->sidecar_cgroup);
 	}
 	env->pins_made = false;
 	/* the sidelane log only matters when something went wrong */
@@ -711,6 +761,16 @@ int th_counters(const struct th_env *env, struct sl_counters *out)
 	/* The product's own reader: the tests see what `status` shows. */
 	memset(out, 0, sizeof(*out));
 	return sl_fp_read_counters(env->pin_root, out);
+}
+
+int th_adm_stats(const struct th_env *env, struct sl_adm_stats *out)
+{
+	struct sl_adm_status st;
+	int err;
+
+	err = sl_adm_read(env->pin_root, &st);
+	*out = st.stats;
+	return err;
 }
 
 int th_map_entries(const struct th_env *env, const char *map_name)

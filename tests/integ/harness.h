@@ -24,19 +24,40 @@ struct th_env {
 	bool cgroup_made; /* we mkdir'ed cgroup */
 	bool pins_made; /* we started sidelane on pin_root (it did not exist) */
 	bool detached; /* th_env_detach() already ran */
-	bool entered; /* this process is in cgroup */
+	bool entered; /* this process is in cgroup (or sidecar_cgroup) */
 	char log[PATH_MAX]; /* stdout+stderr of `sidelane run` */
+	/* With th_env_opts.sidecar: a second cgroup given to `sidelane run`
+	 * as --sidecar-cgroup; sockets made in it are the sidecar's.
+	 */
+	char sidecar_cgroup[PATH_MAX];
+	bool sidecar_made;
+};
+
+/* How th_env_setup_opts() starts `sidelane run`. */
+struct th_env_opts {
+	bool accelerated; /* false: a plain cgroup, no sidelane */
+	/* --app-sockets; NULL: "all", the mode in which every local pair
+	 * is redirected (what the fast path tests exercise)
+	 */
+	const char *app_sockets;
+	bool sidecar; /* also make sidecar_cgroup */
 };
 
 /* Create the cgroup; when accelerated, start `sidelane run --cgroup ..
  * --pin-root ..` and wait until its link pin appears. 0 or -errno.
  */
 int th_env_setup(struct th_env *env, const char *name, bool accelerated);
+/* The same with options; th_env_setup() is opts { accelerated }. */
+int th_env_setup_opts(struct th_env *env, const char *name,
+		      const struct th_env_opts *opts);
 /* th_env_setup() then th_enter(), reported as the subtest "<test>/<mode>:
  * setup" (mode plain or accel): passes, fails, or skips when there is no
  * sidelane binary (a failure under CI=true). True when the env is ready.
  */
 bool th_env_start(struct th_env *env, const char *test, bool accelerated);
+/* th_env_setup_opts() then th_enter(), reported as "<test>/<mode>: setup". */
+bool th_env_start_opts(struct th_env *env, const char *test, const char *mode,
+		       const struct th_env_opts *opts);
 /* Leave the cgroup, stop sidelane, `sidelane detach`, rmdir the cgroup.
  * Safe on a partly set up env. Returns 0, or -errno if something was left.
  */
@@ -46,9 +67,16 @@ int th_env_teardown(struct th_env *env);
  */
 int th_enter(struct th_env *env);
 int th_leave(struct th_env *env);
+/* Move the calling process into env's sidecar cgroup; th_leave() or
+ * th_enter() moves it on.
+ */
+int th_enter_sidecar(struct th_env *env);
 
 /* Summed counters / entry count of a pinned map of an accelerated env. */
 int th_counters(const struct th_env *env, struct sl_counters *out);
+struct sl_adm_stats;
+/* Summed admission counters (include/admission.h) of an accelerated env. */
+int th_adm_stats(const struct th_env *env, struct sl_adm_stats *out);
 int th_map_entries(const struct th_env *env, const char *map_name);
 
 /* Run argv (PATH searched) in env's cgroup (NULL: ours), after prep() in the

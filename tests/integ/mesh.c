@@ -7,7 +7,8 @@
  * speaks mutual TLS to B, whose sk_lookup steers the connection to its
  * inbound listener; B checks A's SPIFFE ID and relays to app B on loopback.
  * Checked: byte-exact relays (HTTP files, echo 1 B .. 16 MiB, SHA-256 each
- * way), the identities each side logs, both local hops on the fast path,
+ * way), the identities each side logs, both local hops as the default
+ * admission keeps them (app sockets counted by reason, none redirected into),
  * every kind of bad peer refused by B with its counted reason and nothing
  * reaching the app, certificate rotation under traffic, a refused server
  * identity, and that teardown leaves nothing behind. The PKI is made with the
@@ -34,6 +35,7 @@
 #include <unistd.h>
 #include <openssl/evp.h>
 #include "sidelane.h"
+#include "admission_user.h"
 #include "harness.h"
 
 #define A_IP "198.18.80.1"
@@ -1116,44 +1118,66 @@ static void test_echo(size_t len)
 		th_pass(name);
 }
 
-/* ---- c: both local hops on the fast path, steering counted ---- */
+/* ---- c: both local hops as the default admits them, steering counted ---- */
 
-static void test_fastpath(const struct sl_counters *a0, const struct sl_counters *b0,
-			  const struct snap *sb0)
+/* The sockets of one host's cgroups and what moved over the traffic. */
+struct hop_snap {
+	struct sl_counters c;
+	struct sl_adm_status adm;
+};
+
+static int hop_read(struct host *h, struct hop_snap *s)
 {
-	const char *na = "mesh: fast path: A's app -> sidecar hop redirected in the kernel";
-	const char *nb = "mesh: fast path: B's sidecar -> app hop redirected in the kernel";
+	return th_counters(&h->app, &s->c) ?: sl_adm_read(h->app.pin_root, &s->adm);
+}
+
+#define ADM(s, r) ((s)->adm.stats.sockets[SL_ACC_##r])
+
+static void test_admission(const struct hop_snap *a0, const struct hop_snap *b0,
+			   const struct snap *sb0)
+{
+	const char *na = "mesh: default admission: A's app sockets counted by reason, "
+			 "none admitted unless this kernel keeps FIONREAD";
+	const char *nb = "mesh: default admission: nothing redirected into app B, "
+			 "its accepted sockets counted accepted-socket";
 	const char *ns = "mesh: inbound: B's sk_lookup steered every connection made to it";
 	const char *nj = "mesh: status --json of A and B parses as JSON";
-	struct sl_counters a1, b1;
-	struct snap sb1;
-	const struct {
-		const char *name, *tag;
-		const struct sl_counters *c0, *c1;
-	} hop[] = { { na, "A", a0, &a1 }, { nb, "B", b0, &b1 } };
+	unsigned long long blocking, nonblock, admitted, accepted, ok_a, ok_b;
 	char cmd[PATH_MAX * 2 + 256], out[1024];
 	char *sh[] = { "sh", "-c", cmd, NULL };
-	unsigned int i;
-	int st;
+	struct hop_snap a1, b1;
+	struct snap sb1;
+	int st, keeps;
 
-	if (!TH_CHECK(!th_counters(&ha.app, &a1) && !th_counters(&hb.app, &b1), na,
-		      "reading sl_counters"))
+	if (!TH_CHECK(!hop_read(&ha, &a1) && !hop_read(&hb, &b1), na,
+		      "reading the counters"))
 		return;
-	for (i = 0; i < 2; i++) {
-		const struct sl_counters *c0 = hop[i].c0, *c1 = hop[i].c1;
-		unsigned long long ok = c1->redirect_ok - c0->redirect_ok;
-
-		th_info("%s: redirect_ok +%llu, redirect_failed +%llu, pass_plain +%llu, "
-			"not_local +%llu over %d connections", hop[i].tag, ok,
-			(unsigned long long)(c1->redirect_failed - c0->redirect_failed),
-			(unsigned long long)(c1->pass_plain - c0->pass_plain),
-			(unsigned long long)(c1->not_local - c0->not_local), conns_to_b);
-		/* at least one message each way per connection on that hop */
-		if (TH_CHECK(ok >= 2ULL * conns_to_b &&
-				     c1->redirect_failed == c0->redirect_failed,
-			     hop[i].name, "see the line above"))
-			th_pass(hop[i].name);
-	}
+	/* curl and Python's sockets with a timeout are non-blocking, the
+	 * C clients' blocking: both kinds reach A's sidecar
+	 */
+	blocking = ADM(&a1, BLOCKING) - ADM(a0, BLOCKING);
+	nonblock = ADM(&a1, KERNEL_FIONREAD) - ADM(a0, KERNEL_FIONREAD);
+	admitted = ADM(&a1, ACCELERATED) - ADM(a0, ACCELERATED);
+	accepted = ADM(&b1, ACCEPTED) - ADM(b0, ACCEPTED);
+	ok_a = a1.c.redirect_ok - a0->c.redirect_ok;
+	ok_b = b1.c.redirect_ok - b0->c.redirect_ok;
+	keeps = !!(a1.adm.cfg.kernel & SL_KERNEL_TCP_FIONREAD);
+	th_info("A (app_sockets %s, kernel %s FIONREAD): blocking-socket +%llu, "
+		"kernel-fionread +%llu, accelerated +%llu, redirect_ok +%llu; "
+		"B: accepted-socket +%llu, redirect_ok +%llu; %d connections",
+		a1.adm.cfg.mode == SL_APP_SAFE ? "safe" : "not safe",
+		keeps ? "keeps" : "changes", blocking, nonblock, admitted, ok_a,
+		accepted, ok_b, conns_to_b);
+	if (TH_CHECK(a1.adm.present && a1.adm.cfg.mode == SL_APP_SAFE &&
+			     blocking > 0 && blocking + nonblock + admitted / 2 >=
+						     (unsigned long long)conns_to_b &&
+			     (keeps ? !nonblock : !admitted && !ok_a),
+		     na, "see the line above"))
+		th_pass(na);
+	if (TH_CHECK(b1.adm.present && accepted >= (unsigned long long)conns_to_b &&
+			     !ok_b,
+		     nb, "see the line above"))
+		th_pass(nb);
 	if (TH_CHECK(!snap_read(&hb, &sb1), ns, "status") &&
 	    TH_CHECK(snap_get(&sb1, "inbound.steered") - snap_get(sb0, "inbound.steered") >=
 			     (__u64)conns_to_b,
@@ -1577,7 +1601,7 @@ static void test_teardown(void)
 
 int main(void)
 {
-	struct sl_counters fa0, fb0;
+	struct hop_snap fa0, fb0;
 	unsigned char blob_sha[32], *blob = malloc(BLOB_SIZE);
 	static const size_t sizes[] = { 1, KiB, 64 * KiB, MiB, 16 * MiB };
 	unsigned long long t[7] = {};
@@ -1601,8 +1625,7 @@ int main(void)
 	th_watchdog(30, "mesh: traffic");
 	la = log_size(&ha);
 	lb = log_size(&hb);
-	if (th_counters(&ha.app, &fa0) || th_counters(&hb.app, &fb0) ||
-	    snap_read(&hb, &sb0)) {
+	if (hop_read(&ha, &fa0) || hop_read(&hb, &fb0) || snap_read(&hb, &sb0)) {
 		th_fail("mesh: setup", "reading counters before the traffic");
 		goto out;
 	}
@@ -1610,7 +1633,7 @@ int main(void)
 	test_identities(la, lb);
 	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		test_echo(sizes[i]);
-	test_fastpath(&fa0, &fb0, &sb0);
+	test_admission(&fa0, &fb0, &sb0);
 
 	t[2] = th_now_ms();
 	th_watchdog(30, "mesh: refusals");

@@ -63,7 +63,7 @@ static int rerun_in(struct th_env *env, const char *sidecar, char *out,
 		    size_t len, int ms)
 {
 	char *argv[] = { (char *)th_sidelane_bin(), "run", "--cgroup", env->cgroup,
-			 "--pin-root", env->pin_root,
+			 "--pin-root", env->pin_root, "--app-sockets", "all",
 			 sidecar ? "--sidecar-cgroup" : NULL, (char *)sidecar,
 			 NULL };
 	char log[] = "/tmp/sidelane-upgrade-XXXXXX";
