@@ -5,7 +5,9 @@
  *     plain     loopback TCP, a cgroup with nothing attached;
  *     bare      bpf/bench_bare.bpf.c, a textbook sockops + sk_msg redirect,
  *               attached in-process to a second cgroup (nothing pinned);
- *     sidelane  the product (sl_fp_attach) on a third cgroup, own pin root.
+ *     sidelane  the product (sl_fp_attach) on a third cgroup, own pin root,
+ *               fastpath.app_sockets all: the opt-in app<->app redirect
+ *               (the default admits no blocking or app<->app socket).
  *   sidecar, app -> sidecar -> upstream, the upstream on the far end of a
  *   veth into a network namespace the bench creates:
  *     direct    the client connects straight to the upstream;
@@ -67,6 +69,7 @@
 #include <openssl/ssl.h>
 #include "sidelane.h"
 #include "fastpath_user.h"
+#include "admission.h"
 #include "capture_user.h"
 #include "stats_user.h"
 #include "bench.h"
@@ -756,6 +759,8 @@ static int sidelane_attach(void)
 	err = sl_fp_attach(&(struct sl_fp_opts){
 		.pin_root = bs.pin_root,
 		.cgroup = bs.cgroup[CG_SIDELANE],
+		/* app<->app pairs are redirected in the opt-in mode only */
+		.app_sockets = SL_APP_ALL,
 	});
 	if (err)
 		pr_warn("sl_fp_attach(%s): %s\n", bs.cgroup[CG_SIDELANE],
@@ -2815,6 +2820,8 @@ static void bench_usage(FILE *f)
 		"  plain     loopback TCP, nothing attached\n"
 		"  bare      a textbook sockops + sk_msg redirect (bench_bare)\n"
 		"  sidelane  the product's fast path (own pin root, removed after)\n"
+		"            with fastpath.app_sockets all: app<->app redirect is\n"
+		"            opt-in (the default admits no such pair)\n"
 		"sidecar: app -> sidecar -> upstream. The upstream server listens on\n"
 		"" BENCH_NS_IP ", the far end of a veth into a network namespace the\n"
 		"bench creates and removes (198.18.79.0/30 must be unused here).\n"
@@ -2823,9 +2830,10 @@ static void bench_usage(FILE *f)
 		"            captures the client's connect and relays it through its\n"
 		"            proxy\n"
 		"  haproxy   haproxy (Debian package, `make deps`) in mode tcp on\n"
-		"            127.0.0.1, one thread, default buffers; the client connects\n"
-		"            to it explicitly: haproxy has no transparent capture\n"
-		"            without iptables\n"
+		"            127.0.0.1 at its default thread count, default buffers;\n"
+		"            the client connects to it explicitly: haproxy has no\n"
+		"            transparent capture without iptables\n"
+		"  haproxy1  the same with nbthread 1\n"
 		"tls: client -> proxy A (127.0.0.1) -> mutual TLS 1.3 over the same\n"
 		"veth -> proxy B (" BENCH_NS_IP ", in the namespace) -> server there.\n"
 		"Certificates made with the openssl CLI (a CA, P-256 leaves with\n"
@@ -2853,10 +2861,11 @@ static void bench_usage(FILE *f)
 		"  --duration-ms MS  length of each measurement (%d-%d, default %d)\n"
 		"  --quick           smoke test: %d rounds of %d ms unless given\n"
 		"  --modes LIST      comma-separated subset of the suite's modes\n"
-		"                    (plain,bare,sidelane; direct,sidelane,haproxy;\n"
+		"                    (plain,bare,sidelane; direct,sidelane,haproxy,\n"
+		"                    haproxy1;\n"
 		"                    direct,sidelane,haproxy,stunnel)\n"
 		"  --workloads LIST  comma-separated subset of the suite's workloads\n"
-		"                    (rr_64,rr_1k,rr_16k,stream_64k; tls: stream_64k,\n"
+		"                    (rr_64,rr_1k,rr_1k_c16,rr_16k,stream_64k; tls: stream_64k,\n"
 		"                    conn_64)\n"
 		"  --pin none|same|split  server and client CPUs: scheduler's choice\n"
 		"                    (default), both on one CPU, or on two CPUs; a\n"
