@@ -156,6 +156,30 @@ static __always_inline __u16 adm_app_reason(const struct sl_adm_cfg *cfg,
 	return SL_ACC_ACCELERATED;
 }
 
+/* Does the mode in force keep this socket in the sockhash? SL_ACC_ACCELERATED
+ * if so, else the reason it leaves for. For the sweep of sockets admitted
+ * under another mode or by an older build (sl_adm_sweep).
+ */
+static __always_inline __u16 adm_keeps(const struct sl_adm_cfg *cfg,
+				       const struct sl_conn *conn)
+{
+	__u32 mode = adm_mode(cfg);
+
+	if (mode == SL_APP_ALL)
+		return SL_ACC_ACCELERATED;
+	if (mode == SL_APP_NONE)
+		return SL_ACC_MODE_NONE;
+	/* the sidecar's sockets: their reader is our proxy */
+	if (conn->flags & SL_CONN_F_SIDECAR)
+		return SL_ACC_ACCELERATED;
+	if (conn->flags & SL_CONN_F_SEND_ONLY)
+		return mode == SL_APP_SEND ||
+				       (cfg && (cfg->kernel & SL_KERNEL_TCP_FIONREAD)) ?
+			       SL_ACC_ACCELERATED :
+			       SL_ACC_KERNEL_FIONREAD;
+	return SL_ACC_MODE_CHANGED;
+}
+
 /* The SL_OPT_* bit a setsockopt() call turns on, or 0. Only options whose
  * effect a redirected send would skip; the value is read where it says
  * whether the option is on.

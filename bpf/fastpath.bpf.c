@@ -749,6 +749,64 @@ plain:
 	return SK_PASS;
 }
 
+/* The admission sweep, run by `sidelane run` at start and again while some
+ * socket waits (user/admission.c): every socket of the sockhash that the
+ * mode in force would not admit (adm_keeps) leaves it, once nothing
+ * redirected to it is unread (a psock dropped with data would lose it).
+ * That covers sockets an older build admitted both ways, and a restart in
+ * a stricter mode. The programs in force redirect nothing into such a
+ * socket, so its psock only drains. One struct sl_sweep_rec per socket
+ * taken out or left waiting.
+ * A TCP iterator (the sockets of the reader's network namespace, the
+ * pod's), not a sockmap one: Linux 6.18 as built here refuses to load
+ * map-element iterators (EPERM, iter/sockmap and iter/bpf_map_elem alike)
+ * but loads iter/tcp, which also runs each socket's turn under its lock.
+ * Iterators may delete from a sockmap (may_update_sockmap()); sk_msg may
+ * not.
+ */
+SEC("iter/tcp")
+int sl_adm_sweep(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct sl_sweep_rec rec = {};
+	struct sl_sock_ref *ref;
+	struct sl_conn *conn;
+
+	if (!skc)
+		return 0;
+	rec.cookie = bpf_get_socket_cookie(skc);
+	conn = bpf_map_lookup_elem(&sl_conns, &rec.cookie);
+	if (!conn || !(conn->flags & SL_CONN_F_IN_SOCKHASH))
+		return 0;
+	rec.reason = adm_keeps(adm_cfg(), conn);
+	if (rec.reason == SL_ACC_ACCELERATED)
+		return 0;
+	/* its key may have passed to a newer socket of the same 4-tuple */
+	ref = bpf_map_lookup_elem(&sl_sk_by_key, &conn->key);
+	if (!ref || ref->cookie != rec.cookie)
+		return 0;
+	/* Without msg_tot_len (before the FIONREAD fix) nothing tells an
+	 * empty psock: such a socket stays until it closes.
+	 */
+	if (!bpf_core_field_exists(struct sk_psock, msg_tot_len) ||
+	    psock_backlog(bpf_skc_to_tcp_sock(skc))) {
+		rec.what = SL_SWEEP_WAITING;
+		goto out;
+	}
+	if (bpf_map_delete_elem(&sl_sockhash, &conn->key))
+		return 0; /* gone meanwhile */
+	bpf_map_delete_elem(&sl_sk_by_key, &conn->key);
+	conn->flags = (conn->flags & ~(SL_CONN_F_IN_SOCKHASH |
+				       SL_CONN_F_SEND_ONLY)) |
+		      SL_CONN_F_PLAIN;
+	conn->reason = rec.reason;
+	adm_count(rec.reason, 1);
+	rec.what = SL_SWEEP_EVICTED;
+out:
+	bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
+	return 0;
+}
+
 /* On the app's cgroup: note the send-side options a redirect would skip
  * (adm_opt_bit), from before the socket is established, so that sockops
  * leaves it out; a socket admitted already is flagged, and its next segment

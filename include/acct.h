@@ -41,7 +41,10 @@
 	  "SO_TIMESTAMPING with TX flags: redirected bytes get no TX timestamps") \
 	X(OPT_ULP, "option-tcp_ulp", "TCP_ULP (kTLS): an upper layer owns the socket") \
 	X(OPT_REPAIR, "option-tcp_repair", "TCP_REPAIR (checkpoint/restore)")   \
-	X(MODE_NONE, "app-sockets-none", "fastpath.app_sockets is none")
+	X(MODE_NONE, "app-sockets-none", "fastpath.app_sockets is none")      \
+	X(MODE_CHANGED, "admitted-before",                                      \
+	  "admitted under another app_sockets mode or by an older build: taken " \
+	  "out once nothing redirected to it was unread")
 
 #define SL_ACC_ENUM(id, name, help) SL_ACC_##id,
 enum sl_acc_reason { SL_ACC_REASONS(SL_ACC_ENUM) SL_ACC_NR };

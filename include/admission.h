@@ -62,6 +62,22 @@ struct sl_adm_stats {
 	__u64 evicted[SL_ADM_SLOTS];
 };
 
+/* One record of the admission sweep (the iter/tcp program sl_adm_sweep,
+ * run by `sidelane run`): a socket of the sockhash that the
+ * mode in force would not admit, one admitted under another mode or by an
+ * older build (which admitted app sockets both ways).
+ */
+enum sl_sweep_what {
+	SL_SWEEP_EVICTED = 1, /* taken out: a plain TCP socket from now on */
+	SL_SWEEP_WAITING = 2, /* bytes redirected to it are unread: next sweep */
+};
+
+struct sl_sweep_rec {
+	__u64 cookie; /* its sl_conns key */
+	__u32 what; /* enum sl_sweep_what */
+	__u32 reason; /* enum sl_acc_reason it leaves for */
+};
+
 /* sl_sk_state.opts: send-side options an app set on a socket (cgroup
  * setsockopt), from before it is established.
  */

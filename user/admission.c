@@ -60,6 +60,34 @@ int sl_adm_read(const char *pin_root, struct sl_adm_status *st)
 	return err;
 }
 
+_Static_assert(SL_ACC_NR <= SL_ADM_SLOTS,
+	       "struct sl_adm_stats has a counter slot per reason");
+
+int sl_adm_sweep(int link_fd, struct sl_sweep_result *res)
+{
+	struct sl_sweep_rec rec[64];
+	ssize_t n;
+	size_t i;
+	int fd, err = 0;
+
+	memset(res, 0, sizeof(*res));
+	fd = bpf_iter_create(link_fd);
+	if (fd < 0)
+		return -errno;
+	/* the iterator writes whole records; a read returns whole ones */
+	while ((n = read(fd, rec, sizeof(rec))) > 0)
+		for (i = 0; i < (size_t)n / sizeof(rec[0]); i++) {
+			if (rec[i].what == SL_SWEEP_EVICTED)
+				res->evicted++;
+			else if (rec[i].what == SL_SWEEP_WAITING)
+				res->waiting++;
+		}
+	if (n < 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
 /* What an app socket admitted send-only can still tell, on any kernel:
  * measured by tests/integ/conformance.c, listed in the README.
  */

@@ -37,6 +37,17 @@ int sl_adm_read(const char *pin_root, struct sl_adm_status *st);
  */
 void sl_adm_explain(uint32_t mode, uint32_t kernel);
 
+/* One run of the admission sweep (sl_fp_sweep_open()'s link): sockets
+ * the mode in force would not admit are taken out of the sockhash, those
+ * with unread redirected bytes are left for the next run.
+ */
+struct sl_sweep_result {
+	unsigned int evicted, waiting;
+};
+
+/* Run it once. 0 or -errno. */
+int sl_adm_sweep(int link_fd, struct sl_sweep_result *res);
+
 /* status: text or the members of a JSON object ("admission":{...}). */
 void sl_adm_print(FILE *f, const struct sl_adm_status *st, int json);
 #endif /* ADMISSION_USER_H */

@@ -701,6 +701,35 @@ static int check_layout(const char *pin_root, const char *cgpath,
 	return err;
 }
 
+int sl_fp_sweep_open(const char *pin_root)
+{
+	struct fastpath_bpf *skel;
+	struct bpf_link *link;
+	int err, fd;
+
+	skel = fastpath_bpf__open();
+	if (!skel)
+		return -errno;
+	err = sl_obj_pin_maps(skel->obj, pin_root ?: SL_PIN_ROOT_DEFAULT, 0);
+	if (!err)
+		err = fastpath_bpf__load(skel);
+	if (err)
+		goto out;
+	link = bpf_program__attach_iter(skel->progs.sl_adm_sweep, NULL);
+	if (!link) {
+		err = -errno;
+		goto out;
+	}
+	/* the caller owns the fd: destroy frees the struct, closes nothing */
+	fd = bpf_link__fd(link);
+	bpf_link__disconnect(link);
+	bpf_link__destroy(link);
+	err = fd;
+out:
+	fastpath_bpf__destroy(skel);
+	return err;
+}
+
 int sl_fp_attach(const struct sl_fp_opts *opts)
 {
 	const char *pin_root = opts->pin_root ?: SL_PIN_ROOT_DEFAULT;

@@ -33,6 +33,13 @@ struct sl_fp_opts {
  */
 int sl_fp_attach(const struct sl_fp_opts *opts);
 
+/* The admission sweep (bpf/fastpath.bpf.c, sl_adm_sweep) as a TCP
+ * iterator link on the pinned maps, not pinned: run it with sl_adm_sweep()
+ * (admission_user.h) from the pod's network namespace, close it when done.
+ * The fd, or -errno.
+ */
+int sl_fp_sweep_open(const char *pin_root);
+
 /* Remove every link, program and pin under pin_root; rmdir pin_root.
  * Returns 0, -ENOENT if nothing was there, or -errno.
  */

@@ -255,7 +255,36 @@ struct hk_ctx {
 	const char *pin_root;
 	struct sl_proxy *proxy; /* may be NULL */
 	struct sl_tls_ctx *tls; /* may be NULL */
+	int sweep_fd; /* the admission sweep's iterator link, or -1 */
+	unsigned int sweep_waiting; /* sockets its last run left waiting */
 };
+
+/* Take out of the sockhash what the mode in force would not admit
+ * (sockets an older build or another app_sockets mode admitted), and say
+ * what moved. Those whose reader has redirected bytes unread wait: the
+ * housekeeping thread runs it again every second until none is left.
+ */
+static void admission_sweep(struct hk_ctx *hk)
+{
+	struct sl_sweep_result res;
+	int err;
+
+	if (hk->sweep_fd < 0)
+		return;
+	err = sl_adm_sweep(hk->sweep_fd, &res);
+	if (err) {
+		pr_warn("admission sweep failed: %s\n", strerror(-err));
+		return;
+	}
+	if (res.evicted || res.waiting)
+		pr_info("admission: %u socket(s) admitted before (another "
+			"app_sockets mode or an older build) taken out of the "
+			"sockhash, %u wait until their reader has read what was "
+			"redirected to it\n", res.evicted, res.waiting);
+	if (!res.waiting && hk->sweep_waiting)
+		pr_info("admission: every socket admitted before is out\n");
+	hk->sweep_waiting = res.waiting;
+}
 
 /* Re-reads the host's addresses every SL_ADDR_SYNC_SEC and on SIGHUP, and
  * publishes the proxy's counters every second, beside the proxy's event
@@ -263,7 +292,7 @@ struct hk_ctx {
  */
 static void *housekeeping(void *arg)
 {
-	const struct hk_ctx *hk = arg;
+	struct hk_ctx *hk = arg;
 	const char *pin_root = hk->pin_root;
 
 	while (!stop_flag) {
@@ -271,8 +300,11 @@ static void *housekeeping(void *arg)
 
 		for (i = 0; i < SL_ADDR_SYNC_SEC * 10 && !stop_flag && !resync_flag; i++) {
 			usleep(100 * 1000);
-			if (i % 10 == 9)
-				sl_stats_publish(pin_root, hk->proxy, hk->tls);
+			if (i % 10 != 9)
+				continue;
+			sl_stats_publish(pin_root, hk->proxy, hk->tls);
+			if (hk->sweep_waiting)
+				admission_sweep(hk);
 		}
 		if (stop_flag)
 			break;
@@ -441,7 +473,7 @@ static int cmd_run(int argc, char **argv)
 	struct sl_alog *alog = NULL;
 	struct sl_acct *acct = NULL;
 	char kept[128];
-	struct hk_ctx hkc;
+	struct hk_ctx hkc = { .sweep_fd = -1 };
 	pthread_t hk;
 	int err, ret = 1, hk_started = 0;
 
@@ -526,8 +558,15 @@ static int cmd_run(int argc, char **argv)
 		.app_sockets = cfg->fastpath.app_sockets,
 		.kernel = stres.kernel,
 	});
-	if (!err)
+	if (!err) {
 		sl_adm_explain(cfg->fastpath.app_sockets, stres.kernel);
+		hkc.sweep_fd = sl_fp_sweep_open(cfg->pin_root);
+		if (hkc.sweep_fd < 0)
+			pr_warn("admission sweep unavailable (%s): sockets admitted "
+				"under another mode stay until they close\n",
+				strerror(-hkc.sweep_fd));
+		admission_sweep(&hkc);
+	}
 	if (!err)
 		err = sl_cap_attach(cfg->pin_root, cfg->cgroup,
 				    side[0] ? side : NULL, cfg);
@@ -592,7 +631,9 @@ static int cmd_run(int argc, char **argv)
 	sigfillset(&mask);
 	sigdelset(&mask, SIGSYS); /* libpsx's, for sl_drop_privileges() */
 	pthread_sigmask(SIG_BLOCK, &mask, &old);
-	hkc = (struct hk_ctx){ cfg->pin_root, proxy, tls };
+	hkc.pin_root = cfg->pin_root;
+	hkc.proxy = proxy;
+	hkc.tls = tls;
 	sl_stats_publish(cfg->pin_root, proxy, tls);
 	hk_started = !pthread_create(&hk, NULL, housekeeping, &hkc);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -621,6 +662,8 @@ out_detach:
 	if (checker.st_fd >= 0)
 		sl_policy_checker_close(&checker);
 	sl_tls_ctx_free(tls);
+	if (hkc.sweep_fd >= 0)
+		close(hkc.sweep_fd);
 	/* What a failed start attached stays pinned, like a stopped run's:
 	 * `sidelane detach` removes it.
 	 */
