@@ -91,14 +91,7 @@ int sl_cap_detach(const char *pin_root)
 	size_t i;
 
 	for (i = 0; i < N_CAP_LINKS; i++) {
-		int fd = sl_pin_open(pin_root, cap_links[i].pin);
-
-		if (fd >= 0) {
-			if (bpf_link_detach(fd))
-				err = -errno;
-			close(fd);
-		}
-		e = sl_pin_unlink(pin_root, cap_links[i].pin);
+		e = sl_pin_link_detach(pin_root, cap_links[i].pin);
 		err = err ?: e;
 	}
 	for (i = 0; i < sizeof(cap_maps) / sizeof(cap_maps[0]); i++) {

@@ -72,6 +72,23 @@ int sl_pin_unlink(const char *pin_root, const char *name)
 	return unlink(path) && errno != ENOENT ? -errno : 0;
 }
 
+int sl_pin_link_detach(const char *pin_root, const char *name)
+{
+	int fd, err = 0, e;
+
+	/* bpf_link_detach() takes the program off now, whoever else still
+	 * holds the link
+	 */
+	fd = sl_pin_open(pin_root, name);
+	if (fd >= 0) {
+		if (bpf_link_detach(fd))
+			err = -errno;
+		close(fd);
+	}
+	e = sl_pin_unlink(pin_root, name);
+	return err ?: e;
+}
+
 static int is_bpffs(const char *path)
 {
 	struct statfs sfs;
@@ -881,22 +898,8 @@ int sl_fp_detach(const char *pin_root)
 			err = -errno;
 		close(fd);
 	}
-	fd = sl_pin_open(pin_root, SL_PIN_LINK_SOCKOPS_SIDECAR);
-	if (fd >= 0) {
-		if (bpf_link_detach(fd))
-			err = -errno;
-		close(fd);
-	}
-	if (!err)
-		err = sl_pin_unlink(pin_root, SL_PIN_LINK_SOCKOPS_SIDECAR);
-	fd = sl_pin_open(pin_root, SL_PIN_LINK_SETSOCKOPT);
-	if (fd >= 0) {
-		if (bpf_link_detach(fd))
-			err = -errno;
-		close(fd);
-	}
-	if (!err)
-		err = sl_pin_unlink(pin_root, SL_PIN_LINK_SETSOCKOPT);
+	err = sl_pin_link_detach(pin_root, SL_PIN_LINK_SOCKOPS_SIDECAR) ?: err;
+	err = sl_pin_link_detach(pin_root, SL_PIN_LINK_SETSOCKOPT) ?: err;
 	drop_partial_pins(pin_root);
 	if (!err)
 		err = sl_pin_unlink(pin_root, SL_PIN_LINK_SOCKOPS);

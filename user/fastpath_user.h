@@ -108,6 +108,10 @@ int sl_pin_root_ensure(const char *pin_root, int *created);
 /* bpf_obj_get() of pin_root/name (fd or -errno); unlink it (0 if absent). */
 int sl_pin_open(const char *pin_root, const char *name);
 int sl_pin_unlink(const char *pin_root, const char *name);
+/* Detach the link pinned as pin_root/name now (whoever else holds it) and
+ * unpin it; 0 if absent, else the first -errno.
+ */
+int sl_pin_link_detach(const char *pin_root, const char *name);
 /* Sum, over CPUs, a per-CPU value made only of __u64 counters. 0 or -errno. */
 int sl_percpu_sum_u64(int fd, __u32 key, void *out, size_t size);
 

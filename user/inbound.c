@@ -212,14 +212,7 @@ static int unpin_all(const char *pin_dir)
 	int fd, err = 0, e;
 	size_t i;
 
-	fd = sl_pin_open(pin_dir, SL_PIN_LINK_SK_LOOKUP);
-	if (fd >= 0) {
-		if (bpf_link_detach(fd))
-			err = -errno;
-		close(fd);
-	}
-	e = sl_pin_unlink(pin_dir, SL_PIN_LINK_SK_LOOKUP);
-	err = err ?: e;
+	err = sl_pin_link_detach(pin_dir, SL_PIN_LINK_SK_LOOKUP);
 	for (i = 0; i < sizeof(in_maps) / sizeof(in_maps[0]); i++) {
 		e = sl_pin_unlink(pin_dir, in_maps[i]);
 		err = err ?: e;

@@ -587,30 +587,27 @@ int th_env_setup_opts(struct th_env *env, const char *name,
 	return 0;
 }
 
-int th_enter(struct th_env *env)
+/* Move the calling process into cgroup, one of env's. */
+static int join(struct th_env *env, const char *cgroup)
 {
 	char path[PATH_MAX + 16];
 	int err;
 
-	snprintf(path, sizeof(path), "%s/cgroup.procs", env->cgroup);
+	snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup);
 	err = write_file(path, "0"); /* "0": the writing process */
 	if (!err)
 		env->entered = true;
 	return err;
 }
 
+int th_enter(struct th_env *env)
+{
+	return join(env, env->cgroup);
+}
+
 int th_enter_sidecar(struct th_env *env)
 {
-	char path[PATH_MAX + 16];
-	int err;
-
-	if (!env->sidecar_made)
-		return -ENOENT;
-	snprintf(path, sizeof(path), "%s/cgroup.procs", env->sidecar_cgroup);
-	err = write_file(path, "0");
-	if (!err)
-		env->entered = true;
-	return err;
+	return env->sidecar_made ? join(env, env->sidecar_cgroup) : -ENOENT;
 }
 
 int th_leave(struct th_env *env)
