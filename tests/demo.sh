@@ -3,8 +3,10 @@
 # `make demo`: sidelane with its embedded default config on a demo app cgroup,
 # its proxy in a sidecar cgroup of its own. An unmodified curl in the app
 # cgroup reaches an HTTP server in a network namespace the demo creates:
-# captured, relayed, app<->sidecar hop on the fast path. Then a local
-# client/server pair with the accounting map, plain vs fast path
+# captured and relayed. Then a local blocking client/server pair with the
+# accounting map: by default (admission, fastpath.app_sockets: safe) each app
+# socket stays on plain TCP unless the app cannot tell, and `conns` and
+# `status` say why. Then plain loopback vs the opt-in app<->app redirect
 # (`sidelane bench --quick`), and everything is removed again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,9 +63,9 @@ sh -c 'echo $$ > "$1/cgroup.procs"; exec curl -sS -m 5 -o /dev/null -w "   HTTP 
 
 echo "== a client/server pair inside $name: 1000 request/response round trips"
 # The pair joins the cgroup first: a socket belongs to its creator's cgroup.
-sh -c 'echo $$ > "$1/cgroup.procs"; exec python3 - "$2"' _ "$cg" "$pins" <<'PY'
+sh -c 'echo $$ > "$1/cgroup.procs"; exec python3 - "$2" "$3"' _ "$cg" "$pins" "$SL" <<'PY'
 import socket, subprocess, sys, threading, time
-pins = sys.argv[1]
+pins, sl = sys.argv[1], sys.argv[2]
 ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen()
 def serve():
     c, _ = ls.accept()
@@ -77,6 +79,8 @@ for _ in range(1000):
 print(f"   1000 x 64 B round trips in {1e3 * (time.perf_counter() - t):.1f} ms")
 print(f"== bpftool map dump pinned {pins}/sl_conns  (connection still open)")
 subprocess.run(["bpftool", "map", "dump", "pinned", f"{pins}/sl_conns"], check=True)
+print(f"== sidelane conns --pin-root {pins}  (each socket with its admission reason)")
+subprocess.run([sl, "conns", "--pin-root", pins], check=True)
 PY
 
 echo "== sidelane status --pin-root $pins"
@@ -84,5 +88,5 @@ $SL status --pin-root "$pins"
 echo "== sidelane policy list"
 $SL policy list --pin-root "$pins"
 
-echo "== plain loopback vs fast path (sidelane bench --quick)"
+echo "== plain loopback vs the opt-in app<->app redirect (sidelane bench --quick)"
 $SL bench --quick
