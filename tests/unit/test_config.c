@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "config.h"
+#include "admission.h"
 
 enum kind { CONFIG, POLICY };
 
@@ -99,6 +100,7 @@ static void default_loads(void **state)
 	assert_string_equal(cfg->pin_root, "/sys/fs/bpf/sidelane");
 	assert_string_equal(cfg->cgroup, "");
 	assert_int_equal(cfg->fastpath.n_exclude_ports, 0);
+	assert_int_equal(cfg->fastpath.app_sockets, SL_APP_SAFE);
 	assert_int_equal(cfg->capture.enabled, 1);
 	assert_endpoint(&cfg->capture.outbound, AF_INET, "127.0.0.1", 15001);
 	assert_int_equal(cfg->capture.mark, 0x534c);
@@ -213,7 +215,7 @@ static void cidr_contains_edges(void **state)
 static void default_documents_every_key(void **state)
 {
 	static const char *const keys[] = {
-		"pin_root:", "cgroup:", "fastpath:", "exclude_ports:",
+		"pin_root:", "cgroup:", "fastpath:", "app_sockets:", "exclude_ports:",
 		"capture:", "enabled:", "outbound:", "mark:",
 		"include_cidrs:", "exclude_cidrs:", "include_ports:",
 		"proxy:", "connect_timeout_ms:", "idle_timeout_ms:",
@@ -238,6 +240,7 @@ static void full_file_loads(void **state)
 		"pin_root: /sys/fs/bpf/test\n"
 		"cgroup: app\n"
 		"fastpath:\n"
+		"  app_sockets: send\n"
 		"  exclude_ports: [5432, 6379]\n"
 		"capture:\n"
 		"  enabled: false\n"
@@ -276,6 +279,7 @@ static void full_file_loads(void **state)
 	assert_string_equal(cfg->cgroup, "app");
 	assert_int_equal(cfg->fastpath.n_exclude_ports, 2);
 	assert_int_equal(cfg->fastpath.exclude_ports[1], 6379);
+	assert_int_equal(cfg->fastpath.app_sockets, SL_APP_SEND);
 	assert_int_equal(cfg->capture.enabled, 0);
 	assert_endpoint(&cfg->capture.outbound, AF_INET, "127.0.0.2", 15002);
 	assert_int_equal(cfg->capture.mark, 0x1234);
@@ -311,13 +315,13 @@ static void full_file_loads(void **state)
 	assert_int_equal(r->n_ports, 2);
 	assert_int_equal(r->ports[0].lo, 80);
 	assert_int_equal(r->ports[0].hi, 80);
-	assert_int_equal(r->line, 26);
+	assert_int_equal(r->line, 27);
 	r = &cfg->policy.rules[1];
 	assert_int_equal(r->id, 11);
 	assert_int_equal(r->action, SL_ACTION_DENY);
 	assert_cidr(&r->cidr, AF_INET6, "fd00::", 8);
 	assert_int_equal(r->n_ports, 0);
-	assert_int_equal(r->line, 30);
+	assert_int_equal(r->line, 31);
 	free(cfg);
 }
 
@@ -438,6 +442,8 @@ static const struct bad_case bad_cases[] = {
 	  "2: capture.exclude_ports: bad port range \"65536\" (port out of range 1..65535)" },
 	{ CONFIG, "capture:\n  exclude_ports:\n    - 9000-80\n",
 	  "3: capture.exclude_ports: bad port range \"9000-80\" (range start above its end)" },
+	{ CONFIG, "fastpath:\n  app_sockets: fast\n",
+	  "2: fastpath.app_sockets: \"fast\" is not safe, send, all or none" },
 	{ CONFIG, "fastpath:\n  exclude_ports: [80, 80]\n",
 	  "2: fastpath.exclude_ports: port 80 listed twice" },
 	{ CONFIG, "fastpath:\n  exclude_ports: [\"80-90\"]\n",
