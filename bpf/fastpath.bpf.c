@@ -128,6 +128,21 @@ static __always_inline __u32 psock_backlog(struct tcp_sock *tp)
 	return psock ? psock->msg_tot_len : 0;
 }
 
+/* The peer's app has read every byte we ever wrote: its copied_seq (in our
+ * sequence space) has reached our write_seq, so nothing sent through TCP is
+ * left unread, queued or in flight, and the next redirected byte cannot be
+ * read before an older one. No wait for the ACK (delayed up to 40 ms).
+ */
+static __always_inline int plain_drained(struct bpf_sock *sk,
+					 struct tcp_sock *peer)
+{
+	struct tcp_sock *me = bpf_skc_to_tcp_sock(sk);
+
+	return me && peer && peer->copied_seq == me->write_seq;
+}
+
+#include "splice.bpf.h"
+
 /* Is the connecting peer of this accepted socket in the sockhash? The
  * connecting side is established first (SYN-ACK, then the ACK that
  * establishes the accepted side), so an accepted socket whose peer is not
@@ -239,6 +254,7 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 	struct sl_counters *cnt = counters();
 	struct sl_conn conn = {};
 	struct sl_sk_state *st;
+	struct tcp_sock *tp;
 	struct bpf_sock *sk;
 	__u64 cookie;
 
@@ -261,9 +277,8 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 	conn.tcp_rx0 = skops->bytes_received;
 	sk = skops->sk; /* one read: a second one would not be NULL-checked */
 	st = sk ? bpf_sk_storage_get(&sl_sk_state, sk, NULL, 0) : NULL;
-	conn.reason = acc_reason(skops, &conn, cnt,
-				 sk ? bpf_skc_to_tcp_sock(sk) : NULL,
-				 st ? st->opts : 0);
+	tp = sk ? bpf_skc_to_tcp_sock(sk) : NULL;
+	conn.reason = acc_reason(skops, &conn, cnt, tp, st ? st->opts : 0);
 	adm_count(conn.reason, 0);
 	if (st && st->pid) { /* the connecting process (on_connect) */
 		conn.pid = st->pid;
@@ -283,6 +298,16 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 	/* Ask for state changes so the record is sent and dropped at close */
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
 						 BPF_SOCK_OPS_STATE_CB_FLAG);
+	/* The sidecar's own connects (upstreams) may become splice targets:
+	 * sk_msg finds their tcp_sock here to see whether they have room
+	 * (bpf/splice.bpf.h). on_close() drops the entry.
+	 */
+	if (conn.reason != SL_ACC_ACCELERATED && !(flags & SL_CONN_F_PASSIVE) &&
+	    tp && adm_is_sidecar(adm_cfg(), tp)) {
+		struct sl_sock_ref ref = { .tp = (__u64)tp, .cookie = cookie };
+
+		bpf_map_update_elem(&sl_up_by_key, &conn.key, &ref, BPF_ANY);
+	}
 	if (conn.reason != SL_ACC_ACCELERATED)
 		return;
 	/* BPF_ANY: a key still held by a dead socket (reset, fd not closed yet)
@@ -535,6 +560,7 @@ static __always_inline void on_close(struct bpf_sock_ops *skops)
 	    !psock_backlog(bpf_skc_to_tcp_sock(sk)))
 		bpf_map_delete_elem(&sl_sockhash, &conn->key);
 	bpf_map_delete_elem(&sl_sk_by_key, &conn->key);
+	bpf_map_delete_elem(&sl_up_by_key, &conn->key);
 	if (bpf_map_delete_elem(&sl_conns, &cookie))
 		return;
 	if (cnt)
@@ -586,19 +612,6 @@ peer_tcp_sock(struct sl_sk_state *st, const struct sl_sock_key *peer)
 	}
 	return bpf_rdonly_cast((void *)st->peer_tp,
 			       bpf_core_type_id_kernel(struct tcp_sock));
-}
-
-/* The peer's app has read every byte we ever wrote: its copied_seq (in our
- * sequence space) has reached our write_seq, so nothing sent through TCP is
- * left unread, queued or in flight, and the next redirected byte cannot be
- * read before an older one. No wait for the ACK (delayed up to 40 ms).
- */
-static __always_inline int plain_drained(struct bpf_sock *sk,
-					 struct tcp_sock *peer)
-{
-	struct tcp_sock *me = bpf_skc_to_tcp_sock(sk);
-
-	return me && peer && peer->copied_seq == me->write_seq;
 }
 
 /* safe and send modes: may this message be redirected into the peer? Only
@@ -712,8 +725,17 @@ int sl_sk_msg(struct sk_msg_md *msg)
 		conn->flags |= SL_CONN_F_BACKLOG;
 		goto plain;
 	}
-	/* Bound what a slow reader lets pile up (see SL_CONN_F_BACKLOG). */
+	/* A spliced pair: straight into the upstream's send queue once the
+	 * proxy has caught up (bpf/splice.bpf.h); else into the sidecar.
+	 */
 	peer_tp = peer_tcp_sock(st, &peer);
+	if ((conn->flags & SL_CONN_F_PEER_SIDECAR) &&
+	    splice_push(msg, sk, &peer, peer_tp, size) == SK_PASS) {
+		conn->redir_bytes += size;
+		conn->redir_msgs++;
+		return SK_PASS;
+	}
+	/* Bound what a slow reader lets pile up (see SL_CONN_F_BACKLOG). */
 	if (conn->flags & SL_CONN_F_BACKLOG) {
 		if (!plain_drained(sk, peer_tp))
 			goto plain;

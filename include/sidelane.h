@@ -62,6 +62,14 @@
 #define SL_MAP_ADM_CFG "sl_adm_cfg"
 #define SL_MAP_ADM_STATS "sl_adm_stats"
 #define SL_PIN_LINK_SETSOCKOPT "link_setsockopt"
+/* Splice (include/splice.h): the proxy's upstream sockets, the pairs' gates
+ * (mmap()ed by the proxy) and what sk_msg pushed.
+ */
+#define SL_MAP_RELAY "sl_relay"
+#define SL_MAP_SPLICE_IDX "sl_splice_idx"
+#define SL_MAP_SPLICE "sl_splice"
+#define SL_MAP_SPLICE_STATS "sl_splice_stats"
+#define SL_MAP_UP_BY_KEY "sl_up_by_key"
 
 /* Links and programs pinned under the pin root, so the fast path outlives the
  * process that attached it.

@@ -238,6 +238,39 @@ static void metrics_admission(FILE *f, const struct sl_adm_status *adm)
 			 adm->stats.evicted[i]);
 }
 
+static void metrics_splice(FILE *f, const struct sl_admin *a,
+			   const struct sl_splice_status *sp)
+{
+	int i;
+
+	if (a->proxy) {
+		struct sl_proxy_stats ps;
+
+		sl_proxy_stats(a->proxy, &ps);
+		m_family(f, "sidelane_splice_connections_total", COUNTER,
+			 "Relayed connections by whether their upload half was "
+			 "spliced into the kernel, or why not.");
+		for (i = 0; i < SL_SPLICE_NR; i++)
+			m_sample(f, "sidelane_splice_connections_total", "result",
+				 sl_splice_result_name[i], NULL, NULL,
+				 ps.splice[i]);
+	}
+	if (!sp->present)
+		return;
+	m_one(f, "sidelane_splice_pushed_bytes_total", COUNTER,
+	      "Bytes sk_msg pushed from an app socket straight into its "
+	      "upstream, past the proxy.", sp->st.pushed_bytes);
+	m_one(f, "sidelane_splice_pushed_messages_total", COUNTER,
+	      "Messages sk_msg pushed straight into an upstream.",
+	      sp->st.pushed_msgs);
+	m_family(f, "sidelane_splice_relayed_messages_total", COUNTER,
+		 "Messages of spliced connections that took the proxy's relay, "
+		 "by why.");
+	for (i = 0; i < SL_SPW_NR; i++)
+		m_sample(f, "sidelane_splice_relayed_messages_total", "why",
+			 sl_splice_why_name[i], NULL, NULL, sp->st.relay[i]);
+}
+
 static void metrics_fastpath(FILE *f, const struct sl_fp_status *fp)
 {
 	const struct sl_counters *c = &fp->counters;
@@ -376,6 +409,7 @@ static void metrics(FILE *f, const struct sl_admin *a,
 	metrics_tls(f, &st->pc);
 	metrics_fastpath(f, &st->fp);
 	metrics_admission(f, &st->adm);
+	metrics_splice(f, a, &st->splice);
 	metrics_capture(f, &st->cap);
 	metrics_policy(f, a->pin_root);
 	metrics_inbound(f, &st->in);

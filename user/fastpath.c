@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -28,6 +29,10 @@
 #include "fastpath.skel.h"
 #include "fastpath_user.h"
 #include "capture_user.h"
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71 /* asm-generic; glibc 2.36 headers lack it */
+#endif
 #include "inbound_user.h"
 #include "cgroup.h"
 #include "log.h"
@@ -38,7 +43,8 @@ static const char *const map_names[] = {
 	SL_MAP_LOCAL_ADDRS, SL_MAP_SK_STATE,  SL_MAP_EXCLUDED_PORTS,
 	SL_MAP_SK_BY_KEY,   SL_MAP_PROXY_STATS, SL_MAP_FP_CFG,
 	SL_MAP_EVENTS,      SL_MAP_EVENTS_LOST, SL_MAP_ADM_CFG,
-	SL_MAP_ADM_STATS,
+	SL_MAP_ADM_STATS,   SL_MAP_RELAY,     SL_MAP_SPLICE_IDX,
+	SL_MAP_SPLICE,      SL_MAP_SPLICE_STATS, SL_MAP_UP_BY_KEY,
 };
 
 int sl_pin_path(char *buf, size_t len, const char *pin_root, const char *name)
@@ -70,6 +76,42 @@ int sl_pin_unlink(const char *pin_root, const char *name)
 	if (err)
 		return err;
 	return unlink(path) && errno != ENOENT ? -errno : 0;
+}
+
+/* ip in the key's form (IPv4 v4-mapped), port in host order */
+static void key_addr(const struct sockaddr_storage *ss, __u8 ip[16],
+		     __u16 *port)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)ss;
+
+		memset(ip, 0, 10);
+		ip[10] = 0xff;
+		ip[11] = 0xff;
+		memcpy(ip + 12, &in->sin_addr, 4);
+		*port = ntohs(in->sin_port);
+	} else {
+		const struct sockaddr_in6 *in6 = (const void *)ss;
+
+		memcpy(ip, &in6->sin6_addr, 16);
+		*port = ntohs(in6->sin6_port);
+	}
+}
+
+int sl_fd_sock_key(int fd, struct sl_sock_key *key)
+{
+	struct sockaddr_storage loc, rem;
+	socklen_t ll = sizeof(loc), rl = sizeof(rem), cl = sizeof(__u64);
+
+	memset(key, 0, sizeof(*key));
+	if (getsockname(fd, (void *)&loc, &ll) ||
+	    getpeername(fd, (void *)&rem, &rl) ||
+	    getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &key->netns_cookie,
+		       &cl))
+		return -errno;
+	key_addr(&loc, key->local_ip, &key->local_port);
+	key_addr(&rem, key->remote_ip, &key->remote_port);
+	return 0;
 }
 
 int sl_pin_link_detach(const char *pin_root, const char *name)

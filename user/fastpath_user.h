@@ -108,6 +108,11 @@ int sl_pin_root_ensure(const char *pin_root, int *created);
 /* bpf_obj_get() of pin_root/name (fd or -errno); unlink it (0 if absent). */
 int sl_pin_open(const char *pin_root, const char *name);
 int sl_pin_unlink(const char *pin_root, const char *name);
+/* The sl_sock_key of a connected TCP socket, as bpf/sockkey.bpf.h builds
+ * it: own end first, IPv4 as ::ffff:a.b.c.d, ports in host order, the
+ * network namespace's cookie. 0 or -errno.
+ */
+int sl_fd_sock_key(int fd, struct sl_sock_key *key);
 /* Detach the link pinned as pin_root/name now (whoever else holds it) and
  * unpin it; 0 if absent, else the first -errno.
  */

@@ -50,6 +50,7 @@
 #include "proxy.h"
 #include "tls.h"
 #include "accesslog.h"
+#include "splice_user.h"
 #include "util.h"
 
 #define SL_TICK_MS 100 /* longest epoll_wait: *stop and timers */
@@ -152,7 +153,11 @@ struct sl_conn {
 	enum conn_state state;
 	enum sl_close_reason reason;
 	uint64_t t_start, t_last; /* ms, monotonic */
-	uint64_t bytes_up, bytes_down;
+	uint64_t bytes_up, bytes_down; /* bytes_up includes bytes_spliced */
+	/* spliced: what sk_msg pushed, and what it sent the relay's way
+	 * while spliced; known at the end
+	 */
+	uint64_t bytes_spliced, bytes_fallback;
 	struct sl_conn *prev, *next; /* in a timer list, or the dead list */
 	int tlist; /* T_CONNECT, T_IDLE or -1 */
 	struct sl_listener *l;
@@ -168,6 +173,10 @@ struct sl_conn {
 	uint64_t t_conn; /* ms, start of the connect phase (T_CONNECT) */
 	const struct sl_mesh_dst *mesh; /* outbound mTLS to this destination */
 	uint16_t app_port; /* inbound: the app port (host order) */
+	/* the upload half in the kernel (user/splice.c), or why not */
+	struct sl_splice sp;
+	enum sl_splice_result sp_result;
+	bool sp_tried;
 };
 
 struct sl_list {
@@ -205,6 +214,7 @@ struct sl_proxy {
 	uint64_t drain_end;
 	struct sl_proxy_stats st; /* written by the loop, read by anyone */
 	struct sl_alog *alog; /* access log (NULL: none) */
+	struct sl_splicer *splicer; /* NULL: the splice maps are not pinned */
 	/* TLS (NULL: none); copies of the config parts it needs */
 	struct sl_tls_ctx *tls;
 	unsigned int hs_ms, reload_ms;
@@ -579,11 +589,16 @@ static void log_relay(struct sl_proxy *p, const struct sl_conn *c,
 		     "\"peer\":\"%s\",\"dst\":%s,\"bytes_up\":%llu,"
 		     "\"bytes_down\":%llu,\"tls\":\"%s\",\"tls_peer\":%s,"
 		     "\"rule\":%u,\"reason\":\"%s\",\"detail\":%s,"
+		     "\"splice\":\"%s\",\"bytes_up_spliced\":%llu,"
+		     "\"bytes_up_fallback\":%llu,"
 		     "\"duration_ms\":%llu}",
 		     ts, kind, peer, jdst, (unsigned long long)c->bytes_up,
 		     (unsigned long long)c->bytes_down,
 		     !tls ? "none" : c->app.tls ? "terminated" : "originated", jid,
 		     c->rule_id, sl_close_reason_name[reason], jwhy,
+		     c->sp_tried ? sl_splice_result_name[c->sp_result] : "none",
+		     (unsigned long long)c->bytes_spliced,
+		     (unsigned long long)c->bytes_fallback,
 		     (unsigned long long)(p->now - c->t_start));
 	if (n > 0 && (size_t)n < sizeof(line))
 		sl_alog_write(p->alog, line, (size_t)n);
@@ -601,6 +616,12 @@ static void conn_close(struct sl_proxy *p, struct sl_conn *c,
 
 	if (c->state == ST_DEAD)
 		return;
+	if (c->sp.slot >= 0) {
+		c->bytes_spliced = sl_splice_bytes(p->splicer, &c->sp);
+		c->bytes_fallback = sl_splice_fallback(p->splicer, &c->sp);
+		c->bytes_up += c->bytes_spliced;
+		STAT_ADD(p, bytes_spliced, c->bytes_spliced);
+	}
 	if (c->dst.n)
 		sa_str(&c->dst.a[last], dst, sizeof(dst));
 	else if (c->l && !c->l->transparent)
@@ -636,6 +657,7 @@ static void conn_close(struct sl_proxy *p, struct sl_conn *c,
 		(c->failed || pending ||
 		 (reason != SL_CLOSE_IDLE_TIMEOUT &&
 		  reason != SL_CLOSE_SHUTDOWN));
+	sl_splice_stop(p->splicer, &c->sp, c->app.fd, c->up.fd);
 	close_fd(c->app.fd, abort && !keeps_fin(c, &c->app));
 	close_fd(c->up.fd, abort && !keeps_fin(c, &c->up));
 	c->app.fd = c->up.fd = -1;
@@ -758,6 +780,7 @@ static void side_flush(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
 	if (s == &c->up) {
 		c->bytes_up += n;
 		STAT_ADD(p, bytes_up, n);
+
 	} else {
 		c->bytes_down += n;
 		STAT_ADD(p, bytes_down, n);
@@ -778,6 +801,9 @@ static void side_fill(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
 
 	if (s->rd_eof || b->len == b->size)
 		return; /* back-pressure: the kernel keeps it for now */
+	/* spliced: no push may overtake what this read takes */
+	if (s == &c->app)
+		sl_splice_hold(p->splicer, &c->sp);
 	/* TLS: what OpenSSL already decrypted gets no EPOLLIN, so take it
 	 * while there is room; a plain socket gets one read per event
 	 */
@@ -913,6 +939,9 @@ static void conn_update(struct sl_proxy *p, struct sl_conn *c)
 			conn_close(p, c, SL_CLOSE_DONE, NULL);
 			return;
 		}
+		/* spliced: all we held is in the upstream, pushes may go on */
+		if (!c->to_up.len)
+			sl_splice_release(p->splicer, &c->sp);
 	} else if (c->failed) {
 		/* nothing was relayed yet: nothing to deliver first */
 		conn_reset(p, c);
@@ -945,6 +974,13 @@ static void conn_established(struct sl_proxy *p, struct sl_conn *c)
 	set_nodelay(c->up.fd);
 	/* what the app sent while we connected goes out now */
 	side_flush(p, c, &c->up);
+	/* plaintext both ways: the upload half may leave user space */
+	c->sp_tried = true;
+	c->sp_result = c->app.tls || c->up.tls ?
+			       SL_SPLICE_TLS :
+			       sl_splice_start(p->splicer, c->app.fd, c->up.fd,
+					       &c->sp);
+	STAT_ADD(p, splice[c->sp_result], 1);
 	conn_update(p, c);
 }
 
@@ -1514,6 +1550,7 @@ static void conn_accepted(struct sl_proxy *p, struct sl_listener *l, int fd,
 	c->app.fd = fd;
 	c->up.fd = -1;
 	c->tlist = -1;
+	sl_splice_init(&c->sp);
 	c->l = l;
 	c->peer = *peer;
 	c->peerlen = peerlen;
@@ -1669,8 +1706,17 @@ static int timers_run(struct sl_proxy *p)
 		next = p->reload_at;
 	if (p->idle_ms) {
 		while ((c = p->timers[T_IDLE].head) &&
-		       c->t_last + p->idle_ms <= p->now)
+		       c->t_last + p->idle_ms <= p->now) {
+			/* bytes the kernel pushed past us are activity too */
+			uint64_t pushed = sl_splice_bytes(p->splicer, &c->sp);
+
+			if (pushed != c->sp.seen) {
+				c->sp.seen = pushed;
+				conn_touch(p, c);
+				continue;
+			}
 			conn_close(p, c, SL_CLOSE_IDLE_TIMEOUT, NULL);
+		}
 		if (c && c->t_last + p->idle_ms < next)
 			next = c->t_last + p->idle_ms;
 	}
@@ -1893,6 +1939,13 @@ int sl_proxy_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
 	p->check_ctx = check_ctx;
 	p->now = now_ms();
 	p->app_port = cfg->inbound.app_port;
+	/* an older build's pins have no splice maps: every connection is
+	 * then relayed, counted "unavailable"
+	 */
+	err = sl_splicer_open(cfg->pin_root, &p->splicer);
+	if (err)
+		pr_info("proxy: splice unavailable (%s): every connection is "
+			"relayed in user space\n", strerror(-err));
 	err = tls_config(p, cfg, tls);
 	if (err)
 		goto err;
@@ -2085,6 +2138,7 @@ void sl_proxy_free(struct sl_proxy *p)
 	free(p->ls);
 	free(p->mesh);
 	free(p->ids);
+	sl_splicer_close(p->splicer);
 	if (p->epfd >= 0)
 		close(p->epfd);
 	pthread_mutex_destroy(&p->rs.mu);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include "config.h"
+#include "splice_user.h"
 
 /* Why a connection ended or was refused; logged and counted. */
 enum sl_close_reason {
@@ -53,6 +54,11 @@ struct sl_proxy_stats {
 	uint64_t accepted_dir[SL_DIR_NR], active_dir[SL_DIR_NR];
 	uint64_t closed_dir[SL_DIR_NR][SL_CLOSE_NR];
 	uint64_t bytes_up, bytes_down; /* app->upstream, upstream->app */
+	/* of bytes_up, pushed by the kernel (spliced); relayed connections
+	 * by whether their upload half was spliced, or why not
+	 */
+	uint64_t bytes_spliced;
+	uint64_t splice[SL_SPLICE_NR];
 	uint64_t buffered; /* bytes held in the proxy's buffers right now */
 };
 

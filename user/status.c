@@ -42,6 +42,7 @@ int sl_status_read(const char *pin_root, struct sl_status *st)
 	if (sl_in_status(pin_root, &st->in))
 		memset(&st->in, 0, sizeof(st->in));
 	sl_adm_read(pin_root, &st->adm); /* older pins: adm.present 0 */
+	sl_splice_status_read(pin_root, &st->splice); /* likewise */
 	/* the cgroups the pinned links serve; a partial scan says so itself */
 	sl_coexist_scan(st->fp.cgroup_path[0] ? st->fp.cgroup_path : NULL,
 			st->cap.sidecar_cgroup[0] ? st->cap.sidecar_cgroup : NULL,
@@ -224,6 +225,9 @@ void sl_status_print(FILE *f, const char *pin_root, const struct sl_status *st,
 	if (json)
 		fputc(',', f);
 	sl_adm_print(f, &st->adm, json);
+	if (json)
+		fputc(',', f);
+	sl_splice_print(f, &st->splice, json);
 	print_capture(f, &st->cap, json);
 	print_inbound(f, &st->in, json);
 	sl_stats_print(&st->pc, json, f);

@@ -1649,6 +1649,11 @@ static const struct known_diff {
 	  "fcntl=0 blocking=yes rounds=300 complete=300 early_eagain=yes eof=0",
 	  "a blocking recv() woken without data fails EAGAIN at once; all "
 	  "mode does not take a socket made blocking out" },
+	{ M_ALL, "duplex_threads", -1, 0,
+	  "app_to_peer=8388608 peer_to_app=8388608 data=ok eof=yes "
+	  "early_eagain=yes read_error=none write_error=none",
+	  "a blocking recv() woken without data (the writer thread's own "
+	  "wakeups) fails EAGAIN at once (tcp_bpf_recvmsg)" },
 	{ M_ALL, "py_echo", -1, 0,
 	  "rounds=4 complete=no error=BlockingIOError exit=0",
 	  "CPython raises BlockingIOError for the EAGAIN of a blocking recv() "

@@ -31,10 +31,6 @@
 #include "harness.h"
 #include "fastpath_user.h"
 
-#ifndef SO_NETNS_COOKIE
-#define SO_NETNS_COOKIE 71 /* asm-generic value; older libc headers lack it */
-#endif
-
 #define TH_MAX_ENVS 16
 #define TH_MAX_CLEANUPS 16
 #define TH_READY_MS 15000 /* `sidelane run` until link_sockops is pinned */
@@ -859,39 +855,9 @@ int th_cgroup_prog_count(const struct th_env *env, int attach_type)
 
 /* ---- sockets ---- */
 
-static void addr_to_key_ip(const struct sockaddr_storage *ss, __u8 ip[16],
-			   __u16 *port)
-{
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const void *)ss;
-
-		memset(ip, 0, 10);
-		ip[10] = 0xff;
-		ip[11] = 0xff;
-		memcpy(ip + 12, &in->sin_addr, 4);
-		*port = ntohs(in->sin_port);
-	} else {
-		const struct sockaddr_in6 *in6 = (const void *)ss;
-
-		memcpy(ip, &in6->sin6_addr, 16);
-		*port = ntohs(in6->sin6_port);
-	}
-}
-
 int th_sock_key(int fd, struct sl_sock_key *key)
 {
-	struct sockaddr_storage loc, rem;
-	socklen_t ll = sizeof(loc), rl = sizeof(rem), cl = sizeof(__u64);
-
-	memset(key, 0, sizeof(*key));
-	if (getsockname(fd, (void *)&loc, &ll) ||
-	    getpeername(fd, (void *)&rem, &rl) ||
-	    getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &key->netns_cookie,
-		       &cl))
-		return -errno;
-	addr_to_key_ip(&loc, key->local_ip, &key->local_port);
-	addr_to_key_ip(&rem, key->remote_ip, &key->remote_port);
-	return 0;
+	return sl_fd_sock_key(fd, key);
 }
 
 void th_key_swap(const struct sl_sock_key *in, struct sl_sock_key *out)

@@ -1,0 +1,271 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Splice, the proxy's side (splice_user.h; include/splice.h has the design).
+ * Runs on the proxy's event loop thread only: holding and releasing are
+ * plain stores into the mmap()ed sl_splice, which sk_msg reads; the
+ * pair's entries in sl_relay and sl_splice_idx are written once at the
+ * start and once at the end.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include "sidelane.h"
+#include "acct.h"
+#include "fastpath_user.h"
+#include "splice_user.h"
+#include "log.h"
+
+#define SL_SPLICE_NAME(id, name, help) [SL_SPLICE_##id] = name,
+const char *const sl_splice_result_name[SL_SPLICE_NR] = {
+	SL_SPLICE_RESULTS(SL_SPLICE_NAME)
+};
+#undef SL_SPLICE_NAME
+
+const char *const sl_splice_why_name[SL_SPW_NR] = {
+	[SL_SPW_BEHIND] = "behind",
+	[SL_SPW_FULL] = "upstream-full",
+	[SL_SPW_UP_STATE] = "upstream-closing",
+	[SL_SPW_NO_UPSTREAM] = "upstream-gone",
+};
+
+_Static_assert(SL_SPW_NR <= SL_SPLICE_WHY_SLOTS,
+	       "sl_splice_stats.relay[] has a slot per why");
+
+int sl_splice_status_read(const char *pin_root, struct sl_splice_status *out)
+{
+	int fd, err;
+
+	memset(out, 0, sizeof(*out));
+	fd = sl_pin_open(pin_root, SL_MAP_SPLICE_STATS);
+	if (fd < 0)
+		return fd;
+	err = sl_percpu_sum_u64(fd, 0, &out->st, sizeof(out->st));
+	close(fd);
+	out->present = !err;
+	return err;
+}
+
+void sl_splice_print(FILE *f, const struct sl_splice_status *s, int json)
+{
+	int i;
+
+	if (json) {
+		fprintf(f, "\"splice\":{\"present\":%s,\"pushed_msgs\":%llu,"
+			   "\"pushed_bytes\":%llu,\"relayed_msgs\":{",
+			s->present ? "true" : "false",
+			(unsigned long long)s->st.pushed_msgs,
+			(unsigned long long)s->st.pushed_bytes);
+		for (i = 0; i < SL_SPW_NR; i++)
+			fprintf(f, "%s\"%s\":%llu", i ? "," : "",
+				sl_splice_why_name[i],
+				(unsigned long long)s->st.relay[i]);
+		fputs("}}", f);
+		return;
+	}
+	if (!s->present) {
+		fprintf(f, "splice: not pinned (an older build's pins)\n");
+		return;
+	}
+	fprintf(f, "splice: %llu messages (%llu B) pushed straight to an "
+		   "upstream; relayed while spliced:",
+		(unsigned long long)s->st.pushed_msgs,
+		(unsigned long long)s->st.pushed_bytes);
+	for (i = 0; i < SL_SPW_NR; i++)
+		fprintf(f, " %s=%llu", sl_splice_why_name[i],
+			(unsigned long long)s->st.relay[i]);
+	fputc('\n', f);
+}
+
+struct sl_splicer {
+	int relay_fd, idx_fd, conns_fd;
+	struct sl_splice_slot *slots; /* sl_splice, mmap()ed */
+	uint32_t free[SL_MAX_SPLICES]; /* a stack of free slots */
+	uint32_t n_free;
+};
+
+void sl_splicer_close(struct sl_splicer *sp)
+{
+	if (!sp)
+		return;
+	if (sp->slots)
+		munmap(sp->slots, SL_MAX_SPLICES * sizeof(*sp->slots));
+	if (sp->relay_fd >= 0)
+		close(sp->relay_fd);
+	if (sp->idx_fd >= 0)
+		close(sp->idx_fd);
+	if (sp->conns_fd >= 0)
+		close(sp->conns_fd);
+	free(sp);
+}
+
+static void clear_idx(int fd)
+{
+	struct sl_sock_key key;
+
+	while (!bpf_map_get_next_key(fd, NULL, &key))
+		if (bpf_map_delete_elem(fd, &key))
+			break;
+}
+
+int sl_splicer_open(const char *pin_root, struct sl_splicer **out)
+{
+	struct sl_splicer *sp;
+	int fd, err;
+	uint32_t i;
+
+	*out = NULL;
+	sp = calloc(1, sizeof(*sp));
+	if (!sp)
+		return -ENOMEM;
+	sp->relay_fd = sl_pin_open(pin_root, SL_MAP_RELAY);
+	sp->idx_fd = sl_pin_open(pin_root, SL_MAP_SPLICE_IDX);
+	sp->conns_fd = sl_pin_open(pin_root, SL_MAP_CONNS);
+	fd = sl_pin_open(pin_root, SL_MAP_SPLICE);
+	err = sp->relay_fd < 0 ? sp->relay_fd :
+	      sp->idx_fd < 0	 ? sp->idx_fd :
+	      sp->conns_fd < 0	 ? sp->conns_fd :
+				   fd;
+	if (err < 0)
+		goto fail;
+	sp->slots = mmap(NULL, SL_MAX_SPLICES * sizeof(*sp->slots),
+			 PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (sp->slots == MAP_FAILED) {
+		sp->slots = NULL;
+		err = -errno;
+		goto fail;
+	}
+	/* A restart: what an earlier process spliced died with its sockets
+	 * (closed with it, reset by SO_LINGER {1, 0}); its entries are stale.
+	 */
+	clear_idx(sp->idx_fd);
+	for (i = 0; i < SL_MAX_SPLICES; i++) {
+		__atomic_store_n(&sp->slots[i].owner, 0, __ATOMIC_RELEASE);
+		sp->free[sp->n_free++] = SL_MAX_SPLICES - 1 - i;
+	}
+	*out = sp;
+	return 0;
+fail:
+	sl_splicer_close(sp);
+	return err;
+}
+
+/* Is the app socket behind the sidecar's accepted socket app_fd admitted?
+ * sockops marks the accepted end SL_CONN_F_SIDECAR, in the sockhash, only
+ * when the app's socket that connected to it was (bpf/fastpath.bpf.c).
+ */
+static bool peer_admitted(struct sl_splicer *sp, int app_fd, uint64_t *cookie)
+{
+	socklen_t len = sizeof(*cookie);
+	struct sl_conn conn;
+
+	if (getsockopt(app_fd, SOL_SOCKET, SO_COOKIE, cookie, &len) ||
+	    bpf_map_lookup_elem(sp->conns_fd, cookie, &conn))
+		return false;
+	return (conn.flags & (SL_CONN_F_SIDECAR | SL_CONN_F_IN_SOCKHASH)) ==
+	       (SL_CONN_F_SIDECAR | SL_CONN_F_IN_SOCKHASH);
+}
+
+static void set_linger(int fd, bool abort)
+{
+	struct linger lg = { .l_onoff = abort, .l_linger = 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+enum sl_splice_result sl_splice_start(struct sl_splicer *sp, int app_fd,
+				      int up_fd, struct sl_splice *s)
+{
+	struct sl_splice_ref ref = {};
+	struct sl_splice_slot *slot;
+	__u64 fd = (__u64)up_fd;
+	uint64_t cookie;
+
+	sl_splice_init(s);
+	if (!sp)
+		return SL_SPLICE_UNAVAILABLE;
+	if (!peer_admitted(sp, app_fd, &cookie))
+		return SL_SPLICE_NOT_ADMITTED;
+	if (!sp->n_free)
+		return SL_SPLICE_NO_SLOT;
+	if (sl_fd_sock_key(app_fd, &s->side) || sl_fd_sock_key(up_fd, &ref.up) ||
+	    bpf_map_update_elem(sp->relay_fd, &ref.up, &fd, BPF_ANY)) {
+		pr_debug("splice: sl_relay: %s\n", strerror(errno));
+		return SL_SPLICE_FAILED;
+	}
+	ref.slot = sp->free[--sp->n_free];
+	ref.owner = cookie;
+	slot = &sp->slots[ref.slot];
+	slot->bytes = slot->msgs = slot->relayed = slot->relayed_bytes = 0;
+	/* holding from the start: the proxy may still hold bytes */
+	s->seq = 1;
+	s->holding = true;
+	__atomic_store_n(&slot->seq, s->seq, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&slot->owner, cookie, __ATOMIC_RELEASE);
+	if (bpf_map_update_elem(sp->idx_fd, &s->side, &ref, BPF_ANY)) {
+		pr_debug("splice: sl_splice_idx: %s\n", strerror(errno));
+		__atomic_store_n(&slot->owner, 0, __ATOMIC_RELEASE);
+		sp->free[sp->n_free++] = ref.slot;
+		bpf_map_delete_elem(sp->relay_fd, &ref.up);
+		return SL_SPLICE_FAILED;
+	}
+	s->slot = (int)ref.slot;
+	s->owner = cookie;
+	s->seen = 0;
+	set_linger(app_fd, true);
+	set_linger(up_fd, true);
+	return SL_SPLICE_SPLICED;
+}
+
+void sl_splice_hold(struct sl_splicer *sp, struct sl_splice *s)
+{
+	if (s->slot < 0 || s->holding)
+		return;
+	/* seq_cst: visible before the read that follows takes any byte */
+	__atomic_store_n(&sp->slots[s->slot].seq, ++s->seq, __ATOMIC_SEQ_CST);
+	s->holding = true;
+}
+
+void sl_splice_release(struct sl_splicer *sp, struct sl_splice *s)
+{
+	if (s->slot < 0 || !s->holding)
+		return;
+	/* release: after the send() that wrote the last held byte */
+	__atomic_store_n(&sp->slots[s->slot].seq, ++s->seq, __ATOMIC_RELEASE);
+	s->holding = false;
+}
+
+uint64_t sl_splice_bytes(const struct sl_splicer *sp, const struct sl_splice *s)
+{
+	if (s->slot < 0)
+		return 0;
+	return __atomic_load_n(&sp->slots[s->slot].bytes, __ATOMIC_RELAXED);
+}
+
+uint64_t sl_splice_fallback(const struct sl_splicer *sp,
+			    const struct sl_splice *s)
+{
+	if (s->slot < 0)
+		return 0;
+	return __atomic_load_n(&sp->slots[s->slot].relayed_bytes,
+			       __ATOMIC_RELAXED);
+}
+
+void sl_splice_stop(struct sl_splicer *sp, struct sl_splice *s, int app_fd,
+		    int up_fd)
+{
+	struct sl_splice_slot *slot;
+
+	if (s->slot < 0)
+		return;
+	slot = &sp->slots[s->slot];
+	bpf_map_delete_elem(sp->idx_fd, &s->side);
+	__atomic_store_n(&slot->owner, 0, __ATOMIC_RELEASE);
+	sp->free[sp->n_free++] = (uint32_t)s->slot;
+	s->slot = -1;
+	set_linger(app_fd, false);
+	set_linger(up_fd, false);
+}

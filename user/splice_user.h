@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Splice, the proxy's side (user/splice.c; include/splice.h has the design):
+ * after the proxy has judged a connection and connected upstream, it hands
+ * the upload half to the kernel when the app's socket is admitted, and
+ * tells sk_msg while it holds bytes of the app's, so that a push never
+ * overtakes them.
+ */
+#ifndef SPLICE_USER_H
+#define SPLICE_USER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "splice.h"
+
+/* Why a relayed connection is not spliced, or SL_SPLICE_SPLICED. */
+#define SL_SPLICE_RESULTS(X)                                                   \
+	X(SPLICED, "spliced", "the upload half runs in the kernel")            \
+	X(NOT_ADMITTED, "not-admitted",                                         \
+	  "the app's socket is not admitted (its reason is in conns)")          \
+	X(TLS, "tls", "TLS on a side (no kTLS): the proxy must see the bytes")  \
+	X(NO_SLOT, "no-slot", "SL_MAX_SPLICES pairs are spliced already")       \
+	X(UNAVAILABLE, "unavailable",                                           \
+	  "the splice maps are not pinned (an older build's pins)")             \
+	X(FAILED, "failed", "putting the upstream into sl_relay failed")
+
+#define SL_SPLICE_ENUM(id, name, help) SL_SPLICE_##id,
+enum sl_splice_result { SL_SPLICE_RESULTS(SL_SPLICE_ENUM) SL_SPLICE_NR };
+#undef SL_SPLICE_ENUM
+
+extern const char *const sl_splice_result_name[SL_SPLICE_NR];
+/* enum sl_splice_why (include/splice.h) by name */
+extern const char *const sl_splice_why_name[SL_SPW_NR];
+
+/* What `status` and /metrics show of the splice: sl_splice_stats summed
+ * over CPUs; present 0 on an older build's pins.
+ */
+struct sl_splice_status {
+	int present;
+	struct sl_splice_stats st;
+};
+
+int sl_splice_status_read(const char *pin_root, struct sl_splice_status *out);
+/* status: text, or the members of a JSON object ("splice":{...}) */
+void sl_splice_print(FILE *f, const struct sl_splice_status *s, int json);
+
+struct sl_splicer;
+
+/* One connection's splice; slot -1 while not spliced. */
+struct sl_splice {
+	int slot;
+	bool holding; /* the slot's seq is odd */
+	uint64_t seq;
+	uint64_t owner; /* the sidecar socket's cookie */
+	struct sl_sock_key side; /* its key in sl_splice_idx */
+	uint64_t seen; /* pushed bytes last looked at (idle detection) */
+};
+
+/* Open the pinned splice maps under pin_root (the gates mmap()ed).
+ * -ENOENT when an older build's pins have none.
+ */
+int sl_splicer_open(const char *pin_root, struct sl_splicer **out);
+void sl_splicer_close(struct sl_splicer *sp);
+
+static inline void sl_splice_init(struct sl_splice *s)
+{
+	s->slot = -1;
+}
+
+/* Splice the upload half of app_fd (the sidecar's accepted socket) into
+ * up_fd (its connected upstream) when the app's socket is admitted; it
+ * starts holding (sl_splice_release() once the proxy has written what it
+ * holds). sp may be NULL (unavailable). Both sockets get
+ * SO_LINGER {1, 0}, so that a sidecar killed mid-stream resets them rather
+ * than end a cut stream with a clean FIN; sl_splice_stop() restores it.
+ */
+enum sl_splice_result sl_splice_start(struct sl_splicer *sp, int app_fd,
+				      int up_fd, struct sl_splice *s);
+/* Before the proxy reads from the app's side: no push until released. */
+void sl_splice_hold(struct sl_splicer *sp, struct sl_splice *s);
+/* After the proxy has written everything it held into the upstream. */
+void sl_splice_release(struct sl_splicer *sp, struct sl_splice *s);
+/* Bytes sk_msg pushed straight to the upstream so far. */
+uint64_t sl_splice_bytes(const struct sl_splicer *sp, const struct sl_splice *s);
+/* Bytes of the messages sk_msg sent the relay's way while spliced (each
+ * counted by why in sl_splice_stats).
+ */
+uint64_t sl_splice_fallback(const struct sl_splicer *sp,
+			    const struct sl_splice *s);
+/* End it: no more pushes, the slot is freed, and both sockets linger
+ * gracefully again (the caller resets them if it means to).
+ */
+void sl_splice_stop(struct sl_splicer *sp, struct sl_splice *s, int app_fd,
+		    int up_fd);
+
+#endif /* SPLICE_USER_H */
