@@ -1,0 +1,621 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Integration test (tests/integ): the splice (include/splice.h) with the
+ * real `sidelane run`. An app in its cgroup talks to a plaintext ambassador
+ * (127.0.0.1) whose upstream is a server of this test outside sidelane's
+ * cgroups. With fastpath.app_sockets send, a non-blocking app socket is
+ * admitted on any kernel, so the proxy splices its upload half: sk_msg
+ * pushes the app's messages straight into the upstream socket.
+ * Checked, each against the proxy's access log line and the BPF counters:
+ * - byte-exact uploads of 1 B to 64 MiB in random chunk sizes, most of the
+ *   bytes pushed by the kernel, and past the splice point no byte relayed
+ *   that sk_msg did not count as a fallback;
+ * - full duplex (upload spliced, download relayed), byte-exact both ways;
+ * - back-pressure: a slow upstream reader, an edge-triggered writer that
+ *   must not stall, relay fallbacks counted as "upstream full";
+ * - half-close: the upstream sees EOF only after every byte;
+ * - kill -9 of sidelane mid-upload: the upstream sees a reset, not EOF;
+ * - a blocking app socket is not admitted: relayed, said in the log line.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <openssl/evp.h>
+#include "sidelane.h"
+#include "splice.h"
+#include "fastpath_user.h"
+#include "harness.h"
+
+#define KiB 1024UL
+#define MiB (1024 * KiB)
+#define IO_MS 20000
+#define READY_MS 10000
+
+static struct th_env env;
+static char cfg_path[PATH_MAX], alog_path[PATH_MAX], log_path[PATH_MAX];
+static int amb_port, srv_port, srv_fd = -1;
+
+/* ---- the upstream server: one thread per connection ---- */
+
+/* What the client asks for, in its first 16 bytes. */
+struct hello {
+	char mode; /* 'S' sink, 'E' echo, 'W' slow sink, 'K' until it ends */
+	char pad[7];
+	__u64 len; /* S/W: bytes that follow before the client's EOF */
+};
+
+struct srv_result { /* of the last 'K' connection */
+	int done, err; /* err: how it ended (0: EOF) */
+	__u64 got;
+} kres;
+
+static int read_full(int fd, void *buf, size_t len)
+{
+	size_t off = 0;
+	ssize_t n;
+
+	while (off < len) {
+		n = recv(fd, (char *)buf + off, len - off, 0);
+		if (n <= 0)
+			return n < 0 ? -errno : -EPIPE;
+		off += n;
+	}
+	return 0;
+}
+
+static void *srv_conn(void *arg)
+{
+	int fd = (int)(long)arg;
+	unsigned char digest[32], *buf = malloc(256 * KiB);
+	struct hello h;
+	__u64 got = 0, reply[5];
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned int dl;
+	ssize_t n;
+
+	if (!buf || !md || read_full(fd, &h, sizeof(h)))
+		goto out;
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	for (;;) {
+		n = recv(fd, buf, h.mode == 'W' ? 4 * KiB : 256 * KiB, 0);
+		if (n <= 0) {
+			if (h.mode == 'K') {
+				kres.err = n < 0 ? errno : 0;
+				kres.got = got;
+				__atomic_store_n(&kres.done, 1, __ATOMIC_RELEASE);
+			}
+			break;
+		}
+		got += n;
+		if (h.mode == 'E') {
+			if (send(fd, buf, n, MSG_NOSIGNAL) != n)
+				break;
+			continue;
+		}
+		EVP_DigestUpdate(md, buf, n);
+		if (h.mode == 'W')
+			usleep(200);
+	}
+	if (h.mode == 'E') {
+		shutdown(fd, SHUT_WR);
+		goto out;
+	}
+	if (h.mode == 'S' || h.mode == 'W') {
+		/* the reply comes after the client's EOF: bytes, then digest */
+		EVP_DigestFinal_ex(md, digest, &dl);
+		reply[0] = got;
+		memcpy(&reply[1], digest, 32);
+		send(fd, reply, sizeof(reply), MSG_NOSIGNAL);
+	}
+out:
+	EVP_MD_CTX_free(md);
+	free(buf);
+	close(fd);
+	return NULL;
+}
+
+static void *srv_main(void *arg)
+{
+	pthread_t t;
+	int fd;
+
+	(void)arg;
+	while ((fd = accept4(srv_fd, NULL, NULL, SOCK_CLOEXEC)) >= 0)
+		if (!pthread_create(&t, NULL, srv_conn, (void *)(long)fd))
+			pthread_detach(t);
+	return NULL;
+}
+
+/* ---- sidelane ---- */
+
+static void remove_files(void *arg)
+{
+	(void)arg;
+	unlink(cfg_path);
+	unlink(alog_path);
+}
+
+static int start(const char *mode)
+{
+	char text[PATH_MAX + 512];
+	pid_t pid;
+	int err;
+
+	snprintf(text, sizeof(text),
+		 "capture:\n  enabled: false\n"
+		 "proxy:\n  ambassadors:\n"
+		 "    - listen: \"127.0.0.1:%d\"\n      upstream: \"127.0.0.1:%d\"\n"
+		 "admin:\n  listen: \"\"\n  drain_timeout_ms: 0\n"
+		 "accounting:\n  access_log: \"%s\"\n"
+		 "fastpath:\n  app_sockets: %s\n",
+		 amb_port, srv_port, alog_path, mode);
+	err = th_write_text(cfg_path, text);
+	if (err)
+		return err;
+	err = th_start_run(cfg_path, env.cgroup, env.sidecar_cgroup, env.pin_root,
+			   log_path, READY_MS, &pid);
+	env.sidelane = pid;
+	env.pins_made = true;
+	env.detached = false;
+	return err;
+}
+
+static int splice_stats(struct sl_splice_stats *out)
+{
+	int fd = sl_pin_open(env.pin_root, SL_MAP_SPLICE_STATS), err;
+
+	if (fd < 0)
+		return fd;
+	err = sl_percpu_sum_u64(fd, 0, out, sizeof(*out));
+	close(fd);
+	return err;
+}
+
+/* ---- the app's side ---- */
+
+/* A connection to the ambassador from the app's cgroup, non-blocking from
+ * before connect() (admitted) unless blocking; connected on return.
+ */
+static int app_connect(bool blocking)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons(amb_port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct pollfd p;
+	int fd, err = 0;
+	socklen_t len = sizeof(err);
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC |
+				     (blocking ? 0 : SOCK_NONBLOCK), 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (void *)&a, sizeof(a)) && errno != EINPROGRESS)
+		goto fail;
+	p = (struct pollfd){ fd, POLLOUT, 0 };
+	if (poll(&p, 1, 2000) != 1 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) || err) {
+		errno = err ?: ETIMEDOUT;
+		goto fail;
+	}
+	return fd;
+fail:
+	err = -errno;
+	close(fd);
+	return err;
+}
+
+/* Send all of buf in random chunk sizes (1 B .. 64 KiB), driven by poll()
+ * or, with et, by an edge-triggered epoll (a writer that waits for an edge
+ * after EAGAIN, as Go's netpoll and nginx do); reading and discarding what
+ * comes back when rx, into rx_buf while it has room. 0 or -errno.
+ */
+struct xfer {
+	const char *buf;
+	size_t len;
+	bool et, half_close;
+	char *rx_buf; /* echo: what came back */
+	size_t rx_len, rx_got;
+	unsigned int eagain;
+};
+
+static int xfer(int fd, struct xfer *x)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLET };
+	__u64 seed = x->len * 2654435761ULL + 1, deadline = th_now_ms() + IO_MS;
+	bool wr_ready = true, rd_ready = true;
+	size_t off = 0;
+	int ep = -1, err = 0;
+	char scratch[16 * KiB];
+
+	if (x->et) {
+		ep = epoll_create1(EPOLL_CLOEXEC);
+		if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev))
+			return -errno;
+	}
+	while (off < x->len || (x->rx_buf && x->rx_got < x->rx_len)) {
+		ssize_t n;
+
+		if (th_now_ms() > deadline) {
+			err = -ETIMEDOUT;
+			break;
+		}
+		if (x->et && !(wr_ready && off < x->len) && !rd_ready) {
+			struct epoll_event e;
+
+			if (epoll_wait(ep, &e, 1, 1000) > 0) {
+				wr_ready |= !!(e.events & EPOLLOUT);
+				rd_ready |= !!(e.events & EPOLLIN);
+			}
+			continue;
+		}
+		if (!x->et) {
+			struct pollfd p = { fd, POLLIN | (off < x->len ? POLLOUT : 0), 0 };
+
+			if (poll(&p, 1, 1000) <= 0)
+				continue;
+		}
+		if (off < x->len && wr_ready) {
+			size_t chunk;
+
+			seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+			chunk = 1 + (seed >> 33) % (64 * KiB);
+			if (chunk > x->len - off)
+				chunk = x->len - off;
+			n = send(fd, x->buf + off, chunk, MSG_NOSIGNAL);
+			if (n > 0) {
+				off += n;
+				if (off == x->len && x->half_close)
+					shutdown(fd, SHUT_WR);
+			} else if (n < 0 && errno == EAGAIN) {
+				x->eagain++;
+				wr_ready = !x->et;
+			} else {
+				err = n < 0 ? -errno : -EIO;
+				break;
+			}
+		}
+		if (rd_ready || !x->et) {
+			char *dst = x->rx_buf && x->rx_got < x->rx_len ?
+					    x->rx_buf + x->rx_got :
+					    scratch;
+			size_t room = x->rx_buf && x->rx_got < x->rx_len ?
+					      x->rx_len - x->rx_got :
+					      sizeof(scratch);
+
+			n = recv(fd, dst, room < sizeof(scratch) ? room : sizeof(scratch),
+				 MSG_DONTWAIT);
+			if (n > 0 && dst != scratch)
+				x->rx_got += n;
+			else if (n < 0 && errno == EAGAIN)
+				rd_ready = !x->et;
+			else if (n <= 0) {
+				err = n < 0 ? -errno : 0;
+				break;
+			}
+		}
+	}
+	if (ep >= 0)
+		close(ep);
+	return err;
+}
+
+/* The access log's relay line of the connection from local port lport. */
+static int relay_line(int lport, char *out, size_t len)
+{
+	char want[64];
+	__u64 end = th_now_ms() + 3000;
+	FILE *f;
+
+	snprintf(want, sizeof(want), "\"peer\":\"127.0.0.1:%d\"", lport);
+	while (th_now_ms() < end) {
+		f = fopen(alog_path, "r");
+		while (f && fgets(out, (int)len, f))
+			if (strstr(out, want) && strstr(out, "\"kind\":\"relay\"")) {
+				fclose(f);
+				return 0;
+			}
+		if (f)
+			fclose(f);
+		usleep(50 * 1000);
+	}
+	return -ENOENT;
+}
+
+static unsigned long long field(const char *line, const char *name)
+{
+	char key[64];
+	const char *p;
+
+	snprintf(key, sizeof(key), "\"%s\":", name);
+	p = strstr(line, key);
+	return p ? strtoull(p + strlen(key), NULL, 10) : ~0ULL;
+}
+
+static int local_port(int fd)
+{
+	struct sockaddr_in a;
+	socklen_t l = sizeof(a);
+
+	return getsockname(fd, (void *)&a, &l) ? -1 : ntohs(a.sin_port);
+}
+
+static char *data;
+
+/* Wait until the proxy has spliced fd's connection (its entry in
+ * sl_splice_idx, keyed by the sidecar's end): the splice point. 0 or
+ * -ETIMEDOUT.
+ */
+static int wait_spliced(int fd)
+{
+	struct sl_sock_key me, side;
+	struct sl_splice_ref ref;
+	int map = sl_pin_open(env.pin_root, SL_MAP_SPLICE_IDX), err = -ETIMEDOUT;
+	__u64 end = th_now_ms() + 2000;
+
+	if (map < 0 || th_sock_key(fd, &me))
+		goto out;
+	th_key_swap(&me, &side);
+	while (th_now_ms() < end) {
+		if (!bpf_map_lookup_elem(map, &side, &ref)) {
+			err = 0;
+			break;
+		}
+		usleep(2000);
+	}
+out:
+	if (map >= 0)
+		close(map);
+	return err;
+}
+
+/* Upload len bytes in mode 'S' or 'W'; the server's count and SHA-256
+ * must match. The relay line must add up. et: edge-triggered writer.
+ */
+static void check_upload(const char *name, size_t len, char mode, bool et,
+			 bool want_full)
+{
+	struct hello h = { .mode = mode, .len = len };
+	struct sl_splice_stats s0, s1;
+	unsigned char sha[32];
+	__u64 reply[5] = {};
+	struct xfer x = { .buf = data, .len = len, .et = et, .half_close = true,
+			  .rx_buf = (char *)reply, .rx_len = sizeof(reply) };
+	unsigned long long tot, spl, fb, relayed;
+	char line[2048];
+	int fd, err, lport;
+
+	th_sha256(data, len, sha);
+	splice_stats(&s0);
+	fd = app_connect(false);
+	if (!TH_CHECK(fd >= 0, name, "connect: %s", strerror(-fd)))
+		return;
+	lport = local_port(fd);
+	/* the header before the splice point, the rest after it */
+	err = send(fd, &h, sizeof(h), MSG_NOSIGNAL) == sizeof(h) ? 0 : -errno;
+	err = err ?: wait_spliced(fd);
+	err = err ?: xfer(fd, &x);
+	close(fd);
+	splice_stats(&s1);
+	if (!TH_CHECK(!err && x.rx_got == sizeof(reply), name,
+		      "transfer: %s, reply %zu B", strerror(-err), x.rx_got) ||
+	    !TH_CHECK(reply[0] == len && !memcmp(&reply[1], sha, 32), name,
+		      "upstream got %llu of %zu B, SHA-256 %s",
+		      (unsigned long long)reply[0], len,
+		      memcmp(&reply[1], sha, 32) ? "differs" : "equal") ||
+	    !TH_CHECK(!relay_line(lport, line, sizeof(line)), name,
+		      "no relay line for :%d in %s", lport, alog_path))
+		return;
+	tot = field(line, "bytes_up");
+	spl = field(line, "bytes_up_spliced");
+	fb = field(line, "bytes_up_fallback");
+	relayed = tot - spl;
+	th_info("%s: %zu B: pushed %llu, relayed %llu, of which %llu counted "
+		"fallbacks (behind %llu, full %llu msgs), %u EAGAIN", name, len,
+		spl, relayed, fb,
+		(unsigned long long)(s1.relay[SL_SPW_BEHIND] - s0.relay[SL_SPW_BEHIND]),
+		(unsigned long long)(s1.relay[SL_SPW_FULL] - s0.relay[SL_SPW_FULL]),
+		x.eagain);
+	/* past the splice point the proxy saw only counted fallbacks: what
+	 * else it relayed is the header, if that came before. (A fallback
+	 * that took part of a message counts it whole: <=.) After the
+	 * upstream first fills, a bulk writer's later messages queue behind
+	 * the relayed ones; the info line shows how much was pushed.
+	 */
+	if (TH_CHECK(strstr(line, "\"splice\":\"spliced\"") &&
+			     tot == len + sizeof(h) && relayed <= fb + sizeof(h) &&
+			     (len < 64 * KiB || spl >= 64 * KiB) &&
+			     (!want_full || s1.relay[SL_SPW_FULL] > s0.relay[SL_SPW_FULL]),
+		     name, "relay line: %s", line))
+		th_pass(name);
+}
+
+static void check_duplex(const char *name, size_t len)
+{
+	struct hello h = { .mode = 'E', .len = len };
+	char *back = malloc(len);
+	struct xfer x = { .buf = data, .len = len, .half_close = true,
+			  .rx_buf = back, .rx_len = len };
+	char line[2048];
+	int fd, err, lport;
+
+	fd = app_connect(false);
+	if (!TH_CHECK(back && fd >= 0, name, "connect: %s", strerror(-fd)))
+		goto out;
+	lport = local_port(fd);
+	err = send(fd, &h, sizeof(h), MSG_NOSIGNAL) == sizeof(h) ? 0 : -errno;
+	err = err ?: wait_spliced(fd);
+	err = err ?: xfer(fd, &x);
+	close(fd);
+	if (TH_CHECK(!err && x.rx_got == len && !memcmp(back, data, len), name,
+		     "%s: echo %zu of %zu B, %s", strerror(-err), x.rx_got, len,
+		     x.rx_got == len && !memcmp(back, data, len) ? "equal" : "differs") &&
+	    TH_CHECK(!relay_line(lport, line, sizeof(line)) &&
+			     strstr(line, "\"splice\":\"spliced\"") &&
+			     field(line, "bytes_up") == len + sizeof(h) &&
+			     field(line, "bytes_down") == len &&
+			     field(line, "bytes_up") - field(line, "bytes_up_spliced") -
+					     field(line, "bytes_up_fallback") <= sizeof(h),
+		     name, "relay line: %s", line))
+		th_pass(name);
+out:
+	free(back);
+}
+
+/* `sidelane status --json` has what sk_msg pushed, equal to the map's. */
+static void check_status(void)
+{
+	const char *name = "splice: status --json counts the pushed bytes and the fallbacks by why";
+	char cmd[PATH_MAX + 512], out[512], want[128];
+	char *sh[] = { "sh", "-c", cmd, NULL };
+	struct sl_splice_stats st;
+	int rc;
+
+	snprintf(cmd, sizeof(cmd),
+		 "%s status --json --pin-root %s | python3 -c 'import json, sys; "
+		 "s = json.load(sys.stdin)[\"splice\"]; "
+		 "print(s[\"pushed_bytes\"], sorted(s[\"relayed_msgs\"]))'",
+		 th_sidelane_bin(), env.pin_root);
+	rc = th_run(NULL, NULL, sh, out, sizeof(out), 10000);
+	splice_stats(&st);
+	snprintf(want, sizeof(want),
+		 "%llu ['behind', 'upstream-closing', 'upstream-full', 'upstream-gone']\n",
+		 (unsigned long long)st.pushed_bytes);
+	if (TH_CHECK(!rc && st.pushed_bytes > 0 && !strcmp(out, want), name,
+		     "exit %d: '%s', want '%s'", rc, out, want))
+		th_pass(name);
+}
+
+/* A blocking app socket is not admitted: relayed, and the line says why. */
+static void check_not_admitted(void)
+{
+	const char *name = "splice: a blocking app socket is not admitted: relayed, the line says so";
+	struct hello h = { .mode = 'S', .len = 1000 };
+	__u64 reply[5];
+	char line[2048];
+	int fd = app_connect(true), lport;
+
+	if (!TH_CHECK(fd >= 0, name, "connect: %s", strerror(-fd)))
+		return;
+	lport = local_port(fd);
+	send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+	send(fd, data, 1000, MSG_NOSIGNAL);
+	shutdown(fd, SHUT_WR);
+	read_full(fd, reply, sizeof(reply));
+	close(fd);
+	if (TH_CHECK(reply[0] == 1000 && !relay_line(lport, line, sizeof(line)) &&
+			     strstr(line, "\"splice\":\"not-admitted\"") &&
+			     field(line, "bytes_up_spliced") == 0,
+		     name, "got %llu, line %s", (unsigned long long)reply[0], line))
+		th_pass(name);
+}
+
+/* kill -9 mid-upload: both spliced sockets linger {1, 0}, so the upstream
+ * gets a reset, never an EOF that would pass a cut upload as whole.
+ */
+static void check_kill9(void)
+{
+	const char *name = "splice: kill -9 of sidelane mid-upload: the upstream sees a reset, not EOF";
+	struct hello h = { .mode = 'K' };
+	__u64 end;
+	int fd, i;
+
+	memset(&kres, 0, sizeof(kres));
+	fd = app_connect(false);
+	if (!TH_CHECK(fd >= 0, name, "connect: %s", strerror(-fd)))
+		return;
+	send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+	for (i = 0; i < 50; i++) { /* some bytes through, spliced by now */
+		struct pollfd p = { fd, POLLOUT, 0 };
+
+		poll(&p, 1, 100);
+		send(fd, data, 4 * KiB, MSG_NOSIGNAL);
+		usleep(10 * 1000);
+	}
+	kill(env.sidelane, SIGKILL);
+	th_wait(env.sidelane, 5000);
+	env.sidelane = 0;
+	end = th_now_ms() + 3000;
+	while (!__atomic_load_n(&kres.done, __ATOMIC_ACQUIRE) && th_now_ms() < end)
+		usleep(20 * 1000);
+	close(fd);
+	if (TH_CHECK(kres.done && kres.err == ECONNRESET, name,
+		     "upstream ended after %llu B with %s",
+		     (unsigned long long)kres.got,
+		     !kres.done ? "nothing yet" : kres.err ? strerror(kres.err) : "EOF"))
+		th_pass(name);
+}
+
+int main(void)
+{
+	static const size_t sizes[] = { 1, 1000, 64 * KiB, MiB, 16 * MiB, 64 * MiB };
+	const char *setup = "splice: setup: cgroups, upstream server, sidelane run (app_sockets send)";
+	pthread_t srv;
+	char name[128];
+	size_t i;
+	int err;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	th_watchdog(180, "splice");
+	snprintf(cfg_path, sizeof(cfg_path), "/tmp/sidelane-test-splice-%d.yaml", (int)getpid());
+	snprintf(alog_path, sizeof(alog_path), "/tmp/sidelane-test-splice-%d.log", (int)getpid());
+	data = malloc(64 * MiB);
+	err = data ? th_cleanup_push(remove_files, NULL) : -ENOMEM;
+	err = err ?: th_env_setup_opts(&env, "splice",
+				       &(struct th_env_opts){ .sidecar = true });
+	/* the upstream listens from our own cgroup, outside sidelane's */
+	if (!err) {
+		srv_fd = th_listen("127.0.0.1", 64, &srv_port);
+		err = srv_fd < 0 ? srv_fd : -pthread_create(&srv, NULL, srv_main, NULL);
+	}
+	if (!TH_CHECK(!err, setup, "%s", strerror(-err)))
+		goto out;
+	th_fill(data, 64 * MiB, 77);
+	mkdir("build/tests/logs", 0755);
+	snprintf(log_path, sizeof(log_path), "build/tests/logs/sidelane-%s.log", env.name);
+	snprintf(env.log, sizeof(env.log), "%s", log_path);
+	amb_port = th_free_port();
+	err = amb_port < 0 ? amb_port : start("send");
+	err = err ?: th_enter(&env);
+	if (!TH_CHECK(!err, setup, "%s (log %s)", strerror(-err), log_path))
+		goto out;
+	th_pass(setup);
+
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		snprintf(name, sizeof(name), "splice: upload of %zu B in random chunks: "
+			 "byte-exact, kernel-pushed, fallbacks counted", sizes[i]);
+		check_upload(name, sizes[i], 'S', false, false);
+	}
+	check_upload("splice: edge-triggered writer against a slow upstream: no stall, "
+		     "byte-exact, 'upstream full' fallbacks counted",
+		     16 * MiB, 'W', true, true);
+	for (i = 2; i < 5; i++) {
+		snprintf(name, sizeof(name), "splice: full duplex echo of %zu B: byte-exact "
+			 "both ways (upload spliced, download relayed)", sizes[i]);
+		check_duplex(name, sizes[i]);
+	}
+	check_status();
+	check_not_admitted();
+	check_kill9();
+out:
+	err = th_env_teardown(&env);
+	if (srv_fd >= 0)
+		shutdown(srv_fd, SHUT_RDWR);
+	th_cleanup_pop(remove_files, NULL, true);
+	if (TH_CHECK(!err, "splice: teardown: sidelane stopped, cgroups and pins removed",
+		     "%s", strerror(-err)))
+		th_pass("splice: teardown: sidelane stopped, cgroups and pins removed");
+	free(data);
+	return th_summary();
+}
