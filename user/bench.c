@@ -69,7 +69,8 @@
 #include <openssl/ssl.h>
 #include "sidelane.h"
 #include "fastpath_user.h"
-#include "admission.h"
+#include "admission_user.h"
+#include "splice_user.h"
 #include "capture_user.h"
 #include "stats_user.h"
 #include "bench.h"
@@ -363,10 +364,15 @@ struct accel {
 	uint64_t fallback; /* sidecar's sidelane: to TCP, the reader lagged */
 	uint64_t captured; /* sidecar's sidelane: connects sent to the proxy */
 	uint64_t served; /* haproxy: sessions its frontend accepted */
+	/* sidecar's sidelane: messages sk_msg pushed straight to the
+	 * upstream, and those of spliced pairs that took the relay
+	 */
+	uint64_t pushed, pushed_bytes, spliced_relayed;
 };
 #define ACCEL_FIELDS(X)                                                        \
 	X(redirected) X(passed) X(redirected_b) X(passed_b) X(inserted)        \
-	X(fallback) X(captured) X(served)
+	X(fallback) X(captured) X(served) X(pushed) X(pushed_bytes)            \
+	X(spliced_relayed)
 
 /* to += sign * from, field by field. */
 static void accel_add(struct accel *to, const struct accel *from, int sign)
@@ -392,6 +398,8 @@ struct bench_opts {
 	int json;
 	int modes[NR_MODES]; /* 1: measured (the suite's modes only) */
 	int workloads[NR_WORKLOADS]; /* 1: measured (the suite's only) */
+	/* sidecar: the sidelane mode's fastpath.app_sockets (admission) */
+	uint32_t app_sockets;
 };
 
 /* Everything that must be undone: global so atexit() and the error paths
@@ -399,6 +407,11 @@ struct bench_opts {
  */
 static struct {
 	pid_t owner; /* only this process cleans up; children _exit() */
+	/* --client nonblock: clients' sockets are non-blocking from before
+	 * connect(), waiting in poll() (what admission may admit)
+	 */
+	int client_nb;
+	uint32_t app_sockets; /* o->app_sockets, for the sidelane config */
 	char cg_mount[PATH_MAX];
 	char cgroup[NR_CGS][PATH_MAX];
 	int cg_made[NR_CGS];
@@ -902,6 +915,7 @@ static int proxy_cpu(enum mode m, double *sec)
 static int read_accel(enum mode m, struct accel *a)
 {
 	static struct sl_cap_status cs; /* 4 KiB of path in it */
+	struct sl_splice_status sp;
 	struct sl_counters c;
 	int err;
 
@@ -930,6 +944,14 @@ static int read_accel(enum mode m, struct accel *a)
 		a->inserted = c.sock_inserted;
 		a->fallback = c.backlog_fallback;
 		a->captured = cs.stats.reason[SL_CR_CAPTURED];
+		if (!sl_splice_status_read(bs.pin_root, &sp)) {
+			int i;
+
+			a->pushed = sp.st.pushed_msgs;
+			a->pushed_bytes = sp.st.pushed_bytes;
+			for (i = 0; i < SL_SPW_NR; i++)
+				a->spliced_relayed += sp.st.relay[i];
+		}
 		return 0;
 	case MODE_TLS_SL:
 		/* client <-> A and B <-> server: both on a fast path? */
@@ -993,6 +1015,22 @@ static void set_timeouts(int fd, int nodelay)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+/* A non-blocking socket's EAGAIN: wait in poll() for events, as an event
+ * loop would. 0 to retry, else a positive errno (ETIMEDOUT).
+ */
+static int io_wait(int fd, short events)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	int n;
+
+	if (!(fcntl(fd, F_GETFL) & O_NONBLOCK))
+		return EAGAIN; /* a blocking socket's SO_*TIMEO ran out */
+	do
+		n = poll(&p, 1, BENCH_IO_TIMEOUT_S * 1000);
+	while (n < 0 && errno == EINTR && !bench_stop);
+	return n > 0 ? 0 : n ? errno : ETIMEDOUT;
+}
+
 /* 0, or a positive errno (EPIPE when the peer closed, EINTR on a stop). */
 static int write_full(int fd, const char *buf, size_t len)
 {
@@ -1002,6 +1040,8 @@ static int write_full(int fd, const char *buf, size_t len)
 		n = write(fd, buf, len);
 		if (n < 0) {
 			if (errno == EINTR && !bench_stop)
+				continue;
+			if (errno == EAGAIN && !io_wait(fd, POLLOUT))
 				continue;
 			return errno;
 		}
@@ -1020,6 +1060,8 @@ static int read_full(int fd, char *buf, size_t len)
 		n = read(fd, buf, len);
 		if (n < 0) {
 			if (errno == EINTR && !bench_stop)
+				continue;
+			if (errno == EAGAIN && !io_wait(fd, POLLIN))
 				continue;
 			return errno;
 		}
@@ -1221,16 +1263,26 @@ static int run_server(const struct workload *wl, struct sockaddr_in sa,
 static int client_connect(struct sockaddr_in sa, int nodelay,
 			  struct side_result *r)
 {
-	int fd;
+	socklen_t len = sizeof(int);
+	int fd, err = 0;
 
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC |
+				     (bs.client_nb ? SOCK_NONBLOCK : 0), 0);
 	if (fd < 0) {
 		side_fail(r, errno, "client socket");
 		return -1;
 	}
 	set_timeouts(fd, nodelay);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		side_fail(r, errno, "connect");
+		err = errno;
+		if (err == EINPROGRESS) {
+			err = io_wait(fd, POLLOUT);
+			if (!err && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len))
+				err = errno;
+		}
+	}
+	if (err) {
+		side_fail(r, err, "connect");
 		close(fd);
 		return -1;
 	}
@@ -1749,8 +1801,11 @@ static int start_sidelane(void)
 				 "# sidelane bench --suite sidecar\n"
 				 "capture:\n"
 				 "  outbound: \"127.0.0.1:%u\"\n"
+				 "fastpath:\n"
+				 "  app_sockets: %s\n"
 				 SL_BENCH_ADMIN,
-				 bs.outbound_port);
+				 bs.outbound_port,
+				 sl_app_sockets_name[bs.app_sockets]);
 	if (err) {
 		pr_warn("sidelane config %s: %s\n", cfg, strerror(-err));
 		return err;
@@ -2570,6 +2625,9 @@ static void print_table(const struct bench_opts *o)
 		       BENCH_UPSTREAM_PORT, bs.netns);
 		printf("CPU: client + upstream server + the sidecar's cgroup "
 		       "(cpu.stat); the sidecar itself is not pinned\n");
+		printf("clients: %s sockets; sidelane: fastpath.app_sockets %s\n",
+		       bs.client_nb ? "non-blocking (poll)" : "blocking",
+		       sl_app_sockets_name[bs.app_sockets]);
 		for (m = MODE_HAPROXY; m <= MODE_HAPROXY1; m++)
 			if (o->modes[m])
 				printf("%s: mode tcp, %s, %u thread%s (show info), "
@@ -2871,6 +2929,12 @@ static void bench_usage(FILE *f)
 		"                    (default), both on one CPU, or on two CPUs; a\n"
 		"                    sidecar or TLS proxy is never pinned\n"
 		"  --json            one JSON object on stdout (medians, ratios, rounds)\n"
+		"  --client block|nonblock  clients' sockets: blocking (default) or\n"
+		"                    non-blocking from before connect(), driven by\n"
+		"                    poll() (what admission may accelerate)\n"
+		"  --app-sockets M   sidecar: the sidelane mode's fastpath.app_sockets\n"
+		"                    (default safe; send admits a non-blocking client\n"
+		"                    on any kernel, and its upload half is spliced)\n"
 		"  -v                more logging (repeatable)\n"
 		"\n"
 		"Examples:\n"
@@ -2946,7 +3010,9 @@ enum {
 	OPT_WORKLOADS,
 	OPT_PIN,
 	OPT_JSON,
-	OPT_SUITE
+	OPT_SUITE,
+	OPT_CLIENT,
+	OPT_APP_SOCKETS
 };
 
 /* arg (NULL: all), a comma-separated subset of the n names[], into sel[];
@@ -3022,6 +3088,8 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 		{ "pin", required_argument, NULL, OPT_PIN },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "suite", required_argument, NULL, OPT_SUITE },
+		{ "client", required_argument, NULL, OPT_CLIENT },
+		{ "app-sockets", required_argument, NULL, OPT_APP_SOCKETS },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
@@ -3091,6 +3159,22 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 			break;
 		case OPT_JSON:
 			o->json = 1;
+			break;
+		case OPT_CLIENT:
+			if (strcmp(optarg, "block") && strcmp(optarg, "nonblock")) {
+				pr_warn("--client: '%s': give block or nonblock\n",
+					optarg);
+				return -EINVAL;
+			}
+			bs.client_nb = !strcmp(optarg, "nonblock");
+			break;
+		case OPT_APP_SOCKETS:
+			if (sl_app_sockets_parse(optarg, &o->app_sockets)) {
+				pr_warn("--app-sockets: '%s': give safe, send, all or "
+					"none\n", optarg);
+				return -EINVAL;
+			}
+			bs.app_sockets = o->app_sockets;
 			break;
 		case 'v':
 			sl_verbosity++;
@@ -3258,7 +3342,13 @@ static int report_sidecar(const struct bench_opts *o, const struct accel *acc,
 		       (unsigned long long)sl->redirected,
 		       (unsigned long long)sl->passed,
 		       (unsigned long long)sl->fallback);
-		if (!sl->redirected)
+		printf("sidelane splice: %llu messages (%llu B) pushed from "
+		       "the app's socket straight to the upstream, %llu of "
+		       "spliced pairs relayed\n",
+		       (unsigned long long)sl->pushed,
+		       (unsigned long long)sl->pushed_bytes,
+		       (unsigned long long)sl->spliced_relayed);
+		if (!sl->redirected && !sl->pushed)
 			printf("  the hop was not accelerated: no message was "
 			       "redirected%s\n",
 			       side_sockops ? "" :
