@@ -28,7 +28,6 @@
 #include "admission_user.h"
 #include "harness.h"
 
-#define READY_MS 10000
 #define MSG_LEN 1000
 #define UNREAD 4000 /* redirected into the reader before the restart */
 
@@ -47,8 +46,6 @@ static void remove_files(void *arg)
 static int start(const char *mode)
 {
 	char text[PATH_MAX + 512];
-	pid_t pid;
-	int err;
 
 	snprintf(text, sizeof(text),
 		 "capture:\n  enabled: false\n"
@@ -56,15 +53,7 @@ static int start(const char *mode)
 		 "accounting:\n  access_log: \"%s\"\n"
 		 "fastpath:\n  app_sockets: %s\n",
 		 admin_port, alog_path, mode);
-	err = th_write_text(cfg_path, text);
-	if (err)
-		return err;
-	err = th_start_run(cfg_path, env.cgroup, env.sidecar_cgroup, env.pin_root,
-			   log_path, READY_MS, &pid);
-	env.sidelane = pid;
-	env.pins_made = true;
-	env.detached = false;
-	return err;
+	return th_env_run_config(&env, cfg_path, text);
 }
 
 /* SIGTERM: the kernel side stays pinned, as in a container restart. */

@@ -468,6 +468,22 @@ int th_start_run(const char *cfg, const char *cgroup, const char *sidecar,
 	return 0;
 }
 
+int th_env_run_config(struct th_env *env, const char *cfg, const char *text)
+{
+	pid_t pid;
+	int err;
+
+	err = th_write_text(cfg, text);
+	if (err)
+		return err;
+	err = th_start_run(cfg, env->cgroup, env->sidecar_cgroup, env->pin_root,
+			   env->log, TH_READY_MS, &pid);
+	env->sidelane = pid;
+	env->pins_made = true;
+	env->detached = false;
+	return err;
+}
+
 static void track(struct th_env *env, bool on)
 {
 	int i;

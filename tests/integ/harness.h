@@ -134,6 +134,11 @@ int th_tcp_pair(const char *laddr, const char *caddr, int *cfd, int *sfd);
  */
 int th_start_run(const char *cfg, const char *cgroup, const char *sidecar,
 		 const char *pin_root, const char *log, int ready_ms, pid_t *pid);
+/* Write text to cfg and th_start_run() it on env (its cgroup, sidecar
+ * cgroup, pin root and log): env owns the run from then on (teardown stops
+ * and detaches it). 0 or -errno.
+ */
+int th_env_run_config(struct th_env *env, const char *cfg, const char *text);
 /* The file's lines as "#   sidelane: ..." diagnostics. */
 void th_dump_log(const char *log);
 /* A loopback TCP port nothing listens on right now (bound, then released),

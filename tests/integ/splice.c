@@ -41,7 +41,6 @@
 #define KiB 1024UL
 #define MiB (1024 * KiB)
 #define IO_MS 20000
-#define READY_MS 10000
 
 static struct th_env env;
 static char cfg_path[PATH_MAX], alog_path[PATH_MAX], log_path[PATH_MAX];
@@ -150,8 +149,6 @@ static void remove_files(void *arg)
 static int start(const char *mode)
 {
 	char text[PATH_MAX + 512];
-	pid_t pid;
-	int err;
 
 	snprintf(text, sizeof(text),
 		 "capture:\n  enabled: false\n"
@@ -161,15 +158,7 @@ static int start(const char *mode)
 		 "accounting:\n  access_log: \"%s\"\n"
 		 "fastpath:\n  app_sockets: %s\n",
 		 amb_port, srv_port, alog_path, mode);
-	err = th_write_text(cfg_path, text);
-	if (err)
-		return err;
-	err = th_start_run(cfg_path, env.cgroup, env.sidecar_cgroup, env.pin_root,
-			   log_path, READY_MS, &pid);
-	env.sidelane = pid;
-	env.pins_made = true;
-	env.detached = false;
-	return err;
+	return th_env_run_config(&env, cfg_path, text);
 }
 
 static int splice_stats(struct sl_splice_stats *out)
