@@ -33,6 +33,7 @@
 #include "accesslog.h"
 #include "acct_user.h"
 #include "admission_user.h"
+#include "splice_user.h"
 #include "bench.h"
 #include "log.h"
 #include "util.h"
@@ -975,6 +976,7 @@ out:
 struct conns_ctx {
 	const char *pin_root;
 	int json, n;
+	struct sl_splice_view splice;
 };
 
 static int print_conn(uint64_t cookie, const void *val, void *arg)
@@ -982,9 +984,11 @@ static int print_conn(uint64_t cookie, const void *val, void *arg)
 	const struct sl_conn *c = val;
 	struct conns_ctx *x = arg;
 	char l[INET6_ADDRSTRLEN], r[INET6_ADDRSTRLEN], o[INET6_ADDRSTRLEN] = "";
+	struct sl_splice_slot sp;
 	struct sl_orig orig;
-	int captured;
+	int captured, spliced;
 
+	spliced = sl_splice_view_get(&x->splice, &c->key, &sp);
 	sl_addr_str(c->key.local_ip, l, sizeof(l));
 	sl_addr_str(c->key.remote_ip, r, sizeof(r));
 	captured = !sl_cap_orig(x->pin_root, cookie, &orig);
@@ -1006,6 +1010,11 @@ static int print_conn(uint64_t cookie, const void *val, void *arg)
 		if (captured)
 			printf(",\"captured_to\":\"%s:%u\",\"rule_id\":%u", o,
 			       orig.port, orig.rule_id);
+		if (spliced)
+			printf(",\"spliced\":{\"pushed_bytes\":%llu,"
+			       "\"relayed_bytes\":%llu}",
+			       (unsigned long long)sp.bytes,
+			       (unsigned long long)sp.relayed_bytes);
 		printf("}");
 	} else {
 		printf("%-20llu %-6s %s:%u -> %s:%u  pid %u  %s  redirected %llu B/%llu msgs, plain %llu B",
@@ -1018,6 +1027,10 @@ static int print_conn(uint64_t cookie, const void *val, void *arg)
 		if (captured)
 			printf("  captured, meant for %s:%u (rule %u)", o, orig.port,
 			       orig.rule_id);
+		if (spliced)
+			printf("  spliced: %llu B pushed to the upstream, %llu B "
+			       "relayed since", (unsigned long long)sp.bytes,
+			       (unsigned long long)sp.relayed_bytes);
 		printf("\n");
 	}
 	x->n++;
@@ -1065,9 +1078,11 @@ static int cmd_conns(int argc, char **argv)
 	}
 	x.pin_root = cli.pin_root;
 	x.json = cli.json;
+	sl_splice_view_open(cli.pin_root, &x.splice);
 	if (x.json)
 		printf("{\"sockets\":[");
 	err = sl_pin_foreach_u64(cli.pin_root, SL_MAP_CONNS, &conn, print_conn, &x);
+	sl_splice_view_close(&x.splice);
 	if (!err) {
 		int n = x.n;
 

@@ -48,6 +48,45 @@ int sl_splice_status_read(const char *pin_root, struct sl_splice_status *out)
 	return err;
 }
 
+void sl_splice_view_open(const char *pin_root, struct sl_splice_view *v)
+{
+	v->idx_fd = sl_pin_open(pin_root, SL_MAP_SPLICE_IDX);
+	v->slots_fd = sl_pin_open(pin_root, SL_MAP_SPLICE);
+}
+
+void sl_splice_view_close(struct sl_splice_view *v)
+{
+	if (v->idx_fd >= 0)
+		close(v->idx_fd);
+	if (v->slots_fd >= 0)
+		close(v->slots_fd);
+	v->idx_fd = v->slots_fd = -1;
+}
+
+int sl_splice_view_get(const struct sl_splice_view *v,
+		       const struct sl_sock_key *key,
+		       struct sl_splice_slot *out)
+{
+	struct sl_splice_ref ref;
+	struct sl_sock_key peer = *key;
+
+	if (v->idx_fd < 0 || v->slots_fd < 0)
+		return 0;
+	/* sl_splice_idx is keyed by the sidecar's end: the app's socket
+	 * finds it under its own key with the ends swapped
+	 */
+	if (bpf_map_lookup_elem(v->idx_fd, key, &ref)) {
+		memcpy(peer.local_ip, key->remote_ip, 16);
+		memcpy(peer.remote_ip, key->local_ip, 16);
+		peer.local_port = key->remote_port;
+		peer.remote_port = key->local_port;
+		if (bpf_map_lookup_elem(v->idx_fd, &peer, &ref))
+			return 0;
+	}
+	return !bpf_map_lookup_elem(v->slots_fd, &ref.slot, out) &&
+	       out->owner == ref.owner;
+}
+
 void sl_splice_print(FILE *f, const struct sl_splice_status *s, int json)
 {
 	int i;

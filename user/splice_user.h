@@ -44,6 +44,21 @@ int sl_splice_status_read(const char *pin_root, struct sl_splice_status *out);
 /* status: text, or the members of a JSON object ("splice":{...}) */
 void sl_splice_print(FILE *f, const struct sl_splice_status *s, int json);
 
+/* Another process's view of the live splices (`sidelane conns`). */
+struct sl_splice_view {
+	int idx_fd, slots_fd; /* -1: not pinned */
+};
+
+void sl_splice_view_open(const char *pin_root, struct sl_splice_view *v);
+void sl_splice_view_close(struct sl_splice_view *v);
+/* Is the socket with this key (either end of the app's hop: the sidecar's
+ * accepted socket, or the app's socket that connected to it) spliced?
+ * Then 1, with its slot's counts; else 0.
+ */
+int sl_splice_view_get(const struct sl_splice_view *v,
+		       const struct sl_sock_key *key,
+		       struct sl_splice_slot *out);
+
 struct sl_splicer;
 
 /* One connection's splice; slot -1 while not spliced. */

@@ -486,6 +486,38 @@ static void check_status(void)
 		th_pass(name);
 }
 
+/* `sidelane conns` says which live connections are spliced, with what
+ * was pushed, for the app's socket and the sidecar's end alike.
+ */
+static void check_conns(void)
+{
+	const char *name = "splice: conns lists a live spliced connection, both ends, with the pushed bytes";
+	struct hello h = { .mode = 'E', .len = 64 * KiB };
+	char *argv[] = { (char *)th_sidelane_bin(), "conns", "--json", "--pin-root",
+			 env.pin_root, NULL };
+	static char out[65536];
+	char want[64], *p;
+	int fd, rc, n = 0;
+
+	fd = app_connect(false);
+	if (!TH_CHECK(fd >= 0, name, "connect: %s", strerror(-fd)))
+		return;
+	send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+	wait_spliced(fd);
+	send(fd, data, 4 * KiB, MSG_NOSIGNAL);
+	usleep(100 * 1000);
+	rc = th_run(NULL, NULL, argv, out, sizeof(out), 10000);
+	close(fd);
+	/* the header too, if it came after the splice point */
+	snprintf(want, sizeof(want), "\"spliced\":{\"pushed_bytes\":");
+	for (p = out; (p = strstr(p, want)); p++)
+		if (strtoull(p + strlen(want), NULL, 10) >= 4 * KiB)
+			n++;
+	if (TH_CHECK(!rc && n == 2, name, "exit %d, %d entries with %s: %.2000s", rc,
+		     n, want, out))
+		th_pass(name);
+}
+
 /* A blocking app socket is not admitted: relayed, and the line says why. */
 static void check_not_admitted(void)
 {
@@ -595,6 +627,7 @@ int main(void)
 		check_duplex(name, sizes[i]);
 	}
 	check_status();
+	check_conns();
 	check_not_admitted();
 	check_kill9();
 out:
