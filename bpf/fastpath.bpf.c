@@ -141,6 +141,9 @@ static __always_inline int plain_drained(struct bpf_sock *sk,
 	return me && peer && peer->copied_seq == me->write_seq;
 }
 
+#define SL_RCV_SHUTDOWN 1 /* sk_shutdown bits (include/net/sock.h) */
+#define SL_SEND_SHUTDOWN 2
+
 #include "splice.bpf.h"
 
 /* Is the connecting peer of this accepted socket in the sockhash? The
@@ -457,8 +460,6 @@ static __always_inline void on_first_segment(struct bpf_sock_ops *skops)
 	adm_count(SL_ACC_PEER_PLAIN, 1);
 }
 
-#define SL_RCV_SHUTDOWN 1 /* sk_shutdown bits (include/net/sock.h) */
-#define SL_SEND_SHUTDOWN 2
 
 /* What each end of a local pair redirected into the other, copied into
  * both records while both exist: the first of the two to close does it, so

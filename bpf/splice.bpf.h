@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* Splice (kernel side, include/splice.h): sk_msg pushes an admitted app
  * socket's messages straight into the upstream socket of its relayed
- * connection. Included once, by bpf/fastpath.bpf.c, after its maps and
- * helpers (sl_sk_by_key, psock_backlog, plain_drained).
+ * connection. Included once, by bpf/fastpath.bpf.c, after the helpers it
+ * uses (psock_backlog, plain_drained, SL_SEND_SHUTDOWN).
  */
 #ifndef SPLICE_BPF_H
 #define SPLICE_BPF_H
@@ -43,7 +43,9 @@ struct {
 	__type(value, struct sl_splice_ref);
 } sl_splice_idx SEC(".maps");
 
-/* gate slot -> gate and what was pushed; mmap()ed by the proxy */
+/* slot -> its owner, the proxy's seq, what was pushed or relayed;
+ * mmap()ed by the proxy
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, SL_MAX_SPLICES);
@@ -65,9 +67,6 @@ struct {
  */
 #define SL_READ_ONCE(x) (*(volatile typeof(x) *)&(x))
 
-#define SL_TCP_ESTABLISHED 1 /* include/net/tcp_states.h */
-#define SL_TCP_CLOSE_WAIT 8
-#define SL_SEND_SHUTDOWN_BIT 2
 
 static __always_inline void splice_relayed(struct sl_splice_slot *s,
 					   __u32 why, __u32 size)
@@ -99,9 +98,9 @@ static __always_inline int up_can_take(struct tcp_sock *up, __u32 size,
 		return 0;
 	}
 	s = &up->inet_conn.icsk_inet.sk;
-	if ((s->__sk_common.skc_state != SL_TCP_ESTABLISHED &&
-	     s->__sk_common.skc_state != SL_TCP_CLOSE_WAIT) ||
-	    (s->sk_shutdown & SL_SEND_SHUTDOWN_BIT) || s->sk_err) {
+	if ((s->__sk_common.skc_state != TCP_ESTABLISHED &&
+	     s->__sk_common.skc_state != TCP_CLOSE_WAIT) ||
+	    (s->sk_shutdown & SL_SEND_SHUTDOWN) || s->sk_err) {
 		*why = SL_SPW_UP_STATE;
 		return 0;
 	}

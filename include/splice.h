@@ -6,7 +6,7 @@
  * An app socket admitted send-only (include/admission.h) has its messages
  * redirected into the sidecar's accepted socket, whose reader is the proxy.
  * Once the proxy has connected upstream, it puts the upstream socket into
- * sl_relay and opens the pair's gate: from then on sk_msg pushes the app's
+ * sl_relay and gives the pair a slot: from then on sk_msg pushes the app's
  * messages straight into the upstream socket's send queue, inside the
  * app's own send(). The download half stays with the proxy, so the app
  * keeps receiving over plain TCP.
@@ -16,7 +16,7 @@
  * (its psock is empty and its copied_seq has reached the app's write_seq)
  * and nothing held by the proxy. The proxy makes its slot's seq odd before
  * it reads from the app's side and even again once it has written all it
- * holds into the upstream (include/splice.h's slot, mmap()ed: plain
+ * holds into the upstream (the slot in sl_splice, mmap()ed: plain
  * stores). sk_msg reads seq, checks the socket, reads seq again: even and
  * unchanged, the push lands behind the last relayed byte (both writers
  * take the upstream's socket lock). Otherwise the message takes the relay
@@ -31,7 +31,7 @@
 #endif
 #include "sockkey.h"
 
-/* Gate slots (sl_splice): pairs spliced at once by one sidelane. */
+/* Slots of sl_splice: pairs spliced at once by one sidelane. */
 #define SL_MAX_SPLICES 16384
 
 /* sl_splice (an mmap-able ARRAY): the proxy writes owner and seq with a

@@ -71,7 +71,7 @@ struct sl_splice {
 	uint64_t seen; /* pushed bytes last looked at (idle detection) */
 };
 
-/* Open the pinned splice maps under pin_root (the gates mmap()ed).
+/* Open the pinned splice maps under pin_root (the slots mmap()ed).
  * -ENOENT when an older build's pins have none.
  */
 int sl_splicer_open(const char *pin_root, struct sl_splicer **out);
