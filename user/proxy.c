@@ -155,9 +155,9 @@ struct sl_conn {
 	uint64_t t_start, t_last; /* ms, monotonic */
 	uint64_t bytes_up, bytes_down; /* bytes_up includes bytes_spliced */
 	/* spliced: what sk_msg pushed, and what it sent the relay's way
-	 * while spliced; known at the end
+	 * while spliced (user/splice.c); read at the end
 	 */
-	uint64_t bytes_spliced, bytes_fallback;
+	struct sl_splice_slot sp_counts;
 	struct sl_conn *prev, *next; /* in a timer list, or the dead list */
 	int tlist; /* T_CONNECT, T_IDLE or -1 */
 	struct sl_listener *l;
@@ -590,15 +590,17 @@ static void log_relay(struct sl_proxy *p, const struct sl_conn *c,
 		     "\"bytes_down\":%llu,\"tls\":\"%s\",\"tls_peer\":%s,"
 		     "\"rule\":%u,\"reason\":\"%s\",\"detail\":%s,"
 		     "\"splice\":\"%s\",\"bytes_up_spliced\":%llu,"
-		     "\"bytes_up_fallback\":%llu,"
-		     "\"duration_ms\":%llu}",
+		     "\"bytes_up_fallback\":%llu,\"msgs_up_spliced\":%llu,"
+		     "\"msgs_up_fallback\":%llu,\"duration_ms\":%llu}",
 		     ts, kind, peer, jdst, (unsigned long long)c->bytes_up,
 		     (unsigned long long)c->bytes_down,
 		     !tls ? "none" : c->app.tls ? "terminated" : "originated", jid,
 		     c->rule_id, sl_close_reason_name[reason], jwhy,
 		     c->sp_tried ? sl_splice_result_name[c->sp_result] : "none",
-		     (unsigned long long)c->bytes_spliced,
-		     (unsigned long long)c->bytes_fallback,
+		     (unsigned long long)c->sp_counts.bytes,
+		     (unsigned long long)c->sp_counts.relayed_bytes,
+		     (unsigned long long)c->sp_counts.msgs,
+		     (unsigned long long)c->sp_counts.relayed,
 		     (unsigned long long)(p->now - c->t_start));
 	if (n > 0 && (size_t)n < sizeof(line))
 		sl_alog_write(p->alog, line, (size_t)n);
@@ -617,10 +619,9 @@ static void conn_close(struct sl_proxy *p, struct sl_conn *c,
 	if (c->state == ST_DEAD)
 		return;
 	if (c->sp.slot >= 0) {
-		c->bytes_spliced = sl_splice_bytes(p->splicer, &c->sp);
-		c->bytes_fallback = sl_splice_fallback(p->splicer, &c->sp);
-		c->bytes_up += c->bytes_spliced;
-		STAT_ADD(p, bytes_spliced, c->bytes_spliced);
+		sl_splice_counts(p->splicer, &c->sp, &c->sp_counts);
+		c->bytes_up += c->sp_counts.bytes;
+		STAT_ADD(p, bytes_spliced, c->sp_counts.bytes);
 	}
 	if (c->dst.n)
 		sa_str(&c->dst.a[last], dst, sizeof(dst));
@@ -1708,10 +1709,11 @@ static int timers_run(struct sl_proxy *p)
 		while ((c = p->timers[T_IDLE].head) &&
 		       c->t_last + p->idle_ms <= p->now) {
 			/* bytes the kernel pushed past us are activity too */
-			uint64_t pushed = sl_splice_bytes(p->splicer, &c->sp);
+			struct sl_splice_slot n;
 
-			if (pushed != c->sp.seen) {
-				c->sp.seen = pushed;
+			sl_splice_counts(p->splicer, &c->sp, &n);
+			if (n.bytes != c->sp.seen) {
+				c->sp.seen = n.bytes;
 				conn_touch(p, c);
 				continue;
 			}

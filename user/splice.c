@@ -277,20 +277,20 @@ void sl_splice_release(struct sl_splicer *sp, struct sl_splice *s)
 	s->holding = false;
 }
 
-uint64_t sl_splice_bytes(const struct sl_splicer *sp, const struct sl_splice *s)
+void sl_splice_counts(const struct sl_splicer *sp, const struct sl_splice *s,
+		      struct sl_splice_slot *out)
 {
-	if (s->slot < 0)
-		return 0;
-	return __atomic_load_n(&sp->slots[s->slot].bytes, __ATOMIC_RELAXED);
-}
+	const struct sl_splice_slot *slot;
 
-uint64_t sl_splice_fallback(const struct sl_splicer *sp,
-			    const struct sl_splice *s)
-{
+	memset(out, 0, sizeof(*out));
 	if (s->slot < 0)
-		return 0;
-	return __atomic_load_n(&sp->slots[s->slot].relayed_bytes,
-			       __ATOMIC_RELAXED);
+		return;
+	slot = &sp->slots[s->slot];
+	out->bytes = __atomic_load_n(&slot->bytes, __ATOMIC_RELAXED);
+	out->msgs = __atomic_load_n(&slot->msgs, __ATOMIC_RELAXED);
+	out->relayed = __atomic_load_n(&slot->relayed, __ATOMIC_RELAXED);
+	out->relayed_bytes = __atomic_load_n(&slot->relayed_bytes,
+					     __ATOMIC_RELAXED);
 }
 
 void sl_splice_stop(struct sl_splicer *sp, struct sl_splice *s, int app_fd,

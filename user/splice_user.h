@@ -95,13 +95,13 @@ enum sl_splice_result sl_splice_start(struct sl_splicer *sp, int app_fd,
 void sl_splice_hold(struct sl_splicer *sp, struct sl_splice *s);
 /* After the proxy has written everything it held into the upstream. */
 void sl_splice_release(struct sl_splicer *sp, struct sl_splice *s);
-/* Bytes sk_msg pushed straight to the upstream so far. */
-uint64_t sl_splice_bytes(const struct sl_splicer *sp, const struct sl_splice *s);
-/* Bytes of the messages sk_msg sent the relay's way while spliced (each
- * counted by why in sl_splice_stats).
+/* What sk_msg did with the app's messages since the splice point: pushed
+ * (msgs, bytes) or sent the relay's way (relayed, relayed_bytes). Counted
+ * at the verdict: a message the next hop takes only in part counts whole,
+ * and the app sends the rest again. Zeroes when not spliced.
  */
-uint64_t sl_splice_fallback(const struct sl_splicer *sp,
-			    const struct sl_splice *s);
+void sl_splice_counts(const struct sl_splicer *sp, const struct sl_splice *s,
+		      struct sl_splice_slot *out);
 /* End it: no more pushes, the slot is freed, and both sockets linger
  * gracefully again (the caller resets them if it means to).
  */
