@@ -120,6 +120,7 @@ void sl_splice_print(FILE *f, const struct sl_splice_status *s, int json)
 
 struct sl_splicer {
 	int relay_fd, idx_fd, conns_fd;
+	bool redirect_off; /* sl_fp_cfg: sk_msg pushes nothing */
 	struct sl_splice_slot *slots; /* sl_splice, mmap()ed */
 	uint32_t free[SL_MAX_SPLICES]; /* a stack of free slots */
 	uint32_t n_free;
@@ -177,6 +178,15 @@ int sl_splicer_open(const char *pin_root, struct sl_splicer **out)
 		err = -errno;
 		goto fail;
 	}
+	fd = sl_pin_open(pin_root, SL_MAP_FP_CFG);
+	if (fd >= 0) {
+		struct sl_fp_cfg cfg;
+		__u32 zero = 0;
+
+		sp->redirect_off = !bpf_map_lookup_elem(fd, &zero, &cfg) &&
+				   cfg.redirect_off;
+		close(fd);
+	}
 	/* A restart: what an earlier process spliced died with its sockets
 	 * (closed with it, reset by SO_LINGER {1, 0}); its entries are stale.
 	 */
@@ -226,6 +236,8 @@ enum sl_splice_result sl_splice_start(struct sl_splicer *sp, int app_fd,
 	sl_splice_init(s);
 	if (!sp)
 		return SL_SPLICE_UNAVAILABLE;
+	if (sp->redirect_off)
+		return SL_SPLICE_REDIRECT_OFF;
 	if (!peer_admitted(sp, app_fd, &cookie))
 		return SL_SPLICE_NOT_ADMITTED;
 	if (!sp->n_free)

@@ -22,6 +22,8 @@
 	X(NO_SLOT, "no-slot", "SL_MAX_SPLICES pairs are spliced already")       \
 	X(UNAVAILABLE, "unavailable",                                           \
 	  "the splice maps are not pinned (an older build's pins)")             \
+	X(REDIRECT_OFF, "redirect-off",                                         \
+	  "the start-up self-test switched redirect off on this kernel")        \
 	X(FAILED, "failed", "putting the upstream into sl_relay failed")
 
 #define SL_SPLICE_ENUM(id, name, help) SL_SPLICE_##id,

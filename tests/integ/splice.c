@@ -576,6 +576,44 @@ static void check_not_admitted(void)
 		th_pass(name);
 }
 
+/* With redirect switched off by a failed start-up self-test nothing is
+ * spliced: relayed, and the line says why.
+ */
+static void check_redirect_off(void)
+{
+	const char *name = "splice: after a failed self-test nothing is spliced: relayed, the line says redirect-off";
+	struct hello h = { .mode = 'S', .len = 64 * KiB };
+	__u64 reply[5] = {};
+	char line[2048];
+	int fd, lport, err;
+
+	if (env.sidelane > 0) { /* check_kill9() may have ended it */
+		kill(env.sidelane, SIGTERM);
+		th_wait(env.sidelane, 5000);
+		env.sidelane = 0;
+	}
+	setenv("SIDELANE_SELFTEST_FAIL", "redirect", 1);
+	err = start("send");
+	unsetenv("SIDELANE_SELFTEST_FAIL");
+	if (!TH_CHECK(!err, name, "restart: %s", strerror(-err)))
+		return;
+	fd = app_connect(false);
+	if (!TH_CHECK(fd >= 0, name, "connect: %s", strerror(-fd)))
+		return;
+	lport = local_port(fd);
+	fcntl(fd, F_SETFL, 0); /* the rest in blocking calls */
+	send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+	send(fd, data, 64 * KiB, MSG_NOSIGNAL);
+	shutdown(fd, SHUT_WR);
+	read_full(fd, reply, sizeof(reply));
+	close(fd);
+	if (TH_CHECK(reply[0] == 64 * KiB && !relay_line(lport, line, sizeof(line)) &&
+			     strstr(line, "\"splice\":\"redirect-off\"") &&
+			     field(line, "bytes_up_spliced") == 0,
+		     name, "got %llu, line %s", (unsigned long long)reply[0], line))
+		th_pass(name);
+}
+
 /* kill -9 mid-upload: both spliced sockets linger {1, 0}, so the upstream
  * gets a reset, never an EOF that would pass a cut upload as whole.
  */
@@ -597,6 +635,10 @@ static void check_kill9(void)
 		poll(&p, 1, 100);
 		send(fd, data, 4 * KiB, MSG_NOSIGNAL);
 		usleep(10 * 1000);
+	}
+	if (!TH_CHECK(env.sidelane > 0, name, "sidelane is not running")) {
+		close(fd);
+		return;
 	}
 	kill(env.sidelane, SIGKILL);
 	th_wait(env.sidelane, 5000);
@@ -664,6 +706,7 @@ int main(void)
 	check_conns();
 	check_not_admitted();
 	check_kill9();
+	check_redirect_off();
 out:
 	err = th_env_teardown(&env);
 	if (srv_fd >= 0)
