@@ -107,6 +107,10 @@ const char sl_config_default_yaml[] =
 	"  buffer_bytes: 65536\n"
 	"  # Connections relayed at once; more are refused (1..1000000).\n"
 	"  max_conns: 4096\n"
+	"  # Hand the upload half of a plaintext connection to the kernel when\n"
+	"  # the app's socket is admitted (README, \"Splice\"); false keeps every\n"
+	"  # byte in this relay.\n"
+	"  splice: true\n"
 	"  # Explicit local listeners relaying to a fixed upstream, e.g.\n"
 	"  #   ambassadors:\n"
 	"  #     - listen: \"127.0.0.1:6379\"       # required; loopback only\n"
@@ -558,6 +562,7 @@ struct raw_capture {
 
 struct raw_proxy {
 	char *connect_timeout_ms, *idle_timeout_ms, *buffer_bytes, *max_conns;
+	char *splice;
 	struct raw_ambassador *ambassadors;
 	unsigned int ambassadors_count;
 };
@@ -696,6 +701,7 @@ static const cyaml_schema_field_t proxy_fields[] = {
 	STR("idle_timeout_ms", OPT, struct raw_proxy, idle_timeout_ms),
 	STR("buffer_bytes", OPT, struct raw_proxy, buffer_bytes),
 	STR("max_conns", OPT, struct raw_proxy, max_conns),
+	STR("splice", OPT, struct raw_proxy, splice),
 	LIST("ambassadors", struct raw_proxy, ambassadors, &ambassador_schema,
 	     SL_CFG_MAX_AMBASSADORS),
 	CYAML_FIELD_END
@@ -1591,6 +1597,8 @@ static int apply_proxy(struct doc *d, const struct raw_proxy *r,
 	if (!err)
 		err = get_uint(d, "proxy.max_conns", r->max_conns, 1, 1000000,
 			       &cfg->proxy.max_conns);
+	if (!err)
+		err = get_bool(d, "proxy.splice", r->splice, &cfg->proxy.splice);
 	if (!err)
 		err = apply_ambassadors(d, r, cfg);
 	return err;

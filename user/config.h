@@ -122,6 +122,7 @@ struct sl_config {
 		unsigned int idle_timeout_ms;
 		unsigned int buffer_bytes; /* per direction */
 		unsigned int max_conns;
+		int splice; /* hand admitted uploads to the kernel (splice.h) */
 		unsigned int n_ambassadors;
 		struct sl_ambassador ambassadors[SL_CFG_MAX_AMBASSADORS];
 	} proxy;

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include "config.h"
+#include "admission_user.h"
 #include "status.h"
 
 /* "127.0.0.1:15000" or "[::1]:15000", as the config spells endpoints. */
@@ -62,9 +63,12 @@ void sl_config_print_json(FILE *f, const struct sl_config *cfg)
 	       cfg->capture.enabled ? "true" : "false");
 	json_endpoint(f, &cfg->capture.outbound);
 	fprintf(f, "},\"proxy\":{\"max_conns\":%u,\"buffer_bytes\":%u,"
-	       "\"ambassadors\":%u}",
+	       "\"ambassadors\":%u,\"splice\":%s}",
 	       cfg->proxy.max_conns, cfg->proxy.buffer_bytes,
-	       cfg->proxy.n_ambassadors);
+	       cfg->proxy.n_ambassadors, cfg->proxy.splice ? "true" : "false");
+	fprintf(f, ",\"fastpath\":{\"app_sockets\":\"%s\"}",
+		cfg->fastpath.app_sockets < SL_APP_NR ?
+			sl_app_sockets_name[cfg->fastpath.app_sockets] : "?");
 	fprintf(f, ",\"tls\":{\"enabled\":%s,\"cert\":",
 	       cfg->tls.enabled ? "true" : "false");
 	sl_json_str(f, cfg->tls.cert);

@@ -215,6 +215,7 @@ struct sl_proxy {
 	struct sl_proxy_stats st; /* written by the loop, read by anyone */
 	struct sl_alog *alog; /* access log (NULL: none) */
 	struct sl_splicer *splicer; /* NULL: the splice maps are not pinned */
+	bool splice; /* proxy.splice */
 	/* TLS (NULL: none); copies of the config parts it needs */
 	struct sl_tls_ctx *tls;
 	unsigned int hs_ms, reload_ms;
@@ -977,10 +978,11 @@ static void conn_established(struct sl_proxy *p, struct sl_conn *c)
 	side_flush(p, c, &c->up);
 	/* plaintext both ways: the upload half may leave user space */
 	c->sp_tried = true;
-	c->sp_result = c->app.tls || c->up.tls ?
-			       SL_SPLICE_TLS :
-			       sl_splice_start(p->splicer, c->app.fd, c->up.fd,
-					       &c->sp);
+	c->sp_result = !p->splice		   ? SL_SPLICE_DISABLED :
+		       c->app.tls || c->up.tls ? SL_SPLICE_TLS :
+						 sl_splice_start(p->splicer,
+								 c->app.fd,
+								 c->up.fd, &c->sp);
 	STAT_ADD(p, splice[c->sp_result], 1);
 	conn_update(p, c);
 }
@@ -1944,7 +1946,8 @@ int sl_proxy_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
 	/* an older build's pins have no splice maps: every connection is
 	 * then relayed, counted "unavailable"
 	 */
-	err = sl_splicer_open(cfg->pin_root, &p->splicer);
+	p->splice = cfg->proxy.splice;
+	err = p->splice ? sl_splicer_open(cfg->pin_root, &p->splicer) : 0;
 	if (err)
 		pr_info("proxy: splice unavailable (%s): every connection is "
 			"relayed in user space\n", strerror(-err));

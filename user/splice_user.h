@@ -19,6 +19,7 @@
 	X(NOT_ADMITTED, "not-admitted",                                         \
 	  "the app's socket is not admitted (its reason is in conns)")          \
 	X(TLS, "tls", "TLS on a side (no kTLS): the proxy must see the bytes")  \
+	X(DISABLED, "disabled", "proxy.splice is false")                        \
 	X(NO_SLOT, "no-slot", "SL_MAX_SPLICES pairs are spliced already")       \
 	X(UNAVAILABLE, "unavailable",                                           \
 	  "the splice maps are not pinned (an older build's pins)")             \

@@ -146,18 +146,18 @@ static void remove_files(void *arg)
 	unlink(alog_path);
 }
 
-static int start(const char *mode)
+static int start(const char *mode, bool splice)
 {
 	char text[PATH_MAX + 512];
 
 	snprintf(text, sizeof(text),
 		 "capture:\n  enabled: false\n"
-		 "proxy:\n  ambassadors:\n"
+		 "proxy:\n  splice: %s\n  ambassadors:\n"
 		 "    - listen: \"127.0.0.1:%d\"\n      upstream: \"127.0.0.1:%d\"\n"
 		 "admin:\n  listen: \"\"\n  drain_timeout_ms: 0\n"
 		 "accounting:\n  access_log: \"%s\"\n"
 		 "fastpath:\n  app_sockets: %s\n",
-		 amb_port, srv_port, alog_path, mode);
+		 splice ? "true" : "false", amb_port, srv_port, alog_path, mode);
 	return th_env_run_config(&env, cfg_path, text);
 }
 
@@ -576,15 +576,16 @@ static void check_not_admitted(void)
 		th_pass(name);
 }
 
-/* With redirect switched off by a failed start-up self-test nothing is
- * spliced: relayed, and the line says why.
+/* Nothing is spliced with redirect switched off by a failed start-up
+ * self-test (fail: SIDELANE_SELFTEST_FAIL), or with proxy.splice false:
+ * relayed, and the line says why (result).
  */
-static void check_redirect_off(void)
+static void check_not_spliced(const char *name, const char *fail, bool splice,
+			      const char *result)
 {
-	const char *name = "splice: after a failed self-test nothing is spliced: relayed, the line says redirect-off";
 	struct hello h = { .mode = 'S', .len = 64 * KiB };
 	__u64 reply[5] = {};
-	char line[2048];
+	char line[2048], want[64];
 	int fd, lport, err;
 
 	if (env.sidelane > 0) { /* check_kill9() may have ended it */
@@ -592,8 +593,9 @@ static void check_redirect_off(void)
 		th_wait(env.sidelane, 5000);
 		env.sidelane = 0;
 	}
-	setenv("SIDELANE_SELFTEST_FAIL", "redirect", 1);
-	err = start("send");
+	if (fail)
+		setenv("SIDELANE_SELFTEST_FAIL", fail, 1);
+	err = start("send", splice);
 	unsetenv("SIDELANE_SELFTEST_FAIL");
 	if (!TH_CHECK(!err, name, "restart: %s", strerror(-err)))
 		return;
@@ -607,8 +609,9 @@ static void check_redirect_off(void)
 	shutdown(fd, SHUT_WR);
 	read_full(fd, reply, sizeof(reply));
 	close(fd);
+	snprintf(want, sizeof(want), "\"splice\":\"%s\"", result);
 	if (TH_CHECK(reply[0] == 64 * KiB && !relay_line(lport, line, sizeof(line)) &&
-			     strstr(line, "\"splice\":\"redirect-off\"") &&
+			     strstr(line, want) &&
 			     field(line, "bytes_up_spliced") == 0,
 		     name, "got %llu, line %s", (unsigned long long)reply[0], line))
 		th_pass(name);
@@ -683,7 +686,7 @@ int main(void)
 	snprintf(log_path, sizeof(log_path), "build/tests/logs/sidelane-%s.log", env.name);
 	snprintf(env.log, sizeof(env.log), "%s", log_path);
 	amb_port = th_free_port();
-	err = amb_port < 0 ? amb_port : start("send");
+	err = amb_port < 0 ? amb_port : start("send", true);
 	err = err ?: th_enter(&env);
 	if (!TH_CHECK(!err, setup, "%s (log %s)", strerror(-err), log_path))
 		goto out;
@@ -706,7 +709,10 @@ int main(void)
 	check_conns();
 	check_not_admitted();
 	check_kill9();
-	check_redirect_off();
+	check_not_spliced("splice: after a failed self-test nothing is spliced: relayed, "
+			  "the line says redirect-off", "redirect", true, "redirect-off");
+	check_not_spliced("splice: proxy.splice false: relayed, the line says disabled",
+			  NULL, false, "disabled");
 out:
 	err = th_env_teardown(&env);
 	if (srv_fd >= 0)

@@ -219,7 +219,7 @@ static void default_documents_every_key(void **state)
 		"capture:", "enabled:", "outbound:", "mark:",
 		"include_cidrs:", "exclude_cidrs:", "include_ports:",
 		"proxy:", "connect_timeout_ms:", "idle_timeout_ms:",
-		"buffer_bytes:", "max_conns:", "ambassadors:", "listen:",
+		"buffer_bytes:", "max_conns:", "splice:", "ambassadors:", "listen:",
 		"upstream:", "policy:", "default:", "rules:", "id:",
 		"action:", "cidr:", "ports:", "tls:", "cert:", "key:", "ca:",
 		"trust_domain:", "min_version:", "alpn:",
