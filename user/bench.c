@@ -12,7 +12,9 @@
  *   veth into a network namespace the bench creates:
  *     direct    the client connects straight to the upstream;
  *     sidelane  the real `sidelane run` (this binary) captures the client's
- *               connect and relays it through its proxy;
+ *               connect and relays it through its proxy (the upload half
+ *               spliced where the client's socket is admitted);
+ *     sl-relay  the same with proxy.splice false;
  *     haproxy   haproxy in mode tcp, which the client connects to explicitly,
  *               at its default thread count (a thread per CPU);
  *     haproxy1  the same with nbthread 1.
@@ -134,6 +136,7 @@ enum mode {
 	MODE_SIDELANE,
 	MODE_DIRECT, /* --suite sidecar and tls */
 	MODE_SIDECAR, /* --suite sidecar */
+	MODE_RELAY, /* the same with proxy.splice false: all in user space */
 	MODE_HAPROXY, /* haproxy's default thread count */
 	MODE_HAPROXY1, /* nbthread 1 */
 	MODE_TLS_SL, /* --suite tls: a pair of TLS proxies each */
@@ -144,7 +147,7 @@ enum mode {
 #define MODE_BIT(m) (1u << (m))
 /* Column, JSON key and --modes name; unique within a suite. */
 static const char *const mode_name[NR_MODES] = {
-	"plain",    "bare",    "sidelane", "direct", "sidelane",
+	"plain",    "bare",    "sidelane", "direct", "sidelane", "sl-relay",
 	"haproxy",  "haproxy1", "sidelane", "haproxy", "stunnel",
 };
 
@@ -158,6 +161,8 @@ enum cg {
 	CG_HAP_CLIENT, /* both haproxy modes' client */
 	CG_UPSTREAM, /* the upstream server of every sidecar mode */
 	CG_SIDECAR, /* `sidelane run` itself: --sidecar-cgroup */
+	CG_APP_RELAY, /* the same two of the sl-relay mode */
+	CG_SIDECAR_RELAY,
 	CG_HAPROXY, /* each haproxy itself */
 	CG_HAPROXY1,
 	CG_TLS_APP_A, /* tls: sidelane's client, A's --cgroup */
@@ -173,7 +178,8 @@ enum cg {
 };
 static const char *const cg_name[NR_CGS] = {
 	"plain",      "bare",	   "sidelane",	 "direct",     "app",
-	"haproxy-client", "upstream", "sidecar", "haproxy",    "haproxy1",
+	"haproxy-client", "upstream", "sidecar", "app-relay", "sidecar-relay",
+	"haproxy",    "haproxy1",
 	"tls-app-a",
 	"tls-app-b",  "tls-client", "sidelane-a", "sidelane-b", "haproxy-a",
 	"haproxy-b",  "stunnel-a",  "stunnel-b",
@@ -185,6 +191,7 @@ static const char *const cg_name[NR_CGS] = {
  */
 enum proc {
 	PROC_SIDELANE, /* sidecar */
+	PROC_RELAY, /* sidecar, proxy.splice false */
 	PROC_HAPROXY,
 	PROC_HAPROXY1,
 	PROC_SL_A, /* tls */
@@ -199,7 +206,8 @@ static const struct {
 	enum cg cg;
 	int netns;
 } procs[NR_PROCS] = {
-	[PROC_SIDELANE] = { CG_SIDECAR, 0 }, [PROC_HAPROXY] = { CG_HAPROXY, 0 },
+	[PROC_SIDELANE] = { CG_SIDECAR, 0 }, [PROC_RELAY] = { CG_SIDECAR_RELAY, 0 },
+	[PROC_HAPROXY] = { CG_HAPROXY, 0 },
 	[PROC_HAPROXY1] = { CG_HAPROXY1, 0 },
 	[PROC_SL_A] = { CG_SL_A, 0 },	     [PROC_SL_B] = { CG_SL_B, 1 },
 	[PROC_HAP_A] = { CG_HAP_A, 0 },	     [PROC_HAP_B] = { CG_HAP_B, 1 },
@@ -220,6 +228,7 @@ static const struct {
 	[MODE_SIDELANE] = { CG_SIDELANE, CG_SIDELANE, { -1, -1 }, 0 },
 	[MODE_DIRECT] = { CG_DIRECT, CG_UPSTREAM, { -1, -1 }, 1 },
 	[MODE_SIDECAR] = { CG_APP, CG_UPSTREAM, { PROC_SIDELANE, -1 }, 1 },
+	[MODE_RELAY] = { CG_APP_RELAY, CG_UPSTREAM, { PROC_RELAY, -1 }, 1 },
 	[MODE_HAPROXY] = { CG_HAP_CLIENT, CG_UPSTREAM, { PROC_HAPROXY, -1 }, 1 },
 	[MODE_HAPROXY1] = { CG_HAP_CLIENT, CG_UPSTREAM, { PROC_HAPROXY1, -1 }, 1 },
 	[MODE_TLS_SL] = { CG_TLS_APP_A, CG_TLS_APP_B, { PROC_SL_A, PROC_SL_B }, 1 },
@@ -230,8 +239,8 @@ static const struct {
 /* A suite: the modes measured together, in table order, and the ratios
  * between them. proxy_cpu: CPU is the relays' alone, not the two ends'.
  */
-#define SUITE_MODES_MAX 4
-#define SUITE_RATIOS_MAX 4
+#define SUITE_MODES_MAX 5
+#define SUITE_RATIOS_MAX 5
 enum suite { SUITE_FASTPATH, SUITE_SIDECAR, SUITE_TLS, NR_SUITES };
 static const struct suite_desc {
 	const char *name;
@@ -251,9 +260,11 @@ static const struct suite_desc {
 		  { "sl/bare", "sidelane_over_bare", MODE_SIDELANE, MODE_BARE } },
 	},
 	[SUITE_SIDECAR] = {
-		"sidecar", 4, 4, 0,
-		{ MODE_DIRECT, MODE_SIDECAR, MODE_HAPROXY, MODE_HAPROXY1 },
+		"sidecar", 5, 5, 0,
+		{ MODE_DIRECT, MODE_SIDECAR, MODE_RELAY, MODE_HAPROXY,
+		  MODE_HAPROXY1 },
 		{ { "sl/dir", "sidelane_over_direct", MODE_SIDECAR, MODE_DIRECT },
+		  { "sl/relay", "sidelane_over_relay", MODE_SIDECAR, MODE_RELAY },
 		  { "hap/dir", "haproxy_over_direct", MODE_HAPROXY, MODE_DIRECT },
 		  { "sl/hap", "sidelane_over_haproxy", MODE_SIDECAR, MODE_HAPROXY },
 		  { "sl/hap1", "sidelane_over_haproxy1", MODE_SIDECAR,
@@ -416,6 +427,7 @@ static struct {
 	char cgroup[NR_CGS][PATH_MAX];
 	int cg_made[NR_CGS];
 	char pin_root[PATH_MAX];
+	char pin_relay[PATH_MAX]; /* sidecar: the sl-relay mode's sidelane */
 	char pin_ab[2][PATH_MAX]; /* tls: sidelane A's and B's */
 	char netns[32], veth[16]; /* sidecar, tls: sl-bench-<pid>, slb<pid>h|n */
 	int ns_made; /* `ip netns add` was run */
@@ -424,6 +436,7 @@ static struct {
 	pid_t pid[NR_PROCS]; /* the relays, between rounds too */
 	unsigned int nbthread[NR_PROCS]; /* a haproxy's threads (show info) */
 	uint16_t outbound_port; /* sidecar sidelane's listener on 127.0.0.1 */
+	uint16_t relay_port; /* the same of the sl-relay mode's */
 	/* where a mode's client connects on 127.0.0.1 (0: to the server) */
 	uint16_t front_port[NR_MODES];
 	struct {
@@ -431,6 +444,7 @@ static struct {
 	} ver[8]; /* kernel, tools and libraries the suite runs */
 	int nver;
 	int sl_attached; /* sl_fp_attach() was called (even if it failed) */
+	int relay_attached; /* the sl-relay mode's sidelane was started */
 	int ab_attached[2]; /* tls: sidelane A, B were started */
 	struct bench_bare_bpf *bare;
 	int bare_msg_link; /* sk_msg -> sockhash bpf_link fd, or -1 */
@@ -631,6 +645,7 @@ static void bench_cleanup(void)
 	for (i = 0; i < NR_PROCS; i++)
 		stop_proc(&bs.pid[i]);
 	detach_pins(bs.pin_root, &bs.sl_attached);
+	detach_pins(bs.pin_relay, &bs.relay_attached);
 	for (i = 0; i < 2; i++)
 		detach_pins(bs.pin_ab[i], &bs.ab_attached[i]);
 	bare_detach();
@@ -917,6 +932,7 @@ static int read_accel(enum mode m, struct accel *a)
 	static struct sl_cap_status cs; /* 4 KiB of path in it */
 	struct sl_splice_status sp;
 	struct sl_counters c;
+	const char *pin;
 	int err;
 
 	memset(a, 0, sizeof(*a));
@@ -933,10 +949,12 @@ static int read_accel(enum mode m, struct accel *a)
 		a->passed = c.redirect_failed + c.pass_plain;
 		return 0;
 	case MODE_SIDECAR:
+	case MODE_RELAY:
 		/* the app <-> proxy hop: is it accelerated? */
-		err = sl_fp_read_counters(bs.pin_root, &c);
+		pin = m == MODE_RELAY ? bs.pin_relay : bs.pin_root;
+		err = sl_fp_read_counters(pin, &c);
 		if (!err)
-			err = sl_cap_status(bs.pin_root, &cs);
+			err = sl_cap_status(pin, &cs);
 		if (err)
 			return err;
 		a->redirected = c.redirect_ok;
@@ -944,7 +962,7 @@ static int read_accel(enum mode m, struct accel *a)
 		a->inserted = c.sock_inserted;
 		a->fallback = c.backlog_fallback;
 		a->captured = cs.stats.reason[SL_CR_CAPTURED];
-		if (!sl_splice_status_read(bs.pin_root, &sp)) {
+		if (!sl_splice_status_read(pin, &sp)) {
 			int i;
 
 			a->pushed = sp.st.pushed_msgs;
@@ -1747,15 +1765,25 @@ static int tcp_ready(const void *ctx)
  * not in the app's cgroup): the proxy refuses it, finding no original
  * destination, and logs that.
  */
+/* A sidecar suite sidelane: its pin root and outbound port. */
+struct sl_sidecar {
+	enum proc proc;
+	enum cg app;
+	char *pin_root;
+	uint16_t *port;
+	int *attached;
+	int splice; /* proxy.splice */
+};
+
 static int sidelane_ready(const void *ctx)
 {
+	const struct sl_sidecar *sc = ctx;
 	char link[PATH_MAX + 32];
 
-	(void)ctx;
-	snprintf(link, sizeof(link), "%s/link_getsockopt", bs.pin_root);
+	snprintf(link, sizeof(link), "%s/link_getsockopt", sc->pin_root);
 	if (access(link, F_OK))
 		return -errno;
-	return tcp_probe(addr_in("127.0.0.1", bs.outbound_port));
+	return tcp_probe(addr_in("127.0.0.1", *sc->port));
 }
 
 /* Every bench sidelane: no admin endpoint (its fixed port would clash with
@@ -1787,32 +1815,44 @@ static int start_sidelane_proc(enum proc p, enum cg app, const char *pin_root,
 }
 
 /* sidecar: a config whose outbound port is free. */
-static int start_sidelane(void)
+/* sidecar: a sidelane with a config whose outbound port is free; the
+ * sl-relay mode's keeps every byte in its proxy (proxy.splice false).
+ */
+static int start_sidelane(const struct sl_sidecar *sc)
 {
 	char cfg[PATH_MAX];
 	int err;
 
-	proc_path(PROC_SIDELANE, ".yaml", cfg, sizeof(cfg));
-	err = set_pin_root(bs.pin_root, "");
+	proc_path(sc->proc, ".yaml", cfg, sizeof(cfg));
+	err = set_pin_root(sc->pin_root, sc->proc == PROC_RELAY ? "-relay" : "");
 	if (!err)
-		err = pick_port(&bs.outbound_port);
+		err = pick_port(sc->port);
 	if (!err)
 		err = write_text(cfg,
 				 "# sidelane bench --suite sidecar\n"
 				 "capture:\n"
 				 "  outbound: \"127.0.0.1:%u\"\n"
+				 "proxy:\n"
+				 "  splice: %s\n"
 				 "fastpath:\n"
 				 "  app_sockets: %s\n"
 				 SL_BENCH_ADMIN,
-				 bs.outbound_port,
+				 *sc->port, sc->splice ? "true" : "false",
 				 sl_app_sockets_name[bs.app_sockets]);
 	if (err) {
 		pr_warn("sidelane config %s: %s\n", cfg, strerror(-err));
 		return err;
 	}
-	return start_sidelane_proc(PROC_SIDELANE, CG_APP, bs.pin_root,
-				   &bs.sl_attached, sidelane_ready, NULL);
+	return start_sidelane_proc(sc->proc, sc->app, sc->pin_root,
+				   sc->attached, sidelane_ready, sc);
 }
+
+static const struct sl_sidecar sidecar_sl = {
+	PROC_SIDELANE, CG_APP, bs.pin_root, &bs.outbound_port, &bs.sl_attached, 1
+}, sidecar_relay = {
+	PROC_RELAY, CG_APP_RELAY, bs.pin_relay, &bs.relay_port,
+	&bs.relay_attached, 0
+};
 
 /* ctx: the enum proc of a haproxy. */
 static int haproxy_ready(const void *ctx)
@@ -2269,7 +2309,9 @@ static int relays_setup(const struct bench_opts *o)
 	collect_versions(o);
 	err = netns_setup();
 	if (!err && o->modes[MODE_SIDECAR])
-		err = start_sidelane();
+		err = start_sidelane(&sidecar_sl);
+	if (!err && o->modes[MODE_RELAY])
+		err = start_sidelane(&sidecar_relay);
 	if (!err && o->modes[MODE_HAPROXY])
 		err = start_haproxy(MODE_HAPROXY);
 	if (!err && o->modes[MODE_HAPROXY1])
@@ -2886,7 +2928,10 @@ static void bench_usage(FILE *f)
 		"  direct    the client connects straight to the upstream\n"
 		"  sidelane  `sidelane run` (this binary, own cgroups and pin root)\n"
 		"            captures the client's connect and relays it through its\n"
-		"            proxy\n"
+		"            proxy, the upload half spliced where the client's socket\n"
+		"            is admitted\n"
+		"  sl-relay  the same with proxy.splice false: every byte through\n"
+		"            the proxy\n"
 		"  haproxy   haproxy (Debian package, `make deps`) in mode tcp on\n"
 		"            127.0.0.1 at its default thread count, default buffers;\n"
 		"            the client connects to it explicitly: haproxy has no\n"
@@ -2919,8 +2964,8 @@ static void bench_usage(FILE *f)
 		"  --duration-ms MS  length of each measurement (%d-%d, default %d)\n"
 		"  --quick           smoke test: %d rounds of %d ms unless given\n"
 		"  --modes LIST      comma-separated subset of the suite's modes\n"
-		"                    (plain,bare,sidelane; direct,sidelane,haproxy,\n"
-		"                    haproxy1;\n"
+		"                    (plain,bare,sidelane; direct,sidelane,sl-relay,\n"
+		"                    haproxy,haproxy1;\n"
 		"                    direct,sidelane,haproxy,stunnel)\n"
 		"  --workloads LIST  comma-separated subset of the suite's workloads\n"
 		"                    (rr_64,rr_1k,rr_1k_c16,rr_16k,stream_64k; tls: stream_64k,\n"
@@ -3212,6 +3257,7 @@ static int carried(enum mode m, const struct accel *a)
 	case MODE_SIDELANE:
 		return a->redirected > 0;
 	case MODE_SIDECAR:
+	case MODE_RELAY:
 		return a->captured > 0;
 	case MODE_HAPROXY:
 	case MODE_HAPROXY1:
@@ -3356,7 +3402,13 @@ static int report_sidecar(const struct bench_opts *o, const struct accel *acc,
 					      "in the sidecar's cgroup, never "
 					      "in the sockhash)");
 	}
-	if (o->modes[MODE_SIDECAR] && !accel_ok[MODE_SIDECAR]) {
+	if (!o->json && o->modes[MODE_RELAY])
+		printf("sl-relay (proxy.splice false) captured %llu connections, "
+		       "pushed %llu messages past its proxy\n",
+		       (unsigned long long)acc[MODE_RELAY].captured,
+		       (unsigned long long)acc[MODE_RELAY].pushed);
+	if ((o->modes[MODE_SIDECAR] && !accel_ok[MODE_SIDECAR]) ||
+	    (o->modes[MODE_RELAY] && !accel_ok[MODE_RELAY])) {
 		pr_warn("sidelane: a measurement's connection was not captured: "
 			"its figures are the direct path\n");
 		ret = BENCH_EXIT_NOT_ACCEL;
