@@ -290,6 +290,13 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 	}
 	if (conn.reason == SL_ACC_ACCELERATED)
 		conn.flags |= SL_CONN_F_IN_SOCKHASH;
+	/* The sidecar's own connects (upstreams) may become splice targets:
+	 * sk_msg finds their tcp_sock in sl_up_by_key to see whether they
+	 * have room (bpf/splice.bpf.h). on_close() drops the entry.
+	 */
+	else if (!(flags & SL_CONN_F_PASSIVE) && tp &&
+		 adm_is_sidecar(adm_cfg(), tp))
+		conn.flags |= SL_CONN_F_UPSTREAM;
 	/* Every connection gets its record (accounting); the record comes
 	 * before the insert: sk_msg needs it to keep the byte stream in order
 	 * (SL_CONN_F_PLAIN), so a socket without one stays off the fast path.
@@ -301,12 +308,7 @@ static __always_inline void on_established(struct bpf_sock_ops *skops,
 	/* Ask for state changes so the record is sent and dropped at close */
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
 						 BPF_SOCK_OPS_STATE_CB_FLAG);
-	/* The sidecar's own connects (upstreams) may become splice targets:
-	 * sk_msg finds their tcp_sock here to see whether they have room
-	 * (bpf/splice.bpf.h). on_close() drops the entry.
-	 */
-	if (conn.reason != SL_ACC_ACCELERATED && !(flags & SL_CONN_F_PASSIVE) &&
-	    tp && adm_is_sidecar(adm_cfg(), tp)) {
+	if (conn.flags & SL_CONN_F_UPSTREAM) {
 		struct sl_sock_ref ref = { .tp = (__u64)tp, .cookie = cookie };
 
 		bpf_map_update_elem(&sl_up_by_key, &conn.key, &ref, BPF_ANY);
@@ -561,7 +563,8 @@ static __always_inline void on_close(struct bpf_sock_ops *skops)
 	    !psock_backlog(bpf_skc_to_tcp_sock(sk)))
 		bpf_map_delete_elem(&sl_sockhash, &conn->key);
 	bpf_map_delete_elem(&sl_sk_by_key, &conn->key);
-	bpf_map_delete_elem(&sl_up_by_key, &conn->key);
+	if (conn->flags & SL_CONN_F_UPSTREAM)
+		bpf_map_delete_elem(&sl_up_by_key, &conn->key);
 	if (bpf_map_delete_elem(&sl_conns, &cookie))
 		return;
 	if (cnt)

@@ -48,6 +48,10 @@ struct sl_addr {
  * set after admission); messages take TCP meanwhile. reason says why.
  */
 #define SL_CONN_F_EVICT 0x100
+/* A socket the sidecar connected (an upstream): its tcp_sock is in
+ * sl_up_by_key for the splice (bpf/splice.bpf.h), dropped at close.
+ */
+#define SL_CONN_F_UPSTREAM 0x200
 
 /* Per-socket accounting record, keyed by socket cookie; created by sockops at
  * established for every TCP socket of our cgroups (accelerated or not: reason
