@@ -119,9 +119,11 @@ enum { BENCH_EXIT_USAGE = 2, BENCH_EXIT_NOT_ACCEL = 3 };
 #define BENCH_ID_B "spiffe://bench.local/ns/b/sa/server"
 #define BENCH_CONN_CLIENTS 4 /* conn workload: closed-loop clients at once */
 #define BENCH_RR_CLIENTS 16 /* rr_1k_c16: connections at once, a client each */
-#define BENCH_CLIENTS_MAX 16 /* of any workload; so many servers too */
+#define BENCH_RR_CLIENTS_MANY 64 /* rr_1k_c64 */
+#define BENCH_CLIENTS_MAX 64 /* of any workload; so many servers too */
 _Static_assert(BENCH_CONN_CLIENTS <= BENCH_CLIENTS_MAX &&
-		       BENCH_RR_CLIENTS <= BENCH_CLIENTS_MAX,
+		       BENCH_RR_CLIENTS <= BENCH_CLIENTS_MAX &&
+		       BENCH_RR_CLIENTS_MANY <= BENCH_CLIENTS_MAX,
 	       "BENCH_CLIENTS_MAX sizes the per-client state");
 /* haproxy and stunnel get the TLS 1.3 suite sidelane's server prefers (it
  * has no knob for it), so every pair encrypts alike
@@ -297,6 +299,9 @@ static const struct workload workloads[] = {
 	{ "rr_1k", "rr 1 KiB", WL_RR, 1024, 1, SU_PLAIN },
 	{ "rr_1k_c" STR(BENCH_RR_CLIENTS), "rr 1 KiB x" STR(BENCH_RR_CLIENTS),
 	  WL_RR, 1024, BENCH_RR_CLIENTS, SU_PLAIN },
+	{ "rr_1k_c" STR(BENCH_RR_CLIENTS_MANY),
+	  "rr 1 KiB x" STR(BENCH_RR_CLIENTS_MANY), WL_RR, 1024,
+	  BENCH_RR_CLIENTS_MANY, 1u << SUITE_SIDECAR },
 	{ "rr_16k", "rr 16 KiB", WL_RR, 16384, 1, SU_PLAIN },
 	{ "stream_64k", "stream 64 KiB", WL_STREAM, BENCH_STREAM_CHUNK, 1,
 	  SU_PLAIN | SU_TLS },
@@ -2968,7 +2973,8 @@ static void bench_usage(FILE *f)
 		"                    haproxy,haproxy1;\n"
 		"                    direct,sidelane,haproxy,stunnel)\n"
 		"  --workloads LIST  comma-separated subset of the suite's workloads\n"
-		"                    (rr_64,rr_1k,rr_1k_c16,rr_16k,stream_64k; tls: stream_64k,\n"
+		"                    (rr_64,rr_1k,rr_1k_c16,rr_16k,stream_64k; sidecar also\n"
+		"                    rr_1k_c64; tls: stream_64k,\n"
 		"                    conn_64)\n"
 		"  --pin none|same|split  server and client CPUs: scheduler's choice\n"
 		"                    (default), both on one CPU, or on two CPUs; a\n"
