@@ -306,7 +306,8 @@ static const struct workload workloads[] = {
 	{ "stream_64k", "stream 64 KiB", WL_STREAM, BENCH_STREAM_CHUNK, 1,
 	  SU_PLAIN | SU_TLS },
 	/* a new connection per request: connect, request, response, close */
-	{ "conn_64", "conn 64 B", WL_CONN, 64, BENCH_CONN_CLIENTS, SU_TLS },
+	{ "conn_64", "conn 64 B", WL_CONN, 64, BENCH_CONN_CLIENTS,
+	  SU_TLS | (1u << SUITE_SIDECAR) },
 };
 #define NR_WORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
 
@@ -1459,7 +1460,10 @@ static int conn_client(int idx, void *arg)
 			err = read_full(fd, buf, size);
 		t1 = now_ns();
 		if (!err) {
-			n = read(fd, &eof, 1);
+			/* the server's close: a non-blocking client waits */
+			do
+				n = read(fd, &eof, 1);
+			while (n < 0 && errno == EAGAIN && !io_wait(fd, POLLIN));
 			err = n < 0 ? errno : n ? EBADMSG : 0;
 		}
 		close(fd);
@@ -1823,13 +1827,34 @@ static int start_sidelane_proc(enum proc p, enum cg app, const char *pin_root,
 /* sidecar: a sidelane with a config whose outbound port is free; the
  * sl-relay mode's keeps every byte in its proxy (proxy.splice false).
  */
+/* BENCH_POLICY_RULES deny rules none of the bench's addresses match, so
+ * that a new connection pays for a policy of that size, as in a real pod.
+ */
+#define BENCH_POLICY_RULES 100
+
+static int policy_yaml(char *buf, size_t len)
+{
+	size_t n = snprintf(buf, len, "policy:\n  rules:\n");
+	int i;
+
+	for (i = 0; i < BENCH_POLICY_RULES && n < len; i++)
+		n += snprintf(buf + n, len - n,
+			      "    - {id: %d, action: deny, cidr: \"10.%d.%d.0/24\", "
+			      "ports: [\"%d\"]}\n",
+			      i + 1, i / 250, i % 250, 1000 + i);
+	return n < len ? 0 : -ENOSPC;
+}
+
 static int start_sidelane(const struct sl_sidecar *sc)
 {
-	char cfg[PATH_MAX];
+	char cfg[PATH_MAX], policy[BENCH_POLICY_RULES * 96];
 	int err;
 
 	proc_path(sc->proc, ".yaml", cfg, sizeof(cfg));
-	err = set_pin_root(sc->pin_root, sc->proc == PROC_RELAY ? "-relay" : "");
+	err = policy_yaml(policy, sizeof(policy));
+	if (!err)
+		err = set_pin_root(sc->pin_root,
+				   sc->proc == PROC_RELAY ? "-relay" : "");
 	if (!err)
 		err = pick_port(sc->port);
 	if (!err)
@@ -1841,9 +1866,10 @@ static int start_sidelane(const struct sl_sidecar *sc)
 				 "  splice: %s\n"
 				 "fastpath:\n"
 				 "  app_sockets: %s\n"
+				 "%s"
 				 SL_BENCH_ADMIN,
 				 *sc->port, sc->splice ? "true" : "false",
-				 sl_app_sockets_name[bs.app_sockets]);
+				 sl_app_sockets_name[bs.app_sockets], policy);
 	if (err) {
 		pr_warn("sidelane config %s: %s\n", cfg, strerror(-err));
 		return err;
