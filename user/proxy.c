@@ -782,7 +782,6 @@ static void side_flush(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
 	if (s == &c->up) {
 		c->bytes_up += n;
 		STAT_ADD(p, bytes_up, n);
-
 	} else {
 		c->bytes_down += n;
 		STAT_ADD(p, bytes_down, n);
