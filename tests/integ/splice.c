@@ -617,6 +617,51 @@ static void check_not_spliced(const char *name, const char *fail, bool splice,
 		th_pass(name);
 }
 
+/* The app resets a spliced connection (close() with SO_LINGER {1, 0})
+ * after its sends: the proxy passes the reset on only after every byte
+ * before it, pushed ones included, has left for the upstream, as it does
+ * for relayed bytes; the upstream reads them all, then ECONNRESET.
+ */
+static void check_reset(void)
+{
+	const char *name = "splice: the app resets after 1 MiB: the upstream gets every byte, then the reset";
+	struct hello h = { .mode = 'K' };
+	struct linger lg = { 1, 0 };
+	size_t sent = 0;
+	__u64 end;
+	int fd;
+
+	memset(&kres, 0, sizeof(kres));
+	fd = app_connect(false);
+	if (!TH_CHECK(fd >= 0, name, "connect: %s", strerror(-fd)))
+		return;
+	send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+	wait_spliced(fd);
+	while (sent < MiB) {
+		struct pollfd p = { fd, POLLOUT, 0 };
+		ssize_t n;
+
+		if (poll(&p, 1, 2000) != 1)
+			break;
+		n = send(fd, data + sent, MiB - sent, MSG_NOSIGNAL);
+		if (n > 0)
+			sent += n;
+		else if (n < 0 && errno != EAGAIN)
+			break;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+	end = th_now_ms() + 5000;
+	while (!__atomic_load_n(&kres.done, __ATOMIC_ACQUIRE) && th_now_ms() < end)
+		usleep(20 * 1000);
+	if (TH_CHECK(sent == MiB && kres.done && kres.got == MiB &&
+			     kres.err == ECONNRESET,
+		     name, "sent %zu, upstream ended after %llu B with %s", sent,
+		     (unsigned long long)kres.got,
+		     !kres.done ? "nothing yet" : kres.err ? strerror(kres.err) : "EOF"))
+		th_pass(name);
+}
+
 /* kill -9 mid-upload: both spliced sockets linger {1, 0}, so the upstream
  * gets a reset, never an EOF that would pass a cut upload as whole.
  */
@@ -708,6 +753,7 @@ int main(void)
 	check_status();
 	check_conns();
 	check_not_admitted();
+	check_reset();
 	check_kill9();
 	check_not_spliced("splice: after a failed self-test nothing is spliced: relayed, "
 			  "the line says redirect-off", "redirect", true, "redirect-off");
