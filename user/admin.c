@@ -119,6 +119,18 @@ static void m_one(FILE *f, const char *name, const char *type,
 #define COUNTER "counter"
 #define GAUGE "gauge"
 
+/* A family with one sample per name: name{label="names[i]"} vals[i]. */
+static void m_by_name(FILE *f, const char *name, const char *type,
+		      const char *help, const char *label,
+		      const char *const *names, const __u64 *vals, int n)
+{
+	int i;
+
+	m_family(f, name, type, help);
+	for (i = 0; i < n; i++)
+		m_sample(f, name, label, names[i], NULL, NULL, vals[i]);
+}
+
 static void metrics_proxy(FILE *f, const struct sl_admin *a,
 			  const struct sl_proxy_counters *c)
 {
@@ -223,19 +235,13 @@ static void metrics_admission(FILE *f, const struct sl_adm_status *adm)
 	      "1 when a sockmap socket on this kernel answers FIONREAD with the "
 	      "bytes TCP brought (the safe mode admits only then).",
 	      !!(adm->cfg.kernel & SL_KERNEL_TCP_FIONREAD));
-	m_family(f, "sidelane_admission_sockets_total", COUNTER,
-		 "Established sockets of the app and sidecar cgroups by "
-		 "admission reason (accelerated: admitted).");
-	for (i = 0; i < SL_ACC_NR; i++)
-		m_sample(f, "sidelane_admission_sockets_total", "reason",
-			 sl_acc_reason_name[i], NULL, NULL,
-			 adm->stats.sockets[i]);
-	m_family(f, "sidelane_admission_evicted_total", COUNTER,
-		 "Admitted sockets taken out of the sockhash again, by reason.");
-	for (i = 0; i < SL_ACC_NR; i++)
-		m_sample(f, "sidelane_admission_evicted_total", "reason",
-			 sl_acc_reason_name[i], NULL, NULL,
-			 adm->stats.evicted[i]);
+	m_by_name(f, "sidelane_admission_sockets_total", COUNTER,
+		  "Established sockets of the app and sidecar cgroups by "
+		  "admission reason (accelerated: admitted).",
+		  "reason", sl_acc_reason_name, adm->stats.sockets, SL_ACC_NR);
+	m_by_name(f, "sidelane_admission_evicted_total", COUNTER,
+		  "Admitted sockets taken out of the sockhash again, by reason.",
+		  "reason", sl_acc_reason_name, adm->stats.evicted, SL_ACC_NR);
 }
 
 static void metrics_splice(FILE *f, const struct sl_admin *a,
@@ -263,12 +269,10 @@ static void metrics_splice(FILE *f, const struct sl_admin *a,
 	m_one(f, "sidelane_splice_pushed_messages_total", COUNTER,
 	      "Messages sk_msg pushed straight into an upstream.",
 	      sp->st.pushed_msgs);
-	m_family(f, "sidelane_splice_relayed_messages_total", COUNTER,
-		 "Messages of spliced connections that took the proxy's relay, "
-		 "by why.");
-	for (i = 0; i < SL_SPW_NR; i++)
-		m_sample(f, "sidelane_splice_relayed_messages_total", "why",
-			 sl_splice_why_name[i], NULL, NULL, sp->st.relay[i]);
+	m_by_name(f, "sidelane_splice_relayed_messages_total", COUNTER,
+		  "Messages of spliced connections that took the proxy's relay, "
+		  "by why.",
+		  "why", sl_splice_why_name, sp->st.relay, SL_SPW_NR);
 }
 
 static void metrics_fastpath(FILE *f, const struct sl_fp_status *fp)
@@ -305,20 +309,15 @@ static void metrics_fastpath(FILE *f, const struct sl_fp_status *fp)
 
 static void metrics_capture(FILE *f, const struct sl_cap_status *cs)
 {
-	int i;
-
 	m_one(f, "sidelane_capture_attached", GAUGE,
 	      "1 when the connect hooks are attached.", cs->attached);
 	m_one(f, "sidelane_capture_enabled", GAUGE,
 	      "1 when connects are captured (0: connect-time policy only).",
 	      cs->cfg.enabled);
-	m_family(f, "sidelane_capture_connects_total", COUNTER,
-		 "TCP connects of the app seen by the connect hooks, by what "
-		 "was done and why.");
-	for (i = 0; i < SL_CR_NR; i++)
-		m_sample(f, "sidelane_capture_connects_total", "reason",
-			 sl_capture_reason_name[i], NULL, NULL,
-			 cs->stats.reason[i]);
+	m_by_name(f, "sidelane_capture_connects_total", COUNTER,
+		  "TCP connects of the app seen by the connect hooks, by what "
+		  "was done and why.",
+		  "reason", sl_capture_reason_name, cs->stats.reason, SL_CR_NR);
 	m_family(f, "sidelane_capture_origdst_total", COUNTER,
 		 "SO_ORIGINAL_DST queries answered, or missed (a socket "
 		 "capture knows nothing of).");
