@@ -45,12 +45,15 @@
 static struct th_env env;
 static char cfg_path[PATH_MAX], alog_path[PATH_MAX], log_path[PATH_MAX];
 static int amb_port, srv_port, srv_fd = -1;
+static char *data; /* 64 MiB of th_fill(): what the app and upstream send */
 
 /* ---- the upstream server: one thread per connection ---- */
 
 /* What the client asks for, in its first 16 bytes. */
 struct hello {
-	char mode; /* 'S' sink, 'E' echo, 'W' slow sink, 'K' until it ends */
+	char mode; /* 'S' sink, 'E' echo, 'W' slow sink, 'K' until it ends,
+		    * 'D' send len bytes of data, then close
+		    */
 	char pad[7];
 	__u64 len; /* S/W: bytes that follow before the client's EOF */
 };
@@ -86,6 +89,15 @@ static void *srv_conn(void *arg)
 
 	if (!buf || !md || read_full(fd, &h, sizeof(h)))
 		goto out;
+	if (h.mode == 'D') { /* as fast as the proxy takes it */
+		for (got = 0; got < h.len;) {
+			n = send(fd, data + got, h.len - got, MSG_NOSIGNAL);
+			if (n <= 0)
+				break;
+			got += n;
+		}
+		goto out;
+	}
 	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
 	for (;;) {
 		n = recv(fd, buf, h.mode == 'W' ? 4 * KiB : 256 * KiB, 0);
@@ -355,8 +367,6 @@ static int local_port(int fd)
 	return getsockname(fd, (void *)&a, &l) ? -1 : ntohs(a.sin_port);
 }
 
-static char *data;
-
 /* Wait until the proxy has spliced fd's connection (its entry in
  * sl_splice_idx, keyed by the sidecar's end): the splice point. 0 or
  * -ETIMEDOUT.
@@ -550,6 +560,51 @@ static void check_conns(void)
 	if (TH_CHECK(!rc && n == 2, name, "exit %d, %d entries with %s: %.2000s", rc,
 		     n, want, out))
 		th_pass(name);
+}
+
+/* A fast upstream and a slow reader in the app, on a spliced connection
+ * (its download half is relayed): every byte, in order.
+ */
+static void check_slow_reader(void)
+{
+	const char *name = "splice: a fast upstream and a slow app reader: 16 MiB byte-exact, in order";
+	struct hello h = { .mode = 'D', .len = 16 * MiB };
+	char *in = malloc(16 * MiB), line[2048];
+	size_t got = 0;
+	__u64 end = th_now_ms() + IO_MS;
+	int fd, lport;
+
+	fd = app_connect(false);
+	if (!TH_CHECK(in && fd >= 0, name, "connect: %s", strerror(-fd)))
+		goto out;
+	lport = local_port(fd);
+	send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+	wait_spliced(fd);
+	while (got < h.len && th_now_ms() < end) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		ssize_t n;
+
+		if (poll(&p, 1, 1000) != 1)
+			continue;
+		n = recv(fd, in + got, 16 * KiB, MSG_DONTWAIT);
+		if (n <= 0 && !(n < 0 && errno == EAGAIN))
+			break;
+		if (n > 0)
+			got += n;
+		usleep(200); /* about 80 MB/s at most */
+	}
+	shutdown(fd, SHUT_WR);
+	close(fd);
+	if (TH_CHECK(got == h.len && !memcmp(in, data, got), name,
+		     "got %zu of %llu B, %s", got, (unsigned long long)h.len,
+		     got == h.len && !memcmp(in, data, got) ? "equal" : "differs") &&
+	    TH_CHECK(!relay_line(lport, line, sizeof(line)) &&
+			     strstr(line, "\"splice\":\"spliced\"") &&
+			     field(line, "bytes_down") == h.len,
+		     name, "relay line: %s", line))
+		th_pass(name);
+out:
+	free(in);
 }
 
 /* A blocking app socket is not admitted: relayed, and the line says why. */
@@ -750,6 +805,7 @@ int main(void)
 			 "both ways (upload spliced, download relayed)", sizes[i]);
 		check_duplex(name, sizes[i]);
 	}
+	check_slow_reader();
 	check_status();
 	check_conns();
 	check_not_admitted();
