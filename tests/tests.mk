@@ -19,14 +19,15 @@ test: deps all unit deploy-check integ
 
 # `make soak [SOAK_MINUTES=N]`: the integration binaries over and over until
 # the deadline; stops at the first failure (rare races show up here, not in a
-# single `make test`). Bounded in time, loopback only.
+# single `make test`). Bounded in time, loopback only. SIDELANE_TEST_LONG
+# adds the long cases (1 GiB spliced uploads and full duplex).
 SOAK_MINUTES ?= 10
 soak: deps all $(INTEG_BINS)
 	$(Q)end=$$(( $$(date +%s) + $(SOAK_MINUTES) * 60 )); n=0; \
 	while [ $$(date +%s) -lt $$end ]; do \
 		n=$$((n + 1)); \
 		for t in $(INTEG_BINS); do \
-			$$t > $$t.log 2>&1 || { cat $$t.log; \
+			SIDELANE_TEST_LONG=1 $$t > $$t.log 2>&1 || { cat $$t.log; \
 				echo "soak: $$t failed in round $$n"; exit 1; }; \
 		done; \
 		echo "  SOAK     round $$n passed"; \

@@ -45,7 +45,22 @@
 static struct th_env env;
 static char cfg_path[PATH_MAX], alog_path[PATH_MAX], log_path[PATH_MAX];
 static int amb_port, srv_port, srv_fd = -1;
-static char *data; /* 64 MiB of th_fill(): what the app and upstream send */
+#define DATA_LEN (64 * MiB)
+static char *data; /* DATA_LEN of th_fill(): what the app and upstream send */
+
+/* SHA-256 of len bytes of data repeated. */
+static void data_sha256(size_t len, unsigned char out[32])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned int dl;
+	size_t off;
+
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	for (off = 0; off < len; off += DATA_LEN)
+		EVP_DigestUpdate(md, data, len - off < DATA_LEN ? len - off : DATA_LEN);
+	EVP_DigestFinal_ex(md, out, &dl);
+	EVP_MD_CTX_free(md);
+}
 
 /* ---- the upstream server: one thread per connection ---- */
 
@@ -223,11 +238,12 @@ fail:
  * comes back when rx, into rx_buf while it has room. 0 or -errno.
  */
 struct xfer {
-	const char *buf;
+	const char *buf; /* DATA_LEN bytes, sent over and over up to len */
 	size_t len;
 	bool et, half_close;
 	char *rx_buf; /* echo: what came back */
 	size_t rx_len, rx_got;
+	EVP_MD_CTX *rx_md; /* or, instead of rx_buf, a digest of rx_len bytes */
 	unsigned int eagain;
 	/* the app socket's messages sk_msg decided on, read from its record
 	 * before the half-close (its TCP_CLOSE drops the record); ~0 if none
@@ -258,7 +274,8 @@ static int xfer(int fd, struct xfer *x)
 		if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev))
 			return -errno;
 	}
-	while (off < x->len || (x->rx_buf && x->rx_got < x->rx_len)) {
+	while (off < x->len ||
+	       ((x->rx_buf || x->rx_md) && x->rx_got < x->rx_len)) {
 		ssize_t n;
 
 		if (th_now_ms() > deadline) {
@@ -287,7 +304,9 @@ static int xfer(int fd, struct xfer *x)
 			chunk = 1 + (seed >> 33) % (64 * KiB);
 			if (chunk > x->len - off)
 				chunk = x->len - off;
-			n = send(fd, x->buf + off, chunk, MSG_NOSIGNAL);
+			if (chunk > DATA_LEN - off % DATA_LEN)
+				chunk = DATA_LEN - off % DATA_LEN;
+			n = send(fd, x->buf + off % DATA_LEN, chunk, MSG_NOSIGNAL);
 			if (n > 0) {
 				off += n;
 				if (off == x->len && x->half_close) {
@@ -314,6 +333,10 @@ static int xfer(int fd, struct xfer *x)
 				 MSG_DONTWAIT);
 			if (n > 0 && dst != scratch)
 				x->rx_got += n;
+			else if (n > 0 && x->rx_md) {
+				EVP_DigestUpdate(x->rx_md, scratch, n);
+				x->rx_got += n;
+			}
 			else if (n < 0 && errno == EAGAIN)
 				rd_ready = !x->et;
 			else if (n <= 0) {
@@ -412,7 +435,7 @@ static void check_upload(const char *name, size_t len, char mode, bool et,
 	char line[2048];
 	int fd, err, lport;
 
-	th_sha256(data, len, sha);
+	data_sha256(len, sha);
 	splice_stats(&s0);
 	th_counters(&env, &c0);
 	fd = app_connect(false);
@@ -560,6 +583,34 @@ static void check_conns(void)
 	if (TH_CHECK(!rc && n == 2, name, "exit %d, %d entries with %s: %.2000s", rc,
 		     n, want, out))
 		th_pass(name);
+}
+
+/* check_duplex() for more than DATA_LEN: what comes back is digested. */
+static void check_duplex_long(const char *name, size_t len)
+{
+	struct hello h = { .mode = 'E', .len = len };
+	unsigned char want[32], got[32];
+	struct xfer x = { .buf = data, .len = len, .half_close = true,
+			  .rx_len = len, .rx_md = EVP_MD_CTX_new() };
+	unsigned int dl;
+	int fd, err;
+
+	fd = app_connect(false);
+	if (!TH_CHECK(x.rx_md && fd >= 0, name, "connect: %s", strerror(-fd)))
+		goto out;
+	EVP_DigestInit_ex(x.rx_md, EVP_sha256(), NULL);
+	err = send(fd, &h, sizeof(h), MSG_NOSIGNAL) == sizeof(h) ? 0 : -errno;
+	err = err ?: wait_spliced(fd);
+	err = err ?: xfer(fd, &x);
+	close(fd);
+	EVP_DigestFinal_ex(x.rx_md, got, &dl);
+	data_sha256(len, want);
+	if (TH_CHECK(!err && x.rx_got == len && !memcmp(got, want, 32), name,
+		     "%s: echo %zu of %zu B, SHA-256 %s", strerror(-err), x.rx_got,
+		     len, memcmp(got, want, 32) ? "differs" : "equal"))
+		th_pass(name);
+out:
+	EVP_MD_CTX_free(x.rx_md);
 }
 
 /* A fast upstream and a slow reader in the app, on a spliced connection
@@ -770,7 +821,7 @@ int main(void)
 	th_watchdog(180, "splice");
 	snprintf(cfg_path, sizeof(cfg_path), "/tmp/sidelane-test-splice-%d.yaml", (int)getpid());
 	snprintf(alog_path, sizeof(alog_path), "/tmp/sidelane-test-splice-%d.log", (int)getpid());
-	data = malloc(64 * MiB);
+	data = malloc(DATA_LEN);
 	err = data ? th_cleanup_push(remove_files, NULL) : -ENOMEM;
 	err = err ?: th_env_setup_opts(&env, "splice",
 				       &(struct th_env_opts){ .sidecar = true });
@@ -781,7 +832,7 @@ int main(void)
 	}
 	if (!TH_CHECK(!err, setup, "%s", strerror(-err)))
 		goto out;
-	th_fill(data, 64 * MiB, 77);
+	th_fill(data, DATA_LEN, 77);
 	mkdir("build/tests/logs", 0755);
 	snprintf(log_path, sizeof(log_path), "build/tests/logs/sidelane-%s.log", env.name);
 	snprintf(env.log, sizeof(env.log), "%s", log_path);
@@ -804,6 +855,14 @@ int main(void)
 		snprintf(name, sizeof(name), "splice: full duplex echo of %zu B: byte-exact "
 			 "both ways (upload spliced, download relayed)", sizes[i]);
 		check_duplex(name, sizes[i]);
+	}
+	/* make soak: the long cases */
+	if (getenv("SIDELANE_TEST_LONG")) {
+		check_upload("splice: upload of 1 GiB in random chunks: byte-exact, "
+			     "every message pushed or a counted fallback",
+			     1UL << 30, 'S', false, false);
+		check_duplex_long("splice: full duplex echo of 1 GiB: byte-exact both "
+				  "ways (SHA-256)", 1UL << 30);
 	}
 	check_slow_reader();
 	check_status();
