@@ -462,20 +462,25 @@ static ssize_t tls_buf_write(struct sl_buf *b, struct sl_side *s)
 
 /* ---- sockets ---- */
 
+/* Unread bytes: TCP's close() resets (RFC 2525 2.17), but bytes an app
+ * socket redirected into the app side's socket sit in its psock, where
+ * tcp_close() does not look, and it would send a FIN. Reset ourselves, so
+ * the app sees the same either way. (The upstream side is never a
+ * redirect target.)
+ */
+static bool has_unread(int fd)
+{
+	char b;
+
+	return fd >= 0 && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
 static void close_fd(int fd, bool abort)
 {
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-	char b;
 
 	if (fd < 0)
 		return;
-	/* Unread bytes: TCP's close() resets (RFC 2525 2.17), but bytes
-	 * redirected into a socket of ours sit in its psock, where
-	 * tcp_close() does not look, and it would send a FIN. Reset
-	 * ourselves, so the app sees the same either way.
-	 */
-	if (!abort && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
-		abort = true;
 	/* linger {1, 0}: close() sends an RST instead of a FIN */
 	if (abort)
 		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
@@ -660,7 +665,8 @@ static void conn_close(struct sl_proxy *p, struct sl_conn *c,
 		 (reason != SL_CLOSE_IDLE_TIMEOUT &&
 		  reason != SL_CLOSE_SHUTDOWN));
 	sl_splice_stop(p->splicer, &c->sp, c->app.fd, c->up.fd);
-	close_fd(c->app.fd, abort && !keeps_fin(c, &c->app));
+	close_fd(c->app.fd,
+		 (abort && !keeps_fin(c, &c->app)) || has_unread(c->app.fd));
 	close_fd(c->up.fd, abort && !keeps_fin(c, &c->up));
 	c->app.fd = c->up.fd = -1;
 	if (c->res)

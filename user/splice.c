@@ -14,6 +14,7 @@
 #include <bpf/bpf.h>
 #include "sidelane.h"
 #include "acct.h"
+#include "admission.h"
 #include "fastpath_user.h"
 #include "splice_user.h"
 #include "log.h"
@@ -121,6 +122,10 @@ void sl_splice_print(FILE *f, const struct sl_splice_status *s, int json)
 struct sl_splicer {
 	int relay_fd, idx_fd, conns_fd;
 	bool redirect_off; /* sl_fp_cfg: sk_msg pushes nothing */
+	/* sl_adm_cfg: no app socket can be admitted (mode none, or safe on a
+	 * kernel that changes FIONREAD): no per-connection look-up
+	 */
+	bool none_admitted;
 	struct sl_splice_slot *slots; /* sl_splice, mmap()ed */
 	uint32_t free[SL_MAX_SPLICES]; /* a stack of free slots */
 	uint32_t n_free;
@@ -187,6 +192,18 @@ int sl_splicer_open(const char *pin_root, struct sl_splicer **out)
 				   cfg.redirect_off;
 		close(fd);
 	}
+	fd = sl_pin_open(pin_root, SL_MAP_ADM_CFG);
+	if (fd >= 0) {
+		struct sl_adm_cfg adm;
+		__u32 zero = 0;
+
+		sp->none_admitted =
+			!bpf_map_lookup_elem(fd, &zero, &adm) &&
+			(adm.mode == SL_APP_NONE ||
+			 (adm.mode == SL_APP_SAFE &&
+			  !(adm.kernel & SL_KERNEL_TCP_FIONREAD)));
+		close(fd);
+	}
 	/* A restart: what an earlier process spliced died with its sockets
 	 * (closed with it, reset by SO_LINGER {1, 0}); its entries are stale.
 	 */
@@ -238,6 +255,8 @@ enum sl_splice_result sl_splice_start(struct sl_splicer *sp, int app_fd,
 		return SL_SPLICE_UNAVAILABLE;
 	if (sp->redirect_off)
 		return SL_SPLICE_REDIRECT_OFF;
+	if (sp->none_admitted)
+		return SL_SPLICE_NOT_ADMITTED;
 	if (!peer_admitted(sp, app_fd, &cookie))
 		return SL_SPLICE_NOT_ADMITTED;
 	if (!sp->n_free)
