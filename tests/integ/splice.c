@@ -45,6 +45,11 @@
 static struct th_env env;
 static char cfg_path[PATH_MAX], alog_path[PATH_MAX], log_path[PATH_MAX];
 static int amb_port, srv_port, srv_fd = -1;
+/* the same over IPv6 ([::1]): app_connect() and relay_line() use it when
+ * use_v6
+ */
+static int amb6_port, srv6_port, srv6_fd = -1;
+static bool use_v6;
 #define DATA_LEN (64 * MiB)
 static char *data; /* DATA_LEN of th_fill(): what the app and upstream send */
 
@@ -154,11 +159,10 @@ out:
 
 static void *srv_main(void *arg)
 {
+	int lfd = (int)(long)arg, fd;
 	pthread_t t;
-	int fd;
 
-	(void)arg;
-	while ((fd = accept4(srv_fd, NULL, NULL, SOCK_CLOEXEC)) >= 0)
+	while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0)
 		if (!pthread_create(&t, NULL, srv_conn, (void *)(long)fd))
 			pthread_detach(t);
 	return NULL;
@@ -181,10 +185,12 @@ static int start(const char *mode, bool splice)
 		 "capture:\n  enabled: false\n"
 		 "proxy:\n  splice: %s\n  ambassadors:\n"
 		 "    - listen: \"127.0.0.1:%d\"\n      upstream: \"127.0.0.1:%d\"\n"
+		 "    - listen: \"[::1]:%d\"\n      upstream: \"[::1]:%d\"\n"
 		 "admin:\n  listen: \"\"\n  drain_timeout_ms: 0\n"
 		 "accounting:\n  access_log: \"%s\"\n"
 		 "fastpath:\n  app_sockets: %s\n",
-		 splice ? "true" : "false", amb_port, srv_port, alog_path, mode);
+		 splice ? "true" : "false", amb_port, srv_port, amb6_port,
+		 srv6_port, alog_path, mode);
 	return th_env_run_config(&env, cfg_path, text);
 }
 
@@ -209,15 +215,20 @@ static int app_connect(bool blocking)
 	struct sockaddr_in a = { .sin_family = AF_INET,
 				 .sin_port = htons(amb_port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6,
+				   .sin6_port = htons(amb6_port),
+				   .sin6_addr = IN6ADDR_LOOPBACK_INIT };
 	struct pollfd p;
 	int fd, err = 0;
 	socklen_t len = sizeof(err);
 
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC |
-				     (blocking ? 0 : SOCK_NONBLOCK), 0);
+	fd = socket(use_v6 ? AF_INET6 : AF_INET,
+		    SOCK_STREAM | SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK), 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (void *)&a, sizeof(a)) && errno != EINPROGRESS)
+	if (connect(fd, use_v6 ? (void *)&a6 : (void *)&a,
+		    use_v6 ? sizeof(a6) : sizeof(a)) &&
+	    errno != EINPROGRESS)
 		goto fail;
 	p = (struct pollfd){ fd, POLLOUT, 0 };
 	if (poll(&p, 1, 2000) != 1 ||
@@ -357,7 +368,8 @@ static int relay_line(int lport, char *out, size_t len)
 	__u64 end = th_now_ms() + 3000;
 	FILE *f;
 
-	snprintf(want, sizeof(want), "\"peer\":\"127.0.0.1:%d\"", lport);
+	snprintf(want, sizeof(want), use_v6 ? "\"peer\":\"[::1]:%d\"" :
+					     "\"peer\":\"127.0.0.1:%d\"", lport);
 	while (th_now_ms() < end) {
 		f = fopen(alog_path, "r");
 		while (f && fgets(out, (int)len, f))
@@ -384,10 +396,10 @@ static unsigned long long field(const char *line, const char *name)
 
 static int local_port(int fd)
 {
-	struct sockaddr_in a;
+	struct sockaddr_in6 a; /* sin_port and sin6_port share an offset */
 	socklen_t l = sizeof(a);
 
-	return getsockname(fd, (void *)&a, &l) ? -1 : ntohs(a.sin_port);
+	return getsockname(fd, (void *)&a, &l) ? -1 : ntohs(a.sin6_port);
 }
 
 /* Wait until the proxy has spliced fd's connection (its entry in
@@ -812,7 +824,7 @@ int main(void)
 {
 	static const size_t sizes[] = { 1, 1000, 64 * KiB, MiB, 16 * MiB, 64 * MiB };
 	const char *setup = "splice: setup: cgroups, upstream server, sidelane run (app_sockets send)";
-	pthread_t srv;
+	pthread_t srv, srv6;
 	char name[128];
 	size_t i;
 	int err;
@@ -828,7 +840,13 @@ int main(void)
 	/* the upstream listens from our own cgroup, outside sidelane's */
 	if (!err) {
 		srv_fd = th_listen("127.0.0.1", 64, &srv_port);
-		err = srv_fd < 0 ? srv_fd : -pthread_create(&srv, NULL, srv_main, NULL);
+		srv6_fd = th_listen("::1", 64, &srv6_port);
+		err = srv_fd < 0   ? srv_fd :
+		      srv6_fd < 0 ? srv6_fd :
+				    -pthread_create(&srv, NULL, srv_main,
+						    (void *)(long)srv_fd);
+		err = err ?: -pthread_create(&srv6, NULL, srv_main,
+					     (void *)(long)srv6_fd);
 	}
 	if (!TH_CHECK(!err, setup, "%s", strerror(-err)))
 		goto out;
@@ -837,7 +855,9 @@ int main(void)
 	snprintf(log_path, sizeof(log_path), "build/tests/logs/sidelane-%s.log", env.name);
 	snprintf(env.log, sizeof(env.log), "%s", log_path);
 	amb_port = th_free_port();
-	err = amb_port < 0 ? amb_port : start("send", true);
+	amb6_port = th_free_port();
+	err = amb_port < 0 ? amb_port : amb6_port < 0 ? amb6_port :
+						      start("send", true);
 	err = err ?: th_enter(&env);
 	if (!TH_CHECK(!err, setup, "%s (log %s)", strerror(-err), log_path))
 		goto out;
@@ -864,6 +884,14 @@ int main(void)
 		check_duplex_long("splice: full duplex echo of 1 GiB: byte-exact both "
 				  "ways (SHA-256)", 1UL << 30);
 	}
+	/* the same over IPv6: keys of 16-byte addresses end to end */
+	use_v6 = true;
+	check_upload("splice/ipv6: upload of 16 MiB in random chunks: byte-exact, "
+		     "every message pushed or a counted fallback",
+		     16 * MiB, 'S', false, false);
+	check_duplex("splice/ipv6: full duplex echo of 1 MiB: byte-exact both ways",
+		     MiB);
+	use_v6 = false;
 	check_slow_reader();
 	check_status();
 	check_conns();
@@ -878,6 +906,8 @@ out:
 	err = th_env_teardown(&env);
 	if (srv_fd >= 0)
 		shutdown(srv_fd, SHUT_RDWR);
+	if (srv6_fd >= 0)
+		shutdown(srv6_fd, SHUT_RDWR);
 	th_cleanup_pop(remove_files, NULL, true);
 	if (TH_CHECK(!err, "splice: teardown: sidelane stopped, cgroups and pins removed",
 		     "%s", strerror(-err)))
