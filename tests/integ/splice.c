@@ -72,7 +72,8 @@ static void data_sha256(size_t len, unsigned char out[32])
 /* What the client asks for, in its first 16 bytes. */
 struct hello {
 	char mode; /* 'S' sink, 'E' echo, 'W' slow sink, 'K' until it ends,
-		    * 'D' send len bytes of data, then close
+		    * 'D' send len bytes of data, then close, 'H' like K but
+		    * reads nothing until hold_release
 		    */
 	char pad[7];
 	__u64 len; /* S/W: bytes that follow before the client's EOF */
@@ -82,6 +83,7 @@ struct srv_result { /* of the last 'K' connection */
 	int done, err; /* err: how it ended (0: EOF) */
 	__u64 got;
 } kres;
+static int hold_release;
 
 static int read_full(int fd, void *buf, size_t len)
 {
@@ -119,10 +121,12 @@ static void *srv_conn(void *arg)
 		goto out;
 	}
 	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	while (h.mode == 'H' && !__atomic_load_n(&hold_release, __ATOMIC_ACQUIRE))
+		usleep(10 * 1000);
 	for (;;) {
 		n = recv(fd, buf, h.mode == 'W' ? 4 * KiB : 256 * KiB, 0);
 		if (n <= 0) {
-			if (h.mode == 'K') {
+			if (h.mode == 'K' || h.mode == 'H') {
 				kres.err = n < 0 ? errno : 0;
 				kres.got = got;
 				__atomic_store_n(&kres.done, 1, __ATOMIC_RELEASE);
@@ -670,6 +674,71 @@ out:
 	free(in);
 }
 
+/* The upstream stops reading. A non-blocking app writing into its spliced
+ * connection must end up with EAGAIN and its socket not writable (no spin),
+ * with a bounded amount taken; once the upstream reads again, an
+ * edge-triggered EPOLLOUT must come (no stall), and every byte arrives.
+ */
+static void check_backpressure(void)
+{
+	const char *name = "splice: a stopped upstream: EAGAIN with the app socket not "
+			   "writable, an EPOLLOUT edge once it reads, every byte";
+	struct hello h = { .mode = 'H' };
+	struct epoll_event ev = { .events = EPOLLOUT | EPOLLET }, e;
+	size_t sent = 0, cap = 256 * MiB;
+	int fd, ep = -1, writable = -1, edge = 0;
+	__u64 end;
+
+	memset(&kres, 0, sizeof(kres));
+	__atomic_store_n(&hold_release, 0, __ATOMIC_RELEASE);
+	fd = app_connect(false);
+	if (!TH_CHECK(fd >= 0, name, "connect: %s", strerror(-fd)))
+		return;
+	send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+	wait_spliced(fd);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+	/* fill everything between the app and the stopped upstream */
+	end = th_now_ms() + IO_MS;
+	while (sent < cap && th_now_ms() < end) {
+		ssize_t n = send(fd, data + sent % DATA_LEN,
+				 64 * KiB - (sent % DATA_LEN) % (64 * KiB),
+				 MSG_NOSIGNAL);
+
+		if (n > 0) {
+			sent += n;
+			continue;
+		}
+		if (n < 0 && errno == EAGAIN) {
+			struct pollfd p = { fd, POLLOUT, 0 };
+
+			/* a spinning app would see POLLOUT here at once */
+			writable = poll(&p, 1, 200) == 1 && (p.revents & POLLOUT);
+			if (writable)
+				continue; /* TCP freed room meanwhile: go on */
+		}
+		break;
+	}
+	/* drain any edge the filling left, then let the upstream read */
+	while (epoll_wait(ep, &e, 1, 0) > 0)
+		;
+	__atomic_store_n(&hold_release, 1, __ATOMIC_RELEASE);
+	edge = epoll_wait(ep, &e, 1, 5000) == 1 && (e.events & EPOLLOUT);
+	shutdown(fd, SHUT_WR);
+	end = th_now_ms() + IO_MS;
+	while (!__atomic_load_n(&kres.done, __ATOMIC_ACQUIRE) && th_now_ms() < end)
+		usleep(20 * 1000);
+	close(fd);
+	close(ep);
+	th_info("%s: %zu B taken before EAGAIN, writable after it: %d, edge: %d, "
+		"upstream got %llu B", name, sent, writable, edge,
+		(unsigned long long)kres.got);
+	if (TH_CHECK(sent < cap && writable == 0 && edge && kres.done &&
+			     !kres.err && kres.got == sent,
+		     name, "see the line above"))
+		th_pass(name);
+}
+
 /* A blocking app socket is not admitted: relayed, and the line says why. */
 static void check_not_admitted(void)
 {
@@ -893,6 +962,7 @@ int main(void)
 		     MiB);
 	use_v6 = false;
 	check_slow_reader();
+	check_backpressure();
 	check_status();
 	check_conns();
 	check_not_admitted();
