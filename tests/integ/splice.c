@@ -73,7 +73,8 @@ static void data_sha256(size_t len, unsigned char out[32])
 struct hello {
 	char mode; /* 'S' sink, 'E' echo, 'W' slow sink, 'K' until it ends,
 		    * 'D' send len bytes of data, then close, 'H' like K but
-		    * reads nothing until hold_release
+		    * reads nothing until hold_release, 'R' reads 1 KiB, then
+		    * resets
 		    */
 	char pad[7];
 	__u64 len; /* S/W: bytes that follow before the client's EOF */
@@ -111,6 +112,13 @@ static void *srv_conn(void *arg)
 
 	if (!buf || !md || read_full(fd, &h, sizeof(h)))
 		goto out;
+	if (h.mode == 'R') {
+		struct linger lg = { 1, 0 };
+
+		read_full(fd, buf, KiB);
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		goto out;
+	}
 	if (h.mode == 'D') { /* as fast as the proxy takes it */
 		for (got = 0; got < h.len;) {
 			n = send(fd, data + got, h.len - got, MSG_NOSIGNAL);
@@ -739,6 +747,51 @@ static void check_backpressure(void)
 		th_pass(name);
 }
 
+/* The end of a spliced upload: after shutdown(SHUT_WR) a send() fails
+ * EPIPE, as on TCP; and when the upstream resets, the app's sends start
+ * failing with ECONNRESET or EPIPE (the proxy passes the reset on), never
+ * vanish into a dead upstream.
+ */
+static void check_errors(void)
+{
+	const char *n1 = "splice: send() after shutdown(SHUT_WR) fails EPIPE";
+	const char *n2 = "splice: the upstream resets: the app's send() fails within 2 s";
+	struct hello h = { .mode = 'S', .len = 1000 };
+	int fd, i, err = 0;
+	__u64 end;
+
+	fd = app_connect(false);
+	if (!TH_CHECK(fd >= 0, n1, "connect: %s", strerror(-fd)))
+		return;
+	send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+	wait_spliced(fd);
+	send(fd, data, 1000, MSG_NOSIGNAL);
+	shutdown(fd, SHUT_WR);
+	errno = 0;
+	i = send(fd, data, 10, MSG_NOSIGNAL);
+	if (TH_CHECK(i < 0 && errno == EPIPE, n1, "send %d (%s)", i,
+		     strerror(errno)))
+		th_pass(n1);
+	close(fd);
+
+	h.mode = 'R';
+	fd = app_connect(false);
+	if (!TH_CHECK(fd >= 0, n2, "connect: %s", strerror(-fd)))
+		return;
+	send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+	wait_spliced(fd);
+	end = th_now_ms() + 2000;
+	while (!err && th_now_ms() < end) {
+		if (send(fd, data, 4 * KiB, MSG_NOSIGNAL) < 0 && errno != EAGAIN)
+			err = errno;
+		usleep(10 * 1000);
+	}
+	close(fd);
+	if (TH_CHECK(err == ECONNRESET || err == EPIPE, n2, "last error %s",
+		     err ? strerror(err) : "none"))
+		th_pass(n2);
+}
+
 /* A blocking app socket is not admitted: relayed, and the line says why. */
 static void check_not_admitted(void)
 {
@@ -963,6 +1016,7 @@ int main(void)
 	use_v6 = false;
 	check_slow_reader();
 	check_backpressure();
+	check_errors();
 	check_status();
 	check_conns();
 	check_not_admitted();
