@@ -280,7 +280,7 @@ static const struct suite_desc {
 	},
 };
 
-enum wl_kind { WL_RR, WL_STREAM, WL_CONN };
+enum wl_kind { WL_RR, WL_STREAM, WL_CONN, WL_DUPLEX };
 #define KIND(k) (1u << (k))
 
 struct workload {
@@ -306,6 +306,9 @@ static const struct workload workloads[] = {
 	{ "stream_64k", "stream 64 KiB", WL_STREAM, BENCH_STREAM_CHUNK, 1,
 	  SU_PLAIN | SU_TLS },
 	/* a new connection per request: connect, request, response, close */
+	/* both ways at once: the server echoes a stream of 64 KiB writes */
+	{ "duplex_64k", "duplex 64 KiB", WL_DUPLEX, BENCH_STREAM_CHUNK, 1,
+	  1u << SUITE_SIDECAR },
 	{ "conn_64", "conn 64 B", WL_CONN, 64, BENCH_CONN_CLIENTS,
 	  SU_TLS | (1u << SUITE_SIDECAR) },
 };
@@ -335,8 +338,9 @@ static const struct {
 	[M_P99] = { "p99_us", "p99 us", KIND(WL_RR) | KIND(WL_CONN), 1, 1 },
 	[M_TPS] = { "tps", "tx/s", KIND(WL_RR), 0, 0 },
 	[M_CPU_100K] = { "cpu_s_per_100k_tx", "CPU s/100k tx", KIND(WL_RR), 1, 3 },
-	[M_GBITS] = { "gbit_s", "Gbit/s", KIND(WL_STREAM), 0, 2 },
-	[M_CPU_GIB] = { "cpu_s_per_gib", "CPU s/GiB", KIND(WL_STREAM), 1, 3 },
+	[M_GBITS] = { "gbit_s", "Gbit/s", KIND(WL_STREAM) | KIND(WL_DUPLEX), 0, 2 },
+	[M_CPU_GIB] = { "cpu_s_per_gib", "CPU s/GiB", KIND(WL_STREAM) | KIND(WL_DUPLEX),
+			1, 3 },
 	[M_CONNS] = { "conns_per_s", "conn/s", KIND(WL_CONN), 0, 0 },
 	[M_CPU_CONN] = { "cpu_us_per_conn", "CPU us/conn", KIND(WL_CONN), 1, 1 },
 };
@@ -1217,6 +1221,21 @@ static int serve_one(int idx, void *arg)
 		ret = 0;
 		goto out;
 	}
+	if (wl->kind == WL_DUPLEX) {
+		/* echo until the client's half-close, then ours */
+		while ((n = read(fd, buf, wl->size)) > 0) {
+			err = write_full(fd, buf, n);
+			if (err) {
+				ret = side_fail(r, err, "server echo");
+				goto out;
+			}
+			total += n;
+		}
+		shm->bytes_all = total;
+		shutdown(fd, SHUT_WR);
+		ret = n ? side_fail(r, errno, "server read") : 0;
+		goto out;
+	}
 	/* bounded by the client: it sends the end chunk after its duration */
 	do {
 		err = read_full(fd, buf, wl->size);
@@ -1380,6 +1399,83 @@ out:
  * No half-close: with sockmap redirects, a reply racing the FIN and the
  * sockets' teardown was lost about once in 300 runs (kernel 6.18).
  */
+/* Client, full duplex: wl->size writes for the duration while reading the
+ * echo, from one poll() loop (non-blocking, whatever --client says: two
+ * blocked writers would deadlock); then a half-close and the rest of the
+ * echo to EOF. The window's figure is the bytes echoed back in it, one way.
+ */
+static int run_client_duplex(const struct workload *wl, struct sockaddr_in dst,
+			     uint64_t warmup_ns, uint64_t dur_ns,
+			     struct bench_shm *shm)
+{
+	struct side_result *r = &shm->client;
+	uint64_t t, measure = 0, end, warm = 0, sent = 0, got = 0;
+	size_t off = 0;
+	char *buf, *in;
+	int fd, shut = 0;
+	ssize_t n;
+
+	buf = malloc(wl->size);
+	in = malloc(wl->size);
+	if (!buf || !in)
+		return side_fail(r, ENOMEM, "malloc");
+	memset(buf, STREAM_DATA, wl->size);
+	fd = client_connect(dst, 0, r);
+	if (fd < 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK))
+		return side_fail(r, errno, "client socket");
+	t = now_ns();
+	end = t + warmup_ns + dur_ns;
+	while (!bench_stop) {
+		struct pollfd p = { .fd = fd, .events = POLLIN | (shut ? 0 : POLLOUT) };
+
+		if (!measure && t >= end - dur_ns) {
+			measure = t;
+			warm = got;
+		}
+		if (!shut && t >= end) {
+			shutdown(fd, SHUT_WR);
+			shut = 1;
+		}
+		if (poll(&p, 1, BENCH_IO_TIMEOUT_S * 1000) != 1)
+			return side_fail(r, ETIMEDOUT, "client poll");
+		if (!shut && (p.revents & POLLOUT)) {
+			n = write(fd, buf + off, wl->size - off);
+			if (n > 0) {
+				sent += n;
+				off = (off + n) % wl->size;
+			} else if (n < 0 && errno != EAGAIN) {
+				return side_fail(r, errno, "client write");
+			}
+		}
+		if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+			n = read(fd, in, wl->size);
+			if (n < 0 && errno != EAGAIN)
+				return side_fail(r, errno, "client read");
+			if (!n)
+				break; /* the server's half-close after the echo */
+			if (n > 0)
+				got += n;
+		}
+		shm->bytes_sent = sent;
+		shm->bytes_recv = got;
+		t = now_ns();
+		if (t >= end && got > sent) /* never */
+			return side_fail(r, EBADMSG, "more echoed than sent");
+	}
+	t = now_ns();
+	if (got != sent)
+		return side_fail(r, EBADMSG, "echo shorter than what was sent");
+	if (!measure)
+		measure = t;
+	/* the window ends when the last byte is back */
+	shm->bytes = got - warm;
+	shm->elapsed_ns = t - measure;
+	close(fd);
+	free(buf);
+	free(in);
+	return bench_stop ? 1 : 0;
+}
+
 static int run_client_stream(const struct workload *wl, struct sockaddr_in dst,
 			     uint64_t warmup_ns, uint64_t dur_ns,
 			     struct bench_shm *shm)
@@ -2534,6 +2630,8 @@ static int measure(enum mode m, const struct workload *wl,
 				    o->pin ? o->pin_cpu[1] : -1, &shm->client);
 			_exit(wl->kind == WL_STREAM ?
 				      run_client_stream(wl, dst, warmup_ns, dur_ns, shm) :
+			      wl->kind == WL_DUPLEX ?
+				      run_client_duplex(wl, dst, warmup_ns, dur_ns, shm) :
 				      run_client_loops(wl, dst, warmup_ns, dur_ns, shm));
 		}
 	}
@@ -2560,7 +2658,7 @@ static int measure(enum mode m, const struct workload *wl,
 			!port		? "server did not start" :
 			err		? strerror(err) :
 					  "a child failed");
-		if (wl->kind == WL_STREAM)
+		if (wl->kind == WL_STREAM || wl->kind == WL_DUPLEX)
 			pr_warn("stream: client sent %llu bytes, server received "
 				"%llu\n",
 				(unsigned long long)shm->bytes_sent,
@@ -2588,7 +2686,7 @@ static int measure(enum mode m, const struct workload *wl,
 		cpu = mode_run[m].proc[0] >= 0 ? proxy1 - proxy0 : NAN;
 	if (!shm->elapsed_ns)
 		return -EIO;
-	if (wl->kind != WL_STREAM) {
+	if (wl->kind == WL_RR || wl->kind == WL_CONN) {
 		qsort(shm->lat_ns, shm->nlat, sizeof(shm->lat_ns[0]), cmp_u32);
 		out->v[M_P50] = pct_us(shm->lat_ns, shm->nlat, 50);
 		out->v[M_P99] = pct_us(shm->lat_ns, shm->nlat, 99);
@@ -3000,7 +3098,7 @@ static void bench_usage(FILE *f)
 		"                    direct,sidelane,haproxy,stunnel)\n"
 		"  --workloads LIST  comma-separated subset of the suite's workloads\n"
 		"                    (rr_64,rr_1k,rr_1k_c16,rr_16k,stream_64k; sidecar also\n"
-		"                    rr_1k_c64; tls: stream_64k,\n"
+		"                    rr_1k_c64, duplex_64k; tls: stream_64k,\n"
 		"                    conn_64)\n"
 		"  --pin none|same|split  server and client CPUs: scheduler's choice\n"
 		"                    (default), both on one CPU, or on two CPUs; a\n"
