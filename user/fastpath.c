@@ -114,6 +114,17 @@ int sl_fd_sock_key(int fd, struct sl_sock_key *key)
 	return 0;
 }
 
+void sl_sock_key_swap(const struct sl_sock_key *in, struct sl_sock_key *out)
+{
+	struct sl_sock_key k = *in;
+
+	memcpy(k.local_ip, in->remote_ip, 16);
+	memcpy(k.remote_ip, in->local_ip, 16);
+	k.local_port = in->remote_port;
+	k.remote_port = in->local_port;
+	*out = k;
+}
+
 int sl_pin_link_detach(const char *pin_root, const char *name)
 {
 	int fd, err = 0, e;

@@ -113,6 +113,10 @@ int sl_pin_unlink(const char *pin_root, const char *name);
  * network namespace's cookie. 0 or -errno.
  */
 int sl_fd_sock_key(int fd, struct sl_sock_key *key);
+/* The key the peer socket has: in's with both ends swapped (in == out is
+ * fine).
+ */
+void sl_sock_key_swap(const struct sl_sock_key *in, struct sl_sock_key *out);
 /* Detach the link pinned as pin_root/name now (whoever else holds it) and
  * unpin it; 0 if absent, else the first -errno.
  */

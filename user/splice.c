@@ -69,7 +69,7 @@ int sl_splice_view_get(const struct sl_splice_view *v,
 		       struct sl_splice_slot *out)
 {
 	struct sl_splice_ref ref;
-	struct sl_sock_key peer = *key;
+	struct sl_sock_key peer;
 
 	if (v->idx_fd < 0 || v->slots_fd < 0)
 		return 0;
@@ -77,10 +77,7 @@ int sl_splice_view_get(const struct sl_splice_view *v,
 	 * finds it under its own key with the ends swapped
 	 */
 	if (bpf_map_lookup_elem(v->idx_fd, key, &ref)) {
-		memcpy(peer.local_ip, key->remote_ip, 16);
-		memcpy(peer.remote_ip, key->local_ip, 16);
-		peer.local_port = key->remote_port;
-		peer.remote_port = key->local_port;
+		sl_sock_key_swap(key, &peer);
 		if (bpf_map_lookup_elem(v->idx_fd, &peer, &ref))
 			return 0;
 	}

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include "sidelane.h"
+#include "fastpath_user.h"
 #include "harness.h"
 
 #define N_CLIENT_MSGS 10
@@ -131,7 +132,7 @@ static void test_family(const struct th_env *env, const struct family *f,
 		goto out;
 	th_sock_key(cfd, &ck);
 	th_sock_key(sfd, &sk);
-	th_key_swap(&ck, &mirror);
+	sl_sock_key_swap(&ck, &mirror);
 	if (!TH_CHECK(!memcmp(&mirror, &sk, sizeof(sk)), name,
 		      "client and server keys are not mirror images"))
 		goto out;

@@ -876,17 +876,6 @@ int th_sock_key(int fd, struct sl_sock_key *key)
 	return sl_fd_sock_key(fd, key);
 }
 
-void th_key_swap(const struct sl_sock_key *in, struct sl_sock_key *out)
-{
-	struct sl_sock_key k = *in;
-
-	memcpy(k.local_ip, in->remote_ip, 16);
-	memcpy(k.remote_ip, in->local_ip, 16);
-	k.local_port = in->remote_port;
-	k.remote_port = in->local_port;
-	*out = k;
-}
-
 __u64 th_sock_cookie(int fd)
 {
 	__u64 c = 0;

@@ -108,8 +108,6 @@ int th_wait_entries(const struct th_env *env, const char *map_name, int want,
  * first, IPv4 as ::ffff:a.b.c.d, ports in host order, netns cookie.
  */
 int th_sock_key(int fd, struct sl_sock_key *key);
-/* The peer socket's key: own key with both ends swapped. */
-void th_key_swap(const struct sl_sock_key *in, struct sl_sock_key *out);
 /* SO_COOKIE of fd, 0 on error. */
 __u64 th_sock_cookie(int fd);
 /* Value stored in sl_sockhash for key (the socket cookie). 0 or -errno. */

@@ -427,7 +427,7 @@ static int wait_spliced(int fd)
 
 	if (map < 0 || th_sock_key(fd, &me))
 		goto out;
-	th_key_swap(&me, &side);
+	sl_sock_key_swap(&me, &side);
 	while (th_now_ms() < end) {
 		if (!bpf_map_lookup_elem(map, &side, &ref)) {
 			err = 0;
