@@ -775,6 +775,16 @@ plain:
 	return SK_PASS;
 }
 
+/* The download half of a spliced pair (bpf/splice.bpf.h). Attached to
+ * sl_down, whose only sockets are the proxy's upstream sockets; whatever it
+ * does not redirect it passes to the proxy.
+ */
+SEC("sk_skb/stream_verdict")
+int sl_down_verdict(struct __sk_buff *skb)
+{
+	return splice_down(skb);
+}
+
 /* The admission sweep, run by `sidelane run` at start and again while some
  * socket waits (user/admission.c): every socket of the sockhash that the
  * mode in force would not admit (adm_keeps) leaves it, once nothing

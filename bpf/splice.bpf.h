@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* Splice (kernel side, include/splice.h): sk_msg pushes an admitted app
  * socket's messages straight into the upstream socket of its relayed
- * connection. Included once, by bpf/fastpath.bpf.c, after the helpers it
- * uses (psock_backlog, plain_drained, SL_SEND_SHUTDOWN).
+ * connection; an sk_skb verdict on that upstream socket redirects what it
+ * receives to the egress of the sidecar's socket towards the app. Included
+ * once, by bpf/fastpath.bpf.c, after the helpers and maps it uses
+ * (psock_backlog, plain_drained, SL_SEND_SHUTDOWN, sl_sockhash,
+ * sl_sk_by_key).
  */
 #ifndef SPLICE_BPF_H
 #define SPLICE_BPF_H
@@ -43,6 +46,31 @@ struct {
 	__type(value, struct sl_splice_ref);
 } sl_splice_idx SEC(".maps");
 
+/* The download half: upstream sockets of spliced pairs, their own key ->
+ * the proxy's socket. sl_down_verdict is attached to this map, so its
+ * sockets' receive path is the verdict's, and the proxy reads what it
+ * passes from their psock. A second map beside sl_relay: a socket takes
+ * the programs of every map it is in, and sl_relay's sockets must keep
+ * TCP's receive path when the download half is not spliced.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, SL_MAX_SPLICES);
+	__type(key, struct sl_sock_key);
+	__type(value, __u64);
+} sl_down SEC(".maps");
+
+/* the upstream socket's cookie -> its splice (the verdict knows its
+ * socket's cookie, not its netns)
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SL_MAX_SPLICES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct sl_splice_ref);
+} sl_down_idx SEC(".maps");
+
 /* slot -> its owner, the proxy's seq, what was pushed or relayed;
  * mmap()ed by the proxy
  */
@@ -69,35 +97,61 @@ struct {
 
 
 static __always_inline void splice_relayed(struct sl_splice_slot *s,
-					   __u32 why, __u32 size)
+					   __u32 dir, __u32 why, __u32 size)
 {
 	struct sl_splice_stats *st;
 	__u32 zero = 0;
 
-	s->relayed++;
-	s->relayed_bytes += size;
+	dir &= SL_SPD_NR - 1;
+	s->half[dir].relayed++;
+	s->half[dir].relayed_bytes += size;
 	st = bpf_map_lookup_elem(&sl_splice_stats, &zero);
 	if (st)
-		st->relay[why & (SL_SPLICE_WHY_SLOTS - 1)]++;
+		st->dir[dir].relay[why & (SL_SPLICE_WHY_SLOTS - 1)]++;
 }
 
-/* Can the upstream take size more bytes now? tcp_bpf_push() with nothing
- * taken would hand the app an EAGAIN while its own socket polls writable,
- * and no write-space edge would ever come (edge-triggered apps stall,
+static __always_inline void splice_pushed(struct sl_splice_slot *s,
+					  __u32 dir, __u32 size)
+{
+	struct sl_splice_stats *st;
+	__u32 zero = 0;
+
+	dir &= SL_SPD_NR - 1;
+	s->half[dir].bytes += size;
+	s->half[dir].msgs++;
+	st = bpf_map_lookup_elem(&sl_splice_stats, &zero);
+	if (st) {
+		st->dir[dir].pushed_msgs++;
+		st->dir[dir].pushed_bytes += size;
+	}
+}
+
+static __always_inline struct tcp_sock *ref_tcp_sock(struct sl_sock_ref *ref)
+{
+	return ref ? bpf_rdonly_cast((void *)ref->tp,
+				     bpf_core_type_id_kernel(struct tcp_sock)) :
+		     NULL;
+}
+
+/* Can the target socket take size more bytes now, beyond queued ones on
+ * their way to it? Upload: tcp_bpf_push() with nothing taken would hand
+ * the app an EAGAIN while its own socket polls writable, and no
+ * write-space edge would ever come (edge-triggered apps stall,
  * level-triggered ones spin). TCP checks sk_wmem_queued < sk_sndbuf before
  * each skb it adds, so within that bound the push takes at least part,
- * and a short write is ordinary TCP.
+ * and a short write is ordinary TCP. Download: the bound on what waits in
+ * the target's psock, which nothing else limits.
  */
-static __always_inline int up_can_take(struct tcp_sock *up, __u32 size,
-				       __u32 *why)
+static __always_inline int target_can_take(struct tcp_sock *tp, __u32 size,
+					   __u64 queued, __u32 *why)
 {
 	struct sock *s;
 
-	if (!up) {
+	if (!tp) {
 		*why = SL_SPW_NO_UPSTREAM;
 		return 0;
 	}
-	s = &up->inet_conn.icsk_inet.sk;
+	s = &tp->inet_conn.icsk_inet.sk;
 	if ((s->__sk_common.skc_state != TCP_ESTABLISHED &&
 	     s->__sk_common.skc_state != TCP_CLOSE_WAIT) ||
 	    (s->sk_shutdown & SL_SEND_SHUTDOWN) || s->sk_err) {
@@ -105,7 +159,7 @@ static __always_inline int up_can_take(struct tcp_sock *up, __u32 size,
 		return 0;
 	}
 	/* both are ints, never negative */
-	if ((__u64)(__u32)s->sk_wmem_queued + size >
+	if ((__u64)(__u32)s->sk_wmem_queued + queued + size >
 	    (__u64)(__u32)s->sk_sndbuf) {
 		*why = SL_SPW_FULL;
 		return 0;
@@ -125,12 +179,11 @@ static __always_inline int splice_push(struct sk_msg_md *msg,
 				       const struct sl_sock_key *peer,
 				       struct tcp_sock *peer_tp, __u32 size)
 {
-	struct sl_splice_stats *st;
 	struct sl_splice_slot *s;
 	struct sl_splice_ref *ref;
 	struct sl_sock_ref *up;
-	__u32 why, zero = 0;
 	__u64 owner, seq;
+	__u32 why;
 
 	ref = bpf_map_lookup_elem(&sl_splice_idx, peer);
 	if (!ref)
@@ -139,35 +192,112 @@ static __always_inline int splice_push(struct sk_msg_md *msg,
 	s = bpf_map_lookup_elem(&sl_splice, &ref->slot);
 	if (!s || SL_READ_ONCE(s->owner) != owner)
 		return -1; /* ended; the slot may serve another pair */
-	seq = SL_READ_ONCE(s->seq);
+	seq = SL_READ_ONCE(s->half[SL_SPD_UP].seq);
 	if ((seq & 1) || !plain_drained(sk, peer_tp) || psock_backlog(peer_tp) ||
-	    SL_READ_ONCE(s->seq) != seq) {
-		splice_relayed(s, SL_SPW_BEHIND, size);
+	    SL_READ_ONCE(s->half[SL_SPD_UP].seq) != seq) {
+		splice_relayed(s, SL_SPD_UP, SL_SPW_BEHIND, size);
 		return -1;
 	}
 	up = bpf_map_lookup_elem(&sl_up_by_key, &ref->up);
-	if (!up_can_take(up ? bpf_rdonly_cast((void *)up->tp,
-					      bpf_core_type_id_kernel(
-						      struct tcp_sock)) :
-			      NULL,
-			 size, &why)) {
-		splice_relayed(s, why, size);
+	if (!target_can_take(ref_tcp_sock(up), size, 0, &why)) {
+		splice_relayed(s, SL_SPD_UP, why, size);
 		return -1;
 	}
 	/* the slot may have changed hands since the first check */
 	if (SL_READ_ONCE(s->owner) != owner)
 		return -1;
 	if (bpf_msg_redirect_hash(msg, &sl_relay, &ref->up, 0) != SK_PASS) {
-		splice_relayed(s, SL_SPW_NO_UPSTREAM, size);
+		splice_relayed(s, SL_SPD_UP, SL_SPW_NO_UPSTREAM, size);
 		return -1;
 	}
-	s->bytes += size;
-	s->msgs++;
-	st = bpf_map_lookup_elem(&sl_splice_stats, &zero);
-	if (st) {
-		st->pushed_msgs++;
-		st->pushed_bytes += size;
+	splice_pushed(s, SL_SPD_UP, size);
+	return SK_PASS;
+}
+
+/* skbs of the psock's own queue: passed ones waiting to enter its
+ * ingress_msg, or redirected ones waiting for the work queue to send them
+ */
+static __always_inline __u32 psock_skbs(struct tcp_sock *tp)
+{
+	struct sk_psock *psock;
+
+	if (!tp)
+		return 0;
+	psock = bpf_rdonly_cast(
+		(void *)((unsigned long)tp->inet_conn.icsk_inet.sk.sk_user_data &
+			 SL_SK_USER_DATA_PTRMASK),
+		bpf_core_type_id_kernel(struct sk_psock));
+	return psock ? psock->ingress_skb.qlen : 0;
+}
+
+/* Bytes ever queued on the socket for sending: write_seq less the ISN
+ * (snd_una - bytes_acked). The proxy reads the same as tcpi_bytes_acked +
+ * SIOCOUTQ (user/splice.c).
+ */
+static __always_inline __u64 tcp_queued_total(struct tcp_sock *tp)
+{
+	return (__u32)(tp->write_seq - tp->snd_una) + tp->bytes_acked;
+}
+
+/* The upstream socket received skb: redirect it
+ * to the egress of the sidecar's socket towards the app when the pair is
+ * spliced, nothing earlier is on the relay's way (the upstream's psock is
+ * empty, the proxy holds nothing: include/splice.h) and that socket can
+ * take it; SK_PASS leaves it to the proxy (the upstream's psock, read as a
+ * plain recv()). Nothing is dropped: a failed lookup would make
+ * bpf_sk_redirect_hash() return SK_DROP, and these bytes are acknowledged
+ * already. The redirect has no flow control (__SK_REDIRECT frees the
+ * upstream's receive buffer at once), so the bound is what the app's side
+ * still has room for, counting what is in flight to it.
+ */
+static __always_inline int splice_down(struct __sk_buff *skb)
+{
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	__u32 len = skb->len;
+	struct sl_splice_slot *s;
+	struct sl_splice_ref *ref;
+	struct tcp_sock *up_tp, *app_tp;
+	__u64 owner, seq, sent, inflight;
+	__u32 why;
+
+	ref = bpf_map_lookup_elem(&sl_down_idx, &cookie);
+	if (!ref)
+		return SK_PASS;
+	owner = ref->owner;
+	s = bpf_map_lookup_elem(&sl_splice, &ref->slot);
+	if (!s || SL_READ_ONCE(s->owner) != owner)
+		return SK_PASS;
+	/* a FIN without data: the proxy's read returns the EOF */
+	if (!len)
+		return SK_PASS;
+	seq = SL_READ_ONCE(s->half[SL_SPD_DOWN].seq);
+	up_tp = ref_tcp_sock(bpf_map_lookup_elem(&sl_up_by_key, &ref->up));
+	if ((seq & 1) || psock_backlog(up_tp) || psock_skbs(up_tp) ||
+	    SL_READ_ONCE(s->half[SL_SPD_DOWN].seq) != seq) {
+		splice_relayed(s, SL_SPD_DOWN, SL_SPW_BEHIND, len);
+		return SK_PASS;
 	}
+	app_tp = ref_tcp_sock(bpf_map_lookup_elem(&sl_sk_by_key, &ref->side));
+	inflight = 0;
+	if (app_tp) {
+		sent = SL_READ_ONCE(s->app_written) +
+		       s->half[SL_SPD_DOWN].bytes;
+		inflight = sent - tcp_queued_total(app_tp);
+		if ((__s64)inflight < 0)
+			inflight = 0;
+	}
+	if (!target_can_take(app_tp, len, inflight, &why)) {
+		splice_relayed(s, SL_SPD_DOWN, why, len);
+		return SK_PASS;
+	}
+	if (SL_READ_ONCE(s->owner) != owner)
+		return SK_PASS;
+	if (bpf_sk_redirect_hash(skb, &sl_sockhash, &ref->side, 0) !=
+	    SK_PASS) {
+		splice_relayed(s, SL_SPD_DOWN, SL_SPW_NO_UPSTREAM, len);
+		return SK_PASS;
+	}
+	splice_pushed(s, SL_SPD_DOWN, len);
 	return SK_PASS;
 }
 

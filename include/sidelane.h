@@ -70,6 +70,11 @@
 #define SL_MAP_SPLICE "sl_splice"
 #define SL_MAP_SPLICE_STATS "sl_splice_stats"
 #define SL_MAP_UP_BY_KEY "sl_up_by_key"
+/* The download half: the upstream sockets with the sk_skb verdict, and
+ * their cookie -> splice.
+ */
+#define SL_MAP_DOWN "sl_down"
+#define SL_MAP_DOWN_IDX "sl_down_idx"
 
 /* Links and programs pinned under the pin root, so the fast path outlives the
  * process that attached it.
@@ -84,6 +89,11 @@
  * attached to the map with BPF_PROG_ATTACH and pinned here instead.
  */
 #define SL_PIN_PROG_SK_MSG "prog_sk_msg"
+/* The download half's sk_skb verdict on sl_down: link, or (before 6.10)
+ * the program attached to the map.
+ */
+#define SL_PIN_LINK_SK_SKB "link_sk_skb"
+#define SL_PIN_PROG_SK_SKB "prog_sk_skb"
 
 /* Limits. */
 #define SL_MAX_SOCKETS 65536 /* sockhash entries: two per accelerated connection */

@@ -247,15 +247,15 @@ static void metrics_admission(FILE *f, const struct sl_adm_status *adm)
 static void metrics_splice(FILE *f, const struct sl_admin *a,
 			   const struct sl_splice_status *sp)
 {
-	int i;
+	int d, i;
 
 	if (a->proxy) {
 		struct sl_proxy_stats ps;
 
 		sl_proxy_stats(a->proxy, &ps);
 		m_family(f, "sidelane_splice_connections_total", COUNTER,
-			 "Relayed connections by whether their upload half was "
-			 "spliced into the kernel, or why not.");
+			 "Relayed connections by whether they were spliced into the "
+			 "kernel (both halves, or the upload only), or why not.");
 		for (i = 0; i < SL_SPLICE_NR; i++)
 			m_sample(f, "sidelane_splice_connections_total", "result",
 				 sl_splice_result_name[i], NULL, NULL,
@@ -263,16 +263,29 @@ static void metrics_splice(FILE *f, const struct sl_admin *a,
 	}
 	if (!sp->present)
 		return;
-	m_one(f, "sidelane_splice_pushed_bytes_total", COUNTER,
-	      "Bytes sk_msg pushed from an app socket straight into its "
-	      "upstream, past the proxy.", sp->st.pushed_bytes);
-	m_one(f, "sidelane_splice_pushed_messages_total", COUNTER,
-	      "Messages sk_msg pushed straight into an upstream.",
-	      sp->st.pushed_msgs);
-	m_by_name(f, "sidelane_splice_relayed_messages_total", COUNTER,
-		  "Messages of spliced connections that took the proxy's relay, "
-		  "by why.",
-		  "why", sl_splice_why_name, sp->st.relay, SL_SPW_NR);
+	m_family(f, "sidelane_splice_pushed_bytes_total", COUNTER,
+		 "Bytes of spliced connections the kernel moved past the proxy: "
+		 "dir up, sk_msg from an app socket into its upstream; dir down, "
+		 "sk_skb from an upstream to the sidecar's socket towards the app.");
+	for (d = 0; d < SL_SPD_NR; d++)
+		m_sample(f, "sidelane_splice_pushed_bytes_total", "dir",
+			 sl_splice_dir_name[d], NULL, NULL,
+			 sp->st.dir[d].pushed_bytes);
+	m_family(f, "sidelane_splice_pushed_messages_total", COUNTER,
+		 "Messages (up) or skbs (down) the kernel moved past the proxy.");
+	for (d = 0; d < SL_SPD_NR; d++)
+		m_sample(f, "sidelane_splice_pushed_messages_total", "dir",
+			 sl_splice_dir_name[d], NULL, NULL,
+			 sp->st.dir[d].pushed_msgs);
+	m_family(f, "sidelane_splice_relayed_messages_total", COUNTER,
+		 "Messages or skbs of spliced connections that took the proxy's "
+		 "relay, by direction and why.");
+	for (d = 0; d < SL_SPD_NR; d++)
+		for (i = 0; i < SL_SPW_NR; i++)
+			m_sample(f, "sidelane_splice_relayed_messages_total",
+				 "dir", sl_splice_dir_name[d], "why",
+				 sl_splice_why_name[d][i],
+				 sp->st.dir[d].relay[i]);
 }
 
 static void metrics_fastpath(FILE *f, const struct sl_fp_status *fp)

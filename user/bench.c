@@ -386,14 +386,15 @@ struct accel {
 	uint64_t captured; /* sidecar's sidelane: connects sent to the proxy */
 	uint64_t served; /* haproxy: sessions its frontend accepted */
 	/* sidecar's sidelane: messages sk_msg pushed straight to the
-	 * upstream, and those of spliced pairs that took the relay
+	 * upstream, skbs the sk_skb verdict redirected straight towards the
+	 * app, and those of spliced pairs that took the relay
 	 */
-	uint64_t pushed, pushed_bytes, spliced_relayed;
+	uint64_t pushed, pushed_bytes, down, down_bytes, spliced_relayed;
 };
 #define ACCEL_FIELDS(X)                                                        \
 	X(redirected) X(passed) X(redirected_b) X(passed_b) X(inserted)        \
 	X(fallback) X(captured) X(served) X(pushed) X(pushed_bytes)            \
-	X(spliced_relayed)
+	X(down) X(down_bytes) X(spliced_relayed)
 
 /* to += sign * from, field by field. */
 static void accel_add(struct accel *to, const struct accel *from, int sign)
@@ -973,12 +974,16 @@ static int read_accel(enum mode m, struct accel *a)
 		a->fallback = c.backlog_fallback;
 		a->captured = cs.stats.reason[SL_CR_CAPTURED];
 		if (!sl_splice_status_read(pin, &sp)) {
-			int i;
+			int d, i;
 
-			a->pushed = sp.st.pushed_msgs;
-			a->pushed_bytes = sp.st.pushed_bytes;
-			for (i = 0; i < SL_SPW_NR; i++)
-				a->spliced_relayed += sp.st.relay[i];
+			a->pushed = sp.st.dir[SL_SPD_UP].pushed_msgs;
+			a->pushed_bytes = sp.st.dir[SL_SPD_UP].pushed_bytes;
+			a->down = sp.st.dir[SL_SPD_DOWN].pushed_msgs;
+			a->down_bytes = sp.st.dir[SL_SPD_DOWN].pushed_bytes;
+			for (d = 0; d < SL_SPD_NR; d++)
+				for (i = 0; i < SL_SPW_NR; i++)
+					a->spliced_relayed +=
+						sp.st.dir[d].relay[i];
 		}
 		return 0;
 	case MODE_TLS_SL:
@@ -3517,10 +3522,13 @@ static int report_sidecar(const struct bench_opts *o, const struct accel *acc,
 		       (unsigned long long)sl->passed,
 		       (unsigned long long)sl->fallback);
 		printf("sidelane splice: %llu messages (%llu B) pushed from "
-		       "the app's socket straight to the upstream, %llu of "
-		       "spliced pairs relayed\n",
+		       "the app's socket straight to the upstream, %llu skbs "
+		       "(%llu B) redirected from the upstream towards the app, "
+		       "%llu of spliced pairs relayed\n",
 		       (unsigned long long)sl->pushed,
 		       (unsigned long long)sl->pushed_bytes,
+		       (unsigned long long)sl->down,
+		       (unsigned long long)sl->down_bytes,
 		       (unsigned long long)sl->spliced_relayed);
 		if (!sl->redirected && !sl->pushed)
 			printf("  the hop was not accelerated: no message was "

@@ -45,6 +45,7 @@ static const char *const map_names[] = {
 	SL_MAP_EVENTS,      SL_MAP_EVENTS_LOST, SL_MAP_ADM_CFG,
 	SL_MAP_ADM_STATS,   SL_MAP_RELAY,     SL_MAP_SPLICE_IDX,
 	SL_MAP_SPLICE,      SL_MAP_SPLICE_STATS, SL_MAP_UP_BY_KEY,
+	SL_MAP_DOWN,        SL_MAP_DOWN_IDX,
 };
 
 int sl_pin_path(char *buf, size_t len, const char *pin_root, const char *name)
@@ -326,61 +327,117 @@ int sl_fp_sync_local_addrs(const char *pin_root)
 	return err;
 }
 
-/* Remove link/program pins left without link_sockops by an attach that died
- * half-way; they are ours (under our pin root) and would block a new attach.
+/* A sockmap program (sk_msg on the sockhash, sk_skb on sl_down): its link
+ * pinned as link_name, or, before 6.10, the program attached to the map and
+ * pinned as prog_name. Detached and unpinned either way.
  */
-static void drop_partial_pins(const char *pin_root)
+struct map_prog {
+	const char *map, *link_name, *prog_name;
+	enum bpf_attach_type type;
+};
+
+static const struct map_prog map_progs[] = {
+	{ SL_MAP_SOCKHASH, SL_PIN_LINK_SK_MSG, SL_PIN_PROG_SK_MSG,
+	  BPF_SK_MSG_VERDICT },
+	/* stream_verdict without a stream_parser: each skb as it comes (the
+	 * same path as sk_skb/verdict, which older libbpf cannot name)
+	 */
+	{ SL_MAP_DOWN, SL_PIN_LINK_SK_SKB, SL_PIN_PROG_SK_SKB,
+	  BPF_SK_SKB_STREAM_VERDICT },
+};
+
+static void map_prog_drop(const char *pin_root, const struct map_prog *mp)
 {
-	int fd = sl_pin_open(pin_root, SL_PIN_LINK_SK_MSG);
+	int fd = sl_pin_open(pin_root, mp->link_name);
 
 	if (fd >= 0) {
 		bpf_link_detach(fd);
 		close(fd);
 	}
-	sl_pin_unlink(pin_root, SL_PIN_LINK_SK_MSG);
-	fd = sl_pin_open(pin_root, SL_PIN_PROG_SK_MSG);
+	sl_pin_unlink(pin_root, mp->link_name);
+	fd = sl_pin_open(pin_root, mp->prog_name);
 	if (fd >= 0) {
-		int map_fd = sl_pin_open(pin_root, SL_MAP_SOCKHASH);
+		int map_fd = sl_pin_open(pin_root, mp->map);
 
 		if (map_fd >= 0) {
-			bpf_prog_detach2(fd, map_fd, BPF_SK_MSG_VERDICT);
+			bpf_prog_detach2(fd, map_fd, mp->type);
 			close(map_fd);
 		}
 		close(fd);
 	}
-	sl_pin_unlink(pin_root, SL_PIN_PROG_SK_MSG);
+	sl_pin_unlink(pin_root, mp->prog_name);
 }
 
-/* sk_msg belongs to the sockhash, not to a cgroup. A sockmap bpf_link exists
- * since Linux 6.10; before that the program is attached to the map, which
- * keeps it for as long as the map lives, and the program is pinned for detach.
+/* Remove link/program pins left without link_sockops by an attach that died
+ * half-way; they are ours (under our pin root) and would block a new attach.
  */
-static int attach_sk_msg(struct fastpath_bpf *skel, const char *pin_root)
+static void drop_partial_pins(const char *pin_root)
 {
-	int prog_fd = bpf_program__fd(skel->progs.sl_sk_msg);
-	int map_fd = bpf_map__fd(skel->maps.sl_sockhash);
+	size_t i;
+
+	for (i = 0; i < sizeof(map_progs) / sizeof(map_progs[0]); i++)
+		map_prog_drop(pin_root, &map_progs[i]);
+}
+
+/* A sockmap program belongs to the map, not to a cgroup. A sockmap
+ * bpf_link exists since Linux 6.10; before that the program is attached to
+ * the map, which keeps it for as long as the map lives, and the program is
+ * pinned for detach.
+ */
+static int map_prog_attach(const struct map_prog *mp, int prog_fd,
+			   int map_fd, const char *pin_root)
+{
 	char path[PATH_MAX];
 	int fd, err;
 
-	fd = bpf_link_create(prog_fd, map_fd, BPF_SK_MSG_VERDICT, NULL);
+	fd = bpf_link_create(prog_fd, map_fd, mp->type, NULL);
 	if (fd >= 0) {
-		err = sl_pin_path(path, sizeof(path), pin_root,
-				  SL_PIN_LINK_SK_MSG);
+		err = sl_pin_path(path, sizeof(path), pin_root, mp->link_name);
 		if (!err && bpf_obj_pin(fd, path))
 			err = -errno;
 		close(fd); /* the pin holds the link; on error, this frees it */
 		return err;
 	}
-	pr_debug("no sockmap bpf_link (%s): attaching sk_msg to the map\n",
-		 strerror(errno));
-	if (bpf_prog_attach(prog_fd, map_fd, BPF_SK_MSG_VERDICT, 0))
+	pr_debug("no sockmap bpf_link (%s): attaching %s to the map\n",
+		 strerror(errno), mp->map);
+	if (bpf_prog_attach(prog_fd, map_fd, mp->type, 0))
 		return -errno;
-	err = sl_pin_path(path, sizeof(path), pin_root, SL_PIN_PROG_SK_MSG);
+	err = sl_pin_path(path, sizeof(path), pin_root, mp->prog_name);
 	if (!err && bpf_obj_pin(prog_fd, path))
 		err = -errno;
 	if (err)
-		bpf_prog_detach2(prog_fd, map_fd, BPF_SK_MSG_VERDICT);
+		bpf_prog_detach2(prog_fd, map_fd, mp->type);
 	return err;
+}
+
+static int attach_sk_msg(struct fastpath_bpf *skel, const char *pin_root)
+{
+	return map_prog_attach(&map_progs[0],
+			       bpf_program__fd(skel->progs.sl_sk_msg),
+			       bpf_map__fd(skel->maps.sl_sockhash), pin_root);
+}
+
+/* The download half's verdict on sl_down (bpf/splice.bpf.h). Not fatal:
+ * without it the proxy relays the download half (user/splice.c checks for
+ * the pin), and says so here.
+ */
+static void attach_sk_skb(struct fastpath_bpf *skel, const char *pin_root)
+{
+	int fd = sl_pin_open(pin_root, SL_PIN_LINK_SK_SKB), err;
+
+	if (fd < 0)
+		fd = sl_pin_open(pin_root, SL_PIN_PROG_SK_SKB);
+	if (fd >= 0) { /* there already (a restart) */
+		close(fd);
+		return;
+	}
+	err = map_prog_attach(&map_progs[1],
+			      bpf_program__fd(skel->progs.sl_down_verdict),
+			      bpf_map__fd(skel->maps.sl_down), pin_root);
+	if (err)
+		pr_warn("attaching the sk_skb verdict to %s failed: %s; the "
+			"download half of a spliced connection stays with the "
+			"proxy\n", SL_MAP_DOWN, strerror(-err));
 }
 
 /* The backlog bound needs psock->msg_tot_len (Linux 6.15+); without it the
@@ -729,6 +786,9 @@ static int upgrade_programs(const char *pin_root, struct fastpath_bpf *skel)
 	if (!err)
 		err = upgrade_link(pin_root, SL_PIN_LINK_SETSOCKOPT,
 				   skel->progs.sl_setsockopt, &n);
+	if (!err)
+		err = upgrade_link(pin_root, SL_PIN_LINK_SK_SKB,
+				   skel->progs.sl_down_verdict, &n);
 	if (err)
 		pr_warn("updating the pinned links to this build's programs "
 			"failed: %s; the pinned programs stay\n", strerror(-err));
@@ -759,7 +819,9 @@ static int check_layout(const char *pin_root, const char *cgpath,
 		err = fastpath_bpf__load(skel);
 	if (!err && add_missing)
 		err = upgrade_programs(pin_root, skel);
-	/* An older build pinned no setsockopt link: add this one's. */
+	/* An older build pinned no sk_skb or setsockopt link: add ours. */
+	if (!err && add_missing)
+		attach_sk_skb(skel, pin_root);
 	if (!err && add_missing) {
 		cg_fd = open(cgpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (cg_fd >= 0) {
@@ -906,6 +968,7 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 		goto out_sk_msg;
 	}
 	attach_setsockopt(skel, pin_root, cg_fd); /* logs; not fatal */
+	attach_sk_skb(skel, pin_root);
 	err = sync_local_addrs(bpf_map__fd(skel->maps.sl_local_addrs));
 	if (err)
 		pr_warn("reading the host's addresses failed: %s; only loopback "

@@ -72,7 +72,8 @@ static bool other_link_alive(const char *dir, char *why, size_t len)
 			alive = true;
 		} else if (info.type != BPF_LINK_TYPE_CGROUP &&
 			   info.type != BPF_LINK_TYPE_NETNS &&
-			   strcmp(de->d_name, SL_PIN_LINK_SK_MSG)) {
+			   strcmp(de->d_name, SL_PIN_LINK_SK_MSG) &&
+			   strcmp(de->d_name, SL_PIN_LINK_SK_SKB)) {
 			snprintf(why, len, "alive? %s is a link of type %u", de->d_name,
 				 info.type);
 			alive = true;

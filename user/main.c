@@ -1012,9 +1012,13 @@ static int print_conn(uint64_t cookie, const void *val, void *arg)
 			       orig.port, orig.rule_id);
 		if (spliced)
 			printf(",\"spliced\":{\"pushed_bytes\":%llu,"
-			       "\"relayed_bytes\":%llu}",
-			       (unsigned long long)sp.bytes,
-			       (unsigned long long)sp.relayed_bytes);
+			       "\"relayed_bytes\":%llu,"
+			       "\"down_redirected_bytes\":%llu,"
+			       "\"down_relayed_bytes\":%llu}",
+			       (unsigned long long)sp.half[SL_SPD_UP].bytes,
+			       (unsigned long long)sp.half[SL_SPD_UP].relayed_bytes,
+			       (unsigned long long)sp.half[SL_SPD_DOWN].bytes,
+			       (unsigned long long)sp.half[SL_SPD_DOWN].relayed_bytes);
 		printf("}");
 	} else {
 		printf("%-20llu %-6s %s:%u -> %s:%u  pid %u  %s  redirected %llu B/%llu msgs, plain %llu B",
@@ -1028,9 +1032,12 @@ static int print_conn(uint64_t cookie, const void *val, void *arg)
 			printf("  captured, meant for %s:%u (rule %u)", o, orig.port,
 			       orig.rule_id);
 		if (spliced)
-			printf("  spliced: %llu B pushed to the upstream, %llu B "
-			       "relayed since", (unsigned long long)sp.bytes,
-			       (unsigned long long)sp.relayed_bytes);
+			printf("  spliced: up %llu B pushed, %llu B relayed; "
+			       "down %llu B redirected, %llu B relayed",
+			       (unsigned long long)sp.half[SL_SPD_UP].bytes,
+			       (unsigned long long)sp.half[SL_SPD_UP].relayed_bytes,
+			       (unsigned long long)sp.half[SL_SPD_DOWN].bytes,
+			       (unsigned long long)sp.half[SL_SPD_DOWN].relayed_bytes);
 		printf("\n");
 	}
 	x->n++;

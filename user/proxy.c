@@ -173,10 +173,15 @@ struct sl_conn {
 	uint64_t t_conn; /* ms, start of the connect phase (T_CONNECT) */
 	const struct sl_mesh_dst *mesh; /* outbound mTLS to this destination */
 	uint16_t app_port; /* inbound: the app port (host order) */
-	/* the upload half in the kernel (user/splice.c), or why not */
+	/* both halves in the kernel (user/splice.c), or why not */
 	struct sl_splice sp;
 	enum sl_splice_result sp_result;
 	bool sp_tried;
+	/* in p->down_waiters: redirected bytes are still on their way into
+	 * app.fd, and what the proxy would write, shut or reset there waits
+	 */
+	bool down_waiting;
+	struct sl_conn *wnext;
 };
 
 struct sl_list {
@@ -216,6 +221,7 @@ struct sl_proxy {
 	struct sl_alog *alog; /* access log (NULL: none) */
 	struct sl_splicer *splicer; /* NULL: the splice maps are not pinned */
 	bool splice; /* proxy.splice */
+	struct sl_conn *down_waiters; /* see sl_conn.down_waiting */
 	/* TLS (NULL: none); copies of the config parts it needs */
 	struct sl_tls_ctx *tls;
 	unsigned int hs_ms, reload_ms;
@@ -566,6 +572,38 @@ static bool keeps_fin(const struct sl_conn *c, const struct sl_side *s)
 	return c->failed && s != c->failed && s->wr_shut && !s->err;
 }
 
+/* ---- the spliced download's gate ---- */
+
+static void down_unwait(struct sl_proxy *p, struct sl_conn *c)
+{
+	struct sl_conn **pp;
+
+	for (pp = &p->down_waiters; *pp; pp = &(*pp)->wnext)
+		if (*pp == c) {
+			*pp = c->wnext;
+			break;
+		}
+	c->down_waiting = false;
+}
+
+/* Must what the proxy writes into the app's socket, or a FIN or RST it
+ * passes on, wait for bytes the download half redirected there? They go by
+ * the psock's work queue and no event says when they are in: the
+ * connection is looked at again on the next tick (1 ms) while any wait.
+ */
+static bool down_wait(struct sl_proxy *p, struct sl_conn *c)
+{
+	if (!c->sp.down || !sl_splice_down_inflight(p->splicer, &c->sp,
+						      c->app.fd))
+		return false;
+	if (!c->down_waiting) {
+		c->down_waiting = true;
+		c->wnext = p->down_waiters;
+		p->down_waiters = c;
+	}
+	return true;
+}
+
 /* The access log's line for a relayed connection (user/accesslog.c only
  * queues it: no I/O here).
  */
@@ -597,16 +635,22 @@ static void log_relay(struct sl_proxy *p, const struct sl_conn *c,
 		     "\"rule\":%u,\"reason\":\"%s\",\"detail\":%s,"
 		     "\"splice\":\"%s\",\"bytes_up_spliced\":%llu,"
 		     "\"bytes_up_fallback\":%llu,\"msgs_up_spliced\":%llu,"
-		     "\"msgs_up_fallback\":%llu,\"duration_ms\":%llu}",
+		     "\"msgs_up_fallback\":%llu,\"bytes_down_spliced\":%llu,"
+		     "\"bytes_down_fallback\":%llu,\"msgs_down_spliced\":%llu,"
+		     "\"msgs_down_fallback\":%llu,\"duration_ms\":%llu}",
 		     ts, kind, peer, jdst, (unsigned long long)c->bytes_up,
 		     (unsigned long long)c->bytes_down,
 		     !tls ? "none" : c->app.tls ? "terminated" : "originated", jid,
 		     c->rule_id, sl_close_reason_name[reason], jwhy,
 		     c->sp_tried ? sl_splice_result_name[c->sp_result] : "none",
-		     (unsigned long long)c->sp_counts.bytes,
-		     (unsigned long long)c->sp_counts.relayed_bytes,
-		     (unsigned long long)c->sp_counts.msgs,
-		     (unsigned long long)c->sp_counts.relayed,
+		     (unsigned long long)c->sp_counts.half[SL_SPD_UP].bytes,
+		     (unsigned long long)c->sp_counts.half[SL_SPD_UP].relayed_bytes,
+		     (unsigned long long)c->sp_counts.half[SL_SPD_UP].msgs,
+		     (unsigned long long)c->sp_counts.half[SL_SPD_UP].relayed,
+		     (unsigned long long)c->sp_counts.half[SL_SPD_DOWN].bytes,
+		     (unsigned long long)c->sp_counts.half[SL_SPD_DOWN].relayed_bytes,
+		     (unsigned long long)c->sp_counts.half[SL_SPD_DOWN].msgs,
+		     (unsigned long long)c->sp_counts.half[SL_SPD_DOWN].relayed,
 		     (unsigned long long)(p->now - c->t_start));
 	if (n > 0 && (size_t)n < sizeof(line))
 		sl_alog_write(p->alog, line, (size_t)n);
@@ -626,9 +670,14 @@ static void conn_close(struct sl_proxy *p, struct sl_conn *c,
 		return;
 	if (c->sp.slot >= 0) {
 		sl_splice_counts(p->splicer, &c->sp, &c->sp_counts);
-		c->bytes_up += c->sp_counts.bytes;
-		STAT_ADD(p, bytes_spliced, c->sp_counts.bytes);
+		c->bytes_up += c->sp_counts.half[SL_SPD_UP].bytes;
+		c->bytes_down += c->sp_counts.half[SL_SPD_DOWN].bytes;
+		STAT_ADD(p, bytes_spliced, c->sp_counts.half[SL_SPD_UP].bytes);
+		STAT_ADD(p, bytes_spliced_down,
+			 c->sp_counts.half[SL_SPD_DOWN].bytes);
 	}
+	if (c->down_waiting)
+		down_unwait(p, c);
 	if (c->dst.n)
 		sa_str(&c->dst.a[last], dst, sizeof(dst));
 	else if (c->l && !c->l->transparent)
@@ -778,6 +827,9 @@ static void side_flush(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
 		b->len = b->head = 0;
 		return;
 	}
+	/* behind what the download half redirected, never before it */
+	if (s == &c->app && down_wait(p, c))
+		return;
 	n = s->tls ? tls_buf_write(b, s) : buf_write(b, s->fd);
 	if (n < 0) {
 		if (errno != EAGAIN && errno != EINTR)
@@ -791,6 +843,7 @@ static void side_flush(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
 	} else {
 		c->bytes_down += n;
 		STAT_ADD(p, bytes_down, n);
+		sl_splice_app_written(p->splicer, &c->sp, c->bytes_down);
 	}
 	conn_touch(p, c);
 }
@@ -808,9 +861,9 @@ static void side_fill(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
 
 	if (s->rd_eof || b->len == b->size)
 		return; /* back-pressure: the kernel keeps it for now */
-	/* spliced: no push may overtake what this read takes */
-	if (s == &c->app)
-		sl_splice_hold(p->splicer, &c->sp);
+	/* spliced: nothing may overtake what this read takes */
+	sl_splice_hold(p->splicer, &c->sp,
+		       s == &c->app ? SL_SPD_UP : SL_SPD_DOWN);
 	/* TLS: what OpenSSL already decrypted gets no EPOLLIN, so take it
 	 * while there is room; a plain socket gets one read per event
 	 */
@@ -883,6 +936,9 @@ static void conn_drain(struct sl_proxy *p, struct sl_conn *c)
 		return;
 	}
 	if (!b->len && s->rd_eof) {
+		/* the upstream's last bytes, redirected, go before its end */
+		if (s == &c->up && down_wait(p, c))
+			return;
 		if (s->fin && !o->wr_shut)
 			side_shut(p, c, o);
 		if (o->err) {
@@ -936,6 +992,8 @@ static void conn_update(struct sl_proxy *p, struct sl_conn *c)
 			/* s said EOF and all it sent is out: half-close o */
 			if (!s->rd_eof || buf_from(c, s)->len || o->wr_shut)
 				continue;
+			if (s == &c->up && down_wait(p, c))
+				continue;
 			side_shut(p, c, o);
 		}
 		if (c->failed) {
@@ -946,9 +1004,11 @@ static void conn_update(struct sl_proxy *p, struct sl_conn *c)
 			conn_close(p, c, SL_CLOSE_DONE, NULL);
 			return;
 		}
-		/* spliced: all we held is in the upstream, pushes may go on */
+		/* spliced: all we held is written, the kernel's way is open */
 		if (!c->to_up.len)
-			sl_splice_release(p->splicer, &c->sp);
+			sl_splice_release(p->splicer, &c->sp, SL_SPD_UP);
+		if (!c->to_app.len)
+			sl_splice_release(p->splicer, &c->sp, SL_SPD_DOWN);
 	} else if (c->failed) {
 		/* nothing was relayed yet: nothing to deliver first */
 		conn_reset(p, c);
@@ -965,7 +1025,8 @@ static void conn_update(struct sl_proxy *p, struct sl_conn *c)
 			continue; /* armed by hs_step */
 		if (!s->rd_eof && in->len < in->size)
 			want |= s->rd_want ? s->rd_want : EPOLLIN;
-		if (out->len)
+		/* a waiting download is looked at by timers_run() */
+		if (out->len && !(s == &c->app && c->down_waiting))
 			want |= s->wr_want ? s->wr_want : EPOLLOUT;
 		if (!s->wr_shut)
 			want |= s->sh_want;
@@ -989,6 +1050,7 @@ static void conn_established(struct sl_proxy *p, struct sl_conn *c)
 								 c->app.fd,
 								 c->up.fd, &c->sp);
 	STAT_ADD(p, splice[c->sp_result], 1);
+	sl_splice_app_written(p->splicer, &c->sp, c->bytes_down);
 	conn_update(p, c);
 }
 
@@ -1680,7 +1742,23 @@ static void listener_event(struct sl_proxy *p, struct sl_listener *l)
 static int timers_run(struct sl_proxy *p)
 {
 	uint64_t next = p->now + SL_TICK_MS;
-	struct sl_conn *c;
+	struct sl_conn *c, *w;
+
+	/* spliced downloads waiting for their redirected bytes (down_wait):
+	 * each is looked at again and re-queued if it still waits
+	 */
+	w = p->down_waiters;
+	p->down_waiters = NULL;
+	while ((c = w)) {
+		w = c->wnext;
+		c->down_waiting = false;
+		if (c->state != ST_RELAY)
+			continue;
+		side_flush(p, c, &c->app);
+		conn_update(p, c);
+	}
+	if (p->down_waiters)
+		next = p->now + 1;
 
 	if (p->connect_ms) {
 		while ((c = p->timers[T_CONNECT].head) &&
@@ -1715,12 +1793,15 @@ static int timers_run(struct sl_proxy *p)
 	if (p->idle_ms) {
 		while ((c = p->timers[T_IDLE].head) &&
 		       c->t_last + p->idle_ms <= p->now) {
-			/* bytes the kernel pushed past us are activity too */
+			/* bytes the kernel moved past us are activity too */
 			struct sl_splice_slot n;
+			uint64_t moved;
 
 			sl_splice_counts(p->splicer, &c->sp, &n);
-			if (n.bytes != c->sp.seen) {
-				c->sp.seen = n.bytes;
+			moved = n.half[SL_SPD_UP].bytes +
+				n.half[SL_SPD_DOWN].bytes;
+			if (moved != c->sp.seen) {
+				c->sp.seen = moved;
 				conn_touch(p, c);
 				continue;
 			}

@@ -54,10 +54,10 @@ struct sl_proxy_stats {
 	uint64_t accepted_dir[SL_DIR_NR], active_dir[SL_DIR_NR];
 	uint64_t closed_dir[SL_DIR_NR][SL_CLOSE_NR];
 	uint64_t bytes_up, bytes_down; /* app->upstream, upstream->app */
-	/* of bytes_up, pushed by the kernel (spliced); relayed connections
-	 * by whether their upload half was spliced, or why not
+	/* of bytes_up and bytes_down, what the kernel moved (spliced);
+	 * relayed connections by whether they were spliced, or why not
 	 */
-	uint64_t bytes_spliced;
+	uint64_t bytes_spliced, bytes_spliced_down;
 	uint64_t splice[SL_SPLICE_NR];
 	uint64_t buffered; /* bytes held in the proxy's buffers right now */
 };

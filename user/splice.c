@@ -1,16 +1,21 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* Splice, the proxy's side (splice_user.h; include/splice.h has the design).
  * Runs on the proxy's event loop thread only: holding and releasing are
- * plain stores into the mmap()ed sl_splice, which sk_msg reads; the
- * pair's entries in sl_relay and sl_splice_idx are written once at the
- * start and once at the end.
+ * plain stores into the mmap()ed sl_splice, which BPF reads; the pair's
+ * entries in sl_relay, sl_down and the two indexes are written once at the
+ * start and (the indexes) once at the end.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <linux/tcp.h> /* tcpi_bytes_acked: glibc's tcp_info lacks it */
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <bpf/bpf.h>
 #include "sidelane.h"
 #include "acct.h"
@@ -25,11 +30,27 @@ const char *const sl_splice_result_name[SL_SPLICE_NR] = {
 };
 #undef SL_SPLICE_NAME
 
-const char *const sl_splice_why_name[SL_SPW_NR] = {
-	[SL_SPW_BEHIND] = "behind",
-	[SL_SPW_FULL] = "upstream-full",
-	[SL_SPW_UP_STATE] = "upstream-closing",
-	[SL_SPW_NO_UPSTREAM] = "upstream-gone",
+const char *const sl_splice_dir_name[SL_SPD_NR] = {
+	[SL_SPD_UP] = "up",
+	[SL_SPD_DOWN] = "down",
+};
+
+/* the target: the upstream's socket up, the sidecar's socket to the app
+ * down
+ */
+const char *const sl_splice_why_name[SL_SPD_NR][SL_SPW_NR] = {
+	[SL_SPD_UP] = {
+		[SL_SPW_BEHIND] = "behind",
+		[SL_SPW_FULL] = "upstream-full",
+		[SL_SPW_UP_STATE] = "upstream-closing",
+		[SL_SPW_NO_UPSTREAM] = "upstream-gone",
+	},
+	[SL_SPD_DOWN] = {
+		[SL_SPW_BEHIND] = "behind",
+		[SL_SPW_FULL] = "app-full",
+		[SL_SPW_UP_STATE] = "app-closing",
+		[SL_SPW_NO_UPSTREAM] = "app-gone",
+	},
 };
 
 _Static_assert(SL_SPW_NR <= SL_SPLICE_WHY_SLOTS,
@@ -87,37 +108,52 @@ int sl_splice_view_get(const struct sl_splice_view *v,
 
 void sl_splice_print(FILE *f, const struct sl_splice_status *s, int json)
 {
-	int i;
+	int d, i;
 
 	if (json) {
-		fprintf(f, "\"splice\":{\"present\":%s,\"pushed_msgs\":%llu,"
-			   "\"pushed_bytes\":%llu,\"relayed_msgs\":{",
-			s->present ? "true" : "false",
-			(unsigned long long)s->st.pushed_msgs,
-			(unsigned long long)s->st.pushed_bytes);
-		for (i = 0; i < SL_SPW_NR; i++)
-			fprintf(f, "%s\"%s\":%llu", i ? "," : "",
-				sl_splice_why_name[i],
-				(unsigned long long)s->st.relay[i]);
-		fputs("}}", f);
+		fprintf(f, "\"splice\":{\"present\":%s", 
+			s->present ? "true" : "false");
+		for (d = 0; d < SL_SPD_NR; d++) {
+			fprintf(f, ",\"%s\":{\"pushed_msgs\":%llu,"
+				   "\"pushed_bytes\":%llu,\"relayed_msgs\":{",
+				sl_splice_dir_name[d],
+				(unsigned long long)s->st.dir[d].pushed_msgs,
+				(unsigned long long)s->st.dir[d].pushed_bytes);
+			for (i = 0; i < SL_SPW_NR; i++)
+				fprintf(f, "%s\"%s\":%llu", i ? "," : "",
+					sl_splice_why_name[d][i],
+					(unsigned long long)s->st.dir[d].relay[i]);
+			fputs("}}", f);
+		}
+		fputc('}', f);
 		return;
 	}
 	if (!s->present) {
 		fprintf(f, "splice: not pinned (an older build's pins)\n");
 		return;
 	}
-	fprintf(f, "splice: %llu messages (%llu B) pushed straight to an "
-		   "upstream; relayed while spliced:",
-		(unsigned long long)s->st.pushed_msgs,
-		(unsigned long long)s->st.pushed_bytes);
-	for (i = 0; i < SL_SPW_NR; i++)
-		fprintf(f, " %s=%llu", sl_splice_why_name[i],
-			(unsigned long long)s->st.relay[i]);
-	fputc('\n', f);
+	for (d = 0; d < SL_SPD_NR; d++) {
+		fprintf(f, "splice %s: %llu %s (%llu B) %s; relayed while "
+			   "spliced:",
+			sl_splice_dir_name[d],
+			(unsigned long long)s->st.dir[d].pushed_msgs,
+			d == SL_SPD_UP ? "messages" : "skbs",
+			(unsigned long long)s->st.dir[d].pushed_bytes,
+			d == SL_SPD_UP ? "pushed straight to an upstream" :
+					 "redirected straight to an app's side");
+		for (i = 0; i < SL_SPW_NR; i++)
+			fprintf(f, " %s=%llu", sl_splice_why_name[d][i],
+				(unsigned long long)s->st.dir[d].relay[i]);
+		fputc('\n', f);
+	}
 }
 
 struct sl_splicer {
 	int relay_fd, idx_fd, conns_fd;
+	/* sl_down and sl_down_idx; -1 when the sk_skb verdict is not
+	 * attached (the download half stays with the proxy)
+	 */
+	int down_fd, down_idx_fd;
 	bool redirect_off; /* sl_fp_cfg: sk_msg pushes nothing */
 	/* sl_adm_cfg: no app socket can be admitted (mode none, or safe on a
 	 * kernel that changes FIONREAD): no per-connection look-up
@@ -140,16 +176,31 @@ void sl_splicer_close(struct sl_splicer *sp)
 		close(sp->idx_fd);
 	if (sp->conns_fd >= 0)
 		close(sp->conns_fd);
+	if (sp->down_fd >= 0)
+		close(sp->down_fd);
+	if (sp->down_idx_fd >= 0)
+		close(sp->down_idx_fd);
 	free(sp);
 }
 
-static void clear_idx(int fd)
+static void clear_idx(int fd, void *key)
 {
-	struct sl_sock_key key;
-
-	while (!bpf_map_get_next_key(fd, NULL, &key))
-		if (bpf_map_delete_elem(fd, &key))
+	while (fd >= 0 && !bpf_map_get_next_key(fd, NULL, key))
+		if (bpf_map_delete_elem(fd, key))
 			break;
+}
+
+/* Is the download half's verdict attached to sl_down (link or program)? */
+static bool down_attached(const char *pin_root)
+{
+	int fd = sl_pin_open(pin_root, SL_PIN_LINK_SK_SKB);
+
+	if (fd < 0)
+		fd = sl_pin_open(pin_root, SL_PIN_PROG_SK_SKB);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
 }
 
 int sl_splicer_open(const char *pin_root, struct sl_splicer **out)
@@ -165,6 +216,18 @@ int sl_splicer_open(const char *pin_root, struct sl_splicer **out)
 	sp->relay_fd = sl_pin_open(pin_root, SL_MAP_RELAY);
 	sp->idx_fd = sl_pin_open(pin_root, SL_MAP_SPLICE_IDX);
 	sp->conns_fd = sl_pin_open(pin_root, SL_MAP_CONNS);
+	sp->down_fd = sp->down_idx_fd = -1;
+	if (down_attached(pin_root)) {
+		sp->down_fd = sl_pin_open(pin_root, SL_MAP_DOWN);
+		sp->down_idx_fd = sl_pin_open(pin_root, SL_MAP_DOWN_IDX);
+		if (sp->down_fd < 0 || sp->down_idx_fd < 0) {
+			if (sp->down_fd >= 0)
+				close(sp->down_fd);
+			if (sp->down_idx_fd >= 0)
+				close(sp->down_idx_fd);
+			sp->down_fd = sp->down_idx_fd = -1;
+		}
+	}
 	fd = sl_pin_open(pin_root, SL_MAP_SPLICE);
 	err = sp->relay_fd < 0 ? sp->relay_fd :
 	      sp->idx_fd < 0	 ? sp->idx_fd :
@@ -204,7 +267,13 @@ int sl_splicer_open(const char *pin_root, struct sl_splicer **out)
 	/* A restart: what an earlier process spliced died with its sockets
 	 * (closed with it, reset by SO_LINGER {1, 0}); its entries are stale.
 	 */
-	clear_idx(sp->idx_fd);
+	{
+		struct sl_sock_key key;
+		__u64 cookie;
+
+		clear_idx(sp->idx_fd, &key);
+		clear_idx(sp->down_idx_fd, &cookie);
+	}
 	for (i = 0; i < SL_MAX_SPLICES; i++) {
 		__atomic_store_n(&sp->slots[i].owner, 0, __ATOMIC_RELEASE);
 		sp->free[sp->n_free++] = SL_MAX_SPLICES - 1 - i;
@@ -239,6 +308,29 @@ static void set_linger(int fd, bool abort)
 	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 }
 
+/* The download half: the upstream into sl_down (its psock takes the
+ * verdict from here on), then its index entry. Holding from the start, like
+ * the upload. false: the download stays with the proxy.
+ */
+static bool down_start(struct sl_splicer *sp, int up_fd,
+		       const struct sl_splice_ref *ref, struct sl_splice *s)
+{
+	socklen_t len = sizeof(s->up_cookie);
+	__u64 fd = (__u64)up_fd;
+
+	if (sp->down_fd < 0)
+		return false;
+	if (getsockopt(up_fd, SOL_SOCKET, SO_COOKIE, &s->up_cookie, &len) ||
+	    bpf_map_update_elem(sp->down_idx_fd, &s->up_cookie, ref, BPF_ANY))
+		return false;
+	if (bpf_map_update_elem(sp->down_fd, &ref->up, &fd, BPF_ANY)) {
+		pr_debug("splice: sl_down: %s\n", strerror(errno));
+		bpf_map_delete_elem(sp->down_idx_fd, &s->up_cookie);
+		return false;
+	}
+	return true;
+}
+
 enum sl_splice_result sl_splice_start(struct sl_splicer *sp, int app_fd,
 				      int up_fd, struct sl_splice *s)
 {
@@ -246,6 +338,7 @@ enum sl_splice_result sl_splice_start(struct sl_splicer *sp, int app_fd,
 	struct sl_splice_slot *slot;
 	__u64 fd = (__u64)up_fd;
 	uint64_t cookie;
+	int d;
 
 	sl_splice_init(s);
 	if (!sp)
@@ -263,17 +356,28 @@ enum sl_splice_result sl_splice_start(struct sl_splicer *sp, int app_fd,
 		pr_debug("splice: sl_relay: %s\n", strerror(errno));
 		return SL_SPLICE_FAILED;
 	}
+	ref.side = s->side;
 	ref.slot = sp->free[--sp->n_free];
 	ref.owner = cookie;
 	slot = &sp->slots[ref.slot];
-	slot->bytes = slot->msgs = slot->relayed = slot->relayed_bytes = 0;
+	memset(slot->half, 0, sizeof(slot->half));
 	/* holding from the start: the proxy may still hold bytes */
-	s->seq = 1;
-	s->holding = true;
-	__atomic_store_n(&slot->seq, s->seq, __ATOMIC_SEQ_CST);
+	for (d = 0; d < SL_SPD_NR; d++) {
+		s->seq[d] = 1;
+		s->holding[d] = true;
+		__atomic_store_n(&slot->half[d].seq, 1, __ATOMIC_SEQ_CST);
+	}
+	__atomic_store_n(&slot->app_written, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&slot->owner, cookie, __ATOMIC_RELEASE);
+	/* the download first: once sl_splice_idx has the pair, both halves
+	 * are in place (`conns` and the tests look there)
+	 */
+	s->down = down_start(sp, up_fd, &ref, s);
 	if (bpf_map_update_elem(sp->idx_fd, &s->side, &ref, BPF_ANY)) {
 		pr_debug("splice: sl_splice_idx: %s\n", strerror(errno));
+		if (s->down) /* its verdict passes all without the index */
+			bpf_map_delete_elem(sp->down_idx_fd, &s->up_cookie);
+		s->down = false;
 		__atomic_store_n(&slot->owner, 0, __ATOMIC_RELEASE);
 		sp->free[sp->n_free++] = ref.slot;
 		bpf_map_delete_elem(sp->relay_fd, &ref.up);
@@ -284,41 +388,86 @@ enum sl_splice_result sl_splice_start(struct sl_splicer *sp, int app_fd,
 	s->seen = 0;
 	set_linger(app_fd, true);
 	set_linger(up_fd, true);
-	return SL_SPLICE_SPLICED;
+	return s->down ? SL_SPLICE_SPLICED : SL_SPLICE_UPLOAD;
 }
 
-void sl_splice_hold(struct sl_splicer *sp, struct sl_splice *s)
+void sl_splice_hold(struct sl_splicer *sp, struct sl_splice *s,
+		    enum sl_splice_dir dir)
 {
-	if (s->slot < 0 || s->holding)
+	if (s->slot < 0 || s->holding[dir] || (dir == SL_SPD_DOWN && !s->down))
 		return;
 	/* seq_cst: visible before the read that follows takes any byte */
-	__atomic_store_n(&sp->slots[s->slot].seq, ++s->seq, __ATOMIC_SEQ_CST);
-	s->holding = true;
+	__atomic_store_n(&sp->slots[s->slot].half[dir].seq, ++s->seq[dir],
+			 __ATOMIC_SEQ_CST);
+	s->holding[dir] = true;
 }
 
-void sl_splice_release(struct sl_splicer *sp, struct sl_splice *s)
+void sl_splice_release(struct sl_splicer *sp, struct sl_splice *s,
+		       enum sl_splice_dir dir)
 {
-	if (s->slot < 0 || !s->holding)
+	if (s->slot < 0 || !s->holding[dir])
 		return;
 	/* release: after the send() that wrote the last held byte */
-	__atomic_store_n(&sp->slots[s->slot].seq, ++s->seq, __ATOMIC_RELEASE);
-	s->holding = false;
+	__atomic_store_n(&sp->slots[s->slot].half[dir].seq, ++s->seq[dir],
+			 __ATOMIC_RELEASE);
+	s->holding[dir] = false;
+}
+
+void sl_splice_app_written(struct sl_splicer *sp, struct sl_splice *s,
+			   uint64_t written)
+{
+	if (s->slot >= 0 && s->down)
+		__atomic_store_n(&sp->slots[s->slot].app_written, written,
+				 __ATOMIC_RELEASE);
+}
+
+uint64_t sl_splice_down_inflight(struct sl_splicer *sp,
+				 const struct sl_splice *s, int app_fd)
+{
+	struct tcp_info ti = {};
+	socklen_t len = sizeof(ti);
+	uint64_t sent, queued;
+	int outq = 0;
+
+	if (s->slot < 0 || !s->down)
+		return 0;
+	/* what the verdict redirected (counted before the redirect is
+	 * queued), then the socket: acked first, the queue second, so an
+	 * ACK in between makes queued smaller, never larger, than the truth
+	 */
+	sent = __atomic_load_n(&sp->slots[s->slot].half[SL_SPD_DOWN].bytes,
+			       __ATOMIC_ACQUIRE) +
+	       __atomic_load_n(&sp->slots[s->slot].app_written,
+			       __ATOMIC_RELAXED);
+	if (getsockopt(app_fd, IPPROTO_TCP, TCP_INFO, &ti, &len) ||
+	    len < offsetof(struct tcp_info, tcpi_bytes_acked) +
+			  sizeof(ti.tcpi_bytes_acked) ||
+	    ioctl(app_fd, SIOCOUTQ, &outq))
+		return 0; /* the socket failed: nothing will enter it */
+	queued = ti.tcpi_bytes_acked + (uint32_t)outq;
+	return sent > queued ? sent - queued : 0;
 }
 
 void sl_splice_counts(const struct sl_splicer *sp, const struct sl_splice *s,
 		      struct sl_splice_slot *out)
 {
 	const struct sl_splice_slot *slot;
+	int d;
 
 	memset(out, 0, sizeof(*out));
 	if (s->slot < 0)
 		return;
 	slot = &sp->slots[s->slot];
-	out->bytes = __atomic_load_n(&slot->bytes, __ATOMIC_RELAXED);
-	out->msgs = __atomic_load_n(&slot->msgs, __ATOMIC_RELAXED);
-	out->relayed = __atomic_load_n(&slot->relayed, __ATOMIC_RELAXED);
-	out->relayed_bytes = __atomic_load_n(&slot->relayed_bytes,
-					     __ATOMIC_RELAXED);
+	for (d = 0; d < SL_SPD_NR; d++) {
+		const struct sl_splice_half *h = &slot->half[d];
+
+		out->half[d].bytes = __atomic_load_n(&h->bytes, __ATOMIC_RELAXED);
+		out->half[d].msgs = __atomic_load_n(&h->msgs, __ATOMIC_RELAXED);
+		out->half[d].relayed = __atomic_load_n(&h->relayed,
+						       __ATOMIC_RELAXED);
+		out->half[d].relayed_bytes =
+			__atomic_load_n(&h->relayed_bytes, __ATOMIC_RELAXED);
+	}
 }
 
 void sl_splice_stop(struct sl_splicer *sp, struct sl_splice *s, int app_fd,
@@ -330,6 +479,12 @@ void sl_splice_stop(struct sl_splicer *sp, struct sl_splice *s, int app_fd,
 		return;
 	slot = &sp->slots[s->slot];
 	bpf_map_delete_elem(sp->idx_fd, &s->side);
+	/* the upstream stays in sl_down until it closes: taking it out
+	 * would drop its psock, and with it what the verdict passed and the
+	 * proxy has not read yet
+	 */
+	if (s->down)
+		bpf_map_delete_elem(sp->down_idx_fd, &s->up_cookie);
 	__atomic_store_n(&slot->owner, 0, __ATOMIC_RELEASE);
 	sp->free[sp->n_free++] = (uint32_t)s->slot;
 	s->slot = -1;

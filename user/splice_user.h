@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* Splice, the proxy's side (user/splice.c; include/splice.h has the design):
  * after the proxy has judged a connection and connected upstream, it hands
- * the upload half to the kernel when the app's socket is admitted, and
- * tells sk_msg while it holds bytes of the app's, so that a push never
- * overtakes them.
+ * both halves to the kernel when the app's socket is admitted, and tells
+ * BPF while it holds bytes of either direction, so that the kernel's way
+ * never overtakes them.
  */
 #ifndef SPLICE_USER_H
 #define SPLICE_USER_H
@@ -15,7 +15,10 @@
 
 /* Why a relayed connection is not spliced, or SL_SPLICE_SPLICED. */
 #define SL_SPLICE_RESULTS(X)                                                   \
-	X(SPLICED, "spliced", "the upload half runs in the kernel")            \
+	X(SPLICED, "spliced", "both halves run in the kernel")                 \
+	X(UPLOAD, "upload-only",                                                \
+	  "the upload half runs in the kernel; the sk_skb verdict for the "     \
+	  "download half is not attached")                                     \
 	X(NOT_ADMITTED, "not-admitted",                                         \
 	  "the app's socket is not admitted (its reason is in conns)")          \
 	X(TLS, "tls", "TLS on a side (no kTLS): the proxy must see the bytes")  \
@@ -32,8 +35,9 @@ enum sl_splice_result { SL_SPLICE_RESULTS(SL_SPLICE_ENUM) SL_SPLICE_NR };
 #undef SL_SPLICE_ENUM
 
 extern const char *const sl_splice_result_name[SL_SPLICE_NR];
-/* enum sl_splice_why (include/splice.h) by name */
-extern const char *const sl_splice_why_name[SL_SPW_NR];
+/* enum sl_splice_why (include/splice.h) by name, per direction */
+extern const char *const sl_splice_why_name[SL_SPD_NR][SL_SPW_NR];
+extern const char *const sl_splice_dir_name[SL_SPD_NR];
 
 /* What `status` and /metrics show of the splice: sl_splice_stats summed
  * over CPUs; present 0 on an older build's pins.
@@ -67,11 +71,13 @@ struct sl_splicer;
 /* One connection's splice; slot -1 while not spliced. */
 struct sl_splice {
 	int slot;
-	bool holding; /* the slot's seq is odd */
-	uint64_t seq;
+	bool down; /* the download half is spliced too */
+	bool holding[SL_SPD_NR]; /* that half's seq is odd */
+	uint64_t seq[SL_SPD_NR];
 	uint64_t owner; /* the sidecar socket's cookie */
+	uint64_t up_cookie; /* the upstream socket's, its key in sl_down_idx */
 	struct sl_sock_key side; /* its key in sl_splice_idx */
-	uint64_t seen; /* pushed bytes last looked at (idle detection) */
+	uint64_t seen; /* spliced bytes last looked at (idle detection) */
 };
 
 /* Open the pinned splice maps under pin_root (the slots mmap()ed).
@@ -85,23 +91,42 @@ static inline void sl_splice_init(struct sl_splice *s)
 	s->slot = -1;
 }
 
-/* Splice the upload half of app_fd (the sidecar's accepted socket) into
- * up_fd (its connected upstream) when the app's socket is admitted; it
- * starts holding (sl_splice_release() once the proxy has written what it
- * holds). sp may be NULL (unavailable). Both sockets get
+/* Splice app_fd (the sidecar's accepted socket) and up_fd (its connected
+ * upstream) when the app's socket is admitted: the upload half always, the
+ * download half where the sk_skb verdict is attached. Both halves start
+ * holding (sl_splice_release() once the proxy has written what it holds
+ * that way). sp may be NULL (unavailable). Both sockets get
  * SO_LINGER {1, 0}, so that a sidecar killed mid-stream resets them rather
  * than end a cut stream with a clean FIN; sl_splice_stop() restores it.
  */
 enum sl_splice_result sl_splice_start(struct sl_splicer *sp, int app_fd,
 				      int up_fd, struct sl_splice *s);
-/* Before the proxy reads from the app's side: no push until released. */
-void sl_splice_hold(struct sl_splicer *sp, struct sl_splice *s);
-/* After the proxy has written everything it held into the upstream. */
-void sl_splice_release(struct sl_splicer *sp, struct sl_splice *s);
-/* What sk_msg did with the app's messages since the splice point: pushed
- * (msgs, bytes) or sent the relay's way (relayed, relayed_bytes). Counted
- * at the verdict: a message the next hop takes only in part counts whole,
- * and the app sends the rest again. Zeroes when not spliced.
+/* Before the proxy reads one direction (SL_SPD_UP: from the app's side,
+ * SL_SPD_DOWN: from the upstream): nothing goes the kernel's way until
+ * released.
+ */
+void sl_splice_hold(struct sl_splicer *sp, struct sl_splice *s,
+		    enum sl_splice_dir dir);
+/* After the proxy has written everything it held that way. */
+void sl_splice_release(struct sl_splicer *sp, struct sl_splice *s,
+		       enum sl_splice_dir dir);
+/* The proxy has written written bytes in all into app_fd (towards the
+ * app), over the connection's life: BPF bounds the download by it.
+ */
+void sl_splice_app_written(struct sl_splicer *sp, struct sl_splice *s,
+			   uint64_t written);
+/* Bytes the download half redirected that have not yet entered app_fd's
+ * send queue (the psock's work queue sends them): 0 when the proxy may
+ * write into app_fd, or shut or reset it, without overtaking any. Never
+ * less than the truth. 0 when the download half is not spliced.
+ */
+uint64_t sl_splice_down_inflight(struct sl_splicer *sp,
+				 const struct sl_splice *s, int app_fd);
+/* What BPF did since the splice point, per half: bytes and messages taken
+ * the kernel's way, or sent the relay's way (relayed, relayed_bytes).
+ * Counted at the verdict: an upload message the next hop takes only in
+ * part counts whole, and the app sends the rest again. Zeroes when not
+ * spliced.
  */
 void sl_splice_counts(const struct sl_splicer *sp, const struct sl_splice *s,
 		      struct sl_splice_slot *out);

@@ -9,7 +9,11 @@
  * - byte-exact uploads of 1 B to 64 MiB in random chunk sizes, most of the
  *   bytes pushed by the kernel, and past the splice point no byte relayed
  *   that sk_msg did not count as a fallback;
- * - full duplex (upload spliced, download relayed), byte-exact both ways;
+ * - byte-exact downloads of 1 B to 16 MiB: most bytes redirected by the
+ *   sk_skb verdict, every other byte past the splice point a counted
+ *   fallback, EOF only after the last byte (the FIN waits for delivery),
+ *   and an upstream reset passed on only after every byte;
+ * - full duplex, both halves spliced, byte-exact both ways;
  * - back-pressure: a slow upstream reader, an edge-triggered writer that
  *   must not stall, relay fallbacks counted as "upstream full";
  * - half-close: the upstream sees EOF only after every byte;
@@ -28,6 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -74,7 +80,9 @@ struct hello {
 	char mode; /* 'S' sink, 'E' echo, 'W' slow sink, 'K' until it ends,
 		    * 'D' send len bytes of data, then close, 'H' like K but
 		    * reads nothing until hold_release, 'R' reads 1 KiB, then
-		    * resets
+		    * resets, 'G' like D after one more byte (the client's go,
+		    * past the splice point), 'X' like G, then a reset once all
+		    * is acknowledged
 		    */
 	char pad[7];
 	__u64 len; /* S/W: bytes that follow before the client's EOF */
@@ -119,12 +127,31 @@ static void *srv_conn(void *arg)
 		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		goto out;
 	}
-	if (h.mode == 'D') { /* as fast as the proxy takes it */
+	if (h.mode == 'G' || h.mode == 'X')
+		if (read_full(fd, buf, 1))
+			goto out;
+	if (h.mode == 'D' || h.mode == 'G' || h.mode == 'X') {
+		/* as fast as the proxy takes it */
 		for (got = 0; got < h.len;) {
-			n = send(fd, data + got, h.len - got, MSG_NOSIGNAL);
+			size_t off = got % DATA_LEN, chunk = h.len - got;
+
+			if (chunk > DATA_LEN - off)
+				chunk = DATA_LEN - off;
+			n = send(fd, data + off, chunk, MSG_NOSIGNAL);
 			if (n <= 0)
 				break;
 			got += n;
+		}
+		if (h.mode == 'X') {
+			struct linger lg = { 1, 0 };
+			__u64 end = th_now_ms() + IO_MS;
+			int unacked = 1;
+
+			/* all acknowledged: the proxy's side has every byte */
+			while (th_now_ms() < end &&
+			       !ioctl(fd, SIOCOUTQ, &unacked) && unacked)
+				usleep(1000);
+			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		}
 		goto out;
 	}
@@ -491,8 +518,8 @@ static void check_upload(const char *name, size_t len, char mode, bool et,
 	th_info("%s: %zu B: pushed %llu, relayed %llu, of which %llu counted "
 		"fallbacks (behind %llu, full %llu msgs), %u EAGAIN", name, len,
 		spl, relayed, fb,
-		(unsigned long long)(s1.relay[SL_SPW_BEHIND] - s0.relay[SL_SPW_BEHIND]),
-		(unsigned long long)(s1.relay[SL_SPW_FULL] - s0.relay[SL_SPW_FULL]),
+		(unsigned long long)(s1.dir[SL_SPD_UP].relay[SL_SPW_BEHIND] - s0.dir[SL_SPD_UP].relay[SL_SPW_BEHIND]),
+		(unsigned long long)(s1.dir[SL_SPD_UP].relay[SL_SPW_FULL] - s0.dir[SL_SPD_UP].relay[SL_SPW_FULL]),
 		x.eagain);
 	th_info("  fast path: redirect_ok +%llu, redirect_failed +%llu, "
 		"pass_plain +%llu (%llu B), backlog_fallback +%llu",
@@ -516,7 +543,7 @@ static void check_upload(const char *name, size_t len, char mode, bool et,
 			     tot == len + sizeof(h) &&
 			     (app_msgs == decided || app_msgs == decided + 1) &&
 			     (len < 64 * KiB || spl >= 64 * KiB) &&
-			     (!want_full || s1.relay[SL_SPW_FULL] > s0.relay[SL_SPW_FULL]),
+			     (!want_full || s1.dir[SL_SPD_UP].relay[SL_SPW_FULL] > s0.dir[SL_SPD_UP].relay[SL_SPW_FULL]),
 		     name, "relay line: %s", line))
 		th_pass(name);
 }
@@ -546,18 +573,107 @@ static void check_duplex(const char *name, size_t len)
 			     field(line, "bytes_up") == len + sizeof(h) &&
 			     field(line, "bytes_down") == len &&
 			     field(line, "bytes_up") - field(line, "bytes_up_spliced") -
-					     field(line, "bytes_up_fallback") <= sizeof(h),
+					     field(line, "bytes_up_fallback") <= sizeof(h) &&
+			     /* the echo starts past the splice point */
+			     field(line, "bytes_down") ==
+				     field(line, "bytes_down_spliced") +
+					     field(line, "bytes_down_fallback") &&
+			     (len < MiB || field(line, "bytes_down_spliced") > 0),
 		     name, "relay line: %s", line))
 		th_pass(name);
 out:
 	free(back);
 }
 
+/* Download len bytes ('G': the server starts on our go, sent past the
+ * splice point; reset: 'X', its reset once all is acknowledged). Byte-exact
+ * (SHA-256), then EOF, or ECONNRESET after the last byte: the FIN or RST
+ * must wait until every redirected byte is in. Past the splice point every
+ * byte the proxy relayed must be a counted fallback: bytes_down = spliced +
+ * fallback. slow: a reader of about 80 MB/s at most, so the app's side
+ * fills and app-full fallbacks are counted.
+ */
+static void check_download(const char *name, size_t len, bool reset, bool slow)
+{
+	struct hello h = { .mode = reset ? 'X' : 'G', .len = len };
+	struct sl_splice_stats s0, s1;
+	unsigned char want[32], got_sha[32];
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned long long full;
+	static char buf[64 * KiB];
+	size_t got = 0;
+	__u64 end = th_now_ms() + IO_MS;
+	char line[2048];
+	unsigned int dl;
+	int fd, lport, end_err = ETIMEDOUT;
+
+	splice_stats(&s0);
+	fd = app_connect(false);
+	if (!TH_CHECK(md && fd >= 0, name, "connect: %s", strerror(-fd)))
+		goto out;
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	lport = local_port(fd);
+	send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+	if (!TH_CHECK(!wait_spliced(fd), name, "not spliced")) {
+		close(fd);
+		goto out;
+	}
+	send(fd, "g", 1, MSG_NOSIGNAL);
+	while (th_now_ms() < end) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		ssize_t n;
+
+		if (poll(&p, 1, 1000) != 1)
+			continue;
+		n = recv(fd, buf, slow ? 16 * KiB : sizeof(buf), MSG_DONTWAIT);
+		if (n > 0) {
+			EVP_DigestUpdate(md, buf, n);
+			got += n;
+			if (slow)
+				usleep(200);
+			continue;
+		}
+		if (n < 0 && errno == EAGAIN)
+			continue;
+		end_err = n < 0 ? errno : 0;
+		break;
+	}
+	close(fd);
+	EVP_DigestFinal_ex(md, got_sha, &dl);
+	data_sha256(len, want);
+	splice_stats(&s1);
+	full = s1.dir[SL_SPD_DOWN].relay[SL_SPW_FULL] -
+	       s0.dir[SL_SPD_DOWN].relay[SL_SPW_FULL];
+	if (!TH_CHECK(got == len && !memcmp(got_sha, want, 32) &&
+			      end_err == (reset ? ECONNRESET : 0),
+		      name, "got %zu of %zu B, SHA-256 %s, then %s", got, len,
+		      memcmp(got_sha, want, 32) ? "differs" : "equal",
+		      end_err ? strerror(end_err) : "EOF") ||
+	    !TH_CHECK(!relay_line(lport, line, sizeof(line)), name,
+		      "no relay line for :%d", lport))
+		goto out;
+	th_info("%s: redirected %llu B in %llu skbs, relayed %llu B in %llu "
+		"(app-full %llu)", name, field(line, "bytes_down_spliced"),
+		field(line, "msgs_down_spliced"), field(line, "bytes_down_fallback"),
+		field(line, "msgs_down_fallback"), full);
+	if (TH_CHECK(strstr(line, "\"splice\":\"spliced\"") &&
+			     field(line, "bytes_down") == len &&
+			     field(line, "bytes_down") ==
+				     field(line, "bytes_down_spliced") +
+					     field(line, "bytes_down_fallback") &&
+			     (len < 64 * KiB || field(line, "bytes_down_spliced") > 0) &&
+			     (!slow || full > 0),
+		     name, "relay line: %s", line))
+		th_pass(name);
+out:
+	EVP_MD_CTX_free(md);
+}
+
 /* `sidelane status --json` has what sk_msg pushed, equal to the map's. */
 static void check_status(void)
 {
-	const char *name = "splice: status --json counts the pushed bytes and the fallbacks by why";
-	char cmd[PATH_MAX + 512], out[512], want[128];
+	const char *name = "splice: status --json counts the bytes moved each way and the fallbacks by why";
+	char cmd[PATH_MAX + 512], out[512], want[256];
 	char *sh[] = { "sh", "-c", cmd, NULL };
 	struct sl_splice_stats st;
 	int rc;
@@ -565,14 +681,19 @@ static void check_status(void)
 	snprintf(cmd, sizeof(cmd),
 		 "%s status --json --pin-root %s | python3 -c 'import json, sys; "
 		 "s = json.load(sys.stdin)[\"splice\"]; "
-		 "print(s[\"pushed_bytes\"], sorted(s[\"relayed_msgs\"]))'",
+		 "print(s[\"up\"][\"pushed_bytes\"], sorted(s[\"up\"][\"relayed_msgs\"]), "
+		 "s[\"down\"][\"pushed_bytes\"], sorted(s[\"down\"][\"relayed_msgs\"]))'",
 		 th_sidelane_bin(), env.pin_root);
 	rc = th_run(NULL, NULL, sh, out, sizeof(out), 10000);
 	splice_stats(&st);
 	snprintf(want, sizeof(want),
-		 "%llu ['behind', 'upstream-closing', 'upstream-full', 'upstream-gone']\n",
-		 (unsigned long long)st.pushed_bytes);
-	if (TH_CHECK(!rc && st.pushed_bytes > 0 && !strcmp(out, want), name,
+		 "%llu ['behind', 'upstream-closing', 'upstream-full', 'upstream-gone'] "
+		 "%llu ['app-closing', 'app-full', 'app-gone', 'behind']\n",
+		 (unsigned long long)st.dir[SL_SPD_UP].pushed_bytes,
+		 (unsigned long long)st.dir[SL_SPD_DOWN].pushed_bytes);
+	if (TH_CHECK(!rc && st.dir[SL_SPD_UP].pushed_bytes > 0 &&
+			     st.dir[SL_SPD_DOWN].pushed_bytes > 0 && !strcmp(out, want),
+		     name,
 		     "exit %d: '%s', want '%s'", rc, out, want))
 		th_pass(name);
 }
@@ -993,9 +1114,19 @@ int main(void)
 	check_upload("splice: edge-triggered writer against a slow upstream: no stall, "
 		     "byte-exact, 'upstream full' fallbacks counted",
 		     16 * MiB, 'W', true, true);
+	for (i = 0; i < 5; i++) {
+		snprintf(name, sizeof(name), "splice: download of %zu B: byte-exact, "
+			 "redirected or counted fallbacks, EOF after the last byte",
+			 sizes[i]);
+		check_download(name, sizes[i], false, false);
+	}
+	check_download("splice: download of 16 MiB to a slow reader: byte-exact, "
+		       "'app full' fallbacks counted", 16 * MiB, false, true);
+	check_download("splice: the upstream resets after 4 MiB: the app reads every "
+		       "byte, then ECONNRESET", 4 * MiB, true, false);
 	for (i = 2; i < 5; i++) {
 		snprintf(name, sizeof(name), "splice: full duplex echo of %zu B: byte-exact "
-			 "both ways (upload spliced, download relayed)", sizes[i]);
+			 "both ways, both halves spliced", sizes[i]);
 		check_duplex(name, sizes[i]);
 	}
 	/* make soak: the long cases */
@@ -1005,6 +1136,8 @@ int main(void)
 			     1UL << 30, 'S', false, false);
 		check_duplex_long("splice: full duplex echo of 1 GiB: byte-exact both "
 				  "ways (SHA-256)", 1UL << 30);
+		check_download("splice: download of 1 GiB: byte-exact (SHA-256), "
+			       "EOF after the last byte", 1UL << 30, false, false);
 	}
 	/* the same over IPv6: keys of 16-byte addresses end to end */
 	use_v6 = true;
