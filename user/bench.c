@@ -387,14 +387,17 @@ struct accel {
 	uint64_t served; /* haproxy: sessions its frontend accepted */
 	/* sidecar's sidelane: messages sk_msg pushed straight to the
 	 * upstream, skbs the sk_skb verdict redirected straight towards the
-	 * app, and those of spliced pairs that took the relay
+	 * app, and those of spliced pairs that took the relay, each way:
+	 * in all, and because the target was full
 	 */
-	uint64_t pushed, pushed_bytes, down, down_bytes, spliced_relayed;
+	uint64_t pushed, pushed_bytes, down, down_bytes;
+	uint64_t relayed_up, relayed_down, full_up, full_down;
 };
 #define ACCEL_FIELDS(X)                                                        \
 	X(redirected) X(passed) X(redirected_b) X(passed_b) X(inserted)        \
 	X(fallback) X(captured) X(served) X(pushed) X(pushed_bytes)            \
-	X(down) X(down_bytes) X(spliced_relayed)
+	X(down) X(down_bytes) X(relayed_up) X(relayed_down) X(full_up)         \
+	X(full_down)
 
 /* to += sign * from, field by field. */
 static void accel_add(struct accel *to, const struct accel *from, int sign)
@@ -982,8 +985,11 @@ static int read_accel(enum mode m, struct accel *a)
 			a->down_bytes = sp.st.dir[SL_SPD_DOWN].pushed_bytes;
 			for (d = 0; d < SL_SPD_NR; d++)
 				for (i = 0; i < SL_SPW_NR; i++)
-					a->spliced_relayed +=
+					*(d == SL_SPD_UP ? &a->relayed_up :
+							   &a->relayed_down) +=
 						sp.st.dir[d].relay[i];
+			a->full_up = sp.st.dir[SL_SPD_UP].relay[SL_SPW_FULL];
+			a->full_down = sp.st.dir[SL_SPD_DOWN].relay[SL_SPW_FULL];
 		}
 		return 0;
 	case MODE_TLS_SL:
@@ -3521,15 +3527,19 @@ static int report_sidecar(const struct bench_opts *o, const struct accel *acc,
 		       (unsigned long long)sl->redirected,
 		       (unsigned long long)sl->passed,
 		       (unsigned long long)sl->fallback);
-		printf("sidelane splice: %llu messages (%llu B) pushed from "
-		       "the app's socket straight to the upstream, %llu skbs "
-		       "(%llu B) redirected from the upstream towards the app, "
-		       "%llu of spliced pairs relayed\n",
+		printf("sidelane splice: up, %llu messages (%llu B) pushed "
+		       "from the app's socket straight to the upstream, %llu "
+		       "relayed (%llu as the upstream was full); down, %llu "
+		       "skbs (%llu B) redirected from the upstream towards the "
+		       "app, %llu relayed (%llu as the app's side was full)\n",
 		       (unsigned long long)sl->pushed,
 		       (unsigned long long)sl->pushed_bytes,
+		       (unsigned long long)sl->relayed_up,
+		       (unsigned long long)sl->full_up,
 		       (unsigned long long)sl->down,
 		       (unsigned long long)sl->down_bytes,
-		       (unsigned long long)sl->spliced_relayed);
+		       (unsigned long long)sl->relayed_down,
+		       (unsigned long long)sl->full_down);
 		if (!sl->redirected && !sl->pushed)
 			printf("  the hop was not accelerated: no message was "
 			       "redirected%s\n",

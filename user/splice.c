@@ -386,6 +386,7 @@ enum sl_splice_result sl_splice_start(struct sl_splicer *sp, int app_fd,
 	s->slot = (int)ref.slot;
 	s->owner = cookie;
 	s->seen = 0;
+	s->down_clear = false;
 	set_linger(app_fd, true);
 	set_linger(up_fd, true);
 	return s->down ? SL_SPLICE_SPLICED : SL_SPLICE_UPLOAD;
@@ -411,6 +412,8 @@ void sl_splice_release(struct sl_splicer *sp, struct sl_splice *s,
 	__atomic_store_n(&sp->slots[s->slot].half[dir].seq, ++s->seq[dir],
 			 __ATOMIC_RELEASE);
 	s->holding[dir] = false;
+	if (dir == SL_SPD_DOWN)
+		s->down_clear = false;
 }
 
 void sl_splice_app_written(struct sl_splicer *sp, struct sl_splice *s,
@@ -421,15 +424,15 @@ void sl_splice_app_written(struct sl_splicer *sp, struct sl_splice *s,
 				 __ATOMIC_RELEASE);
 }
 
-uint64_t sl_splice_down_inflight(struct sl_splicer *sp,
-				 const struct sl_splice *s, int app_fd)
+uint64_t sl_splice_down_inflight(struct sl_splicer *sp, struct sl_splice *s,
+				 int app_fd)
 {
 	struct tcp_info ti = {};
 	socklen_t len = sizeof(ti);
 	uint64_t sent, queued;
 	int outq = 0;
 
-	if (s->slot < 0 || !s->down)
+	if (s->slot < 0 || !s->down || s->down_clear)
 		return 0;
 	/* what the verdict redirected (counted before the redirect is
 	 * queued), then the socket: acked first, the queue second, so an
@@ -445,7 +448,15 @@ uint64_t sl_splice_down_inflight(struct sl_splicer *sp,
 	    ioctl(app_fd, SIOCOUTQ, &outq))
 		return 0; /* the socket failed: nothing will enter it */
 	queued = ti.tcpi_bytes_acked + (uint32_t)outq;
-	return sent > queued ? sent - queued : 0;
+	if (sent > queued)
+		return sent - queued;
+	/* Held, and the proxy has read the upstream since (side_fill holds
+	 * before it reads): every verdict run that saw the half released has
+	 * finished (both take the upstream's socket lock) and is counted in
+	 * sent; later ones see it held and redirect nothing.
+	 */
+	s->down_clear = s->holding[SL_SPD_DOWN];
+	return 0;
 }
 
 void sl_splice_counts(const struct sl_splicer *sp, const struct sl_splice *s,

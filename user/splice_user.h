@@ -72,6 +72,10 @@ struct sl_splicer;
 struct sl_splice {
 	int slot;
 	bool down; /* the download half is spliced too */
+	/* nothing redirected was in flight since the download half was last
+	 * held: none can be until it is released (sl_splice_down_inflight)
+	 */
+	bool down_clear;
 	bool holding[SL_SPD_NR]; /* that half's seq is odd */
 	uint64_t seq[SL_SPD_NR];
 	uint64_t owner; /* the sidecar socket's cookie */
@@ -120,8 +124,8 @@ void sl_splice_app_written(struct sl_splicer *sp, struct sl_splice *s,
  * write into app_fd, or shut or reset it, without overtaking any. Never
  * less than the truth. 0 when the download half is not spliced.
  */
-uint64_t sl_splice_down_inflight(struct sl_splicer *sp,
-				 const struct sl_splice *s, int app_fd);
+uint64_t sl_splice_down_inflight(struct sl_splicer *sp, struct sl_splice *s,
+				 int app_fd);
 /* What BPF did since the splice point, per half: bytes and messages taken
  * the kernel's way, or sent the relay's way (relayed, relayed_bytes).
  * Counted at the verdict: an upload message the next hop takes only in
