@@ -13,8 +13,19 @@
  * (never for safe). The admission counters must show that each run
  * exercised what its mode promises (admitted and redirected, or kept out
  * for the stated reason): a comparison that proves nothing fails too.
+ *
+ * Spliced pairs (include/splice.h): the app's socket connects to an
+ * ambassador of `sidelane run` whose upstream is this test's listener, so
+ * the other end is the proxy's upstream connection (placements proxy-*).
+ * Mode spliced (app_sockets send, proxy.splice true) must equal mode relay
+ * (the same with proxy.splice false): the splice may change nothing the
+ * app sees through the proxy. A non-blocking run must have been spliced
+ * (the pair's entry in sl_splice_idx, or the splice counters moved); a
+ * blocking one must not (not admitted). Where the proxy itself differs from
+ * a direct connection (mode plain, proxy-* placements) the report says so.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sockios.h>
@@ -34,8 +45,11 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <bpf/bpf.h>
 #include "sidelane.h"
 #include "admission_user.h"
+#include "fastpath_user.h"
+#include "splice.h"
 #include "harness.h"
 
 #define KiB 1024UL
@@ -233,18 +247,37 @@ static void pat_fill(char *buf, size_t len)
 
 /* ---- what a run is ---- */
 
-enum mode { M_PLAIN, M_SAFE, M_SEND, M_ALL, M_NR };
-static const char *const mode_name[M_NR] = { "plain", "safe", "send", "all" };
+enum mode { M_PLAIN, M_SAFE, M_SEND, M_ALL, M_RELAY, M_SPLICED, M_NR };
+static const char *const mode_name[M_NR] = { "plain", "safe", "send",
+					     "all", "relay", "spliced" };
+
+/* The modes through sidelane's proxy: app_sockets send, with and without
+ * the splice.
+ */
+static bool via_proxy(enum mode m)
+{
+	return m == M_RELAY || m == M_SPLICED;
+}
 
 /* Where the app's socket (always the connecting end, made in the app's
  * cgroup) sits. A case about one direction runs app-app (the app's socket
  * writes to another app's accepted one), app-reads (the sidecar's accepted
  * socket writes) and app-writes (the sidecar's reads); a case where both
- * ends talk runs app-app and app-sidecar.
+ * ends talk runs app-app and app-sidecar. The proxy-* placements put
+ * sidelane's proxy between the app and the other end, an upstream outside
+ * sidelane's cgroups (a direct connection to it in mode plain).
  */
-enum place { P_APP_APP, P_APP_READS, P_APP_WRITES, P_APP_SIDECAR, P_NR };
-static const char *const place_name[P_NR] = { "app-app", "app-reads",
-					      "app-writes", "app-sidecar" };
+enum place { P_APP_APP, P_APP_READS, P_APP_WRITES, P_APP_SIDECAR,
+	     P_PROXY_READS, P_PROXY_WRITES, P_PROXY_BOTH, P_NR };
+static const char *const place_name[P_NR] = {
+	"app-app",     "app-reads",    "app-writes", "app-sidecar",
+	"proxy-reads", "proxy-writes", "proxy-both"
+};
+
+static bool proxy_place(enum place p)
+{
+	return p >= P_PROXY_READS;
+}
 
 static const struct family {
 	const char *name, *addr;
@@ -267,6 +300,10 @@ struct lsn {
 };
 
 static struct lsn lsn[2][N_FAM];
+/* the proxy-* placements: the upstream's listener (this process's cgroup,
+ * made once) and the ambassadors' addresses (fd -1)
+ */
+static struct lsn up_lsn[N_FAM], amb_lsn[N_FAM];
 
 struct ccase;
 
@@ -276,7 +313,8 @@ struct combo {
 	int fam;
 	bool nb;
 	const struct ccase *cc;
-	const struct lsn *l;
+	const struct lsn *l; /* where the other end is accepted */
+	const struct lsn *dst; /* where the app connects: l or an ambassador */
 };
 
 /* What a case gets: role cases use r/w, the others app/peer. */
@@ -338,6 +376,36 @@ static void set_timeouts(int fd)
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
+static struct th_env *cur_env; /* the mode's, while it runs */
+static bool last_spliced; /* open_conn() saw its pair spliced */
+
+/* Wait up to ms until the proxy has spliced fd's connection (its entry in
+ * sl_splice_idx, keyed by the sidecar's end): 0 or -ETIMEDOUT.
+ */
+static int wait_spliced(int fd, int ms)
+{
+	struct sl_sock_key me, side;
+	struct sl_splice_ref ref;
+	int map, err = -ETIMEDOUT;
+	__u64 end = th_now_ms() + ms;
+
+	map = sl_pin_open(cur_env->pin_root, SL_MAP_SPLICE_IDX);
+	if (map < 0 || th_sock_key(fd, &me))
+		goto out;
+	sl_sock_key_swap(&me, &side);
+	do {
+		if (!bpf_map_lookup_elem(map, &side, &ref)) {
+			err = 0;
+			break;
+		}
+		usleep(1000);
+	} while (th_now_ms() < end);
+out:
+	if (map >= 0)
+		close(map);
+	return err;
+}
+
 /* accept4() on the shared listener, within ms; -1 with errno. */
 static int accept_ms(int lfd, int flags, struct sockaddr_storage *from, int ms)
 {
@@ -361,12 +429,13 @@ static int open_conn(const struct combo *cb, int *app, int *peer)
 	struct sockaddr_storage me, from;
 	socklen_t len = sizeof(me);
 
-	c = socket(cb->l->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | fl, 0);
+	c = socket(cb->dst->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | fl, 0);
 	if (c < 0)
 		return -errno;
 	if (cb->cc->prep && cb->cc->prep(c))
 		goto err;
-	if (connect(c, (void *)&cb->l->ss, cb->l->len) && errno != EINPROGRESS)
+	if (connect(c, (void *)&cb->dst->ss, cb->dst->len) &&
+	    errno != EINPROGRESS)
 		goto err;
 	if (cb->nb) {
 		/* loopback: EINPROGRESS, then writable once established */
@@ -386,12 +455,14 @@ static int open_conn(const struct combo *cb, int *app, int *peer)
 	len = sizeof(me);
 	if (getsockname(c, (void *)&me, &len))
 		goto err;
-	/* The listener is shared: take our connection, not a leftover. */
+	/* The listener is shared: take our connection, not a leftover.
+	 * Through the proxy, the one the proxy opened: the next.
+	 */
 	for (i = 0; i < 8; i++) {
 		s = accept_ms(cb->l->fd, fl, &from, 2000);
 		if (s < 0)
 			goto err;
-		if (sa_same(&me, &from))
+		if (cb->dst != cb->l || sa_same(&me, &from))
 			break;
 		close(s);
 		s = -1;
@@ -404,6 +475,10 @@ static int open_conn(const struct combo *cb, int *app, int *peer)
 	set_timeouts(s);
 	*app = c;
 	*peer = s;
+	/* spliced: the case starts past the splice point, when admitted */
+	if (cb->mode == M_SPLICED)
+		last_spliced = !wait_spliced(c, cb->nb && !cb->cc->keep_out ?
+							2000 : 20);
 	return 0;
 err:
 	err = errno ? -errno : -EIO;
@@ -890,11 +965,14 @@ out:
 /* bp_out is filled once (th_fill seed 9); the cases only read it. */
 static char bp_out[BP_MAX], bp_in[BP_MAX];
 
-/* 32 MiB where the app writes over IPv4, 8 MiB elsewhere: the same
- * property, a quarter of the time.
+/* 32 MiB where the app writes over IPv4 or through the proxy, 8 MiB
+ * elsewhere: the same property, a quarter of the time.
  */
 static size_t bp_total(const struct cctx *x)
 {
+	/* through the proxy, 8 MiB may fit in its buffers and sockets' */
+	if (proxy_place(x->cb->place))
+		return BP_MAX;
 	return x->cb->fam == 0 && x->cb->place != P_APP_READS ? BP_MAX :
 								 8 * MiB;
 }
@@ -1493,6 +1571,7 @@ static void py_case(struct cctx *x, struct res *r, const char *what,
 			 cb->nb ? "timeout" : "block",
 			 NULL };
 	struct py_srv sv = { cb->l->fd, cb->nb, serve, false };
+
 	pthread_t t;
 	int rc;
 
@@ -1500,7 +1579,7 @@ static void py_case(struct cctx *x, struct res *r, const char *what,
 		add(r, "python3=missing");
 		return;
 	}
-	snprintf(port, sizeof(port), "%d", cb->l->port);
+	snprintf(port, sizeof(port), "%d", cb->dst->port);
 	if (pthread_create(&t, NULL, py_srv_main, &sv)) {
 		add(r, "thread=failed");
 		return;
@@ -1564,11 +1643,18 @@ static const struct ccase cases[] = {
 
 #define N_CASES (sizeof(cases) / sizeof(cases[0]))
 
-static bool runs_in(const struct ccase *cc, enum place p)
+static bool runs_in(const struct ccase *cc, enum mode m, enum place p)
 {
+	bool both = cc->flags & C_BOTH;
+
+	if (proxy_place(p))
+		return (m == M_PLAIN || via_proxy(m)) &&
+		       (both ? p == P_PROXY_BOTH : p != P_PROXY_BOTH);
+	if (via_proxy(m))
+		return false;
 	if (p == P_APP_APP)
 		return true;
-	return (cc->flags & C_BOTH) ? p == P_APP_SIDECAR : p != P_APP_SIDECAR;
+	return both ? p == P_APP_SIDECAR : p != P_APP_SIDECAR;
 }
 
 /* Known differences: accelerated behaviour that is not plain TCP's, observed
@@ -1680,11 +1766,15 @@ static const struct known_diff *known(enum mode m, const struct combo *cb,
 struct delta {
 	__u64 sockets[SL_ACC_NR], evicted[SL_ACC_NR];
 	__u64 redirect_ok, pass_plain, inserted;
+	/* the splice, each way: moved by the kernel, relayed while spliced */
+	__u64 spl_moved[SL_SPD_NR], spl_relayed[SL_SPD_NR];
+	bool spliced; /* open_conn() saw the pair spliced */
 };
 
 struct snap {
 	struct sl_counters c;
 	struct sl_adm_stats a;
+	struct sl_splice_stats sp;
 };
 
 struct outcome {
@@ -1700,8 +1790,18 @@ static __u32 kernel_flags; /* SL_KERNEL_* of the accelerated runs */
 
 static int snap(const struct th_env *env, struct snap *s)
 {
+	int fd, err;
+
 	memset(s, 0, sizeof(*s));
-	return th_counters(env, &s->c) ?: th_adm_stats(env, &s->a);
+	err = th_counters(env, &s->c) ?: th_adm_stats(env, &s->a);
+	if (err)
+		return err;
+	fd = sl_pin_open(env->pin_root, SL_MAP_SPLICE_STATS);
+	if (fd < 0)
+		return fd;
+	err = sl_percpu_sum_u64(fd, 0, &s->sp, sizeof(s->sp));
+	close(fd);
+	return err;
 }
 
 static void diff_snaps(const struct snap *a, const struct snap *b,
@@ -1716,6 +1816,16 @@ static void diff_snaps(const struct snap *a, const struct snap *b,
 	d->redirect_ok = b->c.redirect_ok - a->c.redirect_ok;
 	d->pass_plain = b->c.pass_plain - a->c.pass_plain;
 	d->inserted = b->c.sock_inserted - a->c.sock_inserted;
+	for (i = 0; i < SL_SPD_NR; i++) {
+		int w;
+
+		d->spl_moved[i] = b->sp.dir[i].pushed_bytes -
+				  a->sp.dir[i].pushed_bytes;
+		d->spl_relayed[i] = 0;
+		for (w = 0; w < SL_SPW_NR; w++)
+			d->spl_relayed[i] += b->sp.dir[i].relay[w] -
+					     a->sp.dir[i].relay[w];
+	}
 }
 
 /* "accelerated+2 blocking-socket+1 evicted:became-blocking+1 redirect_ok+9" */
@@ -1736,9 +1846,17 @@ static void fmt_delta(const struct delta *d, char *buf, size_t len)
 				      sl_acc_reason_name[i],
 				      (unsigned long long)d->evicted[i]);
 	if (n < len)
-		snprintf(buf + n, len - n, "redirect_ok+%llu pass_plain+%llu",
-			 (unsigned long long)d->redirect_ok,
-			 (unsigned long long)d->pass_plain);
+		n += snprintf(buf + n, len - n, "redirect_ok+%llu pass_plain+%llu",
+			      (unsigned long long)d->redirect_ok,
+			      (unsigned long long)d->pass_plain);
+	if (n < len && (d->spliced || d->spl_moved[0] || d->spl_moved[1]))
+		snprintf(buf + n, len - n,
+			 " spliced%s up+%lluB/%llu down+%lluB/%llu",
+			 d->spliced ? "" : "?",
+			 (unsigned long long)d->spl_moved[SL_SPD_UP],
+			 (unsigned long long)d->spl_relayed[SL_SPD_UP],
+			 (unsigned long long)d->spl_moved[SL_SPD_DOWN],
+			 (unsigned long long)d->spl_relayed[SL_SPD_DOWN]);
 }
 
 #define NEED(cond, ...)                                                        \
@@ -1760,6 +1878,23 @@ static bool proof(const struct combo *cb, const struct delta *d, char *why,
 	bool admits, app_writes;
 	__u64 acc = d->sockets[SL_ACC_ACCELERATED];
 
+	/* relay: the reference of spliced; the app reached the upstream
+	 * through the ambassador or its case failed to connect
+	 */
+	if (cb->mode == M_RELAY)
+		return true;
+	if (cb->mode == M_SPLICED) {
+		bool moved = d->spl_moved[0] || d->spl_moved[1] ||
+			     d->spl_relayed[0] || d->spl_relayed[1];
+
+		if (!cb->nb || cc->keep_out) {
+			NEED(!d->spliced && !d->spl_moved[0] && !d->spl_moved[1],
+			     "not admitted, yet spliced");
+			return true;
+		}
+		NEED(d->spliced || moved, "non-blocking: never spliced");
+		return true;
+	}
 	if (cb->mode == M_ALL) {
 		NEED(d->redirect_ok, "all: redirect_ok did not grow");
 		return true;
@@ -1850,6 +1985,7 @@ static void run_one(struct th_env *env, struct combo *cb, struct outcome *o)
 
 	case_name(name, sizeof(name), cb);
 	th_watchdog(CASE_TIMEOUT_S, name);
+	last_spliced = false;
 	if (accel && snap(env, &s0)) {
 		th_fail(name, "reading the counters failed");
 		return;
@@ -1861,8 +1997,11 @@ static void run_one(struct th_env *env, struct combo *cb, struct outcome *o)
 		conn[0] = x.app;
 		conn[1] = x.peer;
 		/* app-app and app-writes: the app writes */
-		x.w = cb->place == P_APP_READS ? x.peer : x.app;
-		x.r = cb->place == P_APP_READS ? x.app : x.peer;
+		bool reads = cb->place == P_APP_READS ||
+			     cb->place == P_PROXY_READS;
+
+		x.w = reads ? x.peer : x.app;
+		x.r = reads ? x.app : x.peer;
 	}
 	t0 = th_now_ms();
 	cb->cc->fn(&x, &o->res);
@@ -1879,6 +2018,7 @@ static void run_one(struct th_env *env, struct combo *cb, struct outcome *o)
 				 "reading the counters failed");
 		} else {
 			diff_snaps(&s0, &s1, &o->d);
+			o->d.spliced = last_spliced;
 			proof(cb, &o->d, o->proof, sizeof(o->proof));
 		}
 		fmt_delta(&o->d, d, sizeof(d));
@@ -1926,11 +2066,73 @@ static int open_listeners(struct th_env *env)
 	return 0;
 }
 
+/* The app_sockets mode's index in sl_adm_cfg (enum sl_app_mode). */
+static __u32 adm_mode_of(enum mode m)
+{
+	return via_proxy(m) ? M_SEND - 1 : (__u32)m - 1;
+}
+
+/* Modes relay and spliced: cgroups, then `sidelane run` with an ambassador
+ * per family whose upstream is up_lsn, then this process into the app's
+ * cgroup. 0 or -errno.
+ */
+static int start_proxy_mode(struct th_env *env, enum mode m)
+{
+	char cfg[PATH_MAX], text[1024];
+	int f, err;
+
+	err = th_env_setup_opts(env, "conformance",
+				&(struct th_env_opts){ .sidecar = true });
+	for (f = 0; !err && f < N_FAM; f++) {
+		struct lsn *a = &amb_lsn[f];
+		struct sockaddr_in *a4 = (void *)&a->ss;
+		struct sockaddr_in6 *a6 = (void *)&a->ss;
+
+		memset(a, 0, sizeof(*a));
+		a->fd = -1;
+		a->port = th_free_port();
+		if (a->port < 0) {
+			err = a->port;
+			break;
+		}
+		a->ss.ss_family = up_lsn[f].ss.ss_family;
+		if (a->ss.ss_family == AF_INET) {
+			inet_pton(AF_INET, families[f].addr, &a4->sin_addr);
+			a4->sin_port = htons(a->port);
+			a->len = sizeof(*a4);
+		} else {
+			inet_pton(AF_INET6, families[f].addr, &a6->sin6_addr);
+			a6->sin6_port = htons(a->port);
+			a->len = sizeof(*a6);
+		}
+	}
+	if (err)
+		return err;
+	mkdir("build/tests/logs", 0755);
+	snprintf(env->log, sizeof(env->log), "build/tests/logs/sidelane-%s.log",
+		 env->name);
+	snprintf(cfg, sizeof(cfg), "/tmp/sidelane-test-conformance-%d.yaml",
+		 (int)getpid());
+	snprintf(text, sizeof(text),
+		 "capture:\n  enabled: false\n"
+		 "proxy:\n  splice: %s\n  ambassadors:\n"
+		 "    - listen: \"127.0.0.1:%d\"\n      upstream: \"127.0.0.1:%d\"\n"
+		 "    - listen: \"[::1]:%d\"\n      upstream: \"[::1]:%d\"\n"
+		 "admin:\n  listen: \"\"\n  drain_timeout_ms: 0\n"
+		 "fastpath:\n  app_sockets: send\n",
+		 m == M_SPLICED ? "true" : "false", amb_lsn[0].port,
+		 up_lsn[0].port, amb_lsn[1].port, up_lsn[1].port);
+	err = th_env_run_config(env, cfg, text);
+	unlink(cfg); /* read at start only */
+	return err ?: th_enter(env);
+}
+
 static bool run_mode(enum mode m)
 {
 	struct th_env_opts opts = { .accelerated = m != M_PLAIN,
-				    .app_sockets = m == M_PLAIN ? NULL :
-								  mode_name[m],
+				    .app_sockets = m == M_PLAIN || via_proxy(m) ?
+							   NULL :
+							   mode_name[m],
 				    .sidecar = true };
 	__u64 t0 = th_now_ms();
 	struct sl_adm_status st;
@@ -1943,14 +2145,25 @@ static bool run_mode(enum mode m)
 	snprintf(name, sizeof(name), "conformance/%s: setup", mode_name[m]);
 	th_watchdog(30, name);
 	memset(lsn, 0xff, sizeof(lsn)); /* fd -1 */
-	if (!th_env_start_opts(&env, "conformance", mode_name[m], &opts))
+	cur_env = &env;
+	if (via_proxy(m)) {
+		memset(&env, 0, sizeof(env));
+		err = start_proxy_mode(&env, m);
+		if (!TH_CHECK(!err, name, "%s (log %s)", strerror(-err),
+			      env.log))
+			goto out;
+		th_pass(name);
+	} else if (!th_env_start_opts(&env, "conformance", mode_name[m],
+				      &opts)) {
 		goto out;
+	}
 	err = open_listeners(&env);
 	if (!TH_CHECK(!err, name, "listeners: %s", strerror(-err)))
 		goto out;
 	if (m != M_PLAIN) {
 		err = sl_adm_read(env.pin_root, &st);
-		if (!TH_CHECK(!err && st.present && st.cfg.mode == (__u32)m - 1,
+		if (!TH_CHECK(!err && st.present &&
+				      st.cfg.mode == adm_mode_of(m),
 			      name, "admission config: %s, mode %u",
 			      strerror(-err), st.cfg.mode))
 			goto out;
@@ -1970,10 +2183,15 @@ static bool run_mode(enum mode m)
 						.fam = f,
 						.nb = v,
 						.cc = &cases[i],
-						.l = &lsn[p != P_APP_APP][f],
+						.l = proxy_place(p) ?
+							     &up_lsn[f] :
+							     &lsn[p != P_APP_APP][f],
 					};
 
-					if (runs_in(&cases[i], p))
+					cb.dst = proxy_place(p) && m != M_PLAIN ?
+							 &amb_lsn[f] :
+							 cb.l;
+					if (runs_in(&cases[i], m, p))
 						run_one(&env, &cb,
 							&results[m][i][p][f][v]);
 				}
@@ -2001,8 +2219,13 @@ static void md_escape(FILE *f, const char *s)
 
 static bool used[sizeof(known_differences) / sizeof(known_differences[0])];
 
-static void compare_one(FILE *md, const struct combo *cb,
-			const struct outcome *p, const struct outcome *a)
+/* a (mode cb->mode) against p (mode ref: plain, or relay for spliced).
+ * info: relay against plain, what the proxy itself changes: reported, not
+ * judged here.
+ */
+static void compare_one(FILE *md, const struct combo *cb, enum mode ref,
+			const struct outcome *p, const struct outcome *a,
+			bool info)
 {
 	const struct known_diff *k = NULL;
 	const char *verdict;
@@ -2010,9 +2233,21 @@ static void compare_one(FILE *md, const struct combo *cb,
 	bool same;
 
 	case_name(name, sizeof(name), cb);
+	if (info) {
+		same = p->ran && a->ran && !strcmp(p->res.s, a->res.s);
+		if (p->ran && a->ran && !same)
+			printf("# PROXY-DIFF case=%s place=%s family=%s variant=%s "
+			       "direct=\"%s\" relay=\"%s\"\n", cb->cc->name,
+			       place_name[cb->place], families[cb->fam].name,
+			       var_name[cb->nb], p->res.s, a->res.s);
+		verdict = !p->ran || !a->ran ? "not run" :
+			  same		    ? "same" :
+					      "DIFFERENT (the proxy)";
+		goto row;
+	}
 	if (!p->ran || !mode_ran[cb->mode] || !a->ran) {
 		if (!p->ran)
-			th_fail(name, "plain run did not complete");
+			th_fail(name, "%s run did not complete", mode_name[ref]);
 		else if (mode_ran[cb->mode])
 			th_fail(name, "accelerated run did not complete");
 		else
@@ -2028,10 +2263,11 @@ static void compare_one(FILE *md, const struct combo *cb,
 		if (k)
 			used[k - known_differences] = true;
 		printf("# DIFF mode=%s case=%s place=%s family=%s variant=%s "
-		       "plain=\"%s\" accel=\"%s\"%s\n", mode_name[cb->mode],
+		       "%s=\"%s\" accel=\"%s\"%s\n", mode_name[cb->mode],
 		       cb->cc->name, place_name[cb->place],
-		       families[cb->fam].name, var_name[cb->nb], p->res.s,
-		       a->res.s, k ? " (known difference)" : "");
+		       families[cb->fam].name, var_name[cb->nb],
+		       mode_name[ref], p->res.s, a->res.s,
+		       k ? " (known difference)" : "");
 	}
 	if (a->proof[0]) {
 		th_fail(name, "counters prove nothing: %s [%s]", a->proof, d);
@@ -2044,16 +2280,16 @@ static void compare_one(FILE *md, const struct combo *cb,
 		th_pass(name);
 		verdict = "DIFFERENT (known)";
 	} else {
-		th_fail(name, "plain \"%s\" != accelerated \"%s\"", p->res.s,
-			a->res.s);
+		th_fail(name, "%s \"%s\" != accelerated \"%s\"",
+			mode_name[ref], p->res.s, a->res.s);
 		verdict = "DIFFERENT";
 	}
 row:
 	if (!md)
 		return;
-	fprintf(md, "| %s | %s | %s | %s | %s | `", cb->cc->name,
+	fprintf(md, "| %s | %s | %s | %s | %s vs %s | `", cb->cc->name,
 		place_name[cb->place], families[cb->fam].name,
-		var_name[cb->nb], mode_name[cb->mode]);
+		var_name[cb->nb], mode_name[cb->mode], mode_name[ref]);
 	md_escape(md, p->res.s);
 	fprintf(md, "` | `");
 	md_escape(md, a->res.s);
@@ -2078,22 +2314,32 @@ static void compare(void)
 			    "app-sockets mode. `counters` is how the admission counters moved over the\n"
 			    "accelerated run (sockets by reason at established, evictions, redirected\n"
 			    "messages): a run they do not show exercised fails as NOT EXERCISED.\n\n"
-			    "| case | placement | family | variant | mode | plain | accelerated | counters | result |\n"
+			    "Modes relay and spliced put sidelane's proxy between the app and an\n"
+			    "upstream (placements proxy-*): spliced must equal relay; relay against a\n"
+			    "direct connection shows what the proxy itself changes (not judged here).\n\n"
+			    "| case | placement | family | variant | mode vs reference | reference | accelerated | counters | result |\n"
 			    "|---|---|---|---|---|---|---|---|---|\n");
-	for (m = M_SAFE; m < M_NR; m++)
+	for (m = M_SAFE; m < M_NR; m++) {
+		/* spliced against relay; relay against a direct connection
+		 * only for the report
+		 */
+		enum mode ref = m == M_SPLICED ? M_RELAY : M_PLAIN;
+
 		for (i = 0; i < N_CASES; i++)
 			for (p = 0; p < P_NR; p++)
 				for (f = 0; f < N_FAM; f++)
 					for (v = 0; v < 2; v++) {
 						struct combo cb = { m, p, f, v,
 								    &cases[i],
-								    NULL };
+								    NULL, NULL };
 
-						if (runs_in(&cases[i], p))
-							compare_one(md, &cb,
-								    &results[M_PLAIN][i][p][f][v],
-								    &results[m][i][p][f][v]);
+						if (runs_in(&cases[i], m, p))
+							compare_one(md, &cb, ref,
+								    &results[ref][i][p][f][v],
+								    &results[m][i][p][f][v],
+								    m == M_RELAY);
 					}
+	}
 	for (k = known_differences; k->name; k++)
 		if (!used[k - known_differences])
 			th_info("known difference not seen: %s %s \"%s\"",
@@ -2109,7 +2355,7 @@ static void compare(void)
 int main(void)
 {
 	__u64 t0 = th_now_ms();
-	int m, err;
+	int m, f, err;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	err = py_resolve();
@@ -2121,8 +2367,24 @@ int main(void)
 	th_fill(bp_out, sizeof(bp_out), 9);
 	th_fill(dx_out[0], DX_LEN, 11);
 	th_fill(dx_out[1], DX_LEN, 12);
+	/* the upstream of the proxy-* placements, in this process's cgroup
+	 * (outside sidelane's), for every mode
+	 */
+	for (f = 0; f < N_FAM; f++) {
+		struct lsn *l = &up_lsn[f];
+
+		l->fd = th_listen(families[f].addr, 64, &l->port);
+		l->len = sizeof(l->ss);
+		if (!TH_CHECK(l->fd >= 0 &&
+				      !getsockname(l->fd, (void *)&l->ss, &l->len),
+			      "conformance: upstream listeners", "%s",
+			      strerror(l->fd < 0 ? -l->fd : errno)))
+			return th_summary();
+	}
 	for (m = 0; m < M_NR; m++)
 		mode_ran[m] = run_mode(m);
+	for (f = 0; f < N_FAM; f++)
+		close(up_lsn[f].fd);
 	compare();
 	th_info("total %llu ms", (unsigned long long)(th_now_ms() - t0));
 	return th_summary();
