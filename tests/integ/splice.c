@@ -18,6 +18,7 @@
  *   must not stall, relay fallbacks counted as "upstream full";
  * - half-close: the upstream sees EOF only after every byte;
  * - kill -9 of sidelane mid-upload: the upstream sees a reset, not EOF;
+ *   mid-download: the app sees a reset, not EOF;
  * - a blocking app socket is not admitted: relayed, said in the log line.
  */
 #define _GNU_SOURCE
@@ -1063,6 +1064,64 @@ static void check_kill9(void)
 		th_pass(name);
 }
 
+/* kill -9 mid-download: the sidecar's socket towards the app lingers
+ * {1, 0} too, so the app reads a reset after what it got, never an EOF
+ * that would pass a cut download as whole. sidelane is started again
+ * first if check_kill9() ended it.
+ */
+static void check_kill9_download(void)
+{
+	const char *name = "splice: kill -9 of sidelane mid-download: the app sees a reset, not EOF";
+	struct hello h = { .mode = 'G', .len = 1UL << 30 };
+	static char buf[64 * KiB];
+	size_t got = 0;
+	__u64 end;
+	int fd, err, end_err = ETIMEDOUT;
+	bool killed = false;
+
+	err = env.sidelane > 0 ? 0 : start("send", true);
+	if (!TH_CHECK(!err, name, "restart: %s", strerror(-err)))
+		return;
+	fd = app_connect(false);
+	if (!TH_CHECK(fd >= 0, name, "connect: %s", strerror(-fd)))
+		return;
+	send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+	if (!TH_CHECK(!wait_spliced(fd), name, "not spliced")) {
+		close(fd);
+		return;
+	}
+	send(fd, "g", 1, MSG_NOSIGNAL);
+	end = th_now_ms() + IO_MS;
+	while (th_now_ms() < end) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		ssize_t n;
+
+		if (!killed && got >= 4 * MiB) {
+			kill(env.sidelane, SIGKILL);
+			th_wait(env.sidelane, 5000);
+			env.sidelane = 0;
+			killed = true;
+		}
+		if (poll(&p, 1, 1000) != 1)
+			continue;
+		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n > 0) {
+			got += n;
+			usleep(100); /* the download is still on when it dies */
+			continue;
+		}
+		if (n < 0 && errno == EAGAIN)
+			continue;
+		end_err = n < 0 ? errno : 0;
+		break;
+	}
+	close(fd);
+	if (TH_CHECK(killed && end_err == ECONNRESET && got < h.len, name,
+		     "got %zu B, then %s", got,
+		     end_err ? strerror(end_err) : "EOF"))
+		th_pass(name);
+}
+
 int main(void)
 {
 	static const size_t sizes[] = { 1, 1000, 64 * KiB, MiB, 16 * MiB, 64 * MiB };
@@ -1155,6 +1214,7 @@ int main(void)
 	check_not_admitted();
 	check_reset();
 	check_kill9();
+	check_kill9_download();
 	check_not_spliced("splice: after a failed self-test nothing is spliced: relayed, "
 			  "the line says redirect-off", "redirect", true, "redirect-off");
 	check_not_spliced("splice: proxy.splice false: relayed, the line says disabled",
