@@ -239,6 +239,87 @@ static __always_inline __u64 tcp_queued_total(struct tcp_sock *tp)
 	return (__u32)(tp->write_seq - tp->snd_una) + tp->bytes_acked;
 }
 
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+#define SL_TCPHDR_FIN 0x01
+/* sk_skb_adjust_room() shrinks by at most this much a call */
+#define SL_ADJ_ROOM_MAX 0xfff
+/* calls, enough for a 64 KiB GRO skb and then some (BIG TCP) */
+#define SL_TRIM_CALLS 64
+
+/* One sk_skb_adjust_room() call of the trim, under bpf_loop(): an
+ * unrolled loop over a shrinking length gives the verifier a state per
+ * length.
+ */
+struct sl_trim {
+	struct __sk_buff *skb;
+	__u32 over; /* bytes still to cut from the head */
+	int err;
+};
+
+static int trim_step(__u32 i, struct sl_trim *t)
+{
+	__u32 step = t->over > SL_ADJ_ROOM_MAX ? SL_ADJ_ROOM_MAX : t->over;
+
+	if (bpf_skb_adjust_room(t->skb, -(__s32)step, 0, 0)) {
+		t->err = 1;
+		return 1;
+	}
+	t->over -= step;
+	return t->over ? 0 : 1;
+}
+
+/* Linux 6.18 quirk: tcp_data_queue() queues a segment that overlaps bytes
+ * already received (a retransmission partly received before, seq <
+ * rcv_nxt < end_seq) as it is, for tcp_recvmsg() to skip by copied_seq;
+ * tcp_read_skb(), which feeds a verdict program, hands over whole skbs and
+ * skips nothing. Unchecked, the overlap reaches the app twice (seen over a
+ * veth under load: whole MSS multiples repeated). So the verdict keeps the
+ * next sequence number it expects (the slot's rcv_next, from the
+ * upstream's copied_seq at the first skb) and cuts what came before it:
+ * 0, the skb fits (trimmed if need be); 1, all of it was delivered before
+ * (drop it); -1, it could not be trimmed.
+ */
+static __always_inline int splice_down_dedup(struct __sk_buff *skb,
+					     struct sl_splice_slot *s,
+					     struct tcp_sock *up_tp)
+{
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	struct sl_splice_stats *st;
+	struct tcp_skb_cb *cb;
+	struct sl_trim t = { .skb = skb };
+	__u32 zero = 0, seq, end, len = skb->len;
+	__s32 over;
+
+	cb = bpf_rdonly_cast(kskb->cb, bpf_core_type_id_kernel(struct tcp_skb_cb));
+	seq = cb->seq;
+	end = seq + len; /* the data's end; a FIN takes no room here */
+	if (s->rcv_set == SL_RCV_UNSET) {
+		s->rcv_next = up_tp ? up_tp->copied_seq : seq;
+		s->rcv_set = SL_RCV_SET;
+	}
+	over = (__s32)(s->rcv_next - seq);
+	if ((__s32)(end - s->rcv_next) > 0)
+		s->rcv_next = end;
+	if (over <= 0 || !len)
+		return 0;
+	st = bpf_map_lookup_elem(&sl_splice_stats, &zero);
+	if (st) {
+		st->dup_skbs++;
+		st->dup_bytes += (__u32)over < len ? (__u32)over : len;
+	}
+	if ((__u32)over >= len)
+		return 1;
+	t.over = over;
+	bpf_loop(SL_TRIM_CALLS, trim_step, &t, 0);
+	if (t.err || t.over) {
+		if (st)
+			st->trim_failed++;
+		return -1;
+	}
+	return 0;
+}
+
 /* The upstream socket received skb: redirect it
  * to the egress of the sidecar's socket towards the app when the pair is
  * spliced, nothing earlier is on the relay's way (the upstream's psock is
@@ -253,7 +334,8 @@ static __always_inline __u64 tcp_queued_total(struct tcp_sock *tp)
 static __always_inline int splice_down(struct __sk_buff *skb)
 {
 	__u64 cookie = bpf_get_socket_cookie(skb);
-	__u32 len = skb->len;
+	__u32 len;
+	int dup;
 	struct sl_splice_slot *s;
 	struct sl_splice_ref *ref;
 	struct tcp_sock *up_tp, *app_tp;
@@ -267,11 +349,23 @@ static __always_inline int splice_down(struct __sk_buff *skb)
 	s = bpf_map_lookup_elem(&sl_splice, &ref->slot);
 	if (!s || SL_READ_ONCE(s->owner) != owner)
 		return SK_PASS;
+	up_tp = ref_tcp_sock(bpf_map_lookup_elem(&sl_up_by_key, &ref->up));
+	/* bytes delivered before: dropped, they are acknowledged and in
+	 * the app's stream already; one that cannot be cut is dropped too and
+	 * the pair marked broken (the proxy resets it: a cut stream, never
+	 * a corrupt one)
+	 */
+	dup = splice_down_dedup(skb, s, up_tp);
+	if (dup) {
+		if (dup < 0)
+			s->rcv_set = SL_RCV_BROKEN;
+		return SK_DROP;
+	}
+	len = skb->len;
 	/* a FIN without data: the proxy's read returns the EOF */
 	if (!len)
 		return SK_PASS;
 	seq = SL_READ_ONCE(s->half[SL_SPD_DOWN].seq);
-	up_tp = ref_tcp_sock(bpf_map_lookup_elem(&sl_up_by_key, &ref->up));
 	if ((seq & 1) || psock_backlog(up_tp) || psock_skbs(up_tp) ||
 	    SL_READ_ONCE(s->half[SL_SPD_DOWN].seq) != seq) {
 		splice_relayed(s, SL_SPD_DOWN, SL_SPW_BEHIND, len);

@@ -68,6 +68,19 @@ struct sl_splice_slot {
 	 */
 	__u64 app_written;
 	struct sl_splice_half half[SL_SPD_NR];
+	/* the download's next upstream sequence number (the verdict's own:
+	 * see splice_down_dedup() in bpf/splice.bpf.h), and its state
+	 */
+	__u32 rcv_next, rcv_set; /* enum sl_rcv_state */
+};
+
+enum sl_rcv_state {
+	SL_RCV_UNSET = 0,
+	SL_RCV_SET,
+	/* an overlap could not be cut: a byte was dropped, the proxy must
+	 * reset the pair (a cut stream, never a corrupt one)
+	 */
+	SL_RCV_BROKEN,
 };
 
 /* sl_splice_idx: the sidecar's accepted socket (its own 4-tuple, the key
@@ -101,6 +114,11 @@ struct sl_splice_stats {
 		__u64 pushed_msgs, pushed_bytes;
 		__u64 relay[SL_SPLICE_WHY_SLOTS]; /* by enum sl_splice_why */
 	} dir[SL_SPD_NR];
+	/* the download's skbs that repeated bytes already delivered (a
+	 * retransmission overlapping what arrived): dropped whole, or
+	 * trimmed; trim_failed: could not be trimmed, the pair is broken
+	 */
+	__u64 dup_skbs, dup_bytes, trim_failed;
 };
 
 #endif /* SPLICE_H */

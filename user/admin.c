@@ -277,6 +277,15 @@ static void metrics_splice(FILE *f, const struct sl_admin *a,
 		m_sample(f, "sidelane_splice_pushed_messages_total", "dir",
 			 sl_splice_dir_name[d], NULL, NULL,
 			 sp->st.dir[d].pushed_msgs);
+	m_one(f, "sidelane_splice_overlap_skbs_total", COUNTER,
+	      "Download skbs that repeated bytes already delivered (a "
+	      "retransmission partly received before); the repeat is cut.",
+	      sp->st.dup_skbs);
+	m_one(f, "sidelane_splice_overlap_bytes_total", COUNTER,
+	      "Bytes cut from the download as repeats.", sp->st.dup_bytes);
+	m_one(f, "sidelane_splice_overlap_trim_failed_total", COUNTER,
+	      "Overlapping download skbs that could not be cut: their pair "
+	      "was reset.", sp->st.trim_failed);
 	m_family(f, "sidelane_splice_relayed_messages_total", COUNTER,
 		 "Messages or skbs of spliced connections that took the proxy's "
 		 "relay, by direction and why.");

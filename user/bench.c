@@ -396,12 +396,13 @@ struct accel {
 	 */
 	uint64_t pushed, pushed_bytes, down, down_bytes;
 	uint64_t relayed_up, relayed_down, full_up, full_down;
+	uint64_t overlaps; /* download skbs cut as repeats */
 };
 #define ACCEL_FIELDS(X)                                                        \
 	X(redirected) X(passed) X(redirected_b) X(passed_b) X(inserted)        \
 	X(fallback) X(captured) X(served) X(pushed) X(pushed_bytes)            \
 	X(down) X(down_bytes) X(relayed_up) X(relayed_down) X(full_up)         \
-	X(full_down)
+	X(full_down) X(overlaps)
 
 /* to += sign * from, field by field. */
 static void accel_add(struct accel *to, const struct accel *from, int sign)
@@ -1019,6 +1020,7 @@ static int read_accel(enum mode m, struct accel *a)
 						sp.st.dir[d].relay[i];
 			a->full_up = sp.st.dir[SL_SPD_UP].relay[SL_SPW_FULL];
 			a->full_down = sp.st.dir[SL_SPD_DOWN].relay[SL_SPW_FULL];
+			a->overlaps = sp.st.dup_skbs;
 		}
 		return 0;
 	case MODE_TLS_SL:
@@ -1439,17 +1441,54 @@ out:
  * No half-close: with sockmap redirects, a reply racing the FIN and the
  * sockets' teardown was lost about once in 300 runs (kernel 6.18).
  */
+/* The duplex stream's content: each aligned 8 bytes hold their own offset
+ * in the stream, so the echo is checked byte for byte and a byte out of
+ * place names where it came from.
+ */
+static void duplex_fill(uint64_t *w, size_t len, uint64_t at)
+{
+	size_t i;
+
+	for (i = 0; i < len / 8; i++)
+		w[i] = at + i * 8;
+}
+
+/* The echo's n bytes at stream offset at, in (scratch: room for n + 16):
+ * 0 or -1, with *bad the first offset that differs and *from what it holds.
+ */
+static int duplex_check(const char *in, size_t n, uint64_t at, uint64_t *want,
+			uint64_t *bad, uint64_t *from)
+{
+	uint64_t base = at & ~7ULL;
+	size_t skip = at - base, i;
+
+	duplex_fill(want, skip + n + 8, base);
+	if (!memcmp((char *)want + skip, in, n))
+		return 0;
+	for (i = 0; i < n && in[i] == ((char *)want)[skip + i]; i++)
+		;
+	*bad = at + i;
+	/* the whole word at or after it, if the echo holds one */
+	i = (8 - (at + i) % 8) % 8 + i;
+	*from = ~0ULL;
+	if (i + 8 <= n)
+		memcpy(from, in + i, 8);
+	return -1;
+}
+
 /* Client, full duplex: wl->size writes for the duration while reading the
  * echo, from one poll() loop (non-blocking, whatever --client says: two
  * blocked writers would deadlock); then a half-close and the rest of the
  * echo to EOF. The window's figure is the bytes echoed back in it, one way.
+ * Every byte of the echo is checked (duplex_fill).
  */
 static int run_client_duplex(const struct workload *wl, struct sockaddr_in dst,
 			     uint64_t warmup_ns, uint64_t dur_ns,
 			     struct bench_shm *shm)
 {
 	struct side_result *r = &shm->client;
-	uint64_t t, measure = 0, end, warm = 0, sent = 0, got = 0;
+	uint64_t t, measure = 0, end, warm = 0, sent = 0, got = 0, bad, from;
+	uint64_t *want;
 	size_t off = 0;
 	char *buf, *in;
 	int fd, shut = 0;
@@ -1457,9 +1496,9 @@ static int run_client_duplex(const struct workload *wl, struct sockaddr_in dst,
 
 	buf = malloc(wl->size);
 	in = malloc(wl->size);
-	if (!buf || !in)
+	want = malloc(wl->size + 24);
+	if (!buf || !in || !want)
 		return side_fail(r, ENOMEM, "malloc");
-	memset(buf, STREAM_DATA, wl->size);
 	fd = client_connect(dst, 0, r);
 	if (fd < 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK))
 		return side_fail(r, errno, "client socket");
@@ -1479,6 +1518,8 @@ static int run_client_duplex(const struct workload *wl, struct sockaddr_in dst,
 		if (poll(&p, 1, BENCH_IO_TIMEOUT_S * 1000) != 1)
 			return side_fail(r, ETIMEDOUT, "client poll");
 		if (!shut && (p.revents & POLLOUT)) {
+			if (!off) /* wl->size is a multiple of 8 */
+				duplex_fill((uint64_t *)buf, wl->size, sent);
 			n = write(fd, buf + off, wl->size - off);
 			if (n > 0) {
 				sent += n;
@@ -1493,6 +1534,16 @@ static int run_client_duplex(const struct workload *wl, struct sockaddr_in dst,
 				return side_fail(r, errno, "client read");
 			if (!n)
 				break; /* the server's half-close after the echo */
+			if (n > 0 && duplex_check(in, n, got, want, &bad, &from)) {
+				snprintf(r->msg, sizeof(r->msg),
+					 "echo differs at byte %llu of %llu "
+					 "sent: it holds byte %llu's",
+					 (unsigned long long)bad,
+					 (unsigned long long)sent,
+					 (unsigned long long)from);
+				r->err = EBADMSG;
+				return 1;
+			}
 			if (n > 0)
 				got += n;
 		}
@@ -1511,6 +1562,7 @@ static int run_client_duplex(const struct workload *wl, struct sockaddr_in dst,
 	close(fd);
 	free(buf);
 	free(in);
+	free(want);
 	return bench_stop ? 1 : 0;
 }
 
@@ -2692,17 +2744,25 @@ static int measure(enum mode m, const struct workload *wl,
 	if (shm->server.err || shm->client.err || !port || err ||
 	    !WIFEXITED(st_c) || WEXITSTATUS(st_c) || !WIFEXITED(st_s) ||
 	    WEXITSTATUS(st_s)) {
+		/* the client's finding first: a server's error can follow */
 		pr_warn("%s %s: %s\n", mode_name[m], wl->label,
-			shm->server.err ? shm->server.msg :
 			shm->client.err ? shm->client.msg :
+			shm->server.err ? shm->server.msg :
 			!port		? "server did not start" :
 			err		? strerror(err) :
 					  "a child failed");
-		if (wl->kind == WL_STREAM || wl->kind == WL_DUPLEX)
+		if (wl->kind == WL_STREAM)
 			pr_warn("stream: client sent %llu bytes, server received "
 				"%llu\n",
 				(unsigned long long)shm->bytes_sent,
 				(unsigned long long)shm->bytes_recv);
+		if (wl->kind == WL_DUPLEX)
+			pr_warn("duplex: client sent %llu bytes and received "
+				"%llu back; the server received (and echoed) "
+				"%llu\n",
+				(unsigned long long)shm->bytes_sent,
+				(unsigned long long)shm->bytes_recv,
+				(unsigned long long)shm->bytes_all);
 		relays_alive(m);
 		return -EIO;
 	}
@@ -3568,7 +3628,8 @@ static int report_sidecar(const struct bench_opts *o, const struct accel *acc,
 		       "from the app's socket straight to the upstream, %llu "
 		       "relayed (%llu as the upstream was full); down, %llu "
 		       "skbs (%llu B) redirected from the upstream towards the "
-		       "app, %llu relayed (%llu as the app's side was full)\n",
+		       "app, %llu relayed (%llu as the app's side was full), "
+		       "%llu cut as retransmitted repeats\n",
 		       (unsigned long long)sl->pushed,
 		       (unsigned long long)sl->pushed_bytes,
 		       (unsigned long long)sl->relayed_up,
@@ -3576,7 +3637,8 @@ static int report_sidecar(const struct bench_opts *o, const struct accel *acc,
 		       (unsigned long long)sl->down,
 		       (unsigned long long)sl->down_bytes,
 		       (unsigned long long)sl->relayed_down,
-		       (unsigned long long)sl->full_down);
+		       (unsigned long long)sl->full_down,
+		       (unsigned long long)sl->overlaps);
 		if (!sl->redirected && !sl->pushed)
 			printf("  the hop was not accelerated: no message was "
 			       "redirected%s\n",

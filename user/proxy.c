@@ -977,6 +977,12 @@ static void conn_update(struct sl_proxy *p, struct sl_conn *c)
 
 	if (c->state == ST_DEAD)
 		return;
+	if (sl_splice_broken(p->splicer, &c->sp)) {
+		conn_close(p, c, SL_CLOSE_RESET,
+			   "download: an overlapping retransmission could not "
+			   "be cut");
+		return;
+	}
 	if (c->state == ST_RELAY) {
 		/* bytes OpenSSL holds for a side whose buffer was full: now
 		 * that it may have room, no EPOLLIN will announce them
@@ -1800,6 +1806,10 @@ static int timers_run(struct sl_proxy *p)
 			sl_splice_counts(p->splicer, &c->sp, &n);
 			moved = n.half[SL_SPD_UP].bytes +
 				n.half[SL_SPD_DOWN].bytes;
+			if (sl_splice_broken(p->splicer, &c->sp)) {
+				conn_update(p, c); /* resets it */
+				continue;
+			}
 			if (moved != c->sp.seen) {
 				c->sp.seen = moved;
 				conn_touch(p, c);

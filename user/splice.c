@@ -125,7 +125,11 @@ void sl_splice_print(FILE *f, const struct sl_splice_status *s, int json)
 					(unsigned long long)s->st.dir[d].relay[i]);
 			fputs("}}", f);
 		}
-		fputc('}', f);
+		fprintf(f, ",\"overlap_skbs\":%llu,\"overlap_bytes\":%llu,"
+			   "\"overlap_trim_failed\":%llu}",
+			(unsigned long long)s->st.dup_skbs,
+			(unsigned long long)s->st.dup_bytes,
+			(unsigned long long)s->st.trim_failed);
 		return;
 	}
 	if (!s->present) {
@@ -146,6 +150,11 @@ void sl_splice_print(FILE *f, const struct sl_splice_status *s, int json)
 				(unsigned long long)s->st.dir[d].relay[i]);
 		fputc('\n', f);
 	}
+	fprintf(f, "splice down: %llu skbs overlapped bytes delivered before "
+		   "(%llu B cut), %llu could not be cut (pair reset)\n",
+		(unsigned long long)s->st.dup_skbs,
+		(unsigned long long)s->st.dup_bytes,
+		(unsigned long long)s->st.trim_failed);
 }
 
 struct sl_splicer {
@@ -361,6 +370,7 @@ enum sl_splice_result sl_splice_start(struct sl_splicer *sp, int app_fd,
 	ref.owner = cookie;
 	slot = &sp->slots[ref.slot];
 	memset(slot->half, 0, sizeof(slot->half));
+	slot->rcv_next = slot->rcv_set = 0;
 	/* holding from the start: the proxy may still hold bytes */
 	for (d = 0; d < SL_SPD_NR; d++) {
 		s->seq[d] = 1;
@@ -457,6 +467,13 @@ uint64_t sl_splice_down_inflight(struct sl_splicer *sp, struct sl_splice *s,
 	 */
 	s->down_clear = s->holding[SL_SPD_DOWN];
 	return 0;
+}
+
+bool sl_splice_broken(const struct sl_splicer *sp, const struct sl_splice *s)
+{
+	return s->slot >= 0 && s->down &&
+	       __atomic_load_n(&sp->slots[s->slot].rcv_set, __ATOMIC_RELAXED) ==
+		       SL_RCV_BROKEN;
 }
 
 void sl_splice_counts(const struct sl_splicer *sp, const struct sl_splice *s,

@@ -126,6 +126,10 @@ void sl_splice_app_written(struct sl_splicer *sp, struct sl_splice *s,
  */
 uint64_t sl_splice_down_inflight(struct sl_splicer *sp, struct sl_splice *s,
 				 int app_fd);
+/* The download dropped a byte it could not deliver once (see
+ * splice_down_dedup()): the connection must end with a reset.
+ */
+bool sl_splice_broken(const struct sl_splicer *sp, const struct sl_splice *s);
 /* What BPF did since the splice point, per half: bytes and messages taken
  * the kernel's way, or sent the relay's way (relayed, relayed_bytes).
  * Counted at the verdict: an upload message the next hop takes only in
