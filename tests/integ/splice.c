@@ -641,6 +641,25 @@ out:
 	return err;
 }
 
+/* A connection of the app's to the ambassador, h sent, the pair spliced
+ * (the splice point past the header): its fd and local port, or -errno.
+ */
+static int spliced_conn(const struct hello *h, int *lport)
+{
+	int fd = app_connect(false), err;
+
+	if (fd < 0)
+		return fd;
+	*lport = local_port(fd);
+	err = send(fd, h, sizeof(*h), MSG_NOSIGNAL) == sizeof(*h) ? 0 : -errno;
+	err = err ?: wait_spliced(fd);
+	if (err) {
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
 /* Upload len bytes in mode 'S' or 'W'; the server's count and SHA-256
  * must match. The relay line must add up. et: edge-triggered writer.
  */
@@ -662,14 +681,11 @@ static void check_upload(const char *name, size_t len, char mode, bool et,
 	data_sha256(len, sha);
 	splice_stats(&s0);
 	th_counters(&env, &c0);
-	fd = app_connect(false);
-	if (!TH_CHECK(fd >= 0, name, "connect: %s", strerror(-fd)))
-		return;
-	lport = local_port(fd);
 	/* the header before the splice point, the rest after it */
-	err = send(fd, &h, sizeof(h), MSG_NOSIGNAL) == sizeof(h) ? 0 : -errno;
-	err = err ?: wait_spliced(fd);
-	err = err ?: xfer(fd, &x);
+	fd = spliced_conn(&h, &lport);
+	if (!TH_CHECK(fd >= 0, name, "connect and splice: %s", strerror(-fd)))
+		return;
+	err = xfer(fd, &x);
 	app_msgs = x.msgs;
 	close(fd);
 	splice_stats(&s1);
@@ -730,13 +746,10 @@ static void check_duplex(const char *name, size_t len)
 	char line[2048];
 	int fd, err, lport;
 
-	fd = app_connect(false);
-	if (!TH_CHECK(back && fd >= 0, name, "connect: %s", strerror(-fd)))
+	fd = back ? spliced_conn(&h, &lport) : -ENOMEM;
+	if (!TH_CHECK(fd >= 0, name, "connect and splice: %s", strerror(-fd)))
 		goto out;
-	lport = local_port(fd);
-	err = send(fd, &h, sizeof(h), MSG_NOSIGNAL) == sizeof(h) ? 0 : -errno;
-	err = err ?: wait_spliced(fd);
-	err = err ?: xfer(fd, &x);
+	err = xfer(fd, &x);
 	close(fd);
 	if (TH_CHECK(!err && x.rx_got == len && !memcmp(back, data, len), name,
 		     "%s: echo %zu of %zu B, %s", strerror(-err), x.rx_got, len,
@@ -758,6 +771,46 @@ out:
 	free(back);
 }
 
+/* A download's reader: poll() and recv() until EOF or an error (its errno,
+ * 0 for EOF; ETIMEDOUT after IO_MS), digesting into md if any, pausing
+ * pause_us after each read; once kill_at bytes have come (0: never),
+ * sidelane is killed with SIGKILL.
+ */
+static int download_read(int fd, EVP_MD_CTX *md, size_t chunk, int pause_us,
+			 size_t kill_at, size_t *got)
+{
+	static char buf[64 * KiB];
+	__u64 end = th_now_ms() + IO_MS;
+
+	*got = 0;
+	while (th_now_ms() < end) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		ssize_t n;
+
+		if (kill_at && *got >= kill_at && env.sidelane > 0) {
+			kill(env.sidelane, SIGKILL);
+			th_wait(env.sidelane, 5000);
+			env.sidelane = 0;
+		}
+		if (poll(&p, 1, 1000) != 1)
+			continue;
+		n = recv(fd, buf, chunk < sizeof(buf) ? chunk : sizeof(buf),
+			 MSG_DONTWAIT);
+		if (n > 0) {
+			if (md)
+				EVP_DigestUpdate(md, buf, n);
+			*got += n;
+			if (pause_us)
+				usleep(pause_us);
+			continue;
+		}
+		if (n < 0 && errno == EAGAIN)
+			continue;
+		return n < 0 ? errno : 0;
+	}
+	return ETIMEDOUT;
+}
+
 /* Download len bytes ('G': the server starts on our go, sent past the
  * splice point; reset: 'X', its reset once all is acknowledged). Byte-exact
  * (SHA-256), then EOF, or ECONNRESET after the last byte: the FIN or RST
@@ -773,12 +826,10 @@ static void check_download(const char *name, size_t len, bool reset, bool slow)
 	unsigned char want[32], got_sha[32];
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	unsigned long long full;
-	static char buf[64 * KiB];
 	size_t got = 0;
-	__u64 end = th_now_ms() + IO_MS;
 	char line[2048];
 	unsigned int dl;
-	int fd, lport, end_err = ETIMEDOUT;
+	int fd, lport, end_err;
 
 	splice_stats(&s0);
 	fd = app_connect(false);
@@ -792,25 +843,8 @@ static void check_download(const char *name, size_t len, bool reset, bool slow)
 		goto out;
 	}
 	send(fd, "g", 1, MSG_NOSIGNAL);
-	while (th_now_ms() < end) {
-		struct pollfd p = { fd, POLLIN, 0 };
-		ssize_t n;
-
-		if (poll(&p, 1, 1000) != 1)
-			continue;
-		n = recv(fd, buf, slow ? 16 * KiB : sizeof(buf), MSG_DONTWAIT);
-		if (n > 0) {
-			EVP_DigestUpdate(md, buf, n);
-			got += n;
-			if (slow)
-				usleep(200);
-			continue;
-		}
-		if (n < 0 && errno == EAGAIN)
-			continue;
-		end_err = n < 0 ? errno : 0;
-		break;
-	}
+	end_err = download_read(fd, md, slow ? 16 * KiB : 64 * KiB,
+				slow ? 200 : 0, 0, &got);
 	close(fd);
 	EVP_DigestFinal_ex(md, got_sha, &dl);
 	data_sha256(len, want);
@@ -941,30 +975,17 @@ static void check_duplex_fixed(const char *name, size_t len)
 	struct xfer x = { .buf = data, .len = len, .half_close = true,
 			  .rx_len = len, .rx_check = true, .chunk = 64 * KiB };
 	size_t extra = 0;
-	char tail[64 * KiB], line[2048];
+	char line[2048];
 	long src = -1;
 	int fd, err, lport;
 
-	fd = app_connect(false);
-	if (!TH_CHECK(fd >= 0, name, "connect: %s", strerror(-fd)))
+	fd = spliced_conn(&h, &lport);
+	if (!TH_CHECK(fd >= 0, name, "connect and splice: %s", strerror(-fd)))
 		return;
-	lport = local_port(fd);
-	err = send(fd, &h, sizeof(h), MSG_NOSIGNAL) == sizeof(h) ? 0 : -errno;
-	err = err ?: wait_spliced(fd);
-	err = err ?: xfer(fd, &x);
+	err = xfer(fd, &x);
 	/* what comes after the last byte, up to the EOF */
-	for (;;) {
-		struct pollfd p = { fd, POLLIN, 0 };
-		ssize_t n;
-
-		if (err || poll(&p, 1, 2000) != 1)
-			break;
-		n = recv(fd, tail, sizeof(tail), MSG_DONTWAIT);
-		if (n <= 0 && !(n < 0 && errno == EAGAIN))
-			break;
-		if (n > 0)
-			extra += n;
-	}
+	if (!err)
+		download_read(fd, NULL, 64 * KiB, 0, 0, &extra);
 	close(fd);
 	if (x.rx_bad != ~(size_t)0) {
 		/* search the next bytes in what was sent */
@@ -991,15 +1012,13 @@ static void check_duplex_long(const char *name, size_t len)
 	struct xfer x = { .buf = data, .len = len, .half_close = true,
 			  .rx_len = len, .rx_md = EVP_MD_CTX_new() };
 	unsigned int dl;
-	int fd, err;
+	int fd, err, lport;
 
-	fd = app_connect(false);
-	if (!TH_CHECK(x.rx_md && fd >= 0, name, "connect: %s", strerror(-fd)))
+	fd = x.rx_md ? spliced_conn(&h, &lport) : -ENOMEM;
+	if (!TH_CHECK(fd >= 0, name, "connect and splice: %s", strerror(-fd)))
 		goto out;
 	EVP_DigestInit_ex(x.rx_md, EVP_sha256(), NULL);
-	err = send(fd, &h, sizeof(h), MSG_NOSIGNAL) == sizeof(h) ? 0 : -errno;
-	err = err ?: wait_spliced(fd);
-	err = err ?: xfer(fd, &x);
+	err = xfer(fd, &x);
 	close(fd);
 	EVP_DigestFinal_ex(x.rx_md, got, &dl);
 	data_sha256(len, want);
@@ -1325,11 +1344,8 @@ static void check_kill9_download(void)
 {
 	const char *name = "splice: kill -9 of sidelane mid-download: the app sees a reset, not EOF";
 	struct hello h = { .mode = 'G', .len = 1UL << 30 };
-	static char buf[64 * KiB];
 	size_t got = 0;
-	__u64 end;
-	int fd, err, end_err = ETIMEDOUT;
-	bool killed = false;
+	int fd, err, end_err;
 
 	err = env.sidelane > 0 ? 0 : start("send", true);
 	if (!TH_CHECK(!err, name, "restart: %s", strerror(-err)))
@@ -1343,32 +1359,10 @@ static void check_kill9_download(void)
 		return;
 	}
 	send(fd, "g", 1, MSG_NOSIGNAL);
-	end = th_now_ms() + IO_MS;
-	while (th_now_ms() < end) {
-		struct pollfd p = { fd, POLLIN, 0 };
-		ssize_t n;
-
-		if (!killed && got >= 4 * MiB) {
-			kill(env.sidelane, SIGKILL);
-			th_wait(env.sidelane, 5000);
-			env.sidelane = 0;
-			killed = true;
-		}
-		if (poll(&p, 1, 1000) != 1)
-			continue;
-		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n > 0) {
-			got += n;
-			usleep(100); /* the download is still on when it dies */
-			continue;
-		}
-		if (n < 0 && errno == EAGAIN)
-			continue;
-		end_err = n < 0 ? errno : 0;
-		break;
-	}
+	/* paced, so the download is still on when sidelane dies */
+	end_err = download_read(fd, NULL, 64 * KiB, 100, 4 * MiB, &got);
 	close(fd);
-	if (TH_CHECK(killed && end_err == ECONNRESET && got < h.len, name,
+	if (TH_CHECK(!env.sidelane && end_err == ECONNRESET && got < h.len, name,
 		     "got %zu B, then %s", got,
 		     end_err ? strerror(end_err) : "EOF"))
 		th_pass(name);
