@@ -9,12 +9,13 @@
  * - byte-exact uploads of 1 B to 64 MiB in random chunk sizes, most of the
  *   bytes pushed by the kernel, and past the splice point no byte relayed
  *   that sk_msg did not count as a fallback;
- * - a download from a server behind a lossy veth (a tcx program of this
- *   test drops 1 packet in 64, the server's namespace has no SACK):
+ * - downloads from a server behind a lossy veth (a tcx program of this
+ *   test drops 1 packet in 32 each way, the server's namespace has no
+ *   SACK):
  *   byte-exact through the retransmissions, overlaps cut reported (Linux
  *   6.18's tcp_read_skb() hands a retransmission's overlap with bytes
  *   received before to the verdict again; splice_down_dedup() cuts it;
- *   this setup rarely makes one, the bench's duplex run does);
+ *   without the cut, about 2 runs in 3 got repeated bytes);
  * - byte-exact downloads of 1 B to 16 MiB: most bytes redirected by the
  *   sk_skb verdict, every other byte past the splice point a counted
  *   fallback, EOF only after the last byte (the FIN waits for delivery),
@@ -269,21 +270,23 @@ static void *listen_in_ns(void *arg)
 	return NULL;
 }
 
-/* enum bpf_attach_type's BPF_TCX_INGRESS (Linux 6.6); the uapi headers
- * of the build host may predate it
+/* enum bpf_attach_type's BPF_TCX_INGRESS and _EGRESS (Linux 6.6); the
+ * uapi headers of the build host may predate them
  */
 #define SL_BPF_TCX_INGRESS 46
+#define SL_BPF_TCX_EGRESS 47
 
-/* The dropper on the host end's ingress (what the server sends): return
- * TCX_DROP for one packet in 64, else TCX_PASS. Raw instructions: this
- * test's only BPF program, a dozen bytes.
+/* The dropper on the host end, both ways (the server's data, our ACKs: a
+ * lost ACK makes the server retransmit from before what arrived): return
+ * TCX_DROP for one packet in 32, else TCX_PASS. Raw instructions: this
+ * test's only BPF program, a dozen bytes. link[2].
  */
 static int attach_dropper(int *link)
 {
 	struct bpf_insn insns[] = {
 		{ .code = BPF_JMP | BPF_CALL, .imm = BPF_FUNC_get_prandom_u32 },
 		{ .code = BPF_ALU64 | BPF_AND | BPF_K, .dst_reg = BPF_REG_0,
-		  .imm = 63 },
+		  .imm = 31 },
 		{ .code = BPF_JMP | BPF_JNE | BPF_K, .dst_reg = BPF_REG_0,
 		  .off = 2 },
 		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0,
@@ -299,10 +302,11 @@ static int attach_dropper(int *link)
 			     insns, sizeof(insns) / sizeof(insns[0]), NULL);
 	if (prog < 0 || !ifindex)
 		return prog < 0 ? prog : -ENODEV;
-	*link = bpf_link_create(prog, ifindex, SL_BPF_TCX_INGRESS, NULL);
-	if (*link < 0)
+	link[0] = bpf_link_create(prog, ifindex, SL_BPF_TCX_INGRESS, NULL);
+	link[1] = bpf_link_create(prog, ifindex, SL_BPF_TCX_EGRESS, NULL);
+	if (link[0] < 0 || link[1] < 0)
 		err = -errno;
-	close(prog); /* the link holds it */
+	close(prog); /* the links hold it */
 	return err;
 }
 
@@ -869,7 +873,11 @@ static void check_download(const char *name, size_t len, bool reset, bool slow)
 				     field(line, "bytes_down_spliced") +
 					     field(line, "bytes_down_fallback") &&
 			     (len < 64 * KiB || field(line, "bytes_down_spliced") > 0) &&
-			     (!slow || full > 0),
+			     /* the bound held: a slow reader's side filled
+			      * and the proxy took over (app-full, or behind
+			      * one the proxy held first)
+			      */
+			     (!slow || field(line, "bytes_down_fallback") > 0),
 		     name, "relay line: %s", line))
 		th_pass(name);
 out:
@@ -882,16 +890,18 @@ out:
  */
 static void check_lossy_download(void)
 {
-	const char *name = "splice: download of 64 MiB over a lossy veth (1 packet in 64 "
-			   "dropped, no SACK): byte-exact through the retransmissions";
+	const char *name = "splice: downloads of 64 MiB over a lossy veth (1 packet in 32 "
+			   "dropped each way, no SACK): byte-exact through the retransmissions";
 	struct sl_splice_stats s0, s1;
 	unsigned long long r0, r1;
-	int saved = amb_port;
+	int saved = amb_port, i;
 
 	r0 = ns_retrans();
 	splice_stats(&s0);
 	amb_port = lossy_amb_port;
-	check_download(name, 64 * MiB, false, false);
+	/* an overlapping retransmission is luck: three tries at it */
+	for (i = 0; i < 3; i++)
+		check_download(name, 64 * MiB, false, false);
 	amb_port = saved;
 	splice_stats(&s1);
 	r1 = ns_retrans();
@@ -1373,7 +1383,7 @@ int main(void)
 	static const size_t sizes[] = { 1, 1000, 64 * KiB, MiB, 16 * MiB, 64 * MiB };
 	const char *setup = "splice: setup: cgroups, upstream servers (one behind a lossy veth), "
 			    "sidelane run (app_sockets send)";
-	int lossy_link = -1;
+	int lossy_link[2] = { -1, -1 };
 	pthread_t srv, srv6;
 	char name[128];
 	size_t i;
@@ -1409,7 +1419,7 @@ int main(void)
 	lossy_amb_port = th_free_port();
 	err = amb_port < 0 ? amb_port : amb6_port < 0 ? amb6_port :
 					lossy_amb_port < 0 ? lossy_amb_port :
-							     lossy_setup(&lossy_link);
+							     lossy_setup(lossy_link);
 	err = err ?: start("send", true);
 	err = err ?: th_enter(&env);
 	if (!TH_CHECK(!err, setup, "%s (log %s)", strerror(-err), log_path))
@@ -1431,7 +1441,7 @@ int main(void)
 		check_download(name, sizes[i], false, false);
 	}
 	check_download("splice: download of 16 MiB to a slow reader: byte-exact, "
-		       "'app full' fallbacks counted", 16 * MiB, false, true);
+		       "the bound hands the rest to the proxy", 16 * MiB, false, true);
 	check_download("splice: the upstream resets after 4 MiB: the app reads every "
 		       "byte, then ECONNRESET", 4 * MiB, true, false);
 	check_lossy_download();
@@ -1476,8 +1486,9 @@ int main(void)
 			  NULL, false, "disabled");
 out:
 	err = th_env_teardown(&env);
-	if (lossy_link >= 0)
-		close(lossy_link);
+	for (i = 0; i < 2; i++)
+		if (lossy_link[i] >= 0)
+			close(lossy_link[i]);
 	if (lossy_srv_fd >= 0)
 		shutdown(lossy_srv_fd, SHUT_RDWR);
 	th_cleanup_pop(lossy_remove, NULL, true);
