@@ -329,6 +329,20 @@ static void metrics_fastpath(FILE *f, const struct sl_fp_status *fp)
 		 fp->conns_max);
 }
 
+static void metrics_footprint(FILE *f, const struct sl_footprint *fp)
+{
+	unsigned int i;
+
+	m_one(f, "sidelane_maps_memory_bytes", GAUGE,
+	      "Kernel memory of all pinned maps (memlock), what this sidecar "
+	      "costs the node whatever its traffic.", fp->memlock);
+	m_family(f, "sidelane_map_memory_bytes", GAUGE,
+		 "Kernel memory of one pinned map (memlock).");
+	for (i = 0; i < fp->n; i++)
+		m_sample(f, "sidelane_map_memory_bytes", "map", fp->map[i].name,
+			 NULL, NULL, fp->map[i].memlock);
+}
+
 static void metrics_capture(FILE *f, const struct sl_cap_status *cs)
 {
 	m_one(f, "sidelane_capture_attached", GAUGE,
@@ -429,6 +443,7 @@ static void metrics(FILE *f, const struct sl_admin *a,
 	metrics_proxy(f, a, &st->pc);
 	metrics_tls(f, &st->pc);
 	metrics_fastpath(f, &st->fp);
+	metrics_footprint(f, &st->footprint);
 	metrics_admission(f, &st->adm);
 	metrics_splice(f, a, &st->splice);
 	metrics_capture(f, &st->cap);

@@ -628,6 +628,7 @@ static int cmd_run(int argc, char **argv)
 		goto out_detach;
 	}
 	pr_info("privileges: kept %s only\n", kept);
+	sl_footprint_log(cfg->pin_root);
 	/* Signals go to this thread only: the housekeeping one blocks them. */
 	sigfillset(&mask);
 	sigdelset(&mask, SIGSYS); /* libpsx's, for sl_drop_privileges() */

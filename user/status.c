@@ -43,6 +43,7 @@ int sl_status_read(const char *pin_root, struct sl_status *st)
 		memset(&st->in, 0, sizeof(st->in));
 	sl_adm_read(pin_root, &st->adm); /* older pins: adm.present 0 */
 	sl_splice_status_read(pin_root, &st->splice); /* likewise */
+	sl_footprint_read(pin_root, &st->footprint);
 	/* the cgroups the pinned links serve; a partial scan says so itself */
 	sl_coexist_scan(st->fp.cgroup_path[0] ? st->fp.cgroup_path : NULL,
 			st->cap.sidecar_cgroup[0] ? st->cap.sidecar_cgroup : NULL,
@@ -222,6 +223,7 @@ void sl_status_print(FILE *f, const char *pin_root, const struct sl_status *st,
 		print_fastpath_json(f, pin_root, &st->fp);
 	else
 		print_fastpath(f, pin_root, &st->fp);
+	sl_footprint_print(f, &st->footprint, json);
 	if (json)
 		fputc(',', f);
 	sl_adm_print(f, &st->adm, json);

@@ -14,6 +14,7 @@
 #include "coexist.h"
 #include "admission_user.h"
 #include "splice_user.h"
+#include "footprint_user.h"
 
 /* The fast path's counters (struct sl_counters) in the order `status`
  * prints them, with what each one counts.
@@ -45,6 +46,7 @@ struct sl_status {
 	struct sl_coexist cx; /* other programs around ours (coexist.h) */
 	struct sl_adm_status adm; /* which app sockets are admitted, why not */
 	struct sl_splice_status splice; /* what sk_msg pushed past the proxy */
+	struct sl_footprint footprint; /* the pinned maps' kernel memory */
 };
 
 /* Read st from the pins under pin_root. Pins of an older build without the

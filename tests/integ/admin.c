@@ -449,6 +449,12 @@ static void check_metrics(void)
 		  "admission.sockets.accelerated", -1 },
 		{ "sidelane_map_max_entries{map=\"" SL_MAP_SOCKHASH "\"}", "maps." SL_MAP_SOCKHASH ".max", SL_MAX_SOCKETS },
 		{ "sidelane_map_max_entries{map=\"" SL_MAP_CONNS "\"}", "maps." SL_MAP_CONNS ".max", SL_MAX_CONNS },
+		/* the pinned maps' kernel memory, total and per map */
+		{ "sidelane_maps_memory_bytes{}", "footprint.memlock_bytes", -1 },
+		{ "sidelane_map_memory_bytes{map=\"" SL_MAP_SOCKHASH "\"}",
+		  "footprint.by_map." SL_MAP_SOCKHASH ".memlock_bytes", -1 },
+		{ "sidelane_map_memory_bytes{map=\"" SL_MAP_CONNS "\"}",
+		  "footprint.by_map." SL_MAP_CONNS ".memlock_bytes", -1 },
 		{ "sidelane_inbound_attached{}", "inbound.sk_lookup", 0 },
 		{ "sidelane_inbound_lookups_total{result=\"steered\"}", "inbound.steered", 0 },
 		{ "sidelane_tls_enabled{}", "tls.enabled", 0 },

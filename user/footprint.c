@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* The pinned maps' kernel memory (footprint_user.h). */
+#include <dirent.h>
+#include <stdbool.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include "footprint_user.h"
+#include "fastpath_user.h"
+#include "status.h"
+#include "log.h"
+
+/* memlock of a map fd, from /proc/self/fdinfo; -ENOENT when the fd is not
+ * a map (links and programs are pinned in the same folder: their fdinfo
+ * has no map_type line).
+ */
+static int fd_memlock(int fd, uint64_t *out)
+{
+	char path[64], line[256];
+	unsigned long long v;
+	bool map = false, got = false;
+	unsigned int t;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "map_type: %u", &t) == 1)
+			map = true;
+		else if (sscanf(line, "memlock: %llu", &v) == 1)
+			got = true;
+	}
+	fclose(f);
+	if (!map || !got)
+		return -ENOENT;
+	*out = v;
+	return 0;
+}
+
+static int by_memlock(const void *a, const void *b)
+{
+	const struct sl_map_footprint *x = a, *y = b;
+
+	return x->memlock < y->memlock ? 1 : x->memlock > y->memlock ? -1 :
+		strcmp(x->name, y->name);
+}
+
+int sl_footprint_read(const char *pin_root, struct sl_footprint *out)
+{
+	struct bpf_map_info info;
+	struct dirent *de;
+	DIR *d;
+
+	memset(out, 0, sizeof(*out));
+	d = opendir(pin_root);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		struct sl_map_footprint *m;
+		__u32 len = sizeof(info);
+		int fd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		fd = sl_pin_open(pin_root, de->d_name);
+		if (fd < 0)
+			continue;
+		if (out->n == SL_FOOTPRINT_MAPS) {
+			out->more += !fd_memlock(fd, &(uint64_t){ 0 });
+			close(fd);
+			continue;
+		}
+		m = &out->map[out->n];
+		memset(&info, 0, sizeof(info));
+		if (!fd_memlock(fd, &m->memlock) &&
+		    !bpf_obj_get_info_by_fd(fd, &info, &len)) {
+			snprintf(m->name, sizeof(m->name), "%.63s", de->d_name);
+			m->type = info.type;
+			m->max_entries = info.max_entries;
+			out->memlock += m->memlock;
+			out->n++;
+		}
+		close(fd);
+	}
+	closedir(d);
+	qsort(out->map, out->n, sizeof(out->map[0]), by_memlock);
+	return 0;
+}
+
+static void mib(char *buf, size_t len, uint64_t bytes)
+{
+	snprintf(buf, len, "%.1f MiB", bytes / 1048576.0);
+}
+
+void sl_footprint_print(FILE *f, const struct sl_footprint *fp, int json)
+{
+	char a[32];
+	unsigned int i;
+
+	if (json) {
+		fprintf(f, ",\"footprint\":{\"maps\":%u,\"memlock_bytes\":%llu,"
+			   "\"by_map\":{",
+			fp->n, (unsigned long long)fp->memlock);
+		for (i = 0; i < fp->n; i++) {
+			fprintf(f, "%s", i ? "," : "");
+			sl_json_str(f, fp->map[i].name);
+			fprintf(f, ":{\"memlock_bytes\":%llu,\"max_entries\":%u}",
+				(unsigned long long)fp->map[i].memlock,
+				fp->map[i].max_entries);
+		}
+		fputs("}}", f);
+		return;
+	}
+	mib(a, sizeof(a), fp->memlock);
+	fprintf(f, "kernel memory: %s in %u pinned maps (memlock)%s\n", a, fp->n,
+		fp->more ? ", more not counted" : "");
+	for (i = 0; i < fp->n && i < 5; i++) {
+		mib(a, sizeof(a), fp->map[i].memlock);
+		fprintf(f, "  %-22s %9s  %u entries max\n", fp->map[i].name, a,
+			fp->map[i].max_entries);
+	}
+}
+
+void sl_footprint_log(const char *pin_root)
+{
+	struct sl_footprint fp;
+	char a[32], b[32], c[32];
+
+	if (sl_footprint_read(pin_root, &fp) || fp.n < 3)
+		return;
+	mib(a, sizeof(a), fp.memlock);
+	mib(b, sizeof(b), fp.map[0].memlock);
+	mib(c, sizeof(c), fp.map[1].memlock);
+	pr_info("kernel memory: %s in %u pinned maps; largest %s %s, %s %s\n",
+		a, fp.n, fp.map[0].name, b, fp.map[1].name, c);
+}
