@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include "footprint_user.h"
 #include "fastpath_user.h"
 #include "status.h"
@@ -83,13 +84,25 @@ int sl_footprint_read(const char *pin_root, struct sl_footprint *out)
 			m->type = info.type;
 			m->max_entries = info.max_entries;
 			out->memlock += m->memlock;
+			if (m->type == BPF_MAP_TYPE_PERCPU_ARRAY ||
+			    m->type == BPF_MAP_TYPE_PERCPU_HASH ||
+			    m->type == BPF_MAP_TYPE_LRU_PERCPU_HASH)
+				out->percpu += m->memlock;
 			out->n++;
 		}
 		close(fd);
 	}
 	closedir(d);
 	qsort(out->map, out->n, sizeof(out->map[0]), by_memlock);
+	out->ncpus = libbpf_num_possible_cpus();
 	return 0;
+}
+
+uint64_t sl_footprint_at(const struct sl_footprint *fp, int ncpus)
+{
+	if (fp->ncpus <= 0)
+		return fp->memlock;
+	return fp->memlock - fp->percpu + fp->percpu / fp->ncpus * ncpus;
 }
 
 static void mib(char *buf, size_t len, uint64_t bytes)
@@ -104,8 +117,15 @@ void sl_footprint_print(FILE *f, const struct sl_footprint *fp, int json)
 
 	if (json) {
 		fprintf(f, ",\"footprint\":{\"maps\":%u,\"memlock_bytes\":%llu,"
-			   "\"by_map\":{",
-			fp->n, (unsigned long long)fp->memlock);
+			   "\"possible_cpus\":%d,\"percpu_bytes\":%llu,"
+			   "\"memlock_bytes_at_cpus\":{",
+			fp->n, (unsigned long long)fp->memlock, fp->ncpus,
+			(unsigned long long)fp->percpu);
+#define AT(n) fprintf(f, "%s\"%d\":%llu", n == 2 ? "" : ",", n, \
+		      (unsigned long long)sl_footprint_at(fp, n));
+		SL_FOOTPRINT_CPUS(AT)
+#undef AT
+		fputs("},\"by_map\":{", f);
 		for (i = 0; i < fp->n; i++) {
 			fprintf(f, "%s", i ? "," : "");
 			sl_json_str(f, fp->map[i].name);
@@ -117,8 +137,14 @@ void sl_footprint_print(FILE *f, const struct sl_footprint *fp, int json)
 		return;
 	}
 	mib(a, sizeof(a), fp->memlock);
-	fprintf(f, "kernel memory: %s in %u pinned maps (memlock)%s\n", a, fp->n,
-		fp->more ? ", more not counted" : "");
+	fprintf(f, "kernel memory: %s in %u pinned maps (memlock)%s; with %d "
+		   "possible CPUs; per-CPU maps grow with them, about:",
+		a, fp->n, fp->more ? ", more not counted" : "", fp->ncpus);
+#define AT(n) mib(a, sizeof(a), sl_footprint_at(fp, n)); \
+	fprintf(f, " %s at %d", a, n);
+	SL_FOOTPRINT_CPUS(AT)
+#undef AT
+	fputc('\n', f);
 	for (i = 0; i < fp->n && i < 5; i++) {
 		mib(a, sizeof(a), fp->map[i].memlock);
 		fprintf(f, "  %-22s %9s  %u entries max\n", fp->map[i].name, a,

@@ -20,12 +20,25 @@ struct sl_map_footprint {
 	uint64_t memlock; /* bytes */
 };
 
+/* CPU counts the per-CPU maps are also reported for: their memory grows
+ * with the node's possible CPUs, and is charged to the sidecar container's
+ * memory cgroup.
+ */
+#define SL_FOOTPRINT_CPUS(X) X(2) X(64) X(128)
+
 struct sl_footprint {
 	unsigned int n; /* maps in map[], largest first */
 	unsigned int more; /* maps beyond SL_FOOTPRINT_MAPS, not counted */
 	uint64_t memlock; /* their sum */
+	uint64_t percpu; /* of it, per-CPU maps' */
+	int ncpus; /* possible CPUs here */
 	struct sl_map_footprint map[SL_FOOTPRINT_MAPS];
 };
+
+/* memlock on a node with ncpus possible CPUs: the per-CPU maps' share
+ * scaled, the rest as it is (an estimate: per-CPU overheads are small)
+ */
+uint64_t sl_footprint_at(const struct sl_footprint *fp, int ncpus);
 
 /* Every map pinned directly under pin_root. 0 (n may be 0) or -errno. */
 int sl_footprint_read(const char *pin_root, struct sl_footprint *out);
