@@ -96,6 +96,12 @@
 #define SL_PIN_PROG_SK_SKB "prog_sk_skb"
 
 /* Limits. */
+/* limits.max_conns: what the kernel tables are sized for (sl_sizing_set()) */
+#define SL_LIMIT_CONNS_MIN 64
+#define SL_LIMIT_CONNS_MAX 1048576
+#define SL_LIMIT_CONNS_DEFAULT 4096 /* one pod: about 8 MiB of kernel memory */
+#define SL_XSTR_(x) #x
+#define SL_XSTR(x) SL_XSTR_(x) /* a number macro as a string literal */
 #define SL_MAX_SOCKETS 65536 /* sockhash entries: two per accelerated connection */
 #define SL_MAX_CONNS 65536 /* per-socket accounting records */
 #define SL_MAX_LOCAL_ADDRS 256 /* host addresses treated as "this host" */

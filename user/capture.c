@@ -350,6 +350,7 @@ int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 	skel = capture_bpf__open();
 	if (!skel)
 		return -errno;
+	sl_obj_size_maps(skel->obj, pin_root);
 	err = sl_obj_check_pins(skel->obj, pin_root);
 	capture_bpf__destroy(skel);
 	skel = NULL;
@@ -369,6 +370,7 @@ int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 		skel = capture_bpf__open();
 		if (!skel)
 			return -errno;
+		sl_obj_size_maps(skel->obj, pin_root);
 		err = sl_obj_pin_maps(skel->obj, pin_root, 1);
 		if (err)
 			goto out;

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <strings.h>
 #include <cyaml/cyaml.h>
+#include "sidelane.h"
 #include <yaml.h>
 #include "config.h"
 #include "admission_user.h"
@@ -199,6 +200,15 @@ const char sl_config_default_yaml[] =
 	"  max_bytes: 10485760\n"
 	"  # Rotated files kept, gzip-compressed: FILE.1.gz .. FILE.N.gz (0..100).\n"
 	"  keep: 5\n"
+	"\n"
+	"# Sizes of the kernel tables, fixed when they are first pinned: a new\n"
+	"# value takes effect after `sidelane detach`. `sidelane status` shows\n"
+	"# what they cost (kernel memory, per pod).\n"
+	"limits:\n"
+	"  # Connections the fast path, capture and splice track at once\n"
+	"  # (64..1048576): the sockhash holds two sockets each. Past it a\n"
+	"  # connection takes the plain path, counted.\n"
+	"  max_conns: " SL_XSTR(SL_LIMIT_CONNS_DEFAULT) "\n"
 	"\n"
 	"# Admin HTTP endpoint (libmicrohttpd): /metrics (Prometheus), /stats (JSON),\n"
 	"# /healthz, /ready, POST /drain.\n"
@@ -598,6 +608,10 @@ struct raw_admin {
 	char *listen, *drain_timeout_ms;
 };
 
+struct raw_limits {
+	char *max_conns;
+};
+
 struct raw_accounting {
 	char *access_log, *max_bytes, *keep;
 };
@@ -605,6 +619,7 @@ struct raw_accounting {
 struct raw_config {
 	char *pin_root, *cgroup;
 	struct raw_admin *admin;
+	struct raw_limits *limits;
 	struct raw_accounting *accounting;
 	struct raw_tls *tls;
 	struct raw_inbound *inbound;
@@ -768,6 +783,11 @@ static const cyaml_schema_field_t admin_fields[] = {
 	CYAML_FIELD_END
 };
 
+static const cyaml_schema_field_t limits_fields[] = {
+	STR("max_conns", OPT, struct raw_limits, max_conns),
+	CYAML_FIELD_END
+};
+
 static const cyaml_schema_field_t accounting_fields[] = {
 	STR("access_log", OPT, struct raw_accounting, access_log),
 	STR("max_bytes", OPT, struct raw_accounting, max_bytes),
@@ -792,6 +812,8 @@ static const cyaml_schema_field_t config_fields[] = {
 				accounting, accounting_fields),
 	CYAML_FIELD_MAPPING_PTR("admin", OPT_NULL, struct raw_config, admin,
 				admin_fields),
+	CYAML_FIELD_MAPPING_PTR("limits", OPT_NULL, struct raw_config, limits,
+				limits_fields),
 	CYAML_FIELD_MAPPING_PTR("policy", OPT_NULL, struct raw_config, policy,
 				policy_fields),
 	CYAML_FIELD_END
@@ -1976,6 +1998,10 @@ static int apply_config(struct doc *d, const struct raw_config *r,
 		err = apply_inbound(d, r->inbound, cfg);
 	if (!err && r->admin)
 		err = apply_admin(d, r->admin, cfg);
+	if (!err && r->limits)
+		err = get_uint(d, "limits.max_conns", r->limits->max_conns,
+			       SL_LIMIT_CONNS_MIN, SL_LIMIT_CONNS_MAX,
+			       &cfg->limits.max_conns);
 	if (!err && r->accounting) {
 		const struct raw_accounting *a = r->accounting;
 

@@ -161,6 +161,10 @@ struct sl_config {
 		struct sl_endpoint listen; /* loopback only */
 		unsigned int drain_timeout_ms; /* SIGTERM and POST /drain */
 	} admin;
+	struct {
+		/* the kernel tables are sized from it (sl_sizing_set()) */
+		unsigned int max_conns;
+	} limits;
 	struct sl_policy policy;
 };
 

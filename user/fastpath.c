@@ -584,6 +584,68 @@ out:
 	return err;
 }
 
+static uint32_t sizing_conns; /* limits.max_conns; 0: compiled sizes */
+
+/* The tables that grow with connections: entries per connection. */
+static const struct {
+	const char *name;
+	uint32_t per_conn;
+} sized_maps[] = {
+	/* two sockets of a pair, each with its record and key */
+	{ SL_MAP_SOCKHASH, 2 },	      { SL_MAP_SK_BY_KEY, 2 },
+	{ SL_MAP_CONNS, 2 },
+	/* the sidecar's upstream sockets and the spliced pairs */
+	{ SL_MAP_UP_BY_KEY, 1 },      { SL_MAP_RELAY, 1 },
+	{ SL_MAP_DOWN, 1 },	      { SL_MAP_SPLICE_IDX, 1 },
+	{ SL_MAP_DOWN_IDX, 1 },	      { SL_MAP_SPLICE, 1 },
+	/* capture: connections in flight to the proxy, and why */
+	{ SL_MAP_ORIG_BY_COOKIE, 1 }, { SL_MAP_ORIG_BY_ADDR, 1 },
+	{ SL_MAP_CONNECT_REASON, 1 },
+};
+
+void sl_sizing_set(uint32_t max_conns)
+{
+	sizing_conns = max_conns;
+}
+
+void sl_obj_size_maps(struct bpf_object *obj, const char *pin_root)
+{
+	static bool said; /* one line per process is enough */
+	struct bpf_map *map;
+	size_t i;
+
+	bpf_object__for_each_map(map, obj) {
+		struct bpf_map_info info = {};
+		__u32 len = sizeof(info), want;
+		int fd;
+
+		for (i = 0; i < sizeof(sized_maps) / sizeof(sized_maps[0]); i++)
+			if (!strcmp(bpf_map__name(map), sized_maps[i].name))
+				break;
+		if (i == sizeof(sized_maps) / sizeof(sized_maps[0]))
+			continue;
+		want = sizing_conns ? sizing_conns * sized_maps[i].per_conn :
+				      bpf_map__max_entries(map);
+		fd = pin_root ? sl_pin_open(pin_root, bpf_map__name(map)) : -1;
+		if (fd >= 0) {
+			if (!bpf_obj_get_info_by_fd(fd, &info, &len)) {
+				if (sizing_conns && info.max_entries != want &&
+				    !said) {
+					pr_warn("limits.max_conns %u sizes %s for "
+						"%u entries; the pinned map keeps "
+						"%u until `sidelane detach`\n",
+						sizing_conns, bpf_map__name(map),
+						want, info.max_entries);
+					said = true;
+				}
+				want = info.max_entries;
+			}
+			close(fd);
+		}
+		bpf_map__set_max_entries(map, want);
+	}
+}
+
 int sl_obj_pin_maps(struct bpf_object *obj, const char *pin_root,
 		    int skip_sk_storage)
 {
@@ -812,6 +874,7 @@ static int check_layout(const char *pin_root, const char *cgpath,
 
 	if (!skel)
 		return -errno;
+	sl_obj_size_maps(skel->obj, pin_root);
 	err = sl_obj_check_pins(skel->obj, pin_root);
 	if (!err && add_missing)
 		err = sl_obj_pin_maps(skel->obj, pin_root, 0);
@@ -842,6 +905,7 @@ int sl_fp_sweep_open(const char *pin_root)
 	skel = fastpath_bpf__open();
 	if (!skel)
 		return -errno;
+	sl_obj_size_maps(skel->obj, pin_root ?: SL_PIN_ROOT_DEFAULT);
 	err = sl_obj_pin_maps(skel->obj, pin_root ?: SL_PIN_ROOT_DEFAULT, 0);
 	if (!err)
 		err = fastpath_bpf__load(skel);
@@ -910,6 +974,7 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 		pr_warn("cannot open the BPF object: %s\n", strerror(-err));
 		return err;
 	}
+	sl_obj_size_maps(skel->obj, pin_root);
 	err = sl_obj_pin_maps(skel->obj, pin_root, 0);
 	if (err)
 		goto out;

@@ -94,6 +94,17 @@ struct bpf_object;
  * the way out when one differs.
  */
 int sl_obj_check_pins(struct bpf_object *obj, const char *pin_root);
+/* Sizing (limits.max_conns): the tables that grow with connections take
+ * their max_entries from max_conns in every object opened after this; 0
+ * keeps the sizes compiled in. Called once by `run`, before it attaches.
+ */
+void sl_sizing_set(uint32_t max_conns);
+/* Right after opening obj: its sized maps get their max_entries, a map
+ * already pinned under pin_root (NULL: none) keeps its own, since pinned
+ * maps are reused as they are; a configured size it does not have is
+ * said once per map (it applies after `sidelane detach`).
+ */
+void sl_obj_size_maps(struct bpf_object *obj, const char *pin_root);
 /* Give every map of obj its pin path pin_root/<map name> before load, so
  * libbpf reuses a pinned map whose definition matches (state survives a
  * restart) and pins new ones. Socket-storage maps are skipped when

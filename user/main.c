@@ -548,6 +548,8 @@ static int cmd_run(int argc, char **argv)
 	 * socket stays on TCP and the proxy works as without the fast path.
 	 */
 	sl_selftest_run(&stres); /* logs its finding */
+	/* the kernel tables take their size from limits.max_conns */
+	sl_sizing_set(cfg->limits.max_conns);
 	err = sl_fp_attach(&(struct sl_fp_opts){
 		.pin_root = cfg->pin_root,
 		.cgroup = cfg->cgroup,

@@ -169,7 +169,8 @@ struct sl_splicer {
 	 */
 	bool none_admitted;
 	struct sl_splice_slot *slots; /* sl_splice, mmap()ed */
-	uint32_t free[SL_MAX_SPLICES]; /* a stack of free slots */
+	uint32_t n_slots; /* its max_entries (limits.max_conns) */
+	uint32_t *free; /* a stack of free slots */
 	uint32_t n_free;
 };
 
@@ -178,7 +179,8 @@ void sl_splicer_close(struct sl_splicer *sp)
 	if (!sp)
 		return;
 	if (sp->slots)
-		munmap(sp->slots, SL_MAX_SPLICES * sizeof(*sp->slots));
+		munmap(sp->slots, (size_t)sp->n_slots * sizeof(*sp->slots));
+	free(sp->free);
 	if (sp->relay_fd >= 0)
 		close(sp->relay_fd);
 	if (sp->idx_fd >= 0)
@@ -244,12 +246,25 @@ int sl_splicer_open(const char *pin_root, struct sl_splicer **out)
 				   fd;
 	if (err < 0)
 		goto fail;
-	sp->slots = mmap(NULL, SL_MAX_SPLICES * sizeof(*sp->slots),
-			 PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	{
+		struct bpf_map_info info = {};
+		__u32 len = sizeof(info);
+
+		if (bpf_obj_get_info_by_fd(fd, &info, &len) || !info.max_entries) {
+			err = -EINVAL;
+			close(fd);
+			goto fail;
+		}
+		sp->n_slots = info.max_entries;
+	}
+	sp->free = calloc(sp->n_slots, sizeof(*sp->free));
+	sp->slots = sp->free ? mmap(NULL, (size_t)sp->n_slots * sizeof(*sp->slots),
+				    PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) :
+			       MAP_FAILED;
 	close(fd);
 	if (sp->slots == MAP_FAILED) {
 		sp->slots = NULL;
-		err = -errno;
+		err = sp->free ? -errno : -ENOMEM;
 		goto fail;
 	}
 	fd = sl_pin_open(pin_root, SL_MAP_FP_CFG);
@@ -283,9 +298,9 @@ int sl_splicer_open(const char *pin_root, struct sl_splicer **out)
 		clear_idx(sp->idx_fd, &key);
 		clear_idx(sp->down_idx_fd, &cookie);
 	}
-	for (i = 0; i < SL_MAX_SPLICES; i++) {
+	for (i = 0; i < sp->n_slots; i++) {
 		__atomic_store_n(&sp->slots[i].owner, 0, __ATOMIC_RELEASE);
-		sp->free[sp->n_free++] = SL_MAX_SPLICES - 1 - i;
+		sp->free[sp->n_free++] = sp->n_slots - 1 - i;
 	}
 	*out = sp;
 	return 0;
@@ -310,6 +325,20 @@ static bool peer_admitted(struct sl_splicer *sp, int app_fd, uint64_t *cookie)
 	       (SL_CONN_F_SIDECAR | SL_CONN_F_IN_SOCKHASH);
 }
 
+/* Has the upstream socket its record (sockops keeps its tcp_sock in
+ * sl_up_by_key from it)? Not when the records table was full: both halves
+ * need it, the download's overlap cut its sequence numbers.
+ */
+static bool up_recorded(struct sl_splicer *sp, int up_fd, uint64_t *cookie)
+{
+	socklen_t len = sizeof(*cookie);
+	struct sl_conn conn;
+
+	return !getsockopt(up_fd, SOL_SOCKET, SO_COOKIE, cookie, &len) &&
+	       !bpf_map_lookup_elem(sp->conns_fd, cookie, &conn) &&
+	       (conn.flags & SL_CONN_F_UPSTREAM);
+}
+
 static void set_linger(int fd, bool abort)
 {
 	struct linger lg = { .l_onoff = abort, .l_linger = 0 };
@@ -324,13 +353,12 @@ static void set_linger(int fd, bool abort)
 static bool down_start(struct sl_splicer *sp, int up_fd,
 		       const struct sl_splice_ref *ref, struct sl_splice *s)
 {
-	socklen_t len = sizeof(s->up_cookie);
 	__u64 fd = (__u64)up_fd;
 
 	if (sp->down_fd < 0)
 		return false;
-	if (getsockopt(up_fd, SOL_SOCKET, SO_COOKIE, &s->up_cookie, &len) ||
-	    bpf_map_update_elem(sp->down_idx_fd, &s->up_cookie, ref, BPF_ANY))
+	/* s->up_cookie: up_recorded() */
+	if (bpf_map_update_elem(sp->down_idx_fd, &s->up_cookie, ref, BPF_ANY))
 		return false;
 	if (bpf_map_update_elem(sp->down_fd, &ref->up, &fd, BPF_ANY)) {
 		pr_debug("splice: sl_down: %s\n", strerror(errno));
@@ -358,6 +386,8 @@ enum sl_splice_result sl_splice_start(struct sl_splicer *sp, int app_fd,
 		return SL_SPLICE_NOT_ADMITTED;
 	if (!peer_admitted(sp, app_fd, &cookie))
 		return SL_SPLICE_NOT_ADMITTED;
+	if (!up_recorded(sp, up_fd, &s->up_cookie))
+		return SL_SPLICE_NO_RECORD;
 	if (!sp->n_free)
 		return SL_SPLICE_NO_SLOT;
 	if (sl_fd_sock_key(app_fd, &s->side) || sl_fd_sock_key(up_fd, &ref.up) ||

@@ -23,7 +23,10 @@
 	  "the app's socket is not admitted (its reason is in conns)")          \
 	X(TLS, "tls", "TLS on a side (no kTLS): the proxy must see the bytes")  \
 	X(DISABLED, "disabled", "proxy.splice is false")                        \
-	X(NO_SLOT, "no-slot", "SL_MAX_SPLICES pairs are spliced already")       \
+	X(NO_SLOT, "no-slot", "limits.max_conns pairs are spliced already")    \
+	X(NO_RECORD, "no-record",                                               \
+	  "the upstream socket has no record: limits.max_conns connections "    \
+	  "are tracked already")                                               \
 	X(UNAVAILABLE, "unavailable",                                           \
 	  "the splice maps are not pinned (an older build's pins)")             \
 	X(REDIRECT_OFF, "redirect-off",                                         \

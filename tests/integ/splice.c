@@ -67,6 +67,8 @@ static int amb_port, srv_port, srv_fd = -1;
  */
 static int amb6_port, srv6_port, srv6_fd = -1;
 static bool use_v6;
+/* limits.max_conns of this test's sidelane: small, so a burst fills it */
+#define LIMIT_CONNS 256
 /* the lossy upstream: a server in network namespace ns_name behind a veth
  * (LOSSY_HOST/LOSSY_NS), reached through ambassador lossy_amb_port
  */
@@ -388,7 +390,8 @@ static int start(const char *mode, bool splice)
 		 "    - listen: \"127.0.0.1:%d\"\n      upstream: \"" LOSSY_NS ":%d\"\n"
 		 "admin:\n  listen: \"\"\n  drain_timeout_ms: 0\n"
 		 "accounting:\n  access_log: \"%s\"\n"
-		 "fastpath:\n  app_sockets: %s\n",
+		 "fastpath:\n  app_sockets: %s\n"
+		 "limits:\n  max_conns: " SL_XSTR(LIMIT_CONNS) "\n",
 		 splice ? "true" : "false", amb_port, srv_port, amb6_port,
 		 srv6_port, lossy_amb_port, lossy_srv_port, alog_path, mode);
 	return th_env_run_config(&env, cfg_path, text);
@@ -913,6 +916,100 @@ static void check_lossy_download(void)
 		th_pass("splice: the lossy veth made the server retransmit");
 }
 
+/* limits.max_conns sizes the tables (sockhash two sockets a connection,
+ * the splice slots one); a burst past it leaves the surplus on the plain
+ * path, counted, and every connection's bytes right.
+ */
+static void check_limits(void)
+{
+	const char *name = "limits: max_conns sizes the sockhash, records and splice slots";
+	const char *name2 = "limits: a burst past max_conns: the surplus on the plain path, "
+			    "counted, every echo right";
+	enum { N = LIMIT_CONNS + LIMIT_CONNS / 4 };
+	static int fds[N];
+	struct hello h = { .mode = 'E' };
+	struct bpf_map_info info;
+	struct sl_counters c0, c1;
+	struct sl_splice_stats sp0, sp1;
+	__u32 len, max[3] = {};
+	const char *maps[3] = { SL_MAP_SOCKHASH, SL_MAP_CONNS, SL_MAP_SPLICE };
+	char msg[100], back[100];
+	int i, n = 0, ok = 0, fd;
+
+	for (i = 0; i < 3; i++) {
+		fd = sl_pin_open(env.pin_root, maps[i]);
+		memset(&info, 0, sizeof(info));
+		len = sizeof(info);
+		if (fd >= 0 && !bpf_obj_get_info_by_fd(fd, &info, &len))
+			max[i] = info.max_entries;
+		if (fd >= 0)
+			close(fd);
+	}
+	if (TH_CHECK(max[0] == 2 * LIMIT_CONNS && max[1] == 2 * LIMIT_CONNS &&
+			     max[2] == LIMIT_CONNS,
+		     name, "max_entries: sockhash %u, records %u, splice %u", max[0],
+		     max[1], max[2]))
+		th_pass(name);
+	th_counters(&env, &c0);
+	splice_stats(&sp0);
+	for (i = 0; i < N; i++) {
+		fds[i] = app_connect(false);
+		if (fds[i] < 0)
+			break;
+		n++;
+		send(fds[i], &h, sizeof(h), MSG_NOSIGNAL);
+	}
+	for (i = 0; i < n; i++) {
+		size_t got = 0;
+		__u64 end = th_now_ms() + 5000;
+
+		snprintf(msg, sizeof(msg), "connection %d of the burst", i);
+		send(fds[i], msg, sizeof(msg), MSG_NOSIGNAL);
+		while (got < sizeof(back) && th_now_ms() < end) {
+			struct pollfd p = { fds[i], POLLIN, 0 };
+			ssize_t r;
+
+			if (poll(&p, 1, 1000) != 1)
+				continue;
+			r = recv(fds[i], back + got, sizeof(back) - got, 0);
+			if (r <= 0 && !(r < 0 && errno == EAGAIN))
+				break;
+			if (r > 0)
+				got += r;
+		}
+		if (got == sizeof(back) && !memcmp(back, msg, sizeof(msg)))
+			ok++;
+		else {
+			char l[2048] = "";
+			int lp = local_port(fds[i]);
+
+			close(fds[i]);
+			fds[i] = -1;
+			relay_line(lp, l, sizeof(l));
+			th_info("%s: connection %d (:%d): %zu of %zu B back%s; %s", name2,
+				i, lp, got, sizeof(back),
+				got == sizeof(back) ? ", differing" : "", l);
+		}
+	}
+	th_counters(&env, &c1);
+	splice_stats(&sp1);
+	for (i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	th_info("%s: %d connections, %d echoes right; sockhash inserts failed "
+		"+%llu, records not kept +%llu; download overlaps cut +%llu",
+		name2, n, ok,
+		(unsigned long long)(c1.sock_insert_failed - c0.sock_insert_failed),
+		(unsigned long long)(c1.conn_map_full - c0.conn_map_full),
+		(unsigned long long)(sp1.dup_skbs - sp0.dup_skbs));
+	if (TH_CHECK(n == N && ok == N &&
+			     c1.sock_insert_failed + c1.conn_map_full >
+				     c0.sock_insert_failed + c0.conn_map_full,
+		     name2, "%d of %d connected, %d echoes right, nothing counted "
+		     "full", n, N, ok))
+		th_pass(name2);
+}
+
 /* `sidelane status --json` has what sk_msg pushed, equal to the map's. */
 static void check_status(void)
 {
@@ -1399,7 +1496,8 @@ int main(void)
 				       &(struct th_env_opts){ .sidecar = true });
 	/* the upstream listens from our own cgroup, outside sidelane's */
 	if (!err) {
-		srv_fd = th_listen("127.0.0.1", 64, &srv_port);
+		/* a backlog for check_limits()'s burst through the proxy */
+		srv_fd = th_listen("127.0.0.1", 1024, &srv_port);
 		srv6_fd = th_listen("::1", 64, &srv6_port);
 		err = srv_fd < 0   ? srv_fd :
 		      srv6_fd < 0 ? srv6_fd :
@@ -1475,6 +1573,7 @@ int main(void)
 	check_backpressure();
 	check_errors();
 	check_status();
+	check_limits();
 	check_conns();
 	check_not_admitted();
 	check_reset();
