@@ -181,49 +181,41 @@ static void add_id(__u32 *set, unsigned int *n, __u32 id)
 }
 
 /* Pins are named by kind (include/sidelane.h): link_*, prog_*, and maps. */
+static void collect_pin(const char *name, int fd, void *ctx)
+{
+	struct ours *o = ctx;
+
+	if (!strncmp(name, "link_", 5)) {
+		struct bpf_link_info li = {};
+		__u32 len = sizeof(li);
+
+		if (!bpf_obj_get_info_by_fd(fd, &li, &len)) {
+			add_id(o->progs, &o->n_progs, li.prog_id);
+			if (li.type == BPF_LINK_TYPE_NETNS &&
+			    !strcmp(name, SL_PIN_LINK_SK_LOOKUP)) {
+				o->has_lookup = 1;
+				o->lookup_netns = li.netns.netns_ino;
+			}
+		}
+	} else if (!strncmp(name, "prog_", 5)) {
+		struct bpf_prog_info pi = {};
+		__u32 len = sizeof(pi);
+
+		if (!bpf_obj_get_info_by_fd(fd, &pi, &len))
+			add_id(o->progs, &o->n_progs, pi.id);
+	} else {
+		struct bpf_map_info mi = {};
+		__u32 len = sizeof(mi);
+
+		if (!bpf_obj_get_info_by_fd(fd, &mi, &len))
+			add_id(o->maps, &o->n_maps, mi.id);
+	}
+}
+
 static void collect_ours(const char *pin_root, struct ours *o)
 {
-	struct dirent *de;
-	DIR *d;
-
-	if (!pin_root || !(d = opendir(pin_root)))
-		return;
-	while ((de = readdir(d))) {
-		int fd;
-
-		if (de->d_name[0] == '.')
-			continue;
-		fd = sl_pin_open(pin_root, de->d_name);
-		if (fd < 0)
-			continue;
-		if (!strncmp(de->d_name, "link_", 5)) {
-			struct bpf_link_info li = {};
-			__u32 len = sizeof(li);
-
-			if (!bpf_obj_get_info_by_fd(fd, &li, &len)) {
-				add_id(o->progs, &o->n_progs, li.prog_id);
-				if (li.type == BPF_LINK_TYPE_NETNS &&
-				    !strcmp(de->d_name, SL_PIN_LINK_SK_LOOKUP)) {
-					o->has_lookup = 1;
-					o->lookup_netns = li.netns.netns_ino;
-				}
-			}
-		} else if (!strncmp(de->d_name, "prog_", 5)) {
-			struct bpf_prog_info pi = {};
-			__u32 len = sizeof(pi);
-
-			if (!bpf_obj_get_info_by_fd(fd, &pi, &len))
-				add_id(o->progs, &o->n_progs, pi.id);
-		} else {
-			struct bpf_map_info mi = {};
-			__u32 len = sizeof(mi);
-
-			if (!bpf_obj_get_info_by_fd(fd, &mi, &len))
-				add_id(o->maps, &o->n_maps, mi.id);
-		}
-		close(fd);
-	}
-	closedir(d);
+	if (pin_root)
+		sl_pin_foreach(pin_root, collect_pin, o);
 }
 
 /* ---- the scan ---- */

@@ -5,6 +5,7 @@
  * process; read it back for `status`; remove it all for `detach`.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
@@ -66,6 +67,28 @@ int sl_pin_open(const char *pin_root, const char *name)
 		return err;
 	fd = bpf_obj_get(path);
 	return fd < 0 ? -errno : fd;
+}
+
+int sl_pin_foreach(const char *pin_root,
+		   void (*fn)(const char *name, int fd, void *ctx), void *ctx)
+{
+	struct dirent *de;
+	DIR *d = opendir(pin_root);
+	int fd;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		fd = sl_pin_open(pin_root, de->d_name);
+		if (fd < 0)
+			continue;
+		fn(de->d_name, fd, ctx);
+		close(fd);
+	}
+	closedir(d);
+	return 0;
 }
 
 int sl_pin_unlink(const char *pin_root, const char *name)

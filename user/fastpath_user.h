@@ -118,6 +118,12 @@ int sl_obj_pin_maps(struct bpf_object *obj, const char *pin_root,
 int sl_pin_root_ensure(const char *pin_root, int *created);
 /* bpf_obj_get() of pin_root/name (fd or -errno); unlink it (0 if absent). */
 int sl_pin_open(const char *pin_root, const char *name);
+/* Call fn for every pin directly under pin_root with its name and an fd
+ * of it (closed after the call). 0, or -errno when the folder cannot be
+ * read.
+ */
+int sl_pin_foreach(const char *pin_root,
+		   void (*fn)(const char *name, int fd, void *ctx), void *ctx);
 int sl_pin_unlink(const char *pin_root, const char *name);
 /* The sl_sock_key of a connected TCP socket, as bpf/sockkey.bpf.h builds
  * it: own end first, IPv4 as ::ffff:a.b.c.d, ports in host order, the

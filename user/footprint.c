@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* The pinned maps' kernel memory (footprint_user.h). */
-#include <dirent.h>
 #include <stdbool.h>
 #include <errno.h>
 #include <limits.h>
@@ -51,48 +50,40 @@ static int by_memlock(const void *a, const void *b)
 		strcmp(x->name, y->name);
 }
 
+static void add_map(const char *name, int fd, void *ctx)
+{
+	struct sl_footprint *out = ctx;
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	struct sl_map_footprint *m;
+
+	if (out->n == SL_FOOTPRINT_MAPS) {
+		out->more += !fd_memlock(fd, &(uint64_t){ 0 });
+		return;
+	}
+	m = &out->map[out->n];
+	if (fd_memlock(fd, &m->memlock) ||
+	    bpf_obj_get_info_by_fd(fd, &info, &len))
+		return; /* not a map */
+	snprintf(m->name, sizeof(m->name), "%.63s", name);
+	m->type = info.type;
+	m->max_entries = info.max_entries;
+	out->memlock += m->memlock;
+	if (m->type == BPF_MAP_TYPE_PERCPU_ARRAY ||
+	    m->type == BPF_MAP_TYPE_PERCPU_HASH ||
+	    m->type == BPF_MAP_TYPE_LRU_PERCPU_HASH)
+		out->percpu += m->memlock;
+	out->n++;
+}
+
 int sl_footprint_read(const char *pin_root, struct sl_footprint *out)
 {
-	struct bpf_map_info info;
-	struct dirent *de;
-	DIR *d;
+	int err;
 
 	memset(out, 0, sizeof(*out));
-	d = opendir(pin_root);
-	if (!d)
-		return -errno;
-	while ((de = readdir(d))) {
-		struct sl_map_footprint *m;
-		__u32 len = sizeof(info);
-		int fd;
-
-		if (de->d_name[0] == '.')
-			continue;
-		fd = sl_pin_open(pin_root, de->d_name);
-		if (fd < 0)
-			continue;
-		if (out->n == SL_FOOTPRINT_MAPS) {
-			out->more += !fd_memlock(fd, &(uint64_t){ 0 });
-			close(fd);
-			continue;
-		}
-		m = &out->map[out->n];
-		memset(&info, 0, sizeof(info));
-		if (!fd_memlock(fd, &m->memlock) &&
-		    !bpf_obj_get_info_by_fd(fd, &info, &len)) {
-			snprintf(m->name, sizeof(m->name), "%.63s", de->d_name);
-			m->type = info.type;
-			m->max_entries = info.max_entries;
-			out->memlock += m->memlock;
-			if (m->type == BPF_MAP_TYPE_PERCPU_ARRAY ||
-			    m->type == BPF_MAP_TYPE_PERCPU_HASH ||
-			    m->type == BPF_MAP_TYPE_LRU_PERCPU_HASH)
-				out->percpu += m->memlock;
-			out->n++;
-		}
-		close(fd);
-	}
-	closedir(d);
+	err = sl_pin_foreach(pin_root, add_map, out);
+	if (err)
+		return err;
 	qsort(out->map, out->n, sizeof(out->map[0]), by_memlock);
 	out->ncpus = libbpf_num_possible_cpus();
 	return 0;
