@@ -153,7 +153,8 @@ struct sl_conn {
 	enum conn_state state;
 	enum sl_close_reason reason;
 	uint64_t t_start, t_last; /* ms, monotonic */
-	uint64_t bytes_up, bytes_down; /* bytes_up includes bytes_spliced */
+	/* both include what the kernel moved, added at the end */
+	uint64_t bytes_up, bytes_down;
 	/* spliced: what sk_msg pushed, and what it sent the relay's way
 	 * while spliced (user/splice.c); read at the end
 	 */
@@ -672,9 +673,6 @@ static void conn_close(struct sl_proxy *p, struct sl_conn *c,
 		sl_splice_counts(p->splicer, &c->sp, &c->sp_counts);
 		c->bytes_up += c->sp_counts.half[SL_SPD_UP].bytes;
 		c->bytes_down += c->sp_counts.half[SL_SPD_DOWN].bytes;
-		STAT_ADD(p, bytes_spliced, c->sp_counts.half[SL_SPD_UP].bytes);
-		STAT_ADD(p, bytes_spliced_down,
-			 c->sp_counts.half[SL_SPD_DOWN].bytes);
 	}
 	if (c->down_waiting)
 		down_unwait(p, c);

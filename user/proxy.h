@@ -53,11 +53,11 @@ struct sl_proxy_stats {
 	/* the same by direction */
 	uint64_t accepted_dir[SL_DIR_NR], active_dir[SL_DIR_NR];
 	uint64_t closed_dir[SL_DIR_NR][SL_CLOSE_NR];
-	uint64_t bytes_up, bytes_down; /* app->upstream, upstream->app */
-	/* of bytes_up and bytes_down, what the kernel moved (spliced);
-	 * relayed connections by whether they were spliced, or why not
+	/* app->upstream, upstream->app, through the proxy; what the kernel
+	 * moved of spliced pairs is in sl_splice_stats
 	 */
-	uint64_t bytes_spliced, bytes_spliced_down;
+	uint64_t bytes_up, bytes_down;
+	/* relayed connections by whether they were spliced, or why not */
 	uint64_t splice[SL_SPLICE_NR];
 	uint64_t buffered; /* bytes held in the proxy's buffers right now */
 };
