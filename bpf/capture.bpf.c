@@ -82,10 +82,13 @@ struct {
 	__type(value, struct sl_policy_state);
 } sl_policy_state SEC(".maps");
 
-/* rule id (0: the default action) -> connects it decided, per CPU */
+/* rule id (0: the default action) -> connects it decided, per CPU. Sized
+ * for the live set and the one replacing it (ids of rules that went are
+ * removed after each swap): per-CPU memory is charged per possible CPU.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, SL_MAX_POLICY_PREFIXES * SL_POLICY_PER_PREFIX);
+	__uint(max_entries, 2 * SL_MAX_POLICY_RULES + 1);
 	__type(key, __u32);
 	__type(value, __u64);
 } sl_policy_hits SEC(".maps");

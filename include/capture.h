@@ -14,6 +14,7 @@
 #endif
 
 #define SL_POLICY_PER_PREFIX 8 /* rules sharing one prefix */
+#define SL_MAX_POLICY_RULES 1024 /* rules in one policy set */
 #define SL_MAX_POLICY_PREFIXES 4096 /* per family and generation */
 #define SL_MAX_CAPTURE_CIDRS 256 /* per family, include and exclude each */
 #define SL_MAX_CAPTURED 65536 /* live captured connections user space indexes */

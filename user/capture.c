@@ -547,6 +547,33 @@ int sl_policy_apply(const char *pin_root, const struct sl_policy *pol,
 	return ret;
 }
 
+static bool policy_has_rule(const struct sl_policy *pol, __u32 id)
+{
+	unsigned int i;
+
+	for (i = 0; i < pol->n_rules; i++)
+		if (pol->rules[i].id == id)
+			return true;
+	return false;
+}
+
+/* Drop the counters of rules the swap removed: sl_policy_hits has room for
+ * two sets only. A connect still deciding by the old set finds no counter
+ * and counts nothing, for a rule status no longer lists.
+ */
+static void prune_hits(int hits_fd, const struct sl_policy *pol)
+{
+	__u32 key, next, *prev = NULL;
+
+	while (!bpf_map_get_next_key(hits_fd, prev, &next)) {
+		key = next;
+		if (key && !policy_has_rule(pol, key) &&
+		    !bpf_map_delete_elem(hits_fd, &key))
+			continue; /* deleted: prev, still there, leads on */
+		prev = &key;
+	}
+}
+
 int sl_policy_apply_locked(const char *pin_root, const struct sl_policy *pol,
 			   char *err, size_t errlen)
 {
@@ -604,6 +631,8 @@ int sl_policy_apply_locked(const char *pin_root, const struct sl_policy *pol,
 	/* An empty allow-all set is "no policy", and status says so. */
 	ps.configured = pol->n_rules || pol->default_action == SL_ACTION_DENY;
 	ret = bpf_map_update_elem(st_fd, &zero, &ps, BPF_ANY) ? -errno : 0;
+	if (!ret)
+		prune_hits(hits_fd, pol);
 out:
 	free(zeros);
 	if (fd4 >= 0)

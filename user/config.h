@@ -11,10 +11,12 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "capture.h"
+
 #define SL_CFG_MAX_CIDRS 64
 #define SL_CFG_MAX_PORTS 64
 #define SL_CFG_MAX_AMBASSADORS 32
-#define SL_CFG_MAX_RULES 1024
+#define SL_CFG_MAX_RULES SL_MAX_POLICY_RULES /* the kernel counts hits per rule */
 #define SL_CFG_MAX_RULE_PORTS 8 /* port ranges per rule */
 #define SL_CFG_ERR_LEN 512
 #define SL_CFG_PATH_MAX 1024 /* certificate/key/CA file paths */

@@ -69,10 +69,20 @@ static void add_map(const char *name, int fd, void *ctx)
 	m->type = info.type;
 	m->max_entries = info.max_entries;
 	out->memlock += m->memlock;
+	/* The values of a per-CPU map are allocated per possible CPU, 8-byte
+	 * aligned, for every entry (preallocated or, at most, when full); its
+	 * elements and buckets are not, so only this part grows with CPUs.
+	 */
 	if (m->type == BPF_MAP_TYPE_PERCPU_ARRAY ||
 	    m->type == BPF_MAP_TYPE_PERCPU_HASH ||
-	    m->type == BPF_MAP_TYPE_LRU_PERCPU_HASH)
-		out->percpu += m->memlock;
+	    m->type == BPF_MAP_TYPE_LRU_PERCPU_HASH) {
+		int ncpus = libbpf_num_possible_cpus();
+		uint64_t v = (uint64_t)info.max_entries *
+			     ((info.value_size + 7) & ~7U) *
+			     (ncpus > 0 ? ncpus : 1);
+
+		out->percpu += v < m->memlock ? v : m->memlock;
+	}
 	out->n++;
 }
 

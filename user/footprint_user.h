@@ -30,7 +30,7 @@ struct sl_footprint {
 	unsigned int n; /* maps in map[], largest first */
 	unsigned int more; /* maps beyond SL_FOOTPRINT_MAPS, not counted */
 	uint64_t memlock; /* their sum */
-	uint64_t percpu; /* of it, per-CPU maps' */
+	uint64_t percpu; /* of it, per-CPU maps' values: what grows with CPUs */
 	int ncpus; /* possible CPUs here */
 	struct sl_map_footprint map[SL_FOOTPRINT_MAPS];
 };

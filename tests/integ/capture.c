@@ -673,6 +673,65 @@ out_pipes:
 	free(pol);
 }
 
+/* Full sets with disjoint ids, swapped a few times: sl_policy_hits holds two
+ * sets only, so every swap must apply and the counters of the set that went
+ * must be removed; a connect decided by the new set is counted.
+ */
+static void check_full_sets(void)
+{
+	const char *name = "policy: full 1024-rule sets with new ids swapped 5 times: each applies, old counters removed";
+	struct sl_policy *pol = calloc(1, sizeof(*pol));
+	struct sl_policy_hit *hits = calloc(SL_CFG_MAX_RULES + 2, sizeof(*hits));
+	unsigned int round, k, n_hits = 0, stale = 0;
+	uint64_t hit = 0;
+	char err[256], net[32];
+	int configured, ret = 0;
+
+	if (!TH_CHECK(pol && hits, name, "calloc"))
+		goto out;
+	for (round = 0; round < 5 && !ret; round++) {
+		memset(pol, 0, sizeof(*pol));
+		pol->default_action = SL_ACTION_ALLOW;
+		/* Rule 1 of each set allows DST4:8080 (ids 50000, 51024, ...). */
+		set_rule(&pol->rules[0], 50000 + round * SL_CFG_MAX_RULES,
+			 SL_ACTION_ALLOW, DST4, 32, 8080, 8080);
+		for (k = 1; k < SL_CFG_MAX_RULES; k++) {
+			snprintf(net, sizeof(net), "10.%u.%u.0", 100 + k / 256,
+				 k % 256);
+			set_rule(&pol->rules[k],
+				 50000 + round * SL_CFG_MAX_RULES + k,
+				 SL_ACTION_DENY, net, 24, 0, 0);
+		}
+		pol->n_rules = SL_CFG_MAX_RULES;
+		ret = sl_policy_apply(app.pin_root, pol, err, sizeof(err));
+	}
+	if (!TH_CHECK(!ret, name, "round %u: %s (%s)", round, strerror(-ret), err))
+		goto out;
+	check_captured("policy: a connect under the last full set", DST4, 8080,
+		       lis4, DST4, DST4);
+	ret = sl_policy_read(app.pin_root, pol, &configured, hits,
+			     SL_CFG_MAX_RULES + 2, &n_hits);
+	for (k = 0; k < n_hits; k++) {
+		if (hits[k].rule_id == 50000 + 4 * SL_CFG_MAX_RULES)
+			hit = hits[k].hits;
+		else if (hits[k].rule_id &&
+			 hits[k].rule_id < 50000 + 4 * SL_CFG_MAX_RULES)
+			stale++;
+	}
+	if (TH_CHECK(!ret, name, "sl_policy_read: %s", strerror(-ret)) &&
+	    TH_CHECK(n_hits == SL_CFG_MAX_RULES + 1 && !stale, name,
+		     "%u counters, %u of sets that went", n_hits, stale) &&
+	    TH_CHECK(hit == 1, name, "the allowing rule counted %llu",
+		     (unsigned long long)hit))
+		th_pass(name);
+	/* Back to the test's own rule set. */
+	make_config_policy(pol);
+	sl_policy_apply(app.pin_root, pol, err, sizeof(err));
+out:
+	free(hits);
+	free(pol);
+}
+
 int main(void)
 {
 	struct sl_cap_status st0, st1;
@@ -734,6 +793,7 @@ int main(void)
 	check_mark_no_bypass();
 	check_failed_connects();
 	check_reload_under_load();
+	check_full_sets();
 	/* Every captured connection has closed: no record may remain. */
 	for (i = 0; i < 100 && sl_cap_status(app.pin_root, &st1) == 0 &&
 		    st1.captured_live; i++)
