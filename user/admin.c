@@ -170,10 +170,32 @@ static void metrics_proxy(FILE *f, const struct sl_admin *a,
 	if (a->proxy) {
 		struct sl_proxy_stats ps;
 
+		unsigned int w, nw = sl_proxy_workers(a->proxy);
+		char id[16];
+
 		sl_proxy_stats(a->proxy, &ps);
 		m_one(f, "sidelane_proxy_buffered_bytes", GAUGE,
 		      "Bytes held in the proxy's buffers right now.",
 		      ps.buffered);
+		m_one(f, "sidelane_proxy_workers", GAUGE,
+		      "Proxy event loops (proxy.workers), one thread each.", nw);
+		m_family(f, "sidelane_proxy_worker_accepted_total", COUNTER,
+			 "Connections each worker accepted: how the kernel "
+			 "spreads them over the workers' SO_REUSEPORT listeners.");
+		for (w = 0; w < nw; w++) {
+			sl_proxy_worker_stats(a->proxy, w, &ps);
+			snprintf(id, sizeof(id), "%u", w);
+			m_sample(f, "sidelane_proxy_worker_accepted_total",
+				 "worker", id, NULL, NULL, ps.accepted);
+		}
+		m_family(f, "sidelane_proxy_worker_connections_active", GAUGE,
+			 "Connections each worker holds open right now.");
+		for (w = 0; w < nw; w++) {
+			sl_proxy_worker_stats(a->proxy, w, &ps);
+			snprintf(id, sizeof(id), "%u", w);
+			m_sample(f, "sidelane_proxy_worker_connections_active",
+				 "worker", id, NULL, NULL, ps.active);
+		}
 	}
 }
 

@@ -152,3 +152,42 @@ int sl_cgroup_join(const char *path)
 		err = -errno;
 	return err;
 }
+
+unsigned int sl_cgroup_cpu_quota(void)
+{
+	char path[PATH_MAX], mnt[PATH_MAX];
+	unsigned int best = 0;
+	size_t mlen;
+
+	if (sl_cgroup2_mount(mnt, sizeof(mnt)) || sl_cgroup_self(path, sizeof(path)))
+		return 0;
+	mlen = strlen(mnt);
+	/* the tightest cpu.max on the way up: a parent's quota binds too */
+	for (;;) {
+		char file[PATH_MAX + 16], max[32];
+		unsigned long long quota, period;
+		char *slash;
+		FILE *f;
+
+		snprintf(file, sizeof(file), "%s/cpu.max", path);
+		f = fopen(file, "re");
+		if (f) {
+			if (fscanf(f, "%31s %llu", max, &period) == 2 &&
+			    strcmp(max, "max") && period &&
+			    sscanf(max, "%llu", &quota) == 1) {
+				unsigned long long n = (quota + period - 1) / period;
+
+				if (!n)
+					n = 1;
+				if (!best || n < best)
+					best = n > UINT_MAX ? UINT_MAX : (unsigned int)n;
+			}
+			fclose(f);
+		}
+		slash = strrchr(path, '/');
+		if (!slash || (size_t)(slash - path) < mlen)
+			break;
+		*slash = '\0';
+	}
+	return best;
+}

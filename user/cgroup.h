@@ -25,6 +25,10 @@ int sl_cgroup_id(const char *path, uint64_t *id);
 int sl_cgroup_self(char *buf, size_t len);
 /* Move the calling process into the cgroup at path. 0 or -errno. */
 int sl_cgroup_join(const char *path);
+/* CPUs the calling process's cgroup may use by its cpu.max quota (and its
+ * ancestors'), rounded up; 0 when none sets a quota.
+ */
+unsigned int sl_cgroup_cpu_quota(void);
 /* Find the path of a cgroup id under the cgroup2 mount. 0 or -ENOENT. */
 int sl_cgroup_path_by_id(uint64_t id, char *buf, size_t len);
 

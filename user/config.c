@@ -108,6 +108,10 @@ const char sl_config_default_yaml[] =
 	"  buffer_bytes: 65536\n"
 	"  # Connections relayed at once; more are refused (1..1000000).\n"
 	"  max_conns: 4096\n"
+	"  # Event loops, each a thread with its own listeners (SO_REUSEPORT)\n"
+	"  # and connections (1..256); auto: one per CPU this process may use\n"
+	"  # (its affinity, and its cgroup's cpu.max quota rounded up).\n"
+	"  workers: auto\n"
 	"  # Hand the upload half of a plaintext connection to the kernel when\n"
 	"  # the app's socket is admitted (README, \"Splice\"); false keeps every\n"
 	"  # byte in this relay.\n"
@@ -572,6 +576,7 @@ struct raw_capture {
 
 struct raw_proxy {
 	char *connect_timeout_ms, *idle_timeout_ms, *buffer_bytes, *max_conns;
+	char *workers;
 	char *splice;
 	struct raw_ambassador *ambassadors;
 	unsigned int ambassadors_count;
@@ -716,6 +721,7 @@ static const cyaml_schema_field_t proxy_fields[] = {
 	STR("idle_timeout_ms", OPT, struct raw_proxy, idle_timeout_ms),
 	STR("buffer_bytes", OPT, struct raw_proxy, buffer_bytes),
 	STR("max_conns", OPT, struct raw_proxy, max_conns),
+	STR("workers", OPT, struct raw_proxy, workers),
 	STR("splice", OPT, struct raw_proxy, splice),
 	LIST("ambassadors", struct raw_proxy, ambassadors, &ambassador_schema,
 	     SL_CFG_MAX_AMBASSADORS),
@@ -1619,6 +1625,18 @@ static int apply_proxy(struct doc *d, const struct raw_proxy *r,
 	if (!err)
 		err = get_uint(d, "proxy.max_conns", r->max_conns, 1, 1000000,
 			       &cfg->proxy.max_conns);
+	if (!err && r->workers) {
+		if (!strcmp(r->workers, "auto"))
+			cfg->proxy.workers = 0;
+		else if (r->workers[0] < '0' || r->workers[0] > '9')
+			err = fail_line(d, line_of(d, "proxy.workers"),
+					"proxy.workers",
+					"\"%s\" is not auto or a number (1..%u)",
+					r->workers, SL_CFG_MAX_WORKERS);
+		else
+			err = get_uint(d, "proxy.workers", r->workers, 1,
+				       SL_CFG_MAX_WORKERS, &cfg->proxy.workers);
+	}
 	if (!err)
 		err = get_bool(d, "proxy.splice", r->splice, &cfg->proxy.splice);
 	if (!err)

@@ -16,6 +16,7 @@
 #define SL_CFG_MAX_CIDRS 64
 #define SL_CFG_MAX_PORTS 64
 #define SL_CFG_MAX_AMBASSADORS 32
+#define SL_CFG_MAX_WORKERS 256 /* proxy event loops */
 #define SL_CFG_MAX_RULES SL_MAX_POLICY_RULES /* the kernel counts hits per rule */
 #define SL_CFG_MAX_RULE_PORTS 8 /* port ranges per rule */
 #define SL_CFG_ERR_LEN 512
@@ -124,6 +125,7 @@ struct sl_config {
 		unsigned int idle_timeout_ms;
 		unsigned int buffer_bytes; /* per direction */
 		unsigned int max_conns;
+		unsigned int workers; /* event loops; 0: auto (sl_workers_auto) */
 		int splice; /* hand admitted uploads to the kernel (splice.h) */
 		unsigned int n_ambassadors;
 		struct sl_ambassador ambassadors[SL_CFG_MAX_AMBASSADORS];

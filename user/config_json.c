@@ -63,9 +63,14 @@ void sl_config_print_json(FILE *f, const struct sl_config *cfg)
 	       cfg->capture.enabled ? "true" : "false");
 	json_endpoint(f, &cfg->capture.outbound);
 	fprintf(f, "},\"proxy\":{\"max_conns\":%u,\"buffer_bytes\":%u,"
-	       "\"ambassadors\":%u,\"splice\":%s}",
+	       "\"ambassadors\":%u,\"splice\":%s,",
 	       cfg->proxy.max_conns, cfg->proxy.buffer_bytes,
 	       cfg->proxy.n_ambassadors, cfg->proxy.splice ? "true" : "false");
+	if (cfg->proxy.workers)
+		fprintf(f, "\"workers\":%u}", cfg->proxy.workers);
+	else
+		fprintf(f, "\"workers\":\"auto\"}");
+	fprintf(f, ",\"limits\":{\"max_conns\":%u}", cfg->limits.max_conns);
 	fprintf(f, ",\"fastpath\":{\"app_sockets\":\"%s\"}",
 		cfg->fastpath.app_sockets < SL_APP_NR ?
 			sl_app_sockets_name[cfg->fastpath.app_sockets] : "?");

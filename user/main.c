@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include "sidelane.h"
@@ -459,6 +460,33 @@ static int cmd_config(int argc, char **argv)
 	return 0;
 }
 
+/* Two descriptors per relayed connection, and the rest: raise the soft
+ * limit to what proxy.max_conns needs (and the hard one while we may, before
+ * privileges are dropped). Short of it, accept() fails EMFILE and the proxy
+ * pauses accepting: say so now rather than then.
+ */
+static void raise_nofile(unsigned int max_conns)
+{
+	rlim_t want = 2 * (rlim_t)max_conns + 1024;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return;
+	if (rl.rlim_max < want) {
+		struct rlimit hi = { want, want };
+
+		if (!setrlimit(RLIMIT_NOFILE, &hi))
+			return;
+	}
+	rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur < want)
+		pr_warn("open files limit %llu is below the %llu that "
+			"proxy.max_conns %u needs: past it connections are "
+			"refused\n",
+			(unsigned long long)rl.rlim_cur, (unsigned long long)want,
+			max_conns);
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	struct sl_policy_checker checker = { .st_fd = -1 };
@@ -583,6 +611,7 @@ static int cmd_run(int argc, char **argv)
 		goto out_detach;
 	if (cfg->capture.enabled || cfg->proxy.n_ambassadors ||
 	    cfg->inbound.enabled) {
+		raise_nofile(cfg->proxy.max_conns);
 		err = sl_policy_checker_open(cfg->pin_root, &checker);
 		if (!err)
 			err = sl_proxy_new(cfg, tls, sl_policy_check, &checker,

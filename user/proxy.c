@@ -1,6 +1,14 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* The sidecar proxy of the sidelane binary (see proxy.h), hitch's design on
- * epoll: one thread, one level-triggered epoll loop, non-blocking sockets.
+ * epoll: level-triggered epoll loops, non-blocking sockets.
+ *
+ * - Workers: proxy.workers loops, each a thread with its own epoll, its own
+ *   listening sockets (one SO_REUSEPORT group per address: the kernel spreads
+ *   new connections by their 4-tuple), its own connections, timers, splice
+ *   slots, resolver and counters. Nothing on the data path is shared; the
+ *   only shared word is the count of open connections (proxy.max_conns).
+ *   The first worker binds (a port 0 becomes a port); the others join its
+ *   addresses. A drain or a stop closes every worker's listeners.
  *
  * - Level-triggered: interest is recomputed from the connection's state after
  *   every event (read while the buffer towards the other side has room, write
@@ -28,10 +36,12 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +60,7 @@
 #include "proxy.h"
 #include "tls.h"
 #include "accesslog.h"
+#include "cgroup.h"
 #include "splice_user.h"
 #include "util.h"
 
@@ -60,6 +71,8 @@
 #define SL_MAX_ADDRS 8 /* upstream candidates per connection */
 #define SL_RESOLVERS 2 /* resolver threads, only if a name needs them */
 #define SL_DEFAULT_BUFFER (64 * 1024)
+#define SL_BUF_POOL 32 /* empty buffers a worker keeps for reuse */
+#define SL_TRIM_IDLE_MS 1000 /* no connection this long: memory back */
 
 const char *const sl_close_reason_name[SL_CLOSE_NR] = {
 	[SL_CLOSE_DONE] = "done",
@@ -105,7 +118,10 @@ struct sl_listener {
 	struct sl_addrs up;
 };
 
-/* One direction's bytes in flight: a ring of size bytes. */
+/* One direction's bytes in flight: a ring of size bytes, its memory taken
+ * from the worker when bytes arrive and given back when it is empty (data
+ * NULL): an idle or spliced connection holds no buffer.
+ */
 struct sl_buf {
 	char *data;
 	size_t size, head, len;
@@ -199,7 +215,13 @@ struct sl_resolve {
 	struct sl_addrs out;
 };
 
-struct sl_proxy {
+struct sl_worker {
+	struct sl_proxy *grp;
+	unsigned int idx; /* 0: binds first, reloads the TLS files */
+	const struct sl_worker *first; /* workers > 0: whose addresses to join */
+	bool reuseport; /* more than one worker */
+	pthread_t th;
+	int err; /* what its loop returned */
 	int epfd;
 	struct sl_listener *ls;
 	unsigned int n_ls;
@@ -219,6 +241,9 @@ struct sl_proxy {
 	bool draining;
 	uint64_t drain_end;
 	struct sl_proxy_stats st; /* written by the loop, read by anyone */
+	char *pool[SL_BUF_POOL]; /* empty buffers of bufsz bytes */
+	unsigned int n_pool;
+	uint64_t idle_since; /* ms: no connection open since (0: some are) */
 	struct sl_alog *alog; /* access log (NULL: none) */
 	struct sl_splicer *splicer; /* NULL: the splice maps are not pinned */
 	bool splice; /* proxy.splice */
@@ -243,6 +268,15 @@ struct sl_proxy {
 		bool quit;
 		struct sl_resolve *todo, *todo_tail, *done;
 	} rs;
+};
+
+/* The workers; what the public functions take. */
+struct sl_proxy {
+	unsigned int n;
+	struct sl_worker **w;
+	volatile sig_atomic_t *stop;
+	int fatal; /* a loop failed: every worker stops */
+	uint64_t active; /* open connections of all workers: proxy.max_conns */
 };
 
 #define STAT_ADD(p, f, v) __atomic_fetch_add(&(p)->st.f, (v), __ATOMIC_RELAXED)
@@ -309,7 +343,7 @@ static bool sa_eq(const struct sockaddr_storage *a,
 }
 
 /* Is dst one of our own listeners? Relaying there would loop forever. */
-static bool is_own_listener(const struct sl_proxy *p,
+static bool is_own_listener(const struct sl_worker *p,
 			    const struct sockaddr_storage *dst)
 {
 	unsigned int i;
@@ -346,7 +380,7 @@ static void list_del(struct sl_list *l, struct sl_conn *c)
 	c->prev = c->next = NULL;
 }
 
-static void timer_set(struct sl_proxy *p, struct sl_conn *c, int which)
+static void timer_set(struct sl_worker *p, struct sl_conn *c, int which)
 {
 	if (c->tlist >= 0)
 		list_del(&p->timers[c->tlist], c);
@@ -356,7 +390,7 @@ static void timer_set(struct sl_proxy *p, struct sl_conn *c, int which)
 }
 
 /* Bytes moved: the idle deadline starts again (tail of the idle list). */
-static void conn_touch(struct sl_proxy *p, struct sl_conn *c)
+static void conn_touch(struct sl_worker *p, struct sl_conn *c)
 {
 	if (c->t_last == p->now)
 		return;
@@ -366,6 +400,49 @@ static void conn_touch(struct sl_proxy *p, struct sl_conn *c)
 }
 
 /* ---- buffers ---- */
+
+static int buf_take(struct sl_worker *p, struct sl_buf *b)
+{
+	if (b->data)
+		return 0;
+	b->data = p->n_pool ? p->pool[--p->n_pool] : malloc(p->bufsz);
+	b->head = 0;
+	return b->data ? 0 : -ENOMEM;
+}
+
+static void buf_give(struct sl_worker *p, struct sl_buf *b)
+{
+	if (!b->data || b->len)
+		return;
+	if (p->n_pool < SL_BUF_POOL)
+		p->pool[p->n_pool++] = b->data;
+	else
+		free(b->data);
+	b->data = NULL;
+	b->head = 0;
+}
+
+/* Nothing open for SL_TRIM_IDLE_MS: the pool and what malloc keeps of
+ * freed buffers go back to the system, so RSS returns to its idle size.
+ */
+static void buf_trim(struct sl_worker *p)
+{
+	if (p->st.active) {
+		p->idle_since = 0;
+		return;
+	}
+	if (!p->idle_since) {
+		p->idle_since = p->now;
+		return;
+	}
+	if (p->idle_since == UINT64_MAX ||
+	    p->now - p->idle_since < SL_TRIM_IDLE_MS)
+		return;
+	while (p->n_pool)
+		free(p->pool[--p->n_pool]);
+	malloc_trim(0);
+	p->idle_since = UINT64_MAX; /* done until a connection comes */
+}
 
 /* Read from fd into the free part of b. What read(2) returns. */
 static ssize_t buf_read(struct sl_buf *b, int fd)
@@ -518,7 +595,7 @@ static void set_nodelay(int fd)
  * to read) leaves epoll: level-triggered EPOLLHUP would otherwise fire on
  * every wait while the other direction still drains.
  */
-static void side_arm(struct sl_proxy *p, struct sl_side *s, uint32_t want)
+static void side_arm(struct sl_worker *p, struct sl_side *s, uint32_t want)
 {
 	struct epoll_event ev = { .events = want, .data.ptr = s };
 
@@ -556,7 +633,7 @@ static enum sl_direction dir_of(const struct sl_listener *l)
 				SL_DIR_AMBASSADOR;
 }
 
-static void count_close(struct sl_proxy *p, const struct sl_listener *l,
+static void count_close(struct sl_worker *p, const struct sl_listener *l,
 			enum sl_close_reason reason)
 {
 	STAT_ADD(p, closed[reason], 1);
@@ -575,7 +652,7 @@ static bool keeps_fin(const struct sl_conn *c, const struct sl_side *s)
 
 /* ---- the spliced download's gate ---- */
 
-static void down_unwait(struct sl_proxy *p, struct sl_conn *c)
+static void down_unwait(struct sl_worker *p, struct sl_conn *c)
 {
 	struct sl_conn **pp;
 
@@ -592,7 +669,7 @@ static void down_unwait(struct sl_proxy *p, struct sl_conn *c)
  * the psock's work queue and no event says when they are in: the
  * connection is looked at again on the next tick (1 ms) while any wait.
  */
-static bool down_wait(struct sl_proxy *p, struct sl_conn *c)
+static bool down_wait(struct sl_worker *p, struct sl_conn *c)
 {
 	if (!c->sp.down || !sl_splice_down_inflight(p->splicer, &c->sp,
 						      c->app.fd))
@@ -608,7 +685,7 @@ static bool down_wait(struct sl_proxy *p, struct sl_conn *c)
 /* The access log's line for a relayed connection (user/accesslog.c only
  * queues it: no I/O here).
  */
-static void log_relay(struct sl_proxy *p, const struct sl_conn *c,
+static void log_relay(struct sl_worker *p, const struct sl_conn *c,
 		      enum sl_close_reason reason, const char *why,
 		      const char *dst, const char *id, bool tls)
 {
@@ -657,7 +734,7 @@ static void log_relay(struct sl_proxy *p, const struct sl_conn *c,
 		sl_alog_write(p->alog, line, (size_t)n);
 }
 
-static void conn_close(struct sl_proxy *p, struct sl_conn *c,
+static void conn_close(struct sl_worker *p, struct sl_conn *c,
 		       enum sl_close_reason reason, const char *why)
 {
 	char peer[64], dst[300];
@@ -723,6 +800,7 @@ static void conn_close(struct sl_proxy *p, struct sl_conn *c,
 	STAT_SUB(p, buffered, pending);
 	STAT_SUB(p, active, 1);
 	STAT_SUB(p, active_dir[dir_of(c->l)], 1);
+	__atomic_fetch_sub(&p->grp->active, 1, __ATOMIC_RELAXED);
 	count_close(p, c->l, reason);
 	c->reason = reason;
 	c->state = ST_DEAD;
@@ -736,7 +814,7 @@ static void conn_free(struct sl_conn *c)
 	free(c);
 }
 
-static void reap_dead(struct sl_proxy *p)
+static void reap_dead(struct sl_worker *p)
 {
 	struct sl_conn *c;
 
@@ -750,7 +828,7 @@ static void reap_dead(struct sl_proxy *p)
  * ways (but see keeps_fin). In relay, conn_drain() calls it once the other
  * side has all the failed one sent.
  */
-static void conn_reset(struct sl_proxy *p, struct sl_conn *c)
+static void conn_reset(struct sl_worker *p, struct sl_conn *c)
 {
 	struct sl_side *s = c->failed;
 	char why[128];
@@ -783,7 +861,7 @@ static struct sl_buf *buf_to(struct sl_conn *c, struct sl_side *s)
  * forever) and is only read from now on, for what its kernel still holds;
  * conn_update() then drains all that s sent to the other side.
  */
-static void side_failed(struct sl_proxy *p, struct sl_conn *c,
+static void side_failed(struct sl_worker *p, struct sl_conn *c,
 			struct sl_side *s, int err)
 {
 	struct sl_buf *b = buf_to(c, s);
@@ -795,6 +873,7 @@ static void side_failed(struct sl_proxy *p, struct sl_conn *c,
 		c->failed = s;
 	STAT_SUB(p, buffered, b->len);
 	b->len = b->head = 0;
+	buf_give(p, b);
 	if (s->registered)
 		epoll_ctl(p->epfd, EPOLL_CTL_DEL, s->fd, NULL);
 	s->registered = false;
@@ -813,7 +892,7 @@ static bool side_sent(const struct sl_side *s)
 }
 
 /* Write what is waiting for s; for a failed s, drop it. */
-static void side_flush(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
+static void side_flush(struct sl_worker *p, struct sl_conn *c, struct sl_side *s)
 {
 	struct sl_buf *b = buf_to(c, s);
 	ssize_t n;
@@ -823,6 +902,7 @@ static void side_flush(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
 	if (s->err) {
 		STAT_SUB(p, buffered, b->len);
 		b->len = b->head = 0;
+		buf_give(p, b);
 		return;
 	}
 	/* behind what the download half redirected, never before it */
@@ -843,6 +923,7 @@ static void side_flush(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
 		STAT_ADD(p, bytes_down, n);
 		sl_splice_app_written(p->splicer, &c->sp, c->bytes_down);
 	}
+	buf_give(p, b);
 	conn_touch(p, c);
 }
 
@@ -850,7 +931,7 @@ static void side_flush(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
  * on at once (saves a wakeup). A failed s gives what its kernel kept, then
  * ends.
  */
-static void side_fill(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
+static void side_fill(struct sl_worker *p, struct sl_conn *c, struct sl_side *s)
 {
 	struct sl_buf *b = buf_from(c, s);
 	struct sl_side *o = other(c, s);
@@ -859,6 +940,10 @@ static void side_fill(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
 
 	if (s->rd_eof || b->len == b->size)
 		return; /* back-pressure: the kernel keeps it for now */
+	if (buf_take(p, b)) {
+		side_failed(p, c, s, ENOMEM);
+		return;
+	}
 	/* spliced: nothing may overtake what this read takes */
 	sl_splice_hold(p->splicer, &c->sp,
 		       s == &c->app ? SL_SPD_UP : SL_SPD_DOWN);
@@ -890,12 +975,14 @@ static void side_fill(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
 out:
 	if (got)
 		side_flush(p, c, o);
+	else
+		buf_give(p, b);
 }
 
 /* Our half-close towards s: on TLS a close_notify first, which may have to
  * wait for the socket (s->sh_want; called again from conn_update).
  */
-static void side_shut(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
+static void side_shut(struct sl_worker *p, struct sl_conn *c, struct sl_side *s)
 {
 	if (s->tls && !s->err) {
 		enum sl_tls_io r = sl_tls_shutdown(s->tls);
@@ -920,7 +1007,7 @@ static void side_shut(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
  * sends meanwhile can go nowhere: read and dropped, so a peer that writes
  * before it reads is not stuck.
  */
-static void conn_drain(struct sl_proxy *p, struct sl_conn *c)
+static void conn_drain(struct sl_worker *p, struct sl_conn *c)
 {
 	struct sl_side *s = c->failed, *o = other(c, s);
 	struct sl_buf *b = buf_from(c, s);
@@ -968,7 +1055,7 @@ static void conn_drain(struct sl_proxy *p, struct sl_conn *c)
 }
 
 /* After any event: pass EOFs on, end a finished connection, re-arm. */
-static void conn_update(struct sl_proxy *p, struct sl_conn *c)
+static void conn_update(struct sl_worker *p, struct sl_conn *c)
 {
 	struct sl_side *sides[2] = { &c->app, &c->up };
 	int i;
@@ -1038,7 +1125,7 @@ static void conn_update(struct sl_proxy *p, struct sl_conn *c)
 	}
 }
 
-static void conn_established(struct sl_proxy *p, struct sl_conn *c)
+static void conn_established(struct sl_worker *p, struct sl_conn *c)
 {
 	c->state = ST_RELAY;
 	c->t_last = p->now;
@@ -1061,7 +1148,7 @@ static void conn_established(struct sl_proxy *p, struct sl_conn *c)
 /* ---- TLS ---- */
 
 /* The mesh entry dst falls in (first match), or NULL: plain TCP. */
-static const struct sl_mesh_dst *mesh_find(const struct sl_proxy *p,
+static const struct sl_mesh_dst *mesh_find(const struct sl_worker *p,
 					   const struct sockaddr_storage *dst)
 {
 	uint8_t ip[16];
@@ -1093,7 +1180,7 @@ static bool mesh_id_ok(void *arg, const char *id)
 }
 
 /* An outbound connection's server is not one its mesh entry allows. */
-static void id_refused(struct sl_proxy *p, struct sl_conn *c, const char *id)
+static void id_refused(struct sl_worker *p, struct sl_conn *c, const char *id)
 {
 	char why[SL_CFG_ID_LEN + 64];
 
@@ -1108,7 +1195,7 @@ static void id_refused(struct sl_proxy *p, struct sl_conn *c, const char *id)
  * client of an inbound one is judged by inbound.identities for the app
  * port. Closes c and returns false on a refusal.
  */
-static bool identity_allowed(struct sl_proxy *p, struct sl_conn *c)
+static bool identity_allowed(struct sl_worker *p, struct sl_conn *c)
 {
 	const char *id = sl_tls_peer_id(c->hs->tls);
 	enum sl_action act = p->id_default;
@@ -1146,12 +1233,12 @@ static bool identity_allowed(struct sl_proxy *p, struct sl_conn *c)
 	return false;
 }
 
-static void conn_connect(struct sl_proxy *p, struct sl_conn *c);
+static void conn_connect(struct sl_worker *p, struct sl_conn *c);
 
 /* Drive c->hs's handshake one step; once done and allowed, go on: outbound
  * to relay, inbound to connecting the app.
  */
-static void hs_step(struct sl_proxy *p, struct sl_conn *c)
+static void hs_step(struct sl_worker *p, struct sl_conn *c)
 {
 	struct sl_side *s = c->hs;
 
@@ -1188,7 +1275,7 @@ static void hs_step(struct sl_proxy *p, struct sl_conn *c)
 /* Start a handshake on s (an accepted inbound socket, or a connected
  * upstream to a mesh destination), with its own deadline.
  */
-static void hs_start(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
+static void hs_start(struct sl_worker *p, struct sl_conn *c, struct sl_side *s)
 {
 	char key[64];
 	int err;
@@ -1212,7 +1299,7 @@ static void hs_start(struct sl_proxy *p, struct sl_conn *c, struct sl_side *s)
 }
 
 /* The upstream is connected: mTLS first for a mesh destination. */
-static void up_ready(struct sl_proxy *p, struct sl_conn *c)
+static void up_ready(struct sl_worker *p, struct sl_conn *c)
 {
 	if (c->mesh)
 		hs_start(p, c, &c->up);
@@ -1220,7 +1307,7 @@ static void up_ready(struct sl_proxy *p, struct sl_conn *c)
 		conn_established(p, c);
 }
 
-static void set_mark(struct sl_proxy *p, int fd)
+static void set_mark(struct sl_worker *p, int fd)
 {
 	if (!p->mark)
 		return;
@@ -1236,7 +1323,7 @@ static void set_mark(struct sl_proxy *p, int fd)
 }
 
 /* Connect to the next candidate of c->dst; on failure try the one after. */
-static void conn_connect(struct sl_proxy *p, struct sl_conn *c)
+static void conn_connect(struct sl_worker *p, struct sl_conn *c)
 {
 	int err = EHOSTUNREACH;
 
@@ -1275,7 +1362,7 @@ static void conn_connect(struct sl_proxy *p, struct sl_conn *c)
 }
 
 /* The upstream socket became writable (or failed) while connecting. */
-static void up_connected(struct sl_proxy *p, struct sl_conn *c)
+static void up_connected(struct sl_worker *p, struct sl_conn *c)
 {
 	int err = sock_error(c->up.fd);
 
@@ -1293,7 +1380,7 @@ static void up_connected(struct sl_proxy *p, struct sl_conn *c)
 	conn_close(p, c, SL_CLOSE_CONNECT_FAILED, strerror(err));
 }
 
-static void side_event(struct sl_proxy *p, struct sl_side *s, uint32_t ev)
+static void side_event(struct sl_worker *p, struct sl_side *s, uint32_t ev)
 {
 	struct sl_conn *c = s->c;
 
@@ -1329,7 +1416,7 @@ static void side_event(struct sl_proxy *p, struct sl_side *s, uint32_t ev)
  * the same way): denied candidates are dropped, and with none left the
  * connection ends. Fails closed: any non-zero answer denies.
  */
-static bool dst_allowed(struct sl_proxy *p, struct sl_conn *c)
+static bool dst_allowed(struct sl_worker *p, struct sl_conn *c)
 {
 	uint32_t rule = 0, denied_rule = 0;
 	unsigned int i, n = 0;
@@ -1386,7 +1473,7 @@ static void resolve_one(struct sl_resolve *r)
 
 static void *resolver_main(void *arg)
 {
-	struct sl_proxy *p = arg;
+	struct sl_worker *p = arg;
 	uint64_t one = 1;
 
 	pthread_mutex_lock(&p->rs.mu);
@@ -1416,7 +1503,7 @@ static void *resolver_main(void *arg)
 	return NULL;
 }
 
-static int resolve_start(struct sl_proxy *p, struct sl_conn *c)
+static int resolve_start(struct sl_worker *p, struct sl_conn *c)
 {
 	struct sl_resolve *r = calloc(1, sizeof(*r));
 
@@ -1439,7 +1526,7 @@ static int resolve_start(struct sl_proxy *p, struct sl_conn *c)
 }
 
 /* Answers are in: connect the connections that are still there. */
-static void resolver_event(struct sl_proxy *p)
+static void resolver_event(struct sl_worker *p)
 {
 	struct sl_resolve *r, *next;
 	uint64_t cnt;
@@ -1472,7 +1559,7 @@ static void resolver_event(struct sl_proxy *p)
 	}
 }
 
-static int resolver_init(struct sl_proxy *p)
+static int resolver_init(struct sl_worker *p)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &p->rs.tag };
 	unsigned int i;
@@ -1493,7 +1580,7 @@ static int resolver_init(struct sl_proxy *p)
 	return 0;
 }
 
-static void resolver_fini(struct sl_proxy *p)
+static void resolver_fini(struct sl_worker *p)
 {
 	struct sl_resolve *r, *next;
 	unsigned int i;
@@ -1554,7 +1641,7 @@ static int orig_dst(int fd, struct sockaddr_storage *ss, socklen_t *len)
  * dialed (sk_lookup steered it here, the local address is still the one
  * it asked for), or at inbound.app_port when it dialed our listener.
  */
-static int inbound_dst(struct sl_proxy *p, const struct sl_listener *l,
+static int inbound_dst(struct sl_worker *p, const struct sl_listener *l,
 		       int fd, struct sl_conn *c)
 {
 	struct sockaddr_storage local;
@@ -1592,17 +1679,7 @@ static int inbound_dst(struct sl_proxy *p, const struct sl_listener *l,
 	return 0;
 }
 
-static int conn_buffers(struct sl_proxy *p, struct sl_conn *c)
-{
-	c->to_up.data = malloc(p->bufsz);
-	c->to_app.data = malloc(p->bufsz);
-	if (!c->to_up.data || !c->to_app.data)
-		return -ENOMEM;
-	c->to_up.size = c->to_app.size = p->bufsz;
-	return 0;
-}
-
-static void conn_accepted(struct sl_proxy *p, struct sl_listener *l, int fd,
+static void conn_accepted(struct sl_worker *p, struct sl_listener *l, int fd,
 			  const struct sockaddr_storage *peer,
 			  socklen_t peerlen)
 {
@@ -1633,7 +1710,9 @@ static void conn_accepted(struct sl_proxy *p, struct sl_listener *l, int fd,
 	STAT_ADD(p, active, 1);
 	STAT_ADD(p, active_dir[dir_of(l)], 1);
 
-	if (p->max_conns && p->st.active > p->max_conns) {
+	if (__atomic_add_fetch(&p->grp->active, 1, __ATOMIC_RELAXED) >
+		    p->max_conns &&
+	    p->max_conns) {
 		conn_close(p, c, SL_CLOSE_TOO_MANY, NULL);
 		return;
 	}
@@ -1670,10 +1749,7 @@ static void conn_accepted(struct sl_proxy *p, struct sl_listener *l, int fd,
 		if (!dst_allowed(p, c))
 			return;
 	}
-	if (conn_buffers(p, c)) {
-		conn_close(p, c, SL_CLOSE_TOO_MANY, strerror(ENOMEM));
-		return;
-	}
+	c->to_up.size = c->to_app.size = p->bufsz; /* memory on demand */
 	set_nodelay(fd);
 	if (l->inbound && p->tls) {
 		/* nothing reaches the app before the peer is authenticated
@@ -1694,7 +1770,7 @@ static void conn_accepted(struct sl_proxy *p, struct sl_listener *l, int fd,
 	conn_connect(p, c);
 }
 
-static void listeners_arm(struct sl_proxy *p, uint32_t events)
+static void listeners_arm(struct sl_worker *p, uint32_t events)
 {
 	unsigned int i;
 
@@ -1707,7 +1783,7 @@ static void listeners_arm(struct sl_proxy *p, uint32_t events)
 	}
 }
 
-static void listener_event(struct sl_proxy *p, struct sl_listener *l)
+static void listener_event(struct sl_worker *p, struct sl_listener *l)
 {
 	int i;
 
@@ -1743,7 +1819,7 @@ static void listener_event(struct sl_proxy *p, struct sl_listener *l)
 /* ---- timers ---- */
 
 /* Close what expired; the ms until the next deadline (at most SL_TICK_MS). */
-static int timers_run(struct sl_proxy *p)
+static int timers_run(struct sl_worker *p)
 {
 	uint64_t next = p->now + SL_TICK_MS;
 	struct sl_conn *c, *w;
@@ -1785,14 +1861,14 @@ static int timers_run(struct sl_proxy *p)
 	/* rotation: new connections get new files; a bad file is refused
 	 * by sl_tls_reload, which keeps and says so
 	 */
-	if (p->tls && (p->now >= p->reload_at ||
-		       (p->reload_now && *p->reload_now))) {
+	if (p->tls && !p->idx &&
+	    (p->now >= p->reload_at || (p->reload_now && *p->reload_now))) {
 		if (p->reload_now)
 			*p->reload_now = 0;
 		sl_tls_reload(p->tls);
 		p->reload_at = p->now + p->reload_ms;
 	}
-	if (p->tls && p->reload_at < next)
+	if (p->tls && !p->idx && p->reload_at < next)
 		next = p->reload_at;
 	if (p->idle_ms) {
 		while ((c = p->timers[T_IDLE].head) &&
@@ -1831,35 +1907,57 @@ static int timers_run(struct sl_proxy *p)
 
 /* ---- public ---- */
 
-static int listener_open(struct sl_proxy *p, struct sl_listener *l,
+static int listener_open(struct sl_worker *p, struct sl_listener *l,
 			 const struct sl_endpoint *ep)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = l };
+	const struct sockaddr_storage *addr = &ep->addr;
+	socklen_t addrlen = ep->addrlen;
 	char name[64];
 	int one = 1;
 
+	if (p->first) {
+		/* the same listener of the first worker, whose port is bound:
+		 * join its SO_REUSEPORT group, or have none if it has none
+		 */
+		size_t i = (size_t)(l - p->ls);
+		const struct sl_listener *f = i < p->first->n_ls ?
+						      &p->first->ls[i] : NULL;
+
+		if (!f || f->fd < 0 || f->inbound != l->inbound ||
+		    f->transparent != l->transparent ||
+		    f->addr.ss_family != ep->addr.ss_family)
+			return -ENOENT;
+		addr = &f->addr;
+		addrlen = f->addrlen;
+	}
 	l->tag = TAG_LISTENER;
 	l->fd = socket(ep->addr.ss_family,
 		       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (l->fd < 0)
 		return -errno;
 	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (p->reuseport &&
+	    setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)))
+		return -errno;
 	/* [::]:port is the IPv6 twin of 0.0.0.0:port, not a second claim on
 	 * IPv4 (and fails to bind as one)
 	 */
 	if (ep->addr.ss_family == AF_INET6)
 		setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	l->addrlen = sizeof(l->addr);
-	if (bind(l->fd, (const struct sockaddr *)&ep->addr, ep->addrlen) ||
+	if (bind(l->fd, (const struct sockaddr *)addr, addrlen) ||
 	    listen(l->fd, SOMAXCONN) ||
 	    getsockname(l->fd, (struct sockaddr *)&l->addr, &l->addrlen) ||
 	    epoll_ctl(p->epfd, EPOLL_CTL_ADD, l->fd, &ev)) {
 		int err = -errno;
 
 		pr_warn("proxy: listen on %s: %s\n",
-			sa_str(&ep->addr, name, sizeof(name)), strerror(-err));
+			sa_str(addr, name, sizeof(name)), strerror(-err));
 		return err;
 	}
+	if (p->first)
+		return 0; /* said once, by the first */
 	pr_info("proxy: listening on %s (%s)\n",
 		sa_str(&l->addr, name, sizeof(name)),
 		l->transparent ? "transparent" :
@@ -1901,7 +1999,7 @@ static int upstream_parse(struct sl_listener *l, const struct sl_ambassador *a)
  * v4-mapped ones go to the IPv4 listener): open that twin. A host without
  * IPv6 only loses IPv6 capture, and says so.
  */
-static int listener_open_v6_twin(struct sl_proxy *p, struct sl_listener *l,
+static int listener_open_v6_twin(struct sl_worker *p, struct sl_listener *l,
 				 const struct sl_listener *v4)
 {
 	struct sl_endpoint ep = { .addrlen = sizeof(struct sockaddr_in6) };
@@ -1913,7 +2011,7 @@ static int listener_open_v6_twin(struct sl_proxy *p, struct sl_listener *l,
 	s6->sin6_port = ((const struct sockaddr_in *)&v4->addr)->sin_port;
 	l->transparent = true;
 	err = listener_open(p, l, &ep);
-	if (err) {
+	if (err && !p->first) {
 		pr_warn("proxy: no IPv6 outbound listener (%s): IPv6 destinations "
 			"will not be relayed\n", strerror(-err));
 		if (l->fd >= 0)
@@ -1926,7 +2024,7 @@ static int listener_open_v6_twin(struct sl_proxy *p, struct sl_listener *l,
 /* The inbound listener, and its IPv6 twin [::]:port when it listens on
  * 0.0.0.0 (a host without IPv6 only loses IPv6 inbound, and says so).
  */
-static int inbound_open(struct sl_proxy *p, const struct sl_endpoint *ep)
+static int inbound_open(struct sl_worker *p, const struct sl_endpoint *ep)
 {
 	const struct sockaddr_in *in = (const struct sockaddr_in *)&ep->addr;
 	struct sl_endpoint ep6 = { .addrlen = sizeof(struct sockaddr_in6) };
@@ -1947,8 +2045,9 @@ static int inbound_open(struct sl_proxy *p, const struct sl_endpoint *ep)
 	s6->sin6_addr = in6addr_any;
 	s6->sin6_port = in->sin_port;
 	if (listener_open(p, l, &ep6)) {
-		pr_warn("proxy: no IPv6 inbound listener: IPv6 peers will not "
-			"be served\n");
+		if (!p->first)
+			pr_warn("proxy: no IPv6 inbound listener: IPv6 peers "
+				"will not be served\n");
 		if (l->fd >= 0)
 			close(l->fd);
 		l->fd = -1;
@@ -1960,7 +2059,7 @@ static int inbound_open(struct sl_proxy *p, const struct sl_endpoint *ep)
 }
 
 /* The parts of cfg the loop needs, copied: cfg may go away. */
-static int tls_config(struct sl_proxy *p, const struct sl_config *cfg,
+static int tls_config(struct sl_worker *p, const struct sl_config *cfg,
 		      struct sl_tls_ctx *tls)
 {
 	p->tls = tls;
@@ -1982,8 +2081,12 @@ static int tls_config(struct sl_proxy *p, const struct sl_config *cfg,
 	return 0;
 }
 
-void sl_proxy_inbound_fds(const struct sl_proxy *p, int *fd4, int *fd6)
+/* The first worker's: sk_lookup steers to it, and the kernel then picks a
+ * socket of its SO_REUSEPORT group (unless BPF_SK_LOOKUP_F_NO_REUSEPORT).
+ */
+void sl_proxy_inbound_fds(const struct sl_proxy *g, int *fd4, int *fd6)
 {
+	const struct sl_worker *p = g->w[0];
 	unsigned int i;
 
 	*fd4 = *fd6 = -1;
@@ -1997,23 +2100,31 @@ void sl_proxy_inbound_fds(const struct sl_proxy *p, int *fd4, int *fd6)
 	}
 }
 
-void sl_proxy_set_alog(struct sl_proxy *p, struct sl_alog *alog)
+/* sl_alog_write is safe from every worker (it queues under a lock). */
+void sl_proxy_set_alog(struct sl_proxy *g, struct sl_alog *alog)
 {
-	p->alog = alog;
+	unsigned int i;
+
+	for (i = 0; i < g->n; i++)
+		g->w[i]->alog = alog;
 }
 
-void sl_proxy_reload_flag(struct sl_proxy *p, volatile sig_atomic_t *flag)
+/* The first worker reloads the TLS files for all: the context is shared. */
+void sl_proxy_reload_flag(struct sl_proxy *g, volatile sig_atomic_t *flag)
 {
-	p->reload_now = flag;
+	g->w[0]->reload_now = flag;
 }
 
-int sl_proxy_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
-		 sl_policy_check_fn check, void *check_ctx,
-		 struct sl_proxy **out)
+static void worker_free(struct sl_worker *p);
+
+static int worker_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
+		      sl_policy_check_fn check, void *check_ctx,
+		      struct sl_proxy *g, unsigned int idx,
+		      struct sl_worker **out)
 {
 	unsigned int i, n = cfg->proxy.n_ambassadors;
 	bool names = false;
-	struct sl_proxy *p;
+	struct sl_worker *p;
 	int err;
 
 	*out = NULL;
@@ -2022,6 +2133,10 @@ int sl_proxy_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
+	p->grp = g;
+	p->idx = idx;
+	p->first = idx ? g->w[0] : NULL;
+	p->reuseport = g->n > 1;
 	p->rs.efd = -1;
 	p->epfd = -1;
 	pthread_mutex_init(&p->rs.mu, NULL);
@@ -2041,8 +2156,10 @@ int sl_proxy_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
 	 * then relayed, counted "unavailable"
 	 */
 	p->splice = cfg->proxy.splice;
-	err = p->splice ? sl_splicer_open(cfg->pin_root, &p->splicer) : 0;
-	if (err)
+	err = p->splice ? sl_splicer_open(cfg->pin_root, idx, g->n,
+					  &p->splicer) :
+			  0;
+	if (err && !idx)
 		pr_info("proxy: splice unavailable (%s): every connection is "
 			"relayed in user space\n", strerror(-err));
 	err = tls_config(p, cfg, tls);
@@ -2102,11 +2219,57 @@ int sl_proxy_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
 	*out = p;
 	return 0;
 err:
-	sl_proxy_free(p);
+	worker_free(p);
 	return err;
 }
 
-static void close_listeners(struct sl_proxy *p)
+/* CPUs this process may run on: its affinity, and its cgroup's quota. */
+static unsigned int workers_auto(void)
+{
+	unsigned int n = 0, q = sl_cgroup_cpu_quota();
+	cpu_set_t set;
+
+	if (!sched_getaffinity(0, sizeof(set), &set))
+		n = (unsigned int)CPU_COUNT(&set);
+	if (!n)
+		n = (unsigned int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (q && q < n)
+		n = q;
+	return n < 1 ? 1 : n > SL_CFG_MAX_WORKERS ? SL_CFG_MAX_WORKERS : n;
+}
+
+int sl_proxy_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
+		 sl_policy_check_fn check, void *check_ctx,
+		 struct sl_proxy **out)
+{
+	struct sl_proxy *g;
+	unsigned int i;
+	int err = 0;
+
+	*out = NULL;
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->n = cfg->proxy.workers ? cfg->proxy.workers : workers_auto();
+	g->w = calloc(g->n, sizeof(*g->w));
+	if (!g->w) {
+		free(g);
+		return -ENOMEM;
+	}
+	/* in order: the first binds what the others join */
+	for (i = 0; i < g->n && !err; i++)
+		err = worker_new(cfg, tls, check, check_ctx, g, i, &g->w[i]);
+	if (err) {
+		sl_proxy_free(g);
+		return err;
+	}
+	pr_info("proxy: %u worker%s%s\n", g->n, g->n == 1 ? "" : "s",
+		cfg->proxy.workers ? "" : " (auto: the CPUs this process may use)");
+	*out = g;
+	return 0;
+}
+
+static void close_listeners(struct sl_worker *p)
 {
 	unsigned int i;
 
@@ -2116,7 +2279,7 @@ static void close_listeners(struct sl_proxy *p)
 	}
 }
 
-static void close_all(struct sl_proxy *p)
+static void close_all(struct sl_worker *p)
 {
 	struct sl_conn *c;
 	unsigned int i;
@@ -2133,16 +2296,28 @@ static void close_all(struct sl_proxy *p)
  * until the deadline, then are closed. Returns true when stopping may
  * proceed (drained or past the deadline).
  */
-static bool drain_step(struct sl_proxy *p, bool stopping, int *timeout)
+static bool drain_step(struct sl_worker *p, bool stopping, int *timeout)
 {
 	if (!p->draining) {
 		if (!stopping && !__atomic_load_n(&p->drain_req, __ATOMIC_RELAXED))
 			return false;
+		unsigned int i;
+
 		p->draining = true;
 		p->drain_end = p->now + p->drain_ms;
+		/* What completed its handshake is served, not reset by the
+		 * close (each worker's listener has its own accept queue).
+		 */
+		for (i = 0; i < p->n_ls; i++)
+			if (p->ls[i].fd >= 0 && !p->accept_paused)
+				listener_event(p, &p->ls[i]);
 		close_listeners(p);
-		pr_info("proxy: draining: %llu connection(s) open, up to %u ms\n",
-			(unsigned long long)p->st.active, p->drain_ms);
+		if (!p->idx)
+			pr_info("proxy: draining: %llu connection(s) open, up "
+				"to %u ms\n",
+				(unsigned long long)__atomic_load_n(
+					&p->grp->active, __ATOMIC_RELAXED),
+				p->drain_ms);
 	}
 	if (p->st.active && p->now < p->drain_end) {
 		if ((int)(p->drain_end - p->now) < *timeout)
@@ -2156,25 +2331,34 @@ static bool drain_step(struct sl_proxy *p, bool stopping, int *timeout)
 	return true;
 }
 
-void sl_proxy_drain(struct sl_proxy *p)
+void sl_proxy_drain(struct sl_proxy *g)
 {
-	__atomic_store_n(&p->drain_req, 1, __ATOMIC_RELAXED);
+	unsigned int i;
+
+	for (i = 0; i < g->n; i++)
+		__atomic_store_n(&g->w[i]->drain_req, 1, __ATOMIC_RELAXED);
 }
 
-bool sl_proxy_draining(const struct sl_proxy *p)
+bool sl_proxy_draining(const struct sl_proxy *g)
 {
-	return __atomic_load_n(&p->drain_req, __ATOMIC_RELAXED) || p->draining;
+	const struct sl_worker *p = g->w[0];
+
+	return __atomic_load_n(&p->drain_req, __ATOMIC_RELAXED) ||
+	       __atomic_load_n(&p->draining, __ATOMIC_RELAXED);
 }
 
-int sl_proxy_run(struct sl_proxy *p, volatile sig_atomic_t *stop)
+static int worker_run(struct sl_worker *p)
 {
 	struct epoll_event evs[SL_EPOLL_BATCH];
 	unsigned int i;
 	int n, timeout = SL_TICK_MS, err = 0;
 
 	for (;;) {
+		bool stopping = *p->grp->stop ||
+				__atomic_load_n(&p->grp->fatal, __ATOMIC_RELAXED);
+
 		p->now = now_ms();
-		if (drain_step(p, *stop, &timeout) && *stop)
+		if (drain_step(p, stopping, &timeout) && stopping)
 			break;
 		n = epoll_wait(p->epfd, evs, SL_EPOLL_BATCH, timeout);
 		if (n < 0) {
@@ -2182,6 +2366,7 @@ int sl_proxy_run(struct sl_proxy *p, volatile sig_atomic_t *stop)
 				continue;
 			err = -errno;
 			pr_warn("proxy: epoll_wait: %s\n", strerror(errno));
+			__atomic_store_n(&p->grp->fatal, 1, __ATOMIC_RELAXED);
 			break;
 		}
 		p->now = now_ms();
@@ -2198,6 +2383,7 @@ int sl_proxy_run(struct sl_proxy *p, volatile sig_atomic_t *stop)
 		}
 		timeout = timers_run(p);
 		reap_dead(p);
+		buf_trim(p);
 	}
 
 	/* stop accepting, then end what is open */
@@ -2207,18 +2393,92 @@ int sl_proxy_run(struct sl_proxy *p, volatile sig_atomic_t *stop)
 	return err;
 }
 
-void sl_proxy_stats(const struct sl_proxy *p, struct sl_proxy_stats *out)
+static void *worker_main(void *arg)
+{
+	struct sl_worker *p = arg;
+	char name[16];
+
+	snprintf(name, sizeof(name), "sl-proxy/%u", p->idx);
+	pthread_setname_np(pthread_self(), name);
+	p->err = worker_run(p);
+	return NULL;
+}
+
+int sl_proxy_run(struct sl_proxy *g, volatile sig_atomic_t *stop)
+{
+	unsigned int i, started = 1;
+	sigset_t all, old;
+	int err = 0;
+
+	g->stop = stop;
+	/* signals stay with the calling thread, whose handlers set *stop */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	for (; started < g->n; started++) {
+		err = -pthread_create(&g->w[started]->th, NULL, worker_main,
+				      g->w[started]);
+		if (err) {
+			pr_warn("proxy: worker %u: %s: stopping\n", started,
+				strerror(-err));
+			__atomic_store_n(&g->fatal, 1, __ATOMIC_RELAXED);
+			break;
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	g->w[0]->err = worker_run(g->w[0]);
+	for (i = 1; i < started; i++)
+		pthread_join(g->w[i]->th, NULL);
+	for (i = 0; i < started && !err; i++)
+		err = g->w[i]->err;
+	return err;
+}
+
+/* Field by field: the worker's loop may be running. */
+static void stats_add(const struct sl_worker *p, struct sl_proxy_stats *out)
 {
 	const uint64_t *in = (const uint64_t *)&p->st;
 	uint64_t *o = (uint64_t *)out;
 	size_t i;
 
-	/* field by field: the loop may be running in another thread */
 	for (i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
-		o[i] = __atomic_load_n(&in[i], __ATOMIC_RELAXED);
+		o[i] += __atomic_load_n(&in[i], __ATOMIC_RELAXED);
 }
 
-void sl_proxy_free(struct sl_proxy *p)
+void sl_proxy_stats(const struct sl_proxy *g, struct sl_proxy_stats *out)
+{
+	unsigned int i;
+
+	memset(out, 0, sizeof(*out));
+	for (i = 0; i < g->n; i++)
+		stats_add(g->w[i], out);
+}
+
+unsigned int sl_proxy_workers(const struct sl_proxy *g)
+{
+	return g->n;
+}
+
+void sl_proxy_worker_stats(const struct sl_proxy *g, unsigned int i,
+			   struct sl_proxy_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (i < g->n)
+		stats_add(g->w[i], out);
+}
+
+void sl_proxy_free(struct sl_proxy *g)
+{
+	unsigned int i;
+
+	if (!g)
+		return;
+	for (i = 0; g->w && i < g->n; i++)
+		worker_free(g->w[i]);
+	free(g->w);
+	free(g);
+}
+
+static void worker_free(struct sl_worker *p)
 {
 	struct sl_conn *c;
 	unsigned int i;
@@ -2238,6 +2498,8 @@ void sl_proxy_free(struct sl_proxy *p)
 	free(p->mesh);
 	free(p->ids);
 	sl_splicer_close(p->splicer);
+	while (p->n_pool)
+		free(p->pool[--p->n_pool]);
 	if (p->epfd >= 0)
 		close(p->epfd);
 	pthread_mutex_destroy(&p->rs.mu);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* The sidecar proxy (user/proxy.c): one epoll loop, non-blocking sockets, one
- * struct per connection, one buffer per direction with back-pressure,
- * half-close both ways, connect and idle timeouts.
+/* The sidecar proxy (user/proxy.c): proxy.workers epoll loops sharing
+ * nothing, non-blocking sockets, one struct per connection, one buffer per
+ * direction with back-pressure, half-close both ways, connect and idle
+ * timeouts.
  */
 #ifndef PROXY_H
 #define PROXY_H
@@ -66,7 +67,8 @@ struct sl_proxy;
 
 struct sl_tls_ctx;
 
-/* Open the listeners of cfg (the transparent outbound one if
+/* Open cfg->proxy.workers loops (0: one per usable CPU), each with the
+ * listeners of cfg (the transparent outbound one if
  * cfg->capture.enabled, the inbound one(s) if cfg->inbound.enabled, and
  * every ambassador). Upstream sockets get SO_MARK cfg->capture.mark so the
  * capture hook leaves them alone. With tls (owned by the caller, outliving
@@ -84,9 +86,10 @@ struct sl_alog;
 void sl_proxy_set_alog(struct sl_proxy *p, struct sl_alog *alog);
 /* *flag set (e.g. by SIGHUP): the loop checks the TLS files at once. */
 void sl_proxy_reload_flag(struct sl_proxy *p, volatile sig_atomic_t *flag);
-/* Run the event loop until *stop is set (checked at least every 100 ms).
- * Then stop accepting, close what is open, return 0 (or -errno on a fatal
- * epoll error).
+/* Run the event loops (the first in the calling thread, which alone takes
+ * signals; one thread each for the others) until *stop is set (checked at
+ * least every 100 ms). Then stop accepting, close what is open, return 0
+ * (or -errno on a fatal epoll error in any loop, which stops them all).
  */
 int sl_proxy_run(struct sl_proxy *p, volatile sig_atomic_t *stop);
 /* Drain from any thread (admin POST /drain): stop accepting, close what is
@@ -95,8 +98,16 @@ int sl_proxy_run(struct sl_proxy *p, volatile sig_atomic_t *stop);
  */
 void sl_proxy_drain(struct sl_proxy *p);
 bool sl_proxy_draining(const struct sl_proxy *p);
-/* Counters so far; safe to call from another thread while sl_proxy_run runs. */
+/* Counters so far, summed over the workers; safe to call from another
+ * thread while sl_proxy_run runs.
+ */
 void sl_proxy_stats(const struct sl_proxy *p, struct sl_proxy_stats *out);
+unsigned int sl_proxy_workers(const struct sl_proxy *p);
+/* One worker's counters (i < sl_proxy_workers), to see how the kernel
+ * spreads connections over the SO_REUSEPORT group.
+ */
+void sl_proxy_worker_stats(const struct sl_proxy *p, unsigned int i,
+			   struct sl_proxy_stats *out);
 void sl_proxy_free(struct sl_proxy *p);
 
 #endif /* PROXY_H */

@@ -214,7 +214,8 @@ static bool down_attached(const char *pin_root)
 	return true;
 }
 
-int sl_splicer_open(const char *pin_root, struct sl_splicer **out)
+int sl_splicer_open(const char *pin_root, unsigned int part,
+		    unsigned int nparts, struct sl_splicer **out)
 {
 	struct sl_splicer *sp;
 	int fd, err;
@@ -295,12 +296,19 @@ int sl_splicer_open(const char *pin_root, struct sl_splicer **out)
 		struct sl_sock_key key;
 		__u64 cookie;
 
-		clear_idx(sp->idx_fd, &key);
-		clear_idx(sp->down_idx_fd, &cookie);
+		if (!part) {
+			clear_idx(sp->idx_fd, &key);
+			clear_idx(sp->down_idx_fd, &cookie);
+		}
 	}
-	for (i = 0; i < sp->n_slots; i++) {
+	/* Each proxy worker owns the slots of its part: no lock on the data
+	 * path. Lowest first, as the stack pops.
+	 */
+	for (i = sp->n_slots; i-- > 0;) {
+		if (i % nparts != part)
+			continue;
 		__atomic_store_n(&sp->slots[i].owner, 0, __ATOMIC_RELEASE);
-		sp->free[sp->n_free++] = sp->n_slots - 1 - i;
+		sp->free[sp->n_free++] = i;
 	}
 	*out = sp;
 	return 0;

@@ -87,10 +87,13 @@ struct sl_splice {
 	uint64_t seen; /* spliced bytes last looked at (idle detection) */
 };
 
-/* Open the pinned splice maps under pin_root (the slots mmap()ed).
- * -ENOENT when an older build's pins have none.
+/* Open the pinned splice maps under pin_root (the slots mmap()ed), for
+ * proxy worker part of nparts: it hands out the slots whose index is part
+ * modulo nparts, and part 0 clears what an earlier process left. -ENOENT
+ * when an older build's pins have none.
  */
-int sl_splicer_open(const char *pin_root, struct sl_splicer **out);
+int sl_splicer_open(const char *pin_root, unsigned int part,
+		    unsigned int nparts, struct sl_splicer **out);
 void sl_splicer_close(struct sl_splicer *sp);
 
 static inline void sl_splice_init(struct sl_splice *s)

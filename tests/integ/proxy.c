@@ -1329,6 +1329,100 @@ static void run_limits(void)
 	tp_free(&tp);
 }
 
+#define W_WORKERS 4
+#define W_CONNS 200
+
+static bool exchange(int fd, const char *send_tag, int peer, const char *want)
+{
+	char buf[16] = "";
+
+	return send(fd, send_tag, 8, MSG_NOSIGNAL) == 8 &&
+	       recv(peer, buf, 8, MSG_WAITALL) == 8 && !memcmp(buf, want, 8);
+}
+
+/* proxy.workers 4: 200 connections open at once, each with its own bytes
+ * both ways; every worker took some (the kernel spreads SO_REUSEPORT
+ * listeners by 4-tuple), the sums add up, and all close.
+ */
+static void run_workers(void)
+{
+	const char *name = "workers/4 loops: 200 connections at once, bytes right both ways, every worker took some";
+	struct sl_config *cfg = cfg_new(64 * KiB, 2000, 10000);
+	int c[W_CONNS], u[W_CONNS], i, err = 0, bad = -1;
+	struct sl_proxy_stats st, ws;
+	unsigned int w, idle = 0;
+	uint64_t sum = 0;
+	struct tproxy tp;
+	char tag[16];
+	__u64 end;
+
+	th_watchdog(60, "proxy workers");
+	for (i = 0; i < W_CONNS; i++)
+		c[i] = u[i] = -1;
+	if (!cfg) {
+		th_fail(name, "out of memory");
+		return;
+	}
+	cfg->proxy.workers = W_WORKERS;
+	cfg_amb(cfg, "127.0.0.1", up_port);
+	err = tp_start(&tp, "workers", cfg);
+	if (!TH_CHECK(!err, name, "start: %s", strerror(-err))) {
+		free(cfg);
+		return;
+	}
+	for (i = 0; i < W_CONNS && !err && bad < 0; i++) {
+		struct timeval tv = { .tv_sec = 3 };
+		char want[16];
+
+		err = open_pair(amb_port(&tp, 0), &c[i], &u[i]);
+		if (err)
+			break;
+		setsockopt(c[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(u[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		snprintf(tag, sizeof(tag), "c%07d", i);
+		snprintf(want, sizeof(want), "u%07d", i);
+		if (!exchange(c[i], tag, u[i], tag) ||
+		    !exchange(u[i], want, c[i], want))
+			bad = i;
+	}
+	tp_stats(&tp, &st);
+	for (w = 0; w < sl_proxy_workers(tp.p); w++) {
+		sl_proxy_worker_stats(tp.p, w, &ws);
+		th_info("workers: worker %u accepted %llu", w,
+			(unsigned long long)ws.accepted);
+		sum += ws.accepted;
+		idle += !ws.accepted;
+	}
+	if (TH_CHECK(!err, name, "connection %d: %s", i, strerror(-err)) &&
+	    TH_CHECK(bad < 0, name, "connection %d: wrong or missing bytes", bad) &&
+	    TH_CHECK(sl_proxy_workers(tp.p) == W_WORKERS, name, "%u workers",
+		     sl_proxy_workers(tp.p)) &&
+	    TH_CHECK(st.accepted == W_CONNS && st.active == W_CONNS &&
+			     sum == W_CONNS,
+		     name, "accepted %llu active %llu, per worker sum %llu",
+		     (unsigned long long)st.accepted,
+		     (unsigned long long)st.active, (unsigned long long)sum) &&
+	    TH_CHECK(!idle, name, "%u worker(s) took no connection", idle))
+		th_pass(name);
+	for (i = 0; i < W_CONNS; i++) {
+		if (c[i] >= 0)
+			close(c[i]);
+		if (u[i] >= 0)
+			close(u[i]);
+	}
+	end = th_now_ms() + 3000;
+	do {
+		usleep(5000);
+		tp_stats(&tp, &st);
+	} while (st.active && th_now_ms() < end);
+	if (TH_CHECK(!st.active && st.closed[SL_CLOSE_DONE] == W_CONNS,
+		     "workers/all 200 closed as done", "active %llu, done %llu",
+		     (unsigned long long)st.active,
+		     (unsigned long long)st.closed[SL_CLOSE_DONE]))
+		th_pass("workers/all 200 closed as done");
+	tp_free(&tp);
+}
+
 /* A connection made straight to the transparent listener has no original
  * destination from the capture hook (none here): refused as no-orig-dst,
  * or as a loop where conntrack answers with the listener itself.
@@ -1403,6 +1497,7 @@ int main(void)
 	run_small();
 	run_timeouts();
 	run_limits();
+	run_workers();
 	run_transparent();
 	th_watchdog(0, NULL);
 	close(slow_lfd);

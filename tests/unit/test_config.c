@@ -114,6 +114,7 @@ static void default_loads(void **state)
 	assert_int_equal(cfg->proxy.idle_timeout_ms, 300000);
 	assert_int_equal(cfg->proxy.buffer_bytes, 65536);
 	assert_int_equal(cfg->proxy.max_conns, 4096);
+	assert_int_equal(cfg->proxy.workers, 0); /* auto */
 	assert_int_equal(cfg->proxy.n_ambassadors, 0);
 	assert_int_equal(cfg->policy.default_action, SL_ACTION_ALLOW);
 	assert_int_equal(cfg->policy.n_rules, 0);
@@ -219,7 +220,7 @@ static void default_documents_every_key(void **state)
 		"capture:", "enabled:", "outbound:", "mark:",
 		"include_cidrs:", "exclude_cidrs:", "include_ports:",
 		"proxy:", "connect_timeout_ms:", "idle_timeout_ms:",
-		"buffer_bytes:", "max_conns:", "splice:", "ambassadors:", "listen:",
+		"buffer_bytes:", "max_conns:", "workers:", "splice:", "ambassadors:", "listen:",
 		"upstream:", "policy:", "default:", "rules:", "id:",
 		"action:", "cidr:", "ports:", "tls:", "cert:", "key:", "ca:",
 		"trust_domain:", "min_version:", "alpn:",
@@ -255,6 +256,7 @@ static void full_file_loads(void **state)
 		"  idle_timeout_ms: 60000\n"
 		"  buffer_bytes: 4096\n"
 		"  max_conns: 10\n"
+		"  workers: 3\n"
 		"  ambassadors:\n"
 		"    - listen: \"127.0.0.1:6379\"\n"
 		"      upstream: \"redis.example:6379\"\n"
@@ -297,6 +299,7 @@ static void full_file_loads(void **state)
 	assert_int_equal(cfg->proxy.idle_timeout_ms, 60000);
 	assert_int_equal(cfg->proxy.buffer_bytes, 4096);
 	assert_int_equal(cfg->proxy.max_conns, 10);
+	assert_int_equal(cfg->proxy.workers, 3);
 	assert_int_equal(cfg->proxy.n_ambassadors, 2);
 	assert_endpoint(&cfg->proxy.ambassadors[0].listen, AF_INET, "127.0.0.1",
 			6379);
@@ -315,13 +318,13 @@ static void full_file_loads(void **state)
 	assert_int_equal(r->n_ports, 2);
 	assert_int_equal(r->ports[0].lo, 80);
 	assert_int_equal(r->ports[0].hi, 80);
-	assert_int_equal(r->line, 27);
+	assert_int_equal(r->line, 28);
 	r = &cfg->policy.rules[1];
 	assert_int_equal(r->id, 11);
 	assert_int_equal(r->action, SL_ACTION_DENY);
 	assert_cidr(&r->cidr, AF_INET6, "fd00::", 8);
 	assert_int_equal(r->n_ports, 0);
-	assert_int_equal(r->line, 31);
+	assert_int_equal(r->line, 32);
 	free(cfg);
 }
 
@@ -431,6 +434,10 @@ static const struct bad_case bad_cases[] = {
 	  "2: proxy.max_conns: \"1_000\" is not a decimal number" },
 	{ CONFIG, "proxy:\n  max_conns: 1000001\n",
 	  "2: proxy.max_conns: 1000001 out of range 1..1000000" },
+	{ CONFIG, "proxy:\n  workers: 0\n",
+	  "2: proxy.workers: 0 out of range 1..256" },
+	{ CONFIG, "proxy:\n  workers: all\n",
+	  "2: proxy.workers: \"all\" is not auto or a number (1..256)" },
 	{ CONFIG, "capture:\n  mark: 0x100000000\n",
 	  "2: capture.mark: 0x100000000 out of range 1..4294967295" },
 	{ CONFIG, "capture:\n  enabled: maybe\n",
