@@ -49,7 +49,7 @@ endif
 .DELETE_ON_ERROR:
 # Keep the objects and skeletons (make would treat them as intermediate).
 .SECONDARY: $(BPF_OBJS) $(SKELS)
-.PHONY: all deps vmlinux test unit integ bench demo soak clean install check-root
+.PHONY: all deps vmlinux test unit integ bench demo soak scale clean install check-root
 
 all: $(OUT)/sidelane
 

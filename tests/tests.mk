@@ -17,12 +17,24 @@ include tests/deploy/deploy.mk
 
 test: deps all unit deploy-check integ
 
+# `make scale [SCALE_CONNS=N]`: N (10000) connections at once through the
+# sidecar, every byte checked (make test runs the same with 2000).
+SCALE_CONNS ?= 10000
+scale: deps all $(OUT)/tests/integ_scale
+	$(Q)SIDELANE_SCALE_CONNS=$(SCALE_CONNS) SIDELANE_CHURN=0 $(OUT)/tests/integ_scale
+
 # `make soak [SOAK_MINUTES=N]`: the integration binaries over and over until
 # the deadline; stops at the first failure (rare races show up here, not in a
 # single `make test`). Bounded in time, loopback only. SIDELANE_TEST_LONG
 # adds the long cases (1 GiB spliced uploads and full duplex).
 SOAK_MINUTES ?= 10
+SOAK_CHURN ?= 1000000
 soak: deps all $(INTEG_BINS)
+	$(Q)echo "  SOAK     churn: $(SOAK_CHURN) short connections through the sidecar"; \
+	SIDELANE_SCALE_CONNS=100 SIDELANE_CHURN=$(SOAK_CHURN) \
+		$(OUT)/tests/integ_scale > $(OUT)/tests/integ_scale.log 2>&1 || \
+		{ cat $(OUT)/tests/integ_scale.log; echo "soak: churn failed"; exit 1; }; \
+	grep '^# churn' $(OUT)/tests/integ_scale.log
 	$(Q)end=$$(( $$(date +%s) + $(SOAK_MINUTES) * 60 )); n=0; \
 	while [ $$(date +%s) -lt $$end ]; do \
 		n=$$((n + 1)); \

@@ -614,9 +614,11 @@ static const struct {
 	const char *name;
 	uint32_t per_conn;
 } sized_maps[] = {
-	/* two sockets of a pair, each with its record and key */
-	{ SL_MAP_SOCKHASH, 2 },	      { SL_MAP_SK_BY_KEY, 2 },
-	{ SL_MAP_CONNS, 2 },
+	/* the two sockets of a pair; a relayed connection has three with a
+	 * record and key: the app's and the sidecar's two
+	 */
+	{ SL_MAP_SOCKHASH, 2 },	      { SL_MAP_SK_BY_KEY, 3 },
+	{ SL_MAP_CONNS, 3 },
 	/* the sidecar's upstream sockets and the spliced pairs */
 	{ SL_MAP_UP_BY_KEY, 1 },      { SL_MAP_RELAY, 1 },
 	{ SL_MAP_DOWN, 1 },	      { SL_MAP_SPLICE_IDX, 1 },

@@ -68,6 +68,7 @@
 #define SL_EPOLL_BATCH 256
 #define SL_ACCEPT_BATCH 64 /* accepts per listener event */
 #define SL_ACCEPT_PAUSE_MS 100 /* after EMFILE/ENFILE/ENOMEM */
+#define SL_ACCEPT_WARN_MS 10000 /* at most one such warning in this long */
 #define SL_MAX_ADDRS 8 /* upstream candidates per connection */
 #define SL_RESOLVERS 2 /* resolver threads, only if a name needs them */
 #define SL_DEFAULT_BUFFER (64 * 1024)
@@ -235,6 +236,7 @@ struct sl_worker {
 	struct sl_list timers[T_NR], dead;
 	bool accept_paused;
 	uint64_t accept_resume;
+	uint64_t accept_warned, accept_pauses; /* rate of the warning */
 	/* drain: listeners closed, open connections get until drain_end */
 	unsigned int drain_ms;
 	int drain_req; /* set by sl_proxy_drain() from any thread */
@@ -1805,8 +1807,17 @@ static void listener_event(struct sl_worker *p, struct sl_listener *l)
 			/* level-triggered: the backlog would wake us at once
 			 * again; pause accepting instead of spinning
 			 */
-			pr_warn("proxy: accept: %s; pausing %d ms\n",
-				strerror(errno), SL_ACCEPT_PAUSE_MS);
+			/* once in SL_ACCEPT_WARN_MS, with how often since */
+			p->accept_pauses++;
+			if (!p->accept_warned ||
+			    p->now - p->accept_warned >= SL_ACCEPT_WARN_MS) {
+				pr_warn("proxy: accept: %s; pausing %d ms (%llu "
+					"time(s) since the last warning)\n",
+					strerror(errno), SL_ACCEPT_PAUSE_MS,
+					(unsigned long long)p->accept_pauses);
+				p->accept_warned = p->now;
+				p->accept_pauses = 0;
+			}
 			listeners_arm(p, 0);
 			p->accept_paused = true;
 			p->accept_resume = p->now + SL_ACCEPT_PAUSE_MS;

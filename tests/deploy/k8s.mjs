@@ -39,13 +39,14 @@ export const K8S_STRUCTURE = "1.29";
 export const K8S_VALUES = "1.33";
 
 // The memory a sidelane container needs besides its proxy buffers, for the
-// budget check. BPF maps: 43.6 MiB measured with `bpftool map show` on one
-// pin root (fastpath + capture + inbound maps, SL_MAX_* = 65536 entries),
-// 2026-11-25; the kernel charges them to the memory cgroup of the process
-// that created them, i.e. this container. Process: binary, libraries and
-// OpenSSL contexts. TLS: per connection, OpenSSL's SSL object and buffers.
+// budget check. BPF maps: sized from limits.max_conns (`sidelane status`,
+// 2026-12-06, 2 CPUs): 0.7 MiB fixed (2.8 MiB at 128 CPUs) and about 1660 B
+// a connection (7.0 MiB at the default 4096, 104.1 MiB at 65536); the kernel
+// charges them to the memory cgroup of the process that created them, i.e.
+// this container. Process: binary, libraries and OpenSSL contexts. TLS: per
+// connection, OpenSSL's SSL object and buffers.
 const MIB = 1024 * 1024;
-const BUDGET = { maps: 48 * MIB, process: 16 * MIB, tlsPerConn: 64 * 1024 };
+const BUDGET = { mapsFixed: 3 * MIB, mapsPerConn: 1664, process: 16 * MIB, tlsPerConn: 64 * 1024 };
 // From the app's exit to SIGKILL, sidelane needs its drain time plus this.
 const EXIT_MARGIN_MS = 2000;
 const DEFAULT_CONFIG = "/etc/sidelane/sidelane.yaml";
@@ -454,11 +455,12 @@ class SidelaneCheck {
 		const lim = this.c.resources?.limits?.memory;
 		if (lim === undefined) return this.bad(["resources"], "no memory limit");
 		const proxy = cfg.capture.enabled || cfg.inbound.enabled || cfg.proxy.ambassadors > 0;
-		let need = BUDGET.maps + BUDGET.process;
+		const maps = BUDGET.mapsFixed + (cfg.limits?.max_conns ?? 4096) * BUDGET.mapsPerConn;
+		let need = maps + BUDGET.process;
 		if (proxy) need += cfg.proxy.max_conns * (2 * cfg.proxy.buffer_bytes + (cfg.tls.enabled ? BUDGET.tlsPerConn : 0));
 		const have = quantityBytes(lim);
 		if (!(have >= need))
-			this.bad(["resources", "limits", "memory"], `${lim} < ${Math.ceil(need / MIB)}Mi: BPF maps ${BUDGET.maps / MIB}Mi + process ${BUDGET.process / MIB}Mi` +
+			this.bad(["resources", "limits", "memory"], `${lim} < ${Math.ceil(need / MIB)}Mi: BPF maps ${Math.ceil(maps / MIB)}Mi (limits.max_conns ${cfg.limits?.max_conns ?? 4096}) + process ${BUDGET.process / MIB}Mi` +
 				(proxy ? ` + proxy.max_conns ${cfg.proxy.max_conns} x (2 x buffer_bytes ${cfg.proxy.buffer_bytes}${cfg.tls.enabled ? " + TLS 64Ki" : ""})` : ""));
 	}
 }

@@ -449,7 +449,7 @@ static void check_metrics(void)
 		  "admission.sockets.accelerated", -1 },
 		/* sized by limits.max_conns (its default): two sockets each */
 		{ "sidelane_map_max_entries{map=\"" SL_MAP_SOCKHASH "\"}", "maps." SL_MAP_SOCKHASH ".max", 2 * SL_LIMIT_CONNS_DEFAULT },
-		{ "sidelane_map_max_entries{map=\"" SL_MAP_CONNS "\"}", "maps." SL_MAP_CONNS ".max", 2 * SL_LIMIT_CONNS_DEFAULT },
+		{ "sidelane_map_max_entries{map=\"" SL_MAP_CONNS "\"}", "maps." SL_MAP_CONNS ".max", 3 * SL_LIMIT_CONNS_DEFAULT },
 		/* the pinned maps' kernel memory, total and per map */
 		{ "sidelane_maps_memory_bytes{}", "footprint.memlock_bytes", -1 },
 		{ "sidelane_map_memory_bytes{map=\"" SL_MAP_SOCKHASH "\"}",

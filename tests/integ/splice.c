@@ -928,8 +928,8 @@ static void check_lossy_download(void)
 }
 
 /* limits.max_conns sizes the tables (sockhash two sockets a connection,
- * the splice slots one); a burst past it leaves the surplus on the plain
- * path, counted, and every connection's bytes right.
+ * records three, the splice slots one); a burst past it leaves the surplus
+ * on the plain path, counted, and every connection's bytes right.
  */
 static void check_limits(void)
 {
@@ -957,7 +957,7 @@ static void check_limits(void)
 		if (fd >= 0)
 			close(fd);
 	}
-	if (TH_CHECK(max[0] == 2 * LIMIT_CONNS && max[1] == 2 * LIMIT_CONNS &&
+	if (TH_CHECK(max[0] == 2 * LIMIT_CONNS && max[1] == 3 * LIMIT_CONNS &&
 			     max[2] == LIMIT_CONNS,
 		     name, "max_entries: sockhash %u, records %u, splice %u", max[0],
 		     max[1], max[2]))

@@ -1,0 +1,640 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Integration test (tests/integ): many connections through the real
+ * `sidelane run`, and churn. An app in its cgroup (this process) holds
+ * SIDELANE_SCALE_CONNS connections (default 2000; `make scale`: 10000) at
+ * once through a plaintext ambassador to an echo server of this test outside
+ * sidelane's cgroups: half of the app's sockets non-blocking (admitted with
+ * fastpath.app_sockets send: spliced), half blocking (not admitted:
+ * relayed). Checked:
+ * - every connection opens, and every byte of three rounds of messages of
+ *   varied sizes comes back right on every connection, all open at once;
+ * - the access log has one line per connection, "done", with exactly the
+ *   bytes sent, spliced ones and relayed ones both present;
+ * - the proxy's workers (proxy.workers auto) and RSS at that load;
+ * - churn: SIDELANE_CHURN short connections (default 5000; `make soak`:
+ *   1000000), 64 at a time, each echoing 64 bytes right; afterwards no map
+ *   entry, no descriptor of sidelane is left over, and its RSS is back near
+ *   its idle size.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "sidelane.h"
+#include "harness.h"
+
+#define ROUNDS 3
+#define MSG_MAX 2048
+#define CHURN_AT_ONCE 64
+#define OPEN_BATCH 256 /* connects in flight while opening */
+#define IO_MS 30000
+#define NOFILE_SPARE 512 /* sidelane's descriptors besides connections' */
+
+static struct th_env env;
+static char cfg_path[PATH_MAX], alog_path[PATH_MAX];
+static int amb_port, srv_port, srv_fd = -1;
+static int srv_err; /* the echo server's first accept error */
+static long rss_idle; /* sidelane's VmRSS before the first connection */
+
+#define rss_kib(pid) status_kib(pid, "VmRSS")
+
+/* ---- the echo server: a child process (its own descriptor table) outside
+ * sidelane's cgroups, one epoll loop; killed at the end ----
+ */
+
+static void srv_main(void)
+{
+	struct epoll_event ev = { .events = EPOLLIN }, evs[256];
+	int ep = epoll_create1(EPOLL_CLOEXEC), n, i;
+	char buf[16384];
+
+	ev.data.fd = srv_fd;
+	fcntl(srv_fd, F_SETFL, fcntl(srv_fd, F_GETFL) | O_NONBLOCK);
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, srv_fd, &ev))
+		_exit(1);
+	for (;;) {
+		n = epoll_wait(ep, evs, 256, 100);
+		for (i = 0; i < n; i++) {
+			int fd = evs[i].data.fd;
+			ssize_t r, off, w;
+
+			if (fd == srv_fd) {
+				while ((fd = accept4(srv_fd, NULL, NULL,
+						     SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+					ev.data.fd = fd;
+					epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+				}
+				if (errno != EAGAIN && !srv_err) {
+					srv_err = errno;
+					th_info("echo server: accept: %s", strerror(errno));
+				}
+				continue;
+			}
+			r = recv(fd, buf, sizeof(buf), 0);
+			if (r <= 0) {
+				if (r < 0 && errno == EAGAIN)
+					continue;
+				close(fd); /* leaves the epoll set */
+				continue;
+			}
+			/* messages are small and answered before the next:
+			 * the socket has room; wait for it if not
+			 */
+			for (off = 0; off < r; off += w) {
+				w = send(fd, buf + off, r - off, MSG_NOSIGNAL);
+				if (w < 0 && errno == EAGAIN) {
+					struct pollfd p = { fd, POLLOUT, 0 };
+
+					poll(&p, 1, 1000);
+					w = 0;
+				} else if (w < 0) {
+					break;
+				}
+			}
+		}
+	}
+}
+
+/* ---- the app ---- */
+
+struct conn {
+	int fd;
+	size_t want, got; /* this round's message */
+	unsigned long long sent;
+	char buf[MSG_MAX];
+};
+
+static size_t msg_len(int i, int round)
+{
+	return 1 + ((size_t)i * 7919 + (size_t)round * 104729) % MSG_MAX;
+}
+
+static void msg_fill(char *buf, size_t len, int i, int round)
+{
+	th_fill(buf, len, (__u64)i << 8 | (__u64)round);
+}
+
+/* Blocking sockets connect blocking (not admitted: relayed); non-blocking
+ * ones are admitted and spliced. Source addresses spread over 127.0.0.0/24
+ * so churn does not run one address out of ports.
+ */
+static int app_connect(int i, bool blocking)
+{
+	struct sockaddr_in dst = { .sin_family = AF_INET,
+				   .sin_port = htons(amb_port),
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in src = { .sin_family = AF_INET,
+				   .sin_addr.s_addr = htonl(0x7f000002 + i % 250) };
+	int fd, one = 1;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC |
+				     (blocking ? 0 : SOCK_NONBLOCK), 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&src, sizeof(src)) ||
+	    (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) &&
+	     errno != EINPROGRESS)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* Wait until every fd of c[from..to) is connected (or failed). */
+static int wait_connected(struct conn *c, int from, int to)
+{
+	int i, err;
+	socklen_t len;
+
+	for (i = from; i < to; i++) {
+		struct pollfd p = { c[i].fd, POLLOUT, 0 };
+
+		len = sizeof(err);
+		if (poll(&p, 1, IO_MS) != 1 ||
+		    getsockopt(c[i].fd, SOL_SOCKET, SO_ERROR, &err, &len))
+			return -ETIMEDOUT;
+		if (err)
+			return -err;
+	}
+	return 0;
+}
+
+/* One round: every connection sends its message, then all echoes are read
+ * back and compared. Returns the index of the first wrong connection, or -1.
+ */
+static int round_trip(struct conn *c, int n, int round, int ep, char *msg)
+{
+	struct epoll_event evs[256];
+	int i, left = n, k;
+	__u64 end = th_now_ms() + IO_MS;
+
+	for (i = 0; i < n; i++) {
+		c[i].want = msg_len(i, round);
+		c[i].got = 0;
+		msg_fill(msg, c[i].want, i, round);
+		if (send(c[i].fd, msg, c[i].want, MSG_NOSIGNAL | MSG_DONTWAIT) !=
+		    (ssize_t)c[i].want)
+			return i;
+		c[i].sent += c[i].want;
+	}
+	while (left && th_now_ms() < end) {
+		k = epoll_wait(ep, evs, 256, 1000);
+		for (int e = 0; e < k; e++) {
+			struct conn *x = evs[e].data.ptr;
+			ssize_t r;
+
+			r = recv(x->fd, x->buf + x->got, x->want - x->got,
+				 MSG_DONTWAIT);
+			if (r < 0 && errno == EAGAIN)
+				continue;
+			if (r <= 0)
+				return (int)(x - c);
+			x->got += r;
+			if (x->got < x->want)
+				continue;
+			i = (int)(x - c);
+			msg_fill(msg, x->want, i, round);
+			if (memcmp(msg, x->buf, x->want))
+				return i;
+			x->want = 0; /* done: more would be wrong */
+			left--;
+		}
+	}
+	if (!left)
+		return -1;
+	k = -1;
+	for (i = 0; i < n; i++) {
+		if (!c[i].want)
+			continue;
+		if (k < 0)
+			k = i;
+		th_info("round %d: connection %d (%s) got %zu of %zu B", round, i,
+			i & 1 ? "blocking" : "non-blocking", c[i].got, c[i].want);
+	}
+	return k < 0 ? 0 : k;
+}
+
+/* VmRSS (key "VmRSS") or its anonymous part ("RssAnon"): the rest is the
+ * binary's and libraries' text, shared through the page cache.
+ */
+static long status_kib(pid_t pid, const char *key)
+{
+	char path[64], line[256];
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, strlen(key)) && line[strlen(key)] == ':' &&
+		    sscanf(line + strlen(key) + 1, "%ld", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+static int fd_count(pid_t pid)
+{
+	char path[64];
+	struct dirent *d;
+	int n = 0;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	dir = opendir(path);
+	if (!dir)
+		return -1;
+	while ((d = readdir(dir)))
+		n += d->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+/* Lines of the access log with "splice":"<result>" and reason done; the sum
+ * of their bytes_up and bytes_down.
+ */
+static void alog_sum(long *spliced, long *relayed, long *other,
+		     unsigned long long *up, unsigned long long *down)
+{
+	char line[4096];
+	FILE *f = fopen(alog_path, "re");
+
+	*spliced = *relayed = *other = 0;
+	*up = *down = 0;
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long u = 0, d = 0;
+		const char *p;
+
+		if (!strstr(line, "\"kind\":\"relay\""))
+			continue;
+		if (!strstr(line, "\"reason\":\"done\""))
+			(*other)++;
+		else if (strstr(line, "\"splice\":\"spliced\""))
+			(*spliced)++;
+		else if (strstr(line, "\"splice\":\"not-admitted\""))
+			(*relayed)++;
+		else
+			(*other)++;
+		p = strstr(line, "\"bytes_up\":");
+		if (p)
+			u = strtoull(p + 11, NULL, 10);
+		p = strstr(line, "\"bytes_down\":");
+		if (p)
+			d = strtoull(p + 13, NULL, 10);
+		*up += u;
+		*down += d;
+	}
+	fclose(f);
+}
+
+static void check_many(int n)
+{
+	char name[256], msg[MSG_MAX];
+	struct conn *c = calloc(n, sizeof(*c));
+	unsigned long long sent = 0, up, down;
+	long spliced, relayed, other, rss;
+	int i, err = 0, bad = -1, round, ep = -1, opened = 0;
+	__u64 t0, end;
+
+	snprintf(name, sizeof(name),
+		 "scale: %d connections at once (half spliced, half relayed): "
+		 "%d rounds of 1..%d B messages echoed byte-exact on each",
+		 n, ROUNDS, MSG_MAX);
+	if (!TH_CHECK(c, name, "calloc"))
+		return;
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	t0 = th_now_ms();
+	for (i = 0; i < n && !err; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &c[i] };
+
+		c[i].fd = app_connect(i, i & 1);
+		if (c[i].fd < 0) {
+			err = c[i].fd;
+			break;
+		}
+		opened++;
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, c[i].fd, &ev))
+			err = -errno;
+		if ((i + 1) % OPEN_BATCH == 0 || i + 1 == n)
+			err = err ?: wait_connected(c, i + 1 - ((i % OPEN_BATCH) + 1), i + 1);
+	}
+	if (!TH_CHECK(!err, name, "connection %d: %s", i, strerror(-err)))
+		goto out;
+	th_info("scale: %d connections open in %llu ms", n,
+		(unsigned long long)(th_now_ms() - t0));
+	for (round = 0; round < ROUNDS && bad < 0; round++)
+		bad = round_trip(c, n, round, ep, msg);
+	rss = rss_kib(env.sidelane);
+	th_info("scale: sidelane RSS %ld KiB (anonymous %ld KiB) with %d connections "
+		"open; over idle: %.1f KiB each", rss,
+		status_kib(env.sidelane, "RssAnon"), n,
+		(double)(rss - rss_idle) / n);
+	if (!TH_CHECK(bad < 0, name, "round %d: connection %d wrong, short or closed",
+		      round - 1, bad)) {
+		th_dump_log(env.log);
+		goto out;
+	}
+	th_pass(name);
+out:
+	for (i = 0; i < opened; i++) {
+		sent += c[i].sent;
+		close(c[i].fd);
+	}
+	if (ep >= 0)
+		close(ep);
+	free(c);
+	if (bad >= 0 || err)
+		return;
+	/* one line per connection, written when it ends */
+	snprintf(name, sizeof(name),
+		 "scale: the access log has %d lines, each done with exactly the "
+		 "bytes sent, spliced and relayed ones", n);
+	end = th_now_ms() + IO_MS;
+	do {
+		usleep(50 * 1000);
+		alog_sum(&spliced, &relayed, &other, &up, &down);
+	} while (spliced + relayed + other < n && th_now_ms() < end);
+	th_info("scale: access log: %ld spliced, %ld relayed, %ld other; up %llu B, "
+		"down %llu B, sent %llu B", spliced, relayed, other, up, down, sent);
+	if (TH_CHECK(spliced + relayed == n && !other, name,
+		     "%ld spliced + %ld relayed + %ld other lines", spliced,
+		     relayed, other) &&
+	    TH_CHECK(spliced > 0 && relayed > 0, name,
+		     "%ld spliced, %ld relayed: want both", spliced, relayed) &&
+	    TH_CHECK(up == sent && down == sent, name,
+		     "bytes up %llu down %llu, sent %llu", up, down, sent))
+		th_pass(name);
+}
+
+struct churn_res {
+	long done, failed;
+	int first_err;
+};
+
+/* total short connections, CHURN_AT_ONCE in flight: connect, 64 B out, the
+ * same 64 B back, close.
+ */
+static void churn(long total, struct churn_res *r)
+{
+	struct {
+		int fd;
+		size_t got;
+		long id;
+	} s[CHURN_AT_ONCE];
+	int ep = epoll_create1(EPOLL_CLOEXEC), i;
+	long next = 0;
+	char want[64], buf[64];
+	__u64 end = th_now_ms() + (__u64)IO_MS + (__u64)total / 2;
+
+	memset(r, 0, sizeof(*r));
+	for (i = 0; i < CHURN_AT_ONCE; i++)
+		s[i].fd = -1;
+	while ((r->done + r->failed < total) && th_now_ms() < end) {
+		struct epoll_event evs[CHURN_AT_ONCE];
+		int k;
+
+		for (i = 0; i < CHURN_AT_ONCE && next < total; i++) {
+			struct epoll_event ev = { .events = EPOLLOUT };
+
+			if (s[i].fd >= 0)
+				continue;
+			s[i].id = next++;
+			s[i].got = 0;
+			s[i].fd = app_connect((int)(s[i].id % 100000), s[i].id & 1);
+			ev.data.u32 = i;
+			if (s[i].fd < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, s[i].fd, &ev)) {
+				if (!r->first_err)
+					r->first_err = s[i].fd < 0 ? -s[i].fd : errno;
+				if (s[i].fd >= 0)
+					close(s[i].fd);
+				s[i].fd = -1;
+				r->failed++;
+			}
+		}
+		k = epoll_wait(ep, evs, CHURN_AT_ONCE, 1000);
+		for (int e = 0; e < k; e++) {
+			int j = (int)evs[e].data.u32;
+			ssize_t n = -1;
+
+			th_fill(want, sizeof(want), (__u64)s[j].id);
+			if (evs[e].events & EPOLLOUT) {
+				struct epoll_event ev = { .events = EPOLLIN,
+							  .data.u32 = (__u32)j };
+
+				errno = EPIPE;
+				if (send(s[j].fd, want, sizeof(want),
+					 MSG_NOSIGNAL | MSG_DONTWAIT) != sizeof(want))
+					goto fail;
+				epoll_ctl(ep, EPOLL_CTL_MOD, s[j].fd, &ev);
+				continue;
+			}
+			n = recv(s[j].fd, buf + s[j].got, sizeof(buf) - s[j].got,
+				 MSG_DONTWAIT);
+			if (n < 0 && errno == EAGAIN)
+				continue;
+			if (n <= 0)
+				goto fail;
+			s[j].got += n;
+			if (s[j].got < sizeof(buf))
+				continue;
+			if (memcmp(buf, want, sizeof(want)))
+				goto fail;
+			r->done++;
+			close(s[j].fd);
+			s[j].fd = -1;
+			continue;
+fail:
+			if (!r->first_err)
+				r->first_err = n < 0 ? errno : n ? EBADMSG : EPIPE;
+			r->failed++;
+			close(s[j].fd);
+			s[j].fd = -1;
+		}
+	}
+	for (i = 0; i < CHURN_AT_ONCE; i++)
+		if (s[i].fd >= 0)
+			close(s[i].fd);
+	close(ep);
+}
+
+static void check_churn(long total)
+{
+	char name[256];
+	int fds0, fds1 = -1, conns0, conns1 = -1, sock0, sock1 = -1;
+	long rss0, rss1 = -1;
+	struct churn_res r;
+	__u64 t0, ms, end;
+
+	snprintf(name, sizeof(name),
+		 "churn: %ld short connections, %d at once, each echoed right; then "
+		 "no map entry, descriptor or RSS left over", total, CHURN_AT_ONCE);
+	/* the idle baseline: after check_many's connections are gone and the
+	 * proxy had time to give its memory back
+	 */
+	th_wait_entries(&env, SL_MAP_CONNS, 0, 5000);
+	usleep(1500 * 1000);
+	fds0 = fd_count(env.sidelane);
+	rss0 = rss_kib(env.sidelane);
+	conns0 = th_map_entries(&env, SL_MAP_CONNS);
+	sock0 = th_map_entries(&env, SL_MAP_SOCKHASH);
+	t0 = th_now_ms();
+	churn(total, &r);
+	ms = th_now_ms() - t0;
+	th_info("churn: %ld done, %ld failed in %llu ms (%.0f connections/s)",
+		r.done, r.failed, (unsigned long long)ms,
+		ms ? r.done * 1000.0 / ms : 0.0);
+	/* records go when sockets close; memory after SL_TRIM_IDLE_MS idle */
+	end = th_now_ms() + 10000;
+	do {
+		usleep(200 * 1000);
+		fds1 = fd_count(env.sidelane);
+		rss1 = rss_kib(env.sidelane);
+		conns1 = th_map_entries(&env, SL_MAP_CONNS);
+		sock1 = th_map_entries(&env, SL_MAP_SOCKHASH);
+	} while ((fds1 > fds0 || conns1 > conns0 || sock1 > sock0 ||
+		  rss1 > rss0 + 2048) && th_now_ms() < end);
+	th_info("churn: sidelane fds %d -> %d, RSS %ld -> %ld KiB (idle %ld, "
+		"anonymous now %ld), %s %d -> %d, %s %d -> %d", fds0, fds1, rss0,
+		rss1, rss_idle, status_kib(env.sidelane, "RssAnon"), SL_MAP_CONNS,
+		conns0, conns1, SL_MAP_SOCKHASH, sock0, sock1);
+	if (TH_CHECK(r.done == total && !r.failed, name,
+		     "%ld done, %ld failed (first: %s)", r.done, r.failed,
+		     strerror(r.first_err)) &&
+	    TH_CHECK(fds1 <= fds0, name, "sidelane's descriptors %d -> %d",
+		     fds0, fds1) &&
+	    TH_CHECK(conns1 <= conns0 && sock1 <= sock0, name,
+		     "map entries left: %s %d -> %d, %s %d -> %d",
+		     SL_MAP_CONNS, conns0, conns1, SL_MAP_SOCKHASH, sock0, sock1) &&
+	    TH_CHECK(rss1 <= rss0 + 2048, name,
+		     "RSS %ld KiB -> %ld KiB (2 MiB slack)", rss0, rss1))
+		th_pass(name);
+}
+
+static void remove_files(void *arg)
+{
+	(void)arg;
+	if (getenv("SL_KEEP"))
+		return;
+	unlink(cfg_path);
+	unlink(alog_path);
+}
+
+static long env_num(const char *name, long def, long min, long max)
+{
+	const char *s = getenv(name);
+	long v = s && *s ? strtol(s, NULL, 10) : def;
+
+	return v < min ? min : v > max ? max : v;
+}
+
+int main(void)
+{
+	const char *setup = "scale: setup: cgroups, echo server, sidelane run "
+			    "(app_sockets send, an ambassador)";
+	int n = (int)env_num("SIDELANE_SCALE_CONNS", 2000, 10, 100000);
+	long total = env_num("SIDELANE_CHURN", 5000, 0, 100000000);
+	char text[PATH_MAX + 512];
+	struct rlimit rl = { (rlim_t)n * 2 + NOFILE_SPARE,
+			     (rlim_t)n * 2 + NOFILE_SPARE };
+	pid_t srv_pid = -1;
+	int err;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	th_watchdog(120 + (unsigned int)(n / 200) + (unsigned int)(total / 2000),
+		    "scale");
+	/* sidelane holds two descriptors a connection (the app's side and
+	 * the upstream); it can raise its soft limit, not a hard one it has
+	 * no CAP_SYS_RESOURCE for: ask for no more than that allows
+	 */
+	if (setrlimit(RLIMIT_NOFILE, &rl) && !getrlimit(RLIMIT_NOFILE, &rl) &&
+	    rl.rlim_max < (rlim_t)n * 2 + NOFILE_SPARE) {
+		int fit = (int)((rl.rlim_max - NOFILE_SPARE) / 2);
+
+		th_info("scale: %d connections asked; the hard open files limit "
+			"%llu (no CAP_SYS_RESOURCE to raise it) leaves sidelane "
+			"room for %d at two descriptors each: %d it is", n,
+			(unsigned long long)rl.rlim_max, fit, fit);
+		n = fit;
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	snprintf(cfg_path, sizeof(cfg_path), "/tmp/sidelane-test-scale-%d.yaml", (int)getpid());
+	snprintf(alog_path, sizeof(alog_path), "/tmp/sidelane-test-scale-%d.log", (int)getpid());
+	err = th_cleanup_push(remove_files, NULL);
+	err = err ?: th_env_setup_opts(&env, "scale",
+				       &(struct th_env_opts){ .sidecar = true });
+	/* the upstream listens from our own cgroup, outside sidelane's */
+	if (!err) {
+		srv_fd = th_listen("127.0.0.1", 4096, &srv_port);
+		err = srv_fd;
+	}
+	if (srv_fd >= 0) {
+		srv_pid = fork();
+		if (!srv_pid)
+			srv_main();
+		err = srv_pid < 0 ? -errno : 0;
+	}
+	amb_port = err ? -1 : th_free_port();
+	if (!err && amb_port < 0)
+		err = -EADDRINUSE;
+	if (!err) {
+		mkdir("build/tests/logs", 0755);
+		snprintf(env.log, sizeof(env.log), "build/tests/logs/sidelane-%s.log",
+			 env.name);
+		snprintf(text, sizeof(text),
+			 "capture:\n  enabled: false\n"
+			 "proxy:\n  max_conns: %d\n  ambassadors:\n"
+			 "    - listen: \"127.0.0.1:%d\"\n      upstream: \"127.0.0.1:%d\"\n"
+			 "admin:\n  listen: \"\"\n  drain_timeout_ms: 0\n"
+			 "accounting:\n  access_log: \"%s\"\n  max_bytes: 1073741824\n"
+			 "fastpath:\n  app_sockets: send\n"
+			 "limits:\n  max_conns: %d\n",
+			 n + CHURN_AT_ONCE * 4, amb_port, srv_port, alog_path,
+			 n + CHURN_AT_ONCE * 4);
+		err = th_env_run_config(&env, cfg_path, text);
+	}
+	err = err ?: th_enter(&env);
+	if (!TH_CHECK(!err, setup, "%s (log %s)", strerror(-err), env.log))
+		goto out;
+	rss_idle = rss_kib(env.sidelane);
+	th_info("scale: sidelane idle RSS %ld KiB (anonymous %ld KiB), %d descriptors",
+		rss_idle, status_kib(env.sidelane, "RssAnon"),
+		fd_count(env.sidelane));
+	th_pass(setup);
+	check_many(n);
+	if (total)
+		check_churn(total);
+out:
+	th_leave(&env);
+	if (srv_pid > 0) {
+		kill(srv_pid, SIGKILL);
+		th_wait(srv_pid, 5000);
+	}
+	if (srv_fd >= 0)
+		close(srv_fd);
+	err = th_env_teardown(&env);
+	if (TH_CHECK(!err, "scale: teardown: sidelane stopped, cgroups and pins removed",
+		     "%s", strerror(-err)))
+		th_pass("scale: teardown: sidelane stopped, cgroups and pins removed");
+	th_cleanup_pop(remove_files, NULL, true);
+	return th_summary();
+}
