@@ -79,7 +79,7 @@ vmlinux:
 # Debian packages for build, tests, benchmark and demo; apt-get only when one is missing.
 DEB_PKGS := clang llvm libbpf-dev libelf-dev zlib1g-dev libssl-dev libcmocka-dev \
 	    libcyaml-dev libmicrohttpd-dev libcap-dev bpftool pkg-config iproute2 make gcc python3 \
-	    python3-prometheus-client curl haproxy stunnel4
+	    python3-prometheus-client curl haproxy stunnel4 gnuplot-nox
 deps:
 	$(Q)missing=$$(for p in $(DEB_PKGS); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \

@@ -54,6 +54,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -77,6 +78,7 @@
 #include "capture_user.h"
 #include "stats_user.h"
 #include "bench.h"
+#include "bench_plot.h"
 #include "bench_bare.skel.h"
 #include "cgroup.h"
 #include "log.h"
@@ -121,6 +123,11 @@ enum { BENCH_EXIT_USAGE = 2, BENCH_EXIT_NOT_ACCEL = 3 };
 #define BENCH_CONN_CLIENTS 4 /* conn workload: closed-loop clients at once */
 #define BENCH_RR_CLIENTS 16 /* rr_1k_c16: connections at once, a client each */
 #define BENCH_RR_CLIENTS_MANY 64 /* rr_1k_c64 */
+/* rr_1k_c1000: so many connections over BENCH_RR_PROCS client processes,
+ * each driving its share with one epoll loop (and as many servers)
+ */
+#define BENCH_RR_CONNS 1000
+#define BENCH_RR_PROCS 4
 #define BENCH_CLIENTS_MAX 64 /* of any workload; so many servers too */
 _Static_assert(BENCH_CONN_CLIENTS <= BENCH_CLIENTS_MAX &&
 		       BENCH_RR_CLIENTS <= BENCH_CLIENTS_MAX &&
@@ -294,27 +301,31 @@ struct workload {
 	size_t size; /* request = response size (rr, conn), write size (stream) */
 	int clients; /* closed loops at once, each a process (rr: a connection) */
 	unsigned int suites; /* bit (1 << suite) per suite that measures it */
+	int conns; /* connections per client process; rr > 1: one epoll loop */
 };
 
 #define SU_PLAIN ((1u << SUITE_FASTPATH) | (1u << SUITE_SIDECAR))
 #define SU_TLS (1u << SUITE_TLS)
 static const struct workload workloads[] = {
-	{ "rr_64", "rr 64 B", WL_RR, 64, 1, SU_PLAIN },
-	{ "rr_1k", "rr 1 KiB", WL_RR, 1024, 1, SU_PLAIN },
+	{ "rr_64", "rr 64 B", WL_RR, 64, 1, SU_PLAIN, 1 },
+	{ "rr_1k", "rr 1 KiB", WL_RR, 1024, 1, SU_PLAIN, 1 },
 	{ "rr_1k_c" STR(BENCH_RR_CLIENTS), "rr 1 KiB x" STR(BENCH_RR_CLIENTS),
-	  WL_RR, 1024, BENCH_RR_CLIENTS, SU_PLAIN },
+	  WL_RR, 1024, BENCH_RR_CLIENTS, SU_PLAIN, 1 },
 	{ "rr_1k_c" STR(BENCH_RR_CLIENTS_MANY),
 	  "rr 1 KiB x" STR(BENCH_RR_CLIENTS_MANY), WL_RR, 1024,
-	  BENCH_RR_CLIENTS_MANY, 1u << SUITE_SIDECAR },
-	{ "rr_16k", "rr 16 KiB", WL_RR, 16384, 1, SU_PLAIN },
+	  BENCH_RR_CLIENTS_MANY, 1u << SUITE_SIDECAR, 1 },
+	{ "rr_1k_c" STR(BENCH_RR_CONNS), "rr 1 KiB x" STR(BENCH_RR_CONNS), WL_RR,
+	  1024, BENCH_RR_PROCS, 1u << SUITE_SIDECAR,
+	  BENCH_RR_CONNS / BENCH_RR_PROCS },
+	{ "rr_16k", "rr 16 KiB", WL_RR, 16384, 1, SU_PLAIN, 1 },
 	{ "stream_64k", "stream 64 KiB", WL_STREAM, BENCH_STREAM_CHUNK, 1,
-	  SU_PLAIN | SU_TLS },
+	  SU_PLAIN | SU_TLS, 1 },
 	/* a new connection per request: connect, request, response, close */
 	/* both ways at once: the server echoes a stream of 64 KiB writes */
 	{ "duplex_64k", "duplex 64 KiB", WL_DUPLEX, BENCH_STREAM_CHUNK, 1,
-	  1u << SUITE_SIDECAR },
+	  1u << SUITE_SIDECAR, 1 },
 	{ "conn_64", "conn 64 B", WL_CONN, 64, BENCH_CONN_CLIENTS,
-	  SU_TLS | (1u << SUITE_SIDECAR) },
+	  SU_TLS | (1u << SUITE_SIDECAR), 1 },
 };
 #define NR_WORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
 
@@ -426,6 +437,7 @@ struct bench_opts {
 	int pin_cpu[2]; /* server, client CPU when pinned */
 	unsigned int duration_ms;
 	int json;
+	const char *plot_dir; /* --plot: SVG charts there */
 	int modes[NR_MODES]; /* 1: measured (the suite's modes only) */
 	int workloads[NR_WORKLOADS]; /* 1: measured (the suite's only) */
 	/* sidecar: the sidelane mode's fastpath.app_sockets (admission) */
@@ -1308,6 +1320,55 @@ out:
 	return ret;
 }
 
+/* A server of an rr workload with many connections a client: echo what
+ * comes on every connection it accepts, one epoll loop, until shm->stop.
+ */
+static int serve_many(int idx, void *arg)
+{
+	const struct worker_args *a = arg;
+	struct side_result *r = &a->shm->server;
+	struct epoll_event ev = { .events = EPOLLIN }, evs[64];
+	int ep, k, e, fd, err, ret = 1;
+	char *buf = malloc(BENCH_STREAM_CHUNK);
+	ssize_t n;
+
+	(void)idx;
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	ev.data.fd = a->lfd;
+	if (!buf || ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, a->lfd, &ev)) {
+		ret = side_fail(r, buf ? errno : ENOMEM, "server setup");
+		goto out;
+	}
+	while (!__atomic_load_n(&a->shm->stop, __ATOMIC_RELAXED)) {
+		k = epoll_wait(ep, evs, 64, 100);
+		for (e = 0; e < k; e++) {
+			fd = evs[e].data.fd;
+			if (fd == a->lfd) {
+				/* the other servers race for it: EAGAIN */
+				while ((fd = accept4(a->lfd, NULL, NULL,
+						     SOCK_CLOEXEC)) >= 0) {
+					set_timeouts(fd, 1);
+					ev.data.fd = fd;
+					epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+				}
+				continue;
+			}
+			n = recv(fd, buf, BENCH_STREAM_CHUNK, MSG_DONTWAIT);
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				continue;
+			err = n > 0 ? write_full(fd, buf, n) : 0;
+			if (n <= 0 || err)
+				close(fd); /* the client's close, or its end */
+		}
+	}
+	ret = 0;
+out:
+	if (ep >= 0)
+		close(ep);
+	free(buf);
+	return ret;
+}
+
 /* Server: listen on sa (port 0: any), report the port on port_pipe, then
  * serve with wl->clients processes: one connection each (rr, stream), or
  * connections until the parent says stop (conn).
@@ -1325,7 +1386,9 @@ static int run_server(const struct workload *wl, struct sockaddr_in sa,
 	if (lfd >= 0 && sa.sin_port)
 		setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
-	    listen(lfd, wl->kind == WL_CONN ? 128 : wl->clients) ||
+	    listen(lfd, wl->kind == WL_CONN ? 128 :
+			wl->conns > 1	   ? SOMAXCONN :
+					     wl->clients) ||
 	    getsockname(lfd, (struct sockaddr *)&sa, &salen))
 		return side_fail(r, errno, "server listen");
 	port = ntohs(sa.sin_port);
@@ -1336,11 +1399,14 @@ static int run_server(const struct workload *wl, struct sockaddr_in sa,
 	/* conn polls, to see the stop; serve_one's accept() waits
 	 * BENCH_IO_TIMEOUT_S at most (SO_RCVTIMEO)
 	 */
-	if (wl->kind == WL_CONN && fcntl(lfd, F_SETFL, O_NONBLOCK))
+	if ((wl->kind == WL_CONN || wl->conns > 1) &&
+	    fcntl(lfd, F_SETFL, O_NONBLOCK))
 		return side_fail(r, errno, "listener O_NONBLOCK");
 	set_timeouts(lfd, 0);
 	return run_workers(wl->clients,
-			   wl->kind == WL_CONN ? conn_server : serve_one,
+			   wl->kind == WL_CONN ? conn_server :
+			   wl->conns > 1       ? serve_many :
+						 serve_one,
 			   &(struct worker_args){ .wl = wl, .lfd = lfd,
 						  .shm = shm });
 }
@@ -1432,6 +1498,97 @@ static int rr_client(int idx, void *arg)
 out:
 	if (fd >= 0)
 		close(fd);
+	free(buf);
+	return ret;
+}
+
+/* A client of rr over wl->conns connections of its own, one epoll loop:
+ * each connection a closed loop of one request of wl->size bytes and its
+ * echo, every byte of which carries the request's sequence number.
+ */
+struct rr_conn {
+	int fd;
+	uint8_t seq;
+	size_t got;
+	uint64_t t0;
+};
+
+static int rr_send(struct rr_conn *x, char *req, size_t size)
+{
+	memset(req, x->seq, size);
+	x->got = 0;
+	x->t0 = now_ns();
+	return write_full(x->fd, req, size);
+}
+
+static int rr_many_client(int idx, void *arg)
+{
+	const struct worker_args *a = arg;
+	struct side_result *r = &a->shm->client;
+	size_t size = a->wl->size, i, j, n = (size_t)a->wl->conns;
+	struct rr_conn *cs = calloc(n, sizeof(*cs));
+	char *req = malloc(size), *buf = malloc(size);
+	struct epoll_event evs[64];
+	struct tx_count c = {};
+	int ep = epoll_create1(EPOLL_CLOEXEC), k, e, err = 0, ret = 1;
+	ssize_t got;
+
+	if (!cs || !req || !buf || ep < 0) {
+		side_fail(r, ENOMEM, "client setup");
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		cs[i].fd = -1;
+	for (i = 0; i < n; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = i };
+
+		cs[i].fd = client_connect(a->dst, 1, r);
+		if (cs[i].fd < 0)
+			goto out;
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev)) {
+			side_fail(r, errno, "epoll_ctl");
+			goto out;
+		}
+	}
+	for (i = 0; i < n && !err; i++)
+		err = rr_send(&cs[i], req, size);
+	while (!err && !bench_stop && now_ns() < a->end) {
+		k = epoll_wait(ep, evs, 64, 1000);
+		for (e = 0; e < k && !err; e++) {
+			struct rr_conn *x = &cs[evs[e].data.u64];
+
+			got = recv(x->fd, buf, size - x->got, MSG_DONTWAIT);
+			if (got < 0 && (errno == EAGAIN || errno == EINTR))
+				continue;
+			if (got <= 0) {
+				err = got ? errno : EPIPE;
+				break;
+			}
+			for (j = 0; j < (size_t)got; j++)
+				if ((uint8_t)buf[j] != x->seq)
+					err = EBADMSG;
+			x->got += (size_t)got;
+			if (err || x->got < size)
+				continue;
+			tx_done(a, idx, &c, x->t0, now_ns());
+			x->seq++;
+			err = rr_send(x, req, size);
+		}
+	}
+	if (err) {
+		side_fail(r, err, "client request");
+		goto out;
+	}
+	a->shm->clients[idx] = c;
+	ret = bench_stop ? 1 : 0;
+out:
+	for (i = 0; cs && i < n; i++)
+		if (cs[i].fd >= 0)
+			close(cs[i].fd);
+	if (ep >= 0)
+		close(ep);
+	free(cs);
+	free(req);
 	free(buf);
 	return ret;
 }
@@ -1680,7 +1837,10 @@ static int run_client_loops(const struct workload *wl, struct sockaddr_in dst,
 	a.measure = now_ns() + warmup_ns;
 	a.end = a.measure + dur_ns;
 	ret = run_workers(wl->clients,
-			  wl->kind == WL_RR ? rr_client : conn_client, &a);
+			  wl->kind != WL_RR ? conn_client :
+			  wl->conns > 1	    ? rr_many_client :
+					      rr_client,
+			  &a);
 	for (i = 0; i < wl->clients; i++) {
 		c = &shm->clients[i];
 		shm->tx += c->tx;
@@ -2016,7 +2176,7 @@ static int start_sidelane_proc(enum proc p, enum cg app, const char *pin_root,
 /* BENCH_POLICY_RULES deny rules none of the bench's addresses match, so
  * that a new connection pays for a policy of that size, as in a real pod.
  */
-#define BENCH_POLICY_RULES 100
+#define BENCH_POLICY_RULES 1000
 
 static int policy_yaml(char *buf, size_t len)
 {
@@ -2253,7 +2413,9 @@ static int start_tls_sidelane(int side)
 			 "  default: deny\n"
 			 "  identities:\n"
 			 "    - id: \"spiffe://bench.local/ns/a/*\"\n"
-			 "      action: allow\n",
+			 "      action: allow\n"
+			 "proxy:\n"
+			 "  workers: 1\n",
 			 ntohs(b.sin_port), BENCH_UPSTREAM_PORT);
 	else
 		snprintf(role, sizeof(role),
@@ -2264,6 +2426,7 @@ static int start_tls_sidelane(int side)
 			 "inbound:\n"
 			 "  enabled: false\n"
 			 "proxy:\n"
+			 "  workers: 1\n"
 			 "  ambassadors:\n"
 			 "    - listen: \"127.0.0.1:%u\"\n"
 			 "      upstream: \"" BENCH_NS_IP ":%u\"\n",
@@ -2589,6 +2752,30 @@ static double pct_us(const uint32_t *s, uint64_t n, double p)
 	return s[i ? i - 1 : 0] / 1000.0;
 }
 
+/* --plot: latency quantiles per workload and mode, summed over the rounds
+ * (drawn as their mean): 1..99 %, 99.5 %, 99.9 %
+ */
+#define BENCH_CDF_POINTS 101
+static double cdf_q[BENCH_CDF_POINTS];
+static double cdf_sum[NR_WORKLOADS][NR_MODES][BENCH_CDF_POINTS];
+static unsigned int cdf_n[NR_WORKLOADS][NR_MODES];
+
+static void cdf_add(size_t w, enum mode m, const uint32_t *sorted, uint64_t n)
+{
+	unsigned int i;
+
+	if (!n)
+		return;
+	for (i = 0; i < BENCH_CDF_POINTS; i++) {
+		uint64_t k;
+
+		cdf_q[i] = i < 99 ? (i + 1) / 100.0 : i == 99 ? 0.995 : 0.999;
+		k = (uint64_t)ceil(cdf_q[i] * (double)n);
+		cdf_sum[w][m][i] += sorted[k ? k - 1 : 0] / 1e3;
+	}
+	cdf_n[w][m]++;
+}
+
 /* Wait for a child until deadline (CLOCK_MONOTONIC ns); kill it past that or
  * on a stop. Its rusage goes to ru. 0, or a positive errno.
  */
@@ -2792,6 +2979,9 @@ static int measure(enum mode m, const struct workload *wl,
 		return -EIO;
 	if (wl->kind == WL_RR || wl->kind == WL_CONN) {
 		qsort(shm->lat_ns, shm->nlat, sizeof(shm->lat_ns[0]), cmp_u32);
+		if (o->plot_dir)
+			cdf_add((size_t)(wl - workloads), m, shm->lat_ns,
+				shm->nlat);
 		out->v[M_P50] = pct_us(shm->lat_ns, shm->nlat, 50);
 		out->v[M_P99] = pct_us(shm->lat_ns, shm->nlat, 99);
 	}
@@ -2921,11 +3111,19 @@ static void print_table(const struct bench_opts *o)
 	}
 	for (w = 0; w < NR_WORKLOADS; w++)
 		if (o->workloads[w] && workloads[w].kind == WL_RR &&
-		    workloads[w].clients > 1)
+		    workloads[w].clients > 1 && workloads[w].conns <= 1)
 			printf("%s: %d clients at once, a connection each, closed "
 			       "loops of %zu B request/response; p50/p99 over all "
 			       "their transactions, tx/s their sum\n",
 			       workloads[w].label, workloads[w].clients,
+			       workloads[w].size);
+		else if (o->workloads[w] && workloads[w].conns > 1)
+			printf("%s: %d connections at once, %d client processes "
+			       "each driving %d with one epoll loop (as many "
+			       "servers), closed loops of %zu B request/response\n",
+			       workloads[w].label,
+			       workloads[w].clients * workloads[w].conns,
+			       workloads[w].clients, workloads[w].conns,
 			       workloads[w].size);
 	if (o->suite == SUITE_TLS) {
 		printf("client -> A on 127.0.0.1 -> mutual TLS 1.3 over a veth -> "
@@ -3008,6 +3206,97 @@ static void json_str(const char *s)
 	putchar('"');
 }
 
+/* --plot DIR: a latency CDF per rr and conn workload, and throughput and
+ * CPU bars relative to the suite's first mode (each metric in its own unit
+ * would need a chart per workload).
+ */
+static int plot(const struct bench_opts *o)
+{
+	static const int tput[] = { [WL_RR] = M_TPS, [WL_STREAM] = M_GBITS,
+				    [WL_CONN] = M_CONNS, [WL_DUPLEX] = M_GBITS };
+	static const int cpu[] = { [WL_RR] = M_CPU_100K, [WL_STREAM] = M_CPU_GIB,
+				   [WL_CONN] = M_CPU_CONN,
+				   [WL_DUPLEX] = M_CPU_GIB };
+	const struct suite_desc *su = &suites[o->suite];
+	static struct sl_plot_bars bars[2];
+	char stem[64], title[160];
+	unsigned int i, k, w;
+	int err = 0, m;
+
+	if (mkdir(o->plot_dir, 0755) && errno != EEXIST) {
+		pr_warn("bench: --plot %s: %s\n", o->plot_dir, strerror(errno));
+		return -errno;
+	}
+	for (w = 0; w < NR_WORKLOADS && !err; w++) {
+		struct sl_plot_cdf c = { .stem = stem, .title = title,
+					 .npoints = BENCH_CDF_POINTS,
+					 .q = cdf_q };
+		static double mean[SL_PLOT_SERIES_MAX][BENCH_CDF_POINTS];
+
+		if (!o->workloads[w] || (workloads[w].kind != WL_RR &&
+					 workloads[w].kind != WL_CONN))
+			continue;
+		for (i = 0; i < (unsigned int)su->nmodes; i++) {
+			m = su->modes[i];
+			if (!o->modes[m] || !cdf_n[w][m] ||
+			    c.nseries == SL_PLOT_SERIES_MAX)
+				continue;
+			for (k = 0; k < BENCH_CDF_POINTS; k++)
+				mean[c.nseries][k] = cdf_sum[w][m][k] / cdf_n[w][m];
+			c.us[c.nseries] = mean[c.nseries];
+			c.series[c.nseries++] = mode_name[m];
+		}
+		snprintf(stem, sizeof(stem), "%s-latency-%s", su->name,
+			 workloads[w].name);
+		snprintf(title, sizeof(title),
+			 "%s: %s latency, mean of %u rounds' quantiles", su->name,
+			 workloads[w].label, res_rounds);
+		err = c.nseries ? sl_plot_cdf(o->plot_dir, &c) : 0;
+	}
+	for (k = 0; k < 2 && !err; k++) {
+		struct sl_plot_bars *b = &bars[k];
+		int base = -1;
+
+		memset(b, 0, sizeof(*b));
+		for (i = 0; i < (unsigned int)su->nmodes; i++) {
+			m = su->modes[i];
+			if (!o->modes[m] || b->nseries == SL_PLOT_SERIES_MAX)
+				continue;
+			if (base < 0)
+				base = m; /* the first measured: 1.0 */
+			b->series[b->nseries++] = mode_name[m];
+		}
+		snprintf(stem, sizeof(stem), "%s-%s", su->name,
+			 k ? "cpu" : "throughput");
+		snprintf(title, sizeof(title),
+			 "%s: %s relative to %s, median of %u rounds", su->name,
+			 k ? "CPU per unit of work" : "throughput",
+			 base < 0 ? "-" : mode_name[base], res_rounds);
+		b->stem = stem;
+		b->title = title;
+		b->ylabel = k ? "CPU per transaction, GiB or connection (x; lower is better)" :
+				"tx/s, Gbit/s or conn/s (x; higher is better)";
+		for (w = 0; w < NR_WORKLOADS && base >= 0; w++) {
+			int metric = k ? cpu[workloads[w].kind] :
+					 tput[workloads[w].kind];
+			double d = median(w, base, metric);
+			unsigned int col = 0;
+
+			if (!o->workloads[w] || b->ncats == SL_PLOT_CATS_MAX)
+				continue;
+			for (i = 0; i < (unsigned int)su->nmodes; i++) {
+				m = su->modes[i];
+				if (o->modes[m] && col < b->nseries)
+					b->v[b->ncats][col++] =
+						ratio(median(w, m, metric), d);
+			}
+			b->cats[b->ncats++] = workloads[w].label;
+		}
+		err = b->ncats ? sl_plot_bars(o->plot_dir, b) : 0;
+	}
+	return err;
+}
+
 static void print_json(const struct bench_opts *o, const struct accel *acc,
 		       const int *accel_ok, int inherited)
 {
@@ -3038,10 +3327,11 @@ static void print_json(const struct bench_opts *o, const struct accel *acc,
 		if (!o->workloads[w])
 			continue;
 		printf("%s{\"name\":\"%s\",\"kind\":\"%s\",\"size\":%zu,"
-		       "\"clients\":%d,\"metrics\":{",
+		       "\"clients\":%d,\"connections\":%d,\"metrics\":{",
 		       first_w ? "" : ",", workloads[w].name,
 		       kind_name[workloads[w].kind], workloads[w].size,
-		       workloads[w].clients);
+		       workloads[w].clients,
+		       workloads[w].clients * workloads[w].conns);
 		first_w = 0;
 		first_k = 1;
 		for (k = 0; k < NR_METRICS; k++) {
@@ -3148,6 +3438,7 @@ static void bench_usage(FILE *f)
 		"Usage: sidelane bench [--suite fastpath|sidecar|tls] [--rounds N]\n"
 		"                      [--duration-ms MS] [--quick] [--modes LIST]\n"
 		"                      [--workloads LIST] [--pin none|same|split] [--json]\n"
+		"                      [--plot DIR]\n"
 		"\n"
 		"Three or four modes measured in one run, interleaved. Suites:\n"
 		"fastpath (default): node-local over 127.0.0.1\n"
@@ -3210,6 +3501,11 @@ static void bench_usage(FILE *f)
 		"                    (default), both on one CPU, or on two CPUs; a\n"
 		"                    sidecar or TLS proxy is never pinned\n"
 		"  --json            one JSON object on stdout (medians, ratios, rounds)\n"
+		"  --plot DIR        also SVG charts in DIR, drawn by gnuplot\n"
+		"                    (gnuplot-nox): a latency CDF per rr and conn\n"
+		"                    workload (each mode a line), throughput and CPU\n"
+		"                    bars relative to the first mode; each chart's\n"
+		"                    .dat and .gp beside it"
 		"  --client block|nonblock  clients' sockets: blocking (default) or\n"
 		"                    non-blocking from before connect(), driven by\n"
 		"                    poll() (what admission may accelerate)\n"
@@ -3291,6 +3587,7 @@ enum {
 	OPT_WORKLOADS,
 	OPT_PIN,
 	OPT_JSON,
+	OPT_PLOT,
 	OPT_SUITE,
 	OPT_CLIENT,
 	OPT_APP_SOCKETS
@@ -3368,6 +3665,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 		{ "workloads", required_argument, NULL, OPT_WORKLOADS },
 		{ "pin", required_argument, NULL, OPT_PIN },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "plot", required_argument, NULL, OPT_PLOT },
 		{ "suite", required_argument, NULL, OPT_SUITE },
 		{ "client", required_argument, NULL, OPT_CLIENT },
 		{ "app-sockets", required_argument, NULL, OPT_APP_SOCKETS },
@@ -3440,6 +3738,9 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 			break;
 		case OPT_JSON:
 			o->json = 1;
+			break;
+		case OPT_PLOT:
+			o->plot_dir = optarg;
 			break;
 		case OPT_CLIENT:
 			if (strcmp(optarg, "block") && strcmp(optarg, "nonblock")) {
@@ -3785,6 +4086,8 @@ interrupted:
 		print_json(&o, acc, accel_ok, inherited);
 	else
 		print_table(&o);
+	if (o.plot_dir && plot(&o))
+		ret = 1;
 	ret = o.suite == SUITE_FASTPATH ? report_fastpath(&o, acc, accel_ok) :
 	      o.suite == SUITE_SIDECAR	? report_sidecar(&o, acc, accel_ok) :
 					  report_tls(&o, acc, accel_ok);
