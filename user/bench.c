@@ -101,6 +101,7 @@ enum { BENCH_EXIT_USAGE = 2, BENCH_EXIT_NOT_ACCEL = 3 };
 #define BENCH_WARMUP_MAX_MS 100 /* unmeasured start of each measurement */
 #define BENCH_IO_TIMEOUT_S 5 /* SO_RCVTIMEO/SO_SNDTIMEO: a stall ends a run */
 #define BENCH_GRACE_MS 10000 /* past its duration a child is killed */
+#define BENCH_SETTLE_MS 300 /* servers outlive the last connect this long */
 #define BENCH_MAX_TPS 400000 /* sizes the latency buffer; more is not stored */
 #define BENCH_STREAM_CHUNK (64 * 1024)
 /* First byte of each stream chunk: more follows / last chunk */
@@ -379,8 +380,9 @@ struct bench_shm {
 	struct side_result client, server;
 	uint64_t tx; /* rr, conn: transactions in the measured window */
 	uint64_t tx_all; /* rr, conn: transactions including the warm-up */
-	uint32_t stop; /* conn: set by the parent, the server ends */
+	uint32_t stop; /* conn, rr over epoll: set by the parent, servers end */
 	uint32_t pad;
+	uint64_t srv_last_ns; /* their last accept (srv_done) */
 	struct tx_count clients[BENCH_CLIENTS_MAX]; /* rr, conn: summed in tx */
 	uint64_t bytes; /* stream: bytes delivered in the measured window */
 	uint64_t bytes_all; /* stream: bytes the server received in total */
@@ -612,6 +614,12 @@ static void rm_tmpdir(void)
 
 	if (!bs.tmpdir[0])
 		return;
+	/* the relays' logs and configs, for a run that went wrong */
+	if (getenv("SIDELANE_BENCH_KEEP")) {
+		pr_info("bench: SIDELANE_BENCH_KEEP: kept %s\n", bs.tmpdir);
+		bs.tmpdir[0] = '\0';
+		return;
+	}
 	d = opendir(bs.tmpdir);
 	while (d && (e = readdir(d))) {
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
@@ -1196,6 +1204,24 @@ struct worker_args {
 	struct bench_shm *shm;
 };
 
+/* Servers that accept until told end only once nothing new came for
+ * BENCH_SETTLE_MS: connects the client made before it ended may still sit
+ * in a relay's accept queue and reach the fixed upstream port later; they
+ * must land here, not on the next measurement's server.
+ */
+static bool srv_done(const struct bench_shm *shm)
+{
+	return (__atomic_load_n(&shm->stop, __ATOMIC_RELAXED) &&
+		now_ns() - __atomic_load_n(&shm->srv_last_ns, __ATOMIC_RELAXED) >
+			BENCH_SETTLE_MS * 1000000ull) ||
+	       bench_stop;
+}
+
+static void srv_accepted(struct bench_shm *shm)
+{
+	__atomic_store_n(&shm->srv_last_ns, now_ns(), __ATOMIC_RELAXED);
+}
+
 /* A server of the conn workload: accept, echo one request, close first (the
  * client's end keeps no TIME_WAIT, so its ports last), until shm->stop.
  */
@@ -1210,7 +1236,7 @@ static int conn_server(int idx, void *arg)
 	(void)idx;
 	if (a->wl->size > sizeof(buf))
 		return side_fail(r, EMSGSIZE, "conn request size");
-	while (!__atomic_load_n(&a->shm->stop, __ATOMIC_RELAXED) && !bench_stop) {
+	while (!srv_done(a->shm)) {
 		if (poll(&pfd, 1, 20) != 1)
 			continue;
 		/* all servers wake; one gets the connection */
@@ -1220,12 +1246,14 @@ static int conn_server(int idx, void *arg)
 			continue;
 		if (fd < 0)
 			return side_fail(r, errno, "accept");
+		srv_accepted(a->shm);
 		set_timeouts(fd, 1);
 		err = read_full(fd, buf, a->wl->size);
 		if (!err)
 			err = write_full(fd, buf, a->wl->size);
 		close(fd);
-		if (err)
+		/* past the client's end, a cut connection is its leftover */
+		if (err && !__atomic_load_n(&a->shm->stop, __ATOMIC_RELAXED))
 			return side_fail(r, err, "server conn");
 	}
 	return 0;
@@ -1339,14 +1367,15 @@ static int serve_many(int idx, void *arg)
 		ret = side_fail(r, buf ? errno : ENOMEM, "server setup");
 		goto out;
 	}
-	while (!__atomic_load_n(&a->shm->stop, __ATOMIC_RELAXED)) {
-		k = epoll_wait(ep, evs, 64, 100);
+	while (!srv_done(a->shm)) {
+		k = epoll_wait(ep, evs, 64, 20);
 		for (e = 0; e < k; e++) {
 			fd = evs[e].data.fd;
 			if (fd == a->lfd) {
 				/* the other servers race for it: EAGAIN */
 				while ((fd = accept4(a->lfd, NULL, NULL,
 						     SOCK_CLOEXEC)) >= 0) {
+					srv_accepted(a->shm);
 					set_timeouts(fd, 1);
 					ev.data.fd = fd;
 					epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
@@ -3249,7 +3278,7 @@ static int plot(const struct bench_opts *o)
 		snprintf(stem, sizeof(stem), "%s-latency-%s", su->name,
 			 workloads[w].name);
 		snprintf(title, sizeof(title),
-			 "%s: %s latency, mean of %u rounds' quantiles", su->name,
+			 "%s: %s latency (quantiles, mean over %u rounds)", su->name,
 			 workloads[w].label, res_rounds);
 		err = c.nseries ? sl_plot_cdf(o->plot_dir, &c) : 0;
 	}
@@ -3501,6 +3530,8 @@ static void bench_usage(FILE *f)
 		"                    (default), both on one CPU, or on two CPUs; a\n"
 		"                    sidecar or TLS proxy is never pinned\n"
 		"  --json            one JSON object on stdout (medians, ratios, rounds)\n"
+		"  SIDELANE_BENCH_KEEP=1 (environment) keeps the relays' configs\n"
+		"                    and logs in the run's temporary folder\n"
 		"  --plot DIR        also SVG charts in DIR, drawn by gnuplot\n"
 		"                    (gnuplot-nox): a latency CDF per rr and conn\n"
 		"                    workload (each mode a line), throughput and CPU\n"

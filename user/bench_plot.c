@@ -135,7 +135,8 @@ int sl_plot_cdf(const char *dir, const struct sl_plot_cdf *c)
 		    "set ylabel 'fraction of transactions at or below'\n"
 		    "set yrange [0:1]\nset key autotitle columnhead\n"
 		    "set datafile missing 'NaN'\n");
-	fprintf(gp, "plot for [i=2:%u] '%s/%s.dat' using i:1 with lines lw 2\n",
+	fprintf(gp, "plot for [i=2:%u] '%s/%s.dat' using i:1 with lines lw 2 "
+		    "title columnhead(i)\n",
 		c->nseries + 1, dir, c->stem);
 	return close_pair(dat, gp, gp_path);
 }
@@ -172,7 +173,8 @@ int sl_plot_bars(const char *dir, const struct sl_plot_bars *b)
 		    "set style fill solid 0.8 border -1\n"
 		    "set boxwidth 0.9\nset yrange [0:*]\nset xtics rotate by -30\n"
 		    "set key autotitle columnhead\nset datafile missing 'NaN'\n");
-	fprintf(gp, "plot for [i=2:%u] '%s/%s.dat' using i:xtic(1)\n",
+	fprintf(gp, "plot for [i=2:%u] '%s/%s.dat' using i:xtic(1) "
+		    "title columnhead(i)\n",
 		b->nseries + 1, dir, b->stem);
 	return close_pair(dat, gp, gp_path);
 }

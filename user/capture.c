@@ -580,9 +580,8 @@ int sl_policy_apply_locked(const char *pin_root, const struct sl_policy *pol,
 	int fd4 = -1, fd6 = -1, st_fd, hits_fd = -1, ret;
 	struct sl_policy_state ps = {};
 	__u32 zero = 0, next, id;
+	__u64 none = 0;
 	unsigned int i;
-	__u64 *zeros = NULL;
-	int ncpu = libbpf_num_possible_cpus();
 
 	st_fd = map_fd(pin_root, SL_MAP_POLICY_STATE);
 	if (st_fd < 0)
@@ -606,14 +605,9 @@ int sl_policy_apply_locked(const char *pin_root, const struct sl_policy *pol,
 	/* Hit counters exist for every rule (and 0, the default) before any
 	 * connect can reach them; counts of rules that stay are kept.
 	 */
-	zeros = calloc(ncpu > 0 ? ncpu : 1, sizeof(__u64));
-	if (!zeros) {
-		ret = -ENOMEM;
-		goto out;
-	}
 	for (i = 0; i <= pol->n_rules; i++) {
 		id = i < pol->n_rules ? pol->rules[i].id : 0;
-		bpf_map_update_elem(hits_fd, &id, zeros, BPF_NOEXIST);
+		bpf_map_update_elem(hits_fd, &id, &none, BPF_NOEXIST);
 	}
 	/* Two writes, so no reader pairs the new gen with an old default:
 	 * first the default of the generation not yet live, then the flip
@@ -634,7 +628,6 @@ int sl_policy_apply_locked(const char *pin_root, const struct sl_policy *pol,
 	if (!ret)
 		prune_hits(hits_fd, pol);
 out:
-	free(zeros);
 	if (fd4 >= 0)
 		close(fd4);
 	if (fd6 >= 0)
@@ -731,8 +724,7 @@ int sl_policy_read(const char *pin_root, struct sl_policy *pol, int *configured,
 		return 0;
 	while (*n_hits < max_hits && !bpf_map_get_next_key(hits_fd, prev, &key)) {
 		hits[*n_hits].rule_id = key;
-		if (sl_percpu_sum_u64(hits_fd, key, &hits[*n_hits].hits,
-				      sizeof(__u64)))
+		if (bpf_map_lookup_elem(hits_fd, &key, &hits[*n_hits].hits))
 			hits[*n_hits].hits = 0;
 		prev = &hits[(*n_hits)++].rule_id;
 	}

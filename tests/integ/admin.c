@@ -464,6 +464,8 @@ static void check_metrics(void)
 		{ "sidelane_ready{}", "admin.ready", 1 },
 		{ "sidelane_draining{}", "admin.draining", 0 },
 		{ "sidelane_build_info{version=\"" SL_VERSION "\"}", NULL, 1 },
+		/* proxy.workers auto: one per CPU; their counts sum below */
+		{ "sidelane_proxy_workers{}", NULL, -1 },
 	};
 	int st = scrape_settled(), bad = 0;
 	size_t i;
@@ -481,6 +483,22 @@ static void check_metrics(void)
 		if (!ok) {
 			th_info("%s = %lld, want %lld", want[i].metric, m,
 				want[i].want);
+			bad++;
+		}
+	}
+	{
+		long long nw = M("sidelane_proxy_workers{}"), sum = 0, w;
+		char metric[128];
+
+		for (w = 0; w < nw; w++) {
+			snprintf(metric, sizeof(metric),
+				 "sidelane_proxy_worker_accepted_total{worker=\"%lld\"}",
+				 w);
+			sum += M(metric) > 0 ? M(metric) : 0;
+		}
+		if (sum != N_CONNS) {
+			th_info("per-worker accepted sum %lld over %lld workers, "
+				"want %d", sum, nw, N_CONNS);
 			bad++;
 		}
 	}

@@ -2,14 +2,19 @@
 /* Integration test (tests/integ): many connections through the real
  * `sidelane run`, and churn. An app in its cgroup (this process) holds
  * SIDELANE_SCALE_CONNS connections (default 2000; `make scale`: 10000) at
- * once through a plaintext ambassador to an echo server of this test outside
- * sidelane's cgroups: half of the app's sockets non-blocking (admitted with
- * fastpath.app_sockets send: spliced), half blocking (not admitted:
- * relayed). Checked:
+ * once to an echo server of this test outside sidelane's cgroups, a mix:
+ * - half through a plaintext ambassador from non-blocking app sockets
+ *   (admitted with fastpath.app_sockets send: spliced),
+ * - a quarter the same from blocking ones (not admitted: relayed),
+ * - a quarter over mutual TLS: an ambassador whose upstream is a tls.mesh
+ *   destination, the inbound listener (127.0.0.2) of a second sidelane (B,
+ *   the upstream pod's sidecar), which terminates it and relays to the echo
+ *   server. (One sidelane refuses its own listener as a loop.)
+ * Checked:
  * - every connection opens, and every byte of three rounds of messages of
  *   varied sizes comes back right on every connection, all open at once;
- * - the access log has one line per connection, "done", with exactly the
- *   bytes sent, spliced ones and relayed ones both present;
+ * - the access log has one "done" line per plaintext connection and two per
+ *   mTLS one (originated, terminated), each kind with exactly the bytes sent;
  * - the proxy's workers (proxy.workers auto) and RSS at that load;
  * - churn: SIDELANE_CHURN short connections (default 5000; `make soak`:
  *   1000000), 64 at a time, each echoing 64 bytes right; afterwards no map
@@ -41,10 +46,26 @@
 #define OPEN_BATCH 256 /* connects in flight while opening */
 #define IO_MS 30000
 #define NOFILE_SPARE 512 /* sidelane's descriptors besides connections' */
+#define TLS_EVERY 4 /* connection i with i % TLS_EVERY == 3 is mTLS */
+#define TLS_TD "scale.test"
+#define TLS_ID "spiffe://" TLS_TD "/ns/scale/sa/echo"
+#define TLS_IP "127.0.0.2" /* the inbound listener */
+
+enum kind { K_SPLICED, K_RELAYED, K_TLS, K_NR };
+static const char *const kind_name[K_NR] = { "spliced", "relayed", "mTLS" };
+
+static enum kind kind_of(int i)
+{
+	return i % TLS_EVERY == TLS_EVERY - 1 ? K_TLS : i & 1 ? K_RELAYED : K_SPLICED;
+}
 
 static struct th_env env;
 static char cfg_path[PATH_MAX], alog_path[PATH_MAX];
+static struct th_env env_b; /* sidelane B: the mTLS inbound listener */
+static char cfg_b_path[PATH_MAX], alog_b_path[PATH_MAX];
 static int amb_port, srv_port, srv_fd = -1;
+static int amb_tls_port, tls_port; /* mTLS ambassador, inbound listener */
+static char pki[64]; /* the test's CA and leaf (th_pki_dir) */
 static int srv_err; /* the echo server's first accept error */
 static long rss_idle; /* sidelane's VmRSS before the first connection */
 
@@ -130,10 +151,10 @@ static void msg_fill(char *buf, size_t len, int i, int round)
  * ones are admitted and spliced. Source addresses spread over 127.0.0.0/24
  * so churn does not run one address out of ports.
  */
-static int app_connect(int i, bool blocking)
+static int app_connect(int i, bool blocking, bool tls)
 {
 	struct sockaddr_in dst = { .sin_family = AF_INET,
-				   .sin_port = htons(amb_port),
+				   .sin_port = htons(tls ? amb_tls_port : amb_port),
 				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	struct sockaddr_in src = { .sin_family = AF_INET,
 				   .sin_addr.s_addr = htonl(0x7f000002 + i % 250) };
@@ -267,58 +288,89 @@ static int fd_count(pid_t pid)
 	return n;
 }
 
-/* Lines of the access log with "splice":"<result>" and reason done; the sum
- * of their bytes_up and bytes_down.
+/* The access log's relay lines by kind (n: lines, up/down: their bytes): a
+ * plaintext line is spliced or relayed by its "splice"; an mTLS connection
+ * has two lines, the ambassador's "originated" and the inbound listener's
+ * "terminated" (counted apart: not_done, lines that did not end "done").
  */
-static void alog_sum(long *spliced, long *relayed, long *other,
-		     unsigned long long *up, unsigned long long *down)
+struct alog_count {
+	long n[K_NR], terminated, not_done;
+	unsigned long long up[K_NR], down[K_NR], up_term, down_term;
+};
+
+static unsigned long long field_u64(const char *line, const char *key)
+{
+	const char *p = strstr(line, key);
+
+	return p ? strtoull(p + strlen(key), NULL, 10) : 0;
+}
+
+/* Add path's lines to a. */
+static void alog_add(struct alog_count *a, const char *path)
 {
 	char line[4096];
-	FILE *f = fopen(alog_path, "re");
+	FILE *f = fopen(path, "re");
 
-	*spliced = *relayed = *other = 0;
-	*up = *down = 0;
 	if (!f)
 		return;
 	while (fgets(line, sizeof(line), f)) {
-		unsigned long long u = 0, d = 0;
-		const char *p;
+		unsigned long long u, d;
+		int k;
 
 		if (!strstr(line, "\"kind\":\"relay\""))
 			continue;
-		if (!strstr(line, "\"reason\":\"done\""))
-			(*other)++;
-		else if (strstr(line, "\"splice\":\"spliced\""))
-			(*spliced)++;
-		else if (strstr(line, "\"splice\":\"not-admitted\""))
-			(*relayed)++;
-		else
-			(*other)++;
-		p = strstr(line, "\"bytes_up\":");
-		if (p)
-			u = strtoull(p + 11, NULL, 10);
-		p = strstr(line, "\"bytes_down\":");
-		if (p)
-			d = strtoull(p + 13, NULL, 10);
-		*up += u;
-		*down += d;
+		u = field_u64(line, "\"bytes_up\":");
+		d = field_u64(line, "\"bytes_down\":");
+		if (!strstr(line, "\"reason\":\"done\"")) {
+			a->not_done++;
+			continue;
+		}
+		if (strstr(line, "\"tls\":\"terminated\"")) {
+			a->terminated++;
+			a->up_term += u;
+			a->down_term += d;
+			continue;
+		}
+		k = strstr(line, "\"tls\":\"originated\"")	 ? K_TLS :
+		    strstr(line, "\"splice\":\"spliced\"")	 ? K_SPLICED :
+		    strstr(line, "\"splice\":\"not-admitted\"") ? K_RELAYED :
+								    -1;
+		if (k < 0) {
+			a->not_done++;
+			continue;
+		}
+		a->n[k]++;
+		a->up[k] += u;
+		a->down[k] += d;
 	}
 	fclose(f);
+}
+
+/* A's lines and B's. */
+static void alog_sum(struct alog_count *a)
+{
+	memset(a, 0, sizeof(*a));
+	alog_add(a, alog_path);
+	alog_add(a, alog_b_path);
 }
 
 static void check_many(int n)
 {
 	char name[256], msg[MSG_MAX];
 	struct conn *c = calloc(n, sizeof(*c));
-	unsigned long long sent = 0, up, down;
-	long spliced, relayed, other, rss;
-	int i, err = 0, bad = -1, round, ep = -1, opened = 0;
+	unsigned long long sent[K_NR] = {};
+	long want[K_NR] = {}, rss;
+	int i, k, err = 0, bad = -1, round, ep = -1, opened = 0, lines;
+	struct alog_count a;
+	bool ok;
 	__u64 t0, end;
 
+	for (i = 0; i < n; i++)
+		want[kind_of(i)]++;
 	snprintf(name, sizeof(name),
-		 "scale: %d connections at once (half spliced, half relayed): "
-		 "%d rounds of 1..%d B messages echoed byte-exact on each",
-		 n, ROUNDS, MSG_MAX);
+		 "scale: %d connections at once (%ld spliced, %ld relayed, %ld "
+		 "mTLS): %d rounds of 1..%d B messages echoed byte-exact on each",
+		 n, want[K_SPLICED], want[K_RELAYED], want[K_TLS], ROUNDS, MSG_MAX);
 	if (!TH_CHECK(c, name, "calloc"))
 		return;
 	ep = epoll_create1(EPOLL_CLOEXEC);
@@ -326,7 +378,8 @@ static void check_many(int n)
 	for (i = 0; i < n && !err; i++) {
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &c[i] };
 
-		c[i].fd = app_connect(i, i & 1);
+		c[i].fd = app_connect(i, kind_of(i) != K_SPLICED,
+				      kind_of(i) == K_TLS);
 		if (c[i].fd < 0) {
 			err = c[i].fd;
 			break;
@@ -337,8 +390,11 @@ static void check_many(int n)
 		if ((i + 1) % OPEN_BATCH == 0 || i + 1 == n)
 			err = err ?: wait_connected(c, i + 1 - ((i % OPEN_BATCH) + 1), i + 1);
 	}
-	if (!TH_CHECK(!err, name, "connection %d: %s", i, strerror(-err)))
+	if (!TH_CHECK(!err, name, "opening connection %d or one before: %s", i,
+		      strerror(-err))) {
+		th_dump_log(env.log);
 		goto out;
+	}
 	th_info("scale: %d connections open in %llu ms", n,
 		(unsigned long long)(th_now_ms() - t0));
 	for (round = 0; round < ROUNDS && bad < 0; round++)
@@ -356,7 +412,7 @@ static void check_many(int n)
 	th_pass(name);
 out:
 	for (i = 0; i < opened; i++) {
-		sent += c[i].sent;
+		sent[kind_of(i)] += c[i].sent;
 		close(c[i].fd);
 	}
 	if (ep >= 0)
@@ -364,24 +420,33 @@ out:
 	free(c);
 	if (bad >= 0 || err)
 		return;
-	/* one line per connection, written when it ends */
+	/* one line per plaintext connection, two per mTLS one, written when
+	 * each ends
+	 */
+	lines = n + (int)want[K_TLS];
 	snprintf(name, sizeof(name),
-		 "scale: the access log has %d lines, each done with exactly the "
-		 "bytes sent, spliced and relayed ones", n);
+		 "scale: the access log has %d lines, each done, each kind with "
+		 "exactly the bytes sent", lines);
 	end = th_now_ms() + IO_MS;
 	do {
 		usleep(50 * 1000);
-		alog_sum(&spliced, &relayed, &other, &up, &down);
-	} while (spliced + relayed + other < n && th_now_ms() < end);
-	th_info("scale: access log: %ld spliced, %ld relayed, %ld other; up %llu B, "
-		"down %llu B, sent %llu B", spliced, relayed, other, up, down, sent);
-	if (TH_CHECK(spliced + relayed == n && !other, name,
-		     "%ld spliced + %ld relayed + %ld other lines", spliced,
-		     relayed, other) &&
-	    TH_CHECK(spliced > 0 && relayed > 0, name,
-		     "%ld spliced, %ld relayed: want both", spliced, relayed) &&
-	    TH_CHECK(up == sent && down == sent, name,
-		     "bytes up %llu down %llu, sent %llu", up, down, sent))
+		alog_sum(&a);
+	} while (a.n[K_SPLICED] + a.n[K_RELAYED] + a.n[K_TLS] + a.terminated +
+			 a.not_done < lines &&
+		 th_now_ms() < end);
+	ok = !a.not_done && a.terminated == want[K_TLS] &&
+	     a.up_term == sent[K_TLS] && a.down_term == sent[K_TLS];
+	for (k = 0; k < K_NR; k++) {
+		th_info("scale: access log: %s %ld lines of %ld, up %llu B, down "
+			"%llu B, sent %llu B", kind_name[k], a.n[k], want[k],
+			a.up[k], a.down[k], sent[k]);
+		ok &= a.n[k] == want[k] && a.up[k] == sent[k] &&
+		      a.down[k] == sent[k];
+	}
+	th_info("scale: access log: terminated %ld, up %llu B, down %llu B; "
+		"not done or unknown %ld", a.terminated, a.up_term, a.down_term,
+		a.not_done);
+	if (TH_CHECK(ok, name, "see the lines above"))
 		th_pass(name);
 }
 
@@ -419,7 +484,8 @@ static void churn(long total, struct churn_res *r)
 				continue;
 			s[i].id = next++;
 			s[i].got = 0;
-			s[i].fd = app_connect((int)(s[i].id % 100000), s[i].id & 1);
+			s[i].fd = app_connect((int)(s[i].id % 100000), s[i].id & 1,
+					      false);
 			ev.data.u32 = i;
 			if (s[i].fd < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, s[i].fd, &ev)) {
 				if (!r->first_err)
@@ -536,6 +602,16 @@ static void remove_files(void *arg)
 		return;
 	unlink(cfg_path);
 	unlink(alog_path);
+	unlink(cfg_b_path);
+	unlink(alog_b_path);
+}
+
+/* sidelane A's descriptors for n connections of the mix: two each (B
+ * holds the other two of an mTLS one)
+ */
+static rlim_t fds_for(int n)
+{
+	return (rlim_t)n * 2;
 }
 
 static long env_num(const char *name, long def, long min, long max)
@@ -548,13 +624,13 @@ static long env_num(const char *name, long def, long min, long max)
 
 int main(void)
 {
-	const char *setup = "scale: setup: cgroups, echo server, sidelane run "
-			    "(app_sockets send, an ambassador)";
+	const char *setup = "scale: setup: cgroups, PKI, echo server, sidelane run "
+			    "(app_sockets send, a plaintext and an mTLS ambassador, "
+			    "an mTLS inbound listener)";
 	int n = (int)env_num("SIDELANE_SCALE_CONNS", 2000, 10, 100000);
 	long total = env_num("SIDELANE_CHURN", 5000, 0, 100000000);
-	char text[PATH_MAX + 512];
-	struct rlimit rl = { (rlim_t)n * 2 + NOFILE_SPARE,
-			     (rlim_t)n * 2 + NOFILE_SPARE };
+	char text[PATH_MAX * 4 + 1024];
+	struct rlimit rl;
 	pid_t srv_pid = -1;
 	int err;
 
@@ -565,9 +641,13 @@ int main(void)
 	 * the upstream); it can raise its soft limit, not a hard one it has
 	 * no CAP_SYS_RESOURCE for: ask for no more than that allows
 	 */
+	rl.rlim_cur = rl.rlim_max = fds_for(n) + NOFILE_SPARE;
 	if (setrlimit(RLIMIT_NOFILE, &rl) && !getrlimit(RLIMIT_NOFILE, &rl) &&
-	    rl.rlim_max < (rlim_t)n * 2 + NOFILE_SPARE) {
-		int fit = (int)((rl.rlim_max - NOFILE_SPARE) / 2);
+	    rl.rlim_max < fds_for(n) + NOFILE_SPARE) {
+		int fit = n;
+
+		while (fit > 10 && fds_for(fit) + NOFILE_SPARE > rl.rlim_max)
+			fit -= fit / 100 + 1;
 
 		th_info("scale: %d connections asked; the hard open files limit "
 			"%llu (no CAP_SYS_RESOURCE to raise it) leaves sidelane "
@@ -579,8 +659,12 @@ int main(void)
 	}
 	snprintf(cfg_path, sizeof(cfg_path), "/tmp/sidelane-test-scale-%d.yaml", (int)getpid());
 	snprintf(alog_path, sizeof(alog_path), "/tmp/sidelane-test-scale-%d.log", (int)getpid());
+	snprintf(cfg_b_path, sizeof(cfg_b_path), "/tmp/sidelane-test-scale-b-%d.yaml", (int)getpid());
+	snprintf(alog_b_path, sizeof(alog_b_path), "/tmp/sidelane-test-scale-b-%d.log", (int)getpid());
 	err = th_cleanup_push(remove_files, NULL);
 	err = err ?: th_env_setup_opts(&env, "scale",
+				       &(struct th_env_opts){ .sidecar = true });
+	err = err ?: th_env_setup_opts(&env_b, "scale-b",
 				       &(struct th_env_opts){ .sidecar = true });
 	/* the upstream listens from our own cgroup, outside sidelane's */
 	if (!err) {
@@ -593,23 +677,57 @@ int main(void)
 			srv_main();
 		err = srv_pid < 0 ? -errno : 0;
 	}
+	/* one leaf for both TLS roles: its SPIFFE ID is what each side wants */
+	err = err ?: th_pki_dir(pki, sizeof(pki), "scale");
+	err = err ?: th_pki_ca(pki, "ca");
+	err = err ?: th_pki_leaf(pki, "s", "ca", 1, "URI:" TLS_ID);
 	amb_port = err ? -1 : th_free_port();
-	if (!err && amb_port < 0)
+	amb_tls_port = err ? -1 : th_free_port();
+	tls_port = err ? -1 : th_free_port();
+	if (!err && (amb_port < 0 || amb_tls_port < 0 || tls_port < 0))
 		err = -EADDRINUSE;
 	if (!err) {
 		mkdir("build/tests/logs", 0755);
 		snprintf(env.log, sizeof(env.log), "build/tests/logs/sidelane-%s.log",
 			 env.name);
+		snprintf(env_b.log, sizeof(env_b.log),
+			 "build/tests/logs/sidelane-%s.log", env_b.name);
+		/* B: the upstream pod's sidecar, terminating mTLS */
+		snprintf(text, sizeof(text),
+			 "capture:\n  enabled: false\n"
+			 "proxy:\n  max_conns: %d\n"
+			 "tls:\n  cert: \"%s\"\n  key: \"%s\"\n  ca: \"%s\"\n"
+			 "inbound:\n  enabled: true\n  listen: \"" TLS_IP ":%d\"\n"
+			 "  mode: listener\n  app_port: %d\n  default: deny\n"
+			 "  identities:\n    - id: \"spiffe://" TLS_TD "/*\"\n"
+			 "      action: allow\n"
+			 "admin:\n  listen: \"\"\n  drain_timeout_ms: 0\n"
+			 "accounting:\n  access_log: \"%s\"\n  max_bytes: 1073741824\n",
+			 n / TLS_EVERY + CHURN_AT_ONCE, th_pki_path(pki, "s", "pem"),
+			 th_pki_path(pki, "s", "key"), th_pki_path(pki, "ca", "pem"),
+			 tls_port, srv_port, alog_b_path);
+		err = th_env_run_config(&env_b, cfg_b_path, text);
+	}
+	if (!err) {
+		/* A: the app's sidecar, a plaintext ambassador and one to B
+		 * over mTLS
+		 */
 		snprintf(text, sizeof(text),
 			 "capture:\n  enabled: false\n"
 			 "proxy:\n  max_conns: %d\n  ambassadors:\n"
 			 "    - listen: \"127.0.0.1:%d\"\n      upstream: \"127.0.0.1:%d\"\n"
+			 "    - listen: \"127.0.0.1:%d\"\n      upstream: \"" TLS_IP ":%d\"\n"
+			 "tls:\n  cert: \"%s\"\n  key: \"%s\"\n  ca: \"%s\"\n"
+			 "  mesh:\n    - cidr: \"" TLS_IP "/32\"\n      ports: [\"%d\"]\n"
+			 "      identities: [\"spiffe://" TLS_TD "/*\"]\n"
 			 "admin:\n  listen: \"\"\n  drain_timeout_ms: 0\n"
 			 "accounting:\n  access_log: \"%s\"\n  max_bytes: 1073741824\n"
 			 "fastpath:\n  app_sockets: send\n"
 			 "limits:\n  max_conns: %d\n",
-			 n + CHURN_AT_ONCE * 4, amb_port, srv_port, alog_path,
-			 n + CHURN_AT_ONCE * 4);
+			 n + CHURN_AT_ONCE * 4, amb_port, srv_port, amb_tls_port,
+			 tls_port, th_pki_path(pki, "s", "pem"),
+			 th_pki_path(pki, "s", "key"), th_pki_path(pki, "ca", "pem"),
+			 tls_port, alog_path, n + CHURN_AT_ONCE * 4);
 		err = th_env_run_config(&env, cfg_path, text);
 	}
 	err = err ?: th_enter(&env);
@@ -632,9 +750,12 @@ out:
 	if (srv_fd >= 0)
 		close(srv_fd);
 	err = th_env_teardown(&env);
+	err = th_env_teardown(&env_b) ?: err;
 	if (TH_CHECK(!err, "scale: teardown: sidelane stopped, cgroups and pins removed",
 		     "%s", strerror(-err)))
 		th_pass("scale: teardown: sidelane stopped, cgroups and pins removed");
 	th_cleanup_pop(remove_files, NULL, true);
+	if (pki[0])
+		th_pki_dir_remove(pki);
 	return th_summary();
 }
