@@ -131,6 +131,23 @@ static void m_by_name(FILE *f, const char *name, const char *type,
 		m_sample(f, name, label, names[i], NULL, NULL, vals[i]);
 }
 
+/* One sample per proxy worker (label worker="N"): accepted or active. */
+static void m_workers(FILE *f, const struct sl_proxy *p, const char *name,
+		      const char *type, const char *help, bool active)
+{
+	unsigned int w, nw = sl_proxy_workers(p);
+	struct sl_proxy_stats ps;
+	char id[16];
+
+	m_family(f, name, type, help);
+	for (w = 0; w < nw; w++) {
+		sl_proxy_worker_stats(p, w, &ps);
+		snprintf(id, sizeof(id), "%u", w);
+		m_sample(f, name, "worker", id, NULL, NULL,
+			 active ? ps.active : ps.accepted);
+	}
+}
+
 static void metrics_proxy(FILE *f, const struct sl_admin *a,
 			  const struct sl_proxy_counters *c)
 {
@@ -170,8 +187,7 @@ static void metrics_proxy(FILE *f, const struct sl_admin *a,
 	if (a->proxy) {
 		struct sl_proxy_stats ps;
 
-		unsigned int w, nw = sl_proxy_workers(a->proxy);
-		char id[16];
+		unsigned int nw = sl_proxy_workers(a->proxy);
 
 		sl_proxy_stats(a->proxy, &ps);
 		m_one(f, "sidelane_proxy_buffered_bytes", GAUGE,
@@ -179,23 +195,14 @@ static void metrics_proxy(FILE *f, const struct sl_admin *a,
 		      ps.buffered);
 		m_one(f, "sidelane_proxy_workers", GAUGE,
 		      "Proxy event loops (proxy.workers), one thread each.", nw);
-		m_family(f, "sidelane_proxy_worker_accepted_total", COUNTER,
-			 "Connections each worker accepted: how the kernel "
-			 "spreads them over the workers' SO_REUSEPORT listeners.");
-		for (w = 0; w < nw; w++) {
-			sl_proxy_worker_stats(a->proxy, w, &ps);
-			snprintf(id, sizeof(id), "%u", w);
-			m_sample(f, "sidelane_proxy_worker_accepted_total",
-				 "worker", id, NULL, NULL, ps.accepted);
-		}
-		m_family(f, "sidelane_proxy_worker_connections_active", GAUGE,
-			 "Connections each worker holds open right now.");
-		for (w = 0; w < nw; w++) {
-			sl_proxy_worker_stats(a->proxy, w, &ps);
-			snprintf(id, sizeof(id), "%u", w);
-			m_sample(f, "sidelane_proxy_worker_connections_active",
-				 "worker", id, NULL, NULL, ps.active);
-		}
+		m_workers(f, a->proxy, "sidelane_proxy_worker_accepted_total",
+			  COUNTER,
+			  "Connections each worker accepted: how the kernel "
+			  "spreads them over the workers' SO_REUSEPORT listeners.",
+			  false);
+		m_workers(f, a->proxy, "sidelane_proxy_worker_connections_active",
+			  GAUGE, "Connections each worker holds open right now.",
+			  true);
 	}
 }
 

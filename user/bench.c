@@ -3291,8 +3291,14 @@ static int plot(const struct bench_opts *o)
 			m = su->modes[i];
 			if (!o->modes[m] || b->nseries == SL_PLOT_SERIES_MAX)
 				continue;
-			if (base < 0)
-				base = m; /* the first measured: 1.0 */
+			/* 1.0: the first mode with the figure (the tls
+			 * suite's direct has no proxy CPU)
+			 */
+			for (w = 0; w < NR_WORKLOADS && base < 0; w++)
+				if (o->workloads[w] &&
+				    !isnan(median(w, m, k ? cpu[workloads[w].kind] :
+							    tput[workloads[w].kind])))
+					base = m;
 			b->series[b->nseries++] = mode_name[m];
 		}
 		snprintf(stem, sizeof(stem), "%s-%s", su->name,

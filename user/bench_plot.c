@@ -105,6 +105,37 @@ static int close_pair(FILE *dat, FILE *gp, const char *gp_path)
 	return err ?: run_gnuplot(gp_path);
 }
 
+/* The .dat header: the first column's name, then one per series, quoted
+ * (gnuplot's columnhead takes the words between the quotes).
+ */
+static void dat_header(FILE *dat, const char *first,
+		       const char *const *series, unsigned int n)
+{
+	unsigned int s;
+
+	fprintf(dat, "%s", first);
+	for (s = 0; s < n; s++)
+		fprintf(dat, "\t\"%s\"", series[s]);
+	fprintf(dat, "\n");
+}
+
+/* One value, NaN for none ("set datafile missing"). */
+static void dat_value(FILE *dat, double v, int prec)
+{
+	if (isnan(v))
+		fprintf(dat, "\tNaN");
+	else
+		fprintf(dat, "\t%.*f", prec, v);
+}
+
+/* Title and label lines, each a single-quoted string. */
+static void gp_text(FILE *gp, const char *what, const char *text)
+{
+	fprintf(gp, "set %s ", what);
+	quoted(gp, text);
+	fprintf(gp, "\n");
+}
+
 int sl_plot_cdf(const char *dir, const struct sl_plot_cdf *c)
 {
 	char gp_path[PATH_MAX];
@@ -116,22 +147,15 @@ int sl_plot_cdf(const char *dir, const struct sl_plot_cdf *c)
 	if (err)
 		return err;
 	/* a header line, then one row per quantile: q, then each series */
-	fprintf(dat, "quantile");
-	for (s = 0; s < c->nseries; s++)
-		fprintf(dat, "\t%s", c->series[s]);
-	fprintf(dat, "\n");
+	dat_header(dat, "quantile", c->series, c->nseries);
 	for (i = 0; i < c->npoints; i++) {
 		fprintf(dat, "%.4f", c->q[i]);
 		for (s = 0; s < c->nseries; s++)
-			if (isnan(c->us[s][i]))
-				fprintf(dat, "\tNaN");
-			else
-				fprintf(dat, "\t%.2f", c->us[s][i]);
+			dat_value(dat, c->us[s][i], 2);
 		fprintf(dat, "\n");
 	}
-	fprintf(gp, "set title ");
-	quoted(gp, c->title);
-	fprintf(gp, "\nset logscale x\nset xlabel 'latency, us (log)'\n"
+	gp_text(gp, "title", c->title);
+	fprintf(gp, "set logscale x\nset xlabel 'latency, us (log)'\n"
 		    "set ylabel 'fraction of transactions at or below'\n"
 		    "set yrange [0:1]\nset key autotitle columnhead\n"
 		    "set datafile missing 'NaN'\n");
@@ -151,24 +175,16 @@ int sl_plot_bars(const char *dir, const struct sl_plot_bars *b)
 	err = open_pair(dir, b->stem, &dat, &gp, gp_path, sizeof(gp_path));
 	if (err)
 		return err;
-	fprintf(dat, "category");
-	for (s = 0; s < b->nseries; s++)
-		fprintf(dat, "\t\"%s\"", b->series[s]);
-	fprintf(dat, "\n");
+	dat_header(dat, "category", b->series, b->nseries);
 	for (i = 0; i < b->ncats; i++) {
 		fprintf(dat, "\"%s\"", b->cats[i]);
 		for (s = 0; s < b->nseries; s++)
-			if (isnan(b->v[i][s]))
-				fprintf(dat, "\tNaN");
-			else
-				fprintf(dat, "\t%.4f", b->v[i][s]);
+			dat_value(dat, b->v[i][s], 4);
 		fprintf(dat, "\n");
 	}
-	fprintf(gp, "set title ");
-	quoted(gp, b->title);
-	fprintf(gp, "\nset ylabel ");
-	quoted(gp, b->ylabel);
-	fprintf(gp, "\nset style data histograms\n"
+	gp_text(gp, "title", b->title);
+	gp_text(gp, "ylabel", b->ylabel);
+	fprintf(gp, "set style data histograms\n"
 		    "set style histogram clustered gap 1\n"
 		    "set style fill solid 0.8 border -1\n"
 		    "set boxwidth 0.9\nset yrange [0:*]\nset xtics rotate by -30\n"
