@@ -336,7 +336,7 @@ static __always_inline void emit_denied(const struct dest *d, __u32 rule_id)
 	ev->conn.pid = bpf_get_current_pid_tgid() >> 32;
 	ev->conn.cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(ev->conn.comm, sizeof(ev->conn.comm));
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev, sl_event_flags());
 }
 
 /* Decide for one connect(): 0 deny (EPERM), 1 go on. *cfgp set when the

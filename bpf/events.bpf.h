@@ -33,4 +33,17 @@ static __always_inline void sl_event_lost(void)
 		(*lost)++;
 }
 
+/* Submit flags: wake the reader only once SL_EVENTS_WAKE_BYTES wait in the
+ * ring. It polls every SL_ACCT_POLL_MS anyway; a wake-up per record (one
+ * per closed socket, three a relayed connection) cost every new connection
+ * three context switches of the accounting thread.
+ */
+static __always_inline __u64 sl_event_flags(void)
+{
+	return bpf_ringbuf_query(&sl_events, BPF_RB_AVAIL_DATA) >=
+			       SL_EVENTS_WAKE_BYTES ?
+		       BPF_RB_FORCE_WAKEUP :
+		       BPF_RB_NO_WAKEUP;
+}
+
 #endif /* EVENTS_BPF_H */

@@ -531,7 +531,7 @@ static __always_inline void emit_close(struct bpf_sock_ops *skops,
 	ev->rule_id = 0;
 	ev->pad = 0;
 	__builtin_memcpy(&ev->conn, conn, sizeof(ev->conn));
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev, sl_event_flags());
 	if (cnt)
 		cnt->records_closed++;
 }

@@ -71,5 +71,9 @@ struct sl_event {
 };
 
 #define SL_EVENTS_BYTES (256 * 1024) /* ring buffer size: ~1400 events */
+/* waiting bytes that wake the reader at once; below it, its next poll
+ * (SL_ACCT_POLL_MS, user/acct.c) takes them
+ */
+#define SL_EVENTS_WAKE_BYTES (SL_EVENTS_BYTES / 4)
 
 #endif /* ACCT_H */

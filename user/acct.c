@@ -153,8 +153,15 @@ static void *acct_main(void *arg)
 {
 	struct sl_acct *a = arg;
 
-	while (!a->stop)
+	/* The programs wake us only once SL_EVENTS_WAKE_BYTES wait
+	 * (sl_event_flags): after each poll, timed out or not, take what is
+	 * there, since a record submitted without a wake-up never makes the
+	 * ring's fd ready.
+	 */
+	while (!a->stop) {
 		ring_buffer__poll(a->rb, SL_ACCT_POLL_MS);
+		ring_buffer__consume(a->rb);
+	}
 	ring_buffer__consume(a->rb); /* what arrived before the stop */
 	return NULL;
 }
