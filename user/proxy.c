@@ -1141,7 +1141,10 @@ static void conn_established(struct sl_worker *p, struct sl_conn *c)
 		       c->app.tls || c->up.tls ? SL_SPLICE_TLS :
 						 sl_splice_start(p->splicer,
 								 c->app.fd,
-								 c->up.fd, &c->sp);
+								 c->up.fd,
+								 p->st.active <=
+									 SL_SPLICE_DOWN_BUSY,
+								 &c->sp);
 	STAT_ADD(p, splice[c->sp_result], 1);
 	sl_splice_app_written(p->splicer, &c->sp, c->bytes_down);
 	conn_update(p, c);

@@ -377,7 +377,8 @@ static bool down_start(struct sl_splicer *sp, int up_fd,
 }
 
 enum sl_splice_result sl_splice_start(struct sl_splicer *sp, int app_fd,
-				      int up_fd, struct sl_splice *s)
+				      int up_fd, bool down_ok,
+				      struct sl_splice *s)
 {
 	struct sl_splice_ref ref = {};
 	struct sl_splice_slot *slot;
@@ -420,7 +421,7 @@ enum sl_splice_result sl_splice_start(struct sl_splicer *sp, int app_fd,
 	/* the download first: once sl_splice_idx has the pair, both halves
 	 * are in place (`conns` and the tests look there)
 	 */
-	s->down = down_start(sp, up_fd, &ref, s);
+	s->down = down_ok && down_start(sp, up_fd, &ref, s);
 	if (bpf_map_update_elem(sp->idx_fd, &s->side, &ref, BPF_ANY)) {
 		pr_debug("splice: sl_splice_idx: %s\n", strerror(errno));
 		if (s->down) /* its verdict passes all without the index */
@@ -437,7 +438,9 @@ enum sl_splice_result sl_splice_start(struct sl_splicer *sp, int app_fd,
 	s->down_clear = false;
 	set_linger(app_fd, true);
 	set_linger(up_fd, true);
-	return s->down ? SL_SPLICE_SPLICED : SL_SPLICE_UPLOAD;
+	return s->down		       ? SL_SPLICE_SPLICED :
+	       !down_ok && sp->down_fd >= 0 ? SL_SPLICE_BUSY :
+					      SL_SPLICE_UPLOAD;
 }
 
 void sl_splice_hold(struct sl_splicer *sp, struct sl_splice *s,

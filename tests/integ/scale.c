@@ -294,7 +294,7 @@ static int fd_count(pid_t pid)
  * "terminated" (counted apart: not_done, lines that did not end "done").
  */
 struct alog_count {
-	long n[K_NR], terminated, not_done;
+	long n[K_NR], terminated, not_done, busy;
 	unsigned long long up[K_NR], down[K_NR], up_term, down_term;
 };
 
@@ -331,8 +331,14 @@ static void alog_add(struct alog_count *a, const char *path)
 			a->down_term += d;
 			continue;
 		}
+		/* past SL_SPLICE_DOWN_BUSY a worker splices the upload
+		 * half only: spliced too
+		 */
+		a->busy += !!strstr(line, "\"splice\":\"upload-busy\"");
 		k = strstr(line, "\"tls\":\"originated\"")	 ? K_TLS :
-		    strstr(line, "\"splice\":\"spliced\"")	 ? K_SPLICED :
+		    strstr(line, "\"splice\":\"spliced\"") ||
+				    strstr(line, "\"splice\":\"upload-busy\"") ?
+								    K_SPLICED :
 		    strstr(line, "\"splice\":\"not-admitted\"") ? K_RELAYED :
 								    -1;
 		if (k < 0) {
@@ -444,8 +450,8 @@ out:
 		      a.down[k] == sent[k];
 	}
 	th_info("scale: access log: terminated %ld, up %llu B, down %llu B; "
-		"not done or unknown %ld", a.terminated, a.up_term, a.down_term,
-		a.not_done);
+		"not done or unknown %ld; spliced upload only (worker busy) %ld",
+		a.terminated, a.up_term, a.down_term, a.not_done, a.busy);
 	if (TH_CHECK(ok, name, "see the lines above"))
 		th_pass(name);
 }
