@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -413,6 +414,21 @@ static void alog_free(struct sl_alog *a)
 	free(a);
 }
 
+/* A burst filled b past its first SL_ALOG_HOT_BYTES: give those pages back
+ * (the next burst faults them in again), so a sidecar's RSS returns to its
+ * size after the burst instead of keeping the whole queue resident.
+ */
+static void release_tail(const struct alog_buf *b)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t start = ((uintptr_t)b->data + SL_ALOG_HOT_BYTES + page - 1) &
+			  ~(page - 1);
+	uintptr_t end = ((uintptr_t)b->data + b->bytes) & ~(page - 1);
+
+	if (b->bytes > SL_ALOG_HOT_BYTES && end > start)
+		madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
 static void *writer_main(void *arg)
 {
 	struct sl_alog *a = arg;
@@ -436,6 +452,7 @@ static void *writer_main(void *arg)
 
 		if (b->n)
 			batch_write(a, b);
+		release_tail(b);
 		b->n = 0;
 		b->bytes = 0;
 		/* one chunk of compression between two batches */

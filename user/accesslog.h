@@ -20,6 +20,7 @@
  * many bytes (at least SL_ALOG_LINE_MAX), whichever fills first.
  */
 #define SL_ALOG_AVG_LINE 512
+#define SL_ALOG_HOT_BYTES (256 * 1024) /* of each queue buffer, kept resident */
 /* sl_alog_close waits this long for the writer, then leaves it behind. */
 #define SL_ALOG_CLOSE_TIMEOUT_MS 5000
 
