@@ -601,15 +601,32 @@ static void check_churn(long total)
 		th_pass(name);
 }
 
+/* A log and what rotation made of it (a million connections pass 1 GiB):
+ * path.1 while it is compressed, path.N.gz kept.
+ */
+static void unlink_logs(const char *path)
+{
+	char rot[PATH_MAX + 16];
+	int i;
+
+	unlink(path);
+	snprintf(rot, sizeof(rot), "%s.1", path);
+	unlink(rot);
+	for (i = 1; i <= 5; i++) {
+		snprintf(rot, sizeof(rot), "%s.%d.gz", path, i);
+		unlink(rot);
+	}
+}
+
 static void remove_files(void *arg)
 {
 	(void)arg;
 	if (getenv("SL_KEEP"))
 		return;
 	unlink(cfg_path);
-	unlink(alog_path);
 	unlink(cfg_b_path);
-	unlink(alog_b_path);
+	unlink_logs(alog_path);
+	unlink_logs(alog_b_path);
 }
 
 /* sidelane A's descriptors for n connections of the mix: two each (B
