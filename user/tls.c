@@ -570,6 +570,13 @@ static SSL_CTX *ssl_ctx_new(struct sl_tls_ctx *ctx, enum sl_tls_role role,
 							 ctx->alpn_len))
 			goto fail;
 	} else {
+		/* Resumption is by TLS 1.3 tickets, which carry the session:
+		 * no internal cache to insert every session into and sweep
+		 * every 255 handshakes (OPENSSL_LH_doall in the conn profile),
+		 * nor the memory it holds.
+		 */
+		SSL_CTX_set_session_cache_mode(
+			s, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL_STORE);
 		/* resuming a session with a verified client cert needs it */
 		if (!SSL_CTX_set_session_id_context(
 			    s, (const unsigned char *)SID_CTX,
