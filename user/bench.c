@@ -339,6 +339,7 @@ enum metric {
 	M_CPU_GIB,
 	M_CONNS,
 	M_CPU_CONN,
+	M_RSS,
 	NR_METRICS
 };
 
@@ -359,6 +360,8 @@ static const struct {
 			1, 3 },
 	[M_CONNS] = { "conns_per_s", "conn/s", KIND(WL_CONN), 0, 0 },
 	[M_CPU_CONN] = { "cpu_us_per_conn", "CPU us/conn", KIND(WL_CONN), 1, 1 },
+	/* the relays' resident memory with the workload's connections open */
+	[M_RSS] = { "relay_rss_mib", "relay RSS MiB", KIND(WL_RR), 1, 1 },
 };
 
 /* What one end of a measurement reports, through the shared mapping. */
@@ -2859,6 +2862,53 @@ static void child_start(const char *cgroup, int cpu, struct side_result *r)
 	}
 }
 
+/* VmRSS of a process in KiB, -1 if gone. */
+static long rss_kib(pid_t pid)
+{
+	char path[64], line[128];
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kib;
+}
+
+/* The resident memory of mode m's relays near the end of the window (at),
+ * while the client's connections are open: MiB, NAN for none. Returns
+ * early if the client ends first.
+ */
+static double relays_rss_mib(enum mode m, pid_t client, uint64_t at)
+{
+	struct pollfd pfd = { .events = POLLIN };
+	long kib, sum = 0;
+	uint64_t t = now_ns();
+	int i, n = 0;
+
+	if (mode_run[m].proc[0] < 0)
+		return NAN;
+	pfd.fd = syscall(SYS_pidfd_open, client, 0);
+	if (pfd.fd >= 0 && t < at)
+		poll(&pfd, 1, (int)((at - t) / 1000000));
+	if (pfd.fd >= 0)
+		close(pfd.fd);
+	for (i = 0; i < 2; i++) {
+		if (mode_run[m].proc[i] < 0 || bs.pid[mode_run[m].proc[i]] <= 0)
+			continue;
+		kib = rss_kib(bs.pid[mode_run[m].proc[i]]);
+		if (kib < 0)
+			return NAN;
+		sum += kib;
+		n++;
+	}
+	return n ? sum / 1024.0 : NAN;
+}
+
 static int measure(enum mode m, const struct workload *wl,
 		   const struct bench_opts *o, struct measurement *out)
 {
@@ -2946,6 +2996,9 @@ static int measure(enum mode m, const struct workload *wl,
 
 	deadline = now_ns() + warmup_ns + dur_ns + BENCH_GRACE_MS * 1000000ull;
 	err = 0;
+	if (bs.child[1] && wl->kind == WL_RR)
+		out->v[M_RSS] = relays_rss_mib(m, bs.child[1],
+					       now_ns() + warmup_ns + dur_ns * 9 / 10);
 	if (bs.child[1])
 		err = reap(&bs.child[1], deadline, &ru_c, &st_c);
 	/* the server ends on the client's close, or (conn) when told; give it
