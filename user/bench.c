@@ -3239,7 +3239,14 @@ static void print_table(const struct bench_opts *o)
 		if (!o->workloads[w])
 			continue;
 		for (k = 0; k < NR_METRICS; k++) {
+			bool any = false;
+
 			if (!(metrics[k].kinds & KIND(workloads[w].kind)))
+				continue;
+			/* a row no mode has (relay RSS without relays) */
+			for (i = 0; i < su->nmodes; i++)
+				any |= !isnan(median(w, su->modes[i], k));
+			if (!any)
 				continue;
 			printf("%-14s %-14s %-6s", workloads[w].label,
 			       metrics[k].label,
