@@ -2425,8 +2425,12 @@ int sl_proxy_run(struct sl_proxy *g, volatile sig_atomic_t *stop)
 	int err = 0;
 
 	g->stop = stop;
-	/* signals stay with the calling thread, whose handlers set *stop */
+	/* signals stay with the calling thread, whose handlers set *stop;
+	 * but SIGSYS, which libpsx broadcasts to every thread for a
+	 * process-wide privilege change (main.c's housekeeping thread too)
+	 */
 	sigfillset(&all);
+	sigdelset(&all, SIGSYS);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	for (; started < g->n; started++) {
 		err = -pthread_create(&g->w[started]->th, NULL, worker_main,
