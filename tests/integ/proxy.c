@@ -1340,6 +1340,59 @@ static bool exchange(int fd, const char *send_tag, int peer, const char *want)
 	       recv(peer, buf, 8, MSG_WAITALL) == 8 && !memcmp(buf, want, 8);
 }
 
+/* A drain reaches every worker: a new connect is refused once their
+ * listeners are closed, and the connections each of them holds go on
+ * carrying bytes both ways (drain_timeout_ms is long).
+ */
+static void check_workers_drain(struct tproxy *tp, const int *c, const int *u)
+{
+	const char *name = "workers/drain: every worker's listener closed, every open connection still flows";
+	int i, fd = -1, bad = -1, refused = 0, probes = 0;
+	char tag[16];
+	__u64 end;
+
+	sl_proxy_drain(tp->p);
+	end = th_now_ms() + 2000;
+	while (!refused && th_now_ms() < end) {
+		fd = th_connect("127.0.0.1", amb_port(tp, 0));
+		/* a listener still open accepts; a closed one refuses */
+		refused = fd < 0;
+		if (fd >= 0) {
+			close(fd);
+			probes++;
+			usleep(20 * 1000);
+		}
+	}
+	/* twice: a connect could land on a worker not yet drained */
+	usleep(300 * 1000);
+	fd = th_connect("127.0.0.1", amb_port(tp, 0));
+	refused &= fd < 0;
+	if (fd >= 0) {
+		close(fd);
+		probes++;
+	}
+	/* a probe a worker took before its listener closed is relayed (the
+	 * drain serves what arrived): end its upstream side too
+	 */
+	for (i = 0; i < probes; i++) {
+		fd = accept_to(up_lfd, 500);
+		if (fd >= 0)
+			close(fd);
+	}
+	for (i = 0; i < W_CONNS && bad < 0; i++) {
+		char back[16];
+
+		snprintf(tag, sizeof(tag), "d%07d", i);
+		snprintf(back, sizeof(back), "e%07d", i);
+		if (!exchange(c[i], tag, u[i], tag) ||
+		    !exchange(u[i], back, c[i], back))
+			bad = i;
+	}
+	if (TH_CHECK(refused, name, "a new connect was accepted while draining") &&
+	    TH_CHECK(bad < 0, name, "connection %d stopped during the drain", bad))
+		th_pass(name);
+}
+
 /* proxy.workers 4: 200 connections open at once, each with its own bytes
  * both ways; every worker took some (the kernel spreads SO_REUSEPORT
  * listeners by 4-tuple), the sums add up, and all close.
@@ -1364,6 +1417,7 @@ static void run_workers(void)
 		return;
 	}
 	cfg->proxy.workers = W_WORKERS;
+	cfg->admin.drain_timeout_ms = 10000; /* check_workers_drain */
 	cfg_amb(cfg, "127.0.0.1", up_port);
 	err = tp_start(&tp, "workers", cfg);
 	if (!TH_CHECK(!err, name, "start: %s", strerror(-err))) {
@@ -1404,6 +1458,8 @@ static void run_workers(void)
 		     (unsigned long long)st.active, (unsigned long long)sum) &&
 	    TH_CHECK(!idle, name, "%u worker(s) took no connection", idle))
 		th_pass(name);
+	if (!err && bad < 0)
+		check_workers_drain(&tp, c, u);
 	for (i = 0; i < W_CONNS; i++) {
 		if (c[i] >= 0)
 			close(c[i]);
@@ -1415,7 +1471,8 @@ static void run_workers(void)
 		usleep(5000);
 		tp_stats(&tp, &st);
 	} while (st.active && th_now_ms() < end);
-	if (TH_CHECK(!st.active && st.closed[SL_CLOSE_DONE] == W_CONNS,
+	/* and the drain's probes that a worker took */
+	if (TH_CHECK(!st.active && st.closed[SL_CLOSE_DONE] >= W_CONNS,
 		     "workers/all 200 closed as done", "active %llu, done %llu",
 		     (unsigned long long)st.active,
 		     (unsigned long long)st.closed[SL_CLOSE_DONE]))
