@@ -56,9 +56,14 @@ all: $(OUT)/sidelane
 $(OUT)/bpf $(OUT)/skel $(OUT)/obj $(OUT)/tests:
 	$(Q)mkdir -p $@
 
+# `gen object` (libbpf's static linker) keeps BTF and drops DWARF: the
+# skeleton embeds the object, and fastpath's shrinks from 790 to 106 KiB of
+# the binary (resident after loading).
 $(OUT)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.bpf.h) $(wildcard include/*.h) | $(OUT)/bpf
 	$(call msg,BPF,$@)
-	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $(@:.o=.tmp.o)
+	$(Q)$(BPFTOOL) gen object $@ $(@:.o=.tmp.o)
+	$(Q)rm -f $(@:.o=.tmp.o)
 
 $(OUT)/skel/%.skel.h: $(OUT)/bpf/%.bpf.o | $(OUT)/skel
 	$(call msg,GEN-SKEL,$@)
