@@ -168,9 +168,15 @@ struct sl_splicer {
 	 * kernel that changes FIONREAD): no per-connection look-up
 	 */
 	bool none_admitted;
-	struct sl_splice_slot *slots; /* sl_splice, mmap()ed */
-	uint32_t n_slots; /* its max_entries (limits.max_conns) */
-	uint32_t *free; /* a stack of free slots */
+	/* This worker's part of sl_splice, mmap()ed: slots lo..hi-1. An
+	 * array map's mmap() maps every page at once, so mapping the whole
+	 * map in each worker would count it once per worker in our RSS.
+	 */
+	void *map;
+	size_t map_len;
+	struct sl_splice_slot *slots; /* slot lo, in map */
+	uint32_t lo, hi;
+	uint32_t *free; /* a stack of free slots (global indices) */
 	uint32_t n_free;
 };
 
@@ -178,8 +184,8 @@ void sl_splicer_close(struct sl_splicer *sp)
 {
 	if (!sp)
 		return;
-	if (sp->slots)
-		munmap(sp->slots, (size_t)sp->n_slots * sizeof(*sp->slots));
+	if (sp->map)
+		munmap(sp->map, sp->map_len);
 	free(sp->free);
 	if (sp->relay_fd >= 0)
 		close(sp->relay_fd);
@@ -192,6 +198,12 @@ void sl_splicer_close(struct sl_splicer *sp)
 	if (sp->down_idx_fd >= 0)
 		close(sp->down_idx_fd);
 	free(sp);
+}
+
+/* Slot i (a global index, as BPF knows it) of this worker's part. */
+static struct sl_splice_slot *slot_at(const struct sl_splicer *sp, uint32_t i)
+{
+	return &sp->slots[i - sp->lo];
 }
 
 static void clear_idx(int fd, void *key)
@@ -219,7 +231,7 @@ int sl_splicer_open(const char *pin_root, unsigned int part,
 {
 	struct sl_splicer *sp;
 	int fd, err;
-	uint32_t i;
+	uint32_t i, n_slots;
 
 	*out = NULL;
 	sp = calloc(1, sizeof(*sp));
@@ -256,16 +268,36 @@ int sl_splicer_open(const char *pin_root, unsigned int part,
 			close(fd);
 			goto fail;
 		}
-		sp->n_slots = info.max_entries;
+		n_slots = info.max_entries;
 	}
-	sp->free = calloc(sp->n_slots, sizeof(*sp->free));
-	sp->slots = sp->free ? mmap(NULL, (size_t)sp->n_slots * sizeof(*sp->slots),
-				    PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) :
-			       MAP_FAILED;
+	/* Each proxy worker owns a contiguous part of the slots: no lock on
+	 * the data path, and it maps only the pages of its part (a page at
+	 * either end may be shared with a neighbour, which writes only its
+	 * own slots there).
+	 */
+	sp->lo = (uint32_t)((uint64_t)n_slots * part / nparts);
+	sp->hi = (uint32_t)((uint64_t)n_slots * (part + 1) / nparts);
+	if (sp->hi > sp->lo) {
+		size_t page = (size_t)sysconf(_SC_PAGESIZE);
+		size_t off = (size_t)sp->lo * sizeof(*sp->slots);
+		size_t start = off / page * page;
+
+		sp->map_len = (size_t)sp->hi * sizeof(*sp->slots) - start;
+		sp->map = mmap(NULL, sp->map_len, PROT_READ | PROT_WRITE,
+			       MAP_SHARED, fd, (off_t)start);
+		if (sp->map == MAP_FAILED) {
+			sp->map = NULL;
+			err = -errno;
+			close(fd);
+			goto fail;
+		}
+		sp->slots = (struct sl_splice_slot *)((char *)sp->map +
+						       (off - start));
+	}
 	close(fd);
-	if (sp->slots == MAP_FAILED) {
-		sp->slots = NULL;
-		err = sp->free ? -errno : -ENOMEM;
+	sp->free = calloc(sp->hi - sp->lo + 1, sizeof(*sp->free));
+	if (!sp->free) {
+		err = -ENOMEM;
 		goto fail;
 	}
 	fd = sl_pin_open(pin_root, SL_MAP_FP_CFG);
@@ -301,13 +333,9 @@ int sl_splicer_open(const char *pin_root, unsigned int part,
 			clear_idx(sp->down_idx_fd, &cookie);
 		}
 	}
-	/* Each proxy worker owns the slots of its part: no lock on the data
-	 * path. Lowest first, as the stack pops.
-	 */
-	for (i = sp->n_slots; i-- > 0;) {
-		if (i % nparts != part)
-			continue;
-		__atomic_store_n(&sp->slots[i].owner, 0, __ATOMIC_RELEASE);
+	/* Lowest first, as the stack pops. */
+	for (i = sp->hi; i-- > sp->lo;) {
+		__atomic_store_n(&slot_at(sp, i)->owner, 0, __ATOMIC_RELEASE);
 		sp->free[sp->n_free++] = i;
 	}
 	*out = sp;
@@ -407,7 +435,7 @@ enum sl_splice_result sl_splice_start(struct sl_splicer *sp, int app_fd,
 	ref.side = s->side;
 	ref.slot = sp->free[--sp->n_free];
 	ref.owner = cookie;
-	slot = &sp->slots[ref.slot];
+	slot = slot_at(sp, ref.slot);
 	memset(slot->half, 0, sizeof(slot->half));
 	slot->rcv_next = slot->rcv_set = 0;
 	/* holding from the start: the proxy may still hold bytes */
@@ -449,7 +477,7 @@ void sl_splice_hold(struct sl_splicer *sp, struct sl_splice *s,
 	if (s->slot < 0 || s->holding[dir] || (dir == SL_SPD_DOWN && !s->down))
 		return;
 	/* seq_cst: visible before the read that follows takes any byte */
-	__atomic_store_n(&sp->slots[s->slot].half[dir].seq, ++s->seq[dir],
+	__atomic_store_n(&slot_at(sp, s->slot)->half[dir].seq, ++s->seq[dir],
 			 __ATOMIC_SEQ_CST);
 	s->holding[dir] = true;
 }
@@ -460,7 +488,7 @@ void sl_splice_release(struct sl_splicer *sp, struct sl_splice *s,
 	if (s->slot < 0 || !s->holding[dir])
 		return;
 	/* release: after the send() that wrote the last held byte */
-	__atomic_store_n(&sp->slots[s->slot].half[dir].seq, ++s->seq[dir],
+	__atomic_store_n(&slot_at(sp, s->slot)->half[dir].seq, ++s->seq[dir],
 			 __ATOMIC_RELEASE);
 	s->holding[dir] = false;
 	if (dir == SL_SPD_DOWN)
@@ -471,7 +499,7 @@ void sl_splice_app_written(struct sl_splicer *sp, struct sl_splice *s,
 			   uint64_t written)
 {
 	if (s->slot >= 0 && s->down)
-		__atomic_store_n(&sp->slots[s->slot].app_written, written,
+		__atomic_store_n(&slot_at(sp, s->slot)->app_written, written,
 				 __ATOMIC_RELEASE);
 }
 
@@ -489,9 +517,9 @@ uint64_t sl_splice_down_inflight(struct sl_splicer *sp, struct sl_splice *s,
 	 * queued), then the socket: acked first, the queue second, so an
 	 * ACK in between makes queued smaller, never larger, than the truth
 	 */
-	sent = __atomic_load_n(&sp->slots[s->slot].half[SL_SPD_DOWN].bytes,
+	sent = __atomic_load_n(&slot_at(sp, s->slot)->half[SL_SPD_DOWN].bytes,
 			       __ATOMIC_ACQUIRE) +
-	       __atomic_load_n(&sp->slots[s->slot].app_written,
+	       __atomic_load_n(&slot_at(sp, s->slot)->app_written,
 			       __ATOMIC_RELAXED);
 	if (getsockopt(app_fd, IPPROTO_TCP, TCP_INFO, &ti, &len) ||
 	    len < offsetof(struct tcp_info, tcpi_bytes_acked) +
@@ -513,7 +541,7 @@ uint64_t sl_splice_down_inflight(struct sl_splicer *sp, struct sl_splice *s,
 bool sl_splice_broken(const struct sl_splicer *sp, const struct sl_splice *s)
 {
 	return s->slot >= 0 && s->down &&
-	       __atomic_load_n(&sp->slots[s->slot].rcv_set, __ATOMIC_RELAXED) ==
+	       __atomic_load_n(&slot_at(sp, s->slot)->rcv_set, __ATOMIC_RELAXED) ==
 		       SL_RCV_BROKEN;
 }
 
@@ -526,7 +554,7 @@ void sl_splice_counts(const struct sl_splicer *sp, const struct sl_splice *s,
 	memset(out, 0, sizeof(*out));
 	if (s->slot < 0)
 		return;
-	slot = &sp->slots[s->slot];
+	slot = slot_at(sp, s->slot);
 	for (d = 0; d < SL_SPD_NR; d++) {
 		const struct sl_splice_half *h = &slot->half[d];
 
@@ -546,7 +574,7 @@ void sl_splice_stop(struct sl_splicer *sp, struct sl_splice *s, int app_fd,
 
 	if (s->slot < 0)
 		return;
-	slot = &sp->slots[s->slot];
+	slot = slot_at(sp, s->slot);
 	bpf_map_delete_elem(sp->idx_fd, &s->side);
 	/* the upstream stays in sl_down until it closes: taking it out
 	 * would drop its psock, and with it what the verdict passed and the
