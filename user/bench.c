@@ -3602,7 +3602,7 @@ static void bench_usage(FILE *f)
 		"                    (gnuplot-nox): a latency CDF per rr and conn\n"
 		"                    workload (each mode a line), throughput and CPU\n"
 		"                    bars relative to the first mode; each chart's\n"
-		"                    .dat and .gp beside it"
+		"                    .dat and .gp beside it\n"
 		"  --client block|nonblock  clients' sockets: blocking (default) or\n"
 		"                    non-blocking from before connect(), driven by\n"
 		"                    poll() (what admission may accelerate)\n"
