@@ -321,10 +321,10 @@ static const struct workload workloads[] = {
 	{ "rr_16k", "rr 16 KiB", WL_RR, 16384, 1, SU_PLAIN, 1 },
 	{ "stream_64k", "stream 64 KiB", WL_STREAM, BENCH_STREAM_CHUNK, 1,
 	  SU_PLAIN | SU_TLS, 1 },
-	/* a new connection per request: connect, request, response, close */
 	/* both ways at once: the server echoes a stream of 64 KiB writes */
 	{ "duplex_64k", "duplex 64 KiB", WL_DUPLEX, BENCH_STREAM_CHUNK, 1,
 	  1u << SUITE_SIDECAR, 1 },
+	/* a new connection per request: connect, request, response, close */
 	{ "conn_64", "conn 64 B", WL_CONN, 64, BENCH_CONN_CLIENTS,
 	  SU_TLS | (1u << SUITE_SIDECAR), 1 },
 };
