@@ -65,11 +65,4 @@ void sl_alog_stats(const struct sl_alog *a, struct sl_alog_stats *out);
  */
 void sl_alog_close(struct sl_alog *a);
 
-/* s as a JSON string, quotes included, into out (NUL-terminated): '"',
- * '\\' and control characters escaped, bytes that are not valid UTF-8
- * replaced by \ufffd (so a hostile SNI cannot break the line). The length
- * written (NUL excluded), or -ENOSPC with out = "".
- */
-int sl_json_escape(char *out, size_t outlen, const char *s);
-
 #endif /* SL_ACCESSLOG_H */

@@ -71,6 +71,7 @@
 #include <bpf/libbpf.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include "json.h"
 #include "sidelane.h"
 #include "fastpath_user.h"
 #include "admission_user.h"
@@ -3281,20 +3282,6 @@ static void json_u64(const char *key, uint64_t v)
 	printf(",\"%s\":%llu", key, (unsigned long long)v);
 }
 
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", *s);
-		else
-			putchar(*s);
-	}
-	putchar('"');
-}
-
 /* --plot DIR: a latency CDF per rr and conn workload, and throughput and
  * CPU bars relative to the suite's first mode (each metric in its own unit
  * would need a chart per workload).
@@ -3407,11 +3394,11 @@ static void print_json(const struct bench_opts *o, const struct accel *acc,
 	if (o->suite != SUITE_FASTPATH)
 		printf("\"suite\":\"%s\",", su->name);
 	printf("\"command\":");
-	json_str(cmdline(cmd, sizeof(cmd)));
+	sl_json_str(stdout, cmdline(cmd, sizeof(cmd)));
 	printf(",\"versions\":{");
 	for (i = 0; i < bs.nver; i++) {
 		printf("%s\"%s\":", i ? "," : "", bs.ver[i].name);
-		json_str(bs.ver[i].text);
+		sl_json_str(stdout, bs.ver[i].text);
 	}
 	printf("},\"rounds\":%u,\"duration_ms\":%u,\"pin\":\"%s\","
 	       "\"cgroup_mount\":\"%s\",\"inherited_sockops\":%d,"

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include "json.h"
 #include "config.h"
 #include "admission_user.h"
 #include "status.h"

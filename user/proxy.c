@@ -56,6 +56,7 @@
 #include <linux/netfilter_ipv4.h> /* SO_ORIGINAL_DST */
 #include <linux/netfilter_ipv6/ip6_tables.h> /* IP6T_SO_ORIGINAL_DST */
 #include <linux/sockios.h> /* SIOCOUTQNSD */
+#include "json.h"
 #include "log.h"
 #include "proxy.h"
 #include "tls.h"

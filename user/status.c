@@ -7,25 +7,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include "json.h"
 #include "sidelane.h"
 #include "status.h"
 #include "util.h"
-
-void sl_json_str(FILE *f, const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-
-	fputc('"', f);
-	for (; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if (*p < 0x20)
-			fprintf(f, "\\u%04x", *p);
-		else
-			fputc(*p, f);
-	}
-	fputc('"', f);
-}
 
 int sl_status_read(const char *pin_root, struct sl_status *st)
 {

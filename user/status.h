@@ -72,7 +72,4 @@ uint64_t sl_policy_hits_of(const struct sl_policy_hit *h, unsigned int n,
 /* "allow" or "deny". */
 const char *sl_action_name(enum sl_action a);
 
-/* s as a JSON string, quotes included, escaped as RFC 8259 asks. */
-void sl_json_str(FILE *f, const char *s);
-
 #endif /* SL_STATUS_H */

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
+#include "json.h"
 #include "accesslog.h"
 
 struct tdir {
@@ -798,16 +799,24 @@ static void json_escape_cases(void **state)
 		{ "\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\"" },
 		{ "cut\xe2\x82", "\"cut\\ufffd\\ufffd\"" },
 	};
-	char out[64];
+	char out[64], fout[64];
 	size_t i;
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int n = sl_json_escape(out, sizeof(out), cases[i].in);
+		FILE *f = fmemopen(fout, sizeof(fout), "w");
 
 		if (n < 0 || strcmp(out, cases[i].out) ||
 		    (size_t)n != strlen(cases[i].out))
 			fail_msg("case %zu: got %d '%s', want '%s'", i, n, out,
+				 cases[i].out);
+		/* the FILE form writes the same bytes */
+		assert_non_null(f);
+		sl_json_str(f, cases[i].in);
+		assert_int_equal(fclose(f), 0);
+		if (strcmp(fout, cases[i].out))
+			fail_msg("case %zu: FILE form '%s', want '%s'", i, fout,
 				 cases[i].out);
 	}
 	/* exactly fits, one short */
