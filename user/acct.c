@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "pins.h"
 #include "json.h"
 #include "sidelane.h"
 #include "acct_user.h"

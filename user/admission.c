@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include "pins.h"
 #include "sidelane.h"
 #include "admission_user.h"
 #include "fastpath_user.h"

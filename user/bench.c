@@ -71,6 +71,7 @@
 #include <bpf/libbpf.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include "detach.h"
 #include "json.h"
 #include "sidelane.h"
 #include "fastpath_user.h"
@@ -670,7 +671,7 @@ static void detach_pins(const char *pin_root, int *attached)
 
 	if (!*attached)
 		return;
-	err = sl_fp_detach(pin_root);
+	err = sl_detach(pin_root);
 	if (err && err != -ENOENT)
 		pr_warn("detach %s: %s\n", pin_root, strerror(-err));
 	*attached = 0;
@@ -826,7 +827,7 @@ static int sidelane_attach(void)
 	err = set_pin_root(bs.pin_root, "");
 	if (err)
 		return err;
-	bs.sl_attached = 1; /* a partial attach is undone by sl_fp_detach */
+	bs.sl_attached = 1; /* a partial attach is undone by sl_detach */
 	err = sl_fp_attach(&(struct sl_fp_opts){
 		.pin_root = bs.pin_root,
 		.cgroup = bs.cgroup[CG_SIDELANE],

@@ -18,7 +18,7 @@
 int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 		  const char *sidecar_cgroup, const struct sl_config *cfg);
 /* Detach and unpin everything capture pinned under pin_root (called by
- * sl_fp_detach before the pin folder goes).
+ * sl_detach before the pin folder goes).
  */
 int sl_cap_detach(const char *pin_root);
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "pins.h"
 #include "json.h"
 #include "footprint_user.h"
 #include "fastpath_user.h"

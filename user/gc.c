@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* `sidelane gc` (user side; the rule is in gc.h): find the pin roots under
- * the bpffs whose cgroups are gone and remove them with sl_fp_detach().
+ * the bpffs whose cgroups are gone and remove them with sl_detach().
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -15,6 +15,8 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include "detach.h"
+#include "pins.h"
 #include "sidelane.h"
 #include "gc.h"
 #include "fastpath_user.h"
@@ -218,7 +220,7 @@ int sl_gc(const char *bpffs_dir, const char *prefix, bool dry_run, FILE *report)
 			removed++;
 			continue;
 		}
-		err = sl_fp_detach(dir);
+		err = sl_detach(dir);
 		if (err) {
 			fprintf(report, "failed %s: %s (`sidelane detach --pin-root %s`)\n",
 				dir, strerror(-err), dir);

@@ -6,7 +6,7 @@
  * each. Used by the CLI (main.c) and tests/integ/gc.c.
  *
  * A folder directly under the bpffs whose name starts with the prefix is
- * removed (sl_fp_detach(): every link detached, every pin unlinked, the
+ * removed (sl_detach(): every link detached, every pin unlinked, the
  * folder removed) only when
  * - it holds a link_sockops pin, a cgroup link whose cgroup is gone (the
  *   kernel reports cgroup id 0 once a removed cgroup is released), and

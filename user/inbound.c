@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "pins.h"
 #include "sidelane.h"
 #include "inbound.h"
 #include "inbound.skel.h"

@@ -51,7 +51,7 @@ int sl_in_probe(char *why, size_t len);
 int sl_in_attach(const char *pin_dir, const struct sl_in_opts *o);
 
 /* Detach the link and remove the pins sl_in_attach made under pin_dir,
- * leaving every other pin and the folder itself (sl_fp_detach removes that;
+ * leaving every other pin and the folder itself (sl_detach removes that;
  * call this before it, as sl_cap_detach is). 0 if nothing was there.
  */
 int sl_in_detach(const char *pin_dir);

@@ -17,6 +17,8 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+#include "detach.h"
+#include "pins.h"
 #include "sidelane.h"
 #include "fastpath_user.h"
 #include "capture_user.h"
@@ -706,7 +708,7 @@ out_detach:
 	 * `sidelane detach` removes it.
 	 */
 	if (cli.detach_on_exit) {
-		err = sl_fp_detach(cfg->pin_root);
+		err = sl_detach(cfg->pin_root);
 		pr_info("exiting; %s\n", err ? "detach failed" : "detached");
 		if (err)
 			ret = 1;
@@ -1155,7 +1157,7 @@ static int cmd_detach(int argc, char **argv)
 		return EXIT_USAGE;
 	if (need_root())
 		return 1;
-	err = sl_fp_detach(cli.pin_root);
+	err = sl_detach(cli.pin_root);
 	if (err == -ENOENT) {
 		printf("sidelane: nothing pinned under %s\n", cli.pin_root);
 		return EXIT_NOTFOUND;

@@ -43,6 +43,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "pins.h"
 #include "sidelane.h"
 #include "fastpath.h"
 #include "admission.h"

@@ -17,6 +17,7 @@
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <bpf/bpf.h>
+#include "pins.h"
 #include "sidelane.h"
 #include "acct.h"
 #include "admission.h"

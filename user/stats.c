@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include "pins.h"
 #include "json.h"
 #include "sidelane.h"
 #include "fastpath_user.h"

@@ -46,6 +46,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include "pins.h"
 #include "sidelane.h"
 #include "admission_user.h"
 #include "fastpath_user.h"

@@ -25,6 +25,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <bpf/bpf.h>
+#include "pins.h"
 #include "sidelane.h"
 #include "harness.h"
 #include "fastpath_user.h"

@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include "pins.h"
 #include "sidelane.h"
 #include "inbound_user.h"
 #include "fastpath_user.h"

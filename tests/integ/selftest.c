@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include "pins.h"
 #include "sidelane.h"
 #include "cgroup.h"
 #include "selftest.h"

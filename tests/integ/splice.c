@@ -50,6 +50,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <openssl/evp.h>
+#include "pins.h"
 #include "sidelane.h"
 #include "splice.h"
 #include "fastpath_user.h"
