@@ -14,9 +14,11 @@ DESTDIR   ?=
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(OUT)/bpf/%.bpf.o,$(BPF_SRCS))
 SKELS     := $(patsubst bpf/%.bpf.c,$(OUT)/skel/%.skel.h,$(BPF_SRCS))
-HDRS      := $(wildcard include/*.h user/*.h)
+HDRS      := $(wildcard include/*.h user/*.h user/*/*.h)
 
-USER_SRCS := $(wildcard user/*.c)
+# user/main.c and one folder a part: lib, tls, config, loader, proxy, report,
+# bench (README, "Layout").
+USER_SRCS := $(wildcard user/*.c user/*/*.c)
 USER_OBJS := $(patsubst user/%.c,$(OUT)/obj/%.o,$(USER_SRCS))
 # Everything but main.c: linked into the unit and integration tests too.
 LIB_OBJS  := $(filter-out $(OUT)/obj/main.o,$(USER_OBJS))
@@ -28,7 +30,7 @@ CFLAGS    += -Wall -Wextra -Werror -std=gnu11 -Iinclude -Iuser -I$(OUT)/skel \
 	     $(shell $(PKG) --cflags libbpf 2>/dev/null) \
 	     $(shell $(PKG) --cflags libcyaml 2>/dev/null)
 # libpsx with pthread_create wrapped: libcap's privilege drop then reaches
-# every thread (user/privs.c). -lpsx before -lcap: both define
+# every thread (user/lib/privs.c). -lpsx before -lcap: both define
 # psx_load_syscalls (libcap weakly) and the first library loaded wins.
 LDLIBS    := $(shell $(PKG) --libs libbpf 2>/dev/null || echo -lbpf) -lelf -lz \
 	     -lssl -lcrypto -lm -lcyaml -lyaml -lmicrohttpd \
@@ -71,6 +73,7 @@ $(OUT)/skel/%.skel.h: $(OUT)/bpf/%.bpf.o | $(OUT)/skel
 
 $(OUT)/obj/%.o: user/%.c $(HDRS) $(SKELS) | $(OUT)/obj
 	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(OUT)/sidelane: $(USER_OBJS)

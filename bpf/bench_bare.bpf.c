@@ -4,7 +4,7 @@
  * show the product's overhead over it. sockops puts established IPv4 loopback
  * sockets in a sockhash keyed by their 4-tuple; sk_msg redirects each message
  * to the peer's ingress and passes it on the normal path when the peer is
- * missing. Loaded and attached in-process (nothing pinned) by user/bench.c.
+ * missing. Loaded and attached in-process (nothing pinned) by user/bench/bench.c.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>

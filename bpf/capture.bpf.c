@@ -13,7 +13,7 @@
  * - cgroup/getsockopt on the sidecar's cgroup answers SO_ORIGINAL_DST and
  *   IP6T_SO_ORIGINAL_DST like iptables REDIRECT would;
  * - cgroup/getpeername4|6 on the app's cgroup returns the original.
- * Loaded and attached by user/capture.c.
+ * Loaded and attached by user/loader/capture.c.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_endian.h>

@@ -8,7 +8,7 @@
 
 #include "acct.h"
 
-/* close and denial events -> user space (user/acct.c) */
+/* close and denial events -> user space (user/loader/acct.c) */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, SL_EVENTS_BYTES);

@@ -2,7 +2,7 @@
 /* The local fast path (kernel side): sockops puts established TCP sockets whose
  * peer is on this host into a sockhash; sk_msg redirects each message straight
  * into the peer socket's receive queue, skipping the loopback TCP stack.
- * Loaded and attached by user/fastpath.c.
+ * Loaded and attached by user/loader/fastpath.c.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -786,7 +786,7 @@ int sl_down_verdict(struct __sk_buff *skb)
 }
 
 /* The admission sweep, run by `sidelane run` at start and again while some
- * socket waits (user/admission.c): every socket of the sockhash that the
+ * socket waits (user/loader/admission.c): every socket of the sockhash that the
  * mode in force would not admit (adm_keeps) leaves it, once nothing
  * redirected to it is unread (a psock dropped with data would lose it).
  * That covers sockets an older build admitted both ways, and a restart in

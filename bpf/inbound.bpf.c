@@ -5,7 +5,7 @@
  * the sidecar's inbound listener instead of the app's. The sidecar's
  * accepted socket keeps the address the client asked for: getsockname()
  * gives podIP:8080, which is how the sidecar learns the app port. Loaded and
- * attached by user/inbound.c.
+ * attached by user/loader/inbound.c.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>

@@ -232,7 +232,7 @@ static __always_inline __u32 psock_skbs(struct tcp_sock *tp)
 
 /* Bytes ever queued on the socket for sending: write_seq less the ISN
  * (snd_una - bytes_acked). The proxy reads the same as tcpi_bytes_acked +
- * SIOCOUTQ (user/splice.c).
+ * SIOCOUTQ (user/proxy/splice.c).
  */
 static __always_inline __u64 tcp_queued_total(struct tcp_sock *tp)
 {

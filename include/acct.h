@@ -2,7 +2,7 @@
 /* Connection accounting shared by the BPF programs and user space: why a
  * socket is or is not accelerated, and the events that reach user space
  * through the SL_MAP_EVENTS ring buffer (bpf/events.bpf.h) when a socket
- * closes or a connect is denied (user/acct.c turns them into access log
+ * closes or a connect is denied (user/loader/acct.c turns them into access log
  * lines).
  */
 #ifndef ACCT_H
@@ -72,7 +72,7 @@ struct sl_event {
 
 #define SL_EVENTS_BYTES (256 * 1024) /* ring buffer size: ~1400 events */
 /* waiting bytes that wake the reader at once; below it, its next poll
- * (SL_ACCT_POLL_MS, user/acct.c) takes them
+ * (SL_ACCT_POLL_MS, user/loader/acct.c) takes them
  */
 #define SL_EVENTS_WAKE_BYTES (SL_EVENTS_BYTES / 4)
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* Admission: which app sockets may enter the sockhash, shared by
  * bpf/admission.bpf.h (the decision, in sockops and sk_msg) and
- * user/admission.c (the mode, the kernel's findings, the counters).
+ * user/loader/admission.c (the mode, the kernel's findings, the counters).
  *
  * An app socket is admitted only where the app cannot tell. A socket in a
  * sockmap gets the tcp_bpf receive path: a blocking recv() woken without

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* Transparent capture and L3/L4 policy: types shared by bpf/capture.bpf.c and
- * user/capture.c. Addresses are 16 bytes, IPv4 in v4-mapped form, as in
+ * user/loader/capture.c. Addresses are 16 bytes, IPv4 in v4-mapped form, as in
  * fastpath.h; ports in host order.
  */
 #ifndef CAPTURE_H

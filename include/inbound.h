@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* Inbound capture with sk_lookup: types shared by bpf/inbound.bpf.c and
- * user/inbound.c. Ports in host order.
+ * user/loader/inbound.c. Ports in host order.
  */
 #ifndef INBOUND_H
 #define INBOUND_H

@@ -112,7 +112,7 @@
  */
 #define SL_MAX_BACKLOG (4U << 20)
 
-/* Inbound capture (bpf/inbound.bpf.c, user/inbound.c): an sk_lookup program
+/* Inbound capture (bpf/inbound.bpf.c, user/loader/inbound.c): an sk_lookup program
  * on the pod's network namespace steers connections for the app's ports to
  * the sidecar's inbound listener. Maps and link pinned beside the above.
  */

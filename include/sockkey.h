@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* struct sl_sock_key, the key of every map that names a socket by its
  * 4-tuple: built by bpf/sockkey.bpf.h in the kernel and by sl_fd_sock_key()
- * (user/fastpath.c) from a file descriptor.
+ * (user/loader/fastpath.c) from a file descriptor.
  */
 #ifndef SOCKKEY_H
 #define SOCKKEY_H

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* Splice (issue 10): a relayed connection's bytes leave user space. Shared
  * by bpf/splice.bpf.h (sk_msg for the upload, an sk_skb verdict for the
- * download, in bpf/fastpath.bpf.c) and user/splice.c (the proxy's side).
+ * download, in bpf/fastpath.bpf.c) and user/proxy/splice.c (the proxy's side).
  *
  * Upload. An app socket admitted send-only (include/admission.h) has its
  * messages redirected into the sidecar's accepted socket, whose reader is

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* The proxy's and TLS layer's counters as a pinned map (SL_MAP_PROXY_STATS,
  * declared in bpf/fastpath.bpf.c, written only by user space): the running
- * `sidelane run` mirrors them there every second (user/stats.c), so
+ * `sidelane run` mirrors them there every second (user/report/stats.c), so
  * `sidelane status` and `bpftool map dump` in another process see them.
  * Totals continue across restarts: a new process adds what it counts to
  * what the previous one published (gauges such as active are its own).
@@ -9,9 +9,9 @@
 #ifndef STATS_H
 #define STATS_H
 
-#define SL_STATS_CLOSE_SLOTS 16 /* >= SL_CLOSE_NR (user/proxy.h) */
-#define SL_STATS_TLS_FAIL_SLOTS 12 /* >= SL_TLS_FAIL_NR (user/tls.h) */
-#define SL_STATS_DIR_SLOTS 3 /* >= SL_DIR_NR (user/proxy.h) */
+#define SL_STATS_CLOSE_SLOTS 16 /* >= SL_CLOSE_NR (user/proxy/proxy.h) */
+#define SL_STATS_TLS_FAIL_SLOTS 12 /* >= SL_TLS_FAIL_NR (user/tls/tls.h) */
+#define SL_STATS_DIR_SLOTS 3 /* >= SL_DIR_NR (user/proxy/proxy.h) */
 
 /* Slot 0. Indexes of closed[] are enum sl_close_reason, of tls_failed[]
  * enum sl_tls_fail; `sidelane status` prints their names.

@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "harness.h"
-#include "acct_user.h"
+#include "loader/acct_user.h"
 
 #define N_BURST 1500 /* local connections: 2 sockets each, ring holds ~1300 */
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* Integration test (tests/integ): the admin HTTP endpoint (user/admin.c) of
+/* Integration test (tests/integ): the admin HTTP endpoint (user/report/admin.c) of
  * the real `sidelane -v run --config`, with an ambassador listener relaying
  * to an echo server of this test. An app process in the app's cgroup makes
  * N echo connections through the ambassador and M connects that policy

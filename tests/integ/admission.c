@@ -25,7 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "sidelane.h"
-#include "admission_user.h"
+#include "loader/admission_user.h"
 #include "harness.h"
 
 #define MSG_LEN 1000

@@ -22,9 +22,9 @@
 #include <unistd.h>
 #include "sidelane.h"
 #include "capture.h"
-#include "capture_user.h"
-#include "config.h"
-#include "fastpath_user.h"
+#include "loader/capture_user.h"
+#include "config/config.h"
+#include "loader/fastpath_user.h"
 #include "harness.h"
 
 #define SO_ORIGINAL_DST 80

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* Integration test (tests/integ): coexistence with another owner's programs
- * (user/coexist.c, the rule in user/coexist.h). In a pod-like tree of fresh
+ * (user/loader/coexist.c, the rule in user/loader/coexist.h). In a pod-like tree of fresh
  * cgroups (P, app = P/app, sidecar = P/app/side) the test attaches programs
  * of its own making, loaded from raw instructions:
  * - cx_allow4, a cgroup/connect4 that allows everything, on the app's cgroup;
@@ -36,12 +36,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <bpf/bpf.h>
-#include "pins.h"
+#include "loader/pins.h"
 #include "sidelane.h"
 #include "harness.h"
-#include "fastpath_user.h"
-#include "cgroup.h"
-#include "coexist.h"
+#include "loader/fastpath_user.h"
+#include "lib/cgroup.h"
+#include "loader/coexist.h"
 
 #define LOG_DIR "build/tests/logs"
 #define READY_MS 20000

@@ -46,10 +46,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
-#include "pins.h"
+#include "loader/pins.h"
 #include "sidelane.h"
-#include "admission_user.h"
-#include "fastpath_user.h"
+#include "loader/admission_user.h"
+#include "loader/fastpath_user.h"
 #include "splice.h"
 #include "harness.h"
 

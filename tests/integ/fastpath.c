@@ -17,7 +17,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include "sidelane.h"
-#include "fastpath_user.h"
+#include "loader/fastpath_user.h"
 #include "harness.h"
 
 #define N_CLIENT_MSGS 10

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* Integration test (tests/integ): `sidelane gc` (user/gc.c, the rule in
- * user/gc.h). Three pin roots made by the real `sidelane run`, all named
+/* Integration test (tests/integ): `sidelane gc` (user/loader/gc.c, the rule in
+ * user/loader/gc.h). Three pin roots made by the real `sidelane run`, all named
  * with a prefix unique to this test so nobody else's pins are ever touched:
  * - "dead": a pod that is gone (run stopped, app and sidecar cgroups
  *   removed): removed, and only that;
@@ -25,11 +25,11 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <bpf/bpf.h>
-#include "pins.h"
+#include "loader/pins.h"
 #include "sidelane.h"
 #include "harness.h"
-#include "fastpath_user.h"
-#include "gc.h"
+#include "loader/fastpath_user.h"
+#include "loader/gc.h"
 
 #define LOG_DIR "build/tests/logs"
 #define READY_MS 20000

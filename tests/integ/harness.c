@@ -27,9 +27,9 @@
 #include <bpf/libbpf.h>
 #include <openssl/evp.h>
 #include "sidelane.h"
-#include "admission_user.h"
+#include "loader/admission_user.h"
 #include "harness.h"
-#include "fastpath_user.h"
+#include "loader/fastpath_user.h"
 
 #define TH_MAX_ENVS 16
 #define TH_MAX_CLEANUPS 16

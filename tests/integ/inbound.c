@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* Integration test (tests/integ): inbound capture with sk_lookup
- * (user/inbound.c, bpf/inbound.bpf.c). Two network namespaces made here, a
+ * (user/loader/inbound.c, bpf/inbound.bpf.c). Two network namespaces made here, a
  * "pod" and a "peer", joined by a veth (198.18.81.0/30, 2001:db8:81::/64).
  * A worker thread enters the pod (setns) and runs the subtests there: real
  * TCP from the peer to the pod's app ports must reach the sidecar's listener,
@@ -27,10 +27,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
-#include "pins.h"
+#include "loader/pins.h"
 #include "sidelane.h"
-#include "inbound_user.h"
-#include "fastpath_user.h"
+#include "loader/inbound_user.h"
+#include "loader/fastpath_user.h"
 #include "harness.h"
 
 #define POD_IP "198.18.81.1"

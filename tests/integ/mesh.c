@@ -35,7 +35,7 @@
 #include <unistd.h>
 #include <openssl/evp.h>
 #include "sidelane.h"
-#include "admission_user.h"
+#include "loader/admission_user.h"
 #include "harness.h"
 
 #define A_IP "198.18.80.1"

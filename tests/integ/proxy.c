@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* Integration test (tests/integ): the user-space proxy (user/proxy.c) on
+/* Integration test (tests/integ): the user-space proxy (user/proxy/proxy.c) on
  * loopback, no BPF. Each proxy runs sl_proxy_run in a thread with a config
  * filled in here, ambassador listeners on free ports, upstream = a listener
  * of this test. Cases: byte-exact relay (SHA-256) 0 B .. 4 MiB both ways with
@@ -26,8 +26,8 @@
 #include <sys/socket.h>
 #include <linux/sockios.h> /* SIOCOUTQ */
 #include <unistd.h>
-#include "log.h"
-#include "proxy.h"
+#include "lib/log.h"
+#include "proxy/proxy.h"
 #include "harness.h"
 
 #define KiB 1024UL

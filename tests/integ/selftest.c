@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* Integration test (tests/integ): the start-up self-test, sl_selftest_run()
- * (user/selftest.c), called directly:
+ * (user/loader/selftest.c), called directly:
  * - it passes on this kernel, within 2 s, and really redirected;
  * - SIDELANE_SELFTEST_FAIL=<check> fails that check, with a reason naming
  *   it ("any": the first; a misspelt name fails too);
@@ -20,10 +20,10 @@
 #include <string.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
-#include "pins.h"
+#include "loader/pins.h"
 #include "sidelane.h"
-#include "cgroup.h"
-#include "selftest.h"
+#include "lib/cgroup.h"
+#include "loader/selftest.h"
 #include "harness.h"
 
 #define MAX_IDS 8192

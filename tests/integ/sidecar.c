@@ -25,9 +25,9 @@
 #include <unistd.h>
 #include "sidelane.h"
 #include "capture.h"
-#include "capture_user.h"
-#include "fastpath_user.h"
-#include "admission_user.h"
+#include "loader/capture_user.h"
+#include "loader/fastpath_user.h"
+#include "loader/admission_user.h"
 #include "harness.h"
 
 #define NS_IP "198.18.78.2"

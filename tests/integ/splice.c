@@ -50,10 +50,10 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <openssl/evp.h>
-#include "pins.h"
+#include "loader/pins.h"
 #include "sidelane.h"
 #include "splice.h"
-#include "fastpath_user.h"
+#include "loader/fastpath_user.h"
 #include "harness.h"
 
 #define KiB 1024UL

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* Integration test (tests/integ): mutual TLS between sidecars (user/tls.c) on
+/* Integration test (tests/integ): mutual TLS between sidecars (user/tls/tls.c) on
  * loopback TCP pairs with non-blocking fds, no BPF. A test PKI is made with
  * the openssl CLI (the harness's th_pki_*) in a temp dir removed on every
  * exit path: a CA, server and client certs with SPIFFE URI SANs, and bad
@@ -24,8 +24,8 @@
 #include <unistd.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
-#include "log.h"
-#include "tls.h"
+#include "lib/log.h"
+#include "tls/tls.h"
 #include "harness.h"
 
 #define KiB 1024UL

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* Unit tests (cmocka) for the access log (user/accesslog.c): order and
+/* Unit tests (cmocka) for the access log (user/lib/accesslog.c): order and
  * completeness, rotation into gzip files that decompress to exactly what
  * was written, the bound on files and disk, drops that never block, close
  * flushing, crash leftovers, concurrent producers, and the JSON escaping.
@@ -22,8 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
-#include "json.h"
-#include "accesslog.h"
+#include "lib/json.h"
+#include "lib/accesslog.h"
 
 struct tdir {
 	char dir[64];

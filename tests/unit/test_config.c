@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* Unit tests (cmocka) for user/config.c: the embedded default, full and
+/* Unit tests (cmocka) for user/config/config.c: the embedded default, full and
  * partial config files, policy files, one rejected file per class of mistake
  * with its "file:line: reason", and the CIDR / port range / endpoint parsers.
  * Files are written with mkstemps under /tmp and removed before any check.
@@ -17,7 +17,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "config.h"
+#include "config/config.h"
 #include "admission.h"
 
 enum kind { CONFIG, POLICY };

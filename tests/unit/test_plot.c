@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* Unit tests for user/bench_plot.c: the .dat tables and .gp scripts it
+/* Unit tests for user/bench/bench_plot.c: the .dat tables and .gp scripts it
  * writes, and the SVGs gnuplot draws from them (make deps installs
  * gnuplot-nox; without it the draw is an error, -ENOENT).
  */
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
-#include "bench_plot.h"
+#include "bench/bench_plot.h"
 
 static char dir[64];
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* Unit tests (cmocka) for the pure helpers of user/util.c: number parsing,
+/* Unit tests (cmocka) for the pure helpers of user/lib/util.c: number parsing,
  * /proc/mounts parsing, and the address key form shared with the BPF side.
  */
 #include <stdarg.h>
@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include "util.h"
+#include "lib/util.h"
 
 static void parse_u64_accepts_range(void **state)
 {

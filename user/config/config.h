@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* sidelane's configuration and policy files (user/config/config.c): YAML parsed with
+ * libcyaml against a declared schema, validated, turned into these structs.
+ * A bad file is rejected with "file:line: reason" and nothing else changes.
+ */
+#ifndef CONFIG_H
+#define CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "capture.h"
+
+#define SL_CFG_MAX_CIDRS 64
+#define SL_CFG_MAX_PORTS 64
+#define SL_CFG_MAX_AMBASSADORS 32
+#define SL_CFG_MAX_WORKERS 256 /* proxy event loops */
+#define SL_CFG_MAX_RULES SL_MAX_POLICY_RULES /* the kernel counts hits per rule */
+#define SL_CFG_MAX_RULE_PORTS 8 /* port ranges per rule */
+#define SL_CFG_ERR_LEN 512
+#define SL_CFG_PATH_MAX 1024 /* certificate/key/CA file paths */
+#define SL_CFG_MAX_MESH 64 /* tls.mesh entries */
+#define SL_CFG_MAX_MESH_IDS 8 /* server identity patterns per mesh entry */
+#define SL_CFG_MAX_ID_RULES 64 /* inbound.identities rules */
+#define SL_CFG_ID_LEN 512 /* a SPIFFE ID pattern in the config */
+
+/* An address prefix: family AF_INET or AF_INET6, addr in network order
+ * (4 or 16 bytes used), prefix length 0..32 / 0..128.
+ */
+struct sl_cidr {
+	int family;
+	uint8_t addr[16];
+	uint8_t prefixlen;
+};
+
+struct sl_port_range {
+	uint16_t lo, hi; /* inclusive, host order, 1..65535, lo <= hi */
+};
+
+enum sl_action { SL_ACTION_ALLOW = 1, SL_ACTION_DENY = 2 };
+
+/* One L3/L4 rule. Matching: the most specific prefix containing the
+ * destination wins; within it the first rule whose port ranges match
+ * (no ranges = every port); no match = the policy's default action.
+ */
+struct sl_rule {
+	uint32_t id; /* 1..; unique within a policy */
+	enum sl_action action;
+	struct sl_cidr cidr;
+	unsigned int n_ports;
+	struct sl_port_range ports[SL_CFG_MAX_RULE_PORTS];
+	unsigned int line; /* where it was written, for messages */
+};
+
+struct sl_policy {
+	enum sl_action default_action; /* allow when not given */
+	unsigned int n_rules;
+	struct sl_rule rules[SL_CFG_MAX_RULES];
+};
+
+struct sl_endpoint {
+	struct sockaddr_storage addr; /* numeric address + port */
+	socklen_t addrlen;
+};
+
+struct sl_ambassador {
+	struct sl_endpoint listen; /* must be a loopback address */
+	char upstream_host[256]; /* name or numeric address, resolved at connect */
+	uint16_t upstream_port;
+};
+
+/* A destination whose sidecar speaks mutual TLS: connections the proxy makes
+ * to it (captured or an ambassador's upstream) originate TLS. The server must
+ * present one of ids (none: any identity of the trust domain).
+ */
+struct sl_mesh_dst {
+	struct sl_cidr cidr;
+	unsigned int n_ports; /* none: every port */
+	struct sl_port_range ports[SL_CFG_MAX_RULE_PORTS];
+	unsigned int n_ids;
+	char ids[SL_CFG_MAX_MESH_IDS][SL_CFG_ID_LEN];
+};
+
+/* Inbound identity rule: the first whose ports hold the app port and whose
+ * pattern matches the client's SPIFFE ID decides.
+ */
+struct sl_id_rule_cfg {
+	char id[SL_CFG_ID_LEN]; /* exact, "spiffe://td/path/<star>" or "*" */
+	enum sl_action action;
+	unsigned int n_ports; /* none: every port */
+	struct sl_port_range ports[SL_CFG_MAX_RULE_PORTS];
+	unsigned int line;
+};
+
+/* How connections for the app's ports reach the inbound listener. */
+enum sl_inbound_mode {
+	SL_INBOUND_AUTO = 0, /* sk_lookup where the kernel has it, else listener */
+	SL_INBOUND_SK_LOOKUP, /* sk_lookup or fail */
+	SL_INBOUND_LISTENER, /* peers dial inbound.listen; relayed to app_port */
+};
+
+struct sl_config {
+	char pin_root[256];
+	char cgroup[512]; /* the app's cgroup; "" = given on the command line */
+	struct {
+		uint32_t app_sockets; /* enum sl_app_sockets (admission.h) */
+		unsigned int n_exclude_ports;
+		uint16_t exclude_ports[SL_CFG_MAX_PORTS];
+	} fastpath;
+	struct {
+		int enabled;
+		struct sl_endpoint outbound; /* transparent listener, loopback */
+		uint32_t mark; /* SO_MARK of sidelane's own upstream sockets */
+		unsigned int n_include_cidrs, n_exclude_cidrs;
+		struct sl_cidr include_cidrs[SL_CFG_MAX_CIDRS];
+		struct sl_cidr exclude_cidrs[SL_CFG_MAX_CIDRS];
+		unsigned int n_include_ports, n_exclude_ports; /* include empty = all */
+		struct sl_port_range include_ports[SL_CFG_MAX_PORTS];
+		struct sl_port_range exclude_ports[SL_CFG_MAX_PORTS];
+	} capture;
+	struct {
+		unsigned int connect_timeout_ms;
+		unsigned int idle_timeout_ms;
+		unsigned int buffer_bytes; /* per direction */
+		unsigned int max_conns;
+		unsigned int workers; /* event loops; 0: auto (sl_workers_auto) */
+		int splice; /* hand admitted uploads to the kernel (splice.h) */
+		unsigned int n_ambassadors;
+		struct sl_ambassador ambassadors[SL_CFG_MAX_AMBASSADORS];
+	} proxy;
+	struct {
+		int enabled; /* cert, key and ca given */
+		char cert[SL_CFG_PATH_MAX], key[SL_CFG_PATH_MAX],
+			ca[SL_CFG_PATH_MAX];
+		char trust_domain[256]; /* "" = the one of our certificate */
+		int allow_tls12; /* min_version "1.2" */
+		char alpn[256]; /* "h2,http/1.1"; "" none */
+		unsigned int handshake_timeout_ms;
+		unsigned int reload_interval_ms;
+		unsigned int n_mesh;
+		struct sl_mesh_dst mesh[SL_CFG_MAX_MESH];
+	} tls;
+	struct {
+		int enabled;
+		struct sl_endpoint listen; /* the inbound listener */
+		enum sl_inbound_mode mode;
+		unsigned int n_ports, n_exclude_ports;
+		struct sl_port_range ports[SL_CFG_MAX_PORTS];
+		struct sl_port_range exclude_ports[SL_CFG_MAX_PORTS];
+		uint16_t app_port; /* listener mode: where connections go */
+		int fail_open; /* sk_lookup with the sidecar gone: reach the app */
+		enum sl_action id_default;
+		unsigned int n_ids;
+		struct sl_id_rule_cfg ids[SL_CFG_MAX_ID_RULES];
+	} inbound;
+	struct {
+		char access_log[SL_CFG_PATH_MAX]; /* "" = none */
+		unsigned int max_bytes; /* rotate the live file at this size */
+		unsigned int keep; /* gzip-compressed rotated files kept */
+	} accounting;
+	struct {
+		int enabled; /* listen given */
+		struct sl_endpoint listen; /* loopback only */
+		unsigned int drain_timeout_ms; /* SIGTERM and POST /drain */
+	} admin;
+	struct {
+		/* the kernel tables are sized from it (sl_sizing_set()) */
+		unsigned int max_conns;
+	} limits;
+	struct sl_policy policy;
+};
+
+/* The built-in default (also what `sidelane config default` prints). */
+extern const char sl_config_default_yaml[];
+
+/* Parse and validate; path NULL = the embedded default. On error returns
+ * -EINVAL (or -errno for I/O) and writes "file:line: reason" into err.
+ * cfg is heap-allocated by the caller (it is large) and fully overwritten.
+ */
+int sl_config_load(const char *path, struct sl_config *cfg, char *err,
+		   size_t errlen);
+/* Same for a policy file (the `rules:`/`default:` document of `policy load`). */
+int sl_policy_load(const char *path, struct sl_policy *pol, char *err,
+		   size_t errlen);
+/* Does prefix c hold the address (family AF_INET: 4 bytes, AF_INET6: 16;
+ * a v4-mapped IPv6 address is matched as the IPv4 one)?
+ */
+int sl_cidr_contains(const struct sl_cidr *c, int family, const void *addr);
+/* Is port (host order) in one of the n ranges? n == 0: every port. */
+int sl_ports_match(const struct sl_port_range *r, unsigned int n,
+		   uint16_t port);
+/* The resolved values of cfg as one JSON object and a newline
+ * (user/config/config_json.c; `sidelane config check FILE --json`).
+ */
+void sl_config_print_json(FILE *f, const struct sl_config *cfg);
+/* Parse "a.b.c.d/n", "x::/n" (a bare address means /32 or /128). 0 or -EINVAL. */
+int sl_cidr_parse(const char *s, struct sl_cidr *out);
+/* Parse "80" or "8000-8080". 0 or -EINVAL/-ERANGE. */
+int sl_port_range_parse(const char *s, struct sl_port_range *out);
+/* Parse "127.0.0.1:15001" or "[::1]:15001". 0 or -EINVAL. */
+int sl_endpoint_parse(const char *s, struct sl_endpoint *out);
+
+#endif /* CONFIG_H */

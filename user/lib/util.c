@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Small pure helpers of the sidelane binary (see util.h). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/socket.h>
+#include "lib/util.h"
+
+int sl_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*end)
+		return -EINVAL;
+	if (errno == ERANGE || v < min || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+int sl_parse_ports(const char *s, uint16_t *ports, size_t max, size_t *n,
+		   const char **bad)
+{
+	char item[8];
+	size_t cnt = 0, i;
+
+	*n = 0;
+	*bad = s;
+	if (!*s)
+		return -EINVAL;
+	while (*s) {
+		size_t len = strcspn(s, ",");
+		uint64_t v;
+		int err;
+
+		*bad = s;
+		if (!len || len >= sizeof(item))
+			return -EINVAL;
+		memcpy(item, s, len);
+		item[len] = '\0';
+		err = sl_parse_u64(item, 1, 65535, &v);
+		if (err)
+			return err;
+		for (i = 0; i < cnt; i++)
+			if (ports[i] == v)
+				return -EINVAL;
+		if (cnt == max)
+			return -E2BIG;
+		ports[cnt++] = (uint16_t)v;
+		s += len;
+		if (*s == ',' && !*++s) {
+			*bad = s; /* trailing comma: nothing after it */
+			return -EINVAL;
+		}
+	}
+	*n = cnt;
+	return 0;
+}
+
+/* Decode the \ooo escapes the kernel uses for spaces and such in mounts. */
+static int unescape(const char *in, char *out, size_t len)
+{
+	size_t n = 0;
+
+	while (*in) {
+		char c = *in++;
+
+		if (c == '\\' && in[0] >= '0' && in[0] <= '3' && in[1] >= '0' &&
+		    in[1] <= '7' && in[2] >= '0' && in[2] <= '7') {
+			c = (char)((in[0] - '0') * 64 + (in[1] - '0') * 8 +
+				   (in[2] - '0'));
+			in += 3;
+		}
+		if (n + 1 >= len)
+			return -ENAMETOOLONG;
+		out[n++] = c;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+int sl_find_fs_mount(FILE *mounts, const char *fstype, char *buf, size_t len)
+{
+	char line[4096];
+
+	while (fgets(line, sizeof(line), mounts)) {
+		char *save = NULL, *dev, *dir, *type;
+
+		dev = strtok_r(line, " \t\n", &save);
+		dir = strtok_r(NULL, " \t\n", &save);
+		type = strtok_r(NULL, " \t\n", &save);
+		if (!dev || !dir || !type || strcmp(type, fstype))
+			continue;
+		return unescape(dir, buf, len);
+	}
+	return -ENOENT;
+}
+
+void sl_addr_to_key(int family, const void *addr, uint8_t out[16])
+{
+	if (family == AF_INET) {
+		memset(out, 0, 10);
+		out[10] = 0xff;
+		out[11] = 0xff;
+		memcpy(out + 12, addr, 4);
+	} else {
+		memcpy(out, addr, 16);
+	}
+}
+
+int sl_addr_is_v4mapped(const uint8_t ip[16])
+{
+	static const uint8_t prefix[12] = { [10] = 0xff, [11] = 0xff };
+
+	return !memcmp(ip, prefix, sizeof(prefix));
+}
+
+int sl_addr_is_loopback(const uint8_t ip[16])
+{
+	static const uint8_t v6lo[16] = { [15] = 1 };
+
+	if (sl_addr_is_v4mapped(ip))
+		return ip[12] == 127;
+	return !memcmp(ip, v6lo, 16);
+}
+
+const char *sl_addr_str(const uint8_t ip[16], char *buf, size_t len)
+{
+	if (sl_addr_is_v4mapped(ip))
+		return inet_ntop(AF_INET, ip + 12, buf, len) ? buf : "?";
+	return inet_ntop(AF_INET6, ip, buf, len) ? buf : "?";
+}
+
+void sl_time_str(uint64_t real_ns, char *buf, size_t len)
+{
+	time_t sec = (time_t)(real_ns / 1000000000ULL);
+	struct tm tm;
+	char day[32];
+
+	gmtime_r(&sec, &tm);
+	strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, len, "%s.%03uZ", day,
+		 (unsigned int)(real_ns / 1000000ULL % 1000));
+}

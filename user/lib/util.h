@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Small pure helpers of the sidelane binary (user/lib/util.c); unit-tested. */
+#ifndef UTIL_H
+#define UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Parse a whole string as an unsigned decimal in [min, max]. 0 or -EINVAL/-ERANGE. */
+int sl_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Parse "80,443,8080" into ports[] (at most max, each 1..65535, no repeats).
+ * Sets *n. 0, or -EINVAL/-ERANGE/-E2BIG with *bad pointing at the culprit.
+ */
+int sl_parse_ports(const char *s, uint16_t *ports, size_t max, size_t *n,
+		   const char **bad);
+
+/* Find the first cgroup2 mount point in a /proc/mounts-format stream
+ * (octal escapes such as \040 decoded). 0, -ENOENT if none, -ENAMETOOLONG.
+ */
+int sl_find_fs_mount(FILE *mounts, const char *fstype, char *buf, size_t len);
+
+/* Format 16 address bytes (v4-mapped shown as dotted quad) into buf. */
+const char *sl_addr_str(const uint8_t ip[16], char *buf, size_t len);
+/* Store an address of family AF_INET/AF_INET6 in the 16-byte key form. */
+void sl_addr_to_key(int family, const void *addr, uint8_t out[16]);
+/* ::ffff:0:0/96 */
+int sl_addr_is_v4mapped(const uint8_t ip[16]);
+/* 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104: user-space twin of sl_is_loopback. */
+int sl_addr_is_loopback(const uint8_t ip[16]);
+
+/* "2026-11-25T14:30:00.123Z" (UTC, ms) for a CLOCK_REALTIME time in ns. */
+void sl_time_str(uint64_t real_ns, char *buf, size_t len);
+
+#endif /* UTIL_H */
