@@ -32,13 +32,12 @@
 #include "sidelane.h"
 #include <yaml.h>
 #include "config/config.h"
-#include "loader/admission_user.h"
 #include "tls/tls.h"
 #include "lib/util.h"
 
 const char sl_config_default_yaml[] =
-	"# sidelane configuration. This is the built-in default (`sidelane config\n"
-	"# default` prints it) and the reference of the format: every key is shown\n"
+	"# sidelane configuration. This is the built-in default (`sidelane config`\n"
+	"# prints it) and the reference of the format: every key is shown\n"
 	"# with its default value. Every key is optional; a key or section left out\n"
 	"# keeps the value shown here. A list given in a file replaces the default\n"
 	"# list as a whole.\n"
@@ -236,6 +235,26 @@ const char sl_config_default_yaml[] =
 	"  #       cidr: 10.0.0.0/8             # required\n"
 	"  #       ports: [\"80\", \"8000-8080\"]   # optional; at most 8 port ranges\n"
 	"  rules: []\n";
+
+/* fastpath.app_sockets (include/admission.h has what each admits) */
+const char *const sl_app_sockets_name[SL_APP_NR] = {
+	[SL_APP_SAFE] = "safe",
+	[SL_APP_SEND] = "send",
+	[SL_APP_ALL] = "all",
+	[SL_APP_NONE] = "none",
+};
+
+int sl_app_sockets_parse(const char *name, uint32_t *mode)
+{
+	uint32_t i;
+
+	for (i = 0; i < SL_APP_NR; i++)
+		if (!strcmp(name, sl_app_sockets_name[i])) {
+			*mode = i;
+			return 0;
+		}
+	return -EINVAL;
+}
 
 /* ---- Value parsers ---------------------------------------------------- */
 

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "admission.h"
 #include "capture.h"
 
 #define SL_CFG_MAX_CIDRS 64
@@ -172,7 +173,7 @@ struct sl_config {
 	struct sl_policy policy;
 };
 
-/* The built-in default (also what `sidelane config default` prints). */
+/* The built-in default (what `sidelane config` prints). */
 extern const char sl_config_default_yaml[];
 
 /* Parse and validate; path NULL = the embedded default. On error returns
@@ -201,5 +202,10 @@ int sl_cidr_parse(const char *s, struct sl_cidr *out);
 int sl_port_range_parse(const char *s, struct sl_port_range *out);
 /* Parse "127.0.0.1:15001" or "[::1]:15001". 0 or -EINVAL. */
 int sl_endpoint_parse(const char *s, struct sl_endpoint *out);
+
+/* "safe", "send", "all", "none" (index: enum sl_app_sockets). */
+extern const char *const sl_app_sockets_name[SL_APP_NR];
+/* name -> *mode. 0 or -EINVAL. */
+int sl_app_sockets_parse(const char *name, uint32_t *mode);
 
 #endif /* CONFIG_H */

@@ -9,8 +9,6 @@
 #include <stdio.h>
 #include "lib/json.h"
 #include "config/config.h"
-#include "loader/admission_user.h"
-#include "report/status.h"
 
 /* "127.0.0.1:15000" or "[::1]:15000", as the config spells endpoints. */
 static void json_endpoint(FILE *f, const struct sl_endpoint *e)

@@ -13,31 +13,12 @@
 #include "loader/fastpath_user.h"
 #include "lib/log.h"
 
-const char *const sl_app_sockets_name[SL_APP_NR] = {
-	[SL_APP_SAFE] = "safe",
-	[SL_APP_SEND] = "send",
-	[SL_APP_ALL] = "all",
-	[SL_APP_NONE] = "none",
-};
-
 #define SL_ACC_NAME(id, name, help) [SL_ACC_##id] = name,
 #define SL_ACC_HELP(id, name, help) [SL_ACC_##id] = help,
 const char *const sl_acc_reason_name[SL_ACC_NR] = { SL_ACC_REASONS(SL_ACC_NAME) };
 const char *const sl_acc_reason_help[SL_ACC_NR] = { SL_ACC_REASONS(SL_ACC_HELP) };
 #undef SL_ACC_NAME
 #undef SL_ACC_HELP
-
-int sl_app_sockets_parse(const char *name, uint32_t *mode)
-{
-	uint32_t i;
-
-	for (i = 0; i < SL_APP_NR; i++)
-		if (!strcmp(name, sl_app_sockets_name[i])) {
-			*mode = i;
-			return 0;
-		}
-	return -EINVAL;
-}
 
 int sl_adm_read(const char *pin_root, struct sl_adm_status *st)
 {

@@ -11,15 +11,11 @@
 #include <stdio.h>
 #include "admission.h"
 #include "acct.h"
+#include "config/config.h" /* sl_app_sockets_name */
 
-/* "safe", "send", "all", "none" (index: enum sl_app_sockets). */
-extern const char *const sl_app_sockets_name[SL_APP_NR];
 /* Reason names and what they mean, index enum sl_acc_reason (acct.h). */
 extern const char *const sl_acc_reason_name[SL_ACC_NR];
 extern const char *const sl_acc_reason_help[SL_ACC_NR];
-
-/* name -> *mode. 0 or -EINVAL. */
-int sl_app_sockets_parse(const char *name, uint32_t *mode);
 
 /* What `sidelane status` shows of admission. */
 struct sl_adm_status {
