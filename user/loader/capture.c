@@ -189,7 +189,7 @@ static uint16_t endpoint_port(const struct sl_endpoint *e)
 /* Write cfg->capture into the maps. The include list being empty means all
  * ports; the IPv6 listener is [::1] on the same port as the IPv4 one.
  */
-static int apply_capture(const char *pin_root, const struct sl_config *cfg,
+static int capture_maps_write(const char *pin_root, const struct sl_config *cfg,
 			 int same_cgroup)
 {
 	static const __u8 v6_loopback[16] = { [15] = 1 };
@@ -383,7 +383,7 @@ int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 		}
 	}
 	/* Settings before links: no connect is captured with half a config. */
-	err = apply_capture(pin_root, cfg, same);
+	err = capture_maps_write(pin_root, cfg, same);
 	/* On a restart the config's policy is the declared state and replaces
 	 * the live one; a config that declares none keeps the live rules
 	 * (edited with `sidelane policy`), and the log says which happened.

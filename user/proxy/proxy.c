@@ -1984,7 +1984,7 @@ static int listener_open(struct sl_worker *p, struct sl_listener *l,
 /* A numeric upstream is parsed here once (getaddrinfo does not block for
  * AI_NUMERICHOST); a name is left for the resolver threads.
  */
-static int upstream_parse(struct sl_listener *l, const struct sl_ambassador *a)
+static int listener_upstream_set(struct sl_listener *l, const struct sl_ambassador *a)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
@@ -2213,7 +2213,7 @@ static int worker_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
 		const struct sl_ambassador *a = &cfg->proxy.ambassadors[i];
 		struct sl_listener *l = &p->ls[p->n_ls++];
 
-		err = upstream_parse(l, a);
+		err = listener_upstream_set(l, a);
 		if (err) {
 			pr_warn("proxy: ambassador %u: bad upstream \"%s\" %u\n",
 				i, a->upstream_host, a->upstream_port);
