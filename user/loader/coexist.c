@@ -24,7 +24,6 @@
 #include "loader/fastpath_user.h"
 #include "lib/cgroup.h"
 #include "lib/log.h"
-#include "report/status.h"
 
 /* Kernel limit on programs per cgroup and attach type (BPF_CGROUP_MAX_PROGS),
  * times the levels an effective array can sum up.

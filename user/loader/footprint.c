@@ -12,7 +12,6 @@
 #include "lib/json.h"
 #include "loader/footprint_user.h"
 #include "loader/fastpath_user.h"
-#include "report/status.h"
 #include "lib/log.h"
 
 /* memlock of a map fd, from /proc/self/fdinfo; -ENOENT when the fd is not

@@ -16,7 +16,6 @@
 #include "loader/fastpath_user.h"
 #include "proxy/proxy.h"
 #include "report/stats_user.h"
-#include "report/status.h"
 #include "tls/tls.h"
 
 _Static_assert(SL_CLOSE_NR <= SL_STATS_CLOSE_SLOTS, "closed[] too small");
