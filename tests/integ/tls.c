@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include "config/config.h"
 #include "lib/log.h"
 #include "tls/tls.h"
 #include "harness.h"
@@ -400,12 +401,15 @@ static void test_spiffe(void)
 		"http://sl.test/x",	   "spiffe:///x",
 		"SPIFFE://sl.test/x",	   "",
 	};
-	const struct sl_id_rule rules[] = {
-		{ ID("evil"), false },
-		{ "spiffe://" TD "/ns/prod/*", true },
+	/* inbound.identities as the proxy judges them: first match decides */
+	const struct sl_id_rule_cfg rules[] = {
+		{ .id = ID("evil"), .action = SL_ACTION_DENY },
+		{ .id = "spiffe://" TD "/ns/prod/*", .action = SL_ACTION_ALLOW,
+		  .n_ports = 1, .ports = { { 8080, 8080 } } },
 	};
 	const char *name = "spiffe: IDs parsed, matched and checked by policy";
 	char td[SL_SPIFFE_TD_MAX + 1];
+	enum sl_action act;
 	size_t i;
 	int rule;
 
@@ -431,22 +435,32 @@ static void test_spiffe(void)
 			      !sl_spiffe_match("*", NULL),
 		      name, "matcher"))
 		return;
-	if (!TH_CHECK(!sl_id_policy_check(rules, 2, true, ID("web"), &rule) &&
-			      rule == 1,
-		      name, "allowed ID denied (rule %d)", rule) ||
-	    !TH_CHECK(sl_id_policy_check(rules, 2, true, ID("evil"), &rule) ==
-				      -EPERM &&
-			      rule == 0,
-		      name, "denied ID allowed (rule %d)", rule) ||
-	    !TH_CHECK(sl_id_policy_check(rules, 2, true,
-					 "spiffe://" TD "/ns/dev/sa/x",
-					 &rule) == -EPERM &&
-			      rule == -1,
-		      name, "default deny not applied (rule %d)", rule) ||
-	    !TH_CHECK(sl_id_policy_check(rules, 2, false, NULL, &rule) == 0 &&
-			      sl_id_policy_check(rules, 2, true, NULL, &rule) ==
-				      -EPERM,
-		      name, "no identity: not the default"))
+	act = SL_ACTION_DENY;
+	rule = sl_id_rules_decide(rules, 2, 8080, ID("web"), &act);
+	if (!TH_CHECK(rule == 1 && act == SL_ACTION_ALLOW, name,
+		      "allowed ID denied (rule %d)", rule))
+		return;
+	act = SL_ACTION_ALLOW;
+	rule = sl_id_rules_decide(rules, 2, 8080, ID("evil"), &act);
+	if (!TH_CHECK(rule == 0 && act == SL_ACTION_DENY, name,
+		      "denied ID allowed (rule %d)", rule))
+		return;
+	/* the allow rule holds for port 8080 only: elsewhere the default */
+	act = SL_ACTION_DENY;
+	rule = sl_id_rules_decide(rules, 2, 9090, ID("web"), &act);
+	if (!TH_CHECK(rule == -1 && act == SL_ACTION_DENY, name,
+		      "rule applied outside its ports (rule %d)", rule))
+		return;
+	rule = sl_id_rules_decide(rules, 2, 8080, "spiffe://" TD "/ns/dev/sa/x",
+				  &act);
+	if (!TH_CHECK(rule == -1 && act == SL_ACTION_DENY, name,
+		      "unmatched ID not left to the default (rule %d)", rule))
+		return;
+	/* no client certificate matches no rule, not even "*" */
+	act = SL_ACTION_DENY;
+	if (!TH_CHECK(sl_id_rules_decide(rules, 2, 8080, NULL, &act) == -1 &&
+			      act == SL_ACTION_DENY,
+		      name, "no identity matched a rule"))
 		return;
 	th_pass(name);
 }

@@ -428,6 +428,20 @@ int sl_ports_match(const struct sl_port_range *r, unsigned int n, uint16_t port)
 	return !n;
 }
 
+int sl_id_rules_decide(const struct sl_id_rule_cfg *rules, unsigned int n,
+		       uint16_t port, const char *id, enum sl_action *act)
+{
+	unsigned int i;
+
+	for (i = 0; id && i < n; i++)
+		if (sl_ports_match(rules[i].ports, rules[i].n_ports, port) &&
+		    sl_spiffe_match(rules[i].id, id)) {
+			*act = rules[i].action;
+			return (int)i;
+		}
+	return -1;
+}
+
 /* Split "host:port" / "[v6]:port" into host (brackets removed) and port. */
 static int hostport_split(const char *s, char *host, size_t hostlen,
 			  uint16_t *port, const char **why)

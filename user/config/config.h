@@ -192,6 +192,13 @@ int sl_cidr_contains(const struct sl_cidr *c, int family, const void *addr);
 /* Is port (host order) in one of the n ranges? n == 0: every port. */
 int sl_ports_match(const struct sl_port_range *r, unsigned int n,
 		   uint16_t port);
+/* inbound.identities for a client: the first rule whose ports hold port
+ * (host order) and whose pattern matches id decides: *act, and its index.
+ * -1 when none does (*act untouched: the default applies). A NULL id (no
+ * client certificate) matches no rule.
+ */
+int sl_id_rules_decide(const struct sl_id_rule_cfg *rules, unsigned int n,
+		       uint16_t port, const char *id, enum sl_action *act);
 /* The resolved values of cfg as one JSON object and a newline
  * (user/config/config_json.c; `sidelane config check FILE --json`).
  */

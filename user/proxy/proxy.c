@@ -1206,7 +1206,7 @@ static bool identity_allowed(struct sl_worker *p, struct sl_conn *c)
 	const char *id = sl_tls_peer_id(c->hs->tls);
 	enum sl_action act = p->id_default;
 	char why[SL_CFG_ID_LEN + 64];
-	unsigned int i;
+	int i;
 
 	if (c->hs == &c->up) {
 		/* checked during the handshake already, but not for a
@@ -1217,20 +1217,12 @@ static bool identity_allowed(struct sl_worker *p, struct sl_conn *c)
 		id_refused(p, c, id);
 		return false;
 	}
-	for (i = 0; i < p->n_ids; i++) {
-		const struct sl_id_rule_cfg *r = &p->ids[i];
-
-		if (sl_ports_match(r->ports, r->n_ports, c->app_port) &&
-		    sl_spiffe_match(r->id, id)) {
-			act = r->action;
-			break;
-		}
-	}
+	i = sl_id_rules_decide(p->ids, p->n_ids, c->app_port, id, &act);
 	if (act == SL_ACTION_ALLOW)
 		return true;
-	if (i < p->n_ids)
+	if (i >= 0)
 		snprintf(why, sizeof(why), "client %s denied by identity rule "
-			 "%u for port %u", id, i + 1, c->app_port);
+			 "%d for port %u", id, i + 1, c->app_port);
 	else
 		snprintf(why, sizeof(why), "client %s: no identity rule for "
 			 "port %u, default deny", id ? id : "(none)",

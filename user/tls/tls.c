@@ -253,21 +253,6 @@ bool sl_spiffe_match(const char *pattern, const char *id)
 	return !strcmp(pattern, id);
 }
 
-int sl_id_policy_check(const struct sl_id_rule *rules, size_t n,
-		       bool deny_default, const char *id, int *rule)
-{
-	size_t i;
-
-	for (i = 0; id && i < n; i++) {
-		if (sl_spiffe_match(rules[i].pattern, id)) {
-			*rule = (int)i;
-			return rules[i].allow ? 0 : -EPERM;
-		}
-	}
-	*rule = -1;
-	return deny_default ? -EPERM : 0;
-}
-
 /* The SPIFFE ID of cert x: exactly one URI SAN, a valid SPIFFE ID, in trust
  * domain want_td (any if NULL). SL_TLS_FAIL_NONE with *id (malloc'ed) set,
  * or the reason with why filled in.
@@ -1384,11 +1369,6 @@ void sl_tls_handshake_timeout(struct sl_tls_conn *c)
 	c->fail = SL_TLS_FAIL_TIMEOUT;
 	snprintf(c->err, sizeof(c->err), "handshake timed out");
 	handshake_failed(c, SL_TLS_FAIL_TIMEOUT);
-}
-
-bool sl_tls_established(const struct sl_tls_conn *c)
-{
-	return c->established && !c->fatal;
 }
 
 enum sl_tls_io sl_tls_read(struct sl_tls_conn *c, void *buf, size_t len,

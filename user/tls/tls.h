@@ -25,13 +25,14 @@
  * connections and sl_tls_stats() may run on different threads (a mutex
  * guards the current material and the session cache; counters are atomic).
  *
- * Driving it from the proxy's epoll loop (not wired in yet):
+ * Driving it from an epoll loop (user/proxy/proxy.c does):
  *   accept/connect, O_NONBLOCK -> sl_tls_conn_new(ctx, fd, role, key) and a
- *   handshake deadline. Until sl_tls_established(): on each event call
- *   sl_tls_handshake(); WANT_READ/WANT_WRITE arm EPOLLIN/EPOLLOUT; ERROR
- *   tears down (already logged and counted); past the deadline call
+ *   handshake deadline. Until sl_tls_handshake() returns OK, call it on each
+ *   event; WANT_READ/WANT_WRITE arm EPOLLIN/EPOLLOUT; ERROR tears down
+ *   (already logged and counted); past the deadline call
  *   sl_tls_handshake_timeout() and tear down; once OK, judge
- *   sl_tls_peer_id() with sl_id_policy_check(). Then the read and write
+ *   sl_tls_peer_id() (inbound.identities: sl_id_rules_decide(), config.h).
+ *   Then the read and write
  *   directions each keep their own want, the epoll interest being both:
  *   read while the buffer has room (OK: append, loop; EOF: half-close the
  *   other side; WANT_x: stop, arm x), and when the buffer is full but
@@ -169,7 +170,6 @@ int sl_tls_conn_set_alpn(struct sl_tls_conn *c, const char *alpn);
 enum sl_tls_io sl_tls_handshake(struct sl_tls_conn *c);
 /* The caller's handshake deadline passed: counts a timeout failure. */
 void sl_tls_handshake_timeout(struct sl_tls_conn *c);
-bool sl_tls_established(const struct sl_tls_conn *c);
 /* Read/write up to len bytes, *n = bytes moved (> 0 only with SL_TLS_OK).
  * Before the handshake completed they drive it first (same return values).
  * Either may ask for the other direction (a read WANT_WRITE, a write
@@ -219,16 +219,5 @@ int sl_spiffe_parse(const char *id, char *td, size_t tdlen);
  * segment boundary, not the path itself); or "*" alone (any)?
  */
 bool sl_spiffe_match(const char *pattern, const char *id);
-
-/* Identity policy: the first rule whose pattern matches decides. */
-struct sl_id_rule {
-	const char *pattern;
-	bool allow;
-};
-/* 0 allow, -EPERM deny; *rule = index of the deciding rule, -1 for the
- * default (deny when deny_default). A NULL id (no identity) never matches.
- */
-int sl_id_policy_check(const struct sl_id_rule *rules, size_t n,
-		       bool deny_default, const char *id, int *rule);
 
 #endif /* TLS_H */
