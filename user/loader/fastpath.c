@@ -25,6 +25,7 @@
 #include "fastpath.h"
 #include "admission.h"
 #include "fastpath.skel.h"
+#include "loader/acct_user.h"
 #include "loader/fastpath_user.h"
 
 #ifndef SO_NETNS_COOKIE
@@ -928,11 +929,6 @@ int sl_fp_status(const char *pin_root, struct sl_fp_status *st)
 		bpf_map_lookup_elem(fd, &zero, &st->cfg);
 		close(fd);
 	}
-	fd = sl_pin_open(pin_root, SL_MAP_EVENTS_LOST);
-	if (fd >= 0) {
-		sl_percpu_sum_u64(fd, 0, &st->events_lost,
-				  sizeof(st->events_lost));
-		close(fd);
-	}
+	sl_acct_lost(pin_root, &st->events_lost);
 	return 0;
 }
