@@ -45,6 +45,15 @@
 /* Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 nothing found. */
 enum { EXIT_USAGE = 2, EXIT_NOTFOUND = 3 };
 
+/* Every command that finds no pin folder says so the same way: on stderr,
+ * exit 3 (`status --json` also prints its "attached":false object).
+ */
+static int nothing_pinned(const char *pin_root)
+{
+	fprintf(stderr, "sidelane: nothing pinned under %s\n", pin_root);
+	return EXIT_NOTFOUND;
+}
+
 /* How often `run` re-reads the host's addresses (also on SIGHUP). */
 #define SL_ADDR_SYNC_SEC 5
 
@@ -740,7 +749,7 @@ static int cmd_status(int argc, char **argv)
 			printf("{\"version\":\"%s\",\"pin_root\":\"%s\",\"attached\":false}\n",
 			       SL_VERSION, cli.pin_root);
 		else
-			printf("sidelane: nothing pinned under %s\n", cli.pin_root);
+			nothing_pinned(cli.pin_root);
 		free(st);
 		return EXIT_NOTFOUND;
 	}
@@ -1118,9 +1127,8 @@ static int cmd_conns(int argc, char **argv)
 		signal(SIGINT, on_stop);
 		err = conns_watch(cli.pin_root);
 		if (err == -ENOENT)
-			fprintf(stderr, "sidelane: nothing pinned under %s\n",
-				cli.pin_root);
-		return err == -ENOENT ? EXIT_NOTFOUND : err ? 1 : 0;
+			return nothing_pinned(cli.pin_root);
+		return err ? 1 : 0;
 	}
 	x.pin_root = cli.pin_root;
 	x.json = cli.json;
@@ -1141,10 +1149,8 @@ static int cmd_conns(int argc, char **argv)
 		printf(x.json ? "]}\n" : "%d open connects of the app left uncaptured\n",
 		       x.n);
 	}
-	if (err == -ENOENT) {
-		fprintf(stderr, "sidelane: nothing pinned under %s\n", cli.pin_root);
-		return EXIT_NOTFOUND;
-	}
+	if (err == -ENOENT)
+		return nothing_pinned(cli.pin_root);
 	return err ? 1 : 0;
 }
 
@@ -1158,10 +1164,8 @@ static int cmd_detach(int argc, char **argv)
 	if (need_root())
 		return 1;
 	err = sl_detach(cli.pin_root);
-	if (err == -ENOENT) {
-		printf("sidelane: nothing pinned under %s\n", cli.pin_root);
-		return EXIT_NOTFOUND;
-	}
+	if (err == -ENOENT)
+		return nothing_pinned(cli.pin_root);
 	if (err) {
 		pr_warn("detach %s: %s\n", cli.pin_root, strerror(-err));
 		return 1;
