@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "lib/util.h"
 #include "sidelane.h"
 #include "harness.h"
 
@@ -80,25 +81,6 @@ static int wait_in(int fd, int ms)
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 
 	return poll(&p, 1, ms) == 1 ? 0 : -ETIMEDOUT;
-}
-
-/* Read exactly len bytes (each wait bounded). 0 or -errno (-EPIPE: EOF). */
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t got = 0;
-	ssize_t n;
-
-	while (got < len) {
-		if (wait_in(fd, IO_MS))
-			return -ETIMEDOUT;
-		n = recv(fd, (char *)buf + got, len - got, 0);
-		if (n == 0)
-			return -EPIPE;
-		if (n < 0)
-			return -errno;
-		got += n;
-	}
-	return 0;
 }
 
 /* One HTTP/1.0 request to the admin endpoint; the response (headers and
@@ -331,9 +313,9 @@ static int local_pair(void)
 		goto out;
 	usleep(20 * 1000); /* both in the sockhash */
 	if (send(c, out, PAIR_OUT, MSG_NOSIGNAL) != PAIR_OUT ||
-	    read_full(sv, in, PAIR_OUT) || memcmp(in, out, PAIR_OUT) ||
+	    sl_io_full(sv, in, PAIR_OUT, true, IO_MS) || memcmp(in, out, PAIR_OUT) ||
 	    send(sv, out, PAIR_IN, MSG_NOSIGNAL) != PAIR_IN ||
-	    read_full(c, in, PAIR_IN) || memcmp(in, out, PAIR_IN))
+	    sl_io_full(c, in, PAIR_IN, true, IO_MS) || memcmp(in, out, PAIR_IN))
 		goto out;
 	err = 0;
 out:
@@ -360,7 +342,7 @@ static int app_traffic(void)
 		/* both ends in the sockhash before the first byte */
 		usleep(20 * 1000);
 		if (send(fd, out, sizeof(out), MSG_NOSIGNAL) != sizeof(out) ||
-		    shutdown(fd, SHUT_WR) || read_full(fd, in, sizeof(in)) ||
+		    shutdown(fd, SHUT_WR) || sl_io_full(fd, in, sizeof(in), true, IO_MS) ||
 		    memcmp(in, out, sizeof(in)))
 			return 4;
 		/* then EOF: the proxy relayed the upstream's FIN */
@@ -607,7 +589,7 @@ static bool echo_ok(int fd, const char *msg)
 	size_t n = strlen(msg);
 
 	return send(fd, msg, n, MSG_NOSIGNAL) == (ssize_t)n &&
-	       !read_full(fd, in, n) && !memcmp(in, msg, n);
+	       !sl_io_full(fd, in, n, true, IO_MS) && !memcmp(in, msg, n);
 }
 
 /* kill -9 of sidelane during traffic (issue 5): what ends in sidelane fails
@@ -714,7 +696,7 @@ static void check_drain(void)
 	fd = connect_lo(amb_port);
 	th_fill(buf, sizeof(buf), 7);
 	if (!TH_CHECK(fd >= 0 && send(fd, buf, sizeof(buf), MSG_NOSIGNAL) == sizeof(buf) &&
-			      !read_full(fd, echo, sizeof(echo)),
+			      !sl_io_full(fd, echo, sizeof(echo), true, IO_MS),
 		      name, "connection before the drain: %s", strerror(errno))) {
 		if (fd >= 0)
 			close(fd);
@@ -741,7 +723,7 @@ static void check_drain(void)
 		th_pass(name2);
 	th_fill(buf, sizeof(buf), 8);
 	err = send(fd, buf, sizeof(buf), MSG_NOSIGNAL) == sizeof(buf) ? 0 : -errno;
-	err = err ?: read_full(fd, echo, sizeof(echo));
+	err = err ?: sl_io_full(fd, echo, sizeof(echo), true, IO_MS);
 	if (TH_CHECK(!err && !memcmp(buf, echo, sizeof(buf)) &&
 			     th_now_ms() - t0 < DRAIN_MS,
 		     name3, "%s after %llu ms", strerror(-err),

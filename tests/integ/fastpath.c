@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include "lib/util.h"
 #include "sidelane.h"
 #include "loader/fastpath_user.h"
 #include "harness.h"
@@ -250,27 +251,12 @@ static void *bl_write(void *arg)
 	return NULL;
 }
 
-/* Non-blocking reads behind poll(): a blocking recv() on a sockmap socket
- * can fail EAGAIN early on this kernel (conformance case blocking_duplex).
+/* Reads behind poll(): a blocking recv() on a sockmap socket can fail
+ * EAGAIN early on this kernel (conformance case blocking_duplex).
  */
 static bool recv_all(int fd, unsigned char *p, size_t len)
 {
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
-
-	while (len) {
-		ssize_t r = recv(fd, p, len, MSG_DONTWAIT);
-
-		if (r > 0) {
-			p += r;
-			len -= r;
-		} else if (r < 0 && errno == EAGAIN) {
-			if (poll(&pfd, 1, 5000) != 1)
-				return false;
-		} else {
-			return false;
-		}
-	}
-	return true;
+	return !sl_io_full(fd, p, len, true, 5000);
 }
 
 static void test_backlog(const struct th_env *env)

@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <openssl/evp.h>
+#include "lib/util.h"
 #include "sidelane.h"
 #include "loader/admission_user.h"
 #include "harness.h"
@@ -531,39 +532,14 @@ static bool counters_moved(const char *name, const struct host *h,
 
 /* ---- app B: HTTP GET of a file, or echo; counts what it accepts ---- */
 
-/* A blocking recv() on a socket in the sockhash can fail EAGAIN at once
- * when woken with nothing queued (its own FIN acked, ...): a documented
- * difference of the fast path (README, "Socket semantics"). Retried here
- * until IO_MS.
+/* All len bytes sent, or received when rx; each wait bounded by IO_MS. A
+ * blocking recv() on a socket in the sockhash can fail EAGAIN at once when
+ * woken with nothing queued (README, "Socket semantics"): sl_io_full()
+ * waits again.
  */
-static ssize_t recv_blocking(int fd, void *buf, size_t len)
-{
-	__u64 end = th_now_ms() + IO_MS;
-	ssize_t n;
-
-	do
-		n = recv(fd, buf, len, 0);
-	while (n < 0 && (errno == EINTR || errno == EAGAIN) && th_now_ms() < end);
-	return n;
-}
-
-/* All len bytes sent, or received when rx. 0 or -EIO. */
 static int io_all(int fd, void *buf, size_t len, bool rx)
 {
-	char *p = buf;
-	ssize_t n;
-
-	while (len) {
-		n = rx ? recv_blocking(fd, p, len) :
-			 send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -EIO;
-		p += n;
-		len -= n;
-	}
-	return 0;
+	return sl_io_full(fd, buf, len, rx, IO_MS);
 }
 
 static int send_all(int fd, const void *buf, size_t len)
@@ -790,9 +766,10 @@ static int ll_client(void *unused)
 	}
 	EVP_DigestFinal_ex(md, shm->ll_sha, NULL);
 	shutdown(fd, SHUT_WR);
-	n = recv_blocking(fd, back, 1);
-	shm->ll_end = n < 0 ? -errno : n;
-	return n == 0 ? 0 : 4;
+	/* what ends it: 0 a clean EOF, -errno, or 1 a byte nobody sent */
+	n = sl_io_full(fd, back, 1, true, IO_MS);
+	shm->ll_end = n == -EPIPE ? 0 : n ? n : 1;
+	return n == -EPIPE ? 0 : 4;
 }
 
 /* An external client (curl, python3) in A's namespace; in A's app cgroup

@@ -50,6 +50,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <openssl/evp.h>
+#include "lib/util.h"
 #include "loader/pins.h"
 #include "sidelane.h"
 #include "splice.h"
@@ -115,20 +116,6 @@ struct srv_result { /* of the last 'K' connection */
 } kres;
 static int hold_release;
 
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t off = 0;
-	ssize_t n;
-
-	while (off < len) {
-		n = recv(fd, (char *)buf + off, len - off, 0);
-		if (n <= 0)
-			return n < 0 ? -errno : -EPIPE;
-		off += n;
-	}
-	return 0;
-}
-
 static void *srv_conn(void *arg)
 {
 	int fd = (int)(long)arg;
@@ -139,17 +126,17 @@ static void *srv_conn(void *arg)
 	unsigned int dl;
 	ssize_t n;
 
-	if (!buf || !md || read_full(fd, &h, sizeof(h)))
+	if (!buf || !md || sl_io_full(fd, &h, sizeof(h), true, -1))
 		goto out;
 	if (h.mode == 'R') {
 		struct linger lg = { 1, 0 };
 
-		read_full(fd, buf, KiB);
+		sl_io_full(fd, buf, KiB, true, -1);
 		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		goto out;
 	}
 	if (h.mode == 'G' || h.mode == 'X')
-		if (read_full(fd, buf, 1))
+		if (sl_io_full(fd, buf, 1, true, -1))
 			goto out;
 	if (h.mode == 'D' || h.mode == 'G' || h.mode == 'X') {
 		/* as fast as the proxy takes it */
@@ -1325,7 +1312,7 @@ static void check_not_admitted(void)
 	send(fd, &h, sizeof(h), MSG_NOSIGNAL);
 	send(fd, data, 1000, MSG_NOSIGNAL);
 	shutdown(fd, SHUT_WR);
-	read_full(fd, reply, sizeof(reply));
+	sl_io_full(fd, reply, sizeof(reply), true, -1);
 	close(fd);
 	if (TH_CHECK(reply[0] == 1000 && !relay_line(lport, line, sizeof(line)) &&
 			     strstr(line, "\"splice\":\"not-admitted\"") &&
@@ -1365,7 +1352,7 @@ static void check_not_spliced(const char *name, const char *fail, bool splice,
 	send(fd, &h, sizeof(h), MSG_NOSIGNAL);
 	send(fd, data, 64 * KiB, MSG_NOSIGNAL);
 	shutdown(fd, SHUT_WR);
-	read_full(fd, reply, sizeof(reply));
+	sl_io_full(fd, reply, sizeof(reply), true, -1);
 	close(fd);
 	snprintf(want, sizeof(want), "\"splice\":\"%s\"", result);
 	if (TH_CHECK(reply[0] == 64 * KiB && !relay_line(lport, line, sizeof(line)) &&

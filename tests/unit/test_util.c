@@ -11,6 +11,10 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
 #include <sys/socket.h>
 #include "lib/util.h"
 
@@ -184,6 +188,58 @@ static void addr_loopback_classification(void **state)
 	}
 }
 
+struct dribble {
+	int fd;
+	const char *msg;
+};
+
+/* writes its message a byte at a time, then closes: reads see short
+ * counts and then EOF
+ */
+static void *dribble(void *arg)
+{
+	struct dribble *d = arg;
+	size_t i;
+
+	for (i = 0; d->msg[i]; i++) {
+		usleep(1000);
+		if (write(d->fd, d->msg + i, 1) != 1)
+			break;
+	}
+	close(d->fd);
+	return NULL;
+}
+
+static void io_full_reads_writes_ends_and_times_out(void **state)
+{
+	struct dribble d = { .msg = "0123456789" };
+	char buf[64] = "";
+	pthread_t t;
+	int sv[2];
+
+	(void)state;
+	signal(SIGPIPE, SIG_IGN);
+	/* short reads are joined, on a non-blocking fd too; then EOF */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
+	d.fd = sv[1];
+	assert_int_equal(pthread_create(&t, NULL, dribble, &d), 0);
+	assert_int_equal(sl_io_full(sv[0], buf, 6, true, -1), 0);
+	assert_memory_equal(buf, "012345", 6);
+	assert_int_equal(sl_io_full(sv[0], buf, 8, true, 2000), -EPIPE);
+	pthread_join(t, NULL);
+	close(sv[0]);
+	/* a bounded wait with nothing coming; a write to a closed peer */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(sl_io_full(sv[0], buf, 1, true, 50), -ETIMEDOUT);
+	assert_int_equal(sl_io_full(sv[1], "abc", 3, false, -1), 0);
+	assert_int_equal(sl_io_full(sv[0], buf, 3, true, 1000), 0);
+	assert_memory_equal(buf, "abc", 3);
+	close(sv[0]);
+	assert_int_equal(sl_io_full(sv[1], "x", 1, false, 1000), -EPIPE);
+	close(sv[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -195,6 +251,7 @@ int main(void)
 		cmocka_unit_test(mounts_decodes_escapes_and_misses),
 		cmocka_unit_test(addr_key_v4_is_v4mapped),
 		cmocka_unit_test(addr_loopback_classification),
+		cmocka_unit_test(io_full_reads_writes_ends_and_times_out),
 	};
 
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);

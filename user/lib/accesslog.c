@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
+#include "lib/util.h"
 #include "lib/accesslog.h"
 #include "lib/log.h"
 
@@ -106,21 +107,6 @@ static void io_ok(struct sl_alog *a)
 	if (a->failing)
 		pr_info("access log: writing %s again\n", a->path);
 	a->failing = 0;
-}
-
-static int write_all(int fd, const void *p, size_t len)
-{
-	while (len) {
-		ssize_t w = write(fd, p, len);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return w ? -errno : -EIO;
-		p = (const char *)p + w;
-		len -= (size_t)w;
-	}
-	return 0;
 }
 
 /* Open path and make it the live file (the old one is closed on success). */
@@ -240,7 +226,7 @@ static int job_step(struct sl_alog *a)
 		j->zs.avail_out = ZCHUNK;
 		if (deflate(&j->zs, flush) == Z_STREAM_ERROR)
 			return -EIO;
-		err = write_all(j->out, a->zout, ZCHUNK - j->zs.avail_out);
+		err = sl_io_full(j->out, a->zout, ZCHUNK - j->zs.avail_out, false, -1);
 		if (err)
 			return err;
 	} while (!j->zs.avail_out);

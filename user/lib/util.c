@@ -2,11 +2,50 @@
 /* Small pure helpers of the sidelane binary (see util.h). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <sys/socket.h>
 #include "lib/util.h"
+
+int sl_io_full(int fd, void *buf, size_t len, bool rx, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = rx ? POLLIN : POLLOUT };
+	char *p = buf;
+	ssize_t n;
+	int r;
+
+	while (len) {
+		if (timeout_ms >= 0) {
+			r = poll(&pfd, 1, timeout_ms);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				return r ? -errno : -ETIMEDOUT;
+		}
+		n = rx ? read(fd, p, len) : write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		/* a non-blocking fd, or a sockmap socket's blocking read
+		 * that returns EAGAIN early: wait for it
+		 */
+		if (n < 0 && errno == EAGAIN) {
+			if (timeout_ms < 0 && poll(&pfd, 1, -1) < 0 &&
+			    errno != EINTR)
+				return -errno;
+			continue;
+		}
+		if (n < 0)
+			return -errno;
+		if (!n)
+			return rx ? -EPIPE : -EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
 
 int sl_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* Small pure helpers of the sidelane binary (user/lib/util.c); unit-tested. */
+/* Small helpers of the sidelane binary (user/lib/util.c); unit-tested. */
 #ifndef UTIL_H
 #define UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,6 +30,14 @@ void sl_addr_to_key(int family, const void *addr, uint8_t out[16]);
 int sl_addr_is_v4mapped(const uint8_t ip[16]);
 /* 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104: user-space twin of sl_is_loopback. */
 int sl_addr_is_loopback(const uint8_t ip[16]);
+
+/* Read (rx) or write exactly len bytes on fd, blocking or not. With
+ * timeout_ms >= 0 each wait for the fd is bounded by poll(); -1 waits as
+ * long as it takes. EINTR is retried. 0, -EPIPE when the peer ended first,
+ * -ETIMEDOUT, or -errno. Writes use write(): ignore SIGPIPE (run and the
+ * tests do) or the caller dies with a closed peer.
+ */
+int sl_io_full(int fd, void *buf, size_t len, bool rx, int timeout_ms);
 
 /* "2026-11-25T14:30:00.123Z" (UTC, ms) for a CLOCK_REALTIME time in ns. */
 void sl_time_str(uint64_t real_ns, char *buf, size_t len);
