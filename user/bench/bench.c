@@ -71,6 +71,7 @@
 #include <bpf/libbpf.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include "loader/pins.h"
 #include "loader/detach.h"
 #include "lib/json.h"
 #include "sidelane.h"
@@ -776,23 +777,13 @@ static int bare_attach(void)
 	/* sk_msg first: a socket gets the map's sk_msg program when inserted */
 	prog_fd = bpf_program__fd(bs.bare->progs.bare_sk_msg);
 	map_fd = bpf_map__fd(bs.bare->maps.bare_sockhash);
-	/* sockmap bpf_links need kernel 6.10; libbpf 1.1 has no wrapper for them
-	 * (bpf_program__attach_sockmap is 1.5), but bpf_link_create() passes
-	 * the attach type through.
-	 */
-	bs.bare_msg_link = bpf_link_create(prog_fd, map_fd, BPF_SK_MSG_VERDICT,
-					   NULL);
-	if (bs.bare_msg_link < 0) {
-		pr_debug("sockmap bpf_link: %s; using BPF_PROG_ATTACH\n",
-			 strerror(-bs.bare_msg_link));
-		bs.bare_msg_link = -1;
-		err = bpf_prog_attach(prog_fd, map_fd, BPF_SK_MSG_VERDICT, 0);
-		if (err) {
-			pr_warn("attach bare sk_msg: %s\n", strerror(-err));
-			return err;
-		}
-		bs.bare_msg_attached = 1;
+	err = sl_map_prog_attach(prog_fd, map_fd, BPF_SK_MSG_VERDICT,
+				 &bs.bare_msg_link);
+	if (err) {
+		pr_warn("attach bare sk_msg: %s\n", strerror(-err));
+		return err;
 	}
+	bs.bare_msg_attached = bs.bare_msg_link < 0;
 	cg_fd = open(bs.cgroup[CG_BARE], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (cg_fd < 0) {
 		err = -errno;

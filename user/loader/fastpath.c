@@ -268,10 +268,9 @@ static void drop_partial_pins(const char *pin_root)
 		map_prog_drop(pin_root, &map_progs[i]);
 }
 
-/* A sockmap program belongs to the map, not to a cgroup. A sockmap
- * bpf_link exists since Linux 6.10; before that the program is attached to
- * the map, which keeps it for as long as the map lives, and the program is
- * pinned for detach.
+/* A sockmap program belongs to the map, not to a cgroup: its link is
+ * pinned, or where the kernel has no sockmap link (before 6.10) the program
+ * itself, for detach.
  */
 static int map_prog_attach(const struct map_prog *mp, int prog_fd,
 			   int map_fd, const char *pin_root)
@@ -279,7 +278,9 @@ static int map_prog_attach(const struct map_prog *mp, int prog_fd,
 	char path[PATH_MAX];
 	int fd, err;
 
-	fd = bpf_link_create(prog_fd, map_fd, mp->type, NULL);
+	err = sl_map_prog_attach(prog_fd, map_fd, mp->type, &fd);
+	if (err)
+		return err;
 	if (fd >= 0) {
 		err = sl_pin_path(path, sizeof(path), pin_root, mp->link_name);
 		if (!err && bpf_obj_pin(fd, path))
@@ -287,10 +288,6 @@ static int map_prog_attach(const struct map_prog *mp, int prog_fd,
 		close(fd); /* the pin holds the link; on error, this frees it */
 		return err;
 	}
-	pr_debug("no sockmap bpf_link (%s): attaching %s to the map\n",
-		 strerror(errno), mp->map);
-	if (bpf_prog_attach(prog_fd, map_fd, mp->type, 0))
-		return -errno;
 	err = sl_pin_path(path, sizeof(path), pin_root, mp->prog_name);
 	if (!err && bpf_obj_pin(prog_fd, path))
 		err = -errno;

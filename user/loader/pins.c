@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* Pins under the pin root, shared by every loader (fastpath, capture,
  * inbound, gc, status): paths, opening and removing pins, the bpffs check,
- * pinned links, and what an object's maps get before load (sizes from
- * limits.max_conns, pin paths, the layout check against what is pinned).
+ * pinned links and sockmap attachment, and what an object's maps get
+ * before load (sizes from limits.max_conns, pin paths, the layout check
+ * against what is pinned).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -358,4 +359,19 @@ int sl_pin_foreach_u64(const char *pin_root, const char *name, void *val,
 	}
 	close(fd);
 	return err;
+}
+
+int sl_map_prog_attach(int prog_fd, int map_fd, enum bpf_attach_type type,
+		       int *link_fd)
+{
+	/* libbpf 1.1 has no sockmap link wrapper (bpf_program__attach_sockmap
+	 * is 1.5), but bpf_link_create() passes the attach type through
+	 */
+	*link_fd = bpf_link_create(prog_fd, map_fd, type, NULL);
+	if (*link_fd >= 0)
+		return 0;
+	pr_debug("no sockmap bpf_link (%s): attaching to the map\n",
+		 strerror(errno));
+	*link_fd = -1;
+	return bpf_prog_attach(prog_fd, map_fd, type, 0) ? -errno : 0;
 }

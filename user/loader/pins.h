@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <linux/bpf.h>
 #include <linux/types.h>
 
 struct bpf_object;
@@ -70,6 +71,13 @@ int sl_pin_unlink(const char *pin_root, const char *name);
 int sl_pin_link_detach(const char *pin_root, const char *name);
 /* Sum, over CPUs, a per-CPU value made only of __u64 counters. 0 or -errno. */
 int sl_percpu_sum_u64(int fd, __u32 key, void *out, size_t size);
+/* Attach a sockmap program (sk_msg, sk_skb verdict) to map_fd: a sockmap
+ * bpf_link where the kernel has them (6.10+), *link_fd its fd; else
+ * BPF_PROG_ATTACH, *link_fd -1, and the map keeps the program for as long
+ * as it lives (bpf_prog_detach2() takes it off). 0 or -errno.
+ */
+int sl_map_prog_attach(int prog_fd, int map_fd, enum bpf_attach_type type,
+		       int *link_fd);
 /* bpf_obj_get_info_by_fd() of a link: 0 or -errno. */
 int sl_link_info(int link_fd, struct bpf_link_info *info);
 /* The same for the link pinned as pin_root/name (-ENOENT: not pinned). */

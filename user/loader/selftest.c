@@ -1056,19 +1056,17 @@ int sl_selftest_run(struct sl_selftest_result *r)
 	/* sk_msg on the private sockhash before any socket gets in, as
 	 * sl_fp_attach() does: a sockmap link (6.10+), else BPF_PROG_ATTACH.
 	 */
-	msg_link = bpf_link_create(bpf_program__fd(skel->progs.sl_sk_msg),
-				   bpf_map__fd(skel->maps.sl_sockhash),
-				   BPF_SK_MSG_VERDICT, NULL);
-	if (msg_link >= 0) {
-		r->sk_msg_link = 1;
-		r->link_ids[1] = link_id(msg_link);
-	} else if (bpf_prog_attach(bpf_program__fd(skel->progs.sl_sk_msg),
-				   bpf_map__fd(skel->maps.sl_sockhash),
-				   BPF_SK_MSG_VERDICT, 0)) {
-		err = -errno;
+	err = sl_map_prog_attach(bpf_program__fd(skel->progs.sl_sk_msg),
+				 bpf_map__fd(skel->maps.sl_sockhash),
+				 BPF_SK_MSG_VERDICT, &msg_link);
+	if (err) {
 		set_why(r, "", "attaching sk_msg to the sockhash: %s",
 			strerror(-err));
 		goto out;
+	}
+	if (msg_link >= 0) {
+		r->sk_msg_link = 1;
+		r->link_ids[1] = link_id(msg_link);
 	} else {
 		prog_attached = 1;
 	}
