@@ -767,15 +767,21 @@ static int cmd_status(int argc, char **argv)
 
 /* ---- sidelane policy ------------------------------------------------- */
 
-/* "ID allow|deny CIDR [PORTS]" from argv. */
+/* "ID allow|deny CIDR [PORTS]" from argv; what is wrong goes to stderr. */
 static int parse_rule_args(char **argv, int argc, struct sl_rule *r)
 {
-	uint64_t id;
+	const char *why = NULL, *what = NULL;
 	char *p, *save = NULL, buf[256];
+	uint64_t id;
 
 	memset(r, 0, sizeof(*r));
-	if (argc < 3 || argc > 4 || sl_parse_u64(argv[0], 1, UINT32_MAX, &id))
+	if (argc < 3 || argc > 4)
 		return -EINVAL;
+	if (sl_parse_u64(argv[0], 1, UINT32_MAX, &id)) {
+		what = argv[0];
+		why = "a rule id is 1..4294967295";
+		goto bad;
+	}
 	r->id = id;
 	if (!strcmp(argv[1], "allow"))
 		r->action = SL_ACTION_ALLOW;
@@ -783,17 +789,24 @@ static int parse_rule_args(char **argv, int argc, struct sl_rule *r)
 		r->action = SL_ACTION_DENY;
 	else
 		return -EINVAL;
-	if (sl_cidr_parse(argv[2], &r->cidr))
-		return -EINVAL;
+	if (sl_cidr_parse(argv[2], &r->cidr, &why)) {
+		what = argv[2];
+		goto bad;
+	}
 	if (argc == 4) {
 		snprintf(buf, sizeof(buf), "%s", argv[3]);
 		for (p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+			what = p;
+			why = "more than " SL_XSTR(SL_CFG_MAX_RULE_PORTS) " port ranges";
 			if (r->n_ports == SL_CFG_MAX_RULE_PORTS ||
-			    sl_port_range_parse(p, &r->ports[r->n_ports++]))
-				return -EINVAL;
+			    sl_port_range_parse(p, &r->ports[r->n_ports++], &why))
+				goto bad;
 		}
 	}
 	return 0;
+bad:
+	fprintf(stderr, "sidelane policy add: %s: %s\n", what, why);
+	return -EINVAL;
 }
 
 static int cmd_policy(int argc, char **argv)

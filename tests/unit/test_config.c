@@ -197,14 +197,14 @@ static void cidr_contains_edges(void **state)
 	uint8_t ip[16];
 
 	(void)state;
-	assert_int_equal(sl_cidr_parse("10.0.0.128/25", &c), 0);
+	assert_int_equal(sl_cidr_parse("10.0.0.128/25", &c, NULL), 0);
 	inet_pton(AF_INET, "10.0.0.200", ip);
 	assert_true(sl_cidr_contains(&c, AF_INET, ip));
 	inet_pton(AF_INET, "10.0.0.127", ip);
 	assert_false(sl_cidr_contains(&c, AF_INET, ip));
-	assert_int_equal(sl_cidr_parse("0.0.0.0/0", &c), 0);
+	assert_int_equal(sl_cidr_parse("0.0.0.0/0", &c, NULL), 0);
 	assert_true(sl_cidr_contains(&c, AF_INET, ip));
-	assert_int_equal(sl_cidr_parse("2001:db8::/33", &c), 0);
+	assert_int_equal(sl_cidr_parse("2001:db8::/33", &c, NULL), 0);
 	inet_pton(AF_INET6, "2001:db8:7fff::1", ip);
 	assert_true(sl_cidr_contains(&c, AF_INET6, ip));
 	inet_pton(AF_INET6, "2001:db8:8000::1", ip);
@@ -646,31 +646,31 @@ static void cidr_parser(void **state)
 	size_t i;
 
 	(void)state;
-	assert_int_equal(sl_cidr_parse("10.0.0.0/8", &c), 0);
+	assert_int_equal(sl_cidr_parse("10.0.0.0/8", &c, NULL), 0);
 	assert_cidr(&c, AF_INET, "10.0.0.0", 8);
-	assert_int_equal(sl_cidr_parse("192.0.2.7", &c), 0);
+	assert_int_equal(sl_cidr_parse("192.0.2.7", &c, NULL), 0);
 	assert_cidr(&c, AF_INET, "192.0.2.7", 32);
-	assert_int_equal(sl_cidr_parse("0.0.0.0/0", &c), 0);
+	assert_int_equal(sl_cidr_parse("0.0.0.0/0", &c, NULL), 0);
 	assert_cidr(&c, AF_INET, "0.0.0.0", 0);
-	assert_int_equal(sl_cidr_parse("fd00::/8", &c), 0);
+	assert_int_equal(sl_cidr_parse("fd00::/8", &c, NULL), 0);
 	assert_cidr(&c, AF_INET6, "fd00::", 8);
-	assert_int_equal(sl_cidr_parse("2001:db8::1", &c), 0);
+	assert_int_equal(sl_cidr_parse("2001:db8::1", &c, NULL), 0);
 	assert_cidr(&c, AF_INET6, "2001:db8::1", 128);
-	assert_int_equal(sl_cidr_parse("::/0", &c), 0);
+	assert_int_equal(sl_cidr_parse("::/0", &c, NULL), 0);
 	assert_cidr(&c, AF_INET6, "::", 0);
 	/* One spelling per prefix: v4-mapped /96.. is the IPv4 prefix. */
-	assert_int_equal(sl_cidr_parse("::ffff:10.0.0.0/104", &c), 0);
+	assert_int_equal(sl_cidr_parse("::ffff:10.0.0.0/104", &c, NULL), 0);
 	assert_cidr(&c, AF_INET, "10.0.0.0", 8);
-	assert_int_equal(sl_cidr_parse("::ffff:0:0/96", &c), 0);
+	assert_int_equal(sl_cidr_parse("::ffff:0:0/96", &c, NULL), 0);
 	assert_cidr(&c, AF_INET, "0.0.0.0", 0);
-	assert_int_equal(sl_cidr_parse("::ffff:192.0.2.7", &c), 0);
+	assert_int_equal(sl_cidr_parse("::ffff:192.0.2.7", &c, NULL), 0);
 	assert_cidr(&c, AF_INET, "192.0.2.7", 32);
 	/* Shorter than /96 reaches outside IPv4: stays IPv6. */
-	assert_int_equal(sl_cidr_parse("::/80", &c), 0);
+	assert_int_equal(sl_cidr_parse("::/80", &c, NULL), 0);
 	assert_cidr(&c, AF_INET6, "::", 80);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		memset(&c, 0x5a, sizeof(c));
-		if (sl_cidr_parse(bad[i], &c) != -EINVAL)
+		if (sl_cidr_parse(bad[i], &c, NULL) != -EINVAL)
 			fail_msg("accepted \"%s\"", bad[i]);
 		assert_int_equal(c.prefixlen, 0x5a); /* untouched */
 	}
@@ -691,15 +691,15 @@ static void port_range_parser(void **state)
 	size_t i;
 
 	(void)state;
-	assert_int_equal(sl_port_range_parse("80", &r), 0);
+	assert_int_equal(sl_port_range_parse("80", &r, NULL), 0);
 	assert_int_equal(r.lo, 80);
 	assert_int_equal(r.hi, 80);
-	assert_int_equal(sl_port_range_parse("1-65535", &r), 0);
+	assert_int_equal(sl_port_range_parse("1-65535", &r, NULL), 0);
 	assert_int_equal(r.lo, 1);
 	assert_int_equal(r.hi, 65535);
-	assert_int_equal(sl_port_range_parse("8080-8080", &r), 0);
+	assert_int_equal(sl_port_range_parse("8080-8080", &r, NULL), 0);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		if (sl_port_range_parse(bad[i].in, &r) != bad[i].err)
+		if (sl_port_range_parse(bad[i].in, &r, NULL) != bad[i].err)
 			fail_msg("\"%s\": want %d", bad[i].in, bad[i].err);
 }
 
@@ -714,17 +714,17 @@ static void endpoint_parser(void **state)
 	size_t i;
 
 	(void)state;
-	assert_int_equal(sl_endpoint_parse("127.0.0.1:15001", &ep), 0);
+	assert_int_equal(sl_endpoint_parse("127.0.0.1:15001", &ep, NULL), 0);
 	assert_endpoint(&ep, AF_INET, "127.0.0.1", 15001);
-	assert_int_equal(sl_endpoint_parse("[::1]:15001", &ep), 0);
+	assert_int_equal(sl_endpoint_parse("[::1]:15001", &ep, NULL), 0);
 	assert_endpoint(&ep, AF_INET6, "::1", 15001);
-	assert_int_equal(sl_endpoint_parse("0.0.0.0:1", &ep), 0);
+	assert_int_equal(sl_endpoint_parse("0.0.0.0:1", &ep, NULL), 0);
 	assert_endpoint(&ep, AF_INET, "0.0.0.0", 1);
 	/* v4-mapped: the IPv4 socket address it spells. */
-	assert_int_equal(sl_endpoint_parse("[::ffff:127.0.0.2]:80", &ep), 0);
+	assert_int_equal(sl_endpoint_parse("[::ffff:127.0.0.2]:80", &ep, NULL), 0);
 	assert_endpoint(&ep, AF_INET, "127.0.0.2", 80);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		if (sl_endpoint_parse(bad[i], &ep) != -EINVAL)
+		if (sl_endpoint_parse(bad[i], &ep, NULL) != -EINVAL)
 			fail_msg("accepted \"%s\"", bad[i]);
 }
 

@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include "lib/addr.h"
 #include "lib/util.h"
 
 static void parse_u64_accepts_range(void **state)

@@ -141,8 +141,6 @@ _Static_assert(BENCH_CONN_CLIENTS <= BENCH_CLIENTS_MAX &&
  * has no knob for it), so every pair encrypts alike
  */
 #define BENCH_TLS_SUITE "TLS_AES_128_GCM_SHA256"
-#define STR_(x) #x
-#define STR(x) STR_(x)
 
 enum mode {
 	MODE_PLAIN, /* --suite fastpath */
@@ -313,12 +311,12 @@ struct workload {
 static const struct workload workloads[] = {
 	{ "rr_64", "rr 64 B", WL_RR, 64, 1, SU_PLAIN, 1 },
 	{ "rr_1k", "rr 1 KiB", WL_RR, 1024, 1, SU_PLAIN, 1 },
-	{ "rr_1k_c" STR(BENCH_RR_CLIENTS), "rr 1 KiB x" STR(BENCH_RR_CLIENTS),
+	{ "rr_1k_c" SL_XSTR(BENCH_RR_CLIENTS), "rr 1 KiB x" SL_XSTR(BENCH_RR_CLIENTS),
 	  WL_RR, 1024, BENCH_RR_CLIENTS, SU_PLAIN, 1 },
-	{ "rr_1k_c" STR(BENCH_RR_CLIENTS_MANY),
-	  "rr 1 KiB x" STR(BENCH_RR_CLIENTS_MANY), WL_RR, 1024,
+	{ "rr_1k_c" SL_XSTR(BENCH_RR_CLIENTS_MANY),
+	  "rr 1 KiB x" SL_XSTR(BENCH_RR_CLIENTS_MANY), WL_RR, 1024,
 	  BENCH_RR_CLIENTS_MANY, 1u << SUITE_SIDECAR, 1 },
-	{ "rr_1k_c" STR(BENCH_RR_CONNS), "rr 1 KiB x" STR(BENCH_RR_CONNS), WL_RR,
+	{ "rr_1k_c" SL_XSTR(BENCH_RR_CONNS), "rr 1 KiB x" SL_XSTR(BENCH_RR_CONNS), WL_RR,
 	  1024, BENCH_RR_PROCS, 1u << SUITE_SIDECAR,
 	  BENCH_RR_CONNS / BENCH_RR_PROCS },
 	{ "rr_16k", "rr 16 KiB", WL_RR, 16384, 1, SU_PLAIN, 1 },
@@ -2347,7 +2345,7 @@ static int start_haproxy(enum mode m)
 	snprintf(bind, sizeof(bind), "127.0.0.1:%u", bs.front_port[m]);
 	return start_haproxy_proc(m, mode_run[m].proc[0],
 				  m == MODE_HAPROXY1 ? 1 : 0, bind,
-				  BENCH_NS_IP ":" STR(BENCH_UPSTREAM_PORT));
+				  BENCH_NS_IP ":" SL_XSTR(BENCH_UPSTREAM_PORT));
 }
 
 /* ---- --suite tls: certificates and the three pairs ---------------------- */
@@ -2499,7 +2497,7 @@ static int start_tls_haproxy(int side)
 		snprintf(bind, sizeof(bind), BENCH_NS_IP ":%u %s",
 			 ntohs(b.sin_port), tls);
 		return start_haproxy_proc(MODE_TLS_HAP, PROC_HAP_B, 1, bind,
-					  "127.0.0.1:" STR(BENCH_UPSTREAM_PORT));
+					  "127.0.0.1:" SL_XSTR(BENCH_UPSTREAM_PORT));
 	}
 	err = pick_port(&bs.front_port[MODE_TLS_HAP]);
 	if (err)
@@ -3550,7 +3548,7 @@ static void bench_usage(FILE *f)
 		"Workloads: request/response (one outstanding, echo) of 64 B, 1 KiB\n"
 		"and 16 KiB: p50/p99 latency, tx/s, CPU s per 100k tx; streaming\n"
 		"64 KiB writes: Gbit/s, CPU s per GiB; tls only, a connection per\n"
-		"request (" STR(BENCH_CONN_CLIENTS) " closed-loop clients: connect, 64 B request, 64 B\n"
+		"request (" SL_XSTR(BENCH_CONN_CLIENTS) " closed-loop clients: connect, 64 B request, 64 B\n"
 		"response, close): conn/s, p50/p99 from connect() to the response,\n"
 		"CPU us per connection. CPU is both ends' user+sys time (wait4); in\n"
 		"the sidecar suite the whole host's busy time (/proc/stat: it holds\n"

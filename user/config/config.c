@@ -278,156 +278,6 @@ static int parse_num(const char *s, uint64_t min, uint64_t max, int hex_ok,
 	return 0;
 }
 
-static int port_parse(const char *s, uint16_t *port, const char **why)
-{
-	uint64_t v;
-	int err = sl_parse_u64(s, 1, 65535, &v);
-
-	if (err == -ERANGE)
-		*why = "port out of range 1..65535";
-	else if (err)
-		*why = "not a port number";
-	else
-		*port = (uint16_t)v;
-	return err;
-}
-
-static int port_range_parse(const char *s, struct sl_port_range *out,
-			    const char **why)
-{
-	char buf[16];
-	const char *dash = strchr(s, '-');
-	struct sl_port_range r;
-	int err;
-
-	if (!dash) {
-		err = port_parse(s, &r.lo, why);
-		if (err)
-			return err;
-		r.hi = r.lo;
-	} else {
-		if ((size_t)(dash - s) >= sizeof(buf)) {
-			*why = "not a port number";
-			return -EINVAL;
-		}
-		memcpy(buf, s, dash - s);
-		buf[dash - s] = '\0';
-		err = port_parse(buf, &r.lo, why);
-		if (!err)
-			err = port_parse(dash + 1, &r.hi, why);
-		if (err)
-			return err;
-		if (r.lo > r.hi) {
-			*why = "range start above its end";
-			return -EINVAL;
-		}
-	}
-	*out = r;
-	return 0;
-}
-
-int sl_port_range_parse(const char *s, struct sl_port_range *out)
-{
-	const char *why;
-
-	return port_range_parse(s, out, &why);
-}
-
-static const uint8_t v4mapped_prefix[12] = { [10] = 0xff, [11] = 0xff };
-
-static int cidr_parse(const char *s, struct sl_cidr *out, const char **why)
-{
-	const char *slash = strchr(s, '/');
-	struct sl_cidr c = { 0 };
-	char addr[INET6_ADDRSTRLEN];
-	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
-	unsigned int max, i;
-	uint64_t plen;
-
-	*why = "not an IPv4 or IPv6 address";
-	if (alen >= sizeof(addr))
-		return -EINVAL;
-	memcpy(addr, s, alen);
-	addr[alen] = '\0';
-	if (inet_pton(AF_INET, addr, c.addr) == 1) {
-		c.family = AF_INET;
-		max = 32;
-	} else if (inet_pton(AF_INET6, addr, c.addr) == 1) {
-		c.family = AF_INET6;
-		max = 128;
-	} else {
-		return -EINVAL;
-	}
-	plen = max;
-	if (slash) {
-		int err = sl_parse_u64(slash + 1, 0, max, &plen);
-
-		if (err == -ERANGE)
-			*why = max == 32 ? "prefix length over 32" :
-					   "prefix length over 128";
-		else if (err)
-			*why = "prefix length not a number";
-		if (err)
-			return -EINVAL;
-	}
-	c.prefixlen = (uint8_t)plen;
-	/* ::ffff:a.b.c.d/n (n >= 96) is the IPv4 prefix a.b.c.d/(n-96): one
-	 * spelling per prefix, so a rule cannot be dodged by writing it the
-	 * other way. Shorter prefixes reach outside IPv4 and stay IPv6.
-	 */
-	if (c.family == AF_INET6 && c.prefixlen >= 96 &&
-	    !memcmp(c.addr, v4mapped_prefix, sizeof(v4mapped_prefix))) {
-		c.family = AF_INET;
-		c.prefixlen -= 96;
-		memmove(c.addr, c.addr + 12, 4);
-		memset(c.addr + 4, 0, 12);
-	}
-	/* Bits after the prefix are refused rather than masked: 10.0.0.1/8 is
-	 * more likely a typo for a /32 than a way to write 10.0.0.0/8.
-	 */
-	for (i = c.prefixlen; i < (c.family == AF_INET ? 32u : 128u); i++) {
-		if (c.addr[i / 8] & (0x80 >> (i % 8))) {
-			*why = "host bits set after the prefix length";
-			return -EINVAL;
-		}
-	}
-	*out = c;
-	return 0;
-}
-
-int sl_cidr_parse(const char *s, struct sl_cidr *out)
-{
-	const char *why;
-
-	return cidr_parse(s, out, &why);
-}
-
-int sl_cidr_contains(const struct sl_cidr *c, int family, const void *addr)
-{
-	const uint8_t *a = addr;
-	unsigned int full = c->prefixlen / 8, rest = c->prefixlen % 8;
-
-	if (family == AF_INET6 && !memcmp(a, v4mapped_prefix, 12)) {
-		family = AF_INET;
-		a += 12;
-	}
-	if (family != c->family)
-		return 0;
-	if (memcmp(a, c->addr, full))
-		return 0;
-	return !rest || !((a[full] ^ c->addr[full]) & (0xff00 >> rest));
-}
-
-int sl_ports_match(const struct sl_port_range *r, unsigned int n, uint16_t port)
-{
-	unsigned int i;
-
-	for (i = 0; i < n; i++)
-		if (port >= r[i].lo && port <= r[i].hi)
-			return 1;
-	return !n;
-}
-
 int sl_id_rules_decide(const struct sl_id_rule_cfg *rules, unsigned int n,
 		       uint16_t port, const char *id, enum sl_action *act)
 {
@@ -442,120 +292,13 @@ int sl_id_rules_decide(const struct sl_id_rule_cfg *rules, unsigned int n,
 	return -1;
 }
 
-/* Split "host:port" / "[v6]:port" into host (brackets removed) and port. */
-static int hostport_split(const char *s, char *host, size_t hostlen,
-			  uint16_t *port, const char **why)
-{
-	const char *colon, *hend, *h = s;
-	size_t n;
-
-	*why = "not host:port";
-	if (*s == '[') {
-		h = s + 1;
-		hend = strchr(h, ']');
-		if (!hend || hend[1] != ':')
-			return -EINVAL;
-		colon = hend + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon)
-			return -EINVAL;
-		hend = colon;
-		if (memchr(s, ':', colon - s)) {
-			*why = "an IPv6 address needs brackets: [addr]:port";
-			return -EINVAL;
-		}
-	}
-	n = hend - h;
-	if (!n || n >= hostlen) {
-		*why = n ? "host name too long" : "no host";
-		return -EINVAL;
-	}
-	if (port_parse(colon + 1, port, why))
-		return -EINVAL;
-	memcpy(host, h, n);
-	host[n] = '\0';
-	if (*s == '[' && !strchr(host, ':')) {
-		*why = "brackets are for IPv6 addresses only";
-		return -EINVAL;
-	}
-	return 0;
-}
-
-static int endpoint_parse(const char *s, struct sl_endpoint *out,
-			  const char **why)
-{
-	struct sl_endpoint ep = { 0 };
-	struct sockaddr_in *sin = (struct sockaddr_in *)&ep.addr;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ep.addr;
-	char host[INET6_ADDRSTRLEN];
-	uint16_t port;
-
-	if (hostport_split(s, host, sizeof(host), &port, why))
-		return -EINVAL;
-	if (*s != '[' && inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(port);
-		ep.addrlen = sizeof(*sin);
-	} else if (*s == '[' &&
-		   inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-		if (!memcmp(&sin6->sin6_addr, v4mapped_prefix,
-			    sizeof(v4mapped_prefix))) {
-			/* [::ffff:a.b.c.d]: the IPv4 socket address it spells. */
-			struct in_addr a4;
-
-			memcpy(&a4, sin6->sin6_addr.s6_addr + 12, 4);
-			memset(&ep.addr, 0, sizeof(ep.addr));
-			sin->sin_family = AF_INET;
-			sin->sin_addr = a4;
-			sin->sin_port = htons(port);
-			ep.addrlen = sizeof(*sin);
-		} else {
-			sin6->sin6_family = AF_INET6;
-			sin6->sin6_port = htons(port);
-			ep.addrlen = sizeof(*sin6);
-		}
-	} else {
-		*why = "not a numeric IPv4 or [IPv6] address";
-		return -EINVAL;
-	}
-	*out = ep;
-	return 0;
-}
-
-int sl_endpoint_parse(const char *s, struct sl_endpoint *out)
-{
-	const char *why;
-
-	return endpoint_parse(s, out, &why);
-}
-
-static int endpoint_is_loopback(const struct sl_endpoint *ep)
-{
-	const struct sockaddr_in *sin = (const struct sockaddr_in *)&ep->addr;
-	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ep->addr;
-	uint8_t key[16];
-
-	if (ep->addr.ss_family == AF_INET)
-		sl_addr_to_key(AF_INET, &sin->sin_addr, key);
-	else
-		sl_addr_to_key(AF_INET6, &sin6->sin6_addr, key);
-	return sl_addr_is_loopback(key);
-}
-
-static int endpoint_equal(const struct sl_endpoint *a,
-			  const struct sl_endpoint *b)
-{
-	return a->addrlen == b->addrlen && !memcmp(&a->addr, &b->addr, a->addrlen);
-}
-
 /* Host names: letters, digits, '-', '_' and '.'; IPv6 addresses bracketed. */
 static int upstream_parse(const char *s, struct sl_ambassador *amb,
 			  const char **why)
 {
 	struct in6_addr a6;
 
-	if (hostport_split(s, amb->upstream_host, sizeof(amb->upstream_host),
+	if (sl_hostport_split(s, amb->upstream_host, sizeof(amb->upstream_host),
 			   &amb->upstream_port, why))
 		return -EINVAL;
 	if (*s == '[' && inet_pton(AF_INET6, amb->upstream_host, &a6) != 1) {
@@ -1463,7 +1206,7 @@ static int get_cidrs(struct doc *d, const char *path, char **items,
 	if (!has_node(d, path))
 		return 0;
 	for (i = 0; i < n; i++) {
-		if (cidr_parse(items[i], &out[i], &why)) {
+		if (sl_cidr_parse(items[i], &out[i], &why)) {
 			path_index(ipath, path, i);
 			return fail_line(d, line_of(d, ipath), path,
 					 "bad cidr \"%s\" (%s)", items[i], why);
@@ -1484,7 +1227,7 @@ static int get_port_ranges(struct doc *d, const char *path, char **items,
 	if (!has_node(d, path))
 		return 0;
 	for (i = 0; i < n; i++) {
-		if (port_range_parse(items[i], &out[i], &why)) {
+		if (sl_port_range_parse(items[i], &out[i], &why)) {
 			path_index(ipath, path, i);
 			return fail_line(d, line_of(d, ipath), path,
 					 "bad port range \"%s\" (%s)", items[i],
@@ -1502,10 +1245,10 @@ static int get_endpoint(struct doc *d, const char *path, const char *what,
 {
 	const char *why;
 
-	if (endpoint_parse(s, out, &why))
+	if (sl_endpoint_parse(s, out, &why))
 		return fail_line(d, line_of(d, path), what,
 				 "bad %s \"%s\" (%s)", label, s, why);
-	if (!endpoint_is_loopback(out))
+	if (!sl_endpoint_is_loopback(out))
 		return fail_line(d, line_of(d, path), what,
 				 "%s \"%s\" is not a loopback address "
 				 "(listeners must not be reachable from other "
@@ -1533,7 +1276,7 @@ static int apply_fastpath(struct doc *d, const struct raw_fastpath *r,
 		uint16_t *p = &cfg->fastpath.exclude_ports[i];
 
 		path_index(ipath, path, i);
-		if (port_parse(r->exclude_ports[i], p, &why))
+		if (sl_port_parse(r->exclude_ports[i], p, &why))
 			return fail_line(d, line_of(d, ipath), path,
 					 "bad port \"%s\" (%s)",
 					 r->exclude_ports[i],
@@ -1620,13 +1363,13 @@ static int apply_ambassadors(struct doc *d, const struct raw_proxy *r,
 			return err;
 		line = line_of(d, fpath);
 		if (cfg->capture.enabled &&
-		    endpoint_equal(&a->listen, &cfg->capture.outbound))
+		    sl_endpoint_equal(&a->listen, &cfg->capture.outbound))
 			return fail_line(d, line, what,
 					 "listen \"%s\" is capture.outbound's "
 					 "address",
 					 ra->listen);
 		for (j = 0; j < i; j++)
-			if (endpoint_equal(&a->listen,
+			if (sl_endpoint_equal(&a->listen,
 					   &cfg->proxy.ambassadors[j].listen))
 				return fail_line(d, line, what,
 						 "listen \"%s\" already used "
@@ -1728,7 +1471,7 @@ static int apply_mesh(struct doc *d, const struct raw_tls *r,
 		path_index(path, list, i);
 		snprintf(what, sizeof(what), "mesh %u", i + 1);
 		path_join(fpath, path, "cidr");
-		if (cidr_parse(rm->cidr, &m->cidr, &why))
+		if (sl_cidr_parse(rm->cidr, &m->cidr, &why))
 			return fail_line(d, line_of(d, fpath), what,
 					 "bad cidr \"%s\" (%s)", rm->cidr, why);
 		path_join(fpath, path, "ports");
@@ -1824,7 +1567,7 @@ static int apply_inbound(struct doc *d, const struct raw_inbound *r,
 	int err;
 
 	err = get_bool(d, "inbound.enabled", r->enabled, &cfg->inbound.enabled);
-	if (!err && r->listen && endpoint_parse(r->listen, &cfg->inbound.listen,
+	if (!err && r->listen && sl_endpoint_parse(r->listen, &cfg->inbound.listen,
 						&why))
 		err = fail_line(d, line_of(d, "inbound.listen"), "inbound",
 				"bad listen \"%s\" (%s)", r->listen, why);
@@ -1932,7 +1675,7 @@ static int check_config(struct doc *d, struct sl_config *cfg)
 				 "no ports to steer (inbound.ports), or use "
 				 "mode listener with app_port");
 	if (cfg->capture.enabled &&
-	    endpoint_equal(&cfg->inbound.listen, &cfg->capture.outbound))
+	    sl_endpoint_equal(&cfg->inbound.listen, &cfg->capture.outbound))
 		return fail_line(d, line_of(d, "inbound.listen"), "inbound",
 				 "listen is capture.outbound's address");
 	return 0;
@@ -1972,14 +1715,14 @@ static int apply_rule(struct doc *d, const struct raw_rule *rr,
 		return err;
 
 	path_join(fpath, path, "cidr");
-	if (cidr_parse(rr->cidr, &rule->cidr, &why))
+	if (sl_cidr_parse(rr->cidr, &rule->cidr, &why))
 		return fail_line(d, line_of(d, fpath), what,
 				 "bad cidr \"%s\" (%s)", rr->cidr, why);
 
 	for (i = 0; i < rr->ports_count; i++) {
 		char ppath[PATH_LEN];
 
-		if (port_range_parse(rr->ports[i], &rule->ports[i], &why)) {
+		if (sl_port_range_parse(rr->ports[i], &rule->ports[i], &why)) {
 			path_join(fpath, path, "ports");
 			path_index(ppath, fpath, i);
 			return fail_line(d, line_of(d, ppath), what,

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "admission.h"
+#include "lib/addr.h"
 #include "capture.h"
 
 #define SL_CFG_MAX_CIDRS 64
@@ -26,19 +27,6 @@
 #define SL_CFG_MAX_MESH_IDS 8 /* server identity patterns per mesh entry */
 #define SL_CFG_MAX_ID_RULES 64 /* inbound.identities rules */
 #define SL_CFG_ID_LEN 512 /* a SPIFFE ID pattern in the config */
-
-/* An address prefix: family AF_INET or AF_INET6, addr in network order
- * (4 or 16 bytes used), prefix length 0..32 / 0..128.
- */
-struct sl_cidr {
-	int family;
-	uint8_t addr[16];
-	uint8_t prefixlen;
-};
-
-struct sl_port_range {
-	uint16_t lo, hi; /* inclusive, host order, 1..65535, lo <= hi */
-};
 
 enum sl_action { SL_ACTION_ALLOW = 1, SL_ACTION_DENY = 2 };
 
@@ -59,11 +47,6 @@ struct sl_policy {
 	enum sl_action default_action; /* allow when not given */
 	unsigned int n_rules;
 	struct sl_rule rules[SL_CFG_MAX_RULES];
-};
-
-struct sl_endpoint {
-	struct sockaddr_storage addr; /* numeric address + port */
-	socklen_t addrlen;
 };
 
 struct sl_ambassador {
@@ -185,13 +168,6 @@ int sl_config_load(const char *path, struct sl_config *cfg, char *err,
 /* Same for a policy file (the `rules:`/`default:` document of `policy load`). */
 int sl_policy_load(const char *path, struct sl_policy *pol, char *err,
 		   size_t errlen);
-/* Does prefix c hold the address (family AF_INET: 4 bytes, AF_INET6: 16;
- * a v4-mapped IPv6 address is matched as the IPv4 one)?
- */
-int sl_cidr_contains(const struct sl_cidr *c, int family, const void *addr);
-/* Is port (host order) in one of the n ranges? n == 0: every port. */
-int sl_ports_match(const struct sl_port_range *r, unsigned int n,
-		   uint16_t port);
 /* inbound.identities for a client: the first rule whose ports hold port
  * (host order) and whose pattern matches id decides: *act, and its index.
  * -1 when none does (*act untouched: the default applies). A NULL id (no
@@ -203,12 +179,6 @@ int sl_id_rules_decide(const struct sl_id_rule_cfg *rules, unsigned int n,
  * (user/config/config_json.c; `sidelane config check FILE --json`).
  */
 void sl_config_print_json(FILE *f, const struct sl_config *cfg);
-/* Parse "a.b.c.d/n", "x::/n" (a bare address means /32 or /128). 0 or -EINVAL. */
-int sl_cidr_parse(const char *s, struct sl_cidr *out);
-/* Parse "80" or "8000-8080". 0 or -EINVAL/-ERANGE. */
-int sl_port_range_parse(const char *s, struct sl_port_range *out);
-/* Parse "127.0.0.1:15001" or "[::1]:15001". 0 or -EINVAL. */
-int sl_endpoint_parse(const char *s, struct sl_endpoint *out);
 
 /* "safe", "send", "all", "none" (index: enum sl_app_sockets). */
 extern const char *const sl_app_sockets_name[SL_APP_NR];

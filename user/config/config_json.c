@@ -13,20 +13,9 @@
 /* "127.0.0.1:15000" or "[::1]:15000", as the config spells endpoints. */
 static void json_endpoint(FILE *f, const struct sl_endpoint *e)
 {
-	char ip[INET6_ADDRSTRLEN], buf[INET6_ADDRSTRLEN + 8];
+	char buf[INET6_ADDRSTRLEN + 8];
 
-	if (e->addr.ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const void *)&e->addr;
-
-		inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
-		snprintf(buf, sizeof(buf), "%s:%u", ip, ntohs(a->sin_port));
-	} else {
-		const struct sockaddr_in6 *a = (const void *)&e->addr;
-
-		inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
-		snprintf(buf, sizeof(buf), "[%s]:%u", ip, ntohs(a->sin6_port));
-	}
-	sl_json_str(f, buf);
+	sl_json_str(f, sl_sockaddr_str(&e->addr, buf, sizeof(buf)));
 }
 
 static void json_ranges(FILE *f, const struct sl_port_range *r,

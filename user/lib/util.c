@@ -142,41 +142,6 @@ int sl_find_fs_mount(FILE *mounts, const char *fstype, char *buf, size_t len)
 	return -ENOENT;
 }
 
-void sl_addr_to_key(int family, const void *addr, uint8_t out[16])
-{
-	if (family == AF_INET) {
-		memset(out, 0, 10);
-		out[10] = 0xff;
-		out[11] = 0xff;
-		memcpy(out + 12, addr, 4);
-	} else {
-		memcpy(out, addr, 16);
-	}
-}
-
-int sl_addr_is_v4mapped(const uint8_t ip[16])
-{
-	static const uint8_t prefix[12] = { [10] = 0xff, [11] = 0xff };
-
-	return !memcmp(ip, prefix, sizeof(prefix));
-}
-
-int sl_addr_is_loopback(const uint8_t ip[16])
-{
-	static const uint8_t v6lo[16] = { [15] = 1 };
-
-	if (sl_addr_is_v4mapped(ip))
-		return ip[12] == 127;
-	return !memcmp(ip, v6lo, 16);
-}
-
-const char *sl_addr_str(const uint8_t ip[16], char *buf, size_t len)
-{
-	if (sl_addr_is_v4mapped(ip))
-		return inet_ntop(AF_INET, ip + 12, buf, len) ? buf : "?";
-	return inet_ntop(AF_INET6, ip, buf, len) ? buf : "?";
-}
-
 void sl_time_str(uint64_t real_ns, char *buf, size_t len)
 {
 	time_t sec = (time_t)(real_ns / 1000000000ULL);

@@ -22,15 +22,6 @@ int sl_parse_ports(const char *s, uint16_t *ports, size_t max, size_t *n,
  */
 int sl_find_fs_mount(FILE *mounts, const char *fstype, char *buf, size_t len);
 
-/* Format 16 address bytes (v4-mapped shown as dotted quad) into buf. */
-const char *sl_addr_str(const uint8_t ip[16], char *buf, size_t len);
-/* Store an address of family AF_INET/AF_INET6 in the 16-byte key form. */
-void sl_addr_to_key(int family, const void *addr, uint8_t out[16]);
-/* ::ffff:0:0/96 */
-int sl_addr_is_v4mapped(const uint8_t ip[16]);
-/* 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104: user-space twin of sl_is_loopback. */
-int sl_addr_is_loopback(const uint8_t ip[16]);
-
 /* Read (rx) or write exactly len bytes on fd, blocking or not. With
  * timeout_ms >= 0 each wait for the fd is bounded by poll(); -1 waits as
  * long as it takes. EINTR is retried. 0, -EPIPE when the peer ended first,

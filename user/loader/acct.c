@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "lib/addr.h"
 #include "loader/pins.h"
 #include "lib/json.h"
 #include "sidelane.h"

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "lib/addr.h"
 #include "loader/pins.h"
 #include "sidelane.h"
 #include "capture.h"

@@ -20,6 +20,7 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include "lib/addr.h"
 #include "loader/pins.h"
 #include "sidelane.h"
 #include "fastpath.h"

@@ -56,6 +56,7 @@
 #include <linux/netfilter_ipv4.h> /* SO_ORIGINAL_DST */
 #include <linux/netfilter_ipv6/ip6_tables.h> /* IP6T_SO_ORIGINAL_DST */
 #include <linux/sockios.h> /* SIOCOUTQNSD */
+#include "lib/addr.h"
 #include "lib/json.h"
 #include "lib/log.h"
 #include "proxy/proxy.h"
@@ -293,54 +294,13 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* "1.2.3.4:80" or "[::1]:80". */
-static const char *sa_str(const struct sockaddr_storage *ss, char *buf,
-			  size_t len)
-{
-	char ip[INET6_ADDRSTRLEN];
-	const struct sockaddr_in *in = (const void *)ss;
-	const struct sockaddr_in6 *in6 = (const void *)ss;
-
-	if (ss->ss_family == AF_INET &&
-	    inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip)))
-		snprintf(buf, len, "%s:%u", ip, ntohs(in->sin_port));
-	else if (ss->ss_family == AF_INET6 &&
-		 inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip)))
-		snprintf(buf, len, "[%s]:%u", ip, ntohs(in6->sin6_port));
-	else
-		snprintf(buf, len, "?");
-	return buf;
-}
-
-/* Address as 16 bytes (IPv4 v4-mapped) and port, for comparisons. */
-static int sa_key(const struct sockaddr_storage *ss, uint8_t ip[16],
-		  uint16_t *port)
-{
-	const struct sockaddr_in *in = (const void *)ss;
-	const struct sockaddr_in6 *in6 = (const void *)ss;
-
-	if (ss->ss_family == AF_INET) {
-		memset(ip, 0, 10);
-		ip[10] = ip[11] = 0xff;
-		memcpy(ip + 12, &in->sin_addr, 4);
-		*port = in->sin_port;
-		return 0;
-	}
-	if (ss->ss_family == AF_INET6) {
-		memcpy(ip, &in6->sin6_addr, 16);
-		*port = in6->sin6_port;
-		return 0;
-	}
-	return -EAFNOSUPPORT;
-}
-
 static bool sa_eq(const struct sockaddr_storage *a,
 		  const struct sockaddr_storage *b)
 {
 	uint8_t ia[16], ib[16];
 	uint16_t pa, pb;
 
-	if (sa_key(a, ia, &pa) || sa_key(b, ib, &pb))
+	if (sl_sockaddr_key(a, ia, &pa) || sl_sockaddr_key(b, ib, &pb))
 		return false;
 	return pa == pb && !memcmp(ia, ib, 16);
 }
@@ -704,7 +664,7 @@ static void log_relay(struct sl_worker *p, const struct sl_conn *c,
 	clock_gettime(CLOCK_REALTIME, &now);
 	sl_time_str((uint64_t)now.tv_sec * 1000000000ULL + now.tv_nsec, ts,
 		    sizeof(ts));
-	sa_str(&c->peer, peer, sizeof(peer));
+	sl_sockaddr_str(&c->peer, peer, sizeof(peer));
 	if (sl_json_escape(jdst, sizeof(jdst), dst) < 0 ||
 	    sl_json_escape(jwhy, sizeof(jwhy), why ? why : "") < 0 ||
 	    sl_json_escape(jid, sizeof(jid), id ? id : "") < 0)
@@ -757,13 +717,13 @@ static void conn_close(struct sl_worker *p, struct sl_conn *c,
 	if (c->down_waiting)
 		down_unwait(p, c);
 	if (c->dst.n)
-		sa_str(&c->dst.a[last], dst, sizeof(dst));
+		sl_sockaddr_str(&c->dst.a[last], dst, sizeof(dst));
 	else if (c->l && !c->l->transparent)
 		snprintf(dst, sizeof(dst), "%s:%u", c->l->host, c->l->port);
 	else /* transparent, no original destination: say where it came in */
 		snprintf(dst, sizeof(dst), "? via %s",
-			 sa_str(&c->l->addr, peer, sizeof(peer)));
-	sa_str(&c->peer, peer, sizeof(peer));
+			 sl_sockaddr_str(&c->l->addr, peer, sizeof(peer)));
+	sl_sockaddr_str(&c->peer, peer, sizeof(peer));
 	tls = c->app.tls ? c->app.tls : c->up.tls;
 	id = tls ? sl_tls_peer_id(tls) : NULL;
 	/* one line per refused or failed connection; normal ends under -v */
@@ -1161,7 +1121,7 @@ static const struct sl_mesh_dst *mesh_find(const struct sl_worker *p,
 	uint16_t port;
 	unsigned int i;
 
-	if (!p->tls || sa_key(dst, ip, &port))
+	if (!p->tls || sl_sockaddr_key(dst, ip, &port))
 		return NULL;
 	for (i = 0; i < p->n_mesh; i++)
 		if (sl_cidr_contains(&p->mesh[i].cidr, AF_INET6, ip) &&
@@ -1279,7 +1239,7 @@ static void hs_start(struct sl_worker *p, struct sl_conn *c, struct sl_side *s)
 	int err;
 
 	if (s == &c->up)
-		sa_str(&c->dst.a[c->dst_i - 1], key, sizeof(key));
+		sl_sockaddr_str(&c->dst.a[c->dst_i - 1], key, sizeof(key));
 	err = sl_tls_conn_new(p->tls, s->fd,
 			      s == &c->up ? SL_TLS_CLIENT : SL_TLS_SERVER,
 			      s == &c->up ? key : NULL, &s->tls);
@@ -1650,9 +1610,9 @@ static int inbound_dst(struct sl_worker *p, const struct sl_listener *l,
 	uint16_t port, own;
 
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) ||
-	    sa_key(&local, ip, &port))
+	    sl_sockaddr_key(&local, ip, &port))
 		return -EINVAL;
-	sa_key(&l->addr, ip, &own);
+	sl_sockaddr_key(&l->addr, ip, &own);
 	port = ntohs(port);
 	if (port == ntohs(own))
 		port = p->app_port;
@@ -1960,13 +1920,13 @@ static int listener_open(struct sl_worker *p, struct sl_listener *l,
 		int err = -errno;
 
 		pr_warn("proxy: listen on %s: %s\n",
-			sa_str(addr, name, sizeof(name)), strerror(-err));
+			sl_sockaddr_str(addr, name, sizeof(name)), strerror(-err));
 		return err;
 	}
 	if (p->first)
 		return 0; /* said once, by the first */
 	pr_info("proxy: listening on %s (%s)\n",
-		sa_str(&l->addr, name, sizeof(name)),
+		sl_sockaddr_str(&l->addr, name, sizeof(name)),
 		l->transparent ? "transparent" :
 		l->inbound     ? (p->tls ? "inbound, mutual TLS" : "inbound") :
 				 l->host);

@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <microhttpd.h>
+#include "lib/addr.h"
 #include "sidelane.h"
 #include "report/admin.h"
 #include "lib/log.h"
@@ -707,24 +708,8 @@ static int listen_on(const struct sl_endpoint *ep)
 
 static bool is_loopback(const struct sl_endpoint *ep, char *where, size_t len)
 {
-	const struct sockaddr_in *s4 = (const void *)&ep->addr;
-	const struct sockaddr_in6 *s6 = (const void *)&ep->addr;
-	char ip[INET6_ADDRSTRLEN] = "?";
-	uint8_t key[16];
-
-	if (ep->addr.ss_family == AF_INET) {
-		sl_addr_to_key(AF_INET, &s4->sin_addr, key);
-		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
-		snprintf(where, len, "%s:%u", ip, ntohs(s4->sin_port));
-	} else if (ep->addr.ss_family == AF_INET6) {
-		sl_addr_to_key(AF_INET6, &s6->sin6_addr, key);
-		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
-		snprintf(where, len, "[%s]:%u", ip, ntohs(s6->sin6_port));
-	} else {
-		snprintf(where, len, "?");
-		return false;
-	}
-	return sl_addr_is_loopback(key);
+	sl_sockaddr_str(&ep->addr, where, len);
+	return sl_endpoint_is_loopback(ep);
 }
 
 int sl_admin_start(const struct sl_admin_opts *o, struct sl_admin **out)
