@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -241,6 +242,47 @@ static void io_full_reads_writes_ends_and_times_out(void **state)
 	close(sv[1]);
 }
 
+static void read_file_regular_pipe_proc_and_bound(void **state)
+{
+	char path[] = "/tmp/sl-read-XXXXXX", *buf = NULL;
+	static char big[10000];
+	struct stat st;
+	size_t len;
+	int fd, p[2];
+
+	(void)state;
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	memset(big, 'x', sizeof(big));
+	assert_int_equal(write(fd, big, sizeof(big)), sizeof(big));
+	close(fd);
+	/* a regular file, bigger than the first guess; its stat comes back */
+	assert_int_equal(sl_read_file(path, sizeof(big), &buf, &len, &st), 0);
+	assert_int_equal(len, sizeof(big));
+	assert_int_equal(st.st_size, sizeof(big));
+	assert_int_equal(buf[len], '\0');
+	free(buf);
+	assert_int_equal(sl_read_file(path, sizeof(big) - 1, &buf, &len, NULL),
+			 -EFBIG);
+	unlink(path);
+	assert_int_equal(sl_read_file(path, 100, &buf, &len, NULL), -ENOENT);
+	/* /proc says 0 bytes and has more */
+	assert_int_equal(sl_read_file("/proc/self/status", 1 << 20, &buf, &len,
+				      NULL), 0);
+	assert_true(len > 100 && strstr(buf, "Name:"));
+	free(buf);
+	/* a pipe: read to EOF, bounded too */
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(write(p[1], "abc", 3), 3);
+	close(p[1]);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", p[0]);
+	assert_int_equal(sl_read_file(path, 100, &buf, &len, NULL), 0);
+	assert_int_equal(len, 3);
+	assert_string_equal(buf, "abc");
+	free(buf);
+	close(p[0]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -253,6 +295,7 @@ int main(void)
 		cmocka_unit_test(addr_key_v4_is_v4mapped),
 		cmocka_unit_test(addr_loopback_classification),
 		cmocka_unit_test(io_full_reads_writes_ends_and_times_out),
+		cmocka_unit_test(read_file_regular_pipe_proc_and_bound),
 	};
 
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);

@@ -1033,50 +1033,14 @@ static void doc_free(struct doc *d)
 
 static int read_all(struct doc *d, const char *path, char **buf, size_t *len)
 {
-	size_t cap = 4096, n = 0;
-	char *b = malloc(cap), *nb;
-	FILE *f;
-	int err = 0;
+	int err = sl_read_file(path, DOC_MAX_BYTES, buf, len, NULL);
 
-	if (!b)
-		return -ENOMEM;
-	f = fopen(path, "r");
-	if (!f) {
-		err = -errno;
+	if (err == -EFBIG)
+		return fail_line(d, 0, NULL, "larger than %u MiB",
+				 DOC_MAX_BYTES >> 20);
+	if (err)
 		fail_line(d, 0, NULL, "%s", strerror(-err));
-		goto out;
-	}
-	for (;;) {
-		n += fread(b + n, 1, cap - n, f);
-		if (n < cap)
-			break;
-		if (cap >= DOC_MAX_BYTES) {
-			err = fail_line(d, 0, NULL, "larger than %u MiB",
-					DOC_MAX_BYTES >> 20);
-			goto out;
-		}
-		nb = realloc(b, cap * 2);
-		if (!nb) {
-			err = -ENOMEM;
-			goto out;
-		}
-		b = nb;
-		cap *= 2;
-	}
-	if (ferror(f)) {
-		err = -EIO;
-		fail_line(d, 0, NULL, "read error");
-	}
-out:
-	if (f)
-		fclose(f);
-	if (err) {
-		free(b);
-		return err;
-	}
-	*buf = b;
-	*len = n;
-	return 0;
+	return err;
 }
 
 /* Passes 1 and 2 over one document; *raw NULL for an empty document. */

@@ -2,6 +2,7 @@
 /* Small pure helpers of the sidelane binary (see util.h). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +141,69 @@ int sl_find_fs_mount(FILE *mounts, const char *fstype, char *buf, size_t len)
 		return unescape(dir, buf, len);
 	}
 	return -ENOENT;
+}
+
+int sl_read_file(const char *path, size_t max, char **buf, size_t *len,
+		 struct stat *st)
+{
+	size_t cap = 4096, n = 0;
+	char *b = NULL, *nb;
+	struct stat s;
+	ssize_t r;
+	int fd, err = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &s)) {
+		err = -errno;
+		goto out;
+	}
+	if (S_ISREG(s.st_mode)) {
+		if ((uint64_t)s.st_size > max) {
+			err = -EFBIG;
+			goto out;
+		}
+		/* + 1: EOF seen in one pass; /proc files say 0 bytes */
+		if ((size_t)s.st_size + 1 > cap)
+			cap = (size_t)s.st_size + 1;
+	}
+	for (;;) {
+		if (n + 1 >= cap || !b) {
+			if (b)
+				cap *= 2;
+			nb = realloc(b, cap);
+			if (!nb) {
+				err = -ENOMEM;
+				goto out;
+			}
+			b = nb;
+		}
+		r = read(fd, b + n, cap - 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			err = -errno;
+			goto out;
+		}
+		if (!r)
+			break;
+		n += (size_t)r;
+		if (n > max) {
+			err = -EFBIG;
+			goto out;
+		}
+	}
+	b[n] = '\0';
+	if (st)
+		*st = s;
+	*buf = b;
+	*len = n;
+	b = NULL;
+out:
+	free(b);
+	close(fd);
+	return err;
 }
 
 void sl_time_str(uint64_t real_ns, char *buf, size_t len)

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 /* Parse a whole string as an unsigned decimal in [min, max]. 0 or -EINVAL/-ERANGE. */
 int sl_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
@@ -29,6 +30,15 @@ int sl_find_fs_mount(FILE *mounts, const char *fstype, char *buf, size_t len);
  * tests do) or the caller dies with a closed peer.
  */
 int sl_io_full(int fd, void *buf, size_t len, bool rx, int timeout_ms);
+
+/* Read the whole file at path into *buf (malloc'ed, NUL-terminated; *len
+ * without the NUL): a regular file, a pipe or /dev/stdin alike, up to max
+ * bytes (-EFBIG past that). st (may be NULL) gets the open file's fstat(),
+ * which matches the bytes even if the path is replaced meanwhile. 0 or
+ * -errno.
+ */
+int sl_read_file(const char *path, size_t max, char **buf, size_t *len,
+		 struct stat *st);
 
 /* "2026-11-25T14:30:00.123Z" (UTC, ms) for a CLOCK_REALTIME time in ns. */
 void sl_time_str(uint64_t real_ns, char *buf, size_t len);

@@ -24,6 +24,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include "lib/log.h"
+#include "lib/util.h"
 #include "tls/tls.h"
 
 /* TLS 1.2 only when allowed: ECDHE key exchange and AEAD ciphers. */
@@ -403,51 +404,15 @@ static bool stamp_eq(const struct stamp *a, const struct stamp *b)
 	       a->ctim.tv_nsec == b->ctim.tv_nsec;
 }
 
-/* Read a whole file; the stamp is of the open file, so it matches the bytes
- * even when the path is replaced meanwhile. 0 or -errno.
- */
+/* Read a whole file and the stamp of the file read. 0 or -errno. */
 static int read_file(const char *path, char **buf, size_t *len,
 		     struct stamp *st)
 {
 	struct stat s;
-	size_t got = 0;
-	int fd, err = 0;
-	char *b = NULL;
+	int err = sl_read_file(path, FILE_MAX, buf, len, &s);
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &s)) {
-		err = -errno;
-		goto out;
-	}
-	if (s.st_size > FILE_MAX) {
-		err = -EFBIG;
-		goto out;
-	}
-	b = malloc(s.st_size + 1);
-	if (!b) {
-		err = -ENOMEM;
-		goto out;
-	}
-	while (got < (size_t)s.st_size) {
-		ssize_t n = read(fd, b + got, s.st_size - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			err = n < 0 ? -errno : -EIO; /* shrank under us */
-			goto out;
-		}
-		got += n;
-	}
-	stamp_of(&s, st);
-	*buf = b;
-	*len = got;
-	b = NULL;
-out:
-	free(b);
-	close(fd);
+	if (!err)
+		stamp_of(&s, st);
 	return err;
 }
 
