@@ -27,6 +27,7 @@
 #include <bpf/libbpf.h>
 #include <openssl/evp.h>
 #include "sidelane.h"
+#include "lib/cgroup.h"
 #include "loader/admission_user.h"
 #include "harness.h"
 #include "loader/fastpath_user.h"
@@ -257,23 +258,6 @@ void th_watchdog(unsigned int sec, const char *what)
 
 /* ---- small file helpers ---- */
 
-static int write_file(const char *path, const char *val)
-{
-	int fd, err = 0;
-	ssize_t n;
-
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = write(fd, val, strlen(val));
-	if (n < 0)
-		err = -errno;
-	else if ((size_t)n != strlen(val))
-		err = -EIO;
-	close(fd);
-	return err;
-}
-
 int th_write_text(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "we");
@@ -298,24 +282,7 @@ static bool path_exists(const char *path)
 /* The cgroup2 mount, from /proc/mounts (fstype cgroup2). */
 static int cgroup2_mount(void)
 {
-	char dev[256], dir[PATH_MAX], type[64];
-	FILE *f;
-	int err = -ENOENT;
-
-	if (cg_mount[0])
-		return 0;
-	f = fopen("/proc/mounts", "re");
-	if (!f)
-		return -errno;
-	while (fscanf(f, "%255s %4095s %63s %*[^\n]", dev, dir, type) == 3) {
-		if (!strcmp(type, "cgroup2")) {
-			snprintf(cg_mount, sizeof(cg_mount), "%s", dir);
-			err = 0;
-			break;
-		}
-	}
-	fclose(f);
-	return err;
+	return cg_mount[0] ? 0 : sl_cgroup2_mount(cg_mount, sizeof(cg_mount));
 }
 
 /* bpffs at SL_BPFFS_DEFAULT, mounted if absent (what `sidelane run` does). */
@@ -337,29 +304,6 @@ static int ensure_bpffs(void)
 	if (mount("bpf", SL_BPFFS_DEFAULT, "bpf", 0, NULL))
 		return -errno;
 	return 0;
-}
-
-/* This process's cgroup2 path ("0::/x"), made absolute on the mount. */
-static int own_cgroup(char *buf, size_t len)
-{
-	char line[PATH_MAX + 8];
-	int err = -ENOENT;
-	FILE *f;
-
-	f = fopen("/proc/self/cgroup", "re");
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		if (strncmp(line, "0::", 3))
-			continue;
-		line[strcspn(line, "\n")] = 0;
-		/* the root is "/": keep the mount path without a trailing slash */
-		err = path_fmt(buf, len, "%s%s", cg_mount,
-			       strcmp(line + 3, "/") ? line + 3 : "");
-		break;
-	}
-	fclose(f);
-	return err;
 }
 
 int th_wait(pid_t pid, int timeout_ms)
@@ -523,7 +467,7 @@ int th_env_setup_opts(struct th_env *env, const char *name,
 	err = cgroup2_mount();
 	if (err)
 		return err;
-	err = own_cgroup(env->orig_cgroup, sizeof(env->orig_cgroup));
+	err = sl_cgroup_self(env->orig_cgroup, sizeof(env->orig_cgroup));
 	if (err)
 		return err;
 	if (path_fmt(env->cgroup, sizeof(env->cgroup), "%s/sidelane-test-%s",
@@ -602,11 +546,8 @@ int th_env_setup_opts(struct th_env *env, const char *name,
 /* Move the calling process into cgroup, one of env's. */
 static int join(struct th_env *env, const char *cgroup)
 {
-	char path[PATH_MAX + 16];
-	int err;
+	int err = sl_cgroup_join(cgroup);
 
-	snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup);
-	err = write_file(path, "0"); /* "0": the writing process */
 	if (!err)
 		env->entered = true;
 	return err;
@@ -624,11 +565,8 @@ int th_enter_sidecar(struct th_env *env)
 
 int th_leave(struct th_env *env)
 {
-	char path[PATH_MAX + 16];
-	int err;
+	int err = sl_cgroup_join(env->orig_cgroup);
 
-	snprintf(path, sizeof(path), "%s/cgroup.procs", env->orig_cgroup);
-	err = write_file(path, "0");
 	if (!err)
 		env->entered = false;
 	return err;
@@ -700,27 +638,11 @@ bool th_env_start_opts(struct th_env *env, const char *test, const char *mode,
  */
 static int rm_cgroup(const char *cgroup)
 {
-	char path[PATH_MAX + 16], buf[64];
-	__u64 deadline;
-	int fd;
+	int err = sl_cgroup_remove(cgroup, 0, 3000);
 
-	snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (read(fd, buf, sizeof(buf)) > 0) {
-			snprintf(path, sizeof(path), "%s/cgroup.kill", cgroup);
-			write_file(path, "1");
-		}
-		close(fd);
-	}
-	/* rmdir is EBUSY while killed tasks are still exiting */
-	deadline = th_now_ms() + 3000;
-	while (rmdir(cgroup) && errno == EBUSY && th_now_ms() < deadline)
-		sleep_ms(20);
-	if (!path_exists(cgroup))
-		return 0;
-	th_info("cgroup %s left behind: %s", cgroup, strerror(errno));
-	return -EBUSY;
+	if (err)
+		th_info("cgroup %s left behind: %s", cgroup, strerror(-err));
+	return err;
 }
 
 int th_env_teardown(struct th_env *env)

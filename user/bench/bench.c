@@ -638,31 +638,6 @@ static void rm_tmpdir(void)
 	bs.tmpdir[0] = '\0';
 }
 
-static void rm_cgroup(const char *cgroup)
-{
-	char path[PATH_MAX + 16];
-	int tries, fd;
-
-	/* a reaped child can leave the cgroup a moment after wait() */
-	for (tries = 0; rmdir(cgroup); tries++) {
-		if (errno != EBUSY || tries == 100) {
-			pr_warn("rmdir %s: %s\n", cgroup, strerror(errno));
-			break;
-		}
-		if (tries == 50) {
-			/* a process not ours (a sidecar's child?) stayed */
-			snprintf(path, sizeof(path), "%s/cgroup.kill", cgroup);
-			fd = open(path, O_WRONLY | O_CLOEXEC);
-			if (fd >= 0) {
-				if (write(fd, "1", 1) != 1)
-					pr_debug("%s: %s\n", path, strerror(errno));
-				close(fd);
-			}
-		}
-		sleep_ms(10);
-	}
-}
-
 /* Remove what a sidelane left pinned under pin_root, if *attached. */
 static void detach_pins(const char *pin_root, int *attached)
 {
@@ -679,7 +654,7 @@ static void detach_pins(const char *pin_root, int *attached)
 /* Idempotent; runs from cmd_bench's exit path and from atexit(). */
 static void bench_cleanup(void)
 {
-	int i;
+	int i, err;
 
 	if (bs.owner != getpid())
 		return;
@@ -696,7 +671,10 @@ static void bench_cleanup(void)
 	for (i = 0; i < NR_CGS; i++) {
 		if (!bs.cg_made[i])
 			continue;
-		rm_cgroup(bs.cgroup[i]);
+		/* a process not ours (a sidecar's child?) may stay */
+		err = sl_cgroup_remove(bs.cgroup[i], 500, 1000);
+		if (err)
+			pr_warn("rmdir %s: %s\n", bs.cgroup[i], strerror(-err));
 		bs.cg_made[i] = 0;
 	}
 	rm_tmpdir();

@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <linux/magic.h>
@@ -190,4 +193,65 @@ unsigned int sl_cgroup_cpu_quota(void)
 		*slash = '\0';
 	}
 	return best;
+}
+
+int sl_cgroup_make(const char *parent, const char *prefix, char *path,
+		   size_t len)
+{
+	static unsigned int seq;
+	int tries, n;
+
+	for (tries = 0; tries < 16; tries++) {
+		n = snprintf(path, len, "%s/%s%d-%u", parent, prefix,
+			     (int)getpid(),
+			     __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
+		if (n < 0 || (size_t)n >= len)
+			return -ENAMETOOLONG;
+		if (!mkdir(path, 0755))
+			return 0;
+		if (errno != EEXIST) /* EEXIST: a crashed run of a reused pid */
+			return -errno;
+	}
+	return -EEXIST;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int sl_cgroup_remove(const char *path, unsigned int kill_ms,
+		     unsigned int timeout_ms)
+{
+	uint64_t t0 = mono_ms(), now;
+	char kill_path[PATH_MAX];
+	bool killed = false;
+	int fd;
+
+	for (;;) {
+		if (!rmdir(path) || errno == ENOENT)
+			return 0;
+		if (errno != EBUSY)
+			return -errno;
+		now = mono_ms();
+		if (now - t0 >= timeout_ms)
+			return -EBUSY;
+		/* what is still in it can only be a child of ours */
+		if (!killed && now - t0 >= kill_ms &&
+		    snprintf(kill_path, sizeof(kill_path), "%s/cgroup.kill",
+			     path) < (int)sizeof(kill_path)) {
+			killed = true;
+			fd = open(kill_path, O_WRONLY | O_CLOEXEC);
+			if (fd >= 0) {
+				if (write(fd, "1", 1) != 1)
+					pr_debug("%s: %s\n", kill_path,
+						 strerror(errno));
+				close(fd);
+			}
+		}
+		usleep(1000);
+	}
 }

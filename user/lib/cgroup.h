@@ -3,6 +3,7 @@
 #ifndef CGROUP_H
 #define CGROUP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,16 @@ int sl_cgroup_join(const char *path);
  * ancestors'), rounded up; 0 when none sets a quota.
  */
 unsigned int sl_cgroup_cpu_quota(void);
+/* A new cgroup parent/<prefix><pid>-<n>, its path in path. 0 or -errno. */
+int sl_cgroup_make(const char *parent, const char *prefix, char *path,
+		   size_t len);
+/* Remove a cgroup we made. A child just reaped can still be leaving it
+ * (EBUSY): retried; from kill_ms on, what is still in it (only a child of
+ * ours can be) is killed with cgroup.kill; -EBUSY after timeout_ms. 0 (also
+ * when it is gone already) or -errno.
+ */
+int sl_cgroup_remove(const char *path, unsigned int kill_ms,
+		     unsigned int timeout_ms);
 /* Find the path of a cgroup id under the cgroup2 mount. 0 or -ENOENT. */
 int sl_cgroup_path_by_id(uint64_t id, char *buf, size_t len);
 

@@ -779,26 +779,6 @@ static void set_why(struct sl_selftest_result *r, const char *check,
 	va_end(ap);
 }
 
-/* mkdir <parent>/sidelane-selftest-<pid>-<n>; -errno of the last try. */
-static int mkdir_unique(const char *parent, char *path, size_t len)
-{
-	static unsigned int seq;
-	int tries, n;
-
-	for (tries = 0; tries < 16; tries++) {
-		n = snprintf(path, len, "%s/" SL_SELFTEST_CGROUP_PREFIX "%d-%u",
-			     parent, (int)getpid(),
-			     __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
-		if (n < 0 || (size_t)n >= len)
-			return -ENAMETOOLONG;
-		if (!mkdir(path, 0755))
-			return 0;
-		if (errno != EEXIST) /* EEXIST: a crashed run of a reused pid */
-			return -errno;
-	}
-	return -EEXIST;
-}
-
 /* The temporary cgroup: under the cgroup2 mount, else under our own (see
  * the top of this file).
  */
@@ -810,43 +790,14 @@ static int make_cgroup(char *path, size_t len)
 	err = sl_cgroup2_mount(mnt, sizeof(mnt));
 	if (err)
 		return err;
-	err = mkdir_unique(mnt, path, len);
+	err = sl_cgroup_make(mnt, SL_SELFTEST_CGROUP_PREFIX, path, len);
 	if (err != -EACCES && err != -EPERM && err != -EROFS)
 		return err;
 	if (sl_cgroup_self(self, sizeof(self)) || !strcmp(self, mnt))
 		return err;
 	pr_debug("self-test: %s refused a new cgroup (%s), trying under %s\n",
 		 mnt, strerror(-err), self);
-	return mkdir_unique(self, path, len);
-}
-
-/* rmdir, retried while a just-reaped child is still leaving it; whatever
- * is left in it after 20 ms can only be our child's: cgroup.kill.
- */
-static int remove_cgroup(const char *path)
-{
-	char kill_path[PATH_MAX];
-	int i, fd;
-
-	for (i = 0; i < 500; i++) {
-		if (!rmdir(path) || errno == ENOENT)
-			return 0;
-		if (errno != EBUSY)
-			return -errno;
-		if (i == 20 &&
-		    snprintf(kill_path, sizeof(kill_path), "%s/cgroup.kill",
-			     path) < (int)sizeof(kill_path)) {
-			fd = open(kill_path, O_WRONLY | O_CLOEXEC);
-			if (fd >= 0) {
-				if (write(fd, "1", 1) != 1)
-					pr_debug("self-test: %s: %s\n", kill_path,
-						 strerror(errno));
-				close(fd);
-			}
-		}
-		usleep(1000);
-	}
-	return -EBUSY;
+	return sl_cgroup_make(self, SL_SELFTEST_CGROUP_PREFIX, path, len);
 }
 
 static __u32 prog_id(int fd)
@@ -1180,7 +1131,8 @@ out:
 	if (cg_fd >= 0)
 		close(cg_fd);
 	if (cgroup[0]) {
-		int e = remove_cgroup(cgroup);
+		/* a just-reaped child may still be leaving it */
+		int e = sl_cgroup_remove(cgroup, 20, 500);
 
 		if (e)
 			pr_warn("self-test: cannot remove its cgroup %s: %s\n",
