@@ -5,42 +5,26 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <limits.h>
-#include <malloc.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
-#include "loader/detach.h"
-#include "loader/pins.h"
 #include "sidelane.h"
-#include "loader/fastpath_user.h"
-#include "loader/capture_user.h"
-#include "loader/inbound_user.h"
-#include "report/admin.h"
-#include "lib/cgroup.h"
-#include "config/config.h"
-#include "proxy/proxy.h"
-#include "tls/tls.h"
-#include "report/stats_user.h"
-#include "report/status.h"
-#include "loader/coexist.h"
-#include "loader/gc.h"
-#include "lib/privs.h"
-#include "loader/selftest.h"
-#include "lib/accesslog.h"
-#include "loader/acct_user.h"
-#include "loader/admission_user.h"
-#include "proxy/splice_user.h"
+#include "daemon.h"
 #include "bench/bench.h"
+#include "config/config.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "loader/admission_user.h"
+#include "loader/capture_user.h"
+#include "loader/detach.h"
+#include "loader/fastpath_user.h"
+#include "loader/gc.h"
+#include "loader/pins.h"
+#include "proxy/splice_user.h"
+#include "report/status.h"
 
 /* Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 nothing found. */
 enum { EXIT_USAGE = 2, EXIT_NOTFOUND = 3 };
@@ -54,22 +38,13 @@ static int nothing_pinned(const char *pin_root)
 	return EXIT_NOTFOUND;
 }
 
-/* How often `run` re-reads the host's addresses (also on SIGHUP). */
-#define SL_ADDR_SYNC_SEC 5
-
-static volatile sig_atomic_t stop_flag, resync_flag, tls_reload_flag;
+/* `conns --watch` runs until SIGINT. */
+static volatile sig_atomic_t stop_flag;
 
 static void on_stop(int sig)
 {
 	(void)sig;
 	stop_flag = 1;
-}
-
-static void on_hup(int sig)
-{
-	(void)sig;
-	resync_flag = 1;
-	tls_reload_flag = 1;
 }
 
 static void usage(FILE *f)
@@ -265,181 +240,6 @@ static int parse_opts(int argc, char **argv, struct cli *cli,
 
 #define ALLOW(o) (1u << ((o) - OPT_PIN_ROOT))
 
-struct hk_ctx {
-	const char *pin_root;
-	struct sl_proxy *proxy; /* may be NULL */
-	struct sl_tls_ctx *tls; /* may be NULL */
-	int sweep_fd; /* the admission sweep's iterator link, or -1 */
-	unsigned int sweep_waiting; /* sockets its last run left waiting */
-};
-
-/* Take out of the sockhash what the mode in force would not admit
- * (sockets an older build or another app_sockets mode admitted), and say
- * what moved. Those whose reader has redirected bytes unread wait: the
- * housekeeping thread runs it again every second until none is left.
- */
-static void admission_sweep(struct hk_ctx *hk)
-{
-	struct sl_sweep_result res;
-	int err;
-
-	if (hk->sweep_fd < 0)
-		return;
-	err = sl_adm_sweep(hk->sweep_fd, &res);
-	if (err) {
-		pr_warn("admission sweep failed: %s\n", strerror(-err));
-		return;
-	}
-	if (res.evicted || res.waiting)
-		pr_info("admission: %u socket(s) admitted before (another "
-			"app_sockets mode or an older build) taken out of the "
-			"sockhash, %u wait until their reader has read what was "
-			"redirected to it\n", res.evicted, res.waiting);
-	if (!res.waiting && hk->sweep_waiting)
-		pr_info("admission: every socket admitted before is out\n");
-	hk->sweep_waiting = res.waiting;
-}
-
-/* Re-reads the host's addresses every SL_ADDR_SYNC_SEC and on SIGHUP, and
- * publishes the proxy's counters every second, beside the proxy's event
- * loop. Stops the process if the pins vanish.
- */
-static void *housekeeping(void *arg)
-{
-	struct hk_ctx *hk = arg;
-	const char *pin_root = hk->pin_root;
-
-	while (!stop_flag) {
-		int i;
-
-		for (i = 0; i < SL_ADDR_SYNC_SEC * 10 && !stop_flag && !resync_flag; i++) {
-			usleep(100 * 1000);
-			if (i % 10 != 9)
-				continue;
-			sl_stats_publish(pin_root, hk->proxy, hk->tls);
-			if (hk->sweep_waiting)
-				admission_sweep(hk);
-		}
-		if (stop_flag)
-			break;
-		resync_flag = 0;
-		if (sl_fp_sync_local_addrs(pin_root) == -ENOENT) {
-			pr_warn("pins under %s are gone (detached by someone else?)\n",
-				pin_root);
-			stop_flag = 1;
-		}
-	}
-	return NULL;
-}
-
-/* The cgroup the proxy runs in, where getsockopt answers SO_ORIGINAL_DST:
- * --sidecar-cgroup (joined), else our own. Returns 0, -errno (any problem
- * with an explicit --sidecar-cgroup is fatal), or 1 when we run in the root
- * cgroup, which would answer for every process of the host: capture stays
- * off then.
- */
-static int sidecar_cgroup(const struct cli *cli, char *buf, size_t len)
-{
-	char mnt[PATH_MAX];
-	int err;
-
-	if (cli->sidecar_cgroup) {
-		err = sl_cgroup_resolve(cli->sidecar_cgroup, buf, len);
-		if (!err)
-			err = sl_cgroup_join(buf);
-		if (err)
-			pr_warn("cannot run in sidecar cgroup %s: %s\n",
-				cli->sidecar_cgroup, strerror(-err));
-		return err;
-	}
-	err = sl_cgroup_self(buf, len);
-	if (!err)
-		err = sl_cgroup2_mount(mnt, sizeof(mnt));
-	if (!err && !strcmp(buf, mnt))
-		return 1;
-	return err;
-}
-
-/* The TLS context of cfg; says what identity we have and where TLS runs. */
-static int tls_open(const struct sl_config *cfg, struct sl_tls_ctx **out)
-{
-	struct sl_tls_opts o = {
-		.cert_file = cfg->tls.cert,
-		.key_file = cfg->tls.key,
-		.ca_file = cfg->tls.ca,
-		.trust_domain = cfg->tls.trust_domain[0] ? cfg->tls.trust_domain :
-							   NULL,
-		.alpn = cfg->tls.alpn,
-		.allow_tls12 = cfg->tls.allow_tls12,
-		.ktls = true,
-	};
-	char err[SL_TLS_ERR_MAX], id[SL_SPIFFE_MAX + 1];
-	int ret;
-
-	ret = sl_tls_ctx_new(&o, out, err, sizeof(err));
-	if (ret) {
-		fprintf(stderr, "sidelane: tls: %s\n", err);
-		return ret;
-	}
-	sl_tls_ctx_identity(*out, id, sizeof(id));
-	pr_info("tls: identity %s, trust domain %s, TLS %s; kTLS: %s\n", id,
-		sl_tls_trust_domain(*out), o.allow_tls12 ? "1.2+" : "1.3",
-		sl_tls_ktls_reason());
-	return 0;
-}
-
-/* Steer the app's inbound ports to the proxy's inbound listener with
- * sk_lookup, or say why peers must dial the listener itself. Steering left
- * pinned by an earlier run that this config does not want is removed: a
- * fail-closed program with no listener would refuse the app's ports.
- */
-static int inbound_start(const struct sl_config *cfg, struct sl_proxy *proxy)
-{
-	const char *pin_root = cfg->pin_root;
-	struct sl_in_opts o = {
-		.ports = cfg->inbound.ports,
-		.n_ports = cfg->inbound.n_ports,
-		.exclude = cfg->inbound.exclude_ports,
-		.n_exclude = cfg->inbound.n_exclude_ports,
-		.fail_open = cfg->inbound.fail_open,
-	};
-	char why[256], at[64];
-	int err;
-
-	if (!cfg->inbound.enabled || cfg->inbound.mode == SL_INBOUND_LISTENER) {
-		err = sl_in_detach(pin_root);
-		if (cfg->inbound.enabled)
-			pr_info("inbound: listener mode: peers dial the inbound "
-				"listener, relayed to app port %u\n",
-				cfg->inbound.app_port);
-		return err;
-	}
-	err = sl_in_probe(why, sizeof(why));
-	if (!err) {
-		sl_proxy_inbound_fds(proxy, &o.listen_fd4, &o.listen_fd6);
-		err = sl_in_attach(pin_root, &o);
-		if (err)
-			snprintf(why, sizeof(why), "attach: %s", strerror(-err));
-	}
-	if (!err) {
-		pr_info("inbound: sk_lookup steers %u port range(s) of this "
-			"network namespace to the inbound listener (%s)\n",
-			o.n_ports, o.fail_open ? "fail open" : "fail closed");
-		return 0;
-	}
-	if (cfg->inbound.mode == SL_INBOUND_SK_LOOKUP) {
-		pr_warn("inbound: sk_lookup unavailable: %s (inbound.mode: "
-			"sk_lookup)\n", why);
-		return err;
-	}
-	sl_in_detach(pin_root);
-	snprintf(at, sizeof(at), "app port %u", cfg->inbound.app_port);
-	pr_warn("inbound: sk_lookup unavailable: %s; listener mode: peers must "
-		"dial the inbound listener, relayed to %s\n", why,
-		cfg->inbound.app_port ? at : "nothing (no inbound.app_port)");
-	return 0;
-}
-
 /* `sidelane config [check FILE [--json]]` */
 static int cmd_config(int argc, char **argv)
 {
@@ -472,51 +272,12 @@ static int cmd_config(int argc, char **argv)
 	return 0;
 }
 
-/* Two descriptors per relayed connection, and the rest: raise the soft
- * limit to what proxy.max_conns needs (and the hard one while we may, before
- * privileges are dropped). Short of it, accept() fails EMFILE and the proxy
- * pauses accepting: say so now rather than then.
- */
-static void raise_nofile(unsigned int max_conns)
-{
-	rlim_t want = 2 * (rlim_t)max_conns + 1024;
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl))
-		return;
-	if (rl.rlim_max < want) {
-		struct rlimit hi = { want, want };
-
-		if (!setrlimit(RLIMIT_NOFILE, &hi))
-			return;
-	}
-	rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
-	if (setrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur < want)
-		pr_warn("open files limit %llu is below the %llu that "
-			"proxy.max_conns %u needs: past it connections are "
-			"refused\n",
-			(unsigned long long)rl.rlim_cur, (unsigned long long)want,
-			max_conns);
-}
-
 static int cmd_run(int argc, char **argv)
 {
-	struct sl_policy_checker checker = { .st_fd = -1 };
-	struct sl_tls_ctx *tls = NULL;
-	struct sl_proxy *proxy = NULL;
-	struct sl_admin *admin = NULL;
-	char side[PATH_MAX], cerr[SL_CFG_ERR_LEN];
-	struct sigaction sa = {};
+	char cerr[SL_CFG_ERR_LEN];
 	struct sl_config *cfg;
 	struct cli cli = {};
-	sigset_t mask, old;
-	struct sl_selftest_result stres;
-	struct sl_alog *alog = NULL;
-	struct sl_acct *acct = NULL;
-	char kept[128];
-	struct hk_ctx hkc = { .sweep_fd = -1 };
-	pthread_t hk;
-	int err, ret = 1, hk_started = 0;
+	int ret;
 
 	if (parse_opts(argc, argv, &cli,
 		       ALLOW(OPT_PIN_ROOT) | ALLOW(OPT_CGROUP) | ALLOW(OPT_DETACH) |
@@ -548,183 +309,10 @@ static int cmd_run(int argc, char **argv)
 		ret = EXIT_USAGE;
 		goto out;
 	}
-	if (need_root())
-		goto out;
-	/* TLS material is checked before anything is attached: a bad file
-	 * is a start-up error, not a half-started sidecar
-	 */
-	if (cfg->tls.enabled) {
-		err = tls_open(cfg, &tls);
-		if (err) {
-			ret = EXIT_USAGE;
-			goto out;
-		}
-	}
-	/* Signals only set flags; the loops below act on them. */
-	sa.sa_handler = on_stop;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sa.sa_handler = on_hup;
-	sigaction(SIGHUP, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-
-	/* Join the sidecar cgroup before any socket exists: a socket belongs
-	 * to the cgroup it was created in.
-	 */
-	err = sidecar_cgroup(&cli, side, sizeof(side));
-	if (err == 1) {
-		if (cfg->capture.enabled)
-			pr_warn("capture off: sidelane runs in the root cgroup; give "
-				"--sidecar-cgroup (its own, not the app's) to capture. "
-				"Fast path and policy stay on\n");
-		cfg->capture.enabled = 0;
-		side[0] = '\0';
-	} else if (err) {
-		goto out;
-	}
-	/* Redirect only where this kernel passes the self-test (a private
-	 * copy of the programs on a throwaway cgroup): otherwise every
-	 * socket stays on TCP and the proxy works as without the fast path.
-	 */
-	sl_selftest_run(&stres); /* logs its finding */
-	/* the kernel tables take their size from limits.max_conns */
-	sl_sizing_set(cfg->limits.max_conns);
-	err = sl_fp_attach(&(struct sl_fp_opts){
-		.pin_root = cfg->pin_root,
-		.cgroup = cfg->cgroup,
-		.sidecar_cgroup = side[0] ? side : NULL,
-		.excluded_ports = cfg->fastpath.exclude_ports,
-		.n_excluded_ports = cfg->fastpath.n_exclude_ports,
-		.redirect_off = !stres.ok,
-		.off_reason = stres.why,
-		.app_sockets = cfg->fastpath.app_sockets,
-		.kernel = stres.kernel,
+	ret = need_root() ? 1 : sl_daemon_main(cfg, &(struct sl_daemon_opts){
+		.sidecar_cgroup = cli.sidecar_cgroup,
+		.detach_on_exit = cli.detach_on_exit,
 	});
-	if (!err) {
-		sl_adm_explain(cfg->fastpath.app_sockets, stres.kernel);
-		hkc.sweep_fd = sl_fp_sweep_open(cfg->pin_root);
-		if (hkc.sweep_fd < 0)
-			pr_warn("admission sweep unavailable (%s): sockets admitted "
-				"under another mode stay until they close\n",
-				strerror(-hkc.sweep_fd));
-		admission_sweep(&hkc);
-	}
-	if (!err)
-		err = sl_cap_attach(cfg->pin_root, cfg->cgroup,
-				    side[0] ? side : NULL, cfg);
-	/* Other owners' programs around ours, one line each (coexist.h);
-	 * also when a sock_ops on our cgroup made the attach refuse (EBUSY).
-	 */
-	if (!err || err == -EBUSY)
-		sl_coexist_report(cfg->cgroup, side[0] ? side : NULL,
-				  cfg->pin_root);
-	if (err)
-		goto out_detach;
-	if (cfg->capture.enabled || cfg->proxy.n_ambassadors ||
-	    cfg->inbound.enabled) {
-		raise_nofile(cfg->proxy.max_conns);
-		err = sl_policy_checker_open(cfg->pin_root, &checker);
-		if (!err)
-			err = sl_proxy_new(cfg, tls, sl_policy_check, &checker,
-					   &proxy);
-		if (err) {
-			pr_warn("starting the proxy failed: %s\n", strerror(-err));
-			goto out_detach;
-		}
-		sl_proxy_reload_flag(proxy, &tls_reload_flag);
-	}
-	/* Without it (port taken, say) the sidecar runs on: logged. */
-	if (cfg->admin.enabled)
-		sl_admin_start(&(struct sl_admin_opts){ &cfg->admin.listen,
-							cfg->pin_root, proxy,
-							tls },
-			       &admin);
-	err = inbound_start(cfg, proxy);
-	if (err)
-		goto out_detach;
-	/* Accounting: the access log (if configured) gets the proxy's relay
-	 * lines and, through the ring buffer, every other connection's
-	 */
-	err = sl_alog_open(&(struct sl_alog_opts){
-				   .path = cfg->accounting.access_log,
-				   .max_bytes = cfg->accounting.max_bytes,
-				   .keep = cfg->accounting.keep,
-				   .queue_lines = SL_ALOG_DEF_QUEUE },
-			   &alog);
-	if (!err && proxy)
-		sl_proxy_set_alog(proxy, alog);
-	if (!err)
-		err = sl_acct_start(cfg->pin_root, alog, &acct);
-	if (err)
-		goto out_detach;
-	if (alog)
-		pr_info("accounting: access log %s (rotated at %u bytes, %u "
-			"gzip files kept)\n", cfg->accounting.access_log,
-			cfg->accounting.max_bytes, cfg->accounting.keep);
-	/* Everything is loaded, attached and listening: from here on only
-	 * CAP_BPF and CAP_NET_ADMIN are used, in every thread.
-	 */
-	err = sl_drop_privileges(kept, sizeof(kept));
-	if (err) {
-		pr_warn("dropping privileges failed: %s\n", strerror(-err));
-		goto out_detach;
-	}
-	pr_info("privileges: kept %s only\n", kept);
-	sl_footprint_log(cfg->pin_root);
-	/* Signals go to this thread only: the housekeeping one blocks them. */
-	sigfillset(&mask);
-	sigdelset(&mask, SIGSYS); /* libpsx's, for sl_drop_privileges() */
-	pthread_sigmask(SIG_BLOCK, &mask, &old);
-	hkc.pin_root = cfg->pin_root;
-	hkc.proxy = proxy;
-	hkc.tls = tls;
-	sl_stats_publish(cfg->pin_root, proxy, tls);
-	hk_started = !pthread_create(&hk, NULL, housekeeping, &hkc);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	sl_admin_set_ready(admin, true); /* attached, listeners open */
-	/* Loading parsed the kernel's BTF and the self-test moved megabytes:
-	 * what malloc kept of it goes back, the idle RSS is the sidecar's own.
-	 */
-	malloc_trim(0);
-	pr_info("running; SIGTERM leaves the kernel side %s\n",
-		cli.detach_on_exit ? "detached" : "pinned");
-	if (proxy) {
-		err = sl_proxy_run(proxy, &stop_flag);
-		if (err)
-			pr_warn("proxy stopped: %s\n", strerror(-err));
-	} else {
-		while (!stop_flag)
-			usleep(100 * 1000);
-	}
-	stop_flag = 1;
-	if (hk_started)
-		pthread_join(hk, NULL);
-	sl_stats_publish(cfg->pin_root, proxy, tls); /* the final counts */
-	ret = 0;
-out_detach:
-	sl_admin_stop(admin);
-	sl_acct_stop(acct); /* what the ring still holds goes to the log */
-	if (proxy)
-		sl_proxy_free(proxy);
-	sl_alog_close(alog); /* after the last producer */
-	if (checker.st_fd >= 0)
-		sl_policy_checker_close(&checker);
-	sl_tls_ctx_free(tls);
-	if (hkc.sweep_fd >= 0)
-		close(hkc.sweep_fd);
-	/* What a failed start attached stays pinned, like a stopped run's:
-	 * `sidelane detach` removes it.
-	 */
-	if (cli.detach_on_exit) {
-		err = sl_detach(cfg->pin_root);
-		pr_info("exiting; %s\n", err ? "detach failed" : "detached");
-		if (err)
-			ret = 1;
-	} else if (!ret) {
-		pr_info("exiting; the kernel side stays pinned under %s\n",
-			cfg->pin_root);
-	}
 out:
 	free(cfg);
 	return ret;

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* `sidelane run` (daemon.c): the sidecar's start, serving and stop. */
+#ifndef SL_DAEMON_H
+#define SL_DAEMON_H
+
+#include <stdbool.h>
+
+struct sl_config;
+
+struct sl_daemon_opts {
+	const char *sidecar_cgroup; /* --sidecar-cgroup, joined; NULL: ours */
+	bool detach_on_exit; /* remove the kernel side on the way out */
+};
+
+/* Run the sidecar cfg describes (the command line already applied) until
+ * SIGTERM/SIGINT. The exit status: 0, 1 a runtime failure, 2 bad TLS
+ * material. cfg may be changed (capture off in the root cgroup).
+ */
+int sl_daemon_main(struct sl_config *cfg, const struct sl_daemon_opts *o);
+
+#endif /* SL_DAEMON_H */
