@@ -81,7 +81,11 @@ static void usage(FILE *f)
 		"  detach [--pin-root DIR]\n"
 		"        remove every link, program and pin sidelane created.\n"
 		"  gc [--dry-run] [--bpffs DIR] [--prefix P]\n"
-		"        remove the pin roots of deleted pods (their cgroups are gone).\n"
+		"        remove the pin roots of deleted pods: each folder directly\n"
+		"        under DIR (default " SL_BPFFS_DEFAULT ") named P... (default\n"
+		"        \"" SL_GC_PREFIX_DEFAULT "\") whose sockops link serves a cgroup\n"
+		"        that is gone and none of whose other links serves a live cgroup\n"
+		"        or network namespace; every other folder is listed as skipped.\n"
 		"  bench [--help]\n"
 		"        plain loopback vs bare redirect vs sidelane, same run.\n"
 		"  version\n"
@@ -118,6 +122,9 @@ enum {
 	OPT_SIDECAR,
 	OPT_WATCH,
 	OPT_APP_SOCKETS,
+	OPT_DRY_RUN,
+	OPT_BPFFS,
+	OPT_PREFIX,
 };
 
 static const struct option long_opts[] = {
@@ -130,6 +137,9 @@ static const struct option long_opts[] = {
 	{ "sidecar-cgroup", required_argument, NULL, OPT_SIDECAR },
 	{ "watch", no_argument, NULL, OPT_WATCH },
 	{ "app-sockets", required_argument, NULL, OPT_APP_SOCKETS },
+	{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+	{ "bpffs", required_argument, NULL, OPT_BPFFS },
+	{ "prefix", required_argument, NULL, OPT_PREFIX },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{},
@@ -149,6 +159,8 @@ struct cli {
 	int watch;
 	uint32_t app_sockets;
 	int app_sockets_given;
+	int dry_run;
+	const char *bpffs, *prefix; /* gc */
 };
 
 /* Parse the options of a subcommand; `allowed` lists the OPT_* it takes.
@@ -196,6 +208,15 @@ static int parse_opts(int argc, char **argv, struct cli *cli,
 			break;
 		case OPT_WATCH:
 			cli->watch = 1;
+			break;
+		case OPT_DRY_RUN:
+			cli->dry_run = 1;
+			break;
+		case OPT_BPFFS:
+			cli->bpffs = optarg;
+			break;
+		case OPT_PREFIX:
+			cli->prefix = optarg;
 			break;
 		case OPT_APP_SOCKETS:
 			if (sl_app_sockets_parse(optarg, &cli->app_sockets)) {
@@ -775,6 +796,43 @@ static int cmd_detach(int argc, char **argv)
 	return 0;
 }
 
+/* `sidelane gc`: every failure is in its report already. */
+static int cmd_gc(int argc, char **argv)
+{
+	struct cli cli = { .bpffs = SL_BPFFS_DEFAULT,
+			   .prefix = SL_GC_PREFIX_DEFAULT };
+	const char *bad = NULL;
+
+	if (parse_opts(argc, argv, &cli,
+		       ALLOW(OPT_DRY_RUN) | ALLOW(OPT_BPFFS) | ALLOW(OPT_PREFIX)))
+		return EXIT_USAGE;
+	if (cli.bpffs[0] != '/')
+		bad = "--bpffs takes an absolute path";
+	else if (!cli.prefix[0] || strchr(cli.prefix, '/'))
+		bad = "--prefix takes a non-empty name without '/'";
+	if (bad) {
+		fprintf(stderr, "sidelane gc: %s\n", bad);
+		return EXIT_USAGE;
+	}
+	if (need_root())
+		return 1;
+	return sl_gc(cli.bpffs, cli.prefix, cli.dry_run, stdout) < 0 ? 1 : 0;
+}
+
+static int cmd_version(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	printf("sidelane %s\n", SL_VERSION);
+	return 0;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	usage(stdout);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -787,7 +845,13 @@ int main(int argc, char **argv)
 		{ "policy", cmd_policy },
 		{ "conns", cmd_conns },
 		{ "bench", cmd_bench },
-		{ "gc", sl_gc_main },
+		{ "gc", cmd_gc },
+		{ "config", cmd_config },
+		{ "version", cmd_version },
+		{ "--version", cmd_version },
+		{ "help", cmd_help },
+		{ "--help", cmd_help },
+		{ "-h", cmd_help },
 	};
 	size_t i;
 
@@ -801,17 +865,6 @@ int main(int argc, char **argv)
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;
-	}
-	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
-	    !strcmp(argv[1], "-h")) {
-		usage(stdout);
-		return 0;
-	}
-	if (!strcmp(argv[1], "config"))
-		return cmd_config(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
-		printf("sidelane %s\n", SL_VERSION);
-		return 0;
 	}
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (!strcmp(argv[1], cmds[i].name))

@@ -5,7 +5,6 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <linux/magic.h>
 #include <stdio.h>
@@ -240,78 +239,4 @@ int sl_gc(const char *bpffs_dir, const char *prefix, bool dry_run, FILE *report)
 		free(names[i]);
 	free(names);
 	return first_err ?: (int)removed;
-}
-
-static void gc_usage(FILE *f)
-{
-	fprintf(f,
-		"Usage: sidelane gc [--dry-run] [--bpffs DIR] [--prefix P] [-v]\n"
-		"\n"
-		"Remove the pin roots of deleted pods: each folder directly under DIR\n"
-		"(default %s) whose name starts with P (default \"%s\"), whose\n"
-		"%s link serves a cgroup that is gone, and none of whose other\n"
-		"links serves a live cgroup or network namespace. Every other folder\n"
-		"is left alone and listed as skipped.\n"
-		"\n"
-		"Examples:\n"
-		"  sidelane gc --dry-run\n"
-		"  sidelane gc --prefix sidelane-     # per-pod pin roots only\n"
-		"\n"
-		"Exit codes: 0 ok (also when nothing was removed), 1 a removal failed,\n"
-		"2 usage error.\n",
-		SL_BPFFS_DEFAULT, SL_GC_PREFIX_DEFAULT, SL_PIN_LINK_SOCKOPS);
-}
-
-int sl_gc_main(int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "bpffs", required_argument, NULL, 'b' },
-		{ "prefix", required_argument, NULL, 'p' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{},
-	};
-	const char *bpffs = SL_BPFFS_DEFAULT, *prefix = SL_GC_PREFIX_DEFAULT;
-	bool dry_run = false;
-	int c, ret;
-
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'n':
-			dry_run = true;
-			break;
-		case 'b':
-			bpffs = optarg;
-			break;
-		case 'p':
-			prefix = optarg;
-			break;
-		case 'v':
-			sl_verbosity++;
-			break;
-		case 'h':
-			gc_usage(stdout);
-			return 0;
-		default:
-			gc_usage(stderr);
-			return 2;
-		}
-	}
-	if (optind < argc || bpffs[0] != '/' || !prefix[0] || strchr(prefix, '/')) {
-		fprintf(stderr, "sidelane gc: %s\n",
-			optind < argc ? "unexpected argument" :
-			bpffs[0] != '/' ? "--bpffs takes an absolute path" :
-					  "--prefix takes a non-empty name without '/'");
-		return 2;
-	}
-	if (geteuid()) {
-		pr_warn("must run as root (reading and detaching pinned links "
-			"needs CAP_BPF and CAP_SYS_ADMIN)\n");
-		return 1;
-	}
-	/* every failure is in its output already */
-	ret = sl_gc(bpffs, prefix, dry_run, stdout);
-	return ret < 0 ? 1 : 0;
 }

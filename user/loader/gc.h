@@ -36,10 +36,4 @@
  */
 int sl_gc(const char *bpffs_dir, const char *prefix, bool dry_run, FILE *report);
 
-/* `sidelane gc [--dry-run] [--bpffs DIR] [--prefix P] [-v]`: parses its
- * options (argv[0] is "gc"), prints to stdout. Exit code: 0 ok (also when
- * nothing was found), 1 a removal failed, 2 usage.
- */
-int sl_gc_main(int argc, char **argv);
-
 #endif /* SL_GC_H */
