@@ -24,7 +24,6 @@
 #include <unistd.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
-#include "config/config.h"
 #include "lib/log.h"
 #include "tls/tls.h"
 #include "harness.h"
@@ -388,82 +387,6 @@ out:
 }
 
 /* ---- cases ---- */
-
-static void test_spiffe(void)
-{
-	static const char *const bad[] = {
-		"spiffe://SL.test/x",	   "spiffe://sl.test",
-		"spiffe://sl.test/",	   "spiffe://sl.test//x",
-		"spiffe://sl.test/x/",	   "spiffe://sl.test/./x",
-		"spiffe://sl.test/x/..",   "spiffe://sl.test:443/x",
-		"spiffe://u@sl.test/x",	   "spiffe://sl.test/x?y=1",
-		"spiffe://sl.test/x#f",	   "spiffe://sl.test/x%20y",
-		"http://sl.test/x",	   "spiffe:///x",
-		"SPIFFE://sl.test/x",	   "",
-	};
-	/* inbound.identities as the proxy judges them: first match decides */
-	const struct sl_id_rule_cfg rules[] = {
-		{ .id = ID("evil"), .action = SL_ACTION_DENY },
-		{ .id = "spiffe://" TD "/ns/prod/*", .action = SL_ACTION_ALLOW,
-		  .n_ports = 1, .ports = { { 8080, 8080 } } },
-	};
-	const char *name = "spiffe: IDs parsed, matched and checked by policy";
-	char td[SL_SPIFFE_TD_MAX + 1];
-	enum sl_action act;
-	size_t i;
-	int rule;
-
-	if (!TH_CHECK(!sl_spiffe_parse(ID("web"), td, sizeof(td)) &&
-			      !strcmp(td, TD),
-		      name, "valid ID refused") ||
-	    !TH_CHECK(!sl_spiffe_parse("spiffe://a-b_c.d/Ns/X.y-z_0", NULL, 0),
-		      name, "valid ID with every allowed character refused"))
-		return;
-	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		if (!TH_CHECK(sl_spiffe_parse(bad[i], NULL, 0) == -EINVAL, name,
-			      "accepted %s", bad[i]))
-			return;
-	if (!TH_CHECK(sl_spiffe_match(ID("web"), ID("web")) &&
-			      !sl_spiffe_match(ID("web"), ID("web2")) &&
-			      sl_spiffe_match("spiffe://" TD "/ns/prod/*",
-					      ID("web")) &&
-			      !sl_spiffe_match("spiffe://" TD "/ns/prod/*",
-					       "spiffe://" TD "/ns/prod") &&
-			      !sl_spiffe_match("spiffe://" TD "/ns/prod/*",
-					       "spiffe://" TD "/ns/production/x") &&
-			      sl_spiffe_match("*", ID("web")) &&
-			      !sl_spiffe_match("*", NULL),
-		      name, "matcher"))
-		return;
-	act = SL_ACTION_DENY;
-	rule = sl_id_rules_decide(rules, 2, 8080, ID("web"), &act);
-	if (!TH_CHECK(rule == 1 && act == SL_ACTION_ALLOW, name,
-		      "allowed ID denied (rule %d)", rule))
-		return;
-	act = SL_ACTION_ALLOW;
-	rule = sl_id_rules_decide(rules, 2, 8080, ID("evil"), &act);
-	if (!TH_CHECK(rule == 0 && act == SL_ACTION_DENY, name,
-		      "denied ID allowed (rule %d)", rule))
-		return;
-	/* the allow rule holds for port 8080 only: elsewhere the default */
-	act = SL_ACTION_DENY;
-	rule = sl_id_rules_decide(rules, 2, 9090, ID("web"), &act);
-	if (!TH_CHECK(rule == -1 && act == SL_ACTION_DENY, name,
-		      "rule applied outside its ports (rule %d)", rule))
-		return;
-	rule = sl_id_rules_decide(rules, 2, 8080, "spiffe://" TD "/ns/dev/sa/x",
-				  &act);
-	if (!TH_CHECK(rule == -1 && act == SL_ACTION_DENY, name,
-		      "unmatched ID not left to the default (rule %d)", rule))
-		return;
-	/* no client certificate matches no rule, not even "*" */
-	act = SL_ACTION_DENY;
-	if (!TH_CHECK(sl_id_rules_decide(rules, 2, 8080, NULL, &act) == -1 &&
-			      act == SL_ACTION_DENY,
-		      name, "no identity matched a rule"))
-		return;
-	th_pass(name);
-}
 
 static void test_ctx_errors(void)
 {
@@ -1085,7 +1008,6 @@ int main(void)
 		th_fail("setup/temp dir", "%s", strerror(-err));
 		return th_summary();
 	}
-	test_spiffe();
 	if (!make_pki())
 		goto out;
 	test_ctx_errors();

@@ -31,7 +31,7 @@
 #include "config/config.h"
 #include "config/doc.h"
 #include "config/schema.h"
-#include "tls/tls.h"
+#include "tls/spiffe.h"
 #include "lib/util.h"
 
 /* fastpath.app_sockets (include/admission.h has what each admits) */

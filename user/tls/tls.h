@@ -50,9 +50,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "tls/spiffe.h"
 
-#define SL_SPIFFE_MAX 2048 /* SPIFFE ID length limit (the spec's URI limit) */
-#define SL_SPIFFE_TD_MAX 255 /* trust domain length limit */
 #define SL_TLS_SESS_CACHE 256 /* client sessions kept, least recently used out */
 #define SL_TLS_ERR_MAX 512 /* error strings kept per connection / context */
 #define SL_TLS_READ_BUF (64 * 1024) /* OpenSSL's read-ahead buffer per connection */
@@ -207,17 +206,5 @@ enum sl_tls_fail sl_tls_fail_reason(const struct sl_tls_conn *c);
 const char *sl_tls_conn_error(const struct sl_tls_conn *c);
 /* The OpenSSL object, for diagnostics and tests (owned by c). */
 struct ssl_st *sl_tls_ssl(struct sl_tls_conn *c);
-
-/* Pure helpers. Validate a SPIFFE ID (spiffe://<td>/<path>: td lowercase
- * [a-z0-9.-_], path segments [A-Za-z0-9.-_] neither empty nor "." or "..",
- * no trailing slash, no query/fragment/port/userinfo) and copy its trust
- * domain into td (may be NULL). 0 or -EINVAL.
- */
-int sl_spiffe_parse(const char *id, char *td, size_t tdlen);
-/* Does id match pattern: exact; a prefix wildcard, the pattern ending in
- * "/" "*" as in spiffe://td/ns/x/<star> (anything below that path, at a
- * segment boundary, not the path itself); or "*" alone (any)?
- */
-bool sl_spiffe_match(const char *pattern, const char *id);
 
 #endif /* TLS_H */
