@@ -813,6 +813,78 @@ static void check_fallback(void)
 		th_pass(name);
 }
 
+/* ---- golden shapes: what operators and their tools read ---- */
+
+#define GOLDEN_DIR "tests/golden"
+
+/* One output against its golden shape (tests/golden/shape.py): `kind` of
+ * src, the rest replacements for the text form. SIDELANE_GOLDEN_UPDATE=1
+ * rewrites the golden file instead.
+ */
+static bool golden(const char *file, const char *kind, const char *src,
+		   const char *sub1, const char *sub2, const char *sub3)
+{
+	char path[128], out[8192];
+	char *argv[] = { PY,	     GOLDEN_DIR "/shape.py", path, (char *)kind,
+			 (char *)src, (char *)sub1, (char *)sub2, (char *)sub3,
+			 NULL };
+	int st;
+
+	snprintf(path, sizeof(path), GOLDEN_DIR "/%s", file);
+	st = th_run(NULL, NULL, argv, out, sizeof(out), 10000);
+	if (st)
+		th_info("%s differs from what sidelane shows now (review, then "
+			"SIDELANE_GOLDEN_UPDATE=1 make integ):\n%s", path, out);
+	return !st;
+}
+
+/* Names, not values: metric families and label sets, the JSON keys of
+ * /stats and `status --json`, the lines of `status`, the keys of each kind
+ * of access-log line. A renamed or lost counter, or a moved key, fails
+ * here; a deliberate change is a change to tests/golden/.
+ */
+static void check_golden(void)
+{
+	const char *name = "admin: outputs keep their golden shape: /metrics, "
+			   "/stats, status, status --json, access log";
+	char url[64], st_txt[96], st_json[128], sub_pin[PATH_MAX + 32],
+		sub_cg[PATH_MAX + 32], sub_side[PATH_MAX + 32];
+	char *argv[] = { (char *)th_sidelane_bin(), "status", "--pin-root",
+			 app.pin_root, NULL, NULL };
+	static char out[64 * 1024];
+	bool ok = true;
+
+	snprintf(st_txt, sizeof(st_txt), "/tmp/sidelane-test-admin-%d.status",
+		 (int)getpid());
+	snprintf(st_json, sizeof(st_json), "%s.json", st_txt);
+	if (!TH_CHECK(!th_run(NULL, NULL, argv, out, sizeof(out), 10000) &&
+			      !th_write_text(st_txt, out),
+		      name, "sidelane status failed: %s", out))
+		goto out;
+	argv[4] = "--json";
+	if (!TH_CHECK(!th_run(NULL, NULL, argv, out, sizeof(out), 10000) &&
+			      !th_write_text(st_json, out),
+		      name, "sidelane status --json failed: %s", out))
+		goto out;
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", admin_port);
+	snprintf(sub_pin, sizeof(sub_pin), "%s=<pin_root>", app.pin_root);
+	snprintf(sub_cg, sizeof(sub_cg), "%s=<cgroup>", app.cgroup);
+	snprintf(sub_side, sizeof(sub_side), "%s=<sidecar_cgroup>", side.cgroup);
+	strcat(url, "metrics");
+	ok &= golden("metrics.txt", "metrics", url, NULL, NULL, NULL);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/stats", admin_port);
+	ok &= golden("stats.txt", "json", url, NULL, NULL, NULL);
+	ok &= golden("status-json.txt", "json", st_json, NULL, NULL, NULL);
+	/* the sidecar cgroup's path holds the app's: replaced first */
+	ok &= golden("status.txt", "text", st_txt, sub_side, sub_cg, sub_pin);
+	ok &= golden("access-log.txt", "alog", alog_path, NULL, NULL, NULL);
+	if (TH_CHECK(ok, name, "see the differences above"))
+		th_pass(name);
+out:
+	unlink(st_txt);
+	unlink(st_json);
+}
+
 /* The access log, summed up by python: every line a JSON object, and the
  * counts of the lines the traffic above must have produced.
  */
@@ -958,6 +1030,7 @@ int main(void)
 	if (check_traffic()) {
 		check_metrics();
 		check_accounting();
+		check_golden();
 	}
 	check_http();
 	check_bound();
