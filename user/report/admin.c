@@ -30,6 +30,7 @@
 #include "lib/addr.h"
 #include "sidelane.h"
 #include "report/admin.h"
+#include "report/counters.h"
 #include "lib/log.h"
 #include "proxy/proxy.h"
 #include "report/status.h"
@@ -70,67 +71,10 @@ static void proxy_counters(const struct sl_admin *a, struct sl_status *st)
 		sl_stats_collect(a->pin_root, a->proxy, a->tls, &st->pc);
 }
 
-/* ---- Prometheus text format 0.0.4 ---- */
+/* ---- /metrics: Prometheus text format 0.0.4 (counters.h) ---- */
 
-/* Label values escape \ " and newline; HELP text \ and newline. */
-static void prom_escape(FILE *f, const char *s, bool quote)
-{
-	for (; *s; s++) {
-		if (*s == '\\' || (quote && *s == '"'))
-			fprintf(f, "\\%c", *s);
-		else if (*s == '\n')
-			fputs("\\n", f);
-		else
-			fputc(*s, f);
-	}
-}
-
-static void m_family(FILE *f, const char *name, const char *type,
-		     const char *help)
-{
-	fprintf(f, "# HELP %s ", name);
-	prom_escape(f, help, false);
-	fprintf(f, "\n# TYPE %s %s\n", name, type);
-}
-
-/* name{k1="v1",k2="v2"} v; k1, k2 may be NULL. */
-static void m_sample(FILE *f, const char *name, const char *k1, const char *v1,
-		     const char *k2, const char *v2, unsigned long long v)
-{
-	fputs(name, f);
-	if (k1) {
-		fprintf(f, "{%s=\"", k1);
-		prom_escape(f, v1, true);
-		if (k2) {
-			fprintf(f, "\",%s=\"", k2);
-			prom_escape(f, v2, true);
-		}
-		fputs("\"}", f);
-	}
-	fprintf(f, " %llu\n", v);
-}
-
-static void m_one(FILE *f, const char *name, const char *type,
-		  const char *help, unsigned long long v)
-{
-	m_family(f, name, type, help);
-	m_sample(f, name, NULL, NULL, NULL, NULL, v);
-}
-
-#define COUNTER "counter"
-#define GAUGE "gauge"
-
-/* A family with one sample per name: name{label="names[i]"} vals[i]. */
-static void m_by_name(FILE *f, const char *name, const char *type,
-		      const char *help, const char *label,
-		      const char *const *names, const __u64 *vals, int n)
-{
-	int i;
-
-	m_family(f, name, type, help);
-	for (i = 0; i < n; i++)
-		m_sample(f, name, label, names[i], NULL, NULL, vals[i]);
-}
+#define COUNTER SL_PROM_COUNTER
+#define GAUGE SL_PROM_GAUGE
 
 /* One sample per proxy worker (label worker="N"): accepted or active. */
 static void m_workers(FILE *f, const struct sl_proxy *p, const char *name,
@@ -140,11 +84,11 @@ static void m_workers(FILE *f, const struct sl_proxy *p, const char *name,
 	struct sl_proxy_stats ps;
 	char id[16];
 
-	m_family(f, name, type, help);
+	sl_prom_family(f, name, type, help);
 	for (w = 0; w < nw; w++) {
 		sl_proxy_worker_stats(p, w, &ps);
 		snprintf(id, sizeof(id), "%u", w);
-		m_sample(f, name, "worker", id, NULL, NULL,
+		sl_prom_sample(f, name, "worker", id, NULL, NULL,
 			 active ? ps.active : ps.accepted);
 	}
 }
@@ -156,45 +100,37 @@ static void metrics_proxy(FILE *f, const struct sl_admin *a,
 
 	int d;
 
-	m_family(f, "sidelane_proxy_connections_accepted_total", COUNTER,
+	sl_prom_family(f, "sidelane_proxy_connections_accepted_total", COUNTER,
 		 "Connections the proxy accepted, by direction (outbound: "
 		 "captured, inbound: from peers, ambassador).");
 	for (d = 0; d < SL_DIR_NR; d++)
-		m_sample(f, "sidelane_proxy_connections_accepted_total",
+		sl_prom_sample(f, "sidelane_proxy_connections_accepted_total",
 			 "direction", sl_direction_name[d], NULL, NULL,
 			 c->accepted_dir[d]);
-	m_family(f, "sidelane_proxy_connections_active", GAUGE,
+	sl_prom_family(f, "sidelane_proxy_connections_active", GAUGE,
 		 "Connections the proxy relays right now, by direction.");
 	for (d = 0; d < SL_DIR_NR; d++)
-		m_sample(f, "sidelane_proxy_connections_active", "direction",
+		sl_prom_sample(f, "sidelane_proxy_connections_active", "direction",
 			 sl_direction_name[d], NULL, NULL, c->active_dir[d]);
-	m_family(f, "sidelane_proxy_connections_closed_total", COUNTER,
+	sl_prom_family(f, "sidelane_proxy_connections_closed_total", COUNTER,
 		 "Connections the proxy ended or refused, by direction and "
 		 "reason.");
 	for (d = 0; d < SL_DIR_NR; d++)
 		for (i = 0; i < SL_CLOSE_NR; i++)
-			m_sample(f, "sidelane_proxy_connections_closed_total",
+			sl_prom_sample(f, "sidelane_proxy_connections_closed_total",
 				 "direction", sl_direction_name[d], "reason",
 				 sl_close_reason_name[i], c->closed_dir[d][i]);
-	m_family(f, "sidelane_bytes_total", COUNTER,
-		 "Bytes relayed by the proxy (path relay), app to upstream (up) "
-		 "and back (down); the fast path's are "
-		 "sidelane_fastpath_redirect_bytes_total and "
-		 "sidelane_fastpath_plain_bytes_total.");
-	m_sample(f, "sidelane_bytes_total", "path", "relay", "direction", "up",
-		 c->bytes_up);
-	m_sample(f, "sidelane_bytes_total", "path", "relay", "direction",
-		 "down", c->bytes_down);
+	sl_ctr_prom(f, sl_proxy_ctrs, sl_proxy_ctrs_n, c);
 	if (a->proxy) {
 		struct sl_proxy_stats ps;
 
 		unsigned int nw = sl_proxy_workers(a->proxy);
 
 		sl_proxy_stats(a->proxy, &ps);
-		m_one(f, "sidelane_proxy_buffered_bytes", GAUGE,
+		sl_prom_one(f, "sidelane_proxy_buffered_bytes", GAUGE,
 		      "Bytes held in the proxy's buffers right now.",
 		      ps.buffered);
-		m_one(f, "sidelane_proxy_workers", GAUGE,
+		sl_prom_one(f, "sidelane_proxy_workers", GAUGE,
 		      "Proxy event loops (proxy.workers), one thread each.", nw);
 		m_workers(f, a->proxy, "sidelane_proxy_worker_accepted_total",
 			  COUNTER,
@@ -209,44 +145,12 @@ static void metrics_proxy(FILE *f, const struct sl_admin *a,
 
 static void metrics_tls(FILE *f, const struct sl_proxy_counters *c)
 {
-	int i;
-
-	m_one(f, "sidelane_tls_enabled", GAUGE,
-	      "1 when mutual TLS is configured.", c->tls_enabled);
-	m_one(f, "sidelane_tls_ktls_available", GAUGE,
-	      "1 when the kernel takes TCP_ULP tls (kTLS).", c->tls_ktls);
-	m_one(f, "sidelane_tls_handshakes_total", COUNTER,
-	      "TLS handshakes completed, resumed ones included.", c->tls_ok);
-	m_one(f, "sidelane_tls_handshakes_resumed_total", COUNTER,
-	      "TLS handshakes that resumed a session.", c->tls_resumed);
-	m_family(f, "sidelane_tls_handshake_failures_total", COUNTER,
-		 "TLS handshakes that failed, by reason.");
-	for (i = 1; i < SL_TLS_FAIL_NR; i++)
-		m_sample(f, "sidelane_tls_handshake_failures_total", "reason",
-			 sl_tls_fail_name[i], NULL, NULL, c->tls_failed[i]);
-	m_one(f, "sidelane_tls_connections_active", GAUGE,
-	      "TLS connections open right now.", c->tls_active);
-	m_family(f, "sidelane_tls_bytes_total", COUNTER,
-		 "Application bytes carried over TLS, received (in) and sent "
-		 "(out).");
-	m_sample(f, "sidelane_tls_bytes_total", "direction", "in", NULL, NULL,
-		 c->tls_bytes_in);
-	m_sample(f, "sidelane_tls_bytes_total", "direction", "out", NULL, NULL,
-		 c->tls_bytes_out);
-	m_family(f, "sidelane_tls_ktls_connections_total", COUNTER,
-		 "TLS connections whose record layer went into the kernel, per "
-		 "direction.");
-	m_sample(f, "sidelane_tls_ktls_connections_total", "direction", "tx",
-		 NULL, NULL, c->tls_ktls_tx);
-	m_sample(f, "sidelane_tls_ktls_connections_total", "direction", "rx",
-		 NULL, NULL, c->tls_ktls_rx);
-	m_family(f, "sidelane_tls_rotations_total", COUNTER,
-		 "Changed certificate, key or CA files: taken, or refused (the "
-		 "old material stays).");
-	m_sample(f, "sidelane_tls_rotations_total", "result", "taken", NULL,
-		 NULL, c->tls_reloads);
-	m_sample(f, "sidelane_tls_rotations_total", "result", "refused", NULL,
-		 NULL, c->tls_reloads_rejected);
+	sl_ctr_prom(f, sl_tls_ctrs, sl_tls_ctrs_n, c);
+	/* index 0 is "none" */
+	sl_prom_by_name(f, "sidelane_tls_handshake_failures_total", COUNTER,
+			"TLS handshakes that failed, by reason.", "reason",
+			sl_tls_fail_name + 1, c->tls_failed + 1,
+			SL_TLS_FAIL_NR - 1);
 }
 
 static void metrics_admission(FILE *f, const struct sl_adm_status *adm)
@@ -255,21 +159,21 @@ static void metrics_admission(FILE *f, const struct sl_adm_status *adm)
 
 	if (!adm->present)
 		return;
-	m_family(f, "sidelane_admission_mode", GAUGE,
+	sl_prom_family(f, "sidelane_admission_mode", GAUGE,
 		 "1 for the fastpath.app_sockets mode in force.");
 	for (i = 0; i < SL_APP_NR; i++)
-		m_sample(f, "sidelane_admission_mode", "app_sockets",
+		sl_prom_sample(f, "sidelane_admission_mode", "app_sockets",
 			 sl_app_sockets_name[i], NULL, NULL,
 			 adm->cfg.mode == (uint32_t)i);
-	m_one(f, "sidelane_admission_kernel_tcp_fionread", GAUGE,
+	sl_prom_one(f, "sidelane_admission_kernel_tcp_fionread", GAUGE,
 	      "1 when a sockmap socket on this kernel answers FIONREAD with the "
 	      "bytes TCP brought (the safe mode admits only then).",
 	      !!(adm->cfg.kernel & SL_KERNEL_TCP_FIONREAD));
-	m_by_name(f, "sidelane_admission_sockets_total", COUNTER,
+	sl_prom_by_name(f, "sidelane_admission_sockets_total", COUNTER,
 		  "Established sockets of the app and sidecar cgroups by "
 		  "admission reason (accelerated: admitted).",
 		  "reason", sl_acc_reason_name, adm->stats.sockets, SL_ACC_NR);
-	m_by_name(f, "sidelane_admission_evicted_total", COUNTER,
+	sl_prom_by_name(f, "sidelane_admission_evicted_total", COUNTER,
 		  "Admitted sockets taken out of the sockhash again, by reason.",
 		  "reason", sl_acc_reason_name, adm->stats.evicted, SL_ACC_NR);
 }
@@ -283,45 +187,45 @@ static void metrics_splice(FILE *f, const struct sl_admin *a,
 		struct sl_proxy_stats ps;
 
 		sl_proxy_stats(a->proxy, &ps);
-		m_family(f, "sidelane_splice_connections_total", COUNTER,
+		sl_prom_family(f, "sidelane_splice_connections_total", COUNTER,
 			 "Relayed connections by whether they were spliced into the "
 			 "kernel (both halves, or the upload only), or why not.");
 		for (i = 0; i < SL_SPLICE_NR; i++)
-			m_sample(f, "sidelane_splice_connections_total", "result",
+			sl_prom_sample(f, "sidelane_splice_connections_total", "result",
 				 sl_splice_result_name[i], NULL, NULL,
 				 ps.splice[i]);
 	}
 	if (!sp->present)
 		return;
-	m_family(f, "sidelane_splice_pushed_bytes_total", COUNTER,
+	sl_prom_family(f, "sidelane_splice_pushed_bytes_total", COUNTER,
 		 "Bytes of spliced connections the kernel moved past the proxy: "
 		 "dir up, sk_msg from an app socket into its upstream; dir down, "
 		 "sk_skb from an upstream to the sidecar's socket towards the app.");
 	for (d = 0; d < SL_SPD_NR; d++)
-		m_sample(f, "sidelane_splice_pushed_bytes_total", "dir",
+		sl_prom_sample(f, "sidelane_splice_pushed_bytes_total", "dir",
 			 sl_splice_dir_name[d], NULL, NULL,
 			 sp->st.dir[d].pushed_bytes);
-	m_family(f, "sidelane_splice_pushed_messages_total", COUNTER,
+	sl_prom_family(f, "sidelane_splice_pushed_messages_total", COUNTER,
 		 "Messages (up) or skbs (down) the kernel moved past the proxy.");
 	for (d = 0; d < SL_SPD_NR; d++)
-		m_sample(f, "sidelane_splice_pushed_messages_total", "dir",
+		sl_prom_sample(f, "sidelane_splice_pushed_messages_total", "dir",
 			 sl_splice_dir_name[d], NULL, NULL,
 			 sp->st.dir[d].pushed_msgs);
-	m_one(f, "sidelane_splice_overlap_skbs_total", COUNTER,
+	sl_prom_one(f, "sidelane_splice_overlap_skbs_total", COUNTER,
 	      "Download skbs that repeated bytes already delivered (a "
 	      "retransmission partly received before); the repeat is cut.",
 	      sp->st.dup_skbs);
-	m_one(f, "sidelane_splice_overlap_bytes_total", COUNTER,
+	sl_prom_one(f, "sidelane_splice_overlap_bytes_total", COUNTER,
 	      "Bytes cut from the download as repeats.", sp->st.dup_bytes);
-	m_one(f, "sidelane_splice_overlap_trim_failed_total", COUNTER,
+	sl_prom_one(f, "sidelane_splice_overlap_trim_failed_total", COUNTER,
 	      "Overlapping download skbs that could not be cut: their pair "
 	      "was reset.", sp->st.trim_failed);
-	m_family(f, "sidelane_splice_relayed_messages_total", COUNTER,
+	sl_prom_family(f, "sidelane_splice_relayed_messages_total", COUNTER,
 		 "Messages or skbs of spliced connections that took the proxy's "
 		 "relay, by direction and why.");
 	for (d = 0; d < SL_SPD_NR; d++)
 		for (i = 0; i < SL_SPW_NR; i++)
-			m_sample(f, "sidelane_splice_relayed_messages_total",
+			sl_prom_sample(f, "sidelane_splice_relayed_messages_total",
 				 "dir", sl_splice_dir_name[d], "why",
 				 sl_splice_why_name[d][i],
 				 sp->st.dir[d].relay[i]);
@@ -329,33 +233,28 @@ static void metrics_splice(FILE *f, const struct sl_admin *a,
 
 static void metrics_fastpath(FILE *f, const struct sl_fp_status *fp)
 {
-	const struct sl_counters *c = &fp->counters;
-
-	m_one(f, "sidelane_fastpath_attached", GAUGE,
+	sl_prom_one(f, "sidelane_fastpath_attached", GAUGE,
 	      "1 when the sockops link is pinned and alive.", fp->attached);
-	m_one(f, "sidelane_accounting_events_lost_total", COUNTER,
+	sl_prom_one(f, "sidelane_accounting_events_lost_total", COUNTER,
 	      "Connection records the full ring buffer dropped.",
 	      fp->events_lost);
-	m_one(f, "sidelane_fastpath_redirect_enabled", GAUGE,
+	sl_prom_one(f, "sidelane_fastpath_redirect_enabled", GAUGE,
 	      "1 when sk_msg redirects, 0 when it is switched to TCP.",
 	      !fp->cfg.redirect_off);
-#define X(fld, help)                                                           \
-	m_one(f, "sidelane_fastpath_" #fld "_total", COUNTER, help, c->fld);
-	SL_FP_COUNTERS(X)
-#undef X
-	m_family(f, "sidelane_map_entries", GAUGE,
+	sl_ctr_prom(f, sl_fp_ctrs, sl_fp_ctrs_n, &fp->counters);
+	sl_prom_family(f, "sidelane_map_entries", GAUGE,
 		 "Entries in a pinned map right now.");
-	m_sample(f, "sidelane_map_entries", "map", SL_MAP_SOCKHASH, NULL, NULL,
+	sl_prom_sample(f, "sidelane_map_entries", "map", SL_MAP_SOCKHASH, NULL, NULL,
 		 fp->sockhash_entries);
-	m_sample(f, "sidelane_map_entries", "map", SL_MAP_CONNS, NULL, NULL,
+	sl_prom_sample(f, "sidelane_map_entries", "map", SL_MAP_CONNS, NULL, NULL,
 		 fp->conns_entries);
-	m_sample(f, "sidelane_map_entries", "map", SL_MAP_LOCAL_ADDRS, NULL,
+	sl_prom_sample(f, "sidelane_map_entries", "map", SL_MAP_LOCAL_ADDRS, NULL,
 		 NULL, fp->local_addrs_entries);
-	m_family(f, "sidelane_map_max_entries", GAUGE,
+	sl_prom_family(f, "sidelane_map_max_entries", GAUGE,
 		 "Capacity of a pinned map.");
-	m_sample(f, "sidelane_map_max_entries", "map", SL_MAP_SOCKHASH, NULL,
+	sl_prom_sample(f, "sidelane_map_max_entries", "map", SL_MAP_SOCKHASH, NULL,
 		 NULL, fp->sockhash_max);
-	m_sample(f, "sidelane_map_max_entries", "map", SL_MAP_CONNS, NULL, NULL,
+	sl_prom_sample(f, "sidelane_map_max_entries", "map", SL_MAP_CONNS, NULL, NULL,
 		 fp->conns_max);
 }
 
@@ -363,35 +262,29 @@ static void metrics_footprint(FILE *f, const struct sl_footprint *fp)
 {
 	unsigned int i;
 
-	m_one(f, "sidelane_maps_memory_bytes", GAUGE,
+	sl_prom_one(f, "sidelane_maps_memory_bytes", GAUGE,
 	      "Kernel memory of all pinned maps (memlock), what this sidecar "
 	      "costs the node whatever its traffic.", fp->memlock);
-	m_family(f, "sidelane_map_memory_bytes", GAUGE,
+	sl_prom_family(f, "sidelane_map_memory_bytes", GAUGE,
 		 "Kernel memory of one pinned map (memlock).");
 	for (i = 0; i < fp->n; i++)
-		m_sample(f, "sidelane_map_memory_bytes", "map", fp->map[i].name,
+		sl_prom_sample(f, "sidelane_map_memory_bytes", "map", fp->map[i].name,
 			 NULL, NULL, fp->map[i].memlock);
 }
 
 static void metrics_capture(FILE *f, const struct sl_cap_status *cs)
 {
-	m_one(f, "sidelane_capture_attached", GAUGE,
+	sl_prom_one(f, "sidelane_capture_attached", GAUGE,
 	      "1 when the connect hooks are attached.", cs->attached);
-	m_one(f, "sidelane_capture_enabled", GAUGE,
+	sl_prom_one(f, "sidelane_capture_enabled", GAUGE,
 	      "1 when connects are captured (0: connect-time policy only).",
 	      cs->cfg.enabled);
-	m_by_name(f, "sidelane_capture_connects_total", COUNTER,
+	sl_prom_by_name(f, "sidelane_capture_connects_total", COUNTER,
 		  "TCP connects of the app seen by the connect hooks, by what "
 		  "was done and why.",
 		  "reason", sl_capture_reason_name, cs->stats.reason, SL_CR_NR);
-	m_family(f, "sidelane_capture_origdst_total", COUNTER,
-		 "SO_ORIGINAL_DST queries answered, or missed (a socket "
-		 "capture knows nothing of).");
-	m_sample(f, "sidelane_capture_origdst_total", "result", "answered",
-		 NULL, NULL, cs->stats.origdst_answered);
-	m_sample(f, "sidelane_capture_origdst_total", "result", "missed", NULL,
-		 NULL, cs->stats.origdst_missed);
-	m_one(f, "sidelane_capture_live_connections", GAUGE,
+	sl_ctr_prom(f, sl_cap_ctrs, sl_cap_ctrs_n, &cs->stats);
+	sl_prom_one(f, "sidelane_capture_live_connections", GAUGE,
 	      "Captured connections open right now.", cs->captured_live);
 }
 
@@ -410,18 +303,18 @@ static void metrics_policy(FILE *f, const char *pin_root)
 	if (!hits || !pol ||
 	    sl_policy_read(pin_root, pol, &configured, hits, max_hits, &n_hits))
 		goto out;
-	m_one(f, "sidelane_policy_configured", GAUGE,
+	sl_prom_one(f, "sidelane_policy_configured", GAUGE,
 	      "1 when a policy is loaded (0: every destination allowed).",
 	      configured);
-	m_family(f, "sidelane_policy_hits_total", COUNTER,
+	sl_prom_family(f, "sidelane_policy_hits_total", COUNTER,
 		 "Connects decided by a policy rule (rule id), or by the "
 		 "default action (rule \"default\").");
-	m_sample(f, "sidelane_policy_hits_total", "rule", "default", "action",
+	sl_prom_sample(f, "sidelane_policy_hits_total", "rule", "default", "action",
 		 sl_action_name(pol->default_action),
 		 sl_policy_hits_of(hits, n_hits, 0));
 	for (i = 0; i < pol->n_rules; i++) {
 		snprintf(id, sizeof(id), "%u", pol->rules[i].id);
-		m_sample(f, "sidelane_policy_hits_total", "rule", id, "action",
+		sl_prom_sample(f, "sidelane_policy_hits_total", "rule", id, "action",
 			 sl_action_name(pol->rules[i].action),
 			 sl_policy_hits_of(hits, n_hits, pol->rules[i].id));
 	}
@@ -432,42 +325,29 @@ out:
 
 static void metrics_inbound(FILE *f, const struct sl_in_status *is)
 {
-	static const char *const name = "sidelane_inbound_lookups_total";
-
-	m_one(f, "sidelane_inbound_attached", GAUGE,
+	sl_prom_one(f, "sidelane_inbound_attached", GAUGE,
 	      "1 when sk_lookup steers inbound connections.", is->attached);
-	m_family(f, "sidelane_inbound_listener_up", GAUGE,
+	sl_prom_family(f, "sidelane_inbound_listener_up", GAUGE,
 		 "1 when the inbound listener of that family is in the "
 		 "sk_lookup map.");
-	m_sample(f, "sidelane_inbound_listener_up", "family", "ipv4", NULL,
+	sl_prom_sample(f, "sidelane_inbound_listener_up", "family", "ipv4", NULL,
 		 NULL, is->listener4);
-	m_sample(f, "sidelane_inbound_listener_up", "family", "ipv6", NULL,
+	sl_prom_sample(f, "sidelane_inbound_listener_up", "family", "ipv6", NULL,
 		 NULL, is->listener6);
-	m_family(f, name, COUNTER,
-		 "TCP listener lookups seen by sk_lookup: steered to the "
-		 "sidecar, passed (port not captured), loopback and local_src "
-		 "(from inside: left alone), no_listener (refused or let "
-		 "through, per fail_open), assign_err.");
-	m_sample(f, name, "result", "steered", NULL, NULL, is->steered);
-	m_sample(f, name, "result", "passed", NULL, NULL, is->passed);
-	m_sample(f, name, "result", "loopback", NULL, NULL, is->loopback);
-	m_sample(f, name, "result", "local_src", NULL, NULL, is->local_src);
-	m_sample(f, name, "result", "no_listener", NULL, NULL,
-		 is->no_listener);
-	m_sample(f, name, "result", "assign_err", NULL, NULL, is->assign_err);
+	sl_ctr_prom(f, sl_in_ctrs, sl_in_ctrs_n, is);
 }
 
 static void metrics(FILE *f, const struct sl_admin *a,
 		    const struct sl_status *st)
 {
-	m_family(f, "sidelane_build_info", GAUGE,
+	sl_prom_family(f, "sidelane_build_info", GAUGE,
 		 "Always 1; the version of this sidelane as a label.");
-	m_sample(f, "sidelane_build_info", "version", SL_VERSION, NULL, NULL,
+	sl_prom_sample(f, "sidelane_build_info", "version", SL_VERSION, NULL, NULL,
 		 1);
-	m_one(f, "sidelane_ready", GAUGE,
+	sl_prom_one(f, "sidelane_ready", GAUGE,
 	      "1 once programs are attached and listeners open, until a drain.",
 	      __atomic_load_n(&a->ready, __ATOMIC_RELAXED) && !draining(a));
-	m_one(f, "sidelane_draining", GAUGE,
+	sl_prom_one(f, "sidelane_draining", GAUGE,
 	      "1 after POST /drain or SIGTERM: no new connections.",
 	      draining(a));
 	metrics_proxy(f, a, &st->pc);

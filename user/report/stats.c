@@ -15,6 +15,7 @@
 #include "sidelane.h"
 #include "loader/fastpath_user.h"
 #include "proxy/proxy.h"
+#include "report/counters.h"
 #include "report/stats_user.h"
 #include "tls/tls.h"
 
@@ -147,42 +148,80 @@ int sl_stats_read(const char *pin_root, struct sl_proxy_counters *out)
 	return err;
 }
 
+#define PC(fld) offsetof(struct sl_proxy_counters, fld)
+
+/* The proxy's totals (JSON; /metrics has them by direction) and the bytes
+ * it relayed.
+ */
+const struct sl_ctr sl_proxy_ctrs[] = {
+	{ "pid", NULL, NULL, SL_CTR_GAUGE, NULL, PC(pid) },
+	{ "updated_ms", NULL, NULL, SL_CTR_GAUGE, NULL, PC(updated_ms) },
+	{ "accepted", NULL, NULL, SL_CTR_COUNTER, NULL, PC(accepted) },
+	{ "active", NULL, NULL, SL_CTR_GAUGE, NULL, PC(active) },
+	{ "bytes_up", "sidelane_bytes_total",
+	  "path=\"relay\",direction=\"up\"", SL_CTR_COUNTER,
+	  "Bytes relayed by the proxy (path relay), app to upstream (up) and "
+	  "back (down); the fast path's are sidelane_fastpath_redirect_bytes_total "
+	  "and sidelane_fastpath_plain_bytes_total.",
+	  PC(bytes_up) },
+	{ "bytes_down", "sidelane_bytes_total",
+	  "path=\"relay\",direction=\"down\"", SL_CTR_COUNTER, NULL,
+	  PC(bytes_down) },
+};
+const size_t sl_proxy_ctrs_n = SL_CTR_N(sl_proxy_ctrs);
+
+const struct sl_ctr sl_tls_ctrs[] = {
+	{ "enabled", "sidelane_tls_enabled", NULL, SL_CTR_FLAG,
+	  "1 when mutual TLS is configured.", PC(tls_enabled) },
+	{ "ktls", "sidelane_tls_ktls_available", NULL, SL_CTR_FLAG,
+	  "1 when the kernel takes TCP_ULP tls (kTLS).", PC(tls_ktls) },
+	{ "handshakes_ok", "sidelane_tls_handshakes_total", NULL, SL_CTR_COUNTER,
+	  "TLS handshakes completed, resumed ones included.", PC(tls_ok) },
+	{ "resumed", "sidelane_tls_handshakes_resumed_total", NULL,
+	  SL_CTR_COUNTER, "TLS handshakes that resumed a session.",
+	  PC(tls_resumed) },
+	{ "active", "sidelane_tls_connections_active", NULL, SL_CTR_GAUGE,
+	  "TLS connections open right now.", PC(tls_active) },
+	{ "bytes_in", "sidelane_tls_bytes_total", "direction=\"in\"",
+	  SL_CTR_COUNTER,
+	  "Application bytes carried over TLS, received (in) and sent (out).",
+	  PC(tls_bytes_in) },
+	{ "bytes_out", "sidelane_tls_bytes_total", "direction=\"out\"",
+	  SL_CTR_COUNTER, NULL, PC(tls_bytes_out) },
+	{ "ktls_tx", "sidelane_tls_ktls_connections_total", "direction=\"tx\"",
+	  SL_CTR_COUNTER,
+	  "TLS connections whose record layer went into the kernel, per "
+	  "direction.",
+	  PC(tls_ktls_tx) },
+	{ "ktls_rx", "sidelane_tls_ktls_connections_total", "direction=\"rx\"",
+	  SL_CTR_COUNTER, NULL, PC(tls_ktls_rx) },
+	{ "reloads", "sidelane_tls_rotations_total", "result=\"taken\"",
+	  SL_CTR_COUNTER,
+	  "Changed certificate, key or CA files: taken, or refused (the old "
+	  "material stays).",
+	  PC(tls_reloads) },
+	{ "reloads_rejected", "sidelane_tls_rotations_total",
+	  "result=\"refused\"", SL_CTR_COUNTER, NULL,
+	  PC(tls_reloads_rejected) },
+};
+const size_t sl_tls_ctrs_n = SL_CTR_N(sl_tls_ctrs);
+
 static void print_json(const struct sl_proxy_counters *c, FILE *f)
 {
-	int i;
-
-	fprintf(f, ",\"proxy\":{\"pid\":%llu,\"updated_ms\":%llu,"
-		   "\"accepted\":%llu,\"active\":%llu,\"bytes_up\":%llu,"
-		   "\"bytes_down\":%llu,\"closed\":{",
-		(unsigned long long)c->pid, (unsigned long long)c->updated_ms,
-		(unsigned long long)c->accepted, (unsigned long long)c->active,
-		(unsigned long long)c->bytes_up,
-		(unsigned long long)c->bytes_down);
-	for (i = 0; i < SL_CLOSE_NR; i++)
-		fprintf(f, "%s\"%s\":%llu", i ? "," : "",
-			sl_close_reason_name[i],
-			(unsigned long long)c->closed[i]);
-	fprintf(f, "}},\"tls\":{\"enabled\":%s,\"ktls\":%s,\"ktls_reason\":",
-		c->tls_enabled ? "true" : "false",
-		c->tls_ktls ? "true" : "false");
+	fputs(",\"proxy\":{", f);
+	sl_ctr_json(f, sl_proxy_ctrs, sl_proxy_ctrs_n, c);
+	fputc(',', f);
+	sl_json_by_name(f, "closed", sl_close_reason_name, c->closed, 0,
+			SL_CLOSE_NR);
+	fputs("},\"tls\":{", f);
+	sl_ctr_json(f, sl_tls_ctrs, sl_tls_ctrs_n, c);
+	fputs(",\"ktls_reason\":", f);
 	sl_json_str(f, sl_tls_ktls_reason());
-	fprintf(f, ",\"handshakes_ok\":%llu,\"resumed\":%llu,\"failed\":{",
-		(unsigned long long)c->tls_ok,
-		(unsigned long long)c->tls_resumed);
-	for (i = 1; i < SL_TLS_FAIL_NR; i++)
-		fprintf(f, "%s\"%s\":%llu", i > 1 ? "," : "",
-			sl_tls_fail_name[i],
-			(unsigned long long)c->tls_failed[i]);
-	fprintf(f, "},\"active\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,"
-		   "\"ktls_tx\":%llu,\"ktls_rx\":%llu,\"reloads\":%llu,"
-		   "\"reloads_rejected\":%llu}",
-		(unsigned long long)c->tls_active,
-		(unsigned long long)c->tls_bytes_in,
-		(unsigned long long)c->tls_bytes_out,
-		(unsigned long long)c->tls_ktls_tx,
-		(unsigned long long)c->tls_ktls_rx,
-		(unsigned long long)c->tls_reloads,
-		(unsigned long long)c->tls_reloads_rejected);
+	fputc(',', f);
+	/* index 0 is "none" */
+	sl_json_by_name(f, "failed", sl_tls_fail_name, c->tls_failed, 1,
+			SL_TLS_FAIL_NR);
+	fputc('}', f);
 }
 
 void sl_stats_print(const struct sl_proxy_counters *c, int json, FILE *f)

@@ -8,6 +8,7 @@
 #include <linux/types.h>
 #include <stdio.h>
 #include "stats.h"
+#include "report/counters.h"
 
 struct sl_proxy;
 struct sl_tls_ctx;
@@ -23,6 +24,9 @@ int sl_stats_publish(const char *pin_root, const struct sl_proxy *p,
 		     struct sl_tls_ctx *tls);
 /* 0, or -errno (-ENOENT: nothing pinned there). */
 int sl_stats_read(const char *pin_root, struct sl_proxy_counters *out);
+/* The tables of them /stats and /metrics render (report/counters.h). */
+extern const struct sl_ctr sl_proxy_ctrs[], sl_tls_ctrs[];
+extern const size_t sl_proxy_ctrs_n, sl_tls_ctrs_n;
 /* Print them as `status` does: text lines, or a ,"proxy":{..},"tls":{..}
  * JSON fragment.
  */

@@ -13,6 +13,46 @@
 #include "report/status.h"
 #include "lib/util.h"
 
+#define X(fld, help)                                                           \
+	{ #fld, "sidelane_fastpath_" #fld "_total", NULL, SL_CTR_COUNTER, help, \
+	  offsetof(struct sl_counters, fld) },
+const struct sl_ctr sl_fp_ctrs[] = { SL_FP_COUNTERS(X) };
+#undef X
+const size_t sl_fp_ctrs_n = SL_CTR_N(sl_fp_ctrs);
+
+const struct sl_ctr sl_cap_ctrs[] = {
+	{ "origdst_answered", "sidelane_capture_origdst_total",
+	  "result=\"answered\"", SL_CTR_COUNTER,
+	  "SO_ORIGINAL_DST queries answered, or missed (a socket capture "
+	  "knows nothing of).",
+	  offsetof(struct sl_capture_stats, origdst_answered) },
+	{ "origdst_missed", "sidelane_capture_origdst_total",
+	  "result=\"missed\"", SL_CTR_COUNTER, NULL,
+	  offsetof(struct sl_capture_stats, origdst_missed) },
+};
+const size_t sl_cap_ctrs_n = SL_CTR_N(sl_cap_ctrs);
+
+#define IN_LOOKUPS "sidelane_inbound_lookups_total"
+const struct sl_ctr sl_in_ctrs[] = {
+	{ "steered", IN_LOOKUPS, "result=\"steered\"", SL_CTR_COUNTER,
+	  "TCP listener lookups seen by sk_lookup: steered to the sidecar, "
+	  "passed (port not captured), loopback and local_src (from inside: "
+	  "left alone), no_listener (refused or let through, per fail_open), "
+	  "assign_err.",
+	  offsetof(struct sl_in_status, steered) },
+	{ "passed", IN_LOOKUPS, "result=\"passed\"", SL_CTR_COUNTER, NULL,
+	  offsetof(struct sl_in_status, passed) },
+	{ "loopback", IN_LOOKUPS, "result=\"loopback\"", SL_CTR_COUNTER, NULL,
+	  offsetof(struct sl_in_status, loopback) },
+	{ "local_src", IN_LOOKUPS, "result=\"local_src\"", SL_CTR_COUNTER, NULL,
+	  offsetof(struct sl_in_status, local_src) },
+	{ "no_listener", IN_LOOKUPS, "result=\"no_listener\"", SL_CTR_COUNTER,
+	  NULL, offsetof(struct sl_in_status, no_listener) },
+	{ "assign_err", IN_LOOKUPS, "result=\"assign_err\"", SL_CTR_COUNTER,
+	  NULL, offsetof(struct sl_in_status, assign_err) },
+};
+const size_t sl_in_ctrs_n = SL_CTR_N(sl_in_ctrs);
+
 int sl_status_read(const char *pin_root, struct sl_status *st)
 {
 	int err;
@@ -50,16 +90,14 @@ static void print_capture(FILE *f, const struct sl_cap_status *cs, int json)
 			cs->cfg.enabled ? "true" : "false", ip,
 			cs->cfg.outbound_port);
 		sl_json_str(f, cs->sidecar_cgroup);
-		fprintf(f, ",\"live\":%u,\"policy\":\"%s\",\"reasons\":{",
+		fprintf(f, ",\"live\":%u,\"policy\":\"%s\",",
 			cs->captured_live,
 			cs->policy_configured ? "configured" : "none (default allow)");
-		for (i = 0; i < SL_CR_NR; i++)
-			fprintf(f, "%s\"%s\":%llu", i ? "," : "",
-				sl_capture_reason_name[i],
-				(unsigned long long)cs->stats.reason[i]);
-		fprintf(f, "},\"origdst_answered\":%llu,\"origdst_missed\":%llu}",
-			(unsigned long long)cs->stats.origdst_answered,
-			(unsigned long long)cs->stats.origdst_missed);
+		sl_json_by_name(f, "reasons", sl_capture_reason_name,
+				cs->stats.reason, 0, SL_CR_NR);
+		fputc(',', f);
+		sl_ctr_json(f, sl_cap_ctrs, sl_cap_ctrs_n, &cs->stats);
+		fputc('}', f);
 		return;
 	}
 	if (!cs->attached) {
@@ -88,8 +126,6 @@ static void print_capture(FILE *f, const struct sl_cap_status *cs, int json)
 static void print_fastpath_json(FILE *f, const char *pin_root,
 				const struct sl_fp_status *st)
 {
-	const struct sl_counters *c = &st->counters;
-	const char *sep = "";
 	uint32_t i;
 
 	fprintf(f, "\"version\":\"%s\",\"pin_root\":", SL_VERSION);
@@ -116,18 +152,13 @@ static void print_fastpath_json(FILE *f, const char *pin_root,
 		fprintf(f, "%s%u", i ? "," : "", st->excluded_ports[i]);
 	fprintf(f, "],\"events_lost\":%llu,\"counters\":{",
 		(unsigned long long)st->events_lost);
-#define X(fld, help)                                                           \
-	fprintf(f, "%s\"%s\":%llu", sep, #fld, (unsigned long long)c->fld);    \
-	sep = ",";
-	SL_FP_COUNTERS(X)
-#undef X
+	sl_ctr_json(f, sl_fp_ctrs, sl_fp_ctrs_n, &st->counters);
 	fprintf(f, "}");
 }
 
 static void print_fastpath(FILE *f, const char *pin_root,
 			   const struct sl_fp_status *st)
 {
-	const struct sl_counters *c = &st->counters;
 	uint32_t i;
 
 	fprintf(f, "sidelane %s, pin root %s\n", SL_VERSION, pin_root);
@@ -162,28 +193,19 @@ static void print_fastpath(FILE *f, const char *pin_root,
 	for (i = 0; i < st->n_excluded_ports; i++)
 		fprintf(f, " %u", st->excluded_ports[i]);
 	fprintf(f, "%s\ncounters:\n", st->n_excluded_ports ? "" : " none");
-#define X(fld, help) \
-	fprintf(f, "  %-20s %llu\n", #fld, (unsigned long long)c->fld);
-	SL_FP_COUNTERS(X)
-#undef X
+	sl_ctr_text(f, sl_fp_ctrs, sl_fp_ctrs_n, &st->counters, 20);
 }
 
 static void print_inbound(FILE *f, const struct sl_in_status *is, int json)
 {
 	if (json) {
 		fprintf(f, ",\"inbound\":{\"sk_lookup\":%s,\"ports\":%u,"
-			   "\"listener4\":%s,\"listener6\":%s,\"steered\":%llu,"
-			   "\"passed\":%llu,\"loopback\":%llu,\"local_src\":%llu,"
-			   "\"no_listener\":%llu,\"assign_err\":%llu}",
+			   "\"listener4\":%s,\"listener6\":%s,",
 			is->attached ? "true" : "false", is->n_ports,
 			is->listener4 ? "true" : "false",
-			is->listener6 ? "true" : "false",
-			(unsigned long long)is->steered,
-			(unsigned long long)is->passed,
-			(unsigned long long)is->loopback,
-			(unsigned long long)is->local_src,
-			(unsigned long long)is->no_listener,
-			(unsigned long long)is->assign_err);
+			is->listener6 ? "true" : "false");
+		sl_ctr_json(f, sl_in_ctrs, sl_in_ctrs_n, is);
+		fputc('}', f);
 		return;
 	}
 	if (!is->attached) {

@@ -15,6 +15,7 @@
 #include "loader/admission_user.h"
 #include "proxy/splice_user.h"
 #include "loader/footprint_user.h"
+#include "report/counters.h"
 
 /* The fast path's counters (struct sl_counters) in the order `status`
  * prints them, with what each one counts.
@@ -36,6 +37,14 @@
 	X(redirect_bytes, "Bytes redirected socket to socket (fast path).")   \
 	X(plain_bytes, "Bytes of fast-path sockets sent over TCP instead.")   \
 	X(peer_plain, "Sockets left out or taken out: their peer is not accelerated.")
+
+/* The tables /stats, /metrics and `status` render (report/counters.h). */
+extern const struct sl_ctr sl_fp_ctrs[]; /* struct sl_counters */
+extern const size_t sl_fp_ctrs_n;
+extern const struct sl_ctr sl_cap_ctrs[]; /* struct sl_capture_stats */
+extern const size_t sl_cap_ctrs_n;
+extern const struct sl_ctr sl_in_ctrs[]; /* struct sl_in_status */
+extern const size_t sl_in_ctrs_n;
 
 /* Everything `sidelane status` shows. */
 struct sl_status {
