@@ -15,7 +15,20 @@ unit: deps $(UNIT_BINS)
 -include tests/integ/integ.mk
 include tests/deploy/deploy.mk
 
-test: deps all unit deploy-check integ
+# `sidelane bench` still runs, and every mode carries its traffic (it exits
+# 3 when one does not): one short workload of each suite. No figure is
+# judged here; `make bench` measures.
+BENCH_SMOKE := "fastpath --workloads rr_64" "sidecar --workloads rr_64" \
+	       "tls --workloads conn_64"
+bench-smoke: all | $(OUT)/tests
+	$(Q)for s in $(BENCH_SMOKE); do \
+		echo "  BENCH    --suite $$s --quick"; \
+		$(OUT)/sidelane bench --suite $$s --quick \
+			> $(OUT)/tests/bench-smoke.log 2>&1 || \
+			{ cat $(OUT)/tests/bench-smoke.log; exit 1; }; \
+	done
+
+test: deps all unit deploy-check integ bench-smoke
 
 # `make scale [SCALE_CONNS=N]`: N (10000) connections at once through the
 # sidecar, every byte checked (make test runs the same with 2000).

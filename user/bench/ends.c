@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* `sidelane bench`, ends.c: the two ends of a measurement (children) (see bench.c). */
+/* `sidelane bench`, the two ends of a measurement (children) (see bench.c). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>

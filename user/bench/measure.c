@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* `sidelane bench`, measure.c: one measurement (parent) (see bench.c). */
+/* `sidelane bench`, one measurement (parent) (see bench.c). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* `sidelane bench`, options.c: the command line (see bench.c). */
+/* `sidelane bench`, the command line (see bench.c). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>

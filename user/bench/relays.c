@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* `sidelane bench`, relays.c: --suite sidecar and tls: the namespace, starting relays (see bench.c). */
+/* `sidelane bench`, --suite sidecar and tls: the namespace, starting relays
+ * (see bench.c).
+ */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>

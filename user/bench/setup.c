@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* `sidelane bench`, setup.c: clean-up, cgroups and the in-process modes, evidence a mode carried its traffic (see bench.c). */
+/* `sidelane bench`, clean-up, cgroups and the in-process modes, evidence a
+ * mode carried its traffic (see bench.c).
+ */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>

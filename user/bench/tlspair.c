@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* `sidelane bench`, tlspair.c: --suite tls: certificates and the three pairs (see bench.c). */
+/* `sidelane bench`, --suite tls: certificates and the three pairs (see
+ * bench.c).
+ */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
