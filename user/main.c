@@ -418,16 +418,74 @@ bad:
 	return -EINVAL;
 }
 
+static void policy_usage(void)
+{
+	fprintf(stderr,
+		"Usage: sidelane policy list [--json]\n"
+		"       sidelane policy load FILE\n"
+		"       sidelane policy add ID allow|deny CIDR [PORTS]   e.g. add 10 deny 10.0.0.0/8 80,8000-8080\n"
+		"       sidelane policy del ID\n"
+		"       (each takes --pin-root DIR)\n");
+}
+
+/* `policy add|del` on the live rules read into pol. 0, or the exit status
+ * (what is wrong said).
+ */
+static int policy_edit(const char *pin_root, const char *verb, char **args,
+		       int nargs, struct sl_policy *pol)
+{
+	static struct sl_policy_hit hits[SL_CFG_MAX_RULES + 1];
+	unsigned int n_hits, i;
+	struct sl_rule r;
+	int configured;
+	uint64_t id;
+
+	if (sl_policy_read(pin_root, pol, &configured, hits,
+			   SL_CFG_MAX_RULES + 1, &n_hits))
+		return 1;
+	if (!strcmp(verb, "add")) {
+		if (parse_rule_args(args, nargs, &r)) {
+			policy_usage();
+			return EXIT_USAGE;
+		}
+		for (i = 0; i < pol->n_rules; i++)
+			if (pol->rules[i].id == r.id) {
+				fprintf(stderr, "sidelane policy add: rule %u exists\n",
+					r.id);
+				return EXIT_USAGE;
+			}
+		if (pol->n_rules == SL_CFG_MAX_RULES) {
+			fprintf(stderr, "sidelane policy add: %u rules already\n",
+				SL_CFG_MAX_RULES);
+			return 1;
+		}
+		pol->rules[pol->n_rules++] = r;
+		return 0;
+	}
+	if (nargs != 1 || sl_parse_u64(args[0], 1, UINT32_MAX, &id)) {
+		policy_usage();
+		return EXIT_USAGE;
+	}
+	for (i = 0; i < pol->n_rules && pol->rules[i].id != id; i++)
+		;
+	if (i == pol->n_rules) {
+		fprintf(stderr, "sidelane policy del: no rule %llu\n",
+			(unsigned long long)id);
+		return EXIT_USAGE;
+	}
+	memmove(&pol->rules[i], &pol->rules[i + 1],
+		(pol->n_rules - i - 1) * sizeof(pol->rules[0]));
+	pol->n_rules--;
+	return 0;
+}
+
 static int cmd_policy(int argc, char **argv)
 {
 	static struct sl_policy pol;
-	static struct sl_policy_hit hits[SL_CFG_MAX_RULES + 1];
 	char err[SL_CFG_ERR_LEN] = "";
 	const char *verb = argc > 1 ? argv[1] : "list";
-	unsigned int n_hits, i;
 	struct cli cli = {};
-	int configured, ret, lock = -1, nargs;
-	struct sl_rule r;
+	int ret, lock, nargs;
 
 	/* sidelane policy VERB [ARGS..] [--pin-root DIR] [--json] */
 	if (argc > 1) {
@@ -443,7 +501,11 @@ static int cmd_policy(int argc, char **argv)
 	if (!strcmp(verb, "list")) {
 		ret = sl_policy_print(stdout, cli.pin_root, cli.json);
 		printf(!ret && cli.json ? "\n" : "");
-		goto done;
+		return ret ? 1 : 0;
+	}
+	if (strcmp(verb, "load") && strcmp(verb, "add") && strcmp(verb, "del")) {
+		policy_usage();
+		return EXIT_USAGE;
 	}
 	/* The whole read-modify-apply holds the policy lock, so two
 	 * concurrent `policy add` cannot lose each other's rule.
@@ -454,79 +516,29 @@ static int cmd_policy(int argc, char **argv)
 			cli.pin_root, strerror(-lock));
 		return EXIT_NOTFOUND;
 	}
-	if (!strcmp(verb, "load")) {
-		if (nargs != 1)
-			goto usage;
+	if (!strcmp(verb, "load") && nargs != 1) {
+		policy_usage();
+		ret = EXIT_USAGE;
+	} else if (!strcmp(verb, "load")) {
 		/* A bad file stops here: the live rules are not touched. */
 		ret = sl_policy_load(argv[optind], &pol, err, sizeof(err));
-		if (ret) {
-			fprintf(stderr, "sidelane policy load: %s\n", err);
-			ret = -EINVAL;
-			goto done_usage;
-		}
-	} else if (!strcmp(verb, "add") || !strcmp(verb, "del")) {
-		ret = sl_policy_read(cli.pin_root, &pol, &configured, hits,
-				     SL_CFG_MAX_RULES + 1, &n_hits);
 		if (ret)
-			goto done;
-		if (!strcmp(verb, "add")) {
-			if (parse_rule_args(argv + optind, nargs, &r))
-				goto usage;
-			for (i = 0; i < pol.n_rules; i++)
-				if (pol.rules[i].id == r.id) {
-					fprintf(stderr, "sidelane policy add: rule %u exists\n", r.id);
-					ret = -EEXIST;
-					goto done_usage;
-				}
-			if (pol.n_rules == SL_CFG_MAX_RULES) {
-				ret = -E2BIG;
-				goto done;
-			}
-			pol.rules[pol.n_rules++] = r;
-		} else {
-			uint64_t id;
-
-			if (nargs != 1 || sl_parse_u64(argv[optind], 1, UINT32_MAX, &id))
-				goto usage;
-			for (i = 0; i < pol.n_rules && pol.rules[i].id != id; i++)
-				;
-			if (i == pol.n_rules) {
-				fprintf(stderr, "sidelane policy del: no rule %llu\n",
-					(unsigned long long)id);
-				ret = -ENOENT;
-				goto done_usage;
-			}
-			memmove(&pol.rules[i], &pol.rules[i + 1],
-				(pol.n_rules - i - 1) * sizeof(pol.rules[0]));
-			pol.n_rules--;
-		}
+			fprintf(stderr, "sidelane policy load: %s\n", err);
+		ret = ret ? EXIT_USAGE : 0;
 	} else {
-		goto usage;
+		ret = policy_edit(cli.pin_root, verb, argv + optind, nargs, &pol);
 	}
-	ret = sl_policy_apply_locked(cli.pin_root, &pol, err, sizeof(err));
-	if (ret)
-		fprintf(stderr, "sidelane policy %s: %s; the previous rules stay in force\n",
-			verb, err[0] ? err : strerror(-ret));
-	else
-		pr_info("policy %s: %u rules in force\n", verb, pol.n_rules);
-done:
-	if (lock >= 0)
-		sl_policy_unlock(lock);
-	return ret ? 1 : 0;
-done_usage:
-	if (lock >= 0)
-		sl_policy_unlock(lock);
-	return EXIT_USAGE;
-usage:
-	if (lock >= 0)
-		sl_policy_unlock(lock);
-	fprintf(stderr,
-		"Usage: sidelane policy list [--json]\n"
-		"       sidelane policy load FILE\n"
-		"       sidelane policy add ID allow|deny CIDR [PORTS]   e.g. add 10 deny 10.0.0.0/8 80,8000-8080\n"
-		"       sidelane policy del ID\n"
-		"       (each takes --pin-root DIR)\n");
-	return EXIT_USAGE;
+	if (!ret) {
+		ret = sl_policy_apply_locked(cli.pin_root, &pol, err, sizeof(err));
+		if (ret)
+			fprintf(stderr, "sidelane policy %s: %s; the previous rules stay in force\n",
+				verb, err[0] ? err : strerror(-ret));
+		else
+			pr_info("policy %s: %u rules in force\n", verb, pol.n_rules);
+		ret = ret ? 1 : 0;
+	}
+	sl_policy_unlock(lock);
+	return ret;
 }
 
 /* ---- sidelane conns --------------------------------------------------- */

@@ -300,22 +300,22 @@ static int ensure_link(const char *pin_root, struct bpf_program *prog,
 	return err;
 }
 
-int sl_cap_attach(const char *pin_root, const char *app_cgroup,
-		  const char *sidecar_cgroup, const struct sl_config *cfg)
+/* The app's and the sidecar's cgroups as paths, and whether the sidecar is
+ * in (or under) the app's: then the proxy's own connects would be captured
+ * too, and only SO_MARK tells them apart. 0 or -errno.
+ */
+static int resolve_cgroups(const char *app_cgroup, const char *sidecar_cgroup,
+			   const struct sl_config *cfg, char *app, char *side,
+			   bool *same)
 {
-	char app[PATH_MAX], side[PATH_MAX];
-	struct capture_bpf *skel = NULL;
 	uint64_t app_id, side_id = 0;
-	int err, reuse, created, same;
-	size_t i;
+	int err;
 
-	err = sl_pin_root_ensure(pin_root, &created);
-	if (!err)
-		err = sl_cgroup_resolve(app_cgroup, app, sizeof(app));
+	err = sl_cgroup_resolve(app_cgroup, app, PATH_MAX);
 	/* No sidecar cgroup: policy only, nothing answers SO_ORIGINAL_DST. */
 	side[0] = '\0';
 	if (!err && sidecar_cgroup)
-		err = sl_cgroup_resolve(sidecar_cgroup, side, sizeof(side));
+		err = sl_cgroup_resolve(sidecar_cgroup, side, PATH_MAX);
 	if (err)
 		return err;
 	if (!side[0] && cfg->capture.enabled) {
@@ -333,34 +333,85 @@ int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 	 * as exposed as one in the same cgroup, and needs the mark as much.
 	 * realpath()ed by sl_cgroup_resolve, so a prefix test is exact.
 	 */
-	same = side[0] && (app_id == side_id ||
-			   (!strncmp(side, app, strlen(app)) &&
-			    side[strlen(app)] == '/'));
-	if (same) {
-		/* Then the proxy's own connects would be rewritten too; SO_MARK
-		 * saves us, and is honoured only in this case. Say it: it is
-		 * rarely meant, and any app process with CAP_NET_RAW can then
-		 * opt out of capture (not of policy) by setting the mark.
-		 */
+	*same = side[0] && (app_id == side_id ||
+			    (!strncmp(side, app, strlen(app)) &&
+			     side[strlen(app)] == '/'));
+	/* SO_MARK is honoured only in this case. Say it: it is rarely meant,
+	 * and any app process with CAP_NET_RAW can then opt out of capture
+	 * (not of policy) by setting the mark.
+	 */
+	if (*same)
 		pr_info("note: the sidecar is in (or under) the app's cgroup; its upstream "
 			"connects are told apart by SO_MARK only\n");
-	}
-#define LINK_SKIPPED(i)                                                        \
-	((cap_links[i].where != ON_APP && !side[0]) ||                         \
-	 (cap_links[i].where == ON_SIDECAR_ONLY && same))
-	/* Never mix: pinned maps of another layout are refused first. */
-	skel = capture_bpf__open();
+	return 0;
+}
+
+/* Never mix: pinned maps of another layout are refused first. */
+static int pins_check(const char *pin_root)
+{
+	struct capture_bpf *skel = capture_bpf__open();
+	int err;
+
 	if (!skel)
 		return -errno;
 	sl_obj_size_maps(skel->obj, pin_root);
 	err = sl_obj_check_pins(skel->obj, pin_root);
 	capture_bpf__destroy(skel);
-	skel = NULL;
+	return err;
+}
+
+/* On a restart the config's policy is the declared state and replaces the
+ * live one; a config that declares none keeps the live rules (edited with
+ * `sidelane policy`), and the log says which happened.
+ */
+static int policy_restore(const char *pin_root, const struct sl_config *cfg,
+			  bool restart)
+{
+	int err;
+
+	if (!restart)
+		return sl_policy_apply(pin_root, &cfg->policy, NULL, 0);
+	if (!cfg->policy.n_rules && cfg->policy.default_action != SL_ACTION_DENY) {
+		pr_info("policy: the config declares none; the live rules stay "
+			"(`sidelane policy list`)\n");
+		return 0;
+	}
+	err = sl_policy_apply(pin_root, &cfg->policy, NULL, 0);
+	if (!err)
+		pr_info("policy: the config's %u rules replace the live ones\n",
+			cfg->policy.n_rules);
+	return err;
+}
+
+/* Links that do not apply: those on the sidecar's cgroup without one, and
+ * the sidecar-only ones when the sidecar shares the app's cgroup.
+ */
+static bool link_skipped(size_t i, const char *side, bool same)
+{
+	return (cap_links[i].where != ON_APP && !side[0]) ||
+	       (cap_links[i].where == ON_SIDECAR_ONLY && same);
+}
+
+int sl_cap_attach(const char *pin_root, const char *app_cgroup,
+		  const char *sidecar_cgroup, const struct sl_config *cfg)
+{
+	char app[PATH_MAX], side[PATH_MAX];
+	struct capture_bpf *skel = NULL;
+	bool reuse = true, same = false;
+	int err, created;
+	size_t i;
+
+	err = sl_pin_root_ensure(pin_root, &created);
+	if (!err)
+		err = resolve_cgroups(app_cgroup, sidecar_cgroup, cfg, app, side,
+				      &same);
+	if (!err)
+		err = pins_check(pin_root);
 	if (err)
 		return err;
 	/* All pinned: only the settings are (re)applied. */
-	for (reuse = 1, i = 0; i < N_CAP_LINKS && reuse; i++) {
-		if (LINK_SKIPPED(i))
+	for (i = 0; i < N_CAP_LINKS && reuse; i++) {
+		if (link_skipped(i, side, same))
 			continue;
 		err = ensure_link(pin_root, NULL, cap_links[i].pin,
 				  cap_links[i].where == ON_APP ? app : side);
@@ -374,9 +425,8 @@ int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 			return -errno;
 		sl_obj_size_maps(skel->obj, pin_root);
 		err = sl_obj_pin_maps(skel->obj, pin_root, 1);
-		if (err)
-			goto out;
-		err = capture_bpf__load(skel);
+		if (!err)
+			err = capture_bpf__load(skel);
 		if (err) {
 			pr_warn("loading the capture programs failed: %s\n",
 				strerror(-err));
@@ -385,23 +435,10 @@ int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 	}
 	/* Settings before links: no connect is captured with half a config. */
 	err = capture_maps_write(pin_root, cfg, same);
-	/* On a restart the config's policy is the declared state and replaces
-	 * the live one; a config that declares none keeps the live rules
-	 * (edited with `sidelane policy`), and the log says which happened.
-	 */
-	if (!err && !reuse)
-		err = sl_policy_apply(pin_root, &cfg->policy, NULL, 0);
-	else if (!err && (cfg->policy.n_rules ||
-			  cfg->policy.default_action == SL_ACTION_DENY)) {
-		err = sl_policy_apply(pin_root, &cfg->policy, NULL, 0);
-		pr_info("policy: the config's %u rules replace the live ones\n",
-			cfg->policy.n_rules);
-	} else if (!err) {
-		pr_info("policy: the config declares none; the live rules stay "
-			"(`sidelane policy list`)\n");
-	}
+	if (!err)
+		err = policy_restore(pin_root, cfg, reuse);
 	for (i = 0; i < N_CAP_LINKS && !err && !reuse; i++)
-		if (!LINK_SKIPPED(i))
+		if (!link_skipped(i, side, same))
 			err = ensure_link(pin_root, cap_prog(skel, i),
 					  cap_links[i].pin,
 					  cap_links[i].where == ON_APP ? app : side);
@@ -415,7 +452,6 @@ out:
 		sl_cap_detach(pin_root);
 	capture_bpf__destroy(skel);
 	return err;
-#undef LINK_SKIPPED
 }
 
 /* ---- policy ----------------------------------------------------------- */

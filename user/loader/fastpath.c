@@ -653,49 +653,35 @@ out:
 	return err;
 }
 
-int sl_fp_attach(const struct sl_fp_opts *opts)
+/* A restart over pins that serve this cgroup: the runtime settings (ports,
+ * addresses, modes) are written again, the programs stay.
+ */
+static int restart(const char *pin_root, const struct sl_fp_opts *opts,
+		   uint64_t cgid, const char *cgpath)
 {
-	const char *pin_root = opts->pin_root ?: SL_PIN_ROOT_DEFAULT;
-	char cgpath[PATH_MAX], path[PATH_MAX];
-	struct fastpath_bpf *skel = NULL;
-	struct bpf_link *link = NULL;
-	int cg_fd = -1, created = 0, err;
-	uint64_t cgid;
+	int err = check_layout(pin_root, cgpath, 1);
 
-	err = sl_cgroup_resolve(opts->cgroup, cgpath, sizeof(cgpath));
-	if (err)
-		return err;
-	err = sl_cgroup_id(cgpath, &cgid);
-	if (err)
-		return err;
-	err = sl_pin_root_ensure(pin_root, &created);
-	if (err)
-		return err;
+	if (!err)
+		err = sync_adm_cfg(pin_root, opts, cgid);
+	if (!err)
+		err = sync_fp_cfg(pin_root, opts);
+	if (!err)
+		err = sync_excluded_ports(pin_root, opts);
+	if (!err)
+		err = sl_fp_sync_local_addrs(pin_root);
+	if (!err && opts->sidecar_cgroup)
+		err = attach_sidecar_sockops(pin_root, opts->sidecar_cgroup, cgid);
+	return err;
+}
 
-	err = check_layout(pin_root, cgpath, 0);
-	if (err)
-		return err;
-	/* Runtime settings (ports, addresses) are re-applied on every start. */
-	err = reuse_pinned(pin_root, cgid, cgpath);
-	if (err != -ENOENT) {
-		if (!err)
-			err = check_layout(pin_root, cgpath, 1);
-		if (!err)
-			err = sync_adm_cfg(pin_root, opts, cgid);
-		if (!err)
-			err = sync_fp_cfg(pin_root, opts);
-		if (!err)
-			err = sync_excluded_ports(pin_root, opts);
-		if (!err)
-			err = sl_fp_sync_local_addrs(pin_root);
-		if (!err && opts->sidecar_cgroup)
-			err = attach_sidecar_sockops(pin_root, opts->sidecar_cgroup,
-						     cgid);
-		return err;
-	}
-	drop_partial_pins(pin_root);
+/* Open and load the programs, their maps sized and pinned under pin_root
+ * (reusing what is pinned there already).
+ */
+static int load(const char *pin_root, struct fastpath_bpf **out)
+{
+	struct fastpath_bpf *skel = fastpath_bpf__open();
+	int err;
 
-	skel = fastpath_bpf__open();
 	if (!skel) {
 		err = -errno;
 		pr_warn("cannot open the BPF object: %s\n", strerror(-err));
@@ -704,7 +690,7 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 	sl_obj_size_maps(skel->obj, pin_root);
 	err = sl_obj_pin_maps(skel->obj, pin_root, 0);
 	if (err)
-		goto out;
+		goto fail;
 	if (!backlog_supported())
 		pr_warn("this kernel's psock has no msg_tot_len (before 6.15): "
 			"a slow reader's backlog is not bounded\n");
@@ -713,51 +699,47 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 		pr_warn("loading the BPF programs failed: %s (a map pinned under %s "
 			"from another build? `sidelane detach --pin-root %s`)\n",
 			strerror(-err), pin_root, pin_root);
-		goto out;
+		goto fail;
 	}
+	*out = skel;
+	return 0;
+fail:
+	fastpath_bpf__destroy(skel);
+	return err;
+}
 
-	cg_fd = open(cgpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (cg_fd < 0) {
-		err = -errno;
-		goto out;
-	}
-	err = check_conflicts(cg_fd, cgpath);
-	if (err)
-		goto out;
+/* sk_msg first: a socket gets the map's programs when it is inserted, so
+ * the verdict program must be there before sockops inserts any. Then
+ * sockops on the cgroup (its link pinned), setsockopt and the download's
+ * verdict (not fatal), and the host's addresses.
+ */
+static int attach_programs(struct fastpath_bpf *skel, const char *pin_root,
+			   int cg_fd, const char *cgpath)
+{
+	struct bpf_link *link;
+	char path[PATH_MAX];
+	int err;
 
-	/* Maps are pinned by now: settings first, so no socket is inserted
-	 * before an exclusion is in force.
-	 */
-	err = sync_excluded_ports(pin_root, opts);
-	if (!err)
-		err = sync_adm_cfg(pin_root, opts, cgid);
-	if (!err)
-		err = sync_fp_cfg(pin_root, opts);
-	if (err)
-		goto out;
-
-	/* sk_msg first: a socket gets the map's programs when it is inserted,
-	 * so the verdict program must be there before sockops inserts any.
-	 */
 	err = attach_sk_msg(skel, pin_root);
 	if (err) {
 		pr_warn("attaching sk_msg to the sockhash failed: %s\n",
 			strerror(-err));
-		goto out;
+		return err;
 	}
 	link = bpf_program__attach_cgroup(skel->progs.sl_sockops, cg_fd);
 	if (!link) {
 		err = -errno;
 		pr_warn("attaching sockops to %s failed: %s\n", cgpath,
 			strerror(-err));
-		goto out_sk_msg;
+		return err;
 	}
 	err = sl_pin_path(path, sizeof(path), pin_root, SL_PIN_LINK_SOCKOPS);
 	if (!err)
 		err = bpf_link__pin(link, path);
+	bpf_link__destroy(link); /* closes our fd; the pin keeps the link */
 	if (err) {
 		pr_warn("pinning %s failed: %s\n", path, strerror(-err));
-		goto out_sk_msg;
+		return err;
 	}
 	attach_setsockopt(skel, pin_root, cg_fd); /* logs; not fatal */
 	attach_sk_skb(skel, pin_root);
@@ -765,26 +747,66 @@ int sl_fp_attach(const struct sl_fp_opts *opts)
 	if (err)
 		pr_warn("reading the host's addresses failed: %s; only loopback "
 			"peers are accelerated\n", strerror(-err));
-	err = 0;
-	if (opts->sidecar_cgroup) {
-		err = attach_sidecar_sockops(pin_root, opts->sidecar_cgroup, cgid);
-		if (err)
-			goto out_sk_msg;
-	}
-	pr_info("fast path attached to %s, pinned under %s\n", cgpath, pin_root);
-	goto out;
+	return 0;
+}
 
-out_sk_msg:
+int sl_fp_attach(const struct sl_fp_opts *opts)
+{
+	const char *pin_root = opts->pin_root ?: SL_PIN_ROOT_DEFAULT;
+	struct fastpath_bpf *skel = NULL;
+	int cg_fd = -1, created = 0, err;
+	char cgpath[PATH_MAX];
+	uint64_t cgid;
+
+	err = sl_cgroup_resolve(opts->cgroup, cgpath, sizeof(cgpath));
+	if (!err)
+		err = sl_cgroup_id(cgpath, &cgid);
+	if (!err)
+		err = sl_pin_root_ensure(pin_root, &created);
+	if (!err)
+		err = check_layout(pin_root, cgpath, 0);
+	if (err)
+		return err;
+	err = reuse_pinned(pin_root, cgid, cgpath);
+	if (err != -ENOENT)
+		return err ?: restart(pin_root, opts, cgid, cgpath);
 	drop_partial_pins(pin_root);
+	err = load(pin_root, &skel);
+	if (err)
+		goto out;
+	cg_fd = open(cgpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cg_fd < 0) {
+		err = -errno;
+		goto out;
+	}
+	err = check_conflicts(cg_fd, cgpath);
+	/* Maps are pinned by now: settings first, so no socket is inserted
+	 * before an exclusion is in force.
+	 */
+	if (!err)
+		err = sync_excluded_ports(pin_root, opts);
+	if (!err)
+		err = sync_adm_cfg(pin_root, opts, cgid);
+	if (!err)
+		err = sync_fp_cfg(pin_root, opts);
+	if (err)
+		goto out;
+	err = attach_programs(skel, pin_root, cg_fd, cgpath);
+	if (!err && opts->sidecar_cgroup)
+		err = attach_sidecar_sockops(pin_root, opts->sidecar_cgroup, cgid);
+	if (err)
+		drop_partial_pins(pin_root);
+	else
+		pr_info("fast path attached to %s, pinned under %s\n", cgpath,
+			pin_root);
 out:
-	bpf_link__destroy(link); /* closes our fd; the pin keeps the link */
 	if (cg_fd >= 0)
 		close(cg_fd);
 	fastpath_bpf__destroy(skel);
-	/* A failed first attach leaves nothing behind; maps that were pinned
-	 * before this call (and their counters) stay.
+	/* A failed first attach leaves nothing behind (a folder we made holds
+	 * only what it pinned); maps pinned before this call (and their
+	 * counters) stay.
 	 */
-	/* a folder we made holds only what this attach pinned */
 	if (err && created && !sl_fp_detach_links(pin_root) &&
 	    !sl_fp_unpin_maps(pin_root))
 		rmdir(pin_root);

@@ -932,178 +932,151 @@ static int reap(pid_t pid, bool kill_now)
 	return -ETIMEDOUT;
 }
 
-int sl_selftest_run(struct sl_selftest_result *r)
-{
-	__u64 t0 = now_ms(), t_fork = 0, deadline;
-	struct fastpath_bpf *skel = NULL;
-	struct bpf_link *sockops = NULL;
-	char cgroup[PATH_MAX] = "";
-	int cg_fd = -1, msg_link = -1, prog_attached = 0, pipefd[2] = { -1, -1 };
-	struct st_verdict v = {};
-	struct sl_counters cnt;
-	const char *const *name;
-	__u32 n_inherited = 0, qflags = 0;
-	int err, status = 0;
-	bool timed_out;
-	pid_t pid = -1;
+/* What one run holds; run_release() gives it all back. */
+struct st_run {
+	char cgroup[PATH_MAX]; /* "" until made */
+	int cg_fd;
+	struct fastpath_bpf *skel;
+	struct bpf_link *sockops;
+	int msg_link; /* sk_msg's sockmap link, or -1 */
+	bool prog_attached; /* sk_msg attached to the map instead */
+};
 
-	memset(r, 0, sizeof(*r));
-	err = make_cgroup(cgroup, sizeof(cgroup));
+/* A throwaway cgroup with a private copy of the programs on it: no pin
+ * paths, so nothing under a bpffs is reused or created, and small maps.
+ */
+static int run_setup(struct st_run *s, struct sl_selftest_result *r)
+{
+	struct sl_adm_cfg adm = { .mode = SL_APP_ALL };
+	__u32 n_inherited = 0, qflags = 0, zero = 0;
+	int err;
+
+	err = make_cgroup(s->cgroup, sizeof(s->cgroup));
 	if (err) {
 		set_why(r, "", "cannot create a cgroup for the self-test: %s",
 			err == -ENOENT ? "no cgroup v2 mount" : strerror(-err));
-		cgroup[0] = '\0';
-		goto out;
+		s->cgroup[0] = '\0';
+		return err;
 	}
-	cg_fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (cg_fd < 0) {
+	s->cg_fd = open(s->cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->cg_fd < 0) {
 		err = -errno;
-		set_why(r, "", "open %s: %s", cgroup, strerror(-err));
-		goto out;
+		set_why(r, "", "open %s: %s", s->cgroup, strerror(-err));
+		return err;
 	}
 	/* Programs of the ancestors run on the test's sockets too (after
 	 * ours); only a count for the log.
 	 */
-	if (!bpf_prog_query(cg_fd, BPF_CGROUP_SOCK_OPS, BPF_F_QUERY_EFFECTIVE,
+	if (!bpf_prog_query(s->cg_fd, BPF_CGROUP_SOCK_OPS, BPF_F_QUERY_EFFECTIVE,
 			    &qflags, NULL, &n_inherited))
 		r->inherited_sockops = n_inherited;
-
-	/* A private copy: no pin paths, so nothing under a bpffs is reused
-	 * or created, and small maps.
-	 */
-	skel = fastpath_bpf__open();
-	if (!skel) {
+	s->skel = fastpath_bpf__open();
+	if (!s->skel) {
 		err = -errno;
 		set_why(r, "", "opening the BPF object: %s", strerror(-err));
-		goto out;
+		return err;
 	}
-	bpf_map__set_max_entries(skel->maps.sl_sockhash, ST_MAP_ENTRIES);
-	bpf_map__set_max_entries(skel->maps.sl_conns, ST_MAP_ENTRIES);
-	bpf_map__set_max_entries(skel->maps.sl_sk_by_key, ST_MAP_ENTRIES);
-	err = fastpath_bpf__load(skel);
+	bpf_map__set_max_entries(s->skel->maps.sl_sockhash, ST_MAP_ENTRIES);
+	bpf_map__set_max_entries(s->skel->maps.sl_conns, ST_MAP_ENTRIES);
+	bpf_map__set_max_entries(s->skel->maps.sl_sk_by_key, ST_MAP_ENTRIES);
+	err = fastpath_bpf__load(s->skel);
 	if (err) {
 		set_why(r, "", "loading the fast path programs: %s", strerror(-err));
-		goto out;
+		return err;
 	}
-	r->prog_ids[0] = prog_id(bpf_program__fd(skel->progs.sl_sockops));
-	r->prog_ids[1] = prog_id(bpf_program__fd(skel->progs.sl_sk_msg));
-	r->sockhash_id = map_id(bpf_map__fd(skel->maps.sl_sockhash));
+	r->prog_ids[0] = prog_id(bpf_program__fd(s->skel->progs.sl_sockops));
+	r->prog_ids[1] = prog_id(bpf_program__fd(s->skel->progs.sl_sk_msg));
+	r->sockhash_id = map_id(bpf_map__fd(s->skel->maps.sl_sockhash));
 	/* The checks pair two sockets of one cgroup, both ways: the all
 	 * mode of admission (the product's default admits no such pair).
 	 */
-	{
-		struct sl_adm_cfg adm = { .mode = SL_APP_ALL };
-		__u32 zero = 0;
-
-		if (bpf_map_update_elem(bpf_map__fd(skel->maps.sl_adm_cfg),
-					&zero, &adm, BPF_ANY)) {
-			err = -errno;
-			set_why(r, "", "setting the private admission mode: %s",
-				strerror(-err));
-			goto out;
-		}
+	if (bpf_map_update_elem(bpf_map__fd(s->skel->maps.sl_adm_cfg), &zero,
+				&adm, BPF_ANY)) {
+		err = -errno;
+		set_why(r, "", "setting the private admission mode: %s",
+			strerror(-err));
+		return err;
 	}
-
 	/* sk_msg on the private sockhash before any socket gets in, as
-	 * sl_fp_attach() does: a sockmap link (6.10+), else BPF_PROG_ATTACH.
+	 * sl_fp_attach() does.
 	 */
-	err = sl_map_prog_attach(bpf_program__fd(skel->progs.sl_sk_msg),
-				 bpf_map__fd(skel->maps.sl_sockhash),
-				 BPF_SK_MSG_VERDICT, &msg_link);
+	err = sl_map_prog_attach(bpf_program__fd(s->skel->progs.sl_sk_msg),
+				 bpf_map__fd(s->skel->maps.sl_sockhash),
+				 BPF_SK_MSG_VERDICT, &s->msg_link);
 	if (err) {
 		set_why(r, "", "attaching sk_msg to the sockhash: %s",
 			strerror(-err));
-		goto out;
+		return err;
 	}
-	if (msg_link >= 0) {
-		r->sk_msg_link = 1;
-		r->link_ids[1] = link_id(msg_link);
-	} else {
-		prog_attached = 1;
-	}
-	sockops = bpf_program__attach_cgroup(skel->progs.sl_sockops, cg_fd);
-	if (!sockops) {
+	r->sk_msg_link = s->msg_link >= 0;
+	s->prog_attached = s->msg_link < 0;
+	if (s->msg_link >= 0)
+		r->link_ids[1] = link_id(s->msg_link);
+	s->sockops = bpf_program__attach_cgroup(s->skel->progs.sl_sockops,
+						s->cg_fd);
+	if (!s->sockops) {
 		err = -errno;
-		set_why(r, "", "attaching sockops to %s: %s", cgroup,
+		set_why(r, "", "attaching sockops to %s: %s", s->cgroup,
 			strerror(-err));
-		goto out;
+		return err;
 	}
-	r->link_ids[0] = link_id(bpf_link__fd(sockops));
+	r->link_ids[0] = link_id(bpf_link__fd(s->sockops));
+	return 0;
+}
 
-	if (pipe2(pipefd, O_CLOEXEC)) {
-		err = -errno;
-		set_why(r, "", "pipe: %s", strerror(-err));
-		goto out;
-	}
-	t_fork = now_ms();
-	pid = fork();
-	if (pid < 0) {
-		err = -errno;
-		set_why(r, "", "fork: %s", strerror(-err));
-		goto out;
-	}
-	if (pid == 0) {
-		struct st_ctx x = {
-			.out = pipefd[1],
-			.conns_fd = bpf_map__fd(skel->maps.sl_conns),
-			.fp_cfg_fd = bpf_map__fd(skel->maps.sl_fp_cfg),
-			.deadline = now_ms() + SL_SELFTEST_BUDGET_MS,
-			.c = -1,
-			.s = -1,
-		};
+/* What the child reported, and how it ended, into r; the parent's own
+ * check is the private counters. 0 or -errno (the test could not run).
+ */
+static int judge(struct st_run *s, const struct st_verdict *v, int status,
+		 bool timed_out, struct sl_selftest_result *r)
+{
+	const char *const *name;
+	struct sl_counters cnt;
+	int err;
 
-		close(pipefd[0]);
-		child_main(&x, cgroup);
+	if (v->error) {
+		set_why(r, "", "self-test child: %s", v->why);
+		return -v->error;
 	}
-	close(pipefd[1]);
-	pipefd[1] = -1;
-	deadline = t_fork + SL_SELFTEST_BUDGET_MS + ST_GRACE_MS;
-	timed_out = read_verdict(pipefd[0], deadline, &v) == -ETIMEDOUT;
-	status = reap(pid, timed_out);
-	pid = -1;
-	r->checks_ms = now_ms() - t_fork;
-	err = 0;
-	if (v.error) {
-		err = -v.error;
-		set_why(r, "", "self-test child: %s", v.why);
-	} else if (v.failed) {
-		set_why(r, v.fail_check, "%s", v.why);
-	} else if (!v.done) {
+	if (v->failed) {
+		set_why(r, v->fail_check, "%s", v->why);
+		return 0;
+	}
+	if (!v->done) {
 		/* hung in a check (and killed), crashed, or gone */
-		const char *at = v.running[0] ? v.running : "start";
+		const char *at = v->running[0] ? v->running : "start";
 
 		if (timed_out)
-			set_why(r, v.running, "%s: no result within %d ms (hung)",
+			set_why(r, v->running, "%s: no result within %d ms (hung)",
 				at, SL_SELFTEST_BUDGET_MS);
 		else if (status >= 0 && WIFSIGNALED(status))
-			set_why(r, v.running, "%s: the test process died of signal %d",
+			set_why(r, v->running, "%s: the test process died of signal %d",
 				at, WTERMSIG(status));
 		else
-			set_why(r, v.running, "%s: the test process ended without a verdict",
+			set_why(r, v->running, "%s: the test process ended without a verdict",
 				at);
-	} else {
-		/* The parent's own check: the private counters. */
-		r->msgs = v.msgs;
-		r->kernel = v.kernel;
-		r->probe_fionread = v.probe_fionread;
-		err = sl_percpu_sum_u64(bpf_map__fd(skel->maps.sl_counters), 0,
-					&cnt, sizeof(cnt));
-		if (err) {
-			set_why(r, "", "reading the counters: %s", strerror(-err));
-			goto out;
-		}
-		r->redirected = cnt.redirect_ok;
-		r->ok = 1;
-		if (cnt.redirect_ok < v.msgs)
-			set_why(r, "redirect",
-				"sk_msg redirected %llu of %llu messages (%llu took TCP)",
-				(unsigned long long)cnt.redirect_ok, v.msgs,
-				(unsigned long long)cnt.pass_plain);
-		else if (force_hits("redirect", false))
-			set_why(r, "redirect",
-				"sk_msg redirected every message: passed, failed on purpose (%s=%s)",
-				SL_SELFTEST_ENV_FAIL, forced());
+		return 0;
 	}
+	r->msgs = v->msgs;
+	r->kernel = v->kernel;
+	r->probe_fionread = v->probe_fionread;
+	err = sl_percpu_sum_u64(bpf_map__fd(s->skel->maps.sl_counters), 0, &cnt,
+				sizeof(cnt));
+	if (err) {
+		set_why(r, "", "reading the counters: %s", strerror(-err));
+		return err;
+	}
+	r->redirected = cnt.redirect_ok;
+	r->ok = 1;
+	if (cnt.redirect_ok < v->msgs)
+		set_why(r, "redirect",
+			"sk_msg redirected %llu of %llu messages (%llu took TCP)",
+			(unsigned long long)cnt.redirect_ok, v->msgs,
+			(unsigned long long)cnt.pass_plain);
+	else if (force_hits("redirect", false))
+		set_why(r, "redirect",
+			"sk_msg redirected every message: passed, failed on purpose (%s=%s)",
+			SL_SELFTEST_ENV_FAIL, forced());
 	/* A misspelt test hook must not pass silently. */
 	if (r->ok && forced()) {
 		for (name = sl_selftest_checks; *name; name++)
@@ -1113,32 +1086,80 @@ int sl_selftest_run(struct sl_selftest_result *r)
 			set_why(r, "", "%s=%s names no check", SL_SELFTEST_ENV_FAIL,
 				forced());
 	}
-out:
-	if (pid > 0)
-		reap(pid, true);
-	if (pipefd[0] >= 0)
+	return 0;
+}
+
+/* The checks run in a child in the cgroup (child_main()), which reports
+ * through a pipe; a hung or crashed child is a failed test, not ours.
+ */
+static int run_checks(struct st_run *s, struct sl_selftest_result *r)
+{
+	int pipefd[2], status, err;
+	struct st_verdict v = {};
+	__u64 t_fork;
+	bool timed_out;
+	pid_t pid;
+
+	if (pipe2(pipefd, O_CLOEXEC)) {
+		err = -errno;
+		set_why(r, "", "pipe: %s", strerror(-err));
+		return err;
+	}
+	t_fork = now_ms();
+	pid = fork();
+	if (pid < 0) {
+		err = -errno;
+		set_why(r, "", "fork: %s", strerror(-err));
 		close(pipefd[0]);
-	if (pipefd[1] >= 0)
 		close(pipefd[1]);
-	bpf_link__destroy(sockops);
-	if (msg_link >= 0)
-		close(msg_link);
-	if (prog_attached)
-		bpf_prog_detach2(bpf_program__fd(skel->progs.sl_sk_msg),
-				 bpf_map__fd(skel->maps.sl_sockhash),
+		return err;
+	}
+	if (pid == 0) {
+		struct st_ctx x = {
+			.out = pipefd[1],
+			.conns_fd = bpf_map__fd(s->skel->maps.sl_conns),
+			.fp_cfg_fd = bpf_map__fd(s->skel->maps.sl_fp_cfg),
+			.deadline = now_ms() + SL_SELFTEST_BUDGET_MS,
+			.c = -1,
+			.s = -1,
+		};
+
+		close(pipefd[0]);
+		child_main(&x, s->cgroup);
+	}
+	close(pipefd[1]);
+	timed_out = read_verdict(pipefd[0], t_fork + SL_SELFTEST_BUDGET_MS +
+						    ST_GRACE_MS, &v) == -ETIMEDOUT;
+	close(pipefd[0]);
+	status = reap(pid, timed_out);
+	r->checks_ms = now_ms() - t_fork;
+	return judge(s, &v, status, timed_out, r);
+}
+
+static void run_release(struct st_run *s)
+{
+	bpf_link__destroy(s->sockops);
+	if (s->msg_link >= 0)
+		close(s->msg_link);
+	if (s->prog_attached)
+		bpf_prog_detach2(bpf_program__fd(s->skel->progs.sl_sk_msg),
+				 bpf_map__fd(s->skel->maps.sl_sockhash),
 				 BPF_SK_MSG_VERDICT);
-	fastpath_bpf__destroy(skel);
-	if (cg_fd >= 0)
-		close(cg_fd);
-	if (cgroup[0]) {
+	fastpath_bpf__destroy(s->skel);
+	if (s->cg_fd >= 0)
+		close(s->cg_fd);
+	if (s->cgroup[0]) {
 		/* a just-reaped child may still be leaving it */
-		int e = sl_cgroup_remove(cgroup, 20, 500);
+		int e = sl_cgroup_remove(s->cgroup, 20, 500);
 
 		if (e)
 			pr_warn("self-test: cannot remove its cgroup %s: %s\n",
-				cgroup, strerror(-e));
+				s->cgroup, strerror(-e));
 	}
-	r->elapsed_ms = now_ms() - t0;
+}
+
+static void log_result(const struct sl_selftest_result *r, int err)
+{
 	if (r->inherited_sockops)
 		pr_info("self-test: %u sock_ops program(s) of parent cgroups also "
 			"ran on its sockets\n", r->inherited_sockops);
@@ -1151,11 +1172,26 @@ out:
 			"FIONREAD %d for 1000 bytes: this kernel %s FIONREAD\n",
 			r->probe_fionread,
 			r->kernel & SL_KERNEL_TCP_FIONREAD ? "keeps" : "changes");
-	}
-	else if (err)
+	} else if (err) {
 		pr_warn("self-test could not run: %s\n", r->why);
-	else
+	} else {
 		pr_warn("self-test failed (%s): %s\n", r->check[0] ? r->check : "-",
 			r->why);
+	}
+}
+
+int sl_selftest_run(struct sl_selftest_result *r)
+{
+	struct st_run s = { .cg_fd = -1, .msg_link = -1 };
+	__u64 t0 = now_ms();
+	int err;
+
+	memset(r, 0, sizeof(*r));
+	err = run_setup(&s, r);
+	if (!err)
+		err = run_checks(&s, r);
+	run_release(&s);
+	r->elapsed_ms = now_ms() - t0;
+	log_result(r, err);
 	return err;
 }

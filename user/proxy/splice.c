@@ -227,12 +227,97 @@ static bool down_attached(const char *pin_root)
 	return true;
 }
 
+/* This worker's part of sl_splice (fd): a contiguous range of the slots,
+ * so no lock on the data path, and only the pages of that range mapped (a
+ * page at either end may be shared with a neighbour, which writes only its
+ * own slots there).
+ */
+static int map_part(struct sl_splicer *sp, int fd, unsigned int part,
+		    unsigned int nparts)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	size_t page, off, start;
+	uint64_t n;
+
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) || !info.max_entries)
+		return -EINVAL;
+	n = info.max_entries;
+	sp->lo = (uint32_t)(n * part / nparts);
+	sp->hi = (uint32_t)(n * (part + 1) / nparts);
+	sp->free = calloc(sp->hi - sp->lo + 1, sizeof(*sp->free));
+	if (!sp->free)
+		return -ENOMEM;
+	if (sp->hi == sp->lo)
+		return 0;
+	page = (size_t)sysconf(_SC_PAGESIZE);
+	off = (size_t)sp->lo * sizeof(*sp->slots);
+	start = off / page * page;
+	sp->map_len = (size_t)sp->hi * sizeof(*sp->slots) - start;
+	sp->map = mmap(NULL, sp->map_len, PROT_READ | PROT_WRITE, MAP_SHARED,
+		       fd, (off_t)start);
+	if (sp->map == MAP_FAILED) {
+		sp->map = NULL;
+		return -errno;
+	}
+	sp->slots = (struct sl_splice_slot *)((char *)sp->map + (off - start));
+	return 0;
+}
+
+/* What the pinned settings say: sk_msg pushes nothing (redirect off), or
+ * no app socket can be admitted (no per-connection look-up then).
+ */
+static void read_modes(struct sl_splicer *sp, const char *pin_root)
+{
+	struct sl_adm_cfg adm;
+	struct sl_fp_cfg cfg;
+	__u32 zero = 0;
+	int fd;
+
+	fd = sl_pin_open(pin_root, SL_MAP_FP_CFG);
+	if (fd >= 0) {
+		sp->redirect_off = !bpf_map_lookup_elem(fd, &zero, &cfg) &&
+				   cfg.redirect_off;
+		close(fd);
+	}
+	fd = sl_pin_open(pin_root, SL_MAP_ADM_CFG);
+	if (fd >= 0) {
+		sp->none_admitted =
+			!bpf_map_lookup_elem(fd, &zero, &adm) &&
+			(adm.mode == SL_APP_NONE ||
+			 (adm.mode == SL_APP_SAFE &&
+			  !(adm.kernel & SL_KERNEL_TCP_FIONREAD)));
+		close(fd);
+	}
+}
+
+/* The download half's maps, when its verdict is attached; else both -1 (the
+ * proxy relays that half).
+ */
+static void open_down(struct sl_splicer *sp, const char *pin_root)
+{
+	sp->down_fd = sp->down_idx_fd = -1;
+	if (!down_attached(pin_root))
+		return;
+	sp->down_fd = sl_pin_open(pin_root, SL_MAP_DOWN);
+	sp->down_idx_fd = sl_pin_open(pin_root, SL_MAP_DOWN_IDX);
+	if (sp->down_fd >= 0 && sp->down_idx_fd >= 0)
+		return;
+	if (sp->down_fd >= 0)
+		close(sp->down_fd);
+	if (sp->down_idx_fd >= 0)
+		close(sp->down_idx_fd);
+	sp->down_fd = sp->down_idx_fd = -1;
+}
+
 int sl_splicer_open(const char *pin_root, unsigned int part,
 		    unsigned int nparts, struct sl_splicer **out)
 {
 	struct sl_splicer *sp;
+	struct sl_sock_key key;
+	__u64 cookie;
 	int fd, err;
-	uint32_t i, n_slots;
+	uint32_t i;
 
 	*out = NULL;
 	sp = calloc(1, sizeof(*sp));
@@ -241,98 +326,28 @@ int sl_splicer_open(const char *pin_root, unsigned int part,
 	sp->relay_fd = sl_pin_open(pin_root, SL_MAP_RELAY);
 	sp->idx_fd = sl_pin_open(pin_root, SL_MAP_SPLICE_IDX);
 	sp->conns_fd = sl_pin_open(pin_root, SL_MAP_CONNS);
-	sp->down_fd = sp->down_idx_fd = -1;
-	if (down_attached(pin_root)) {
-		sp->down_fd = sl_pin_open(pin_root, SL_MAP_DOWN);
-		sp->down_idx_fd = sl_pin_open(pin_root, SL_MAP_DOWN_IDX);
-		if (sp->down_fd < 0 || sp->down_idx_fd < 0) {
-			if (sp->down_fd >= 0)
-				close(sp->down_fd);
-			if (sp->down_idx_fd >= 0)
-				close(sp->down_idx_fd);
-			sp->down_fd = sp->down_idx_fd = -1;
-		}
-	}
+	open_down(sp, pin_root);
 	fd = sl_pin_open(pin_root, SL_MAP_SPLICE);
 	err = sp->relay_fd < 0 ? sp->relay_fd :
 	      sp->idx_fd < 0	 ? sp->idx_fd :
 	      sp->conns_fd < 0	 ? sp->conns_fd :
 				   fd;
-	if (err < 0)
+	if (err < 0) {
+		if (fd >= 0)
+			close(fd);
 		goto fail;
-	{
-		struct bpf_map_info info = {};
-		__u32 len = sizeof(info);
-
-		if (bpf_obj_get_info_by_fd(fd, &info, &len) || !info.max_entries) {
-			err = -EINVAL;
-			close(fd);
-			goto fail;
-		}
-		n_slots = info.max_entries;
 	}
-	/* Each proxy worker owns a contiguous part of the slots: no lock on
-	 * the data path, and it maps only the pages of its part (a page at
-	 * either end may be shared with a neighbour, which writes only its
-	 * own slots there).
-	 */
-	sp->lo = (uint32_t)((uint64_t)n_slots * part / nparts);
-	sp->hi = (uint32_t)((uint64_t)n_slots * (part + 1) / nparts);
-	if (sp->hi > sp->lo) {
-		size_t page = (size_t)sysconf(_SC_PAGESIZE);
-		size_t off = (size_t)sp->lo * sizeof(*sp->slots);
-		size_t start = off / page * page;
-
-		sp->map_len = (size_t)sp->hi * sizeof(*sp->slots) - start;
-		sp->map = mmap(NULL, sp->map_len, PROT_READ | PROT_WRITE,
-			       MAP_SHARED, fd, (off_t)start);
-		if (sp->map == MAP_FAILED) {
-			sp->map = NULL;
-			err = -errno;
-			close(fd);
-			goto fail;
-		}
-		sp->slots = (struct sl_splice_slot *)((char *)sp->map +
-						       (off - start));
-	}
+	err = map_part(sp, fd, part, nparts);
 	close(fd);
-	sp->free = calloc(sp->hi - sp->lo + 1, sizeof(*sp->free));
-	if (!sp->free) {
-		err = -ENOMEM;
+	if (err)
 		goto fail;
-	}
-	fd = sl_pin_open(pin_root, SL_MAP_FP_CFG);
-	if (fd >= 0) {
-		struct sl_fp_cfg cfg;
-		__u32 zero = 0;
-
-		sp->redirect_off = !bpf_map_lookup_elem(fd, &zero, &cfg) &&
-				   cfg.redirect_off;
-		close(fd);
-	}
-	fd = sl_pin_open(pin_root, SL_MAP_ADM_CFG);
-	if (fd >= 0) {
-		struct sl_adm_cfg adm;
-		__u32 zero = 0;
-
-		sp->none_admitted =
-			!bpf_map_lookup_elem(fd, &zero, &adm) &&
-			(adm.mode == SL_APP_NONE ||
-			 (adm.mode == SL_APP_SAFE &&
-			  !(adm.kernel & SL_KERNEL_TCP_FIONREAD)));
-		close(fd);
-	}
+	read_modes(sp, pin_root);
 	/* A restart: what an earlier process spliced died with its sockets
 	 * (closed with it, reset by SO_LINGER {1, 0}); its entries are stale.
 	 */
-	{
-		struct sl_sock_key key;
-		__u64 cookie;
-
-		if (!part) {
-			clear_idx(sp->idx_fd, &key);
-			clear_idx(sp->down_idx_fd, &cookie);
-		}
+	if (!part) {
+		clear_idx(sp->idx_fd, &key);
+		clear_idx(sp->down_idx_fd, &cookie);
 	}
 	/* Lowest first, as the stack pops. */
 	for (i = sp->hi; i-- > sp->lo;) {

@@ -490,152 +490,211 @@ static void asn1_time_str(const ASN1_TIME *t, char *buf, size_t len)
  * the file and the reason. td: the trust domain it must be in ("" = take the
  * one of the cert, written back). 0 or -errno.
  */
+/* The parsed PEM files of one material. */
+struct pems {
+	X509 *leaf;
+	STACK_OF(X509) *chain; /* intermediates */
+	EVP_PKEY *pkey;
+	X509_STORE *store; /* the CA bundle */
+};
+
+static void pems_free(struct pems *p)
+{
+	X509_STORE_free(p->store);
+	EVP_PKEY_free(p->pkey);
+	sk_X509_pop_free(p->chain, X509_free);
+	X509_free(p->leaf);
+}
+
+/* Parse the three files' bytes; the key must match the certificate. 0 or
+ * -errno, *bad the file at fault and why what is wrong with it.
+ */
+static int pems_parse(char *const files[F_NR], char *const buf[F_NR],
+		      const size_t len[F_NR], struct pems *p, int *bad,
+		      char *why, size_t wl)
+{
+	char ossl[SL_TLS_ERR_MAX - 32]; /* room for the words around it */
+	BIO *bio;
+	int n, err = 0;
+
+	/* cert: leaf, then intermediates */
+	*bad = F_CERT;
+	bio = BIO_new_mem_buf(buf[F_CERT], (int)len[F_CERT]);
+	p->chain = sk_X509_new_null();
+	if (!bio || !p->chain) {
+		err = -ENOMEM;
+		goto out;
+	}
+	p->leaf = PEM_read_bio_X509(bio, NULL, no_pass, NULL);
+	if (!p->leaf || pem_certs(bio, p->chain, NULL, &n))
+		goto unparseable;
+	BIO_free(bio);
+	*bad = F_KEY;
+	bio = BIO_new_mem_buf(buf[F_KEY], (int)len[F_KEY]);
+	if (!bio) {
+		err = -ENOMEM;
+		goto out;
+	}
+	p->pkey = PEM_read_bio_PrivateKey(bio, NULL, no_pass, NULL);
+	if (!p->pkey)
+		goto unparseable;
+	BIO_free(bio);
+	*bad = F_CA;
+	bio = BIO_new_mem_buf(buf[F_CA], (int)len[F_CA]);
+	p->store = X509_STORE_new();
+	if (!bio || !p->store) {
+		err = -ENOMEM;
+		goto out;
+	}
+	if (pem_certs(bio, NULL, p->store, &n))
+		goto unparseable;
+	if (!n) {
+		snprintf(why, wl, "no certificate in it");
+		err = -EINVAL;
+		goto out;
+	}
+	if (X509_check_private_key(p->leaf, p->pkey) != 1) {
+		ERR_clear_error();
+		*bad = F_KEY;
+		snprintf(why, wl, "does not match the certificate in %s",
+			 files[F_CERT]);
+		err = -EKEYREJECTED;
+	}
+	goto out;
+unparseable:
+	drain_errors(ossl, sizeof(ossl));
+	snprintf(why, wl, "unparseable: %s", ossl);
+	err = -EINVAL;
+out:
+	if (err == -ENOMEM)
+		snprintf(why, wl, "out of memory");
+	BIO_free(bio);
+	return err;
+}
+
+/* Our own chain must verify against the bundle, now: an expired or
+ * foreign certificate is refused at load, not at the first handshake.
+ */
+static int chain_verify(const struct pems *p, char *const files[F_NR],
+			char *why, size_t wl)
+{
+	X509_STORE_CTX *xs = X509_STORE_CTX_new();
+	int e, depth, err = 0;
+	char when[64];
+	X509 *cur;
+
+	if (!xs || !X509_STORE_CTX_init(xs, p->store, p->leaf, p->chain)) {
+		snprintf(why, wl, "out of memory");
+		err = -ENOMEM;
+		goto out;
+	}
+	if (X509_verify_cert(xs) == 1)
+		goto out;
+	e = X509_STORE_CTX_get_error(xs);
+	depth = X509_STORE_CTX_get_error_depth(xs);
+	cur = X509_STORE_CTX_get_current_cert(xs);
+	if (!cur)
+		cur = p->leaf;
+	ERR_clear_error();
+	err = -EKEYREJECTED;
+	if (e == X509_V_ERR_CERT_HAS_EXPIRED ||
+	    e == X509_V_ERR_CERT_NOT_YET_VALID) {
+		bool exp = e == X509_V_ERR_CERT_HAS_EXPIRED;
+
+		asn1_time_str(exp ? X509_get0_notAfter(cur) :
+				    X509_get0_notBefore(cur),
+			      when, sizeof(when));
+		snprintf(why, wl, "%s%s (%s %s)",
+			 depth ? "a certificate of the chain " : "",
+			 exp ? "expired" : "not yet valid",
+			 exp ? "notAfter" : "notBefore", when);
+		err = -EKEYEXPIRED;
+	} else if (e == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+		   e == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
+		   e == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
+		   e == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
+		   e == X509_V_ERR_CERT_SIGNATURE_FAILURE) {
+		snprintf(why, wl, "not signed by a CA in %s (%s)", files[F_CA],
+			 X509_verify_cert_error_string(e));
+	} else {
+		snprintf(why, wl, "does not verify against %s: %s (depth %d)",
+			 files[F_CA], X509_verify_cert_error_string(e), depth);
+	}
+out:
+	X509_STORE_CTX_free(xs);
+	return err;
+}
+
 static int material_load(char *const files[F_NR], struct sl_tls_ctx *ctx,
 			 char *td, size_t tdlen, struct material **out,
 			 char *err, size_t errlen)
 {
-	char *buf[F_NR] = {}, why[SL_TLS_ERR_MAX] = "", when[64];
+	char *buf[F_NR] = {}, why[SL_TLS_ERR_MAX] = "";
 	char ossl[SL_TLS_ERR_MAX] = ""; /* OpenSSL's errors, or the identity's */
-	size_t len[F_NR] = {};
-	STACK_OF(X509) *chain = NULL;
-	X509_STORE_CTX *xs = NULL;
-	X509_STORE *store = NULL;
-	struct material *m = NULL;
-	EVP_PKEY *pkey = NULL;
-	X509 *leaf = NULL;
-	int err_code = 0, bad = F_CERT, i, n, vr;
 	char own_td[SL_SPIFFE_TD_MAX + 1], *id = NULL;
-	BIO *bio = NULL;
-
-#define FAIL(file, code, ...)                                                  \
-	do {                                                                   \
-		bad = (file);                                                  \
-		err_code = (code);                                             \
-		snprintf(why, sizeof(why), __VA_ARGS__);                       \
-		goto out;                                                      \
-	} while (0)
+	size_t len[F_NR] = {};
+	struct material *m = NULL;
+	struct pems p = {};
+	int err_code = 0, bad = F_CERT, i;
 
 	ERR_clear_error();
 	m = calloc(1, sizeof(*m));
-	if (!m)
-		FAIL(F_CERT, -ENOMEM, "out of memory");
-	for (i = 0; i < F_NR; i++) {
-		int r = read_file(files[i], &buf[i], &len[i], &m->st[i]);
-
-		if (r)
-			FAIL(i, r, "%s", strerror(-r));
+	if (!m) {
+		err_code = -ENOMEM;
+		snprintf(why, sizeof(why), "out of memory");
+		goto out;
 	}
-
-	/* cert: leaf, then intermediates */
-	bio = BIO_new_mem_buf(buf[F_CERT], (int)len[F_CERT]);
-	chain = sk_X509_new_null();
-	if (!bio || !chain)
-		FAIL(F_CERT, -ENOMEM, "out of memory");
-	leaf = PEM_read_bio_X509(bio, NULL, no_pass, NULL);
-	if (!leaf || pem_certs(bio, chain, NULL, &n)) {
-		drain_errors(ossl, sizeof(ossl));
-		FAIL(F_CERT, -EINVAL, "unparseable: %s", ossl);
-	}
-	BIO_free(bio);
-
-	bio = BIO_new_mem_buf(buf[F_KEY], (int)len[F_KEY]);
-	if (!bio)
-		FAIL(F_KEY, -ENOMEM, "out of memory");
-	pkey = PEM_read_bio_PrivateKey(bio, NULL, no_pass, NULL);
-	if (!pkey) {
-		drain_errors(ossl, sizeof(ossl));
-		FAIL(F_KEY, -EINVAL, "unparseable: %s", ossl);
-	}
-	BIO_free(bio);
-
-	bio = BIO_new_mem_buf(buf[F_CA], (int)len[F_CA]);
-	store = X509_STORE_new();
-	if (!bio || !store)
-		FAIL(F_CA, -ENOMEM, "out of memory");
-	if (pem_certs(bio, NULL, store, &n)) {
-		drain_errors(ossl, sizeof(ossl));
-		FAIL(F_CA, -EINVAL, "unparseable: %s", ossl);
-	}
-	if (!n)
-		FAIL(F_CA, -EINVAL, "no certificate in it");
-
-	if (X509_check_private_key(leaf, pkey) != 1) {
-		ERR_clear_error();
-		FAIL(F_KEY, -EKEYREJECTED, "does not match the certificate in %s",
-		     files[F_CERT]);
-	}
-
-	/* our own chain must verify against the bundle, now */
-	xs = X509_STORE_CTX_new();
-	if (!xs || !X509_STORE_CTX_init(xs, store, leaf, chain))
-		FAIL(F_CERT, -ENOMEM, "out of memory");
-	vr = X509_verify_cert(xs);
-	if (vr != 1) {
-		int e = X509_STORE_CTX_get_error(xs);
-		int depth = X509_STORE_CTX_get_error_depth(xs);
-		X509 *cur = X509_STORE_CTX_get_current_cert(xs);
-
-		ERR_clear_error();
-		if (e == X509_V_ERR_CERT_HAS_EXPIRED ||
-		    e == X509_V_ERR_CERT_NOT_YET_VALID) {
-			bool exp = e == X509_V_ERR_CERT_HAS_EXPIRED;
-
-			asn1_time_str(exp ? X509_get0_notAfter(cur ? cur : leaf) :
-					    X509_get0_notBefore(cur ? cur : leaf),
-				      when, sizeof(when));
-			FAIL(F_CERT, -EKEYEXPIRED, "%s%s (%s %s)",
-			     depth ? "a certificate of the chain " : "",
-			     exp ? "expired" : "not yet valid",
-			     exp ? "notAfter" : "notBefore", when);
+	for (i = 0; i < F_NR && !err_code; i++) {
+		err_code = read_file(files[i], &buf[i], &len[i], &m->st[i]);
+		if (err_code) {
+			bad = i;
+			snprintf(why, sizeof(why), "%s", strerror(-err_code));
 		}
-		if (e == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
-		    e == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
-		    e == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
-		    e == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
-		    e == X509_V_ERR_CERT_SIGNATURE_FAILURE)
-			FAIL(F_CERT, -EKEYREJECTED, "not signed by a CA in %s (%s)",
-			     files[F_CA], X509_verify_cert_error_string(e));
-		FAIL(F_CERT, -EKEYREJECTED,
-		     "does not verify against %s: %s (depth %d)", files[F_CA],
-		     X509_verify_cert_error_string(e), depth);
 	}
-
-	switch (cert_identity(leaf, *td ? td : NULL, &id, ossl, sizeof(ossl))) {
+	if (!err_code)
+		err_code = pems_parse(files, buf, len, &p, &bad, why, sizeof(why));
+	if (!err_code) {
+		bad = F_CERT;
+		err_code = chain_verify(&p, files, why, sizeof(why));
+	}
+	if (err_code)
+		goto out;
+	switch (cert_identity(p.leaf, *td ? td : NULL, &id, ossl, sizeof(ossl))) {
 	case SL_TLS_FAIL_NONE:
 		break;
 	case SL_TLS_FAIL_TRUST_DOMAIN:
-		FAIL(F_CERT, -EINVAL, "wrong trust domain: %s", ossl);
+		err_code = -EINVAL;
+		snprintf(why, sizeof(why), "wrong trust domain: %s", ossl);
+		goto out;
 	default:
-		FAIL(F_CERT, -EINVAL, "no SPIFFE ID: %s", ossl);
+		err_code = -EINVAL;
+		snprintf(why, sizeof(why), "no SPIFFE ID: %s", ossl);
+		goto out;
 	}
 	snprintf(m->id, sizeof(m->id), "%s", id);
 	if (!*td) {
 		sl_spiffe_parse(id, own_td, sizeof(own_td));
 		snprintf(td, tdlen, "%s", own_td);
 	}
-
-	m->client = ssl_ctx_new(ctx, SL_TLS_CLIENT, leaf, chain, pkey, store);
-	m->server = m->client ? ssl_ctx_new(ctx, SL_TLS_SERVER, leaf, chain,
-					    pkey, store) :
+	m->client = ssl_ctx_new(ctx, SL_TLS_CLIENT, p.leaf, p.chain, p.pkey,
+				p.store);
+	m->server = m->client ? ssl_ctx_new(ctx, SL_TLS_SERVER, p.leaf, p.chain,
+					    p.pkey, p.store) :
 				NULL;
 	if (!m->server) {
 		drain_errors(ossl, sizeof(ossl));
-		FAIL(F_CERT, -EINVAL, "OpenSSL refused it: %s", ossl);
+		err_code = -EINVAL;
+		snprintf(why, sizeof(why), "OpenSSL refused it: %s", ossl);
+		goto out;
 	}
 	*out = m;
 	m = NULL;
 out:
-#undef FAIL
 	if (err_code)
 		snprintf(err, errlen, "%s %s: %s", file_kind[bad], files[bad],
 			 why);
 	free(id);
-	X509_STORE_CTX_free(xs);
-	X509_STORE_free(store);
-	EVP_PKEY_free(pkey);
-	sk_X509_pop_free(chain, X509_free);
-	X509_free(leaf);
-	BIO_free(bio);
+	pems_free(&p);
 	material_free(m);
 	for (i = 0; i < F_NR; i++)
 		free(buf[i]);
