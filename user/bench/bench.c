@@ -456,9 +456,9 @@ interrupted:
 		goto out;
 
 	if (o.json)
-		print_json(&o, acc, accel_ok, inherited);
+		results_json(&o, acc, accel_ok, inherited);
 	else
-		print_table(&o);
+		results_table(&o);
 	if (o.plot_dir && bench_plot(&o))
 		ret = 1;
 	ret = o.suite == SUITE_FASTPATH ? report_fastpath(&o, acc, accel_ok) :

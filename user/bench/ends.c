@@ -343,8 +343,8 @@ out:
  * connections until the parent says stop (conn).
  */
 int run_server(const struct workload *wl, struct sockaddr_in sa,
-		      int port_pipe, struct side_result *r,
-		      struct bench_shm *shm)
+	       int port_pipe, struct side_result *r,
+	       struct bench_shm *shm)
 {
 	socklen_t salen = sizeof(sa);
 	int lfd, one = 1;
@@ -381,7 +381,7 @@ int run_server(const struct workload *wl, struct sockaddr_in sa,
 }
 
 int client_connect(struct sockaddr_in sa, int nodelay,
-			  struct side_result *r)
+		   struct side_result *r)
 {
 	socklen_t len = sizeof(int);
 	int fd, err = 0;
@@ -609,8 +609,8 @@ static int duplex_check(const char *in, size_t n, uint64_t at, uint64_t *want,
  * Every byte of the echo is checked (duplex_fill).
  */
 int run_client_duplex(const struct workload *wl, struct sockaddr_in dst,
-			     uint64_t warmup_ns, uint64_t dur_ns,
-			     struct bench_shm *shm)
+		      uint64_t warmup_ns, uint64_t dur_ns,
+		      struct bench_shm *shm)
 {
 	struct side_result *r = &shm->client;
 	uint64_t t, measure = 0, end, warm = 0, sent = 0, got = 0, bad, from;
@@ -693,8 +693,8 @@ int run_client_duplex(const struct workload *wl, struct sockaddr_in dst,
 }
 
 int run_client_stream(const struct workload *wl, struct sockaddr_in dst,
-			     uint64_t warmup_ns, uint64_t dur_ns,
-			     struct bench_shm *shm)
+		      uint64_t warmup_ns, uint64_t dur_ns,
+		      struct bench_shm *shm)
 {
 	struct side_result *r = &shm->client;
 	uint64_t t, measure = 0, end, warm_bytes = 0, sent = 0, total;
@@ -794,8 +794,8 @@ static int conn_client(int idx, void *arg)
  * response.
  */
 int run_client_loops(const struct workload *wl, struct sockaddr_in dst,
-			    uint64_t warmup_ns, uint64_t dur_ns,
-			    struct bench_shm *shm)
+		     uint64_t warmup_ns, uint64_t dur_ns,
+		     struct bench_shm *shm)
 {
 	struct worker_args a = { .wl = wl, .dst = dst, .shm = shm };
 	const struct tx_count *c;

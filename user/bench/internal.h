@@ -438,7 +438,9 @@ struct sl_sidecar {
 	"  listen: \"\"\n"                                                     \
 	"  drain_timeout_ms: 0\n"
 
-/* setup.c: clean-up, cgroups and the in-process modes, evidence a mode carried its traffic */
+/* setup.c: clean-up, cgroups and the in-process modes, evidence a mode
+ * carried its traffic
+ */
 void kill_children(void);
 int bench_sh(const char *fmt, ...);
 void bench_cleanup(void);
@@ -457,19 +459,19 @@ int read_accel(enum mode m, struct accel *a);
 int side_fail(struct side_result *r, int err, const char *what);
 int enter_cgroup(const char *cgroup);
 int run_server(const struct workload *wl, struct sockaddr_in sa,
-		      int port_pipe, struct side_result *r,
-		      struct bench_shm *shm);
+	       int port_pipe, struct side_result *r,
+	       struct bench_shm *shm);
 int client_connect(struct sockaddr_in sa, int nodelay,
-			  struct side_result *r);
+		   struct side_result *r);
 int run_client_duplex(const struct workload *wl, struct sockaddr_in dst,
-			     uint64_t warmup_ns, uint64_t dur_ns,
-			     struct bench_shm *shm);
+		      uint64_t warmup_ns, uint64_t dur_ns,
+		      struct bench_shm *shm);
 int run_client_stream(const struct workload *wl, struct sockaddr_in dst,
-			     uint64_t warmup_ns, uint64_t dur_ns,
-			     struct bench_shm *shm);
+		      uint64_t warmup_ns, uint64_t dur_ns,
+		      struct bench_shm *shm);
 int run_client_loops(const struct workload *wl, struct sockaddr_in dst,
-			    uint64_t warmup_ns, uint64_t dur_ns,
-			    struct bench_shm *shm);
+		     uint64_t warmup_ns, uint64_t dur_ns,
+		     struct bench_shm *shm);
 
 /* relays.c: --suite sidecar and tls: the namespace, starting relays */
 struct sockaddr_in addr_in(const char *ip, uint16_t port);
@@ -481,14 +483,14 @@ int tcp_ready(const void *ctx);
 int start_sidelane(const struct sl_sidecar *sc);
 int find_bin(const char *name, char *buf, size_t len, int mode);
 int start_haproxy_proc(enum mode m, enum proc p, unsigned int nbthread,
-			      const char *bind, const char *server);
+		       const char *bind, const char *server);
 int start_haproxy(enum mode m);
 extern const struct sl_sidecar sidecar_sl, sidecar_relay;
 int start_proc(enum proc p, const char *bin, char *const argv[],
-		      int deathsig, int (*ready)(const void *), const void *ctx);
+	       int deathsig, int (*ready)(const void *), const void *ctx);
 int start_sidelane_proc(enum proc p, enum cg app, const char *pin_root,
-			       int *attached, int (*ready)(const void *),
-			       const void *ctx);
+			int *attached, int (*ready)(const void *),
+			const void *ctx);
 
 /* tlspair.c: --suite tls: certificates and the three pairs */
 int relays_setup(const struct bench_opts *o);
@@ -496,7 +498,7 @@ int relays_alive(enum mode m);
 
 /* measure.c: one measurement (parent) */
 int bench_measure(enum mode m, const struct workload *wl,
-		   const struct bench_opts *o, struct measurement *out);
+		  const struct bench_opts *o, struct measurement *out);
 extern double cdf_q[BENCH_CDF_POINTS];
 /* latency quantiles summed over the rounds, and how many rounds */
 extern double cdf_sum[NR_WORKLOADS][NR_MODES][BENCH_CDF_POINTS];
@@ -504,10 +506,10 @@ extern unsigned int cdf_n[NR_WORKLOADS][NR_MODES];
 
 /* results.c: tables, JSON and charts */
 double *bench_res(size_t w, int m, int k, unsigned int r);
-void print_table(const struct bench_opts *o);
+void results_table(const struct bench_opts *o);
 int bench_plot(const struct bench_opts *o);
-void print_json(const struct bench_opts *o, const struct accel *acc,
-		       const int *accel_ok, int inherited);
+void results_json(const struct bench_opts *o, const struct accel *acc,
+		const int *accel_ok, int inherited);
 extern double *results;
 extern unsigned int res_rounds;
 

@@ -153,7 +153,7 @@ static double relays_rss_mib(enum mode m, pid_t client, uint64_t at)
 }
 
 int bench_measure(enum mode m, const struct workload *wl,
-		   const struct bench_opts *o, struct measurement *out)
+		  const struct bench_opts *o, struct measurement *out)
 {
 	uint64_t dur_ns = o->duration_ms * 1000000ull;
 	uint64_t warm_ms = o->duration_ms / 5 < BENCH_WARMUP_MAX_MS ?

@@ -249,7 +249,7 @@ static int wait_ready(pid_t *pid, const char *what, const char *log,
  * to <tmpdir>/<p>.log; ready when ready(ctx) says 0.
  */
 int start_proc(enum proc p, const char *bin, char *const argv[],
-		      int deathsig, int (*ready)(const void *), const void *ctx)
+	       int deathsig, int (*ready)(const void *), const void *ctx)
 {
 	char log[PATH_MAX];
 	pid_t pid;
@@ -290,8 +290,8 @@ static int sidelane_ready(const void *ctx)
  * (*attached: we detach it, the run leaves its pins on SIGTERM).
  */
 int start_sidelane_proc(enum proc p, enum cg app, const char *pin_root,
-			       int *attached, int (*ready)(const void *),
-			       const void *ctx)
+			int *attached, int (*ready)(const void *),
+			const void *ctx)
 {
 	char cfg[PATH_MAX];
 	char *argv[] = { "sidelane", "run", "--config", cfg, "--cgroup",
@@ -405,7 +405,7 @@ int find_bin(const char *name, char *buf, size_t len, int mode)
  * session and thread counts; bind and server are the rest of those lines.
  */
 int start_haproxy_proc(enum mode m, enum proc p, unsigned int nbthread,
-			      const char *bind, const char *server)
+		       const char *bind, const char *server)
 {
 	char bin[PATH_MAX], cfg[PATH_MAX], sock[PATH_MAX], threads[32] = "";
 	char *argv[] = { "haproxy", "-db", "-f", cfg, NULL };

@@ -74,7 +74,7 @@ static const char *cmdline(char *buf, size_t len)
 	return buf;
 }
 
-void print_table(const struct bench_opts *o)
+void results_table(const struct bench_opts *o)
 {
 	const struct suite_desc *su = &suites[o->suite];
 	char v[32], cmd[1024];
@@ -302,8 +302,8 @@ int bench_plot(const struct bench_opts *o)
 	return err;
 }
 
-void print_json(const struct bench_opts *o, const struct accel *acc,
-		       const int *accel_ok, int inherited)
+void results_json(const struct bench_opts *o, const struct accel *acc,
+		const int *accel_ok, int inherited)
 {
 	static const char *const kind_name[] = { "rr", "stream", "conn" };
 	const struct suite_desc *su = &suites[o->suite];

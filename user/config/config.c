@@ -414,7 +414,9 @@ static int apply_proxy(struct doc *d, const struct raw_proxy *r,
 	return err;
 }
 
-/* A SPIFFE ID pattern: "*", an exact ID, or an ID prefix ending in a slash and a star. */
+/* A SPIFFE ID pattern: "*", an exact ID, or an ID prefix ending in a slash
+ * and a star.
+ */
 static int id_pattern_check(const char *s, const char **why)
 {
 	char buf[SL_CFG_ID_LEN];

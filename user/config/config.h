@@ -165,7 +165,9 @@ extern const char sl_config_default_yaml[];
  */
 int sl_config_load(const char *path, struct sl_config *cfg, char *err,
 		   size_t errlen);
-/* Same for a policy file (the `rules:`/`default:` document of `policy load`). */
+/* Same for a policy file (the `rules:`/`default:` document of `policy
+ * load`).
+ */
 int sl_policy_load(const char *path, struct sl_policy *pol, char *err,
 		   size_t errlen);
 /* inbound.identities for a client: the first rule whose ports hold port

@@ -109,7 +109,9 @@ unsigned int doc_line(const struct doc *d, const char *path)
 	}
 }
 
-/* Line of the last node at path (a repeated key is reported where it repeats). */
+/* Line of the last node at path (a repeated key is reported where it
+ * repeats).
+ */
 static unsigned int doc_last_line(const struct doc *d, const char *path)
 {
 	size_t i;

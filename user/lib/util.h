@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-/* Parse a whole string as an unsigned decimal in [min, max]. 0 or -EINVAL/-ERANGE. */
+/* Parse a whole string as an unsigned decimal in [min, max]. 0 or
+ * -EINVAL/-ERANGE.
+ */
 int sl_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
 /* Parse "80,443,8080" into ports[] (at most max, each 1..65535, no repeats).

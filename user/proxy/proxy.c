@@ -32,261 +32,18 @@
  *   freed memory.
  * - A side that resets does not take down what it sent before: the other
  *   side still gets it, then the RST (conn_drain), as a direct peer would.
+ *
+ * Files: this one is the connection's state machine (sockets, teardown,
+ * the spliced download's gate, relay, TLS handshakes, connecting upstream,
+ * timers); accept.c starts a connection, resolve.c resolves ambassador
+ * names, buf.c owns the buffers, worker.c the workers, their listeners and
+ * loops and the public functions, splice.c the hand-off to the kernel.
+ * internal.h is what they share.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <malloc.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <pthread.h>
-#include <sched.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-#include <time.h>
-#include <unistd.h>
-#include <linux/netfilter_ipv4.h> /* SO_ORIGINAL_DST */
-#include <linux/netfilter_ipv6/ip6_tables.h> /* IP6T_SO_ORIGINAL_DST */
-#include <linux/sockios.h> /* SIOCOUTQNSD */
-#include "lib/addr.h"
-#include "lib/json.h"
-#include "lib/log.h"
-#include "proxy/proxy.h"
-#include "tls/tls.h"
-#include "lib/accesslog.h"
-#include "lib/cgroup.h"
-#include "proxy/splice_user.h"
-#include "lib/util.h"
+#include "proxy/internal.h"
 
-#define SL_TICK_MS 100 /* longest epoll_wait: *stop and timers */
-#define SL_EPOLL_BATCH 256
-#define SL_ACCEPT_BATCH 64 /* accepts per listener event */
-#define SL_ACCEPT_PAUSE_MS 100 /* after EMFILE/ENFILE/ENOMEM */
-#define SL_ACCEPT_WARN_MS 10000 /* at most one such warning in this long */
-#define SL_MAX_ADDRS 8 /* upstream candidates per connection */
-#define SL_RESOLVERS 2 /* resolver threads, only if a name needs them */
-#define SL_DEFAULT_BUFFER (64 * 1024)
-#define SL_BUF_POOL 32 /* empty buffers a worker keeps for reuse */
-#define SL_TRIM_IDLE_MS 1000 /* no connection this long: memory back */
-
-const char *const sl_close_reason_name[SL_CLOSE_NR] = {
-	[SL_CLOSE_DONE] = "done",
-	[SL_CLOSE_NO_ORIG_DST] = "no-orig-dst",
-	[SL_CLOSE_DENIED] = "denied",
-	[SL_CLOSE_LOOP] = "loop",
-	[SL_CLOSE_CONNECT_FAILED] = "connect-failed",
-	[SL_CLOSE_CONNECT_TIMEOUT] = "connect-timeout",
-	[SL_CLOSE_IDLE_TIMEOUT] = "idle-timeout",
-	[SL_CLOSE_RESET] = "reset",
-	[SL_CLOSE_RESOLVE_FAILED] = "resolve-failed",
-	[SL_CLOSE_TOO_MANY] = "too-many",
-	[SL_CLOSE_SHUTDOWN] = "shutdown",
-	[SL_CLOSE_TLS_FAILED] = "tls-failed",
-	[SL_CLOSE_TLS_TIMEOUT] = "tls-timeout",
-	[SL_CLOSE_IDENTITY] = "identity-denied",
-};
-
-/* What an epoll event's data.ptr points at: each of these starts with it. */
-enum ep_tag { TAG_LISTENER, TAG_SIDE, TAG_RESOLVER };
-
-struct sl_addrs {
-	unsigned int n;
-	struct sockaddr_storage a[SL_MAX_ADDRS];
-	socklen_t len[SL_MAX_ADDRS];
-};
-
-struct sl_listener {
-	enum ep_tag tag;
-	int fd;
-	bool transparent;
-	/* inbound: peers of other hosts; TLS terminated when configured, then
-	 * relayed to the app on loopback at app_port, or (sk_lookup steering)
-	 * at the port the peer dialed
-	 */
-	bool inbound;
-	struct sockaddr_storage addr; /* bound address (port filled in) */
-	socklen_t addrlen;
-	/* ambassador only */
-	char host[256];
-	uint16_t port;
-	bool numeric; /* up holds the address; else resolve per connection */
-	struct sl_addrs up;
-};
-
-/* One direction's bytes in flight: a ring of size bytes, its memory taken
- * from the worker when bytes arrive and given back when it is empty (data
- * NULL): an idle or spliced connection holds no buffer.
- */
-struct sl_buf {
-	char *data;
-	size_t size, head, len;
-};
-
-struct sl_conn;
-
-/* One socket of a connection. */
-struct sl_side {
-	enum ep_tag tag;
-	int fd; /* -1 when not open */
-	uint32_t armed; /* events registered */
-	bool registered;
-	bool rd_eof; /* read returned 0, or nothing is left of a failed side */
-	bool fin; /* rd_eof from a FIN the peer sent before any failure */
-	bool wr_shut; /* we sent shutdown(SHUT_WR) */
-	bool lowat; /* TCP_NOTSENT_LOWAT 1: EPOLLOUT means "all sent" */
-	int err; /* it failed (RST, EPIPE, ...): the errno; out of epoll */
-	struct sl_conn *c;
-	/* TLS sides: what the last read / write / close_notify asked to wait
-	 * for (EPOLLIN or EPOLLOUT; 0: the natural one)
-	 */
-	struct sl_tls_conn *tls;
-	uint32_t rd_want, wr_want, sh_want;
-};
-
-/* ST_HANDSHAKE: c->hs runs its TLS handshake; inbound before the upstream
- * connect (nothing reaches the app unauthenticated), outbound after it.
- */
-enum conn_state {
-	ST_RESOLVING,
-	ST_CONNECTING,
-	ST_HANDSHAKE,
-	ST_RELAY,
-	ST_DEAD
-};
-enum { T_CONNECT, T_IDLE, T_HANDSHAKE, T_NR }; /* timer lists */
-
-struct sl_resolve;
-
-/* A connection: both sockets, a buffer per direction, its state. */
-struct sl_conn {
-	struct sl_side app, up;
-	struct sl_buf to_up, to_app;
-	enum conn_state state;
-	enum sl_close_reason reason;
-	uint64_t t_start, t_last; /* ms, monotonic */
-	/* both include what the kernel moved, added at the end */
-	uint64_t bytes_up, bytes_down;
-	/* spliced: what sk_msg pushed, and what it sent the relay's way
-	 * while spliced (user/proxy/splice.c); read at the end
-	 */
-	struct sl_splice_slot sp_counts;
-	struct sl_conn *prev, *next; /* in a timer list, or the dead list */
-	int tlist; /* T_CONNECT, T_IDLE or -1 */
-	struct sl_listener *l;
-	struct sockaddr_storage peer;
-	socklen_t peerlen;
-	struct sl_addrs dst; /* the original destination, or the upstream's */
-	unsigned int dst_i; /* next candidate of dst to try */
-	uint32_t rule_id; /* policy rule that decided (0: default) */
-	struct sl_resolve *res; /* pending resolution */
-	struct sl_side *failed; /* the side that failed first, or NULL */
-	struct sl_side *hs; /* the side in ST_HANDSHAKE */
-	uint64_t t_hs; /* ms, handshake start */
-	uint64_t t_conn; /* ms, start of the connect phase (T_CONNECT) */
-	const struct sl_mesh_dst *mesh; /* outbound mTLS to this destination */
-	uint16_t app_port; /* inbound: the app port (host order) */
-	/* both halves in the kernel (user/proxy/splice.c), or why not */
-	struct sl_splice sp;
-	enum sl_splice_result sp_result;
-	bool sp_tried;
-	/* in p->down_waiters: redirected bytes are still on their way into
-	 * app.fd, and what the proxy would write, shut or reset there waits
-	 */
-	bool down_waiting;
-	struct sl_conn *wnext;
-};
-
-struct sl_list {
-	struct sl_conn *head, *tail;
-};
-
-/* A name to resolve for a connection; owned by the resolver lists. */
-struct sl_resolve {
-	struct sl_resolve *next;
-	struct sl_conn *c; /* loop thread only; NULL once the conn ended */
-	const char *host;
-	uint16_t port;
-	int gai_err;
-	struct sl_addrs out;
-};
-
-struct sl_worker {
-	struct sl_proxy *grp;
-	unsigned int idx; /* 0: binds first, reloads the TLS files */
-	const struct sl_worker *first; /* workers > 0: whose addresses to join */
-	bool reuseport; /* more than one worker */
-	pthread_t th;
-	int err; /* what its loop returned */
-	int epfd;
-	struct sl_listener *ls;
-	unsigned int n_ls;
-	unsigned int connect_ms, idle_ms, max_conns;
-	size_t bufsz;
-	uint32_t mark;
-	bool mark_warned;
-	sl_policy_check_fn check;
-	void *check_ctx;
-	uint64_t now;
-	struct sl_list timers[T_NR], dead;
-	bool accept_paused;
-	uint64_t accept_resume;
-	uint64_t accept_warned, accept_pauses; /* rate of the warning */
-	/* drain: listeners closed, open connections get until drain_end */
-	unsigned int drain_ms;
-	int drain_req; /* set by sl_proxy_drain() from any thread */
-	bool draining;
-	uint64_t drain_end;
-	struct sl_proxy_stats st; /* written by the loop, read by anyone */
-	char *pool[SL_BUF_POOL]; /* empty buffers of bufsz bytes */
-	unsigned int n_pool;
-	uint64_t idle_since; /* ms: no connection open since (0: some are) */
-	struct sl_alog *alog; /* access log (NULL: none) */
-	struct sl_splicer *splicer; /* NULL: the splice maps are not pinned */
-	bool splice; /* proxy.splice */
-	struct sl_conn *down_waiters; /* see sl_conn.down_waiting */
-	/* TLS (NULL: none); copies of the config parts it needs */
-	struct sl_tls_ctx *tls;
-	unsigned int hs_ms, reload_ms;
-	uint64_t reload_at;
-	volatile sig_atomic_t *reload_now;
-	unsigned int n_mesh, n_ids;
-	struct sl_mesh_dst *mesh;
-	struct sl_id_rule_cfg *ids;
-	enum sl_action id_default;
-	uint16_t app_port; /* inbound listener mode */
-	struct {
-		enum ep_tag tag;
-		int efd; /* eventfd: results are waiting in done */
-		pthread_mutex_t mu;
-		pthread_cond_t cv;
-		pthread_t th[SL_RESOLVERS];
-		unsigned int n_th;
-		bool quit;
-		struct sl_resolve *todo, *todo_tail, *done;
-	} rs;
-};
-
-/* The workers; what the public functions take. */
-struct sl_proxy {
-	unsigned int n;
-	struct sl_worker **w;
-	volatile sig_atomic_t *stop;
-	int fatal; /* a loop failed: every worker stops */
-	uint64_t active; /* open connections of all workers: proxy.max_conns */
-};
-
-#define STAT_ADD(p, f, v) __atomic_fetch_add(&(p)->st.f, (v), __ATOMIC_RELAXED)
-#define STAT_SUB(p, f, v) __atomic_fetch_sub(&(p)->st.f, (v), __ATOMIC_RELAXED)
-
-static uint64_t now_ms(void)
+uint64_t now_ms(void)
 {
 	struct timespec ts;
 
@@ -294,8 +51,8 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static bool sa_eq(const struct sockaddr_storage *a,
-		  const struct sockaddr_storage *b)
+bool sa_eq(const struct sockaddr_storage *a,
+	   const struct sockaddr_storage *b)
 {
 	uint8_t ia[16], ib[16];
 	uint16_t pa, pb;
@@ -306,8 +63,8 @@ static bool sa_eq(const struct sockaddr_storage *a,
 }
 
 /* Is dst one of our own listeners? Relaying there would loop forever. */
-static bool is_own_listener(const struct sl_worker *p,
-			    const struct sockaddr_storage *dst)
+bool is_own_listener(const struct sl_worker *p,
+		     const struct sockaddr_storage *dst)
 {
 	unsigned int i;
 
@@ -343,7 +100,7 @@ static void list_del(struct sl_list *l, struct sl_conn *c)
 	c->prev = c->next = NULL;
 }
 
-static void timer_set(struct sl_worker *p, struct sl_conn *c, int which)
+void timer_set(struct sl_worker *p, struct sl_conn *c, int which)
 {
 	if (c->tlist >= 0)
 		list_del(&p->timers[c->tlist], c);
@@ -362,151 +119,6 @@ static void conn_touch(struct sl_worker *p, struct sl_conn *c)
 		timer_set(p, c, T_IDLE);
 }
 
-/* ---- buffers ---- */
-
-static int buf_take(struct sl_worker *p, struct sl_buf *b)
-{
-	if (b->data)
-		return 0;
-	b->data = p->n_pool ? p->pool[--p->n_pool] : malloc(p->bufsz);
-	b->head = 0;
-	return b->data ? 0 : -ENOMEM;
-}
-
-static void buf_give(struct sl_worker *p, struct sl_buf *b)
-{
-	if (!b->data || b->len)
-		return;
-	if (p->n_pool < SL_BUF_POOL)
-		p->pool[p->n_pool++] = b->data;
-	else
-		free(b->data);
-	b->data = NULL;
-	b->head = 0;
-}
-
-/* Nothing open for SL_TRIM_IDLE_MS: the pool and what malloc keeps of
- * freed buffers go back to the system, so RSS returns to its idle size.
- */
-static void buf_trim(struct sl_worker *p)
-{
-	if (p->st.active) {
-		p->idle_since = 0;
-		return;
-	}
-	if (!p->idle_since) {
-		p->idle_since = p->now;
-		return;
-	}
-	if (p->idle_since == UINT64_MAX ||
-	    p->now - p->idle_since < SL_TRIM_IDLE_MS)
-		return;
-	while (p->n_pool)
-		free(p->pool[--p->n_pool]);
-	malloc_trim(0);
-	p->idle_since = UINT64_MAX; /* done until a connection comes */
-}
-
-/* Read from fd into the free part of b. What read(2) returns. */
-static ssize_t buf_read(struct sl_buf *b, int fd)
-{
-	size_t tail = (b->head + b->len) % b->size, room = b->size - b->len;
-	size_t first = room < b->size - tail ? room : b->size - tail;
-	struct iovec iov[2] = { { b->data + tail, first },
-				{ b->data, room - first } };
-	ssize_t n;
-
-	n = readv(fd, iov, room > first ? 2 : 1);
-	if (n > 0)
-		b->len += n;
-	return n;
-}
-
-/* Write b's bytes to fd (no SIGPIPE). What send(2) returns. */
-static ssize_t buf_write(struct sl_buf *b, int fd)
-{
-	size_t first = b->len < b->size - b->head ? b->len : b->size - b->head;
-	struct iovec iov[2] = { { b->data + b->head, first },
-				{ b->data, b->len - first } };
-	struct msghdr msg = { .msg_iov = iov,
-			      .msg_iovlen = b->len > first ? 2 : 1 };
-	ssize_t n;
-
-	n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-	if (n > 0) {
-		b->head = (b->head + n) % b->size;
-		b->len -= n;
-		if (!b->len)
-			b->head = 0; /* next read lands in one piece */
-	}
-	return n;
-}
-
-/* The same for a TLS side, one record call on the contiguous part: bytes
- * moved, 0 for close_notify, or -1 with errno EAGAIN (s->rd_want/wr_want
- * say which event to wait for) or EPROTO (fatal; already logged).
- */
-static ssize_t tls_io_result(enum sl_tls_io r, size_t n, uint32_t *want)
-{
-	*want = 0;
-	switch (r) {
-	case SL_TLS_OK:
-		return (ssize_t)n;
-	case SL_TLS_EOF:
-		return 0;
-	case SL_TLS_WANT_READ:
-	case SL_TLS_WANT_WRITE:
-		*want = r == SL_TLS_WANT_READ ? EPOLLIN : EPOLLOUT;
-		errno = EAGAIN;
-		return -1;
-	default:
-		errno = EPROTO;
-		return -1;
-	}
-}
-
-static ssize_t tls_buf_read(struct sl_buf *b, struct sl_side *s)
-{
-	size_t tail = (b->head + b->len) % b->size, room = b->size - b->len;
-	size_t first = room < b->size - tail ? room : b->size - tail, n = 0;
-	enum sl_tls_io r;
-	ssize_t ret;
-
-	r = sl_tls_read(s->tls, b->data + tail, first, &n);
-	ret = tls_io_result(r, n, &s->rd_want);
-	if (ret > 0)
-		b->len += ret;
-	return ret;
-}
-
-/* A write retried after a WANT passes the same front bytes, as OpenSSL
- * requires; the second part of a wrapped ring goes in a second record.
- */
-static ssize_t tls_buf_write(struct sl_buf *b, struct sl_side *s)
-{
-	ssize_t ret, done = 0;
-	int i;
-
-	for (i = 0; i < 2 && b->len; i++) {
-		size_t first = b->len < b->size - b->head ? b->len :
-							     b->size - b->head;
-		size_t n = 0;
-
-		enum sl_tls_io r;
-
-		r = sl_tls_write(s->tls, b->data + b->head, first, &n);
-		ret = tls_io_result(r, n, &s->wr_want);
-		if (ret <= 0)
-			return done ? done : -1;
-		b->head = (b->head + ret) % b->size;
-		b->len -= ret;
-		if (!b->len)
-			b->head = 0;
-		done += ret;
-	}
-	return done;
-}
-
 /* ---- sockets ---- */
 
 /* Unread bytes: TCP's close() resets (RFC 2525 2.17), but bytes an app
@@ -522,7 +134,7 @@ static bool has_unread(int fd)
 	return fd >= 0 && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
-static void close_fd(int fd, bool abort)
+void close_fd(int fd, bool abort)
 {
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 
@@ -544,7 +156,7 @@ static int sock_error(int fd)
 	return err;
 }
 
-static void set_nodelay(int fd)
+void set_nodelay(int fd)
 {
 	int one = 1;
 
@@ -558,7 +170,7 @@ static void set_nodelay(int fd)
  * to read) leaves epoll: level-triggered EPOLLHUP would otherwise fire on
  * every wait while the other direction still drains.
  */
-static void side_arm(struct sl_worker *p, struct sl_side *s, uint32_t want)
+void side_arm(struct sl_worker *p, struct sl_side *s, uint32_t want)
 {
 	struct epoll_event ev = { .events = want, .data.ptr = s };
 
@@ -581,6 +193,20 @@ static void side_arm(struct sl_worker *p, struct sl_side *s, uint32_t want)
 	s->armed = want;
 }
 
+/* Accept on every listener (EPOLLIN), or pause them (0). */
+void listeners_arm(struct sl_worker *p, uint32_t events)
+{
+	unsigned int i;
+
+	for (i = 0; i < p->n_ls; i++) {
+		struct epoll_event ev = { .events = events,
+					  .data.ptr = &p->ls[i] };
+
+		if (p->ls[i].fd >= 0)
+			epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->ls[i].fd, &ev);
+	}
+}
+
 /* ---- teardown: the one way a connection ends ---- */
 
 const char *const sl_direction_name[SL_DIR_NR] = {
@@ -589,15 +215,15 @@ const char *const sl_direction_name[SL_DIR_NR] = {
 	[SL_DIR_AMBASSADOR] = "ambassador",
 };
 
-static enum sl_direction dir_of(const struct sl_listener *l)
+enum sl_direction dir_of(const struct sl_listener *l)
 {
 	return l->inbound ? SL_DIR_INBOUND :
 	       l->transparent ? SL_DIR_OUTBOUND :
 				SL_DIR_AMBASSADOR;
 }
 
-static void count_close(struct sl_worker *p, const struct sl_listener *l,
-			enum sl_close_reason reason)
+void count_close(struct sl_worker *p, const struct sl_listener *l,
+		 enum sl_close_reason reason)
 {
 	STAT_ADD(p, closed[reason], 1);
 	STAT_ADD(p, closed_dir[dir_of(l)][reason], 1);
@@ -697,8 +323,8 @@ static void log_relay(struct sl_worker *p, const struct sl_conn *c,
 		sl_alog_write(p->alog, line, (size_t)n);
 }
 
-static void conn_close(struct sl_worker *p, struct sl_conn *c,
-		       enum sl_close_reason reason, const char *why)
+void conn_close(struct sl_worker *p, struct sl_conn *c,
+		enum sl_close_reason reason, const char *why)
 {
 	char peer[64], dst[300];
 	unsigned int last = c->dst_i ? c->dst_i - 1 : 0;
@@ -777,7 +403,7 @@ static void conn_free(struct sl_conn *c)
 	free(c);
 }
 
-static void reap_dead(struct sl_worker *p)
+void reap_dead(struct sl_worker *p)
 {
 	struct sl_conn *c;
 
@@ -1018,7 +644,7 @@ static void conn_drain(struct sl_worker *p, struct sl_conn *c)
 }
 
 /* After any event: pass EOFs on, end a finished connection, re-arm. */
-static void conn_update(struct sl_worker *p, struct sl_conn *c)
+void conn_update(struct sl_worker *p, struct sl_conn *c)
 {
 	struct sl_side *sides[2] = { &c->app, &c->up };
 	int i;
@@ -1088,7 +714,7 @@ static void conn_update(struct sl_worker *p, struct sl_conn *c)
 	}
 }
 
-static void conn_established(struct sl_worker *p, struct sl_conn *c)
+void conn_established(struct sl_worker *p, struct sl_conn *c)
 {
 	c->state = ST_RELAY;
 	c->t_last = p->now;
@@ -1111,7 +737,7 @@ static void conn_established(struct sl_worker *p, struct sl_conn *c)
 	conn_update(p, c);
 }
 
-/* ---- TLS ---- */
+/* ---- TLS: a connection's handshake and identity policy ---- */
 
 /* The mesh entry dst falls in (first match), or NULL: plain TCP. */
 static const struct sl_mesh_dst *mesh_find(const struct sl_worker *p,
@@ -1191,8 +817,6 @@ static bool identity_allowed(struct sl_worker *p, struct sl_conn *c)
 	return false;
 }
 
-static void conn_connect(struct sl_worker *p, struct sl_conn *c);
-
 /* Drive c->hs's handshake one step; once done and allowed, go on: outbound
  * to relay, inbound to connecting the app.
  */
@@ -1233,7 +857,7 @@ static void hs_step(struct sl_worker *p, struct sl_conn *c)
 /* Start a handshake on s (an accepted inbound socket, or a connected
  * upstream to a mesh destination), with its own deadline.
  */
-static void hs_start(struct sl_worker *p, struct sl_conn *c, struct sl_side *s)
+void hs_start(struct sl_worker *p, struct sl_conn *c, struct sl_side *s)
 {
 	char key[64];
 	int err;
@@ -1255,6 +879,8 @@ static void hs_start(struct sl_worker *p, struct sl_conn *c, struct sl_side *s)
 	timer_set(p, c, T_HANDSHAKE);
 	hs_step(p, c);
 }
+
+/* ---- connecting upstream, socket events ---- */
 
 /* The upstream is connected: mTLS first for a mesh destination. */
 static void up_ready(struct sl_worker *p, struct sl_conn *c)
@@ -1281,7 +907,7 @@ static void set_mark(struct sl_worker *p, int fd)
 }
 
 /* Connect to the next candidate of c->dst; on failure try the one after. */
-static void conn_connect(struct sl_worker *p, struct sl_conn *c)
+void conn_connect(struct sl_worker *p, struct sl_conn *c)
 {
 	int err = EHOSTUNREACH;
 
@@ -1338,7 +964,7 @@ static void up_connected(struct sl_worker *p, struct sl_conn *c)
 	conn_close(p, c, SL_CLOSE_CONNECT_FAILED, strerror(err));
 }
 
-static void side_event(struct sl_worker *p, struct sl_side *s, uint32_t ev)
+void side_event(struct sl_worker *p, struct sl_side *s, uint32_t ev)
 {
 	struct sl_conn *c = s->c;
 
@@ -1374,7 +1000,7 @@ static void side_event(struct sl_worker *p, struct sl_side *s, uint32_t ev)
  * the same way): denied candidates are dropped, and with none left the
  * connection ends. Fails closed: any non-zero answer denies.
  */
-static bool dst_allowed(struct sl_worker *p, struct sl_conn *c)
+bool dst_allowed(struct sl_worker *p, struct sl_conn *c)
 {
 	uint32_t rule = 0, denied_rule = 0;
 	unsigned int i, n = 0;
@@ -1406,387 +1032,10 @@ static bool dst_allowed(struct sl_worker *p, struct sl_conn *c)
 	return false;
 }
 
-/* ---- resolver (ambassador names) ---- */
-
-static void resolve_one(struct sl_resolve *r)
-{
-	struct addrinfo hints = { .ai_family = AF_UNSPEC,
-				  .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_NUMERICSERV };
-	struct addrinfo *res = NULL, *ai;
-	char port[8];
-
-	snprintf(port, sizeof(port), "%u", r->port);
-	r->gai_err = getaddrinfo(r->host, port, &hints, &res);
-	if (r->gai_err)
-		return;
-	for (ai = res; ai && r->out.n < SL_MAX_ADDRS; ai = ai->ai_next) {
-		if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
-			continue;
-		memcpy(&r->out.a[r->out.n], ai->ai_addr, ai->ai_addrlen);
-		r->out.len[r->out.n++] = ai->ai_addrlen;
-	}
-	freeaddrinfo(res);
-}
-
-static void *resolver_main(void *arg)
-{
-	struct sl_worker *p = arg;
-	uint64_t one = 1;
-
-	pthread_mutex_lock(&p->rs.mu);
-	for (;;) {
-		struct sl_resolve *r;
-
-		while (!p->rs.todo && !p->rs.quit)
-			pthread_cond_wait(&p->rs.cv, &p->rs.mu);
-		if (p->rs.quit)
-			break;
-		r = p->rs.todo;
-		p->rs.todo = r->next;
-		if (!p->rs.todo)
-			p->rs.todo_tail = NULL;
-		pthread_mutex_unlock(&p->rs.mu);
-
-		resolve_one(r); /* blocking: the reason for this thread */
-
-		pthread_mutex_lock(&p->rs.mu);
-		r->next = p->rs.done;
-		p->rs.done = r;
-		if (write(p->rs.efd, &one, sizeof(one)) < 0)
-			pr_warn("proxy: resolver eventfd: %s\n",
-				strerror(errno));
-	}
-	pthread_mutex_unlock(&p->rs.mu);
-	return NULL;
-}
-
-static int resolve_start(struct sl_worker *p, struct sl_conn *c)
-{
-	struct sl_resolve *r = calloc(1, sizeof(*r));
-
-	if (!r)
-		return -ENOMEM;
-	r->c = c;
-	r->host = c->l->host; /* lives as long as the proxy */
-	r->port = c->l->port;
-	c->res = r;
-	c->state = ST_RESOLVING;
-	pthread_mutex_lock(&p->rs.mu);
-	if (p->rs.todo_tail)
-		p->rs.todo_tail->next = r;
-	else
-		p->rs.todo = r;
-	p->rs.todo_tail = r;
-	pthread_cond_signal(&p->rs.cv);
-	pthread_mutex_unlock(&p->rs.mu);
-	return 0;
-}
-
-/* Answers are in: connect the connections that are still there. */
-static void resolver_event(struct sl_worker *p)
-{
-	struct sl_resolve *r, *next;
-	uint64_t cnt;
-
-	if (read(p->rs.efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
-		pr_warn("proxy: resolver eventfd: %s\n", strerror(errno));
-	pthread_mutex_lock(&p->rs.mu);
-	r = p->rs.done;
-	p->rs.done = NULL;
-	pthread_mutex_unlock(&p->rs.mu);
-	for (; r; r = next) {
-		struct sl_conn *c = r->c;
-
-		next = r->next;
-		if (c) {
-			c->res = NULL;
-			if (r->gai_err || !r->out.n) {
-				const char *why =
-					r->gai_err ? gai_strerror(r->gai_err) :
-						     "no IPv4/IPv6 address";
-
-				conn_close(p, c, SL_CLOSE_RESOLVE_FAILED, why);
-			} else {
-				c->dst = r->out;
-				if (dst_allowed(p, c))
-					conn_connect(p, c);
-			}
-		}
-		free(r);
-	}
-}
-
-static int resolver_init(struct sl_worker *p)
-{
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &p->rs.tag };
-	unsigned int i;
-	int err;
-
-	p->rs.tag = TAG_RESOLVER;
-	p->rs.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (p->rs.efd < 0)
-		return -errno;
-	if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->rs.efd, &ev))
-		return -errno;
-	for (i = 0; i < SL_RESOLVERS; i++) {
-		err = pthread_create(&p->rs.th[i], NULL, resolver_main, p);
-		if (err)
-			return -err;
-		p->rs.n_th++;
-	}
-	return 0;
-}
-
-static void resolver_fini(struct sl_worker *p)
-{
-	struct sl_resolve *r, *next;
-	unsigned int i;
-
-	pthread_mutex_lock(&p->rs.mu);
-	p->rs.quit = true;
-	pthread_cond_broadcast(&p->rs.cv);
-	pthread_mutex_unlock(&p->rs.mu);
-	/* waits for a lookup in progress: at most the resolver's own timeout */
-	for (i = 0; i < p->rs.n_th; i++)
-		pthread_join(p->rs.th[i], NULL);
-	for (r = p->rs.todo; r; r = next) {
-		next = r->next;
-		free(r);
-	}
-	for (r = p->rs.done; r; r = next) {
-		next = r->next;
-		free(r);
-	}
-	p->rs.todo = p->rs.todo_tail = p->rs.done = NULL;
-	if (p->rs.efd >= 0)
-		close(p->rs.efd);
-	p->rs.efd = -1;
-}
-
-/* ---- accept ---- */
-
-/* The destination the app asked for, from the capture hook's answer. */
-static int orig_dst(int fd, struct sockaddr_storage *ss, socklen_t *len)
-{
-	struct sockaddr_storage local;
-	socklen_t llen = sizeof(local);
-	int level, opt;
-
-	if (getsockname(fd, (struct sockaddr *)&local, &llen))
-		return -errno;
-	memset(ss, 0, sizeof(*ss));
-	if (local.ss_family == AF_INET6) {
-		level = SOL_IPV6;
-		opt = IP6T_SO_ORIGINAL_DST;
-		*len = sizeof(struct sockaddr_in6);
-	} else {
-		level = SOL_IP;
-		opt = SO_ORIGINAL_DST;
-		*len = sizeof(struct sockaddr_in);
-	}
-	if (getsockopt(fd, level, opt, ss, len))
-		return -errno;
-	if (ss->ss_family != AF_INET && ss->ss_family != AF_INET6)
-		return -EAFNOSUPPORT;
-	/* a connection made straight to us (no redirect) reads back as us */
-	if (sa_eq(ss, &local))
-		return -ELOOP;
-	return 0;
-}
-
-/* An inbound connection goes to the app on loopback: at the port the peer
- * dialed (sk_lookup steered it here, the local address is still the one
- * it asked for), or at inbound.app_port when it dialed our listener.
- */
-static int inbound_dst(struct sl_worker *p, const struct sl_listener *l,
-		       int fd, struct sl_conn *c)
-{
-	struct sockaddr_storage local;
-	struct sockaddr_in *in = (struct sockaddr_in *)&c->dst.a[0];
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&c->dst.a[0];
-	socklen_t llen = sizeof(local);
-	uint8_t ip[16];
-	uint16_t port, own;
-
-	if (getsockname(fd, (struct sockaddr *)&local, &llen) ||
-	    sl_sockaddr_key(&local, ip, &port))
-		return -EINVAL;
-	sl_sockaddr_key(&l->addr, ip, &own);
-	port = ntohs(port);
-	if (port == ntohs(own))
-		port = p->app_port;
-	if (!port)
-		return -ENOENT;
-	if (port == ntohs(own))
-		return -ELOOP;
-	memset(&c->dst, 0, sizeof(c->dst));
-	if (local.ss_family == AF_INET6) {
-		in6->sin6_family = AF_INET6;
-		in6->sin6_addr = in6addr_loopback;
-		in6->sin6_port = htons(port);
-		c->dst.len[0] = sizeof(*in6);
-	} else {
-		in->sin_family = AF_INET;
-		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		in->sin_port = htons(port);
-		c->dst.len[0] = sizeof(*in);
-	}
-	c->dst.n = 1;
-	c->app_port = port;
-	return 0;
-}
-
-static void conn_accepted(struct sl_worker *p, struct sl_listener *l, int fd,
-			  const struct sockaddr_storage *peer,
-			  socklen_t peerlen)
-{
-	struct sl_conn *c;
-	int err;
-
-	STAT_ADD(p, accepted, 1);
-	STAT_ADD(p, accepted_dir[dir_of(l)], 1);
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		/* nothing to hang the usual teardown on */
-		pr_warn("proxy: out of memory, refusing a connection\n");
-		close_fd(fd, true);
-		count_close(p, l, SL_CLOSE_TOO_MANY);
-		return;
-	}
-	c->app.tag = c->up.tag = TAG_SIDE;
-	c->app.c = c->up.c = c;
-	c->app.fd = fd;
-	c->up.fd = -1;
-	c->tlist = -1;
-	sl_splice_init(&c->sp);
-	c->l = l;
-	c->peer = *peer;
-	c->peerlen = peerlen;
-	c->t_start = c->t_last = c->t_conn = p->now;
-	c->state = ST_CONNECTING;
-	STAT_ADD(p, active, 1);
-	STAT_ADD(p, active_dir[dir_of(l)], 1);
-
-	if (__atomic_add_fetch(&p->grp->active, 1, __ATOMIC_RELAXED) >
-		    p->max_conns &&
-	    p->max_conns) {
-		conn_close(p, c, SL_CLOSE_TOO_MANY, NULL);
-		return;
-	}
-	if (l->transparent) {
-		err = orig_dst(fd, &c->dst.a[0], &c->dst.len[0]);
-		if (err == -ELOOP) {
-			c->dst.n = 1;
-			conn_close(p, c, SL_CLOSE_LOOP, NULL);
-			return;
-		}
-		if (err) {
-			conn_close(p, c, SL_CLOSE_NO_ORIG_DST, strerror(-err));
-			return;
-		}
-		c->dst.n = 1;
-		if (is_own_listener(p, &c->dst.a[0])) {
-			conn_close(p, c, SL_CLOSE_LOOP, NULL);
-			return;
-		}
-		if (!dst_allowed(p, c))
-			return;
-	} else if (l->inbound) {
-		err = inbound_dst(p, l, fd, c);
-		if (err) {
-			conn_close(p, c, err == -ELOOP ? SL_CLOSE_LOOP :
-					 SL_CLOSE_NO_ORIG_DST,
-				   err == -ELOOP ? "app port is ours" :
-				   "dialed the inbound listener itself and no "
-				   "inbound.app_port");
-			return;
-		}
-	} else if (l->numeric) {
-		c->dst = l->up;
-		if (!dst_allowed(p, c))
-			return;
-	}
-	c->to_up.size = c->to_app.size = p->bufsz; /* memory on demand */
-	set_nodelay(fd);
-	if (l->inbound && p->tls) {
-		/* nothing reaches the app before the peer is authenticated
-		 * and allowed: the app connect waits for the handshake
-		 */
-		hs_start(p, c, &c->app);
-		return;
-	}
-	timer_set(p, c, T_CONNECT);
-	/* the app may send while we connect: that fills to_up, no further */
-	side_arm(p, &c->app, EPOLLIN);
-	if (!l->transparent && !l->numeric) {
-		if (resolve_start(p, c))
-			conn_close(p, c, SL_CLOSE_RESOLVE_FAILED,
-				   strerror(ENOMEM));
-		return;
-	}
-	conn_connect(p, c);
-}
-
-static void listeners_arm(struct sl_worker *p, uint32_t events)
-{
-	unsigned int i;
-
-	for (i = 0; i < p->n_ls; i++) {
-		struct epoll_event ev = { .events = events,
-					  .data.ptr = &p->ls[i] };
-
-		if (p->ls[i].fd >= 0)
-			epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->ls[i].fd, &ev);
-	}
-}
-
-static void listener_event(struct sl_worker *p, struct sl_listener *l)
-{
-	int i;
-
-	for (i = 0; i < SL_ACCEPT_BATCH; i++) {
-		struct sockaddr_storage peer;
-		socklen_t len = sizeof(peer);
-		int fd;
-
-		fd = accept4(l->fd, (struct sockaddr *)&peer, &len,
-			     SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd >= 0) {
-			conn_accepted(p, l, fd, &peer, len);
-			continue;
-		}
-		if (errno == EAGAIN || errno == EINTR)
-			return;
-		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-		    errno == ENOMEM) {
-			/* level-triggered: the backlog would wake us at once
-			 * again; pause accepting instead of spinning
-			 */
-			/* once in SL_ACCEPT_WARN_MS, with how often since */
-			p->accept_pauses++;
-			if (!p->accept_warned ||
-			    p->now - p->accept_warned >= SL_ACCEPT_WARN_MS) {
-				pr_warn("proxy: accept: %s; pausing %d ms (%llu "
-					"time(s) since the last warning)\n",
-					strerror(errno), SL_ACCEPT_PAUSE_MS,
-					(unsigned long long)p->accept_pauses);
-				p->accept_warned = p->now;
-				p->accept_pauses = 0;
-			}
-			listeners_arm(p, 0);
-			p->accept_paused = true;
-			p->accept_resume = p->now + SL_ACCEPT_PAUSE_MS;
-			return;
-		}
-		/* ECONNABORTED and such: that peer is gone, take the next */
-	}
-}
-
 /* ---- timers ---- */
 
 /* Close what expired; the ms until the next deadline (at most SL_TICK_MS). */
-static int timers_run(struct sl_worker *p)
+int timers_run(struct sl_worker *p)
 {
 	uint64_t next = p->now + SL_TICK_MS;
 	struct sl_conn *c, *w;
@@ -1870,610 +1119,4 @@ static int timers_run(struct sl_worker *p)
 		}
 	}
 	return (int)(next - p->now);
-}
-
-/* ---- public ---- */
-
-static int listener_open(struct sl_worker *p, struct sl_listener *l,
-			 const struct sl_endpoint *ep)
-{
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = l };
-	const struct sockaddr_storage *addr = &ep->addr;
-	socklen_t addrlen = ep->addrlen;
-	char name[64];
-	int one = 1;
-
-	if (p->first) {
-		/* the same listener of the first worker, whose port is bound:
-		 * join its SO_REUSEPORT group, or have none if it has none
-		 */
-		size_t i = (size_t)(l - p->ls);
-		const struct sl_listener *f = i < p->first->n_ls ?
-						      &p->first->ls[i] : NULL;
-
-		if (!f || f->fd < 0 || f->inbound != l->inbound ||
-		    f->transparent != l->transparent ||
-		    f->addr.ss_family != ep->addr.ss_family)
-			return -ENOENT;
-		addr = &f->addr;
-		addrlen = f->addrlen;
-	}
-	l->tag = TAG_LISTENER;
-	l->fd = socket(ep->addr.ss_family,
-		       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (l->fd < 0)
-		return -errno;
-	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (p->reuseport &&
-	    setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)))
-		return -errno;
-	/* [::]:port is the IPv6 twin of 0.0.0.0:port, not a second claim on
-	 * IPv4 (and fails to bind as one)
-	 */
-	if (ep->addr.ss_family == AF_INET6)
-		setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	l->addrlen = sizeof(l->addr);
-	if (bind(l->fd, (const struct sockaddr *)addr, addrlen) ||
-	    listen(l->fd, SOMAXCONN) ||
-	    getsockname(l->fd, (struct sockaddr *)&l->addr, &l->addrlen) ||
-	    epoll_ctl(p->epfd, EPOLL_CTL_ADD, l->fd, &ev)) {
-		int err = -errno;
-
-		pr_warn("proxy: listen on %s: %s\n",
-			sl_sockaddr_str(addr, name, sizeof(name)), strerror(-err));
-		return err;
-	}
-	if (p->first)
-		return 0; /* said once, by the first */
-	pr_info("proxy: listening on %s (%s)\n",
-		sl_sockaddr_str(&l->addr, name, sizeof(name)),
-		l->transparent ? "transparent" :
-		l->inbound     ? (p->tls ? "inbound, mutual TLS" : "inbound") :
-				 l->host);
-	return 0;
-}
-
-/* A numeric upstream is parsed here once (getaddrinfo does not block for
- * AI_NUMERICHOST); a name is left for the resolver threads.
- */
-static int listener_upstream_set(struct sl_listener *l, const struct sl_ambassador *a)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
-	struct addrinfo *res;
-	char port[8];
-	int err;
-
-	snprintf(l->host, sizeof(l->host), "%s", a->upstream_host);
-	l->port = a->upstream_port;
-	if (!l->host[0] || !l->port)
-		return -EINVAL;
-	snprintf(port, sizeof(port), "%u", l->port);
-	err = getaddrinfo(l->host, port, &hints, &res);
-	if (err == EAI_NONAME)
-		return 0; /* a name */
-	if (err)
-		return -EINVAL;
-	memcpy(&l->up.a[0], res->ai_addr, res->ai_addrlen);
-	l->up.len[0] = res->ai_addrlen;
-	l->up.n = 1;
-	l->numeric = true;
-	freeaddrinfo(res);
-	return 0;
-}
-
-/* connect6 sends native IPv6 captures to [::1] on the outbound port (v4 and
- * v4-mapped ones go to the IPv4 listener): open that twin. A host without
- * IPv6 only loses IPv6 capture, and says so.
- */
-static int listener_open_v6_twin(struct sl_worker *p, struct sl_listener *l,
-				 const struct sl_listener *v4)
-{
-	struct sl_endpoint ep = { .addrlen = sizeof(struct sockaddr_in6) };
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ep.addr;
-	int err;
-
-	s6->sin6_family = AF_INET6;
-	s6->sin6_addr = in6addr_loopback;
-	s6->sin6_port = ((const struct sockaddr_in *)&v4->addr)->sin_port;
-	l->transparent = true;
-	err = listener_open(p, l, &ep);
-	if (err && !p->first) {
-		pr_warn("proxy: no IPv6 outbound listener (%s): IPv6 destinations "
-			"will not be relayed\n", strerror(-err));
-		if (l->fd >= 0)
-			close(l->fd);
-		l->fd = -1;
-	}
-	return err;
-}
-
-/* The inbound listener, and its IPv6 twin [::]:port when it listens on
- * 0.0.0.0 (a host without IPv6 only loses IPv6 inbound, and says so).
- */
-static int inbound_open(struct sl_worker *p, const struct sl_endpoint *ep)
-{
-	const struct sockaddr_in *in = (const struct sockaddr_in *)&ep->addr;
-	struct sl_endpoint ep6 = { .addrlen = sizeof(struct sockaddr_in6) };
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ep6.addr;
-	struct sl_listener *l = &p->ls[p->n_ls];
-	int err;
-
-	l->inbound = true;
-	p->n_ls++; /* closed by sl_proxy_free even if the open fails */
-	err = listener_open(p, l, ep);
-	if (err)
-		return err;
-	if (ep->addr.ss_family != AF_INET || in->sin_addr.s_addr != INADDR_ANY)
-		return 0;
-	l = &p->ls[p->n_ls];
-	l->inbound = true;
-	s6->sin6_family = AF_INET6;
-	s6->sin6_addr = in6addr_any;
-	s6->sin6_port = in->sin_port;
-	if (listener_open(p, l, &ep6)) {
-		if (!p->first)
-			pr_warn("proxy: no IPv6 inbound listener: IPv6 peers "
-				"will not be served\n");
-		if (l->fd >= 0)
-			close(l->fd);
-		l->fd = -1;
-		l->inbound = false;
-		return 0;
-	}
-	p->n_ls++;
-	return 0;
-}
-
-/* The parts of cfg the loop needs, copied: cfg may go away. */
-static int tls_config(struct sl_worker *p, const struct sl_config *cfg,
-		      struct sl_tls_ctx *tls)
-{
-	p->tls = tls;
-	if (!tls)
-		return 0;
-	p->hs_ms = cfg->tls.handshake_timeout_ms;
-	p->reload_ms = cfg->tls.reload_interval_ms;
-	p->reload_at = p->now + p->reload_ms;
-	p->n_mesh = cfg->tls.n_mesh;
-	p->n_ids = cfg->inbound.n_ids;
-	p->id_default = cfg->inbound.id_default ? cfg->inbound.id_default :
-						  SL_ACTION_ALLOW;
-	p->mesh = calloc(p->n_mesh + 1, sizeof(*p->mesh));
-	p->ids = calloc(p->n_ids + 1, sizeof(*p->ids));
-	if (!p->mesh || !p->ids)
-		return -ENOMEM;
-	memcpy(p->mesh, cfg->tls.mesh, p->n_mesh * sizeof(*p->mesh));
-	memcpy(p->ids, cfg->inbound.ids, p->n_ids * sizeof(*p->ids));
-	return 0;
-}
-
-/* The first worker's: sk_lookup steers to it, and the kernel then picks a
- * socket of its SO_REUSEPORT group (unless BPF_SK_LOOKUP_F_NO_REUSEPORT).
- */
-void sl_proxy_inbound_fds(const struct sl_proxy *g, int *fd4, int *fd6)
-{
-	const struct sl_worker *p = g->w[0];
-	unsigned int i;
-
-	*fd4 = *fd6 = -1;
-	for (i = 0; i < p->n_ls; i++) {
-		if (!p->ls[i].inbound)
-			continue;
-		if (p->ls[i].addr.ss_family == AF_INET)
-			*fd4 = p->ls[i].fd;
-		else
-			*fd6 = p->ls[i].fd;
-	}
-}
-
-/* sl_alog_write is safe from every worker (it queues under a lock). */
-void sl_proxy_set_alog(struct sl_proxy *g, struct sl_alog *alog)
-{
-	unsigned int i;
-
-	for (i = 0; i < g->n; i++)
-		g->w[i]->alog = alog;
-}
-
-/* The first worker reloads the TLS files for all: the context is shared. */
-void sl_proxy_reload_flag(struct sl_proxy *g, volatile sig_atomic_t *flag)
-{
-	g->w[0]->reload_now = flag;
-}
-
-static void worker_free(struct sl_worker *p);
-
-static int worker_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
-		      sl_policy_check_fn check, void *check_ctx,
-		      struct sl_proxy *g, unsigned int idx,
-		      struct sl_worker **out)
-{
-	unsigned int i, n = cfg->proxy.n_ambassadors;
-	bool names = false;
-	struct sl_worker *p;
-	int err;
-
-	*out = NULL;
-	if (n > SL_CFG_MAX_AMBASSADORS)
-		return -EINVAL;
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	p->grp = g;
-	p->idx = idx;
-	p->first = idx ? g->w[0] : NULL;
-	p->reuseport = g->n > 1;
-	p->rs.efd = -1;
-	p->epfd = -1;
-	pthread_mutex_init(&p->rs.mu, NULL);
-	pthread_cond_init(&p->rs.cv, NULL);
-	p->connect_ms = cfg->proxy.connect_timeout_ms;
-	p->idle_ms = cfg->proxy.idle_timeout_ms;
-	p->max_conns = cfg->proxy.max_conns;
-	p->bufsz = cfg->proxy.buffer_bytes ? cfg->proxy.buffer_bytes :
-					     SL_DEFAULT_BUFFER;
-	p->mark = cfg->capture.mark;
-	p->drain_ms = cfg->admin.drain_timeout_ms;
-	p->check = check;
-	p->check_ctx = check_ctx;
-	p->now = now_ms();
-	p->app_port = cfg->inbound.app_port;
-	/* an older build's pins have no splice maps: every connection is
-	 * then relayed, counted "unavailable"
-	 */
-	p->splice = cfg->proxy.splice;
-	err = p->splice ? sl_splicer_open(cfg->pin_root, idx, g->n,
-					  &p->splicer) :
-			  0;
-	if (err && !idx)
-		pr_info("proxy: splice unavailable (%s): every connection is "
-			"relayed in user space\n", strerror(-err));
-	err = tls_config(p, cfg, tls);
-	if (err)
-		goto err;
-	/* outbound + its IPv6 twin, inbound + its twin, the ambassadors */
-	p->ls = calloc(n + 4, sizeof(*p->ls));
-	if (!p->ls) {
-		err = -ENOMEM;
-		goto err;
-	}
-	for (i = 0; i < n + 4; i++)
-		p->ls[i].fd = -1;
-	p->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (p->epfd < 0) {
-		err = -errno;
-		goto err;
-	}
-	if (cfg->capture.enabled) {
-		struct sl_listener *l = &p->ls[p->n_ls++];
-
-		l->transparent = true;
-		err = listener_open(p, l, &cfg->capture.outbound);
-		if (err)
-			goto err;
-		err = listener_open_v6_twin(p, &p->ls[p->n_ls], l);
-		if (!err)
-			p->n_ls++;
-	}
-	if (cfg->inbound.enabled) {
-		err = inbound_open(p, &cfg->inbound.listen);
-		if (err)
-			goto err;
-	}
-	for (i = 0; i < n; i++) {
-		const struct sl_ambassador *a = &cfg->proxy.ambassadors[i];
-		struct sl_listener *l = &p->ls[p->n_ls++];
-
-		err = listener_upstream_set(l, a);
-		if (err) {
-			pr_warn("proxy: ambassador %u: bad upstream \"%s\" %u\n",
-				i, a->upstream_host, a->upstream_port);
-			goto err;
-		}
-		names |= !l->numeric;
-		err = listener_open(p, l, &a->listen);
-		if (err)
-			goto err;
-	}
-	if (names) {
-		err = resolver_init(p);
-		if (err) {
-			pr_warn("proxy: resolver: %s\n", strerror(-err));
-			goto err;
-		}
-	}
-	*out = p;
-	return 0;
-err:
-	worker_free(p);
-	return err;
-}
-
-/* CPUs this process may run on: its affinity, and its cgroup's quota. */
-static unsigned int workers_auto(void)
-{
-	unsigned int n = 0, q = sl_cgroup_cpu_quota();
-	cpu_set_t set;
-
-	if (!sched_getaffinity(0, sizeof(set), &set))
-		n = (unsigned int)CPU_COUNT(&set);
-	if (!n)
-		n = (unsigned int)sysconf(_SC_NPROCESSORS_ONLN);
-	if (q && q < n)
-		n = q;
-	return n < 1 ? 1 : n > SL_CFG_MAX_WORKERS ? SL_CFG_MAX_WORKERS : n;
-}
-
-int sl_proxy_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
-		 sl_policy_check_fn check, void *check_ctx,
-		 struct sl_proxy **out)
-{
-	struct sl_proxy *g;
-	unsigned int i;
-	int err = 0;
-
-	*out = NULL;
-	g = calloc(1, sizeof(*g));
-	if (!g)
-		return -ENOMEM;
-	g->n = cfg->proxy.workers ? cfg->proxy.workers : workers_auto();
-	g->w = calloc(g->n, sizeof(*g->w));
-	if (!g->w) {
-		free(g);
-		return -ENOMEM;
-	}
-	/* in order: the first binds what the others join */
-	for (i = 0; i < g->n && !err; i++)
-		err = worker_new(cfg, tls, check, check_ctx, g, i, &g->w[i]);
-	if (err) {
-		sl_proxy_free(g);
-		return err;
-	}
-	pr_info("proxy: %u worker%s%s\n", g->n, g->n == 1 ? "" : "s",
-		cfg->proxy.workers ? "" : " (auto: the CPUs this process may use)");
-	*out = g;
-	return 0;
-}
-
-static void close_listeners(struct sl_worker *p)
-{
-	unsigned int i;
-
-	for (i = 0; i < p->n_ls; i++) {
-		close_fd(p->ls[i].fd, false);
-		p->ls[i].fd = -1;
-	}
-}
-
-static void close_all(struct sl_worker *p)
-{
-	struct sl_conn *c;
-	unsigned int i;
-
-	for (i = 0; i < T_NR; i++)
-		while ((c = p->timers[i].head))
-			conn_close(p, c, SL_CLOSE_SHUTDOWN, NULL);
-	reap_dead(p);
-}
-
-/* Drain (asked for, or stopping with a drain time): no new connections
- * (listeners closed: connects are refused, and a closed inbound listener
- * leaves the sk_lookup map, which then refuses too), open ones may finish
- * until the deadline, then are closed. Returns true when stopping may
- * proceed (drained or past the deadline).
- */
-static bool drain_step(struct sl_worker *p, bool stopping, int *timeout)
-{
-	if (!p->draining) {
-		if (!stopping && !__atomic_load_n(&p->drain_req, __ATOMIC_RELAXED))
-			return false;
-		unsigned int i;
-
-		p->draining = true;
-		p->drain_end = p->now + p->drain_ms;
-		/* What completed its handshake is served, not reset by the
-		 * close (each worker's listener has its own accept queue).
-		 */
-		for (i = 0; i < p->n_ls; i++)
-			if (p->ls[i].fd >= 0 && !p->accept_paused)
-				listener_event(p, &p->ls[i]);
-		close_listeners(p);
-		if (!p->idx)
-			pr_info("proxy: draining: %llu connection(s) open, up "
-				"to %u ms\n",
-				(unsigned long long)__atomic_load_n(
-					&p->grp->active, __ATOMIC_RELAXED),
-				p->drain_ms);
-	}
-	if (p->st.active && p->now < p->drain_end) {
-		if ((int)(p->drain_end - p->now) < *timeout)
-			*timeout = (int)(p->drain_end - p->now);
-		return false;
-	}
-	if (p->st.active)
-		pr_info("proxy: drain time is up: closing %llu connection(s)\n",
-			(unsigned long long)p->st.active);
-	close_all(p);
-	return true;
-}
-
-void sl_proxy_drain(struct sl_proxy *g)
-{
-	unsigned int i;
-
-	for (i = 0; i < g->n; i++)
-		__atomic_store_n(&g->w[i]->drain_req, 1, __ATOMIC_RELAXED);
-}
-
-bool sl_proxy_draining(const struct sl_proxy *g)
-{
-	const struct sl_worker *p = g->w[0];
-
-	return __atomic_load_n(&p->drain_req, __ATOMIC_RELAXED) ||
-	       __atomic_load_n(&p->draining, __ATOMIC_RELAXED);
-}
-
-static int worker_run(struct sl_worker *p)
-{
-	struct epoll_event evs[SL_EPOLL_BATCH];
-	unsigned int i;
-	int n, timeout = SL_TICK_MS, err = 0;
-
-	for (;;) {
-		bool stopping = *p->grp->stop ||
-				__atomic_load_n(&p->grp->fatal, __ATOMIC_RELAXED);
-
-		p->now = now_ms();
-		if (drain_step(p, stopping, &timeout) && stopping)
-			break;
-		n = epoll_wait(p->epfd, evs, SL_EPOLL_BATCH, timeout);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			err = -errno;
-			pr_warn("proxy: epoll_wait: %s\n", strerror(errno));
-			__atomic_store_n(&p->grp->fatal, 1, __ATOMIC_RELAXED);
-			break;
-		}
-		p->now = now_ms();
-		for (i = 0; i < (unsigned int)n; i++) {
-			enum ep_tag *tag = evs[i].data.ptr;
-
-			if (*tag == TAG_SIDE)
-				side_event(p, (struct sl_side *)tag,
-					   evs[i].events);
-			else if (*tag == TAG_LISTENER)
-				listener_event(p, (struct sl_listener *)tag);
-			else
-				resolver_event(p);
-		}
-		timeout = timers_run(p);
-		reap_dead(p);
-		buf_trim(p);
-	}
-
-	/* stop accepting, then end what is open */
-	p->now = now_ms();
-	close_listeners(p);
-	close_all(p);
-	return err;
-}
-
-static void *worker_main(void *arg)
-{
-	struct sl_worker *p = arg;
-	char name[16];
-
-	snprintf(name, sizeof(name), "sl-proxy/%u", p->idx);
-	pthread_setname_np(pthread_self(), name);
-	p->err = worker_run(p);
-	return NULL;
-}
-
-int sl_proxy_run(struct sl_proxy *g, volatile sig_atomic_t *stop)
-{
-	unsigned int i, started = 1;
-	sigset_t all, old;
-	int err = 0;
-
-	g->stop = stop;
-	/* signals stay with the calling thread, whose handlers set *stop;
-	 * but SIGSYS, which libpsx broadcasts to every thread for a
-	 * process-wide privilege change (main.c's housekeeping thread too)
-	 */
-	sigfillset(&all);
-	sigdelset(&all, SIGSYS);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	for (; started < g->n; started++) {
-		err = -pthread_create(&g->w[started]->th, NULL, worker_main,
-				      g->w[started]);
-		if (err) {
-			pr_warn("proxy: worker %u: %s: stopping\n", started,
-				strerror(-err));
-			__atomic_store_n(&g->fatal, 1, __ATOMIC_RELAXED);
-			break;
-		}
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	g->w[0]->err = worker_run(g->w[0]);
-	for (i = 1; i < started; i++)
-		pthread_join(g->w[i]->th, NULL);
-	for (i = 0; i < started && !err; i++)
-		err = g->w[i]->err;
-	return err;
-}
-
-/* Field by field: the worker's loop may be running. */
-static void stats_add(const struct sl_worker *p, struct sl_proxy_stats *out)
-{
-	const uint64_t *in = (const uint64_t *)&p->st;
-	uint64_t *o = (uint64_t *)out;
-	size_t i;
-
-	for (i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
-		o[i] += __atomic_load_n(&in[i], __ATOMIC_RELAXED);
-}
-
-void sl_proxy_stats(const struct sl_proxy *g, struct sl_proxy_stats *out)
-{
-	unsigned int i;
-
-	memset(out, 0, sizeof(*out));
-	for (i = 0; i < g->n; i++)
-		stats_add(g->w[i], out);
-}
-
-unsigned int sl_proxy_workers(const struct sl_proxy *g)
-{
-	return g->n;
-}
-
-void sl_proxy_worker_stats(const struct sl_proxy *g, unsigned int i,
-			   struct sl_proxy_stats *out)
-{
-	memset(out, 0, sizeof(*out));
-	if (i < g->n)
-		stats_add(g->w[i], out);
-}
-
-void sl_proxy_free(struct sl_proxy *g)
-{
-	unsigned int i;
-
-	if (!g)
-		return;
-	for (i = 0; g->w && i < g->n; i++)
-		worker_free(g->w[i]);
-	free(g->w);
-	free(g);
-}
-
-static void worker_free(struct sl_worker *p)
-{
-	struct sl_conn *c;
-	unsigned int i;
-
-	if (!p)
-		return;
-	if (p->rs.n_th || p->rs.efd >= 0)
-		resolver_fini(p);
-	/* connections left if sl_proxy_run never ran to its end */
-	for (i = 0; i < T_NR; i++)
-		while ((c = p->timers[i].head))
-			conn_close(p, c, SL_CLOSE_SHUTDOWN, NULL);
-	reap_dead(p);
-	for (i = 0; p->ls && i < p->n_ls; i++)
-		close_fd(p->ls[i].fd, false);
-	free(p->ls);
-	free(p->mesh);
-	free(p->ids);
-	sl_splicer_close(p->splicer);
-	while (p->n_pool)
-		free(p->pool[--p->n_pool]);
-	if (p->epfd >= 0)
-		close(p->epfd);
-	pthread_mutex_destroy(&p->rs.mu);
-	pthread_cond_destroy(&p->rs.cv);
-	free(p);
 }

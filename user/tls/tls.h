@@ -136,7 +136,9 @@ void sl_tls_ctx_identity(struct sl_tls_ctx *ctx, char *buf, size_t len);
 const char *sl_tls_trust_domain(const struct sl_tls_ctx *ctx);
 void sl_tls_stats(const struct sl_tls_ctx *ctx, struct sl_tls_stats *out);
 
-/* kTLS in this kernel (probed once, thread-safe) and why / why not, one line. */
+/* kTLS in this kernel (probed once, thread-safe) and why / why not, one
+ * line.
+ */
 bool sl_tls_ktls_available(void);
 const char *sl_tls_ktls_reason(void);
 
