@@ -152,52 +152,26 @@ static double relays_rss_mib(enum mode m, pid_t client, uint64_t at)
 	return n ? sum / 1024.0 : NAN;
 }
 
-int bench_measure(enum mode m, const struct workload *wl,
-		  const struct bench_opts *o, struct measurement *out)
+/* Fork the server in its cgroup (and the namespace); its port once it
+ * listens, 0 if it did not start.
+ */
+static uint16_t server_start(enum mode m, const struct workload *wl,
+			     const struct bench_opts *o, struct sockaddr_in srv)
 {
-	uint64_t dur_ns = o->duration_ms * 1000000ull;
-	uint64_t warm_ms = o->duration_ms / 5 < BENCH_WARMUP_MAX_MS ?
-				   o->duration_ms / 5 : BENCH_WARMUP_MAX_MS;
-	uint64_t warmup_ns = warm_ms * 1000000ull, deadline;
 	struct bench_shm *shm = bs.shm;
-	struct accel before, after;
-	struct rusage ru_c = {}, ru_s = {};
-	int pfd[2], err, st_c = 0, st_s = 0, i;
-	struct sockaddr_in srv, dst;
-	double cpu, proxy0 = 0, proxy1 = 0, host0 = 0, host1 = 0;
-	struct pollfd pp;
 	uint16_t port = 0;
+	struct pollfd pp;
+	int pfd[2];
 
-	memset(out, 0, sizeof(*out));
-	for (i = 0; i < NR_METRICS; i++)
-		out->v[i] = NAN;
-	memset(shm, 0, sizeof(*shm));
-	shm->lat_cap = (bs.shm_len - sizeof(*shm)) / sizeof(shm->lat_ns[0]);
-	/* the upstream listens on a fixed port of every address in the
-	 * namespace (the relays' configs name it), else on any port of
-	 * loopback
-	 */
-	srv = mode_run[m].netns ? addr_in("0.0.0.0", BENCH_UPSTREAM_PORT) :
-				  addr_in("127.0.0.1", 0);
-	if (!relays_alive(m))
-		return -ESRCH;
-	err = read_accel(m, &before);
-	if (!err)
-		err = proxy_cpu(m, &proxy0);
-	if (!err && suites[o->suite].host_cpu)
-		err = host_busy(&host0);
-	if (err)
-		return err;
 	if (pipe2(pfd, O_CLOEXEC))
-		return -errno;
+		return 0;
 	fflush(NULL);
-
 	bs.child[0] = fork();
 	if (bs.child[0] < 0) {
-		err = -errno;
+		bs.child[0] = 0;
 		close(pfd[0]);
 		close(pfd[1]);
-		return err;
+		return 0;
 	}
 	if (!bs.child[0]) {
 		close(pfd[0]);
@@ -213,95 +187,67 @@ int bench_measure(enum mode m, const struct workload *wl,
 	    read(pfd[0], &port, sizeof(port)) != sizeof(port))
 		port = 0;
 	close(pfd[0]);
-	/* haproxy's client and the TLS pairs' connect to them explicitly;
-	 * sidecar sidelane's connects to the upstream and is captured
-	 */
-	dst = bs.front_port[m] ? addr_in("127.0.0.1", bs.front_port[m]) :
-	      mode_run[m].netns ? addr_in(BENCH_NS_IP, port) :
-				  addr_in("127.0.0.1", port);
-	if (port) {
-		bs.child[1] = fork();
-		if (bs.child[1] < 0) {
-			err = -errno;
-			kill_children();
-			return err;
-		}
-		if (!bs.child[1]) {
-			child_start(bs.cgroup[mode_run[m].client],
-				    o->pin ? o->pin_cpu[1] : -1, &shm->client);
-			_exit(wl->kind == WL_STREAM ?
-				      run_client_stream(wl, dst, warmup_ns, dur_ns, shm) :
-			      wl->kind == WL_DUPLEX ?
-				      run_client_duplex(wl, dst, warmup_ns, dur_ns, shm) :
-				      run_client_loops(wl, dst, warmup_ns, dur_ns, shm));
-		}
-	}
+	return port;
+}
 
-	deadline = now_ns() + warmup_ns + dur_ns + BENCH_GRACE_MS * 1000000ull;
-	err = 0;
-	if (bs.child[1] && wl->kind == WL_RR)
-		out->v[M_RSS] = relays_rss_mib(m, bs.child[1],
-					       now_ns() + warmup_ns + dur_ns * 9 / 10);
-	if (bs.child[1])
-		err = reap(&bs.child[1], deadline, &ru_c, &st_c);
-	/* the server ends on the client's close, or (conn) when told; give it
-	 * a moment after that, none if the client failed
-	 */
-	__atomic_store_n(&shm->stop, 1, __ATOMIC_RELAXED);
-	deadline = now_ns() + (err ? 0 : BENCH_IO_TIMEOUT_S * 1000000000ull);
-	if (reap(&bs.child[0], deadline, &ru_s, &st_s) && !err)
-		err = ETIMEDOUT;
-	if (bench_stop)
-		return -EINTR;
-	if (shm->server.err || shm->client.err || !port || err ||
-	    !WIFEXITED(st_c) || WEXITSTATUS(st_c) || !WIFEXITED(st_s) ||
-	    WEXITSTATUS(st_s)) {
-		/* the client's finding first: a server's error can follow */
-		pr_warn("%s %s: %s\n", mode_name[m], wl->label,
-			shm->client.err ? shm->client.msg :
-			shm->server.err ? shm->server.msg :
-			!port		? "server did not start" :
-			err		? strerror(err) :
-					  "a child failed");
-		if (wl->kind == WL_STREAM)
-			pr_warn("stream: client sent %llu bytes, server received "
-				"%llu\n",
-				(unsigned long long)shm->bytes_sent,
-				(unsigned long long)shm->bytes_recv);
-		if (wl->kind == WL_DUPLEX)
-			pr_warn("duplex: client sent %llu bytes and received "
-				"%llu back; the server received (and echoed) "
-				"%llu\n",
-				(unsigned long long)shm->bytes_sent,
-				(unsigned long long)shm->bytes_recv,
-				(unsigned long long)shm->bytes_all);
-		relays_alive(m);
-		return -EIO;
-	}
-	if (suites[o->suite].host_cpu && host_busy(&host1))
-		return -EIO;
-	err = read_accel(m, &after);
-	if (!err)
-		err = proxy_cpu(m, &proxy1);
-	if (err)
-		return err;
-	out->accel = after;
-	accel_add(&out->accel, &before, -1);
-	if (mode_run[m].proc[0] >= 0)
-		pr_debug("%s %s: the relays used %.3f s of CPU\n", mode_name[m],
-			 wl->label, proxy1 - proxy0);
+/* Fork the client in its cgroup against dst. 0 or -errno. */
+static int client_start(enum mode m, const struct workload *wl,
+			const struct bench_opts *o, struct sockaddr_in dst,
+			uint64_t warmup_ns, uint64_t dur_ns)
+{
+	struct bench_shm *shm = bs.shm;
 
-	/* the two ends, and the relays between them when there are any; the
-	 * relays alone in the tls suite (none: no figure)
-	 */
-	cpu = tv_sec(ru_c.ru_utime) + tv_sec(ru_c.ru_stime) +
-	      tv_sec(ru_s.ru_utime) + tv_sec(ru_s.ru_stime) + proxy1 - proxy0;
-	if (suites[o->suite].proxy_cpu)
-		cpu = mode_run[m].proc[0] >= 0 ? proxy1 - proxy0 : NAN;
-	if (suites[o->suite].host_cpu)
-		cpu = host1 - host0;
-	if (!shm->elapsed_ns)
-		return -EIO;
+	bs.child[1] = fork();
+	if (bs.child[1] < 0) {
+		bs.child[1] = 0;
+		return -errno;
+	}
+	if (!bs.child[1]) {
+		child_start(bs.cgroup[mode_run[m].client],
+			    o->pin ? o->pin_cpu[1] : -1, &shm->client);
+		_exit(wl->kind == WL_STREAM ?
+			      run_client_stream(wl, dst, warmup_ns, dur_ns, shm) :
+		      wl->kind == WL_DUPLEX ?
+			      run_client_duplex(wl, dst, warmup_ns, dur_ns, shm) :
+			      run_client_loops(wl, dst, warmup_ns, dur_ns, shm));
+	}
+	return 0;
+}
+
+/* What went wrong in a measurement: the client's finding first, a
+ * server's error can follow from it.
+ */
+static void measure_failed(enum mode m, const struct workload *wl,
+			   uint16_t port, int err)
+{
+	const struct bench_shm *shm = bs.shm;
+
+	pr_warn("%s %s: %s\n", mode_name[m], wl->label,
+		shm->client.err ? shm->client.msg :
+		shm->server.err ? shm->server.msg :
+		!port		? "server did not start" :
+		err		? strerror(err) :
+				  "a child failed");
+	if (wl->kind == WL_STREAM)
+		pr_warn("stream: client sent %llu bytes, server received %llu\n",
+			(unsigned long long)shm->bytes_sent,
+			(unsigned long long)shm->bytes_recv);
+	if (wl->kind == WL_DUPLEX)
+		pr_warn("duplex: client sent %llu bytes and received %llu back; "
+			"the server received (and echoed) %llu\n",
+			(unsigned long long)shm->bytes_sent,
+			(unsigned long long)shm->bytes_recv,
+			(unsigned long long)shm->bytes_all);
+	relays_alive(m);
+}
+
+/* The figures of a measurement from what the ends counted and the CPU. */
+static void figures(enum mode m, const struct workload *wl,
+		    const struct bench_opts *o, double cpu,
+		    struct measurement *out)
+{
+	struct bench_shm *shm = bs.shm;
+
 	if (wl->kind == WL_RR || wl->kind == WL_CONN) {
 		qsort(shm->lat_ns, shm->nlat, sizeof(shm->lat_ns[0]), cmp_u32);
 		if (o->plot_dir)
@@ -323,5 +269,101 @@ int bench_measure(enum mode m, const struct workload *wl,
 					    cpu / (shm->bytes_all / 1073741824.0) :
 					    NAN;
 	}
+}
+
+int bench_measure(enum mode m, const struct workload *wl,
+		  const struct bench_opts *o, struct measurement *out)
+{
+	uint64_t dur_ns = o->duration_ms * 1000000ull;
+	uint64_t warm_ms = o->duration_ms / 5 < BENCH_WARMUP_MAX_MS ?
+				   o->duration_ms / 5 : BENCH_WARMUP_MAX_MS;
+	uint64_t warmup_ns = warm_ms * 1000000ull, deadline;
+	struct bench_shm *shm = bs.shm;
+	struct accel before, after;
+	struct rusage ru_c = {}, ru_s = {};
+	int err, st_c = 0, st_s = 0, i;
+	struct sockaddr_in srv, dst;
+	double cpu, proxy0 = 0, proxy1 = 0, host0 = 0, host1 = 0;
+	uint16_t port;
+
+	memset(out, 0, sizeof(*out));
+	for (i = 0; i < NR_METRICS; i++)
+		out->v[i] = NAN;
+	memset(shm, 0, sizeof(*shm));
+	shm->lat_cap = (bs.shm_len - sizeof(*shm)) / sizeof(shm->lat_ns[0]);
+	/* the upstream listens on a fixed port of every address in the
+	 * namespace (the relays' configs name it), else on any port of
+	 * loopback
+	 */
+	srv = mode_run[m].netns ? addr_in("0.0.0.0", BENCH_UPSTREAM_PORT) :
+				  addr_in("127.0.0.1", 0);
+	if (!relays_alive(m))
+		return -ESRCH;
+	err = read_accel(m, &before);
+	if (!err)
+		err = proxy_cpu(m, &proxy0);
+	if (!err && suites[o->suite].host_cpu)
+		err = host_busy(&host0);
+	if (err)
+		return err;
+	port = server_start(m, wl, o, srv);
+	/* haproxy's client and the TLS pairs' connect to them explicitly;
+	 * sidecar sidelane's connects to the upstream and is captured
+	 */
+	dst = bs.front_port[m] ? addr_in("127.0.0.1", bs.front_port[m]) :
+	      mode_run[m].netns ? addr_in(BENCH_NS_IP, port) :
+				  addr_in("127.0.0.1", port);
+	if (port) {
+		err = client_start(m, wl, o, dst, warmup_ns, dur_ns);
+		if (err) {
+			kill_children();
+			return err;
+		}
+	}
+	deadline = now_ns() + warmup_ns + dur_ns + BENCH_GRACE_MS * 1000000ull;
+	if (bs.child[1] && wl->kind == WL_RR)
+		out->v[M_RSS] = relays_rss_mib(m, bs.child[1],
+					       now_ns() + warmup_ns + dur_ns * 9 / 10);
+	if (bs.child[1])
+		err = reap(&bs.child[1], deadline, &ru_c, &st_c);
+	/* the server ends on the client's close, or (conn) when told; give it
+	 * a moment after that, none if the client failed
+	 */
+	__atomic_store_n(&shm->stop, 1, __ATOMIC_RELAXED);
+	deadline = now_ns() + (err ? 0 : BENCH_IO_TIMEOUT_S * 1000000000ull);
+	if (bs.child[0] && reap(&bs.child[0], deadline, &ru_s, &st_s) && !err)
+		err = ETIMEDOUT;
+	if (bench_stop)
+		return -EINTR;
+	if (shm->server.err || shm->client.err || !port || err ||
+	    !WIFEXITED(st_c) || WEXITSTATUS(st_c) || !WIFEXITED(st_s) ||
+	    WEXITSTATUS(st_s)) {
+		measure_failed(m, wl, port, err);
+		return -EIO;
+	}
+	if (suites[o->suite].host_cpu && host_busy(&host1))
+		return -EIO;
+	err = read_accel(m, &after);
+	if (!err)
+		err = proxy_cpu(m, &proxy1);
+	if (err)
+		return err;
+	out->accel = after;
+	accel_add(&out->accel, &before, -1);
+	if (mode_run[m].proc[0] >= 0)
+		pr_debug("%s %s: the relays used %.3f s of CPU\n", mode_name[m],
+			 wl->label, proxy1 - proxy0);
+	/* the two ends, and the relays between them when there are any; the
+	 * relays alone in the tls suite (none: no figure)
+	 */
+	cpu = tv_sec(ru_c.ru_utime) + tv_sec(ru_c.ru_stime) +
+	      tv_sec(ru_s.ru_utime) + tv_sec(ru_s.ru_stime) + proxy1 - proxy0;
+	if (suites[o->suite].proxy_cpu)
+		cpu = mode_run[m].proc[0] >= 0 ? proxy1 - proxy0 : NAN;
+	if (suites[o->suite].host_cpu)
+		cpu = host1 - host0;
+	if (!shm->elapsed_ns)
+		return -EIO;
+	figures(m, wl, o, cpu, out);
 	return 0;
 }

@@ -190,8 +190,8 @@ static uint16_t endpoint_port(const struct sl_endpoint *e)
 /* Write cfg->capture into the maps. The include list being empty means all
  * ports; the IPv6 listener is [::1] on the same port as the IPv4 one.
  */
-static int capture_maps_write(const char *pin_root, const struct sl_config *cfg,
-			 int same_cgroup)
+static int capture_maps_write(const char *pin_root,
+			      const struct sl_config *cfg, int same_cgroup)
 {
 	static const __u8 v6_loopback[16] = { [15] = 1 };
 	struct sl_port_bits *bits = NULL;

@@ -86,7 +86,8 @@ static int listener_open(struct sl_worker *p, struct sl_listener *l,
 /* A numeric upstream is parsed here once (getaddrinfo does not block for
  * AI_NUMERICHOST); a name is left for the resolver threads.
  */
-static int listener_upstream_set(struct sl_listener *l, const struct sl_ambassador *a)
+static int listener_upstream_set(struct sl_listener *l,
+				 const struct sl_ambassador *a)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
@@ -234,18 +235,70 @@ void sl_proxy_reload_flag(struct sl_proxy *g, volatile sig_atomic_t *flag)
 
 static void worker_free(struct sl_worker *p);
 
+/* The worker's epoll and listeners: outbound (and its IPv6 twin), inbound
+ * (and its twin), one per ambassador, and the resolver threads if an
+ * ambassador's upstream is a name.
+ */
+static int listeners_open(struct sl_worker *p, const struct sl_config *cfg)
+{
+	unsigned int i, n = cfg->proxy.n_ambassadors;
+	bool names = false;
+	int err;
+
+	p->ls = calloc(n + 4, sizeof(*p->ls));
+	if (!p->ls)
+		return -ENOMEM;
+	for (i = 0; i < n + 4; i++)
+		p->ls[i].fd = -1;
+	p->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (p->epfd < 0)
+		return -errno;
+	if (cfg->capture.enabled) {
+		struct sl_listener *l = &p->ls[p->n_ls++];
+
+		l->transparent = true;
+		err = listener_open(p, l, &cfg->capture.outbound);
+		if (err)
+			return err;
+		if (!listener_open_v6_twin(p, &p->ls[p->n_ls], l))
+			p->n_ls++;
+	}
+	if (cfg->inbound.enabled) {
+		err = inbound_open(p, &cfg->inbound.listen);
+		if (err)
+			return err;
+	}
+	for (i = 0; i < n; i++) {
+		const struct sl_ambassador *a = &cfg->proxy.ambassadors[i];
+		struct sl_listener *l = &p->ls[p->n_ls++];
+
+		err = listener_upstream_set(l, a);
+		if (err) {
+			pr_warn("proxy: ambassador %u: bad upstream \"%s\" %u\n",
+				i, a->upstream_host, a->upstream_port);
+			return err;
+		}
+		names |= !l->numeric;
+		err = listener_open(p, l, &a->listen);
+		if (err)
+			return err;
+	}
+	err = names ? resolver_init(p) : 0;
+	if (err)
+		pr_warn("proxy: resolver: %s\n", strerror(-err));
+	return err;
+}
+
 static int worker_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
 		      sl_policy_check_fn check, void *check_ctx,
 		      struct sl_proxy *g, unsigned int idx,
 		      struct sl_worker **out)
 {
-	unsigned int i, n = cfg->proxy.n_ambassadors;
-	bool names = false;
 	struct sl_worker *p;
 	int err;
 
 	*out = NULL;
-	if (n > SL_CFG_MAX_AMBASSADORS)
+	if (cfg->proxy.n_ambassadors > SL_CFG_MAX_AMBASSADORS)
 		return -EINVAL;
 	p = calloc(1, sizeof(*p));
 	if (!p)
@@ -280,64 +333,14 @@ static int worker_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
 		pr_info("proxy: splice unavailable (%s): every connection is "
 			"relayed in user space\n", strerror(-err));
 	err = tls_config(p, cfg, tls);
-	if (err)
-		goto err;
-	/* outbound + its IPv6 twin, inbound + its twin, the ambassadors */
-	p->ls = calloc(n + 4, sizeof(*p->ls));
-	if (!p->ls) {
-		err = -ENOMEM;
-		goto err;
-	}
-	for (i = 0; i < n + 4; i++)
-		p->ls[i].fd = -1;
-	p->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (p->epfd < 0) {
-		err = -errno;
-		goto err;
-	}
-	if (cfg->capture.enabled) {
-		struct sl_listener *l = &p->ls[p->n_ls++];
-
-		l->transparent = true;
-		err = listener_open(p, l, &cfg->capture.outbound);
-		if (err)
-			goto err;
-		err = listener_open_v6_twin(p, &p->ls[p->n_ls], l);
-		if (!err)
-			p->n_ls++;
-	}
-	if (cfg->inbound.enabled) {
-		err = inbound_open(p, &cfg->inbound.listen);
-		if (err)
-			goto err;
-	}
-	for (i = 0; i < n; i++) {
-		const struct sl_ambassador *a = &cfg->proxy.ambassadors[i];
-		struct sl_listener *l = &p->ls[p->n_ls++];
-
-		err = listener_upstream_set(l, a);
-		if (err) {
-			pr_warn("proxy: ambassador %u: bad upstream \"%s\" %u\n",
-				i, a->upstream_host, a->upstream_port);
-			goto err;
-		}
-		names |= !l->numeric;
-		err = listener_open(p, l, &a->listen);
-		if (err)
-			goto err;
-	}
-	if (names) {
-		err = resolver_init(p);
-		if (err) {
-			pr_warn("proxy: resolver: %s\n", strerror(-err));
-			goto err;
-		}
+	if (!err)
+		err = listeners_open(p, cfg);
+	if (err) {
+		worker_free(p);
+		return err;
 	}
 	*out = p;
 	return 0;
-err:
-	worker_free(p);
-	return err;
 }
 
 /* CPUs this process may run on: its affinity, and its cgroup's quota. */

@@ -89,7 +89,7 @@ static void m_workers(FILE *f, const struct sl_proxy *p, const char *name,
 		sl_proxy_worker_stats(p, w, &ps);
 		snprintf(id, sizeof(id), "%u", w);
 		sl_prom_sample(f, name, "worker", id, NULL, NULL,
-			 active ? ps.active : ps.accepted);
+			       active ? ps.active : ps.accepted);
 	}
 }
 
@@ -101,25 +101,25 @@ static void metrics_proxy(FILE *f, const struct sl_admin *a,
 	int d;
 
 	sl_prom_family(f, "sidelane_proxy_connections_accepted_total", COUNTER,
-		 "Connections the proxy accepted, by direction (outbound: "
-		 "captured, inbound: from peers, ambassador).");
+		       "Connections the proxy accepted, by direction (outbound: "
+		       "captured, inbound: from peers, ambassador).");
 	for (d = 0; d < SL_DIR_NR; d++)
 		sl_prom_sample(f, "sidelane_proxy_connections_accepted_total",
-			 "direction", sl_direction_name[d], NULL, NULL,
-			 c->accepted_dir[d]);
+			       "direction", sl_direction_name[d], NULL, NULL,
+			       c->accepted_dir[d]);
 	sl_prom_family(f, "sidelane_proxy_connections_active", GAUGE,
-		 "Connections the proxy relays right now, by direction.");
+		       "Connections the proxy relays right now, by direction.");
 	for (d = 0; d < SL_DIR_NR; d++)
 		sl_prom_sample(f, "sidelane_proxy_connections_active", "direction",
-			 sl_direction_name[d], NULL, NULL, c->active_dir[d]);
+			       sl_direction_name[d], NULL, NULL, c->active_dir[d]);
 	sl_prom_family(f, "sidelane_proxy_connections_closed_total", COUNTER,
-		 "Connections the proxy ended or refused, by direction and "
-		 "reason.");
+		       "Connections the proxy ended or refused, by direction and "
+		       "reason.");
 	for (d = 0; d < SL_DIR_NR; d++)
 		for (i = 0; i < SL_CLOSE_NR; i++)
 			sl_prom_sample(f, "sidelane_proxy_connections_closed_total",
-				 "direction", sl_direction_name[d], "reason",
-				 sl_close_reason_name[i], c->closed_dir[d][i]);
+				       "direction", sl_direction_name[d], "reason",
+				       sl_close_reason_name[i], c->closed_dir[d][i]);
 	sl_ctr_prom(f, sl_proxy_ctrs, sl_proxy_ctrs_n, c);
 	if (a->proxy) {
 		struct sl_proxy_stats ps;
@@ -128,10 +128,10 @@ static void metrics_proxy(FILE *f, const struct sl_admin *a,
 
 		sl_proxy_stats(a->proxy, &ps);
 		sl_prom_one(f, "sidelane_proxy_buffered_bytes", GAUGE,
-		      "Bytes held in the proxy's buffers right now.",
-		      ps.buffered);
+			    "Bytes held in the proxy's buffers right now.",
+			    ps.buffered);
 		sl_prom_one(f, "sidelane_proxy_workers", GAUGE,
-		      "Proxy event loops (proxy.workers), one thread each.", nw);
+			    "Proxy event loops (proxy.workers), one thread each.", nw);
 		m_workers(f, a->proxy, "sidelane_proxy_worker_accepted_total",
 			  COUNTER,
 			  "Connections each worker accepted: how the kernel "
@@ -160,22 +160,22 @@ static void metrics_admission(FILE *f, const struct sl_adm_status *adm)
 	if (!adm->present)
 		return;
 	sl_prom_family(f, "sidelane_admission_mode", GAUGE,
-		 "1 for the fastpath.app_sockets mode in force.");
+		       "1 for the fastpath.app_sockets mode in force.");
 	for (i = 0; i < SL_APP_NR; i++)
 		sl_prom_sample(f, "sidelane_admission_mode", "app_sockets",
-			 sl_app_sockets_name[i], NULL, NULL,
-			 adm->cfg.mode == (uint32_t)i);
+			       sl_app_sockets_name[i], NULL, NULL,
+			       adm->cfg.mode == (uint32_t)i);
 	sl_prom_one(f, "sidelane_admission_kernel_tcp_fionread", GAUGE,
-	      "1 when a sockmap socket on this kernel answers FIONREAD with the "
-	      "bytes TCP brought (the safe mode admits only then).",
-	      !!(adm->cfg.kernel & SL_KERNEL_TCP_FIONREAD));
+		    "1 when a sockmap socket on this kernel answers FIONREAD with the "
+		    "bytes TCP brought (the safe mode admits only then).",
+		    !!(adm->cfg.kernel & SL_KERNEL_TCP_FIONREAD));
 	sl_prom_by_name(f, "sidelane_admission_sockets_total", COUNTER,
-		  "Established sockets of the app and sidecar cgroups by "
-		  "admission reason (accelerated: admitted).",
-		  "reason", sl_acc_reason_name, adm->stats.sockets, SL_ACC_NR);
+			"Established sockets of the app and sidecar cgroups by "
+			"admission reason (accelerated: admitted).",
+			"reason", sl_acc_reason_name, adm->stats.sockets, SL_ACC_NR);
 	sl_prom_by_name(f, "sidelane_admission_evicted_total", COUNTER,
-		  "Admitted sockets taken out of the sockhash again, by reason.",
-		  "reason", sl_acc_reason_name, adm->stats.evicted, SL_ACC_NR);
+			"Admitted sockets taken out of the sockhash again, by reason.",
+			"reason", sl_acc_reason_name, adm->stats.evicted, SL_ACC_NR);
 }
 
 static void metrics_splice(FILE *f, const struct sl_admin *a,
@@ -188,74 +188,74 @@ static void metrics_splice(FILE *f, const struct sl_admin *a,
 
 		sl_proxy_stats(a->proxy, &ps);
 		sl_prom_family(f, "sidelane_splice_connections_total", COUNTER,
-			 "Relayed connections by whether they were spliced into the "
-			 "kernel (both halves, or the upload only), or why not.");
+			       "Relayed connections by whether they were spliced into the "
+			       "kernel (both halves, or the upload only), or why not.");
 		for (i = 0; i < SL_SPLICE_NR; i++)
 			sl_prom_sample(f, "sidelane_splice_connections_total", "result",
-				 sl_splice_result_name[i], NULL, NULL,
-				 ps.splice[i]);
+				       sl_splice_result_name[i], NULL, NULL,
+				       ps.splice[i]);
 	}
 	if (!sp->present)
 		return;
 	sl_prom_family(f, "sidelane_splice_pushed_bytes_total", COUNTER,
-		 "Bytes of spliced connections the kernel moved past the proxy: "
-		 "dir up, sk_msg from an app socket into its upstream; dir down, "
-		 "sk_skb from an upstream to the sidecar's socket towards the app.");
+		       "Bytes of spliced connections the kernel moved past the proxy: "
+		       "dir up, sk_msg from an app socket into its upstream; dir down, "
+		       "sk_skb from an upstream to the sidecar's socket towards the app.");
 	for (d = 0; d < SL_SPD_NR; d++)
 		sl_prom_sample(f, "sidelane_splice_pushed_bytes_total", "dir",
-			 sl_splice_dir_name[d], NULL, NULL,
-			 sp->st.dir[d].pushed_bytes);
+			       sl_splice_dir_name[d], NULL, NULL,
+			       sp->st.dir[d].pushed_bytes);
 	sl_prom_family(f, "sidelane_splice_pushed_messages_total", COUNTER,
-		 "Messages (up) or skbs (down) the kernel moved past the proxy.");
+		       "Messages (up) or skbs (down) the kernel moved past the proxy.");
 	for (d = 0; d < SL_SPD_NR; d++)
 		sl_prom_sample(f, "sidelane_splice_pushed_messages_total", "dir",
-			 sl_splice_dir_name[d], NULL, NULL,
-			 sp->st.dir[d].pushed_msgs);
+			       sl_splice_dir_name[d], NULL, NULL,
+			       sp->st.dir[d].pushed_msgs);
 	sl_prom_one(f, "sidelane_splice_overlap_skbs_total", COUNTER,
-	      "Download skbs that repeated bytes already delivered (a "
-	      "retransmission partly received before); the repeat is cut.",
-	      sp->st.dup_skbs);
+		    "Download skbs that repeated bytes already delivered (a "
+		    "retransmission partly received before); the repeat is cut.",
+		    sp->st.dup_skbs);
 	sl_prom_one(f, "sidelane_splice_overlap_bytes_total", COUNTER,
-	      "Bytes cut from the download as repeats.", sp->st.dup_bytes);
+		    "Bytes cut from the download as repeats.", sp->st.dup_bytes);
 	sl_prom_one(f, "sidelane_splice_overlap_trim_failed_total", COUNTER,
-	      "Overlapping download skbs that could not be cut: their pair "
-	      "was reset.", sp->st.trim_failed);
+		    "Overlapping download skbs that could not be cut: their pair "
+		    "was reset.", sp->st.trim_failed);
 	sl_prom_family(f, "sidelane_splice_relayed_messages_total", COUNTER,
-		 "Messages or skbs of spliced connections that took the proxy's "
-		 "relay, by direction and why.");
+		       "Messages or skbs of spliced connections that took the proxy's "
+		       "relay, by direction and why.");
 	for (d = 0; d < SL_SPD_NR; d++)
 		for (i = 0; i < SL_SPW_NR; i++)
 			sl_prom_sample(f, "sidelane_splice_relayed_messages_total",
-				 "dir", sl_splice_dir_name[d], "why",
-				 sl_splice_why_name[d][i],
-				 sp->st.dir[d].relay[i]);
+				       "dir", sl_splice_dir_name[d], "why",
+				       sl_splice_why_name[d][i],
+				       sp->st.dir[d].relay[i]);
 }
 
 static void metrics_fastpath(FILE *f, const struct sl_fp_status *fp)
 {
 	sl_prom_one(f, "sidelane_fastpath_attached", GAUGE,
-	      "1 when the sockops link is pinned and alive.", fp->attached);
+		    "1 when the sockops link is pinned and alive.", fp->attached);
 	sl_prom_one(f, "sidelane_accounting_events_lost_total", COUNTER,
-	      "Connection records the full ring buffer dropped.",
-	      fp->events_lost);
+		    "Connection records the full ring buffer dropped.",
+		    fp->events_lost);
 	sl_prom_one(f, "sidelane_fastpath_redirect_enabled", GAUGE,
-	      "1 when sk_msg redirects, 0 when it is switched to TCP.",
-	      !fp->cfg.redirect_off);
+		    "1 when sk_msg redirects, 0 when it is switched to TCP.",
+		    !fp->cfg.redirect_off);
 	sl_ctr_prom(f, sl_fp_ctrs, sl_fp_ctrs_n, &fp->counters);
 	sl_prom_family(f, "sidelane_map_entries", GAUGE,
-		 "Entries in a pinned map right now.");
+		       "Entries in a pinned map right now.");
 	sl_prom_sample(f, "sidelane_map_entries", "map", SL_MAP_SOCKHASH, NULL, NULL,
-		 fp->sockhash_entries);
+		       fp->sockhash_entries);
 	sl_prom_sample(f, "sidelane_map_entries", "map", SL_MAP_CONNS, NULL, NULL,
-		 fp->conns_entries);
+		       fp->conns_entries);
 	sl_prom_sample(f, "sidelane_map_entries", "map", SL_MAP_LOCAL_ADDRS, NULL,
-		 NULL, fp->local_addrs_entries);
+		       NULL, fp->local_addrs_entries);
 	sl_prom_family(f, "sidelane_map_max_entries", GAUGE,
-		 "Capacity of a pinned map.");
+		       "Capacity of a pinned map.");
 	sl_prom_sample(f, "sidelane_map_max_entries", "map", SL_MAP_SOCKHASH, NULL,
-		 NULL, fp->sockhash_max);
+		       NULL, fp->sockhash_max);
 	sl_prom_sample(f, "sidelane_map_max_entries", "map", SL_MAP_CONNS, NULL, NULL,
-		 fp->conns_max);
+		       fp->conns_max);
 }
 
 static void metrics_footprint(FILE *f, const struct sl_footprint *fp)
@@ -263,29 +263,29 @@ static void metrics_footprint(FILE *f, const struct sl_footprint *fp)
 	unsigned int i;
 
 	sl_prom_one(f, "sidelane_maps_memory_bytes", GAUGE,
-	      "Kernel memory of all pinned maps (memlock), what this sidecar "
-	      "costs the node whatever its traffic.", fp->memlock);
+		    "Kernel memory of all pinned maps (memlock), what this sidecar "
+		    "costs the node whatever its traffic.", fp->memlock);
 	sl_prom_family(f, "sidelane_map_memory_bytes", GAUGE,
-		 "Kernel memory of one pinned map (memlock).");
+		       "Kernel memory of one pinned map (memlock).");
 	for (i = 0; i < fp->n; i++)
 		sl_prom_sample(f, "sidelane_map_memory_bytes", "map", fp->map[i].name,
-			 NULL, NULL, fp->map[i].memlock);
+			       NULL, NULL, fp->map[i].memlock);
 }
 
 static void metrics_capture(FILE *f, const struct sl_cap_status *cs)
 {
 	sl_prom_one(f, "sidelane_capture_attached", GAUGE,
-	      "1 when the connect hooks are attached.", cs->attached);
+		    "1 when the connect hooks are attached.", cs->attached);
 	sl_prom_one(f, "sidelane_capture_enabled", GAUGE,
-	      "1 when connects are captured (0: connect-time policy only).",
-	      cs->cfg.enabled);
+		    "1 when connects are captured (0: connect-time policy only).",
+		    cs->cfg.enabled);
 	sl_prom_by_name(f, "sidelane_capture_connects_total", COUNTER,
-		  "TCP connects of the app seen by the connect hooks, by what "
-		  "was done and why.",
-		  "reason", sl_capture_reason_name, cs->stats.reason, SL_CR_NR);
+			"TCP connects of the app seen by the connect hooks, by what "
+			"was done and why.",
+			"reason", sl_capture_reason_name, cs->stats.reason, SL_CR_NR);
 	sl_ctr_prom(f, sl_cap_ctrs, sl_cap_ctrs_n, &cs->stats);
 	sl_prom_one(f, "sidelane_capture_live_connections", GAUGE,
-	      "Captured connections open right now.", cs->captured_live);
+		    "Captured connections open right now.", cs->captured_live);
 }
 
 /* Hits of the live rules and of the default action, counted by the
@@ -304,19 +304,19 @@ static void metrics_policy(FILE *f, const char *pin_root)
 	    sl_policy_read(pin_root, pol, &configured, hits, max_hits, &n_hits))
 		goto out;
 	sl_prom_one(f, "sidelane_policy_configured", GAUGE,
-	      "1 when a policy is loaded (0: every destination allowed).",
-	      configured);
+		    "1 when a policy is loaded (0: every destination allowed).",
+		    configured);
 	sl_prom_family(f, "sidelane_policy_hits_total", COUNTER,
-		 "Connects decided by a policy rule (rule id), or by the "
-		 "default action (rule \"default\").");
+		       "Connects decided by a policy rule (rule id), or by the "
+		       "default action (rule \"default\").");
 	sl_prom_sample(f, "sidelane_policy_hits_total", "rule", "default", "action",
-		 sl_action_name(pol->default_action),
-		 sl_policy_hits_of(hits, n_hits, 0));
+		       sl_action_name(pol->default_action),
+		       sl_policy_hits_of(hits, n_hits, 0));
 	for (i = 0; i < pol->n_rules; i++) {
 		snprintf(id, sizeof(id), "%u", pol->rules[i].id);
 		sl_prom_sample(f, "sidelane_policy_hits_total", "rule", id, "action",
-			 sl_action_name(pol->rules[i].action),
-			 sl_policy_hits_of(hits, n_hits, pol->rules[i].id));
+			       sl_action_name(pol->rules[i].action),
+			       sl_policy_hits_of(hits, n_hits, pol->rules[i].id));
 	}
 out:
 	free(pol);
@@ -326,14 +326,14 @@ out:
 static void metrics_inbound(FILE *f, const struct sl_in_status *is)
 {
 	sl_prom_one(f, "sidelane_inbound_attached", GAUGE,
-	      "1 when sk_lookup steers inbound connections.", is->attached);
+		    "1 when sk_lookup steers inbound connections.", is->attached);
 	sl_prom_family(f, "sidelane_inbound_listener_up", GAUGE,
-		 "1 when the inbound listener of that family is in the "
-		 "sk_lookup map.");
+		       "1 when the inbound listener of that family is in the "
+		       "sk_lookup map.");
 	sl_prom_sample(f, "sidelane_inbound_listener_up", "family", "ipv4", NULL,
-		 NULL, is->listener4);
+		       NULL, is->listener4);
 	sl_prom_sample(f, "sidelane_inbound_listener_up", "family", "ipv6", NULL,
-		 NULL, is->listener6);
+		       NULL, is->listener6);
 	sl_ctr_prom(f, sl_in_ctrs, sl_in_ctrs_n, is);
 }
 
@@ -341,15 +341,15 @@ static void metrics(FILE *f, const struct sl_admin *a,
 		    const struct sl_status *st)
 {
 	sl_prom_family(f, "sidelane_build_info", GAUGE,
-		 "Always 1; the version of this sidelane as a label.");
+		       "Always 1; the version of this sidelane as a label.");
 	sl_prom_sample(f, "sidelane_build_info", "version", SL_VERSION, NULL, NULL,
-		 1);
+		       1);
 	sl_prom_one(f, "sidelane_ready", GAUGE,
-	      "1 once programs are attached and listeners open, until a drain.",
-	      __atomic_load_n(&a->ready, __ATOMIC_RELAXED) && !draining(a));
+		    "1 once programs are attached and listeners open, until a drain.",
+		    __atomic_load_n(&a->ready, __ATOMIC_RELAXED) && !draining(a));
 	sl_prom_one(f, "sidelane_draining", GAUGE,
-	      "1 after POST /drain or SIGTERM: no new connections.",
-	      draining(a));
+		    "1 after POST /drain or SIGTERM: no new connections.",
+		    draining(a));
 	metrics_proxy(f, a, &st->pc);
 	metrics_tls(f, &st->pc);
 	metrics_fastpath(f, &st->fp);
