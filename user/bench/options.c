@@ -9,6 +9,7 @@
 
 /* ---- command line ----------------------------------------------------- */
 
+/* The whole --help text, one string. */
 static void bench_usage(FILE *f)
 {
 	fprintf(f,
@@ -234,6 +235,7 @@ static int parse_workloads(const char *arg, struct bench_opts *o)
 	return 0;
 }
 
+/* Long, but flat: one case per option, then their combinations checked. */
 int parse_args(int argc, char **argv, struct bench_opts *o)
 {
 	static const struct option longopts[] = {

@@ -302,112 +302,104 @@ int bench_plot(const struct bench_opts *o)
 	return err;
 }
 
-void results_json(const struct bench_opts *o, const struct accel *acc,
-		const int *accel_ok, int inherited)
+/* "name":{...} of workload w: every metric's medians, ratios and rounds. */
+static void json_workload(const struct bench_opts *o, size_t w)
 {
 	static const char *const kind_name[] = { "rr", "stream", "conn" };
 	const struct suite_desc *su = &suites[o->suite];
-	char link[PATH_MAX + 32], cmd[1024];
 	double med[NR_MODES];
+	int k, i, m, first_k = 1;
 	unsigned int r;
-	size_t w;
-	int k, i, m, first_k, first_w = 1;
 
-	printf("{");
-	if (o->suite != SUITE_FASTPATH)
-		printf("\"suite\":\"%s\",", su->name);
-	printf("\"command\":");
-	sl_json_str(stdout, cmdline(cmd, sizeof(cmd)));
-	printf(",\"versions\":{");
-	for (i = 0; i < bs.nver; i++) {
-		printf("%s\"%s\":", i ? "," : "", bs.ver[i].name);
-		sl_json_str(stdout, bs.ver[i].text);
-	}
-	printf("},\"rounds\":%u,\"duration_ms\":%u,\"pin\":\"%s\","
-	       "\"cgroup_mount\":\"%s\",\"inherited_sockops\":%d,"
-	       "\"workloads\":[",
-	       o->rounds, o->duration_ms, pin_name[o->pin], bs.cg_mount,
-	       inherited);
-	for (w = 0; w < NR_WORKLOADS; w++) {
-		if (!o->workloads[w])
+	printf("{\"name\":\"%s\",\"kind\":\"%s\",\"size\":%zu,"
+	       "\"clients\":%d,\"connections\":%d,\"metrics\":{",
+	       workloads[w].name, kind_name[workloads[w].kind], workloads[w].size,
+	       workloads[w].clients, workloads[w].clients * workloads[w].conns);
+	for (k = 0; k < NR_METRICS; k++) {
+		if (!(metrics[k].kinds & KIND(workloads[w].kind)))
 			continue;
-		printf("%s{\"name\":\"%s\",\"kind\":\"%s\",\"size\":%zu,"
-		       "\"clients\":%d,\"connections\":%d,\"metrics\":{",
-		       first_w ? "" : ",", workloads[w].name,
-		       kind_name[workloads[w].kind], workloads[w].size,
-		       workloads[w].clients,
-		       workloads[w].clients * workloads[w].conns);
-		first_w = 0;
-		first_k = 1;
-		for (k = 0; k < NR_METRICS; k++) {
-			if (!(metrics[k].kinds & KIND(workloads[w].kind)))
-				continue;
-			printf("%s\"%s\":{\"better\":\"%s\"", first_k ? "" : ",",
-			       metrics[k].key,
-			       metrics[k].lower_better ? "lower" : "higher");
-			first_k = 0;
-			for (i = 0; i < su->nmodes; i++) {
-				m = su->modes[i];
-				med[m] = median(w, m, k);
-				printf(",\"%s\":", mode_name[m]);
-				json_num(med[m]);
+		printf("%s\"%s\":{\"better\":\"%s\"", first_k ? "" : ",",
+		       metrics[k].key, metrics[k].lower_better ? "lower" : "higher");
+		first_k = 0;
+		for (i = 0; i < su->nmodes; i++) {
+			m = su->modes[i];
+			med[m] = median(w, m, k);
+			printf(",\"%s\":", mode_name[m]);
+			json_num(med[m]);
+		}
+		for (i = 0; i < su->nratios; i++) {
+			printf(",\"%s\":", su->ratios[i].key);
+			json_num(ratio(med[su->ratios[i].num],
+				       med[su->ratios[i].den]));
+		}
+		printf(",\"rounds\":{");
+		for (i = 0; i < su->nmodes; i++) {
+			m = su->modes[i];
+			printf("%s\"%s\":[", i ? "," : "", mode_name[m]);
+			for (r = 0; r < o->rounds; r++) {
+				printf(r ? "," : "");
+				json_num(*bench_res(w, m, k, r));
 			}
-			for (i = 0; i < su->nratios; i++) {
-				printf(",\"%s\":", su->ratios[i].key);
-				json_num(ratio(med[su->ratios[i].num],
-					       med[su->ratios[i].den]));
-			}
-			printf(",\"rounds\":{");
-			for (i = 0; i < su->nmodes; i++) {
-				m = su->modes[i];
-				printf("%s\"%s\":[", i ? "," : "", mode_name[m]);
-				for (r = 0; r < o->rounds; r++) {
-					printf(r ? "," : "");
-					json_num(*bench_res(w, m, k, r));
-				}
-				printf("]");
-			}
-			printf("}}");
+			printf("]");
 		}
 		printf("}}");
 	}
-	if (o->suite == SUITE_FASTPATH) {
-		printf("],\"redirect\":{");
-		for (m = MODE_BARE; m <= MODE_SIDELANE; m++)
-			printf("%s\"%s\":{\"measured\":%s,\"redirected\":%llu,"
-			       "\"passed\":%llu,\"ok\":%s}",
-			       m == MODE_BARE ? "" : ",", mode_name[m],
-			       o->modes[m] ? "true" : "false",
-			       (unsigned long long)acc[m].redirected,
-			       (unsigned long long)acc[m].passed,
-			       accel_ok[m] ? "true" : "false");
-		printf("}}\n");
-		return;
-	}
-	if (o->suite == SUITE_TLS) {
-		struct sl_proxy_counters pc = {};
+	printf("}}");
+}
 
-		m = MODE_TLS_SL;
-		if (o->modes[m])
-			sl_stats_read(bs.pin_ab[1], &pc);
-		printf("],\"tls\":{\"mtls_required_by_b\":true,"
-		       "\"sidelane\":{\"measured\":%s",
-		       o->modes[m] ? "true" : "false");
-		json_u64("client_a_hop_redirected", acc[m].redirected);
-		json_u64("client_a_hop_passed", acc[m].passed);
-		json_u64("b_server_hop_redirected", acc[m].redirected_b);
-		json_u64("b_server_hop_passed", acc[m].passed_b);
-		json_u64("b_tls_handshakes", pc.tls_ok);
-		json_u64("b_tls_resumed", pc.tls_resumed);
-		m = MODE_TLS_HAP;
-		printf("},\"haproxy\":{\"measured\":%s,\"ok\":%s",
+/* The suite's own evidence that each mode carried the traffic, closing the
+ * object.
+ */
+static void json_fastpath(const struct bench_opts *o, const struct accel *acc,
+			  const int *accel_ok)
+{
+	int m;
+
+	printf("],\"redirect\":{");
+	for (m = MODE_BARE; m <= MODE_SIDELANE; m++)
+		printf("%s\"%s\":{\"measured\":%s,\"redirected\":%llu,"
+		       "\"passed\":%llu,\"ok\":%s}",
+		       m == MODE_BARE ? "" : ",", mode_name[m],
 		       o->modes[m] ? "true" : "false",
+		       (unsigned long long)acc[m].redirected,
+		       (unsigned long long)acc[m].passed,
 		       accel_ok[m] ? "true" : "false");
-		json_u64("served", acc[m].served);
-		printf("},\"stunnel\":{\"measured\":%s}}}\n",
-		       o->modes[MODE_TLS_ST] ? "true" : "false");
-		return;
-	}
+	printf("}}\n");
+}
+
+static void json_tls(const struct bench_opts *o, const struct accel *acc,
+		     const int *accel_ok)
+{
+	struct sl_proxy_counters pc = {};
+	int m;
+
+	m = MODE_TLS_SL;
+	if (o->modes[m])
+		sl_stats_read(bs.pin_ab[1], &pc);
+	printf("],\"tls\":{\"mtls_required_by_b\":true,"
+	       "\"sidelane\":{\"measured\":%s",
+	       o->modes[m] ? "true" : "false");
+	json_u64("client_a_hop_redirected", acc[m].redirected);
+	json_u64("client_a_hop_passed", acc[m].passed);
+	json_u64("b_server_hop_redirected", acc[m].redirected_b);
+	json_u64("b_server_hop_passed", acc[m].passed_b);
+	json_u64("b_tls_handshakes", pc.tls_ok);
+	json_u64("b_tls_resumed", pc.tls_resumed);
+	m = MODE_TLS_HAP;
+	printf("},\"haproxy\":{\"measured\":%s,\"ok\":%s",
+	       o->modes[m] ? "true" : "false",
+	       accel_ok[m] ? "true" : "false");
+	json_u64("served", acc[m].served);
+	printf("},\"stunnel\":{\"measured\":%s}}}\n",
+	       o->modes[MODE_TLS_ST] ? "true" : "false");
+}
+
+static void json_sidecar(const struct bench_opts *o, const struct accel *acc,
+			 const int *accel_ok)
+{
+	char link[PATH_MAX + 32];
+	int m;
+
 	m = MODE_SIDECAR;
 	snprintf(link, sizeof(link), "%s/" SL_PIN_LINK_SOCKOPS_SIDECAR,
 		 bs.pin_root);
@@ -433,4 +425,42 @@ void results_json(const struct bench_opts *o, const struct accel *acc,
 		       (unsigned long long)acc[m].served,
 		       accel_ok[m] ? "true" : "false");
 	printf("}\n");
+}
+
+void results_json(const struct bench_opts *o, const struct accel *acc,
+		  const int *accel_ok, int inherited)
+{
+	const struct suite_desc *su = &suites[o->suite];
+	char cmd[1024];
+	int i, first_w = 1;
+	size_t w;
+
+	printf("{");
+	if (o->suite != SUITE_FASTPATH)
+		printf("\"suite\":\"%s\",", su->name);
+	printf("\"command\":");
+	sl_json_str(stdout, cmdline(cmd, sizeof(cmd)));
+	printf(",\"versions\":{");
+	for (i = 0; i < bs.nver; i++) {
+		printf("%s\"%s\":", i ? "," : "", bs.ver[i].name);
+		sl_json_str(stdout, bs.ver[i].text);
+	}
+	printf("},\"rounds\":%u,\"duration_ms\":%u,\"pin\":\"%s\","
+	       "\"cgroup_mount\":\"%s\",\"inherited_sockops\":%d,"
+	       "\"workloads\":[",
+	       o->rounds, o->duration_ms, pin_name[o->pin], bs.cg_mount,
+	       inherited);
+	for (w = 0; w < NR_WORKLOADS; w++) {
+		if (!o->workloads[w])
+			continue;
+		printf(first_w ? "" : ",");
+		first_w = 0;
+		json_workload(o, w);
+	}
+	if (o->suite == SUITE_FASTPATH)
+		json_fastpath(o, acc, accel_ok);
+	else if (o->suite == SUITE_TLS)
+		json_tls(o, acc, accel_ok);
+	else
+		json_sidecar(o, acc, accel_ok);
 }

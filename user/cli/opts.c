@@ -107,6 +107,7 @@ static const struct option long_opts[] = {
 	{},
 };
 
+/* Long, but flat: one case per option of every command. */
 int parse_opts(int argc, char **argv, struct cli *cli,
 		      unsigned int allowed)
 {

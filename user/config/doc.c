@@ -190,7 +190,10 @@ struct walk_frame {
 	char key[PATH_LEN];
 };
 
-/* Pass 1: YAML syntax, and the path -> line index of the first document. */
+/* Pass 1: YAML syntax, and the path -> line index of the first document.
+ * One loop over libyaml's events with a case per event type: the stack of
+ * open mappings and sequences is what gives each node its path.
+ */
 static int walk(struct doc *d, const char *buf, size_t len)
 {
 	struct walk_frame st[WALK_DEPTH];
