@@ -375,3 +375,22 @@ int sl_map_prog_attach(int prog_fd, int map_fd, enum bpf_attach_type type,
 	*link_fd = -1;
 	return bpf_prog_attach(prog_fd, map_fd, type, 0) ? -errno : 0;
 }
+
+int sl_pin_open_said(const char *pin_root, const char *name)
+{
+	int fd = sl_pin_open(pin_root, name);
+
+	if (fd < 0)
+		pr_warn("%s/%s: %s (is it attached?)\n", pin_root, name,
+			strerror(-fd));
+	return fd;
+}
+
+void sl_map_clear(int fd)
+{
+	char key[64];
+
+	while (!bpf_map_get_next_key(fd, NULL, key))
+		if (bpf_map_delete_elem(fd, key))
+			break;
+}

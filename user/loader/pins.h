@@ -78,6 +78,10 @@ int sl_percpu_sum_u64(int fd, __u32 key, void *out, size_t size);
  */
 int sl_map_prog_attach(int prog_fd, int map_fd, enum bpf_attach_type type,
 		       int *link_fd);
+/* sl_pin_open(), and a warning naming the pin when it is not there. */
+int sl_pin_open_said(const char *pin_root, const char *name);
+/* Empty a map (keys of at most 64 bytes). */
+void sl_map_clear(int fd);
 /* bpf_obj_get_info_by_fd() of a link: 0 or -errno. */
 int sl_link_info(int link_fd, struct bpf_link_info *info);
 /* The same for the link pinned as pin_root/name (-ENOENT: not pinned). */

@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <microhttpd.h>
+#include "loader/policy.h"
 #include "lib/addr.h"
 #include "sidelane.h"
 #include "report/admin.h"
