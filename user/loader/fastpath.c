@@ -9,32 +9,22 @@
 #include <fcntl.h>
 #include <ifaddrs.h>
 #include <limits.h>
-#include <net/if.h>
 #include <netinet/in.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
-#include <bpf/libbpf.h>
 #include "lib/addr.h"
 #include "loader/pins.h"
 #include "sidelane.h"
 #include "fastpath.h"
 #include "admission.h"
 #include "fastpath.skel.h"
-#include "loader/acct_user.h"
 #include "loader/fastpath_user.h"
 
-#ifndef SO_NETNS_COOKIE
-#define SO_NETNS_COOKIE 71 /* asm-generic; glibc 2.36 headers lack it */
-#endif
 #include "lib/cgroup.h"
 #include "lib/log.h"
-#include "lib/util.h"
 
 static const char *const map_names[] = {
 	SL_MAP_SOCKHASH,    SL_MAP_CONNS,     SL_MAP_COUNTERS,
@@ -46,52 +36,6 @@ static const char *const map_names[] = {
 	SL_MAP_DOWN,        SL_MAP_DOWN_IDX,
 };
 
-/* ip in the key's form (IPv4 v4-mapped), port in host order */
-static void key_addr(const struct sockaddr_storage *ss, __u8 ip[16],
-		     __u16 *port)
-{
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const void *)ss;
-
-		memset(ip, 0, 10);
-		ip[10] = 0xff;
-		ip[11] = 0xff;
-		memcpy(ip + 12, &in->sin_addr, 4);
-		*port = ntohs(in->sin_port);
-	} else {
-		const struct sockaddr_in6 *in6 = (const void *)ss;
-
-		memcpy(ip, &in6->sin6_addr, 16);
-		*port = ntohs(in6->sin6_port);
-	}
-}
-
-int sl_fd_sock_key(int fd, struct sl_sock_key *key)
-{
-	struct sockaddr_storage loc, rem;
-	socklen_t ll = sizeof(loc), rl = sizeof(rem), cl = sizeof(__u64);
-
-	memset(key, 0, sizeof(*key));
-	if (getsockname(fd, (void *)&loc, &ll) ||
-	    getpeername(fd, (void *)&rem, &rl) ||
-	    getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &key->netns_cookie,
-		       &cl))
-		return -errno;
-	key_addr(&loc, key->local_ip, &key->local_port);
-	key_addr(&rem, key->remote_ip, &key->remote_port);
-	return 0;
-}
-
-void sl_sock_key_swap(const struct sl_sock_key *in, struct sl_sock_key *out)
-{
-	struct sl_sock_key k = *in;
-
-	memcpy(k.local_ip, in->remote_ip, 16);
-	memcpy(k.remote_ip, in->local_ip, 16);
-	k.local_port = in->remote_port;
-	k.remote_port = in->local_port;
-	*out = k;
-}
 
 /* Another program of the same kind on this very cgroup could be a second mesh
  * doing its own redirect: sockets would then sit in two sockhashes and whose
@@ -330,7 +274,7 @@ static void attach_sk_skb(struct fastpath_bpf *skel, const char *pin_root)
 /* The backlog bound needs psock->msg_tot_len (Linux 6.15+); without it the
  * fast path still works, only a slow reader's queue is not bounded.
  */
-static bool backlog_supported(void)
+bool sl_fp_backlog_supported(void)
 {
 	struct btf *btf = btf__load_vmlinux_btf();
 	bool ok = false;
@@ -691,7 +635,7 @@ static int load(const char *pin_root, struct fastpath_bpf **out)
 	err = sl_obj_pin_maps(skel->obj, pin_root, 0);
 	if (err)
 		goto fail;
-	if (!backlog_supported())
+	if (!sl_fp_backlog_supported())
 		pr_warn("this kernel's psock has no msg_tot_len (before 6.15): "
 			"a slow reader's backlog is not bounded\n");
 	err = fastpath_bpf__load(skel);
@@ -844,111 +788,4 @@ int sl_fp_unpin_maps(const char *pin_root)
 			err = e;
 	}
 	return err;
-}
-
-int sl_fp_read_counters(const char *pin_root, struct sl_counters *out)
-{
-	int fd, err;
-
-	fd = sl_pin_open(pin_root, SL_MAP_COUNTERS);
-	if (fd < 0)
-		return fd;
-	err = sl_percpu_sum_u64(fd, 0, out, sizeof(*out));
-	close(fd);
-	return err;
-}
-
-/* Entries and capacity of a pinned map (walks the keys: for status only). */
-static int map_fill(const char *pin_root, const char *name, __u32 *entries,
-		    __u32 *max)
-{
-	struct bpf_map_info info = {};
-	__u32 len = sizeof(info), n = 0;
-	char key[64], next[64];
-	void *prev = NULL;
-	int fd;
-
-	fd = sl_pin_open(pin_root, name);
-	if (fd < 0)
-		return fd;
-	if (!bpf_obj_get_info_by_fd(fd, &info, &len) &&
-	    info.key_size <= sizeof(key)) {
-		while (!bpf_map_get_next_key(fd, prev, next) &&
-		       n < info.max_entries) {
-			memcpy(key, next, info.key_size);
-			prev = key;
-			n++;
-		}
-	}
-	*entries = n;
-	*max = info.max_entries;
-	close(fd);
-	return 0;
-}
-
-static __u32 link_prog_id(int fd)
-{
-	struct bpf_link_info info;
-
-	return sl_link_info(fd, &info) ? 0 : info.prog_id;
-}
-
-int sl_fp_status(const char *pin_root, struct sl_fp_status *st)
-{
-	struct bpf_link_info info;
-	__u32 dummy;
-	int fd;
-
-	memset(st, 0, sizeof(*st));
-	fd = sl_pin_open(pin_root, SL_PIN_LINK_SOCKOPS);
-	if (fd >= 0) {
-		if (!sl_link_info(fd, &info)) {
-			st->attached = 1;
-			st->cgroup_id = info.cgroup.cgroup_id;
-			st->sockops_prog_id = info.prog_id;
-			sl_cgroup_path_by_id(st->cgroup_id, st->cgroup_path,
-					     sizeof(st->cgroup_path));
-		}
-		close(fd);
-	}
-	fd = sl_pin_open(pin_root, SL_PIN_LINK_SK_MSG);
-	if (fd >= 0) {
-		st->sk_msg_link = 1;
-		st->sk_msg_prog_id = link_prog_id(fd);
-		close(fd);
-	} else if ((fd = sl_pin_open(pin_root, SL_PIN_PROG_SK_MSG)) >= 0) {
-		struct bpf_prog_info pinfo = {};
-		__u32 len = sizeof(pinfo);
-
-		if (!bpf_obj_get_info_by_fd(fd, &pinfo, &len))
-			st->sk_msg_prog_id = pinfo.id;
-		close(fd);
-	}
-	st->backlog_bound = backlog_supported();
-	if (map_fill(pin_root, SL_MAP_SOCKHASH, &st->sockhash_entries,
-		     &st->sockhash_max))
-		return st->attached ? 0 : -ENOENT;
-	map_fill(pin_root, SL_MAP_CONNS, &st->conns_entries, &st->conns_max);
-	map_fill(pin_root, SL_MAP_LOCAL_ADDRS, &st->local_addrs_entries, &dummy);
-	fd = sl_pin_open(pin_root, SL_MAP_EXCLUDED_PORTS);
-	if (fd >= 0) {
-		__u16 port, *prev = NULL;
-
-		while (st->n_excluded_ports < SL_MAX_EXCLUDED_PORTS &&
-		       !bpf_map_get_next_key(fd, prev, &port)) {
-			st->excluded_ports[st->n_excluded_ports++] = port;
-			prev = &st->excluded_ports[st->n_excluded_ports - 1];
-		}
-		close(fd);
-	}
-	sl_fp_read_counters(pin_root, &st->counters);
-	fd = sl_pin_open(pin_root, SL_MAP_FP_CFG);
-	if (fd >= 0) {
-		__u32 zero = 0;
-
-		bpf_map_lookup_elem(fd, &zero, &st->cfg);
-		close(fd);
-	}
-	sl_acct_lost(pin_root, &st->events_lost);
-	return 0;
 }

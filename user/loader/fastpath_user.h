@@ -5,6 +5,7 @@
 #ifndef FASTPATH_USER_H
 #define FASTPATH_USER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include "sidelane.h"
 #include "fastpath.h"
@@ -49,6 +50,10 @@ int sl_fp_detach_links(const char *pin_root);
  */
 int sl_fp_unpin_maps(const char *pin_root);
 
+/* Does this kernel's psock have msg_tot_len (6.15+), which the backlog
+ * bound needs? Without it a slow reader's queue is not bounded.
+ */
+bool sl_fp_backlog_supported(void);
 /* Refresh sl_local_addrs from the host's interface addresses. */
 int sl_fp_sync_local_addrs(const char *pin_root);
 
