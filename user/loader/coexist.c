@@ -24,6 +24,7 @@
 #include "loader/fastpath_user.h"
 #include "lib/cgroup.h"
 #include "lib/log.h"
+#include "loader/coexist_int.h"
 
 /* Kernel limit on programs per cgroup and attach type (BPF_CGROUP_MAX_PROGS),
  * times the levels an effective array can sum up.
@@ -32,129 +33,6 @@
 #define CX_EFFECTIVE_MAX 512
 #define CX_OURS_MAX 64
 
-#define HOW_ALL_RUN "all run whatever the others return; one returning 0 fails the call with EPERM"
-
-/* What running beside ours means, per attach type (kernel semantics: see
- * coexist.h).
- */
-static const struct cx_type {
-	__u32 type;
-	const char *name; /* as bpftool names it */
-	const char *how;
-} cg_types[] = {
-	{ BPF_CGROUP_SOCK_OPS, "sock_ops",
-	  "every sock_ops program runs for each TCP event; callback flags are per "
-	  "socket: one that sets them without keeping the bits already set turns "
-	  "off the others' callbacks" },
-	{ BPF_CGROUP_INET4_CONNECT, "connect4",
-	  "all run on one shared address: a later one sees an earlier one's "
-	  "rewrite and its own rewrite wins; one returning 0 fails connect() "
-	  "with EPERM" },
-	{ BPF_CGROUP_INET6_CONNECT, "connect6",
-	  "all run on one shared address: a later one sees an earlier one's "
-	  "rewrite and its own rewrite wins; one returning 0 fails connect() "
-	  "with EPERM" },
-	{ BPF_CGROUP_INET4_GETPEERNAME, "getpeername4",
-	  "all run on one shared address: the last rewrite is what the app sees" },
-	{ BPF_CGROUP_INET6_GETPEERNAME, "getpeername6",
-	  "all run on one shared address: the last rewrite is what the app sees" },
-	{ BPF_CGROUP_GETSOCKOPT, "getsockopt",
-	  "all run after the kernel's getsockopt, each on the value and return "
-	  "code the previous left: the last writer wins (ours answers "
-	  "SO_ORIGINAL_DST)" },
-	{ BPF_CGROUP_SETSOCKOPT, "setsockopt",
-	  "all run before the kernel's setsockopt, each on the options the "
-	  "previous left; one returning 0 fails it with EPERM" },
-	{ BPF_CGROUP_INET_SOCK_CREATE, "sock_create", HOW_ALL_RUN },
-	{ BPF_CGROUP_INET_SOCK_RELEASE, "sock_release", HOW_ALL_RUN },
-	{ BPF_CGROUP_INET4_BIND, "bind4",
-	  "all run on one shared address; " HOW_ALL_RUN },
-	{ BPF_CGROUP_INET6_BIND, "bind6",
-	  "all run on one shared address; " HOW_ALL_RUN },
-	{ BPF_CGROUP_INET4_POST_BIND, "post_bind4", HOW_ALL_RUN },
-	{ BPF_CGROUP_INET6_POST_BIND, "post_bind6", HOW_ALL_RUN },
-	{ BPF_CGROUP_UDP4_SENDMSG, "sendmsg4",
-	  "all run on one shared address; " HOW_ALL_RUN },
-	{ BPF_CGROUP_UDP6_SENDMSG, "sendmsg6",
-	  "all run on one shared address; " HOW_ALL_RUN },
-	{ BPF_CGROUP_UDP4_RECVMSG, "recvmsg4",
-	  "all run on one shared address: the last rewrite is what the app sees" },
-	{ BPF_CGROUP_UDP6_RECVMSG, "recvmsg6",
-	  "all run on one shared address: the last rewrite is what the app sees" },
-	{ BPF_CGROUP_INET_INGRESS, "ingress",
-	  "all run; a packet is dropped if one returns 0. Bytes sidelane "
-	  "redirects socket to socket never pass here: a traffic counter misses "
-	  "accelerated connections" },
-	{ BPF_CGROUP_INET_EGRESS, "egress",
-	  "all run; a packet is dropped if one returns 0. Bytes sidelane "
-	  "redirects socket to socket never pass here: a traffic counter misses "
-	  "accelerated connections" },
-}, map_types[] = {
-	{ BPF_SK_MSG_VERDICT, "sk_msg", NULL },
-	{ BPF_SK_SKB_STREAM_PARSER, "sk_skb_stream_parser", NULL },
-	{ BPF_SK_SKB_STREAM_VERDICT, "sk_skb_stream_verdict", NULL },
-	{ BPF_SK_SKB_VERDICT, "sk_skb_verdict", NULL },
-}, lookup_type = {
-	BPF_SK_LOOKUP, "sk_lookup",
-	"all run in attach order; a socket selected by one stands unless a "
-	"later one replaces it (BPF_SK_LOOKUP_F_REPLACE); a drop counts only "
-	"if none selected a socket",
-};
-
-#define N_CG_TYPES (sizeof(cg_types) / sizeof(cg_types[0]))
-#define N_MAP_TYPES (sizeof(map_types) / sizeof(map_types[0]))
-
-static const char *const map_note =
-	"a socket takes the sk_msg/sk_skb programs of the first sockmap it "
-	"enters and inserting it into a second one with programs fails (EBUSY): "
-	"which of the two accelerates a connection depends on whose sock_ops "
-	"runs first";
-
-static const struct cx_type *type_of(__u32 attach_type)
-{
-	size_t i;
-
-	for (i = 0; i < N_CG_TYPES; i++)
-		if (cg_types[i].type == attach_type)
-			return &cg_types[i];
-	for (i = 0; i < N_MAP_TYPES; i++)
-		if (map_types[i].type == attach_type)
-			return &map_types[i];
-	return attach_type == BPF_SK_LOOKUP ? &lookup_type : NULL;
-}
-
-const char *sl_cx_attach_name(__u32 attach_type)
-{
-	const struct cx_type *t = type_of(attach_type);
-
-	return t ? t->name : "other";
-}
-
-const char *sl_cx_action_name(enum sl_cx_action a)
-{
-	return a == SL_CX_REFUSE ? "refuse" : a == SL_CX_WARN ? "warn" : "alongside";
-}
-
-const char *sl_cx_where_name(enum sl_cx_where w)
-{
-	static const char *const names[] = {
-		[SL_CX_OWN] = "own",	     [SL_CX_INHERITED] = "inherited",
-		[SL_CX_ABOVE] = "above",     [SL_CX_SOCKMAP] = "sockmap",
-		[SL_CX_NETNS] = "netns",
-	};
-
-	return (unsigned int)w < sizeof(names) / sizeof(names[0]) ? names[w] : "?";
-}
-
-const char *sl_cx_order_name(enum sl_cx_order o)
-{
-	static const char *const names[] = {
-		[SL_CX_ORDER_NONE] = "none", [SL_CX_BEFORE] = "before",
-		[SL_CX_AFTER] = "after",     [SL_CX_BETWEEN] = "between",
-	};
-
-	return (unsigned int)o < sizeof(names) / sizeof(names[0]) ? names[o] : "?";
-}
 
 /* ---- what is ours: the ids behind the pins ---- */
 
@@ -296,7 +174,7 @@ static void scan_chain(struct scan *s, unsigned int base, const char *path)
 				close(fd);
 			return;
 		}
-		for (t = 0; t < N_CG_TYPES; t++) {
+		for (t = 0; t < n_cg_types; t++) {
 			__u32 ids[CX_QUERY_MAX], cnt = CX_QUERY_MAX, flags = 0, i;
 
 			if (bpf_prog_query(fd, cg_types[t].type, 0, &flags, ids,
@@ -372,7 +250,7 @@ static void scan_effective(struct scan *s, unsigned int base, const char *path)
 		note_err(cx, -errno);
 		return;
 	}
-	for (t = 0; t < N_CG_TYPES; t++) {
+	for (t = 0; t < n_cg_types; t++) {
 		__u32 cnt = CX_EFFECTIVE_MAX, flags = 0, type = cg_types[t].type;
 		/* 2 KiB: on the heap, the admin endpoint's thread reads it too */
 		__u32 *v = malloc(CX_EFFECTIVE_MAX * sizeof(*v));
@@ -492,7 +370,7 @@ static void scan_sockmaps(struct scan *s)
 			close(fd);
 			continue;
 		}
-		for (t = 0; t < N_MAP_TYPES; t++) {
+		for (t = 0; t < n_map_types; t++) {
 			__u32 ids[4], cnt = 4, flags = 0, i;
 
 			/* one program per attach type and map */
@@ -697,270 +575,4 @@ int sl_coexist_scan(const char *app_cgroup, const char *sidecar_cgroup,
 	classify(s);
 	free(s);
 	return out->err;
-}
-
-/* ---- reports ---- */
-
-const char *sl_coexist_where(const struct sl_coexist *cx,
-			     const struct sl_coexist_prog *p, char *buf,
-			     size_t len)
-{
-	unsigned int up;
-
-	buf[0] = '\0';
-	if (p->where > SL_CX_INHERITED)
-		return buf;
-	snprintf(buf, len, "%s",
-		 p->base == SL_CX_SIDECAR ? cx->sidecar_cgroup : cx->app_cgroup);
-	for (up = 0; up < p->levels_up; up++) {
-		char *slash = strrchr(buf, '/');
-
-		if (!slash)
-			break;
-		*slash = '\0';
-	}
-	return buf;
-}
-
-static const char *base_name(unsigned int bits)
-{
-	switch (bits) {
-	case SL_CX_APP:
-		return "the app's";
-	case SL_CX_SIDECAR:
-		return "the sidecar's";
-	default:
-		return "the app's and the sidecar's";
-	}
-}
-
-/* "runs after ours", or why there is no order to give. */
-static const char *order_phrase(const struct sl_coexist_prog *p)
-{
-	if (p->where != SL_CX_NETNS && p->where != SL_CX_SOCKMAP && !p->runs)
-		return "not run (a program below overrides it)";
-	switch (p->order) {
-	case SL_CX_BEFORE:
-		return "runs before ours";
-	case SL_CX_AFTER:
-		return "runs after ours";
-	case SL_CX_BETWEEN:
-		return "runs between ours";
-	default:
-		return "none of ours of that type";
-	}
-}
-
-static void tag_hex(const __u8 tag[8], char out[17])
-{
-	int i;
-
-	for (i = 0; i < 8; i++)
-		snprintf(out + 2 * i, 3, "%02x", tag[i]);
-}
-
-void sl_coexist_describe(const struct sl_coexist *cx,
-			 const struct sl_coexist_prog *p, char *buf, size_t len)
-{
-	const struct cx_type *t = type_of(p->attach_type);
-	char where[PATH_MAX + 160], path[PATH_MAX], tag[17];
-	const char *how = t && t->how ? t->how : "";
-
-	sl_coexist_where(cx, p, path, sizeof(path));
-	tag_hex(p->tag, tag);
-	switch (p->where) {
-	case SL_CX_OWN:
-		snprintf(where, sizeof(where), "on %s cgroup %s",
-			 base_name(p->base), path);
-		break;
-	case SL_CX_INHERITED:
-		snprintf(where, sizeof(where),
-			 "inherited from %s (%u level%s above %s cgroup)", path,
-			 p->levels_up, p->levels_up == 1 ? "" : "s",
-			 base_name(p->base));
-		break;
-	case SL_CX_ABOVE:
-		snprintf(where, sizeof(where),
-			 "inherited from above the visible cgroup tree (runs for %s cgroup)",
-			 base_name(p->applies));
-		break;
-	case SL_CX_SOCKMAP:
-		snprintf(where, sizeof(where), "on %s %u \"%s\"%s",
-			 p->map_type == BPF_MAP_TYPE_SOCKHASH ? "sockhash" : "sockmap",
-			 p->map_id, p->map_name,
-			 p->on_ours ? ", sidelane's own" :
-			 p->fed_by ? "" : ", not fed by a sock_ops of these cgroups");
-		if (p->fed_by && !p->on_ours) {
-			size_t n = strlen(where);
-
-			snprintf(where + n, sizeof(where) - n,
-				 ", fed by sock_ops program %u of these cgroups",
-				 p->fed_by);
-		}
-		break;
-	case SL_CX_NETNS:
-		snprintf(where, sizeof(where), "on this network namespace");
-		break;
-	}
-	switch (p->action) {
-	case SL_CX_REFUSE:
-		snprintf(buf, len,
-			 "%s program %u \"%s\" (tag %s) %s: CONFLICT: sidelane does not "
-			 "attach beside another sock_ops on its own cgroup (another "
-			 "mesh?); detach one of them (`bpftool cgroup detach %s sock_ops "
-			 "id %u`)",
-			 sl_cx_attach_name(p->attach_type), p->id, p->name, tag, where,
-			 path, p->id);
-		return;
-	case SL_CX_WARN:
-		if (p->where == SL_CX_SOCKMAP)
-			snprintf(buf, len,
-				 "%s program %u \"%s\" (tag %s) %s: WARNING: sockets of "
-				 "these cgroups are offered to this sockmap too; %s",
-				 sl_cx_attach_name(p->attach_type), p->id, p->name, tag,
-				 where, p->on_ours ? "it runs on sidelane's sockets "
-						     "instead of or with ours" : map_note);
-		else if (p->feeds_ours)
-			snprintf(buf, len,
-				 "%s program %u \"%s\" (tag %s) %s, %s: WARNING: it uses "
-				 "sidelane's map %u",
-				 sl_cx_attach_name(p->attach_type), p->id, p->name, tag,
-				 where, order_phrase(p), p->feeds_map);
-		else
-			snprintf(buf, len,
-				 "%s program %u \"%s\" (tag %s) %s, %s: WARNING: it feeds "
-				 "sockmap %u, which has sk_msg/sk_skb programs: %s",
-				 sl_cx_attach_name(p->attach_type), p->id, p->name, tag,
-				 where, order_phrase(p), p->feeds_map, map_note);
-		return;
-	case SL_CX_ALONGSIDE:
-		break;
-	}
-	if (p->where == SL_CX_SOCKMAP) {
-		snprintf(buf, len, "%s program %u \"%s\" (tag %s) %s: alongside (unrelated)",
-			 sl_cx_attach_name(p->attach_type), p->id, p->name, tag,
-			 where);
-		return;
-	}
-	snprintf(buf, len, "%s program %u \"%s\" (tag %s) %s: alongside, %s; %s",
-		 sl_cx_attach_name(p->attach_type), p->id, p->name, tag, where,
-		 order_phrase(p), how);
-}
-
-int sl_coexist_report(const char *app_cgroup, const char *sidecar_cgroup,
-		      const char *pin_root)
-{
-	struct sl_coexist *cx = malloc(sizeof(*cx));
-	unsigned int k, unrelated = 0;
-	char line[PATH_MAX + 1024];
-	int n;
-
-	if (!cx)
-		return -ENOMEM;
-	sl_coexist_scan(app_cgroup, sidecar_cgroup, pin_root, cx);
-	for (k = 0; k < cx->n; k++) {
-		const struct sl_coexist_prog *p = &cx->progs[k];
-
-		sl_coexist_describe(cx, p, line, sizeof(line));
-		if (p->where == SL_CX_SOCKMAP && p->action == SL_CX_ALONGSIDE) {
-			unrelated++;
-			pr_debug("coexist: %s\n", line);
-		} else if (p->action == SL_CX_ALONGSIDE) {
-			pr_info("coexist: %s\n", line);
-		} else {
-			pr_warn("coexist: %s\n", line);
-		}
-	}
-	if (unrelated)
-		pr_info("coexist: %u sk_msg/sk_skb program(s) on other sockmaps that "
-			"no sock_ops of these cgroups feeds (`sidelane status` lists "
-			"them)\n", unrelated);
-	if (cx->n_dropped)
-		pr_warn("coexist: %u more foreign program(s) not listed\n",
-			cx->n_dropped);
-	if (!cx->n && !cx->n_dropped)
-		pr_info("coexist: no other program on these cgroups, their "
-			"sockmaps or this network namespace\n");
-	if (cx->err)
-		pr_debug("coexist: scan incomplete: %s\n", strerror(-cx->err));
-	n = (int)(cx->n + cx->n_dropped);
-	free(cx);
-	return n;
-}
-
-static void print_json(FILE *f, const struct sl_coexist *cx)
-{
-	char path[PATH_MAX], tag[17];
-	unsigned int k;
-
-	fprintf(f, ",\"coexist\":[");
-	for (k = 0; k < cx->n; k++) {
-		const struct sl_coexist_prog *p = &cx->progs[k];
-		const char *pt = libbpf_bpf_prog_type_str(p->prog_type);
-
-		tag_hex(p->tag, tag);
-		fprintf(f, "%s{\"id\":%u,\"name\":", k ? "," : "", p->id);
-		sl_json_str(f, p->name);
-		fprintf(f, ",\"tag\":\"%s\",\"prog_type\":\"%s\",\"attach_type\":\"%s\","
-			   "\"where\":\"%s\",\"action\":\"%s\"",
-			tag, p->name[0] && pt ? pt : "", sl_cx_attach_name(p->attach_type),
-			sl_cx_where_name(p->where), sl_cx_action_name(p->action));
-		if (p->where <= SL_CX_ABOVE) {
-			fprintf(f, ",\"cgroup\":");
-			sl_json_str(f, sl_coexist_where(cx, p, path, sizeof(path)));
-			fprintf(f, ",\"cgroup_id\":%llu,\"levels_up\":%u,"
-				   "\"applies_to\":[%s%s%s],\"runs\":%s",
-				(unsigned long long)p->cgroup_id, p->levels_up,
-				p->applies & SL_CX_APP ? "\"app\"" : "",
-				p->applies == (SL_CX_APP | SL_CX_SIDECAR) ? "," : "",
-				p->applies & SL_CX_SIDECAR ? "\"sidecar\"" : "",
-				p->runs ? "true" : "false");
-		}
-		if (p->where != SL_CX_SOCKMAP)
-			fprintf(f, ",\"order\":\"%s\"", sl_cx_order_name(p->order));
-		if (p->where == SL_CX_SOCKMAP) {
-			fprintf(f, ",\"map_id\":%u,\"map_type\":\"%s\",\"map_name\":",
-				p->map_id,
-				p->map_type == BPF_MAP_TYPE_SOCKHASH ? "sockhash" : "sockmap");
-			sl_json_str(f, p->map_name);
-			fprintf(f, ",\"fed_by\":%u,\"sidelane_map\":%s", p->fed_by,
-				p->on_ours ? "true" : "false");
-		}
-		if (p->attach_type == BPF_CGROUP_SOCK_OPS)
-			fprintf(f, ",\"feeds_map\":%u", p->feeds_map);
-		fprintf(f, "}");
-	}
-	fprintf(f, "]");
-	if (cx->n_dropped)
-		fprintf(f, ",\"coexist_more\":%u", cx->n_dropped);
-	if (cx->err) {
-		fprintf(f, ",\"coexist_error\":");
-		sl_json_str(f, strerror(-cx->err));
-	}
-}
-
-void sl_coexist_print(FILE *f, const struct sl_coexist *cx, int json)
-{
-	char line[PATH_MAX + 1024];
-	unsigned int k;
-
-	if (json) {
-		print_json(f, cx);
-		return;
-	}
-	if (!cx->n && !cx->n_dropped)
-		fprintf(f, "coexist: no other program on these cgroups, their "
-			   "sockmaps or this network namespace\n");
-	else
-		fprintf(f, "coexist: %u other program(s) (rule: README, "
-			   "\"Coexistence\")\n", cx->n + cx->n_dropped);
-	for (k = 0; k < cx->n; k++) {
-		sl_coexist_describe(cx, &cx->progs[k], line, sizeof(line));
-		fprintf(f, "  %s\n", line);
-	}
-	if (cx->n_dropped)
-		fprintf(f, "  ... and %u more\n", cx->n_dropped);
-	if (cx->err)
-		fprintf(f, "  (scan incomplete: %s%s)\n", strerror(-cx->err),
-			cx->err == -EPERM ? ": names and sockmaps need CAP_SYS_ADMIN" : "");
 }
