@@ -369,6 +369,54 @@ static int report_tls(const struct bench_opts *o, const struct accel *acc,
 	return report_haproxy(o, acc, accel_ok, MODE_TLS_HAP, "haproxy A");
 }
 
+/* The results table (NAN: not measured, "-" and null) and the mapping
+ * the ends of a measurement share. 0 or -errno.
+ */
+static int alloc_results(const struct bench_opts *o)
+{
+	size_t n = (size_t)NR_WORKLOADS * NR_MODES * NR_METRICS * o->rounds;
+	size_t i, cap;
+
+	res_rounds = o->rounds;
+	results = calloc(n, sizeof(*results));
+	if (!results)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		results[i] = NAN;
+	cap = (size_t)o->duration_ms * BENCH_MAX_TPS / 1000;
+	bs.shm_len = sizeof(struct bench_shm) + cap * sizeof(uint32_t);
+	bs.shm = mmap(NULL, bs.shm_len, PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (bs.shm == MAP_FAILED) {
+		bs.shm = NULL;
+		return -errno;
+	}
+	return 0;
+}
+
+/* Sockops programs inherited from an ancestor cgroup run in every mode:
+ * said, and how many (for --json).
+ */
+static int check_inherited(const struct bench_opts *o)
+{
+	int m, inherited = 0;
+
+	for (m = 0; m < NR_MODES && !inherited; m++)
+		if (o->modes[m])
+			inherited = inherited_sockops(bs.cgroup[mode_run[m].client]);
+	if (inherited < 0) {
+		pr_debug("query sockops programs: %s\n", strerror(-inherited));
+		return 0;
+	}
+	if (inherited > 0) {
+		m = suites[o->suite].modes[0];
+		pr_warn("%d sockops program(s) inherited from an ancestor cgroup "
+			"of %s run in every mode: %s is not %s\n",
+			inherited, bs.cg_mount, mode_name[m], mode_name[m]);
+	}
+	return inherited;
+}
+
 int cmd_bench(int argc, char **argv)
 {
 	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
@@ -377,8 +425,8 @@ int cmd_bench(int argc, char **argv)
 	int accel_ok[NR_MODES];
 	static int atexit_done;
 	struct bench_opts o;
-	int err, inherited = 0, ret = 1, m;
-	size_t cap, i;
+	int err, inherited = 0, ret = 1, m, plot_err = 0;
+	size_t i;
 
 	bench_stop = 0;
 	err = parse_args(argc, argv, &o);
@@ -388,7 +436,6 @@ int cmd_bench(int argc, char **argv)
 		pr_warn("bench must run as root (loads BPF, creates cgroups)\n");
 		return 1;
 	}
-
 	bs.owner = getpid();
 	if (!atexit_done && !atexit(bench_cleanup))
 		atexit_done = 1;
@@ -398,55 +445,26 @@ int cmd_bench(int argc, char **argv)
 		sigaction(sigs[i], &sa, &old_sa[i]);
 	for (m = 0; m < NR_MODES; m++)
 		accel_ok[m] = 1;
-
-	res_rounds = o.rounds;
-	results = calloc((size_t)NR_WORKLOADS * NR_MODES * NR_METRICS * o.rounds,
-			 sizeof(*results));
-	/* a mode or workload not measured stays NAN: "-" and null */
-	for (cap = 0; results && cap < (size_t)NR_WORKLOADS * NR_MODES *
-					      NR_METRICS * o.rounds; cap++)
-		results[cap] = NAN;
-	cap = (size_t)o.duration_ms * BENCH_MAX_TPS / 1000;
-	bs.shm_len = sizeof(struct bench_shm) + cap * sizeof(uint32_t);
-	bs.shm = mmap(NULL, bs.shm_len, PROT_READ | PROT_WRITE,
-		      MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (bs.shm == MAP_FAILED) {
-		bs.shm = NULL;
-		err = -errno;
-	} else {
-		err = results ? 0 : -ENOMEM;
-	}
+	err = alloc_results(&o);
 	if (err) {
 		pr_warn("allocate results: %s\n", strerror(-err));
 		goto out;
 	}
-
 	err = make_cgroups(&o);
 	if (err)
 		goto out;
-	for (m = 0; m < NR_MODES && !inherited; m++)
-		if (o.modes[m])
-			inherited = inherited_sockops(bs.cgroup[mode_run[m].client]);
-	if (inherited < 0) {
-		pr_debug("query sockops programs: %s\n", strerror(-inherited));
-		inherited = 0;
-	}
-	if (inherited > 0) {
-		m = suites[o.suite].modes[0];
-		pr_warn("%d sockops program(s) inherited from an ancestor cgroup "
-			"of %s run in every mode: %s is not %s\n",
-			inherited, bs.cg_mount, mode_name[m], mode_name[m]);
-	}
+	inherited = check_inherited(&o);
 	if (o.modes[MODE_BARE] && (err = bare_attach()))
 		goto out;
 	if (o.modes[MODE_SIDELANE] && (err = sidelane_attach()))
 		goto out;
-	if (o.suite != SUITE_FASTPATH && (err = relays_setup(&o)))
-		goto interrupted;
-	pr_debug("cgroups under %s, pin root %s\n", bs.cg_mount, bs.pin_root);
-
-	err = run_rounds(&o, acc, accel_ok);
-interrupted:
+	if (o.suite != SUITE_FASTPATH)
+		err = relays_setup(&o);
+	if (!err) {
+		pr_debug("cgroups under %s, pin root %s\n", bs.cg_mount,
+			 bs.pin_root);
+		err = run_rounds(&o, acc, accel_ok);
+	}
 	if (err == -EINTR || bench_stop) {
 		pr_warn("interrupted; cleaning up\n");
 		ret = 130;
@@ -454,16 +472,18 @@ interrupted:
 	}
 	if (err)
 		goto out;
-
 	if (o.json)
 		results_json(&o, acc, accel_ok, inherited);
 	else
 		results_table(&o);
-	if (o.plot_dir && bench_plot(&o))
-		ret = 1;
+	if (o.plot_dir)
+		plot_err = bench_plot(&o);
 	ret = o.suite == SUITE_FASTPATH ? report_fastpath(&o, acc, accel_ok) :
 	      o.suite == SUITE_SIDECAR	? report_sidecar(&o, acc, accel_ok) :
 					  report_tls(&o, acc, accel_ok);
+	/* charts that could not be drawn fail the run, unless worse did */
+	if (plot_err && !ret)
+		ret = 1;
 out:
 	bench_cleanup();
 	free(results);

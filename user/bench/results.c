@@ -74,47 +74,64 @@ static const char *cmdline(char *buf, size_t len)
 	return buf;
 }
 
-void results_table(const struct bench_opts *o)
+/* The sidecar suite's set-up, in words above its table. */
+static void about_sidecar(const struct bench_opts *o)
 {
-	const struct suite_desc *su = &suites[o->suite];
-	char v[32], cmd[1024];
-	double med[NR_MODES];
-	size_t w;
-	int k, i, m;
+	int m;
 
-	printf("sidelane bench%s%s: %u round%s x %u ms per measurement, medians; "
-	       "modes interleaved in rotating order; CPU pinning: %s\n",
-	       o->suite ? " --suite " : "", o->suite ? su->name : "", o->rounds,
-	       o->rounds == 1 ? "" : "s", o->duration_ms, pin_name[o->pin]);
-	printf("command: %s\n", cmdline(cmd, sizeof(cmd)));
-	for (i = 0; i < bs.nver; i++)
-		printf("%s  %-9s %s\n", i ? "" : "versions:\n", bs.ver[i].name,
-		       bs.ver[i].text);
-	if (o->suite == SUITE_SIDECAR) {
-		printf("app -> sidecar -> upstream " BENCH_NS_IP ":%d, the far end "
-		       "of a veth into namespace %s\n",
-		       BENCH_UPSTREAM_PORT, bs.netns);
-		printf("CPU: the whole host's busy time (/proc/stat), so kernel "
-		       "work no process is charged for counts too (kworkers, "
-		       "softirqs); the sidecar itself is not pinned\n");
-		printf("clients: %s sockets; sidelane: fastpath.app_sockets %s\n",
-		       bs.client_nb ? "non-blocking (poll)" : "blocking",
-		       sl_app_sockets_name[bs.app_sockets]);
-		for (m = MODE_HAPROXY; m <= MODE_HAPROXY1; m++)
-			if (o->modes[m])
-				printf("%s: mode tcp, %s, %u thread%s (show info), "
-				       "default buffers, on 127.0.0.1:%u\n",
-				       mode_name[m],
-				       m == MODE_HAPROXY1 ? "nbthread 1" :
-							    "no nbthread line",
-				       bs.nbthread[mode_run[m].proc[0]],
-				       bs.nbthread[mode_run[m].proc[0]] == 1 ? "" : "s",
-				       bs.front_port[m]);
-		if (o->modes[MODE_HAPROXY] || o->modes[MODE_HAPROXY1])
-			printf("  the client connects to haproxy explicitly (no "
-			       "transparent capture without iptables; sidelane "
-			       "captures the client's connect)\n");
-	}
+	printf("app -> sidecar -> upstream " BENCH_NS_IP ":%d, the far end "
+	       "of a veth into namespace %s\n",
+	       BENCH_UPSTREAM_PORT, bs.netns);
+	printf("CPU: the whole host's busy time (/proc/stat), so kernel "
+	       "work no process is charged for counts too (kworkers, "
+	       "softirqs); the sidecar itself is not pinned\n");
+	printf("clients: %s sockets; sidelane: fastpath.app_sockets %s\n",
+	       bs.client_nb ? "non-blocking (poll)" : "blocking",
+	       sl_app_sockets_name[bs.app_sockets]);
+	for (m = MODE_HAPROXY; m <= MODE_HAPROXY1; m++)
+		if (o->modes[m])
+			printf("%s: mode tcp, %s, %u thread%s (show info), "
+			       "default buffers, on 127.0.0.1:%u\n",
+			       mode_name[m],
+			       m == MODE_HAPROXY1 ? "nbthread 1" :
+						    "no nbthread line",
+			       bs.nbthread[mode_run[m].proc[0]],
+			       bs.nbthread[mode_run[m].proc[0]] == 1 ? "" : "s",
+			       bs.front_port[m]);
+	if (o->modes[MODE_HAPROXY] || o->modes[MODE_HAPROXY1])
+		printf("  the client connects to haproxy explicitly (no "
+		       "transparent capture without iptables; sidelane "
+		       "captures the client's connect)\n");
+}
+
+/* The TLS suite's set-up, in words above its table. */
+static void about_tls(void)
+{
+	printf("client -> A on 127.0.0.1 -> mutual TLS 1.3 over a veth -> "
+	       "B on " BENCH_NS_IP " in namespace %s -> server "
+	       "127.0.0.1:%d there\n",
+	       bs.netns, BENCH_UPSTREAM_PORT);
+	printf("certificates: one CA, A " BENCH_ID_A ", B " BENCH_ID_B
+	       ", EC P-256, the same files for every pair; each B "
+	       "refused a client without one\n");
+	printf("TLS 1.3, " BENCH_TLS_SUITE " (sidelane's preference; set "
+	       "for haproxy and stunnel), each proxy's default session "
+	       "resumption\n");
+	printf("conn: %d clients at once, closed loops of connect, 64 B "
+	       "request, 64 B response, close (one mTLS handshake "
+	       "between A and B each); p50/p99 from connect() to the "
+	       "whole response\n",
+	       BENCH_CONN_CLIENTS);
+	printf("CPU: the proxies' cgroups (cpu.stat), A + B, none for "
+	       "direct; sidelane and haproxy (nbthread 1) one thread "
+	       "each, stunnel a thread per connection\n");
+}
+
+/* What the many-connection workloads do, in words. */
+static void about_workloads(const struct bench_opts *o)
+{
+	size_t w;
+
 	for (w = 0; w < NR_WORKLOADS; w++)
 		if (o->workloads[w] && workloads[w].kind == WL_RR &&
 		    workloads[w].clients > 1 && workloads[w].conns <= 1)
@@ -131,28 +148,17 @@ void results_table(const struct bench_opts *o)
 			       workloads[w].clients * workloads[w].conns,
 			       workloads[w].clients, workloads[w].conns,
 			       workloads[w].size);
-	if (o->suite == SUITE_TLS) {
-		printf("client -> A on 127.0.0.1 -> mutual TLS 1.3 over a veth -> "
-		       "B on " BENCH_NS_IP " in namespace %s -> server "
-		       "127.0.0.1:%d there\n",
-		       bs.netns, BENCH_UPSTREAM_PORT);
-		printf("certificates: one CA, A " BENCH_ID_A ", B " BENCH_ID_B
-		       ", EC P-256, the same files for every pair; each B "
-		       "refused a client without one\n");
-		printf("TLS 1.3, " BENCH_TLS_SUITE " (sidelane's preference; set "
-		       "for haproxy and stunnel), each proxy's default session "
-		       "resumption\n");
-		printf("conn: %d clients at once, closed loops of connect, 64 B "
-		       "request, 64 B response, close (one mTLS handshake "
-		       "between A and B each); p50/p99 from connect() to the "
-		       "whole response\n",
-		       BENCH_CONN_CLIENTS);
-		printf("CPU: the proxies' cgroups (cpu.stat), A + B, none for "
-		       "direct; sidelane and haproxy (nbthread 1) one thread "
-		       "each, stunnel a thread per connection\n");
-	}
-	printf("better: latency and CPU lower (ratio < 1 is better), tx/s, "
-	       "conn/s and Gbit/s higher (ratio > 1 is better)\n\n");
+}
+
+/* One row per workload and metric: the modes' medians and the ratios. */
+static void table_rows(const struct bench_opts *o)
+{
+	const struct suite_desc *su = &suites[o->suite];
+	double med[NR_MODES];
+	char v[32];
+	size_t w;
+	int k, i;
+
 	printf("%-14s %-14s %-6s", "workload", "metric", "better");
 	for (i = 0; i < su->nmodes; i++)
 		printf(" %10s", mode_name[su->modes[i]]);
@@ -189,6 +195,30 @@ void results_table(const struct bench_opts *o)
 			printf("\n");
 		}
 	}
+}
+
+void results_table(const struct bench_opts *o)
+{
+	const struct suite_desc *su = &suites[o->suite];
+	char cmd[1024];
+	int i;
+
+	printf("sidelane bench%s%s: %u round%s x %u ms per measurement, medians; "
+	       "modes interleaved in rotating order; CPU pinning: %s\n",
+	       o->suite ? " --suite " : "", o->suite ? su->name : "", o->rounds,
+	       o->rounds == 1 ? "" : "s", o->duration_ms, pin_name[o->pin]);
+	printf("command: %s\n", cmdline(cmd, sizeof(cmd)));
+	for (i = 0; i < bs.nver; i++)
+		printf("%s  %-9s %s\n", i ? "" : "versions:\n", bs.ver[i].name,
+		       bs.ver[i].text);
+	if (o->suite == SUITE_SIDECAR)
+		about_sidecar(o);
+	about_workloads(o);
+	if (o->suite == SUITE_TLS)
+		about_tls();
+	printf("better: latency and CPU lower (ratio < 1 is better), tx/s, "
+	       "conn/s and Gbit/s higher (ratio > 1 is better)\n\n");
+	table_rows(o);
 }
 
 static void json_num(double v)
