@@ -228,11 +228,34 @@ static int unpin_all(const char *pin_dir)
 	return err;
 }
 
+/* The sk_lookup program on the network namespace ns_fd, its link pinned
+ * (the pin keeps it). 0 or -errno (said).
+ */
+static int link_pin(struct inbound_bpf *skel, const char *pin_dir, int ns_fd)
+{
+	struct bpf_link *link;
+	char path[PATH_MAX];
+	int err;
+
+	link = bpf_program__attach_netns(skel->progs.sl_in_lookup, ns_fd);
+	if (!link) {
+		err = -errno;
+		pr_warn("attaching sk_lookup to the network namespace failed: %s\n",
+			strerror(-err));
+		return err;
+	}
+	err = sl_pin_path(path, sizeof(path), pin_dir, SL_PIN_LINK_SK_LOOKUP);
+	if (!err)
+		err = bpf_link__pin(link, path);
+	if (err)
+		pr_warn("pinning %s failed: %s\n", path, strerror(-err));
+	bpf_link__destroy(link); /* closes our fd; the pin keeps the link */
+	return err;
+}
+
 int sl_in_attach(const char *pin_dir, const struct sl_in_opts *o)
 {
 	struct inbound_bpf *skel = NULL;
-	struct bpf_link *link = NULL;
-	char path[PATH_MAX];
 	int ns_fd, created = 0, fresh = 0, err;
 	struct stat st;
 
@@ -291,23 +314,11 @@ int sl_in_attach(const char *pin_dir, const struct sl_in_opts *o)
 	if (err || !fresh)
 		goto out;
 	note_others(ns_fd);
-	link = bpf_program__attach_netns(skel->progs.sl_in_lookup, ns_fd);
-	if (!link) {
-		err = -errno;
-		pr_warn("attaching sk_lookup to the network namespace failed: %s\n",
-			strerror(-err));
-		goto out;
-	}
-	err = sl_pin_path(path, sizeof(path), pin_dir, SL_PIN_LINK_SK_LOOKUP);
+	err = link_pin(skel, pin_dir, ns_fd);
 	if (!err)
-		err = bpf_link__pin(link, path);
-	if (err)
-		pr_warn("pinning %s failed: %s\n", path, strerror(-err));
-	else
 		pr_info("inbound capture attached to network namespace %llu, pinned under %s\n",
 			(unsigned long long)st.st_ino, pin_dir);
 out:
-	bpf_link__destroy(link); /* closes our fd; the pin keeps the link */
 	inbound_bpf__destroy(skel);
 	/* A failed first attach leaves nothing behind. */
 	if (err && fresh)

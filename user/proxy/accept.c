@@ -78,12 +78,56 @@ static int inbound_dst(struct sl_worker *p, const struct sl_listener *l,
 	return 0;
 }
 
+/* Where an accepted connection goes, by its listener: the original
+ * destination (outbound capture; not one of ours, and allowed), the app's
+ * port (inbound), or the ambassador's numeric upstream (allowed); a name
+ * is resolved later. False when c was closed (counted, why given).
+ */
+static bool dst_decide(struct sl_worker *p, struct sl_listener *l, int fd,
+		       struct sl_conn *c)
+{
+	int err;
+
+	if (l->transparent) {
+		err = orig_dst(fd, &c->dst.a[0], &c->dst.len[0]);
+		if (err == -ELOOP) {
+			c->dst.n = 1;
+			conn_close(p, c, SL_CLOSE_LOOP, NULL);
+			return false;
+		}
+		if (err) {
+			conn_close(p, c, SL_CLOSE_NO_ORIG_DST, strerror(-err));
+			return false;
+		}
+		c->dst.n = 1;
+		if (is_own_listener(p, &c->dst.a[0])) {
+			conn_close(p, c, SL_CLOSE_LOOP, NULL);
+			return false;
+		}
+		return dst_allowed(p, c);
+	}
+	if (l->inbound) {
+		err = inbound_dst(p, l, fd, c);
+		if (err)
+			conn_close(p, c, err == -ELOOP ? SL_CLOSE_LOOP :
+					 SL_CLOSE_NO_ORIG_DST,
+				   err == -ELOOP ? "app port is ours" :
+				   "dialed the inbound listener itself and no "
+				   "inbound.app_port");
+		return !err;
+	}
+	if (l->numeric) {
+		c->dst = l->up;
+		return dst_allowed(p, c);
+	}
+	return true;
+}
+
 static void conn_accepted(struct sl_worker *p, struct sl_listener *l, int fd,
 			  const struct sockaddr_storage *peer,
 			  socklen_t peerlen)
 {
 	struct sl_conn *c;
-	int err;
 
 	STAT_ADD(p, accepted, 1);
 	STAT_ADD(p, accepted_dir[dir_of(l)], 1);
@@ -115,39 +159,8 @@ static void conn_accepted(struct sl_worker *p, struct sl_listener *l, int fd,
 		conn_close(p, c, SL_CLOSE_TOO_MANY, NULL);
 		return;
 	}
-	if (l->transparent) {
-		err = orig_dst(fd, &c->dst.a[0], &c->dst.len[0]);
-		if (err == -ELOOP) {
-			c->dst.n = 1;
-			conn_close(p, c, SL_CLOSE_LOOP, NULL);
-			return;
-		}
-		if (err) {
-			conn_close(p, c, SL_CLOSE_NO_ORIG_DST, strerror(-err));
-			return;
-		}
-		c->dst.n = 1;
-		if (is_own_listener(p, &c->dst.a[0])) {
-			conn_close(p, c, SL_CLOSE_LOOP, NULL);
-			return;
-		}
-		if (!dst_allowed(p, c))
-			return;
-	} else if (l->inbound) {
-		err = inbound_dst(p, l, fd, c);
-		if (err) {
-			conn_close(p, c, err == -ELOOP ? SL_CLOSE_LOOP :
-					 SL_CLOSE_NO_ORIG_DST,
-				   err == -ELOOP ? "app port is ours" :
-				   "dialed the inbound listener itself and no "
-				   "inbound.app_port");
-			return;
-		}
-	} else if (l->numeric) {
-		c->dst = l->up;
-		if (!dst_allowed(p, c))
-			return;
-	}
+	if (!dst_decide(p, l, fd, c))
+		return;
 	c->to_up.size = c->to_app.size = p->bufsz; /* memory on demand */
 	set_nodelay(fd);
 	if (l->inbound && p->tls) {
