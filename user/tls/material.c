@@ -408,7 +408,7 @@ int sl_tls_ctx_new(const struct sl_tls_opts *opts, struct sl_tls_ctx **out,
 {
 	struct sl_tls_ctx *ctx;
 	char why[SL_TLS_ERR_MAX] = "";
-	int r = -ENOMEM, i;
+	int r = -ENOMEM;
 
 	if (conn_idx_get() < 0)
 		return -ENOMEM;
@@ -460,12 +460,7 @@ fail:
 	pr_warn("tls: %s\n", why);
 	if (err)
 		snprintf(err, errlen, "%s", why);
-	for (i = 0; i < F_NR; i++)
-		free(ctx->files[i]);
-	free(ctx->alpn);
-	pthread_mutex_destroy(&ctx->reload_lock);
-	pthread_mutex_destroy(&ctx->lock);
-	free(ctx);
+	sl_tls_ctx_free(ctx); /* no material, an empty cache: the rest */
 	return r;
 }
 
