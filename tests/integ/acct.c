@@ -129,16 +129,14 @@ int main(void)
 	} while (lines < (long)recs && th_now_ms() < end);
 	usleep(300 * 1000); /* nothing more may come */
 	lines = count_lines();
-	if (TH_CHECK(lines == (long)recs, t2, "%ld lines, want %llu", lines,
-		     (unsigned long long)recs))
-		th_pass(t2);
+	TH_RESULT(lines == (long)recs, t2, "%ld lines, want %llu", lines,
+		  (unsigned long long)recs);
 out:
 	if (pid > 0) {
 		kill(pid, SIGTERM);
 		th_wait(pid, 10000);
 	}
 	t = "acct: teardown";
-	if (TH_CHECK(!th_env_teardown(&env), t, "left something behind"))
-		th_pass(t);
+	TH_RESULT(!th_env_teardown(&env), t, "left something behind");
 	return th_summary();
 }

@@ -484,8 +484,7 @@ static void check_metrics(void)
 			bad++;
 		}
 	}
-	if (TH_CHECK(!bad, name2, "%d values wrong (see above)", bad))
-		th_pass(name2);
+	TH_RESULT(!bad, name2, "%d values wrong (see above)", bad);
 	bad = 0;
 	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		if (!want[i].json)
@@ -497,9 +496,8 @@ static void check_metrics(void)
 			bad++;
 		}
 	}
-	if (TH_CHECK(strstr(scraped, "C stats application/json") && !bad, name3,
-		     "%d values differ (see above)", bad))
-		th_pass(name3);
+	TH_RESULT(strstr(scraped, "C stats application/json") && !bad, name3,
+		  "%d values differ (see above)", bad);
 }
 
 static void check_http(void)
@@ -512,24 +510,21 @@ static void check_http(void)
 
 	a = http("GET", "/healthz", NULL, r, sizeof(r));
 	b = http("GET", "/ready", NULL, r2, sizeof(r2));
-	if (TH_CHECK(a == 200 && !strcmp(http_body(r), "ok\n") && b == 200, name,
-		     "/healthz %d '%s', /ready %d '%s'", a, http_body(r), b,
-		     http_body(r2)))
-		th_pass(name);
+	TH_RESULT(a == 200 && !strcmp(http_body(r), "ok\n") && b == 200, name,
+		  "/healthz %d '%s', /ready %d '%s'", a, http_body(r), b,
+		  http_body(r2));
 	a = http("GET", "/nope", NULL, r, sizeof(r));
 	b = http("GET", "/drain", NULL, r2, sizeof(r2));
 	c = http("POST", "/metrics", NULL, r3, sizeof(r3));
 	d = http("DELETE", "/ready", NULL, r4, sizeof(r4));
-	if (TH_CHECK(a == 404 && b == 405 && strstr(r2, "\r\nAllow: POST\r\n") &&
-			     c == 405 && strstr(r3, "\r\nAllow: GET, HEAD\r\n") &&
-			     d == 405,
-		     name2, "404: %d, GET /drain %d, POST /metrics %d, DELETE /ready %d:\n%s\n%s",
-		     a, b, c, d, r2, r3))
-		th_pass(name2);
+	TH_RESULT(a == 404 && b == 405 && strstr(r2, "\r\nAllow: POST\r\n") &&
+			  c == 405 && strstr(r3, "\r\nAllow: GET, HEAD\r\n") &&
+			  d == 405,
+		  name2, "404: %d, GET /drain %d, POST /metrics %d, DELETE /ready %d:\n%s\n%s",
+		  a, b, c, d, r2, r3);
 	a = http("POST", "/drain", "Origin: http://example.com\r\n", r, sizeof(r));
 	b = http("GET", "/ready", NULL, r2, sizeof(r2));
-	if (TH_CHECK(a == 403 && b == 200, name3, "POST %d, then /ready %d", a, b))
-		th_pass(name3);
+	TH_RESULT(a == 403 && b == 200, name3, "POST %d, then /ready %d", a, b);
 }
 
 /* The listening socket: 127.0.0.1 only, owned by our sidelane. */
@@ -547,10 +542,9 @@ static void check_bound(void)
 	st = th_run(NULL, NULL, argv, out, sizeof(out), 5000);
 	for (p = out; (p = strchr(p, '\n')); p++)
 		lines++;
-	if (TH_CHECK(st == 0 && lines == 1 && strstr(out, want) && strstr(out, pid),
-		     name, "ss exit %d, %d line(s), want one with '%s' and '%s': %s",
-		     st, lines, want, pid, out))
-		th_pass(name);
+	TH_RESULT(st == 0 && lines == 1 && strstr(out, want) && strstr(out, pid),
+		  name, "ss exit %d, %d line(s), want one with '%s' and '%s': %s",
+		  st, lines, want, pid, out);
 }
 
 /* A second sidelane (its own cgroups and pins) given the same admin port. */
@@ -705,11 +699,10 @@ static void check_drain(void)
 	t0 = th_now_ms();
 	code = http("POST", "/drain", NULL, r, sizeof(r));
 	code2 = http("GET", "/ready", NULL, r2, sizeof(r2));
-	if (TH_CHECK(code == 202 && code2 == 503 &&
-			     !strncmp(http_body(r2), "not ready: draining", 19) &&
-			     strchr(http_body(r2), '\n') == http_body(r2) + strlen(http_body(r2)) - 1,
-		     name, "POST /drain %d, /ready %d '%s'", code, code2, http_body(r2)))
-		th_pass(name);
+	TH_RESULT(code == 202 && code2 == 503 &&
+			  !strncmp(http_body(r2), "not ready: draining", 19) &&
+			  strchr(http_body(r2), '\n') == http_body(r2) + strlen(http_body(r2)) - 1,
+		  name, "POST /drain %d, /ready %d '%s'", code, code2, http_body(r2));
 	/* the loop closes its listeners within a tick */
 	do {
 		nfd = connect_lo(amb_port);
@@ -718,17 +711,15 @@ static void check_drain(void)
 			usleep(20 * 1000);
 		}
 	} while (nfd >= 0 && th_now_ms() - t0 < 1000);
-	if (TH_CHECK(nfd == -ECONNREFUSED, name2, "connect: %s",
-		     nfd >= 0 ? "accepted" : strerror(-nfd)))
-		th_pass(name2);
+	TH_RESULT(nfd == -ECONNREFUSED, name2, "connect: %s",
+		  nfd >= 0 ? "accepted" : strerror(-nfd));
 	th_fill(buf, sizeof(buf), 8);
 	err = send(fd, buf, sizeof(buf), MSG_NOSIGNAL) == sizeof(buf) ? 0 : -errno;
 	err = err ?: sl_io_full(fd, echo, sizeof(echo), true, IO_MS);
-	if (TH_CHECK(!err && !memcmp(buf, echo, sizeof(buf)) &&
-			     th_now_ms() - t0 < DRAIN_MS,
-		     name3, "%s after %llu ms", strerror(-err),
-		     (unsigned long long)(th_now_ms() - t0)))
-		th_pass(name3);
+	TH_RESULT(!err && !memcmp(buf, echo, sizeof(buf)) &&
+			  th_now_ms() - t0 < DRAIN_MS,
+		  name3, "%s after %llu ms", strerror(-err),
+		  (unsigned long long)(th_now_ms() - t0));
 	/* then nothing until the proxy closes it */
 	err = wait_in(fd, DRAIN_MS + 3000);
 	t_closed = th_now_ms();
@@ -737,23 +728,21 @@ static void check_drain(void)
 	th_info("drain: open connection ended %llu ms after POST /drain (recv %zd%s%s)",
 		(unsigned long long)(t_closed - t0), n, n < 0 ? ": " : "",
 		n < 0 ? strerror(errno) : "");
-	if (TH_CHECK(!err && n <= 0 && t_closed - t0 >= DRAIN_MS - 100 &&
-			     t_closed - t0 < DRAIN_MS + 2000,
-		     name4, "ended after %llu ms with %zd (want EOF or reset at ~%d ms)",
-		     (unsigned long long)(t_closed - t0), n, DRAIN_MS))
-		th_pass(name4);
+	TH_RESULT(!err && n <= 0 && t_closed - t0 >= DRAIN_MS - 100 &&
+			  t_closed - t0 < DRAIN_MS + 2000,
+		  name4, "ended after %llu ms with %zd (want EOF or reset at ~%d ms)",
+		  (unsigned long long)(t_closed - t0), n, DRAIN_MS);
 	code = http("GET", "/healthz", NULL, r, sizeof(r));
 	err = scrape();
-	if (TH_CHECK(!err && code == 200 && alive(&app) &&
-			     M("sidelane_draining{}") == 1 && M("sidelane_ready{}") == 0 &&
-			     J("admin.draining") == 1 &&
-			     M("sidelane_proxy_connections_closed_total{direction=\"ambassador\",reason=\"shutdown\"}") == 1 &&
-			     M("sidelane_proxy_connections_active{direction=\"ambassador\"}") == 0,
-		     name5, "scrape %d, /healthz %d, alive %d, draining %lld, ready %lld, shutdown %lld",
-		     err, code, alive(&app), M("sidelane_draining{}"),
-		     M("sidelane_ready{}"),
-		     M("sidelane_proxy_connections_closed_total{direction=\"ambassador\",reason=\"shutdown\"}")))
-		th_pass(name5);
+	TH_RESULT(!err && code == 200 && alive(&app) &&
+			  M("sidelane_draining{}") == 1 && M("sidelane_ready{}") == 0 &&
+			  J("admin.draining") == 1 &&
+			  M("sidelane_proxy_connections_closed_total{direction=\"ambassador\",reason=\"shutdown\"}") == 1 &&
+			  M("sidelane_proxy_connections_active{direction=\"ambassador\"}") == 0,
+		  name5, "scrape %d, /healthz %d, alive %d, draining %lld, ready %lld, shutdown %lld",
+		  err, code, alive(&app), M("sidelane_draining{}"),
+		  M("sidelane_ready{}"),
+		  M("sidelane_proxy_connections_closed_total{direction=\"ambassador\",reason=\"shutdown\"}"));
 }
 
 /* Issue 5's forced self-test failure: a restart with the self-test told to
@@ -807,10 +796,9 @@ static void check_fallback(void)
 		      "no self-test line in %s", app.log))
 		return;
 	st = th_run(NULL, NULL, argv, out, sizeof(out), 10000);
-	if (TH_CHECK(st == 0 && strstr(out, "redirect: OFF") &&
-			     strstr(out, "SIDELANE_SELFTEST_FAIL"),
-		     name, "status %d: %s", st, out))
-		th_pass(name);
+	TH_RESULT(st == 0 && strstr(out, "redirect: OFF") &&
+			  strstr(out, "SIDELANE_SELFTEST_FAIL"),
+		  name, "status %d: %s", st, out);
 }
 
 /* ---- golden shapes: what operators and their tools read ---- */
@@ -878,8 +866,7 @@ static void check_golden(void)
 	/* the sidecar cgroup's path holds the app's: replaced first */
 	ok &= golden("status.txt", "text", st_txt, sub_side, sub_cg, sub_pin);
 	ok &= golden("access-log.txt", "alog", alog_path, NULL, NULL, NULL);
-	if (TH_CHECK(ok, name, "see the differences above"))
-		th_pass(name);
+	TH_RESULT(ok, name, "see the differences above");
 out:
 	unlink(st_txt);
 	unlink(st_json);
@@ -940,9 +927,8 @@ static void check_accounting(void)
 		if (system(cmd))
 			th_info("cannot show %s", alog_path);
 	}
-	if (TH_CHECK(!st && strstr(out, want), name, "exit %d: %s (want %s)", st, out,
-		     want))
-		th_pass(name);
+	TH_RESULT(!st && strstr(out, want), name, "exit %d: %s (want %s)", st, out,
+		  want);
 }
 
 static int write_configs(void)
@@ -1048,9 +1034,8 @@ out:
 	th_cleanup_pop(remove_files, NULL, true);
 	if (echo_lfd >= 0)
 		close(echo_lfd);
-	if (TH_CHECK(!err && access(cfg1, F_OK) && access(cfg2, F_OK),
-		     "admin: teardown: sidelanes stopped, cgroups, pins and files removed",
-		     "%s", strerror(-err)))
-		th_pass("admin: teardown: sidelanes stopped, cgroups, pins and files removed");
+	TH_RESULT(!err && access(cfg1, F_OK) && access(cfg2, F_OK),
+		  "admin: teardown: sidelanes stopped, cgroups, pins and files removed",
+		  "%s", strerror(-err));
 	return th_summary();
 }

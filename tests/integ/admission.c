@@ -157,10 +157,9 @@ static void check_default(void)
 
 	keeps = !sl_adm_read(env.pin_root, &adm) &&
 		(adm.cfg.kernel & SL_KERNEL_TCP_FIONREAD);
-	if (TH_CHECK(th_file_has(log_path, keeps ? "app sockets safe: non-blocking" :
-						    "app sockets safe: none admitted on this kernel"),
-		     n_log, "no explanation in %s", log_path))
-		th_pass(n_log);
+	TH_RESULT(th_file_has(log_path, keeps ? "app sockets safe: non-blocking" :
+						 "app sockets safe: none admitted on this kernel"),
+		  n_log, "no explanation in %s", log_path);
 	lfd = sidecar_listen(&port);
 	if (!TH_CHECK(lfd >= 0, n_conns, "listener: %s", strerror(-lfd)))
 		return;
@@ -178,13 +177,12 @@ static void check_default(void)
 		const char *rb = b ? strstr(b, "\"reason\":") : NULL;
 		const char *rn = n ? strstr(n, "\"reason\":") : NULL;
 
-		if (TH_CHECK(!st && rb && rn &&
-				     !strncmp(rb, "\"reason\":\"blocking-socket\"", 26) &&
-				     !strncmp(rn, keeps ? "\"reason\":\"accelerated\"" :
-							  "\"reason\":\"kernel-fionread\"",
-					      keeps ? 22 : 26),
-			     n_conns, "exit %d: %s", st, out))
-			th_pass(n_conns);
+		TH_RESULT(!st && rb && rn &&
+				  !strncmp(rb, "\"reason\":\"blocking-socket\"", 26) &&
+				  !strncmp(rn, keeps ? "\"reason\":\"accelerated\"" :
+						       "\"reason\":\"kernel-fionread\"",
+					   keeps ? 22 : 26),
+			  n_conns, "exit %d: %s", st, out);
 	}
 	st = run_cli(out, sizeof(out), "status", NULL);
 	if (TH_CHECK(!st && strstr(out, "admission: app_sockets safe") &&
@@ -201,19 +199,17 @@ static void check_default(void)
 			 th_sidelane_bin(), env.pin_root,
 			 keeps ? "accelerated" : "kernel-fionread");
 		st = th_run(NULL, NULL, sh, out, sizeof(out), 10000);
-		if (TH_CHECK(!st && !strcmp(out, "safe True True\n"), n_status,
-			     "json, exit %d: %s", st, out))
-			th_pass(n_status);
+		TH_RESULT(!st && !strcmp(out, "safe True True\n"), n_status,
+			  "json, exit %d: %s", st, out);
 	}
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", admin_port);
 	st = th_run(NULL, NULL, curl, out, sizeof(out), 10000);
-	if (TH_CHECK(!st && metric(out, "sidelane_admission_mode{app_sockets=\"safe\"}") == 1 &&
-			     metric(out, "sidelane_admission_sockets_total{reason=\"blocking-socket\"}") >= 1 &&
-			     metric(out, keeps ? "sidelane_admission_sockets_total{reason=\"accelerated\"}" :
-						 "sidelane_admission_sockets_total{reason=\"kernel-fionread\"}") >= 1 &&
-			     metric(out, "sidelane_admission_evicted_total{reason=\"admitted-before\"}") == 0,
-		     n_metrics, "exit %d: %.3000s", st, out))
-		th_pass(n_metrics);
+	TH_RESULT(!st && metric(out, "sidelane_admission_mode{app_sockets=\"safe\"}") == 1 &&
+			  metric(out, "sidelane_admission_sockets_total{reason=\"blocking-socket\"}") >= 1 &&
+			  metric(out, keeps ? "sidelane_admission_sockets_total{reason=\"accelerated\"}" :
+					      "sidelane_admission_sockets_total{reason=\"kernel-fionread\"}") >= 1 &&
+			  metric(out, "sidelane_admission_evicted_total{reason=\"admitted-before\"}") == 0,
+		  n_metrics, "exit %d: %.3000s", st, out);
 out:
 	/* the records reach the access log at close */
 	snprintf(want_b, sizeof(want_b), "\"cookie\":%llu,",
@@ -343,11 +339,10 @@ static void check_sweep(void)
 	n = recv(s, in, UNREAD, MSG_WAITALL);
 	pthread_join(t, NULL);
 	th_counters(&env, &c1);
-	if (TH_CHECK(n == UNREAD && !memcmp(in, out, UNREAD) &&
-			     c1.redirect_ok == c0.redirect_ok,
-		     n_plain, "MSG_WAITALL %zd of %d, redirect_ok +%llu", n, UNREAD,
-		     (unsigned long long)(c1.redirect_ok - c0.redirect_ok)))
-		th_pass(n_plain);
+	TH_RESULT(n == UNREAD && !memcmp(in, out, UNREAD) &&
+			  c1.redirect_ok == c0.redirect_ok,
+		  n_plain, "MSG_WAITALL %zd of %d, redirect_ok +%llu", n, UNREAD,
+		  (unsigned long long)(c1.redirect_ok - c0.redirect_ok));
 out:
 	if (c >= 0)
 		close(c);
@@ -388,8 +383,7 @@ int main(void)
 out:
 	err = th_env_teardown(&env);
 	th_cleanup_pop(remove_files, NULL, true);
-	if (TH_CHECK(!err, "admission: teardown: sidelane stopped, cgroups and pins removed",
-		     "%s", strerror(-err)))
-		th_pass("admission: teardown: sidelane stopped, cgroups and pins removed");
+	TH_RESULT(!err, "admission: teardown: sidelane stopped, cgroups and pins removed",
+		  "%s", strerror(-err));
 	return th_summary();
 }

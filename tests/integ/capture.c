@@ -342,8 +342,7 @@ static void check_denied_from_thread(void)
 		r.connect_errno = -1;
 	close(p[0]);
 	th_wait(pid, 5000);
-	if (TH_CHECK(r.connect_errno == EPERM, name, "connect: %d", r.connect_errno))
-		th_pass(name);
+	TH_RESULT(r.connect_errno == EPERM, name, "connect: %d", r.connect_errno);
 }
 
 /* The proxy's user-space check must decide as the connect hooks did. */
@@ -397,8 +396,7 @@ static void check_userspace_fail_closed(void)
 	memset(&c, 0xff, sizeof(c)); /* every fd -1 */
 	sockaddr_of(DST4, 8080, &ss, &len);
 	v = sl_policy_check(&c, (struct sockaddr *)&ss, &rule);
-	if (TH_CHECK(v == -EPERM, name, "verdict %d", v))
-		th_pass(name);
+	TH_RESULT(v == -EPERM, name, "verdict %d", v);
 }
 
 /* An app process that sets sidelane's own SO_MARK (CAP_NET_RAW suffices,
@@ -783,12 +781,11 @@ int main(void)
 				     st0.stats.reason[SL_CR_DENIED]),
 		(unsigned long long)(st1.stats.origdst_answered -
 				     st0.stats.origdst_answered));
-	if (TH_CHECK(st1.stats.reason[SL_CR_CAPTURED] - st0.stats.reason[SL_CR_CAPTURED] == 5 &&
-		     st1.stats.reason[SL_CR_DENIED] - st0.stats.reason[SL_CR_DENIED] == 4 &&
-		     st1.stats.origdst_answered - st0.stats.origdst_answered == 5,
-		     "capture: counters by reason match what was done",
-		     "see the line above"))
-		th_pass("capture: counters by reason match what was done");
+	TH_RESULT(st1.stats.reason[SL_CR_CAPTURED] - st0.stats.reason[SL_CR_CAPTURED] == 5 &&
+		  st1.stats.reason[SL_CR_DENIED] - st0.stats.reason[SL_CR_DENIED] == 4 &&
+		  st1.stats.origdst_answered - st0.stats.origdst_answered == 5,
+		  "capture: counters by reason match what was done",
+		  "see the line above");
 	check_userspace_verdicts();
 	check_userspace_fail_closed();
 	check_mark_no_bypass();
@@ -799,9 +796,8 @@ int main(void)
 	for (i = 0; i < 100 && sl_cap_status(app.pin_root, &st1) == 0 &&
 		    st1.captured_live; i++)
 		usleep(20 * 1000);
-	if (TH_CHECK(!st1.captured_live, "capture: records gone after close",
-		     "%u left in sl_orig_by_cookie", st1.captured_live))
-		th_pass("capture: records gone after close");
+	TH_RESULT(!st1.captured_live, "capture: records gone after close",
+		  "%u left in sl_orig_by_cookie", st1.captured_live);
 out:
 	if (lis4 >= 0)
 		close(lis4);
@@ -809,9 +805,8 @@ out:
 		close(lis6);
 	th_env_teardown(&side);
 	err = th_env_teardown(&app);
-	if (TH_CHECK(!err, "capture: teardown: cgroups and pins removed", "%s",
-		     strerror(-err)))
-		th_pass("capture: teardown: cgroups and pins removed");
+	TH_RESULT(!err, "capture: teardown: cgroups and pins removed", "%s",
+		  strerror(-err));
 	free(cfg);
 	return th_summary();
 }

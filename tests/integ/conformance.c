@@ -2214,8 +2214,7 @@ out:
 	th_watchdog(30, "conformance teardown");
 	snprintf(name, sizeof(name), "conformance/%s: teardown", mode_name[m]);
 	err = th_env_teardown(&env);
-	if (TH_CHECK(!err, name, "%s", strerror(-err)))
-		th_pass(name);
+	TH_RESULT(!err, name, "%s", strerror(-err));
 	th_watchdog(0, NULL);
 	th_info("mode %s: %llu ms", mode_name[m],
 		(unsigned long long)(th_now_ms() - t0));

@@ -524,8 +524,7 @@ out:
 			 "data/accel: sl_sockhash back to baseline after %d closes",
 			 N_CONC);
 		n = th_wait_entries(env, SL_MAP_SOCKHASH, hash0, 2000);
-		if (TH_CHECK(n == hash0, name, "%d entries, want %d", n, hash0))
-			th_pass(name);
+		TH_RESULT(n == hash0, name, "%d entries, want %d", n, hash0);
 	}
 }
 
@@ -561,8 +560,7 @@ out:
 	snprintf(name, sizeof(name), "data/%s: teardown", mode);
 	th_watchdog(30, name);
 	err = th_env_teardown(&env);
-	if (TH_CHECK(!err, name, "%s", strerror(-err)))
-		th_pass(name);
+	TH_RESULT(!err, name, "%s", strerror(-err));
 	th_watchdog(0, NULL);
 }
 

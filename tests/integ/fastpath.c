@@ -344,32 +344,26 @@ int main(void)
 	th_leave(&env);
 	/* sidelane's two: the fast path's and capture's (original dst). */
 	n = th_cgroup_prog_count(&env, BPF_CGROUP_SOCK_OPS);
-	if (TH_CHECK(n == 2, "cleanup: sidelane's two sockops programs before detach",
-		     "bpf_prog_query: %d", n))
-		th_pass("cleanup: sidelane's two sockops programs before detach");
+	TH_RESULT(n == 2, "cleanup: sidelane's two sockops programs before detach",
+		  "bpf_prog_query: %d", n);
 	n = th_cgroup_prog_count(&env, BPF_CGROUP_INET4_CONNECT);
-	if (TH_CHECK(n == 1, "cleanup: connect4 attached before detach",
-		     "bpf_prog_query: %d", n))
-		th_pass("cleanup: connect4 attached before detach");
+	TH_RESULT(n == 1, "cleanup: connect4 attached before detach",
+		  "bpf_prog_query: %d", n);
 	err = th_env_detach(&env);
-	if (TH_CHECK(!err, "cleanup: sidelane detach succeeds", "status %d", err))
-		th_pass("cleanup: sidelane detach succeeds");
-	if (TH_CHECK(access(env.pin_root, F_OK) && errno == ENOENT,
-		     "cleanup: pin root gone after detach", "%s still exists",
-		     env.pin_root))
-		th_pass("cleanup: pin root gone after detach");
+	TH_RESULT(!err, "cleanup: sidelane detach succeeds", "status %d", err);
+	TH_RESULT(access(env.pin_root, F_OK) && errno == ENOENT,
+		  "cleanup: pin root gone after detach", "%s still exists",
+		  env.pin_root);
 	n = th_cgroup_prog_count(&env, BPF_CGROUP_SOCK_OPS) +
 	    th_cgroup_prog_count(&env, BPF_CGROUP_INET4_CONNECT) +
 	    th_cgroup_prog_count(&env, BPF_CGROUP_INET6_CONNECT) +
 	    th_cgroup_prog_count(&env, BPF_CGROUP_INET4_GETPEERNAME) +
 	    th_cgroup_prog_count(&env, BPF_CGROUP_INET6_GETPEERNAME);
-	if (TH_CHECK(n == 0, "cleanup: no program left on the cgroup",
-		     "bpf_prog_query: %d programs", n))
-		th_pass("cleanup: no program left on the cgroup");
+	TH_RESULT(n == 0, "cleanup: no program left on the cgroup",
+		  "bpf_prog_query: %d programs", n);
 out:
 	err = th_env_teardown(&env);
-	if (TH_CHECK(!err, "teardown: cgroup and pins removed", "%s",
-		     strerror(-err)))
-		th_pass("teardown: cgroup and pins removed");
+	TH_RESULT(!err, "teardown: cgroup and pins removed", "%s",
+		  strerror(-err));
 	return th_summary();
 }

@@ -195,10 +195,9 @@ static void check_gc(void)
 
 	name = "gc: a pod whose app restarted (sidecar alive) and a folder of no pin "
 	       "root are kept";
-	if (TH_CHECK(exists(g.pin_root[RESTARTING]) && exists(g.junk) &&
-			     sockops_cgroup(RESTARTING) == 0,
-		     name, "%s", out))
-		th_pass(name);
+	TH_RESULT(exists(g.pin_root[RESTARTING]) && exists(g.junk) &&
+			  sockops_cgroup(RESTARTING) == 0,
+		  name, "%s", out);
 }
 
 /* The CLI, once main.c has the command. */
@@ -221,8 +220,7 @@ static void check_cli(void)
 		      name, "exit %d: %s", st, out))
 		return;
 	st = th_run(NULL, NULL, bad, out, sizeof(out), 20000);
-	if (TH_CHECK(st == 2, name, "a bad prefix: exit %d: %s", st, out))
-		th_pass(name);
+	TH_RESULT(st == 2, name, "a bad prefix: exit %d: %s", st, out);
 }
 
 int main(void)
@@ -305,8 +303,7 @@ out:
 		err |= exists(g.pin_root[i]);
 	}
 	err |= th_env_teardown(&g.side_env);
-	if (TH_CHECK(!err && !exists(g.junk), name, "left something behind"))
-		th_pass(name);
+	TH_RESULT(!err && !exists(g.junk), name, "left something behind");
 	if (!th_failed())
 		unlink(g.log);
 	return th_summary();

@@ -218,10 +218,26 @@ void th_fail(const char *name, const char *fmt, ...) __attribute__((format(print
 void th_skip(const char *name, const char *why);
 int th_summary(void);
 
+/* A check made of several conditions: TH_CHECK reports only a failure (the
+ * caller returns), th_pass(name) the success once all held.
+ */
 #define TH_CHECK(cond, name, ...)                                              \
 	({                                                                     \
 		bool __ok = (cond);                                            \
 		if (!__ok)                                                     \
+			th_fail(name, __VA_ARGS__);                            \
+		__ok;                                                          \
+	})
+
+/* A check of one condition, in one call: "ok" when cond holds, else "not
+ * ok" with the reason. Returns cond.
+ */
+#define TH_RESULT(cond, name, ...)                                             \
+	({                                                                     \
+		bool __ok = (cond);                                            \
+		if (__ok)                                                      \
+			th_pass(name);                                         \
+		else                                                           \
 			th_fail(name, __VA_ARGS__);                            \
 		__ok;                                                          \
 	})

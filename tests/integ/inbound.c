@@ -705,9 +705,8 @@ out:
 	err = !stat(path, &sb);
 	snprintf(path, sizeof(path), "/var/run/netns/%s", peer_ns);
 	err |= !stat(path, &sb);
-	if (TH_CHECK(!err && stat(pin, &sb) && errno == ENOENT, name,
-		     "a namespace or %s is left", pin))
-		th_pass(name);
+	TH_RESULT(!err && stat(pin, &sb) && errno == ENOENT, name,
+		  "a namespace or %s is left", pin);
 	th_watchdog(0, NULL);
 	return th_summary();
 }

@@ -977,9 +977,8 @@ static void test_http(const unsigned char blob_sha[32])
 	    TH_CHECK(!read_file(to, &got, &len), name, "read %s", to)) {
 		th_sha256(got, len, sha);
 		hex(sha, hexs);
-		if (TH_CHECK(len == BLOB_SIZE && !memcmp(sha, blob_sha, 32), name,
-			     "%zu B, SHA-256 %s", len, hexs))
-			th_pass(name);
+		TH_RESULT(len == BLOB_SIZE && !memcmp(sha, blob_sha, 32), name,
+			  "%zu B, SHA-256 %s", len, hexs);
 	}
 	free(got);
 	unlink(to);
@@ -1026,14 +1025,12 @@ static void test_identities(long la, long lb)
 			    ", B's terminated it from " ID_A;
 
 	/* -v: a connection's normal end is a debug line */
-	if (TH_CHECK(log_wait(&ha, la, "proxy: done: ", ", tls peer " ID_B "\n",
-			      LOG_MS),
-		     name, "no such line in %s", ha.app.log))
-		th_pass(name);
-	if (TH_CHECK(log_wait(&hb, lb, "proxy: done: ", ", tls peer " ID_A "\n",
-			      LOG_MS),
-		     name2, "no such line in %s", hb.app.log))
-		th_pass(name2);
+	TH_RESULT(log_wait(&ha, la, "proxy: done: ", ", tls peer " ID_B "\n",
+			   LOG_MS),
+		  name, "no such line in %s", ha.app.log);
+	TH_RESULT(log_wait(&hb, lb, "proxy: done: ", ", tls peer " ID_A "\n",
+			   LOG_MS),
+		  name2, "no such line in %s", hb.app.log);
 	if (TH_CHECK(file_wait(th_pki_path(dir, "a-access", "log"),
 			       "\"listener\":\"outbound\",\"peer\":",
 			       "\"tls\":\"originated\",\"tls_peer\":\"" ID_B "\""),
@@ -1145,16 +1142,14 @@ static void test_admission(const struct hop_snap *a0, const struct hop_snap *b0,
 		a1.adm.cfg.mode == SL_APP_SAFE ? "safe" : "not safe",
 		keeps ? "keeps" : "changes", blocking, nonblock, admitted, ok_a,
 		accepted, ok_b, conns_to_b);
-	if (TH_CHECK(a1.adm.present && a1.adm.cfg.mode == SL_APP_SAFE &&
-			     blocking > 0 && blocking + nonblock + admitted / 2 >=
-						     (unsigned long long)conns_to_b &&
-			     (keeps ? !nonblock : !admitted && !ok_a),
-		     na, "see the line above"))
-		th_pass(na);
-	if (TH_CHECK(b1.adm.present && accepted >= (unsigned long long)conns_to_b &&
-			     !ok_b,
-		     nb, "see the line above"))
-		th_pass(nb);
+	TH_RESULT(a1.adm.present && a1.adm.cfg.mode == SL_APP_SAFE &&
+			  blocking > 0 && blocking + nonblock + admitted / 2 >=
+						  (unsigned long long)conns_to_b &&
+			  (keeps ? !nonblock : !admitted && !ok_a),
+		  na, "see the line above");
+	TH_RESULT(b1.adm.present && accepted >= (unsigned long long)conns_to_b &&
+			  !ok_b,
+		  nb, "see the line above");
 	if (TH_CHECK(!snap_read(&hb, &sb1), ns, "status") &&
 	    TH_CHECK(snap_get(&sb1, "inbound.steered") - snap_get(sb0, "inbound.steered") >=
 			     (__u64)conns_to_b,
@@ -1171,9 +1166,8 @@ static void test_admission(const struct hop_snap *a0, const struct hop_snap *b0,
 	/* python's last line says what and where */
 	while (*out && out[strlen(out) - 1] == '\n')
 		out[strlen(out) - 1] = '\0';
-	if (TH_CHECK(st == 0, nj, "json.load: %s",
-		     strrchr(out, '\n') ? strrchr(out, '\n') + 1 : out))
-		th_pass(nj);
+	TH_RESULT(st == 0, nj, "json.load: %s",
+		  strrchr(out, '\n') ? strrchr(out, '\n') + 1 : out);
 }
 
 /* ---- e: bad peers, straight to B:8080 from A's namespace, not captured ---- */
@@ -1521,12 +1515,11 @@ static void test_no_leaks(void)
 		if (!zero)
 			usleep(200 * 1000);
 	} while (!zero && th_now_ms() < end);
-	if (TH_CHECK(zero, name, "A: proxy %llu tls %llu, B: proxy %llu tls %llu",
-		     (unsigned long long)snap_get(&s[0], "proxy.active"),
-		     (unsigned long long)snap_get(&s[0], "tls.active"),
-		     (unsigned long long)snap_get(&s[1], "proxy.active"),
-		     (unsigned long long)snap_get(&s[1], "tls.active")))
-		th_pass(name);
+	TH_RESULT(zero, name, "A: proxy %llu tls %llu, B: proxy %llu tls %llu",
+		  (unsigned long long)snap_get(&s[0], "proxy.active"),
+		  (unsigned long long)snap_get(&s[0], "tls.active"),
+		  (unsigned long long)snap_get(&s[1], "proxy.active"),
+		  (unsigned long long)snap_get(&s[1], "tls.active"));
 }
 
 /* ---- g: teardown ---- */

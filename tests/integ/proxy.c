@@ -563,9 +563,8 @@ static void test_half_close(const struct tproxy *tp)
 			      name[dir],
 			      "first end read %zd (want the answer, EOF)", n))
 			goto next;
-		if (TH_CHECK(wait_closed(tp, &base, SL_CLOSE_DONE, 1, 2000),
-			     name[dir], "proxy did not count it done"))
-			th_pass(name[dir]);
+		TH_RESULT(wait_closed(tp, &base, SL_CLOSE_DONE, 1, 2000),
+			  name[dir], "proxy did not count it done");
 	next:
 		close(cfd);
 		close(ufd);
@@ -960,10 +959,9 @@ static void test_drain_idle(const struct tproxy *tp)
 		      ms))
 		goto out;
 	end = read_to_end(cfd, rx, cap, &got, IO_MS);
-	if (TH_CHECK(end == -ECONNRESET && got < n && !memcmp(rx, tx, got),
-		     name, "client read %zu B of %zu, then %s", got, n,
-		     end_str(end)))
-		th_pass(name);
+	TH_RESULT(end == -ECONNRESET && got < n && !memcmp(rx, tx, got),
+		  name, "client read %zu B of %zu, then %s", got, n,
+		  end_str(end));
 out:
 	if (cfd >= 0)
 		close(cfd);
@@ -1041,9 +1039,8 @@ static void test_backpressure(const struct tproxy *tp, unsigned int bufsz)
 	e[1].tx = NULL;
 	if (!TH_CHECK(!err, name, "drain: %s", strerror(-err)))
 		goto out;
-	if (TH_CHECK(end_check(&e[1], &e[0], why, sizeof(why)), name, "%s",
-		     why))
-		th_pass(name);
+	TH_RESULT(end_check(&e[1], &e[0], why, sizeof(why)), name, "%s",
+		  why);
 out:
 	if (cfd >= 0)
 		close(cfd);
@@ -1162,10 +1159,9 @@ static void test_max_conns(const struct tproxy *tp)
 	if (!TH_CHECK(!err, name, "after a close: %s", strerror(-err)))
 		goto out;
 	/* wait_end() reads the one byte: 1 = data came through */
-	if (TH_CHECK(send(c[2], "x", 1, MSG_NOSIGNAL) == 1 &&
-			     wait_end(u[2], 2000) == 1,
-		     name, "no data through the new connection"))
-		th_pass(name);
+	TH_RESULT(send(c[2], "x", 1, MSG_NOSIGNAL) == 1 &&
+			  wait_end(u[2], 2000) == 1,
+		  name, "no data through the new connection");
 out:
 	for (i = 0; i < 3; i++) {
 		if (c[i] >= 0)
@@ -1472,11 +1468,10 @@ static void run_workers(void)
 		tp_stats(&tp, &st);
 	} while (st.active && th_now_ms() < end);
 	/* and the drain's probes that a worker took */
-	if (TH_CHECK(!st.active && st.closed[SL_CLOSE_DONE] >= W_CONNS,
-		     "workers/all 200 closed as done", "active %llu, done %llu",
-		     (unsigned long long)st.active,
-		     (unsigned long long)st.closed[SL_CLOSE_DONE]))
-		th_pass("workers/all 200 closed as done");
+	TH_RESULT(!st.active && st.closed[SL_CLOSE_DONE] >= W_CONNS,
+		  "workers/all 200 closed as done", "active %llu, done %llu",
+		  (unsigned long long)st.active,
+		  (unsigned long long)st.closed[SL_CLOSE_DONE]);
 	tp_free(&tp);
 }
 

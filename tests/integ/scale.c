@@ -452,8 +452,7 @@ out:
 	th_info("scale: access log: terminated %ld, up %llu B, down %llu B; "
 		"not done or unknown %ld; spliced upload only (worker busy) %ld",
 		a.terminated, a.up_term, a.down_term, a.not_done, a.busy);
-	if (TH_CHECK(ok, name, "see the lines above"))
-		th_pass(name);
+	TH_RESULT(ok, name, "see the lines above");
 }
 
 struct churn_res {
@@ -774,9 +773,8 @@ out:
 		close(srv_fd);
 	err = th_env_teardown(&env);
 	err = th_env_teardown(&env_b) ?: err;
-	if (TH_CHECK(!err, "scale: teardown: sidelane stopped, cgroups and pins removed",
-		     "%s", strerror(-err)))
-		th_pass("scale: teardown: sidelane stopped, cgroups and pins removed");
+	TH_RESULT(!err, "scale: teardown: sidelane stopped, cgroups and pins removed",
+		  "%s", strerror(-err));
 	th_cleanup_pop(remove_files, NULL, true);
 	if (pki[0])
 		th_pki_dir_remove(pki);

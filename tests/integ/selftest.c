@@ -329,8 +329,7 @@ static void check_clean(const struct sl_selftest_result *r, const char *tag)
 		    !has_id(&pinned, links.id[i]))
 			snprintf(bad + strlen(bad), sizeof(bad) - strlen(bad),
 				 " link %u", links.id[i]);
-	if (TH_CHECK(!bad[0], name, "left:%s", bad))
-		th_pass(name);
+	TH_RESULT(!bad[0], name, "left:%s", bad);
 
 	snprintf(name, sizeof(name), "selftest/%s: no new pin under " SL_BPFFS_DEFAULT,
 		 tag);
@@ -347,8 +346,7 @@ static void check_clean(const struct sl_selftest_result *r, const char *tag)
 		snprintf(bad + strlen(bad), sizeof(bad) - strlen(bad), " %s",
 			 pins.p[i]);
 	}
-	if (TH_CHECK(!bad[0], name, "new:%s", bad))
-		th_pass(name);
+	TH_RESULT(!bad[0], name, "new:%s", bad);
 
 	snprintf(name, sizeof(name), "selftest/%s: no sidelane-selftest-* cgroup left",
 		 tag);
@@ -358,8 +356,7 @@ static void check_clean(const struct sl_selftest_result *r, const char *tag)
 		if (!has_path(&before.cgroups, cgroups.p[i]))
 			snprintf(bad + strlen(bad), sizeof(bad) - strlen(bad),
 				 " %s", cgroups.p[i]);
-	if (TH_CHECK(!bad[0], name, "left:%s", bad))
-		th_pass(name);
+	TH_RESULT(!bad[0], name, "left:%s", bad);
 	paths_free(&pins);
 	paths_free(&cgroups);
 }
@@ -387,19 +384,16 @@ static void test_pass(void)
 	ret = sl_selftest_run(&r);
 	report("pass", ret, &r);
 	snprintf(name, sizeof(name), "selftest/pass: passes on this kernel");
-	if (TH_CHECK(ret == 0 && r.ok == 1 && !r.check[0] && !r.why[0], name,
-		     "ret %d ok %d: %s: %s", ret, r.ok, r.check, r.why))
-		th_pass(name);
+	TH_RESULT(ret == 0 && r.ok == 1 && !r.check[0] && !r.why[0], name,
+		  "ret %d ok %d: %s: %s", ret, r.ok, r.check, r.why);
 	snprintf(name, sizeof(name), "selftest/pass: completes in under %d ms",
 		 BUDGET_MS);
-	if (TH_CHECK(r.elapsed_ms < BUDGET_MS, name, "took %u ms", r.elapsed_ms))
-		th_pass(name);
+	TH_RESULT(r.elapsed_ms < BUDGET_MS, name, "took %u ms", r.elapsed_ms);
 	snprintf(name, sizeof(name),
 		 "selftest/pass: every message went through the redirect");
-	if (TH_CHECK(r.msgs > 100 && r.redirected >= r.msgs, name,
-		     "%llu of %llu messages redirected",
-		     (unsigned long long)r.redirected, (unsigned long long)r.msgs))
-		th_pass(name);
+	TH_RESULT(r.msgs > 100 && r.redirected >= r.msgs, name,
+		  "%llu of %llu messages redirected",
+		  (unsigned long long)r.redirected, (unsigned long long)r.msgs);
 	check_clean(&r, "pass");
 }
 
@@ -419,15 +413,13 @@ static void test_forced(const char *value, const char *check, const char *needle
 	snprintf(name, sizeof(name),
 		 "selftest/%s: fails check \"%s\" with a reason naming %s", tag,
 		 check, needle);
-	if (TH_CHECK(ret == 0 && r.ok == 0 && !strcmp(r.check, check) &&
-			     strstr(r.why, needle),
-		     name, "ret %d ok %d check \"%s\" why \"%s\"", ret, r.ok,
-		     r.check, r.why))
-		th_pass(name);
+	TH_RESULT(ret == 0 && r.ok == 0 && !strcmp(r.check, check) &&
+			  strstr(r.why, needle),
+		  name, "ret %d ok %d check \"%s\" why \"%s\"", ret, r.ok,
+		  r.check, r.why);
 	snprintf(name, sizeof(name), "selftest/%s: completes in under %d ms", tag,
 		 BUDGET_MS);
-	if (TH_CHECK(r.elapsed_ms < BUDGET_MS, name, "took %u ms", r.elapsed_ms))
-		th_pass(name);
+	TH_RESULT(r.elapsed_ms < BUDGET_MS, name, "took %u ms", r.elapsed_ms);
 	check_clean(&r, tag);
 }
 
@@ -454,29 +446,25 @@ static void test_beside_attached(void)
 	report("attached", ret, &r);
 	snprintf(name, sizeof(name),
 		 "selftest/attached: passes from inside an accelerated cgroup");
-	if (TH_CHECK(ret == 0 && r.ok, name, "ret %d: %s: %s", ret, r.check, r.why))
-		th_pass(name);
+	TH_RESULT(ret == 0 && r.ok, name, "ret %d: %s: %s", ret, r.check, r.why);
 	snprintf(name, sizeof(name),
 		 "selftest/attached: the pinned fast path's counters and sockhash are untouched");
-	if (TH_CHECK(!memcmp(&c0, &c1, sizeof(c0)) && e0 == e1, name,
-		     "inserted %llu->%llu insert_failed %llu->%llu redirect_ok "
-		     "%llu->%llu, sockhash %d->%d",
-		     (unsigned long long)c0.sock_inserted,
-		     (unsigned long long)c1.sock_inserted,
-		     (unsigned long long)c0.sock_insert_failed,
-		     (unsigned long long)c1.sock_insert_failed,
-		     (unsigned long long)c0.redirect_ok,
-		     (unsigned long long)c1.redirect_ok, e0, e1))
-		th_pass(name);
+	TH_RESULT(!memcmp(&c0, &c1, sizeof(c0)) && e0 == e1, name,
+		  "inserted %llu->%llu insert_failed %llu->%llu redirect_ok "
+		  "%llu->%llu, sockhash %d->%d",
+		  (unsigned long long)c0.sock_inserted,
+		  (unsigned long long)c1.sock_inserted,
+		  (unsigned long long)c0.sock_insert_failed,
+		  (unsigned long long)c1.sock_insert_failed,
+		  (unsigned long long)c0.redirect_ok,
+		  (unsigned long long)c1.redirect_ok, e0, e1);
 	snprintf(name, sizeof(name),
 		 "selftest/attached: its cgroup inherits no sock_ops program");
-	if (TH_CHECK(r.inherited_sockops == 0, name, "%u inherited",
-		     r.inherited_sockops))
-		th_pass(name);
+	TH_RESULT(r.inherited_sockops == 0, name, "%u inherited",
+		  r.inherited_sockops);
 out:
 	snprintf(name, sizeof(name), "selftest/attached: teardown");
-	if (TH_CHECK(!th_env_teardown(&env), name, "left something behind"))
-		th_pass(name);
+	TH_RESULT(!th_env_teardown(&env), name, "left something behind");
 }
 
 int main(void)

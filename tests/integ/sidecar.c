@@ -282,9 +282,8 @@ static void check_curl_url(const char *name, const char *url, const char *ip)
 	int st = run_in(&app, argv, out, sizeof(out));
 
 	snprintf(want, sizeof(want), "200 %s", ip);
-	if (TH_CHECK(st == 0 && !strcmp(out, want), name,
-		     "exit %d, output '%s' (want '%s')", st, out, want))
-		th_pass(name);
+	TH_RESULT(st == 0 && !strcmp(out, want), name,
+		  "exit %d, output '%s' (want '%s')", st, out, want);
 }
 
 static void check_curl(const char *name)
@@ -306,10 +305,9 @@ static void check_python_client(void)
 	char out[512];
 	int st = run_in(&app, argv, out, sizeof(out));
 
-	if (TH_CHECK(st == 0 && strstr(out, " 200 ") &&
-			     strstr(out, "('" NS_IP "', 80)"),
-		     name, "exit %d, output '%s'", st, out))
-		th_pass(name);
+	TH_RESULT(st == 0 && strstr(out, " 200 ") &&
+			  strstr(out, "('" NS_IP "', 80)"),
+		  name, "exit %d, output '%s'", st, out);
 }
 
 /* In the app's cgroup: send size bytes to the echo server through the
@@ -375,8 +373,7 @@ static void check_echo(size_t size)
 	if (!pid)
 		_exit(echo_child(size));
 	st = th_wait(pid, 20000);
-	if (TH_CHECK(st == 0, name, "child status %d", st))
-		th_pass(name);
+	TH_RESULT(st == 0, name, "child status %d", st);
 }
 
 /* A port nothing listens on now: the outbound listener must not meet a
@@ -500,21 +497,19 @@ static void check_bypass(void)
 	for (k = 0; k < sizeof(tries) / sizeof(tries[0]); k++) {
 		snprintf(name, sizeof(name), "policy/bypass: %s is refused", tries[k].what);
 		st = run_in(&app, tries[k].argv, out, sizeof(out));
-		if (TH_CHECK(st != 0 && (strstr(out, "ermission") ||
-					 strstr(out, "Couldn't connect") ||
-					 strstr(out, "Failed to connect")),
-			     name, "exit %d: %s", st, out))
-			th_pass(name);
+		TH_RESULT(st != 0 && (strstr(out, "ermission") ||
+				      strstr(out, "Couldn't connect") ||
+				      strstr(out, "Failed to connect")),
+			  name, "exit %d: %s", st, out);
 	}
 	sl_policy_read(app.pin_root, &pol, &configured, hits, 64, &n_hits);
 	for (i = 0; i < n_hits; i++)
 		if (hits[i].rule_id == 40)
 			after = hits[i].hits;
-	if (TH_CHECK(after - before == sizeof(tries) / sizeof(tries[0]),
-		     "policy/bypass: rule 40 counted every attempt",
-		     "hits %llu -> %llu", (unsigned long long)before,
-		     (unsigned long long)after))
-		th_pass("policy/bypass: rule 40 counted every attempt");
+	TH_RESULT(after - before == sizeof(tries) / sizeof(tries[0]),
+		  "policy/bypass: rule 40 counted every attempt",
+		  "hits %llu -> %llu", (unsigned long long)before,
+		  (unsigned long long)after);
 }
 
 /* The app<->sidecar hop under the default admission (safe): nothing is
@@ -539,12 +534,11 @@ static void check_default_admission(const struct sl_counters *fp0,
 		"pass_plain +%llu", keeps ? "keeps" : "changes",
 		d[SL_ACC_BLOCKING], d[SL_ACC_KERNEL_FIONREAD], d[SL_ACC_ACCELERATED],
 		ok, (unsigned long long)(fp1->pass_plain - fp0->pass_plain));
-	if (TH_CHECK(a1->present && a1->cfg.mode == SL_APP_SAFE &&
-			     d[SL_ACC_BLOCKING] + d[SL_ACC_KERNEL_FIONREAD] +
-					     d[SL_ACC_ACCELERATED] >= n &&
-			     (keeps || (!ok && !d[SL_ACC_ACCELERATED])),
-		     name, "see the line above"))
-		th_pass(name);
+	TH_RESULT(a1->present && a1->cfg.mode == SL_APP_SAFE &&
+			  d[SL_ACC_BLOCKING] + d[SL_ACC_KERNEL_FIONREAD] +
+					  d[SL_ACC_ACCELERATED] >= n &&
+			  (keeps || (!ok && !d[SL_ACC_ACCELERATED])),
+		  name, "see the line above");
 }
 
 static void check_conns(void)
@@ -596,12 +590,10 @@ static void check_conns(void)
 	st = run_in(NULL, conns, out, sizeof(out));
 	th_wait(pid, 5000);
 	close(lfd);
-	if (TH_CHECK(st == 0 && strstr(out, "\"captured_to\":\"" NS_IP ":7\"") &&
-			     strstr(out, reason),
-		     name, "exit %d: no %s in %s", st, reason, out))
-		th_pass(name);
-	if (TH_CHECK(st == 0 && strstr(out, want), name2, "no '%s' in %s", want, out))
-		th_pass(name2);
+	TH_RESULT(st == 0 && strstr(out, "\"captured_to\":\"" NS_IP ":7\"") &&
+			  strstr(out, reason),
+		  name, "exit %d: no %s in %s", st, reason, out);
+	TH_RESULT(st == 0 && strstr(out, want), name2, "no '%s' in %s", want, out);
 }
 
 /* Bytes the sidelane log has now: later lines are read from there on. */
@@ -695,15 +687,13 @@ static void check_short_clients(void)
 		     "sink got %llu B in %llu connections, want %llu B in %llu",
 		     sink->bytes, sink->conns, want * SHORT_BYTES, want))
 		th_pass(name);
-	if (TH_CHECK(noorig == 0 && cs1.stats.origdst_missed == cs0.stats.origdst_missed,
-		     name2, "see the line above"))
-		th_pass(name2);
+	TH_RESULT(noorig == 0 && cs1.stats.origdst_missed == cs0.stats.origdst_missed,
+		  name2, "see the line above");
 	/* Each record moved to the sidecar's socket or went with the app's
 	 * close: nothing stays keyed by address.
 	 */
 	i = th_wait_entries(&app, SL_MAP_ORIG_BY_ADDR, 0, 3000);
-	if (TH_CHECK(i == 0, name3, "%d entries left in " SL_MAP_ORIG_BY_ADDR, i))
-		th_pass(name3);
+	TH_RESULT(i == 0, name3, "%d entries left in " SL_MAP_ORIG_BY_ADDR, i);
 }
 
 /* Edits through the CLI work against the running sidelane (and do not wait
@@ -799,11 +789,10 @@ int main(void)
 	th_info("captured +%llu, SO_ORIGINAL_DST answered +%llu",
 		(unsigned long long)(cs1.stats.reason[SL_CR_CAPTURED] - cs0.stats.reason[SL_CR_CAPTURED]),
 		(unsigned long long)(cs1.stats.origdst_answered - cs0.stats.origdst_answered));
-	if (TH_CHECK(cs1.stats.reason[SL_CR_CAPTURED] - cs0.stats.reason[SL_CR_CAPTURED] >= 7 &&
-		     cs1.stats.origdst_answered - cs0.stats.origdst_answered >= 7,
-		     "sidecar: counters prove every request went through sidelane",
-		     "see the line above"))
-		th_pass("sidecar: counters prove every request went through sidelane");
+	TH_RESULT(cs1.stats.reason[SL_CR_CAPTURED] - cs0.stats.reason[SL_CR_CAPTURED] >= 7 &&
+		  cs1.stats.origdst_answered - cs0.stats.origdst_answered >= 7,
+		  "sidecar: counters prove every request went through sidelane",
+		  "see the line above");
 	check_short_clients();
 	check_conns();
 	check_bypass();
@@ -821,10 +810,9 @@ int main(void)
 		sl_cap_status(app.pin_root, &cs0);
 		check_curl("sidecar: loop avoidance: proxy in the app's cgroup, SO_MARK keeps its upstream connect out");
 		sl_cap_status(app.pin_root, &cs1);
-		if (TH_CHECK(cs1.stats.reason[SL_CR_SIDECAR_OWN] > cs0.stats.reason[SL_CR_SIDECAR_OWN],
-			     "sidecar: loop avoidance: the upstream connect was seen and left alone",
-			     "sidecar_own did not grow"))
-			th_pass("sidecar: loop avoidance: the upstream connect was seen and left alone");
+		TH_RESULT(cs1.stats.reason[SL_CR_SIDECAR_OWN] > cs0.stats.reason[SL_CR_SIDECAR_OWN],
+			  "sidecar: loop avoidance: the upstream connect was seen and left alone",
+			  "sidecar_own did not grow");
 	}
 	/* Nested: the sidecar's cgroup below the app's (a pod cgroup with the
 	 * sidecar container under it). The app's connect hooks run for it too.
@@ -838,13 +826,12 @@ int main(void)
 			sl_cap_status(app.pin_root, &cs0);
 			check_curl("sidecar: loop avoidance: proxy below the app's cgroup reaches the upstream");
 			sl_cap_status(app.pin_root, &cs1);
-			if (TH_CHECK(cs1.stats.reason[SL_CR_CAPTURED] - cs0.stats.reason[SL_CR_CAPTURED] == 1 &&
-				     cs1.stats.reason[SL_CR_SIDECAR_OWN] > cs0.stats.reason[SL_CR_SIDECAR_OWN],
-				     "sidecar: loop avoidance: below the app's cgroup, one capture, no loop",
-				     "captured +%llu sidecar_own +%llu",
-				     (unsigned long long)(cs1.stats.reason[SL_CR_CAPTURED] - cs0.stats.reason[SL_CR_CAPTURED]),
-				     (unsigned long long)(cs1.stats.reason[SL_CR_SIDECAR_OWN] - cs0.stats.reason[SL_CR_SIDECAR_OWN])))
-				th_pass("sidecar: loop avoidance: below the app's cgroup, one capture, no loop");
+			TH_RESULT(cs1.stats.reason[SL_CR_CAPTURED] - cs0.stats.reason[SL_CR_CAPTURED] == 1 &&
+				  cs1.stats.reason[SL_CR_SIDECAR_OWN] > cs0.stats.reason[SL_CR_SIDECAR_OWN],
+				  "sidecar: loop avoidance: below the app's cgroup, one capture, no loop",
+				  "captured +%llu sidecar_own +%llu",
+				  (unsigned long long)(cs1.stats.reason[SL_CR_CAPTURED] - cs0.stats.reason[SL_CR_CAPTURED]),
+				  (unsigned long long)(cs1.stats.reason[SL_CR_SIDECAR_OWN] - cs0.stats.reason[SL_CR_SIDECAR_OWN]));
 		}
 		stop_sidelane();
 		rmdir(child);
@@ -856,8 +843,7 @@ out:
 	ns_teardown();
 	th_env_teardown(&side);
 	err = th_env_teardown(&app);
-	if (TH_CHECK(!err, "sidecar: teardown: cgroups, pins and namespace removed", "%s",
-		     strerror(-err)))
-		th_pass("sidecar: teardown: cgroups, pins and namespace removed");
+	TH_RESULT(!err, "sidecar: teardown: cgroups, pins and namespace removed", "%s",
+		  strerror(-err));
 	return th_summary();
 }

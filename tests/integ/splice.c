@@ -734,13 +734,12 @@ static void check_upload(const char *name, size_t len, char mode, bool et,
 	 * bulk writer's later messages queue behind the relayed ones; the
 	 * info line shows how much was pushed.
 	 */
-	if (TH_CHECK(strstr(line, "\"splice\":\"spliced\"") &&
-			     tot == len + sizeof(h) &&
-			     (app_msgs == decided || app_msgs == decided + 1) &&
-			     (len < 64 * KiB || spl >= 64 * KiB) &&
-			     (!want_full || s1.dir[SL_SPD_UP].relay[SL_SPW_FULL] > s0.dir[SL_SPD_UP].relay[SL_SPW_FULL]),
-		     name, "relay line: %s", line))
-		th_pass(name);
+	TH_RESULT(strstr(line, "\"splice\":\"spliced\"") &&
+			  tot == len + sizeof(h) &&
+			  (app_msgs == decided || app_msgs == decided + 1) &&
+			  (len < 64 * KiB || spl >= 64 * KiB) &&
+			  (!want_full || s1.dir[SL_SPD_UP].relay[SL_SPW_FULL] > s0.dir[SL_SPD_UP].relay[SL_SPW_FULL]),
+		  name, "relay line: %s", line);
 }
 
 static void check_duplex(const char *name, size_t len)
@@ -869,19 +868,18 @@ static void check_download(const char *name, size_t len, bool reset, bool slow)
 		"(app-full %llu)", name, field(line, "bytes_down_spliced"),
 		field(line, "msgs_down_spliced"), field(line, "bytes_down_fallback"),
 		field(line, "msgs_down_fallback"), full);
-	if (TH_CHECK(strstr(line, "\"splice\":\"spliced\"") &&
-			     field(line, "bytes_down") == len &&
-			     field(line, "bytes_down") ==
-				     field(line, "bytes_down_spliced") +
-					     field(line, "bytes_down_fallback") &&
-			     (len < 64 * KiB || field(line, "bytes_down_spliced") > 0) &&
-			     /* the bound held: a slow reader's side filled
-			      * and the proxy took over (app-full, or behind
-			      * one the proxy held first)
-			      */
-			     (!slow || field(line, "bytes_down_fallback") > 0),
-		     name, "relay line: %s", line))
-		th_pass(name);
+	TH_RESULT(strstr(line, "\"splice\":\"spliced\"") &&
+			  field(line, "bytes_down") == len &&
+			  field(line, "bytes_down") ==
+				  field(line, "bytes_down_spliced") +
+					  field(line, "bytes_down_fallback") &&
+			  (len < 64 * KiB || field(line, "bytes_down_spliced") > 0) &&
+			  /* the bound held: a slow reader's side filled
+			   * and the proxy took over (app-full, or behind
+			   * one the proxy held first)
+			   */
+			  (!slow || field(line, "bytes_down_fallback") > 0),
+		  name, "relay line: %s", line);
 out:
 	EVP_MD_CTX_free(md);
 }
@@ -910,9 +908,8 @@ static void check_lossy_download(void)
 	th_info("%s: %llu segments retransmitted, %llu skbs overlapped (%llu B "
 		"cut), %llu not cut", name, r1 - r0, s1.dup_skbs - s0.dup_skbs,
 		s1.dup_bytes - s0.dup_bytes, s1.trim_failed - s0.trim_failed);
-	if (TH_CHECK(r1 > r0, "splice: the lossy veth made the server retransmit",
-		     "no retransmission: the lossy case proved nothing"))
-		th_pass("splice: the lossy veth made the server retransmit");
+	TH_RESULT(r1 > r0, "splice: the lossy veth made the server retransmit",
+		  "no retransmission: the lossy case proved nothing");
 }
 
 /* limits.max_conns sizes the tables (sockhash two sockets a connection,
@@ -945,11 +942,10 @@ static void check_limits(void)
 		if (fd >= 0)
 			close(fd);
 	}
-	if (TH_CHECK(max[0] == 2 * LIMIT_CONNS && max[1] == 3 * LIMIT_CONNS &&
-			     max[2] == LIMIT_CONNS,
-		     name, "max_entries: sockhash %u, records %u, splice %u", max[0],
-		     max[1], max[2]))
-		th_pass(name);
+	TH_RESULT(max[0] == 2 * LIMIT_CONNS && max[1] == 3 * LIMIT_CONNS &&
+			  max[2] == LIMIT_CONNS,
+		  name, "max_entries: sockhash %u, records %u, splice %u", max[0],
+		  max[1], max[2]);
 	th_counters(&env, &c0);
 	splice_stats(&sp0);
 	before = th_map_entries(&env, SL_MAP_CONNS);
@@ -1007,12 +1003,11 @@ static void check_limits(void)
 		(unsigned long long)(c1.sock_insert_failed - c0.sock_insert_failed),
 		(unsigned long long)(c1.conn_map_full - c0.conn_map_full),
 		(unsigned long long)(sp1.dup_skbs - sp0.dup_skbs));
-	if (TH_CHECK(n == N && ok == N &&
-			     c1.sock_insert_failed + c1.conn_map_full >
-				     c0.sock_insert_failed + c0.conn_map_full,
-		     name2, "%d of %d connected, %d echoes right, nothing counted "
-		     "full", n, N, ok))
-		th_pass(name2);
+	TH_RESULT(n == N && ok == N &&
+			  c1.sock_insert_failed + c1.conn_map_full >
+				  c0.sock_insert_failed + c0.conn_map_full,
+		  name2, "%d of %d connected, %d echoes right, nothing counted "
+		  "full", n, N, ok);
 }
 
 /* `sidelane status --json` has what sk_msg pushed, equal to the map's. */
@@ -1037,11 +1032,10 @@ static void check_status(void)
 		 "%llu ['app-closing', 'app-full', 'app-gone', 'behind']\n",
 		 (unsigned long long)st.dir[SL_SPD_UP].pushed_bytes,
 		 (unsigned long long)st.dir[SL_SPD_DOWN].pushed_bytes);
-	if (TH_CHECK(!rc && st.dir[SL_SPD_UP].pushed_bytes > 0 &&
-			     st.dir[SL_SPD_DOWN].pushed_bytes > 0 && !strcmp(out, want),
-		     name,
-		     "exit %d: '%s', want '%s'", rc, out, want))
-		th_pass(name);
+	TH_RESULT(!rc && st.dir[SL_SPD_UP].pushed_bytes > 0 &&
+			  st.dir[SL_SPD_DOWN].pushed_bytes > 0 && !strcmp(out, want),
+		  name,
+		  "exit %d: '%s', want '%s'", rc, out, want);
 }
 
 /* `sidelane conns` says which live connections are spliced, with what
@@ -1071,9 +1065,8 @@ static void check_conns(void)
 	for (p = out; (p = strstr(p, want)); p++)
 		if (strtoull(p + strlen(want), NULL, 10) >= 4 * KiB)
 			n++;
-	if (TH_CHECK(!rc && n == 2, name, "exit %d, %d entries with %s: %.2000s", rc,
-		     n, want, out))
-		th_pass(name);
+	TH_RESULT(!rc && n == 2, name, "exit %d, %d entries with %s: %.2000s", rc,
+		  n, want, out);
 }
 
 /* Full duplex with every send() 64 KiB, as bulk senders and the bench do,
@@ -1107,13 +1100,12 @@ static void check_duplex_fixed(const char *name, size_t len)
 		src = hit ? hit - data : -1;
 	}
 	relay_line(lport, line, sizeof(line));
-	if (TH_CHECK(!err && x.rx_got == len && x.rx_bad == ~(size_t)0 && !extra,
-		     name, "%s: echo %zu of %zu B, first difference at %zd "
-		     "(expected bytes found at %ld), %zu B more than sent; %s",
-		     strerror(-err), x.rx_got, len,
-		     x.rx_bad == ~(size_t)0 ? (ssize_t)-1 : (ssize_t)x.rx_bad, src,
-		     extra, line))
-		th_pass(name);
+	TH_RESULT(!err && x.rx_got == len && x.rx_bad == ~(size_t)0 && !extra,
+		  name, "%s: echo %zu of %zu B, first difference at %zd "
+		  "(expected bytes found at %ld), %zu B more than sent; %s",
+		  strerror(-err), x.rx_got, len,
+		  x.rx_bad == ~(size_t)0 ? (ssize_t)-1 : (ssize_t)x.rx_bad, src,
+		  extra, line);
 }
 
 /* check_duplex() for more than DATA_LEN: what comes back is digested. */
@@ -1134,10 +1126,9 @@ static void check_duplex_long(const char *name, size_t len)
 	close(fd);
 	EVP_DigestFinal_ex(x.rx_md, got, &dl);
 	data_sha256(len, want);
-	if (TH_CHECK(!err && x.rx_got == len && !memcmp(got, want, 32), name,
-		     "%s: echo %zu of %zu B, SHA-256 %s", strerror(-err), x.rx_got,
-		     len, memcmp(got, want, 32) ? "differs" : "equal"))
-		th_pass(name);
+	TH_RESULT(!err && x.rx_got == len && !memcmp(got, want, 32), name,
+		  "%s: echo %zu of %zu B, SHA-256 %s", strerror(-err), x.rx_got,
+		  len, memcmp(got, want, 32) ? "differs" : "equal");
 out:
 	EVP_MD_CTX_free(x.rx_md);
 }
@@ -1246,10 +1237,9 @@ static void check_backpressure(void)
 	th_info("%s: %zu B taken before EAGAIN, writable after it: %d, edge: %d, "
 		"upstream got %llu B", name, sent, writable, edge,
 		(unsigned long long)kres.got);
-	if (TH_CHECK(sent < cap && writable == 0 && edge && kres.done &&
-			     !kres.err && kres.got == sent,
-		     name, "see the line above"))
-		th_pass(name);
+	TH_RESULT(sent < cap && writable == 0 && edge && kres.done &&
+			  !kres.err && kres.got == sent,
+		  name, "see the line above");
 }
 
 /* The end of a spliced upload: after shutdown(SHUT_WR) a send() fails
@@ -1274,9 +1264,8 @@ static void check_errors(void)
 	shutdown(fd, SHUT_WR);
 	errno = 0;
 	i = send(fd, data, 10, MSG_NOSIGNAL);
-	if (TH_CHECK(i < 0 && errno == EPIPE, n1, "send %d (%s)", i,
-		     strerror(errno)))
-		th_pass(n1);
+	TH_RESULT(i < 0 && errno == EPIPE, n1, "send %d (%s)", i,
+		  strerror(errno));
 	close(fd);
 
 	h.mode = 'R';
@@ -1292,9 +1281,8 @@ static void check_errors(void)
 		usleep(10 * 1000);
 	}
 	close(fd);
-	if (TH_CHECK(err == ECONNRESET || err == EPIPE, n2, "last error %s",
-		     err ? strerror(err) : "none"))
-		th_pass(n2);
+	TH_RESULT(err == ECONNRESET || err == EPIPE, n2, "last error %s",
+		  err ? strerror(err) : "none");
 }
 
 /* A blocking app socket is not admitted: relayed, and the line says why. */
@@ -1314,11 +1302,10 @@ static void check_not_admitted(void)
 	shutdown(fd, SHUT_WR);
 	sl_io_full(fd, reply, sizeof(reply), true, -1);
 	close(fd);
-	if (TH_CHECK(reply[0] == 1000 && !relay_line(lport, line, sizeof(line)) &&
-			     strstr(line, "\"splice\":\"not-admitted\"") &&
-			     field(line, "bytes_up_spliced") == 0,
-		     name, "got %llu, line %s", (unsigned long long)reply[0], line))
-		th_pass(name);
+	TH_RESULT(reply[0] == 1000 && !relay_line(lport, line, sizeof(line)) &&
+			  strstr(line, "\"splice\":\"not-admitted\"") &&
+			  field(line, "bytes_up_spliced") == 0,
+		  name, "got %llu, line %s", (unsigned long long)reply[0], line);
 }
 
 /* Nothing is spliced with redirect switched off by a failed start-up
@@ -1355,11 +1342,10 @@ static void check_not_spliced(const char *name, const char *fail, bool splice,
 	sl_io_full(fd, reply, sizeof(reply), true, -1);
 	close(fd);
 	snprintf(want, sizeof(want), "\"splice\":\"%s\"", result);
-	if (TH_CHECK(reply[0] == 64 * KiB && !relay_line(lport, line, sizeof(line)) &&
-			     strstr(line, want) &&
-			     field(line, "bytes_up_spliced") == 0,
-		     name, "got %llu, line %s", (unsigned long long)reply[0], line))
-		th_pass(name);
+	TH_RESULT(reply[0] == 64 * KiB && !relay_line(lport, line, sizeof(line)) &&
+			  strstr(line, want) &&
+			  field(line, "bytes_up_spliced") == 0,
+		  name, "got %llu, line %s", (unsigned long long)reply[0], line);
 }
 
 /* The app resets a spliced connection (close() with SO_LINGER {1, 0})
@@ -1399,12 +1385,11 @@ static void check_reset(void)
 	end = th_now_ms() + 5000;
 	while (!__atomic_load_n(&kres.done, __ATOMIC_ACQUIRE) && th_now_ms() < end)
 		usleep(20 * 1000);
-	if (TH_CHECK(sent == MiB && kres.done && kres.got == MiB &&
-			     kres.err == ECONNRESET,
-		     name, "sent %zu, upstream ended after %llu B with %s", sent,
-		     (unsigned long long)kres.got,
-		     !kres.done ? "nothing yet" : kres.err ? strerror(kres.err) : "EOF"))
-		th_pass(name);
+	TH_RESULT(sent == MiB && kres.done && kres.got == MiB &&
+			  kres.err == ECONNRESET,
+		  name, "sent %zu, upstream ended after %llu B with %s", sent,
+		  (unsigned long long)kres.got,
+		  !kres.done ? "nothing yet" : kres.err ? strerror(kres.err) : "EOF");
 }
 
 /* kill -9 mid-upload: both spliced sockets linger {1, 0}, so the upstream
@@ -1440,11 +1425,10 @@ static void check_kill9(void)
 	while (!__atomic_load_n(&kres.done, __ATOMIC_ACQUIRE) && th_now_ms() < end)
 		usleep(20 * 1000);
 	close(fd);
-	if (TH_CHECK(kres.done && kres.err == ECONNRESET, name,
-		     "upstream ended after %llu B with %s",
-		     (unsigned long long)kres.got,
-		     !kres.done ? "nothing yet" : kres.err ? strerror(kres.err) : "EOF"))
-		th_pass(name);
+	TH_RESULT(kres.done && kres.err == ECONNRESET, name,
+		  "upstream ended after %llu B with %s",
+		  (unsigned long long)kres.got,
+		  !kres.done ? "nothing yet" : kres.err ? strerror(kres.err) : "EOF");
 }
 
 /* kill -9 mid-download: the sidecar's socket towards the app lingers
@@ -1474,10 +1458,9 @@ static void check_kill9_download(void)
 	/* paced, so the download is still on when sidelane dies */
 	end_err = download_read(fd, NULL, 64 * KiB, 100, 4 * MiB, &got);
 	close(fd);
-	if (TH_CHECK(!env.sidelane && end_err == ECONNRESET && got < h.len, name,
-		     "got %zu B, then %s", got,
-		     end_err ? strerror(end_err) : "EOF"))
-		th_pass(name);
+	TH_RESULT(!env.sidelane && end_err == ECONNRESET && got < h.len, name,
+		  "got %zu B, then %s", got,
+		  end_err ? strerror(end_err) : "EOF");
 }
 
 int main(void)
@@ -1601,9 +1584,8 @@ out:
 	if (srv6_fd >= 0)
 		shutdown(srv6_fd, SHUT_RDWR);
 	th_cleanup_pop(remove_files, NULL, true);
-	if (TH_CHECK(!err, "splice: teardown: sidelane stopped, cgroups and pins removed",
-		     "%s", strerror(-err)))
-		th_pass("splice: teardown: sidelane stopped, cgroups and pins removed");
+	TH_RESULT(!err, "splice: teardown: sidelane stopped, cgroups and pins removed",
+		  "%s", strerror(-err));
 	free(data);
 	return th_summary();
 }

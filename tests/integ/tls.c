@@ -669,12 +669,11 @@ static void test_timeout(struct sl_tls_ctx *cli)
 		goto out;
 	sl_tls_handshake_timeout(c.c);
 	sl_tls_stats(cli, &s1);
-	if (TH_CHECK(sl_tls_fail_reason(c.c) == SL_TLS_FAIL_TIMEOUT &&
-			     sl_tls_handshake(c.c) == SL_TLS_ERROR &&
-			     s1.handshakes_failed[SL_TLS_FAIL_TIMEOUT] ==
-				     s0.handshakes_failed[SL_TLS_FAIL_TIMEOUT] + 1,
-		     name, "reason %s", sl_tls_fail_name[sl_tls_fail_reason(c.c)]))
-		th_pass(name);
+	TH_RESULT(sl_tls_fail_reason(c.c) == SL_TLS_FAIL_TIMEOUT &&
+			  sl_tls_handshake(c.c) == SL_TLS_ERROR &&
+			  s1.handshakes_failed[SL_TLS_FAIL_TIMEOUT] ==
+				  s0.handshakes_failed[SL_TLS_FAIL_TIMEOUT] + 1,
+		  name, "reason %s", sl_tls_fail_name[sl_tls_fail_reason(c.c)]);
 out:
 	tc_free(&c);
 	if (sfd >= 0)
@@ -945,9 +944,8 @@ static void test_rotation(struct sl_tls_ctx *cli)
 		tc_free(&c);
 		tc_free(&s);
 	}
-	if (TH_CHECK(exchange(&a, &b, "still here"), bname,
-		     "established connection broke"))
-		th_pass(bname);
+	TH_RESULT(exchange(&a, &b, "still here"), bname,
+		  "established connection broke");
 out:
 	tc_free(&a);
 	tc_free(&b);
@@ -982,11 +980,10 @@ static void test_ktls(struct sl_tls_ctx *cli, struct sl_tls_ctx *srv)
 		if (avail)
 			th_info("kTLS present: tx %d rx %d", sl_tls_ktls_tx(c.c),
 				sl_tls_ktls_rx(c.c));
-		if (TH_CHECK(avail || (!sl_tls_ktls_tx(c.c) &&
-				       !sl_tls_ktls_rx(c.c) &&
-				       strstr(desc, "user-space")),
-			     name, "kTLS flags without kTLS: %s", desc))
-			th_pass(name);
+		TH_RESULT(avail || (!sl_tls_ktls_tx(c.c) &&
+				    !sl_tls_ktls_rx(c.c) &&
+				    strstr(desc, "user-space")),
+			  name, "kTLS flags without kTLS: %s", desc);
 	}
 	tc_free(&c);
 	tc_free(&s);
@@ -1044,9 +1041,8 @@ int main(void)
 	th_watchdog(30, "tls ktls");
 	test_ktls(cli, srv);
 	sl_tls_stats(srv, &st);
-	if (TH_CHECK(st.active == 0, "stats: no connection left active",
-		     "%llu active", (unsigned long long)st.active))
-		th_pass("stats: no connection left active");
+	TH_RESULT(st.active == 0, "stats: no connection left active",
+		  "%llu active", (unsigned long long)st.active);
 	th_info("server: %llu handshakes ok (%llu resumed), %llu B in, %llu B out",
 		(unsigned long long)st.handshakes_ok,
 		(unsigned long long)st.resumed,
