@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* The proxy's and TLS layer's counters as a pinned map (SL_MAP_PROXY_STATS,
  * declared in bpf/fastpath.bpf.c, written only by user space): the running
- * `sidelane run` mirrors them there every second (user/report/stats.c), so
+ * `sidelane run` mirrors them there every second (user/report/proxy_stats.c), so
  * `sidelane status` and `bpftool map dump` in another process see them.
  * Totals continue across restarts: a new process adds what it counts to
  * what the previous one published (gauges such as active are its own).

@@ -36,7 +36,7 @@
 #include "loader/selftest.h"
 #include "proxy/proxy.h"
 #include "report/admin.h"
-#include "report/stats_user.h"
+#include "report/proxy_stats.h"
 #include "tls/tls.h"
 
 /* How often `run` re-reads the host's addresses (also on SIGHUP). */

@@ -52,7 +52,7 @@
 #include "loader/admission_user.h"
 #include "proxy/splice_user.h"
 #include "loader/capture_user.h"
-#include "report/stats_user.h"
+#include "report/proxy_stats.h"
 #include "bench/bench.h"
 #include "bench/bench_plot.h"
 #include "bench_bare.skel.h"

@@ -11,7 +11,7 @@
 #include "loader/fastpath_user.h"
 #include "loader/capture_user.h"
 #include "loader/inbound_user.h"
-#include "report/stats_user.h"
+#include "report/proxy_stats.h"
 #include "loader/coexist.h"
 #include "loader/admission_user.h"
 #include "proxy/splice_user.h"

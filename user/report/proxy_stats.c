@@ -16,7 +16,7 @@
 #include "loader/fastpath_user.h"
 #include "proxy/proxy.h"
 #include "report/counters.h"
-#include "report/stats_user.h"
+#include "report/proxy_stats.h"
 #include "tls/tls.h"
 
 _Static_assert(SL_CLOSE_NR <= SL_STATS_CLOSE_SLOTS, "closed[] too small");

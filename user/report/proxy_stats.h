@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* The proxy's and TLS counters in the pinned SL_MAP_PROXY_STATS map
- * (user/report/stats.c): written by `sidelane run`, read by `sidelane status`.
+ * (user/report/proxy_stats.c): written by `sidelane run`, read by `sidelane status`.
  */
-#ifndef SL_STATS_USER_H
-#define SL_STATS_USER_H
+#ifndef SL_PROXY_STATS_H
+#define SL_PROXY_STATS_H
 
 #include <linux/types.h>
 #include <stdio.h>
@@ -32,4 +32,4 @@ extern const size_t sl_proxy_ctrs_n, sl_tls_ctrs_n;
  */
 void sl_stats_print(const struct sl_proxy_counters *c, int json, FILE *f);
 
-#endif /* SL_STATS_USER_H */
+#endif /* SL_PROXY_STATS_H */
