@@ -271,6 +271,16 @@ static void figures(enum mode m, const struct workload *wl,
 	}
 }
 
+/* CPU of a measurement: the two ends' (wait4), plus the relays between
+ * them when there are any (the caller adds them); the tls suite counts the
+ * relays alone (none: no figure), the sidecar suite the whole host.
+ */
+static double ends_cpu(const struct rusage *c, const struct rusage *s)
+{
+	return tv_sec(c->ru_utime) + tv_sec(c->ru_stime) + tv_sec(s->ru_utime) +
+	       tv_sec(s->ru_stime);
+}
+
 int bench_measure(enum mode m, const struct workload *wl,
 		  const struct bench_opts *o, struct measurement *out)
 {
@@ -353,15 +363,10 @@ int bench_measure(enum mode m, const struct workload *wl,
 	if (mode_run[m].proc[0] >= 0)
 		pr_debug("%s %s: the relays used %.3f s of CPU\n", mode_name[m],
 			 wl->label, proxy1 - proxy0);
-	/* the two ends, and the relays between them when there are any; the
-	 * relays alone in the tls suite (none: no figure)
-	 */
-	cpu = tv_sec(ru_c.ru_utime) + tv_sec(ru_c.ru_stime) +
-	      tv_sec(ru_s.ru_utime) + tv_sec(ru_s.ru_stime) + proxy1 - proxy0;
-	if (suites[o->suite].proxy_cpu)
-		cpu = mode_run[m].proc[0] >= 0 ? proxy1 - proxy0 : NAN;
-	if (suites[o->suite].host_cpu)
-		cpu = host1 - host0;
+	cpu = suites[o->suite].host_cpu ? host1 - host0 :
+	      suites[o->suite].proxy_cpu ?
+		      (mode_run[m].proc[0] >= 0 ? proxy1 - proxy0 : NAN) :
+		      ends_cpu(&ru_c, &ru_s) + proxy1 - proxy0;
 	if (!shm->elapsed_ns)
 		return -EIO;
 	figures(m, wl, o, cpu, out);
