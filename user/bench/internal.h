@@ -455,7 +455,22 @@ int host_busy(double *sec);
 int proxy_cpu(enum mode m, double *sec);
 int read_accel(enum mode m, struct accel *a);
 
-/* ends.c: the two ends of a measurement (children) */
+/* What the workers at either end of a measurement share. */
+struct worker_args {
+	const struct workload *wl;
+	int lfd; /* server: the listener */
+	struct sockaddr_in dst; /* client */
+	uint64_t measure, end; /* client: the measured window */
+	uint64_t slice; /* client: lat_ns samples per client */
+	struct bench_shm *shm;
+};
+
+/* ends.c, server.c, client.c: the two ends of a measurement (children) */
+void set_timeouts(int fd, int nodelay);
+int io_wait(int fd, short events);
+int write_full(int fd, const char *buf, size_t len);
+int read_full(int fd, char *buf, size_t len);
+int run_workers(int n, int (*fn)(int, void *), void *arg);
 int side_fail(struct side_result *r, int err, const char *what);
 int enter_cgroup(const char *cgroup);
 int run_server(const struct workload *wl, struct sockaddr_in sa,
@@ -509,7 +524,7 @@ double *bench_res(size_t w, int m, int k, unsigned int r);
 void results_table(const struct bench_opts *o);
 int bench_plot(const struct bench_opts *o);
 void results_json(const struct bench_opts *o, const struct accel *acc,
-		const int *accel_ok, int inherited);
+		  const int *accel_ok, int inherited);
 extern double *results;
 extern unsigned int res_rounds;
 
