@@ -154,31 +154,32 @@ static int by_name(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int sl_gc(const char *bpffs_dir, const char *prefix, bool dry_run, FILE *report)
+/* The names under bpffs_dir that start with prefix, sorted: read first,
+ * since the folder changes under us as pin roots go. Their count, or
+ * -errno (said in report).
+ */
+static int names_read(const char *bpffs_dir, const char *prefix, char ***out,
+		      FILE *report)
 {
-	unsigned int n = 0, cap = 0, i, removed = 0, skipped = 0, failed = 0;
+	unsigned int n = 0, cap = 0;
+	size_t plen = strlen(prefix);
 	char **names = NULL;
 	struct statfs sfs;
 	struct dirent *de;
-	int first_err = 0;
-	size_t plen;
+	int err;
 	DIR *d;
 
-	bpffs_dir = bpffs_dir ?: SL_BPFFS_DEFAULT;
-	prefix = prefix ?: SL_GC_PREFIX_DEFAULT;
-	plen = strlen(prefix);
 	if (statfs(bpffs_dir, &sfs) || !(d = opendir(bpffs_dir))) {
-		first_err = -errno;
+		err = -errno;
 		fprintf(report, "gc: cannot read %s: %s\n", bpffs_dir,
-			strerror(-first_err));
-		return first_err;
+			strerror(-err));
+		return err;
 	}
 	if (sfs.f_type != BPF_FS_MAGIC) {
 		closedir(d);
 		fprintf(report, "gc: %s is not a bpffs\n", bpffs_dir);
 		return -EINVAL;
 	}
-	/* names first: the folder changes under us as pin roots go */
 	while ((de = readdir(d))) {
 		if (strncmp(de->d_name, prefix, plen) || de->d_name[0] == '.')
 			continue;
@@ -196,47 +197,68 @@ int sl_gc(const char *bpffs_dir, const char *prefix, bool dry_run, FILE *report)
 	closedir(d);
 	if (n)
 		qsort(names, n, sizeof(*names), by_name);
-	for (i = 0; i < n; i++) {
-		char dir[PATH_MAX], why[512];
-		unsigned long long bytes;
-		unsigned int pins;
-		struct stat st;
-		int err;
+	*out = names;
+	return (int)n;
+}
 
-		if (snprintf(dir, sizeof(dir), "%s/%s", bpffs_dir, names[i]) >=
-			    (int)sizeof(dir) ||
-		    lstat(dir, &st) || !S_ISDIR(st.st_mode))
-			continue; /* a pin, not a pin root */
-		if (judge(dir, why, sizeof(why)) != GC_REMOVE) {
-			fprintf(report, "skipped %s: %s\n", dir, why);
-			skipped++;
-			continue;
-		}
-		usage_of(dir, &pins, &bytes);
-		if (dry_run) {
-			fprintf(report, "would remove %s: %s (%u pins, %.1f MiB of maps)\n",
-				dir, why, pins, bytes / 1048576.0);
-			removed++;
-			continue;
-		}
-		err = sl_detach(dir);
-		if (err) {
-			fprintf(report, "failed %s: %s (`sidelane detach --pin-root %s`)\n",
-				dir, strerror(-err), dir);
-			first_err = first_err ?: err;
-			failed++;
-			continue;
-		}
-		fprintf(report, "removed %s: %s (%u pins, %.1f MiB of maps freed)\n",
+/* One folder: skipped, (would be) removed or failed, said in report. */
+enum gc_outcome { GC_SKIPPED, GC_REMOVED, GC_FAILED, GC_NOT_ROOT };
+
+static enum gc_outcome collect(const char *dir, bool dry_run, FILE *report,
+			       int *err)
+{
+	char why[512];
+	unsigned long long bytes;
+	unsigned int pins;
+	struct stat st;
+
+	if (lstat(dir, &st) || !S_ISDIR(st.st_mode))
+		return GC_NOT_ROOT; /* a pin, not a pin root */
+	if (judge(dir, why, sizeof(why)) != GC_REMOVE) {
+		fprintf(report, "skipped %s: %s\n", dir, why);
+		return GC_SKIPPED;
+	}
+	usage_of(dir, &pins, &bytes);
+	if (dry_run) {
+		fprintf(report, "would remove %s: %s (%u pins, %.1f MiB of maps)\n",
 			dir, why, pins, bytes / 1048576.0);
-		removed++;
+		return GC_REMOVED;
+	}
+	*err = sl_detach(dir);
+	if (*err) {
+		fprintf(report, "failed %s: %s (`sidelane detach --pin-root %s`)\n",
+			dir, strerror(-*err), dir);
+		return GC_FAILED;
+	}
+	fprintf(report, "removed %s: %s (%u pins, %.1f MiB of maps freed)\n",
+		dir, why, pins, bytes / 1048576.0);
+	return GC_REMOVED;
+}
+
+int sl_gc(const char *bpffs_dir, const char *prefix, bool dry_run, FILE *report)
+{
+	unsigned int count[GC_NOT_ROOT + 1] = { 0 };
+	char **names = NULL, dir[PATH_MAX];
+	int n, i, err, first_err = 0;
+
+	bpffs_dir = bpffs_dir ?: SL_BPFFS_DEFAULT;
+	prefix = prefix ?: SL_GC_PREFIX_DEFAULT;
+	n = names_read(bpffs_dir, prefix, &names, report);
+	if (n < 0)
+		return n;
+	for (i = 0; i < n; i++) {
+		err = 0;
+		if (snprintf(dir, sizeof(dir), "%s/%s", bpffs_dir, names[i]) <
+		    (int)sizeof(dir))
+			count[collect(dir, dry_run, report, &err)]++;
+		first_err = first_err ?: err;
 	}
 	fprintf(report, "gc: %u %s, %u skipped, %u failed (folders in %s starting "
 			"with \"%s\")\n",
-		removed, dry_run ? "would be removed" : "removed", skipped, failed,
-		bpffs_dir, prefix);
+		count[GC_REMOVED], dry_run ? "would be removed" : "removed",
+		count[GC_SKIPPED], count[GC_FAILED], bpffs_dir, prefix);
 	for (i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
-	return first_err ?: (int)removed;
+	return first_err ?: (int)count[GC_REMOVED];
 }
