@@ -515,11 +515,39 @@ static void leftovers(struct sl_alog *a)
 		unlink(one);
 }
 
+/* The queue's lock and conditions, and the writer thread. Signals stay
+ * with the thread that acts on their flags; SIGPIPE (a fifo whose reader
+ * left) becomes EPIPE in the writer. 0 or -errno (said).
+ */
+static int writer_start(struct sl_alog *a)
+{
+	pthread_condattr_t ca;
+	sigset_t all, old;
+	int err;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* close's deadline */
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_cond_init(&a->wake, NULL);
+	pthread_cond_init(&a->done_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	a->sync_init = 1;
+	sigfillset(&all);
+	sigdelset(&all, SIGSYS); /* libpsx's: the privilege drop reaches us */
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	err = -pthread_create(&a->th, NULL, writer_main, a);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err) {
+		pr_warn("access log: thread: %s\n", strerror(-err));
+		return err;
+	}
+	pthread_setname_np(a->th, "sl-alog");
+	return 0;
+}
+
 int sl_alog_open(const struct sl_alog_opts *o, struct sl_alog **out)
 {
 	struct sl_alog *a = NULL;
-	pthread_condattr_t ca;
-	sigset_t all, old;
 	int i, err;
 
 	*out = NULL;
@@ -571,27 +599,9 @@ int sl_alog_open(const struct sl_alog_opts *o, struct sl_alog **out)
 		goto err;
 	}
 
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* close's deadline */
-	pthread_mutex_init(&a->mu, NULL);
-	pthread_cond_init(&a->wake, NULL);
-	pthread_cond_init(&a->done_cv, &ca);
-	pthread_condattr_destroy(&ca);
-	a->sync_init = 1;
-
-	/* signals stay with the thread that acts on their flags; SIGPIPE (a
-	 * fifo whose reader left) becomes EPIPE here
-	 */
-	sigfillset(&all);
-	sigdelset(&all, SIGSYS); /* libpsx's: the privilege drop reaches us */
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	err = -pthread_create(&a->th, NULL, writer_main, a);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (err) {
-		pr_warn("access log: thread: %s\n", strerror(-err));
+	err = writer_start(a);
+	if (err)
 		goto err;
-	}
-	pthread_setname_np(a->th, "sl-alog");
 	pr_debug("access log: %s, rotated at %llu bytes, %u kept\n", a->path,
 		 (unsigned long long)a->max_bytes, a->keep);
 	*out = a;
