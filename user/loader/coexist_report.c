@@ -87,6 +87,45 @@ static void tag_hex(const __u8 tag[8], char out[17])
 		snprintf(out + 2 * i, 3, "%02x", tag[i]);
 }
 
+/* Where p is, in words ("on app cgroup /x", "inherited from ..."). */
+static void where_str(const struct sl_coexist_prog *p, const char *path,
+		      char *where, size_t wlen)
+{
+	switch (p->where) {
+	case SL_CX_OWN:
+		snprintf(where, wlen, "on %s cgroup %s", base_name(p->base), path);
+		break;
+	case SL_CX_INHERITED:
+		snprintf(where, wlen,
+			 "inherited from %s (%u level%s above %s cgroup)", path,
+			 p->levels_up, p->levels_up == 1 ? "" : "s",
+			 base_name(p->base));
+		break;
+	case SL_CX_ABOVE:
+		snprintf(where, wlen,
+			 "inherited from above the visible cgroup tree (runs for %s cgroup)",
+			 base_name(p->applies));
+		break;
+	case SL_CX_SOCKMAP:
+		snprintf(where, wlen, "on %s %u \"%s\"%s",
+			 p->map_type == BPF_MAP_TYPE_SOCKHASH ? "sockhash" : "sockmap",
+			 p->map_id, p->map_name,
+			 p->on_ours ? ", sidelane's own" :
+			 p->fed_by ? "" : ", not fed by a sock_ops of these cgroups");
+		if (p->fed_by && !p->on_ours) {
+			size_t n = strlen(where);
+
+			snprintf(where + n, wlen - n,
+				 ", fed by sock_ops program %u of these cgroups",
+				 p->fed_by);
+		}
+		break;
+	case SL_CX_NETNS:
+		snprintf(where, wlen, "on this network namespace");
+		break;
+	}
+}
+
 void sl_coexist_describe(const struct sl_coexist *cx,
 			 const struct sl_coexist_prog *p, char *buf, size_t len)
 {
@@ -96,40 +135,8 @@ void sl_coexist_describe(const struct sl_coexist *cx,
 
 	sl_coexist_where(cx, p, path, sizeof(path));
 	tag_hex(p->tag, tag);
-	switch (p->where) {
-	case SL_CX_OWN:
-		snprintf(where, sizeof(where), "on %s cgroup %s",
-			 base_name(p->base), path);
-		break;
-	case SL_CX_INHERITED:
-		snprintf(where, sizeof(where),
-			 "inherited from %s (%u level%s above %s cgroup)", path,
-			 p->levels_up, p->levels_up == 1 ? "" : "s",
-			 base_name(p->base));
-		break;
-	case SL_CX_ABOVE:
-		snprintf(where, sizeof(where),
-			 "inherited from above the visible cgroup tree (runs for %s cgroup)",
-			 base_name(p->applies));
-		break;
-	case SL_CX_SOCKMAP:
-		snprintf(where, sizeof(where), "on %s %u \"%s\"%s",
-			 p->map_type == BPF_MAP_TYPE_SOCKHASH ? "sockhash" : "sockmap",
-			 p->map_id, p->map_name,
-			 p->on_ours ? ", sidelane's own" :
-			 p->fed_by ? "" : ", not fed by a sock_ops of these cgroups");
-		if (p->fed_by && !p->on_ours) {
-			size_t n = strlen(where);
-
-			snprintf(where + n, sizeof(where) - n,
-				 ", fed by sock_ops program %u of these cgroups",
-				 p->fed_by);
-		}
-		break;
-	case SL_CX_NETNS:
-		snprintf(where, sizeof(where), "on this network namespace");
-		break;
-	}
+	where[0] = '\0';
+	where_str(p, path, where, sizeof(where));
 	switch (p->action) {
 	case SL_CX_REFUSE:
 		snprintf(buf, len,
