@@ -239,96 +239,113 @@ static void json_u64(const char *key, uint64_t v)
  * CPU bars relative to the suite's first mode (each metric in its own unit
  * would need a chart per workload).
  */
+/* The latency CDF of workload w: each measured mode's quantiles, their
+ * mean over the rounds. 0 or -errno.
+ */
+static int plot_cdf(const struct bench_opts *o, unsigned int w)
+{
+	static double mean[SL_PLOT_SERIES_MAX][BENCH_CDF_POINTS];
+	const struct suite_desc *su = &suites[o->suite];
+	char stem[64], title[160];
+	struct sl_plot_cdf c = { .stem = stem, .title = title,
+				 .npoints = BENCH_CDF_POINTS, .q = cdf_q };
+	unsigned int i, k;
+	int m;
+
+	for (i = 0; i < (unsigned int)su->nmodes; i++) {
+		m = su->modes[i];
+		if (!o->modes[m] || !cdf_n[w][m] ||
+		    c.nseries == SL_PLOT_SERIES_MAX)
+			continue;
+		for (k = 0; k < BENCH_CDF_POINTS; k++)
+			mean[c.nseries][k] = cdf_sum[w][m][k] / cdf_n[w][m];
+		c.us[c.nseries] = mean[c.nseries];
+		c.series[c.nseries++] = mode_name[m];
+	}
+	snprintf(stem, sizeof(stem), "%s-latency-%s", su->name,
+		 workloads[w].name);
+	snprintf(title, sizeof(title),
+		 "%s: %s latency (quantiles, mean over %u rounds)", su->name,
+		 workloads[w].label, res_rounds);
+	return c.nseries ? sl_plot_cdf(o->plot_dir, &c) : 0;
+}
+
+/* Throughput (cpu false) or CPU bars of every workload, each mode relative
+ * to the first mode that has the figure (the tls suite's direct has no
+ * proxy CPU). 0 or -errno.
+ */
+static int plot_bars(const struct bench_opts *o, bool cpu)
+{
+	static const int tput_m[] = { [WL_RR] = M_TPS, [WL_STREAM] = M_GBITS,
+				      [WL_CONN] = M_CONNS,
+				      [WL_DUPLEX] = M_GBITS };
+	static const int cpu_m[] = { [WL_RR] = M_CPU_100K,
+				     [WL_STREAM] = M_CPU_GIB,
+				     [WL_CONN] = M_CPU_CONN,
+				     [WL_DUPLEX] = M_CPU_GIB };
+	const struct suite_desc *su = &suites[o->suite];
+	static struct sl_plot_bars bars;
+	struct sl_plot_bars *b = &bars;
+	char stem[64], title[160];
+	unsigned int i, w;
+	int base = -1, m;
+
+	memset(b, 0, sizeof(*b));
+	for (i = 0; i < (unsigned int)su->nmodes; i++) {
+		m = su->modes[i];
+		if (!o->modes[m] || b->nseries == SL_PLOT_SERIES_MAX)
+			continue;
+		for (w = 0; w < NR_WORKLOADS && base < 0; w++)
+			if (o->workloads[w] &&
+			    !isnan(median(w, m, cpu ? cpu_m[workloads[w].kind] :
+						      tput_m[workloads[w].kind])))
+				base = m;
+		b->series[b->nseries++] = mode_name[m];
+	}
+	snprintf(stem, sizeof(stem), "%s-%s", su->name,
+		 cpu ? "cpu" : "throughput");
+	snprintf(title, sizeof(title), "%s: %s relative to %s, median of %u rounds",
+		 su->name, cpu ? "CPU per unit of work" : "throughput",
+		 base < 0 ? "-" : mode_name[base], res_rounds);
+	b->stem = stem;
+	b->title = title;
+	b->ylabel = cpu ? "CPU per transaction, GiB or connection (x; lower is better)" :
+			  "tx/s, Gbit/s or conn/s (x; higher is better)";
+	for (w = 0; w < NR_WORKLOADS && base >= 0; w++) {
+		int metric = cpu ? cpu_m[workloads[w].kind] :
+				   tput_m[workloads[w].kind];
+		double d = median(w, base, metric);
+		unsigned int col = 0;
+
+		if (!o->workloads[w] || b->ncats == SL_PLOT_CATS_MAX)
+			continue;
+		for (i = 0; i < (unsigned int)su->nmodes; i++) {
+			m = su->modes[i];
+			if (o->modes[m] && col < b->nseries)
+				b->v[b->ncats][col++] = ratio(median(w, m, metric), d);
+		}
+		b->cats[b->ncats++] = workloads[w].label;
+	}
+	return b->ncats ? sl_plot_bars(o->plot_dir, b) : 0;
+}
+
 int bench_plot(const struct bench_opts *o)
 {
-	static const int tput[] = { [WL_RR] = M_TPS, [WL_STREAM] = M_GBITS,
-				    [WL_CONN] = M_CONNS, [WL_DUPLEX] = M_GBITS };
-	static const int cpu[] = { [WL_RR] = M_CPU_100K, [WL_STREAM] = M_CPU_GIB,
-				   [WL_CONN] = M_CPU_CONN,
-				   [WL_DUPLEX] = M_CPU_GIB };
-	const struct suite_desc *su = &suites[o->suite];
-	static struct sl_plot_bars bars[2];
-	char stem[64], title[160];
-	unsigned int i, k, w;
-	int err = 0, m;
+	unsigned int w;
+	int err = 0;
 
 	if (mkdir(o->plot_dir, 0755) && errno != EEXIST) {
 		pr_warn("bench: --plot %s: %s\n", o->plot_dir, strerror(errno));
 		return -errno;
 	}
-	for (w = 0; w < NR_WORKLOADS && !err; w++) {
-		struct sl_plot_cdf c = { .stem = stem, .title = title,
-					 .npoints = BENCH_CDF_POINTS,
-					 .q = cdf_q };
-		static double mean[SL_PLOT_SERIES_MAX][BENCH_CDF_POINTS];
-
-		if (!o->workloads[w] || (workloads[w].kind != WL_RR &&
-					 workloads[w].kind != WL_CONN))
-			continue;
-		for (i = 0; i < (unsigned int)su->nmodes; i++) {
-			m = su->modes[i];
-			if (!o->modes[m] || !cdf_n[w][m] ||
-			    c.nseries == SL_PLOT_SERIES_MAX)
-				continue;
-			for (k = 0; k < BENCH_CDF_POINTS; k++)
-				mean[c.nseries][k] = cdf_sum[w][m][k] / cdf_n[w][m];
-			c.us[c.nseries] = mean[c.nseries];
-			c.series[c.nseries++] = mode_name[m];
-		}
-		snprintf(stem, sizeof(stem), "%s-latency-%s", su->name,
-			 workloads[w].name);
-		snprintf(title, sizeof(title),
-			 "%s: %s latency (quantiles, mean over %u rounds)", su->name,
-			 workloads[w].label, res_rounds);
-		err = c.nseries ? sl_plot_cdf(o->plot_dir, &c) : 0;
-	}
-	for (k = 0; k < 2 && !err; k++) {
-		struct sl_plot_bars *b = &bars[k];
-		int base = -1;
-
-		memset(b, 0, sizeof(*b));
-		for (i = 0; i < (unsigned int)su->nmodes; i++) {
-			m = su->modes[i];
-			if (!o->modes[m] || b->nseries == SL_PLOT_SERIES_MAX)
-				continue;
-			/* 1.0: the first mode with the figure (the tls
-			 * suite's direct has no proxy CPU)
-			 */
-			for (w = 0; w < NR_WORKLOADS && base < 0; w++)
-				if (o->workloads[w] &&
-				    !isnan(median(w, m, k ? cpu[workloads[w].kind] :
-							    tput[workloads[w].kind])))
-					base = m;
-			b->series[b->nseries++] = mode_name[m];
-		}
-		snprintf(stem, sizeof(stem), "%s-%s", su->name,
-			 k ? "cpu" : "throughput");
-		snprintf(title, sizeof(title),
-			 "%s: %s relative to %s, median of %u rounds", su->name,
-			 k ? "CPU per unit of work" : "throughput",
-			 base < 0 ? "-" : mode_name[base], res_rounds);
-		b->stem = stem;
-		b->title = title;
-		b->ylabel = k ? "CPU per transaction, GiB or connection (x; lower is better)" :
-				"tx/s, Gbit/s or conn/s (x; higher is better)";
-		for (w = 0; w < NR_WORKLOADS && base >= 0; w++) {
-			int metric = k ? cpu[workloads[w].kind] :
-					 tput[workloads[w].kind];
-			double d = median(w, base, metric);
-			unsigned int col = 0;
-
-			if (!o->workloads[w] || b->ncats == SL_PLOT_CATS_MAX)
-				continue;
-			for (i = 0; i < (unsigned int)su->nmodes; i++) {
-				m = su->modes[i];
-				if (o->modes[m] && col < b->nseries)
-					b->v[b->ncats][col++] =
-						ratio(median(w, m, metric), d);
-			}
-			b->cats[b->ncats++] = workloads[w].label;
-		}
-		err = b->ncats ? sl_plot_bars(o->plot_dir, b) : 0;
-	}
+	for (w = 0; w < NR_WORKLOADS && !err; w++)
+		if (o->workloads[w] && (workloads[w].kind == WL_RR ||
+					workloads[w].kind == WL_CONN))
+			err = plot_cdf(o, w);
+	if (!err)
+		err = plot_bars(o, false);
+	if (!err)
+		err = plot_bars(o, true);
 	return err;
 }
 
