@@ -1034,16 +1034,13 @@ bool dst_allowed(struct sl_worker *p, struct sl_conn *c)
 
 /* ---- timers ---- */
 
-/* Close what expired; the ms until the next deadline (at most SL_TICK_MS). */
-int timers_run(struct sl_worker *p)
+/* Spliced downloads waiting for their redirected bytes (down_wait): each
+ * is looked at again and re-queued if it still waits. Any still waiting?
+ */
+static bool down_waiters_run(struct sl_worker *p)
 {
-	uint64_t next = p->now + SL_TICK_MS;
-	struct sl_conn *c, *w;
+	struct sl_conn *c, *w = p->down_waiters;
 
-	/* spliced downloads waiting for their redirected bytes (down_wait):
-	 * each is looked at again and re-queued if it still waits
-	 */
-	w = p->down_waiters;
 	p->down_waiters = NULL;
 	while ((c = w)) {
 		w = c->wnext;
@@ -1053,7 +1050,39 @@ int timers_run(struct sl_worker *p)
 		side_flush(p, c, &c->app);
 		conn_update(p, c);
 	}
-	if (p->down_waiters)
+	return p->down_waiters;
+}
+
+/* c's idle time is up: closed, unless the kernel moved bytes past us
+ * since (activity too: its timer restarts) or its splice broke (the
+ * relay takes over).
+ */
+static void idle_expired(struct sl_worker *p, struct sl_conn *c)
+{
+	struct sl_splice_slot n;
+	uint64_t moved;
+
+	sl_splice_counts(p->splicer, &c->sp, &n);
+	moved = n.half[SL_SPD_UP].bytes + n.half[SL_SPD_DOWN].bytes;
+	if (sl_splice_broken(p->splicer, &c->sp)) {
+		conn_update(p, c); /* resets it */
+		return;
+	}
+	if (moved != c->sp.seen) {
+		c->sp.seen = moved;
+		conn_touch(p, c);
+		return;
+	}
+	conn_close(p, c, SL_CLOSE_IDLE_TIMEOUT, NULL);
+}
+
+/* Close what expired; the ms until the next deadline (at most SL_TICK_MS). */
+int timers_run(struct sl_worker *p)
+{
+	uint64_t next = p->now + SL_TICK_MS;
+	struct sl_conn *c;
+
+	if (down_waiters_run(p))
 		next = p->now + 1;
 
 	if (p->connect_ms) {
@@ -1088,25 +1117,8 @@ int timers_run(struct sl_worker *p)
 		next = p->reload_at;
 	if (p->idle_ms) {
 		while ((c = p->timers[T_IDLE].head) &&
-		       c->t_last + p->idle_ms <= p->now) {
-			/* bytes the kernel moved past us are activity too */
-			struct sl_splice_slot n;
-			uint64_t moved;
-
-			sl_splice_counts(p->splicer, &c->sp, &n);
-			moved = n.half[SL_SPD_UP].bytes +
-				n.half[SL_SPD_DOWN].bytes;
-			if (sl_splice_broken(p->splicer, &c->sp)) {
-				conn_update(p, c); /* resets it */
-				continue;
-			}
-			if (moved != c->sp.seen) {
-				c->sp.seen = moved;
-				conn_touch(p, c);
-				continue;
-			}
-			conn_close(p, c, SL_CLOSE_IDLE_TIMEOUT, NULL);
-		}
+		       c->t_last + p->idle_ms <= p->now)
+			idle_expired(p, c);
 		if (c && c->t_last + p->idle_ms < next)
 			next = c->t_last + p->idle_ms;
 	}
