@@ -69,87 +69,101 @@ static int conn_server(int idx, void *arg)
  * client closes (rr), or count the stream's chunks up to the end chunk,
  * answer with the byte count and close only after the client did (stream).
  */
-static int serve_one(int idx, void *arg)
+/* rr: echo each request until the client closes (it ends after its
+ * duration).
+ */
+static int serve_echo(int fd, char *buf, const struct workload *wl,
+		      struct side_result *r)
 {
-	const struct worker_args *a = arg;
-	const struct workload *wl = a->wl;
-	struct bench_shm *shm = a->shm;
+	int err;
+
+	for (;;) {
+		err = read_full(fd, buf, wl->size);
+		if (err == EPIPE)
+			return 0; /* client done */
+		if (!err)
+			err = write_full(fd, buf, wl->size);
+		if (err)
+			return side_fail(r, err, "server echo");
+	}
+}
+
+/* duplex: echo until the client's half-close, then ours. */
+static int serve_duplex(int fd, char *buf, const struct workload *wl,
+			struct bench_shm *shm)
+{
+	uint64_t total = 0;
+	ssize_t n;
+	int err;
+
+	while ((n = read(fd, buf, wl->size)) > 0) {
+		err = write_full(fd, buf, n);
+		if (err)
+			return side_fail(&shm->server, err, "server echo");
+		total += n;
+	}
+	shm->bytes_all = total;
+	shutdown(fd, SHUT_WR);
+	return n ? side_fail(&shm->server, errno, "server read") : 0;
+}
+
+/* stream: take chunks until the end chunk (the client sends it after its
+ * duration), answer with the count, wait for the client's close.
+ */
+static int serve_stream(int fd, char *buf, const struct workload *wl,
+			struct bench_shm *shm)
+{
 	struct side_result *r = &shm->server;
 	uint64_t total = 0;
-	int fd = -1, err, ret = 1;
-	char *buf;
 	ssize_t n;
+	int err;
 
-	(void)idx;
-	buf = malloc(wl->size);
-	if (!buf)
-		return side_fail(r, ENOMEM, "malloc");
-	/* each server takes one of the clients' connections */
-	fd = accept4(a->lfd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd < 0) {
-		ret = side_fail(r, errno == EAGAIN ? ETIMEDOUT : errno, "accept");
-		goto out;
-	}
-	close(a->lfd);
-	set_timeouts(fd, wl->kind == WL_RR);
-
-	if (wl->kind == WL_RR) {
-		/* bounded by the client: it closes after its duration */
-		for (;;) {
-			err = read_full(fd, buf, wl->size);
-			if (err == EPIPE)
-				break; /* client done */
-			if (!err)
-				err = write_full(fd, buf, wl->size);
-			if (err) {
-				ret = side_fail(r, err, "server echo");
-				goto out;
-			}
-		}
-		ret = 0;
-		goto out;
-	}
-	if (wl->kind == WL_DUPLEX) {
-		/* echo until the client's half-close, then ours */
-		while ((n = read(fd, buf, wl->size)) > 0) {
-			err = write_full(fd, buf, n);
-			if (err) {
-				ret = side_fail(r, err, "server echo");
-				goto out;
-			}
-			total += n;
-		}
-		shm->bytes_all = total;
-		shutdown(fd, SHUT_WR);
-		ret = n ? side_fail(r, errno, "server read") : 0;
-		goto out;
-	}
-	/* bounded by the client: it sends the end chunk after its duration */
 	do {
 		err = read_full(fd, buf, wl->size);
 		if (!err && buf[0] != STREAM_DATA && buf[0] != STREAM_END)
 			err = EBADMSG;
-		if (err) {
-			ret = side_fail(r, err, "server read");
-			goto out;
-		}
+		if (err)
+			return side_fail(r, err, "server read");
 		total += wl->size;
 		shm->bytes_recv = total;
 	} while (buf[0] == STREAM_DATA);
 	shm->bytes_all = total;
 	err = write_full(fd, (char *)&total, sizeof(total));
-	if (err) {
-		ret = side_fail(r, err, "server reply");
-		goto out;
-	}
+	if (err)
+		return side_fail(r, err, "server reply");
 	/* wait for the client's close (EOF): closing first could drop the
 	 * redirected reply with the client's psock
 	 */
 	n = read(fd, buf, 1);
-	ret = n ? side_fail(r, n < 0 ? errno : EBADMSG, "server wait EOF") : 0;
-out:
-	if (fd >= 0)
-		close(fd);
+	return n ? side_fail(r, n < 0 ? errno : EBADMSG, "server wait EOF") : 0;
+}
+
+static int serve_one(int idx, void *arg)
+{
+	const struct worker_args *a = arg;
+	const struct workload *wl = a->wl;
+	struct bench_shm *shm = a->shm;
+	int fd, ret;
+	char *buf;
+
+	(void)idx;
+	buf = malloc(wl->size);
+	if (!buf)
+		return side_fail(&shm->server, ENOMEM, "malloc");
+	/* each server takes one of the clients' connections */
+	fd = accept4(a->lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0) {
+		ret = side_fail(&shm->server, errno == EAGAIN ? ETIMEDOUT : errno,
+				"accept");
+		free(buf);
+		return ret;
+	}
+	close(a->lfd);
+	set_timeouts(fd, wl->kind == WL_RR);
+	ret = wl->kind == WL_RR	    ? serve_echo(fd, buf, wl, &shm->server) :
+	      wl->kind == WL_DUPLEX ? serve_duplex(fd, buf, wl, shm) :
+				      serve_stream(fd, buf, wl, shm);
+	close(fd);
 	free(buf);
 	return ret;
 }
