@@ -5,6 +5,10 @@
 #ifndef SIDELANE_H
 #define SIDELANE_H
 
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
 #define SL_VERSION "0.1.0"
 
 /* Default pin folder; `--pin-root` overrides it (tests use their own). */
@@ -121,5 +125,18 @@
 #define SL_MAP_IN_STATS "sl_in_stats"
 #define SL_MAP_IN_CFG "sl_in_cfg"
 #define SL_PIN_LINK_SK_LOOKUP "link_sk_lookup"
+
+/* LPM trie keys, IPv4 and IPv6 (prefixlen first, as LPM_TRIE requires):
+ * capture's CIDR lists and the policy tries.
+ */
+struct sl_lpm4 {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct sl_lpm6 {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
 
 #endif /* SIDELANE_H */

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/resource.h>
-#include "loader/policy.h"
+#include "loader/policy_user.h"
 #include "sidelane.h"
 #include "daemon.h"
 #include "config/config.h"

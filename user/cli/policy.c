@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "loader/policy.h"
+#include "loader/policy_user.h"
 #include "cli/cli.h"
 #include "config/config.h"
 #include "lib/log.h"

@@ -16,7 +16,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include "loader/policy.h"
+#include "loader/policy_user.h"
 #include "lib/addr.h"
 #include "loader/pins.h"
 #include "sidelane.h"

@@ -27,7 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <microhttpd.h>
-#include "loader/policy.h"
+#include "loader/policy_user.h"
 #include "lib/addr.h"
 #include "sidelane.h"
 #include "report/admin.h"

@@ -7,7 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "loader/policy.h"
+#include "loader/policy_user.h"
 #include "lib/addr.h"
 #include "lib/json.h"
 #include "sidelane.h"

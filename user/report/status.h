@@ -7,7 +7,7 @@
 #define SL_STATUS_H
 
 #include <stdio.h>
-#include "loader/policy.h"
+#include "loader/policy_user.h"
 #include "loader/fastpath_user.h"
 #include "loader/capture_user.h"
 #include "loader/inbound_user.h"

@@ -2,8 +2,8 @@
 /* L3/L4 policy in the pinned maps (user/loader/policy.c): applied in one
  * step, read back, and checked by the proxy.
  */
-#ifndef SL_POLICY_H
-#define SL_POLICY_H
+#ifndef POLICY_USER_H
+#define POLICY_USER_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -49,4 +49,4 @@ int sl_policy_checker_open(const char *pin_root, struct sl_policy_checker *c);
 void sl_policy_checker_close(struct sl_policy_checker *c);
 int sl_policy_check(void *ctx, const struct sockaddr *dst, uint32_t *rule_id);
 
-#endif /* SL_POLICY_H */
+#endif /* POLICY_USER_H */
