@@ -20,7 +20,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "loader/policy.h"
+#include "loader/policy_user.h"
 #include "sidelane.h"
 #include "capture.h"
 #include "loader/capture_user.h"
