@@ -1,21 +1,28 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 # Integration tests (tests/integ), included by tests/tests.mk. Each
-# tests/integ/<name>.c but the harness becomes build/tests/integ_<name>, linked
-# with the harness, the user objects ($(LIB_OBJS)) and $(LDLIBS).
+# tests/integ/<name>.c becomes build/tests/integ_<name>, linked with the
+# harness (tests/integ/harness/), the user objects ($(LIB_OBJS)) and $(LDLIBS).
 # `make integ` runs them as root against the real build/sidelane; output is
 # TAP-like, each binary ends with "N passed, N failed". Conformance findings
 # go to build/tests/conformance.md, sidelane logs to build/tests/logs/.
 
-INTEG_SRCS := $(filter-out tests/integ/harness.c,$(wildcard tests/integ/*.c))
+INTEG_SRCS := $(wildcard tests/integ/*.c)
 INTEG_BINS := $(patsubst tests/integ/%.c,$(OUT)/tests/integ_%,$(INTEG_SRCS))
-INTEG_HARNESS := $(OUT)/tests/integ_harness.o
+# The harness, by concern: report, env, maps, net, pki (tests/integ/harness/).
+HARNESS_SRCS := $(wildcard tests/integ/harness/*.c)
+INTEG_HARNESS := $(patsubst tests/integ/harness/%.c,$(OUT)/tests/harness/%.o,$(HARNESS_SRCS))
+HARNESS_HDRS := tests/integ/harness.h $(wildcard tests/integ/harness/*.h)
 INTEG_CFLAGS := -Itests/integ -pthread
+# Keep the harness objects: made by one pattern rule for another, make would
+# treat them as intermediate and delete them after each link.
+.SECONDARY: $(INTEG_HARNESS)
 
-$(INTEG_HARNESS): tests/integ/harness.c tests/integ/harness.h $(HDRS) | $(OUT)/tests
+$(OUT)/tests/harness/%.o: tests/integ/harness/%.c $(HARNESS_HDRS) $(HDRS) | $(OUT)/tests
 	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) $(INTEG_CFLAGS) -c $< -o $@
 
-$(OUT)/tests/integ_%: tests/integ/%.c $(INTEG_HARNESS) $(LIB_OBJS) tests/integ/harness.h $(HDRS) | $(OUT)/tests
+$(OUT)/tests/integ_%: tests/integ/%.c $(INTEG_HARNESS) $(LIB_OBJS) $(HARNESS_HDRS) $(HDRS) | $(OUT)/tests
 	$(call msg,BINARY,$@)
 	$(Q)$(CC) $(CFLAGS) $(INTEG_CFLAGS) $(LDFLAGS) $< $(INTEG_HARNESS) \
 		$(LIB_OBJS) $(LDLIBS) -o $@

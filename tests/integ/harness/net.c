@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Sockets on loopback and deterministic data for the tests. */
+#define _GNU_SOURCE
+#include "harness/internal.h"
+
+/* ---- sockets ---- */
+
+int th_sock_key(int fd, struct sl_sock_key *key)
+{
+	return sl_fd_sock_key(fd, key);
+}
+
+__u64 th_sock_cookie(int fd)
+{
+	__u64 c = 0;
+	socklen_t l = sizeof(c);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &c, &l))
+		return 0;
+	return c;
+}
+
+static int parse_addr(const char *addr, int port, struct sockaddr_storage *ss,
+		      socklen_t *len)
+{
+	struct sockaddr_in *in = (void *)ss;
+	struct sockaddr_in6 *in6 = (void *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, addr, &in->sin_addr) == 1) {
+		in->sin_family = AF_INET;
+		in->sin_port = htons(port);
+		*len = sizeof(*in);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(port);
+		*len = sizeof(*in6);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int th_listen(const char *addr, int backlog, int *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, one = 1, err;
+
+	err = parse_addr(addr, 0, &ss, &len);
+	if (err)
+		return err;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (void *)&ss, len) || listen(fd, backlog))
+		goto err;
+	len = sizeof(ss);
+	if (getsockname(fd, (void *)&ss, &len))
+		goto err;
+	*port = ntohs(ss.ss_family == AF_INET ?
+			      ((struct sockaddr_in *)&ss)->sin_port :
+			      ((struct sockaddr_in6 *)&ss)->sin6_port);
+	return fd;
+err:
+	err = -errno;
+	close(fd);
+	return err;
+}
+
+int th_connect(const char *addr, int port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, err;
+
+	err = parse_addr(addr, port, &ss, &len);
+	if (err)
+		return err;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (void *)&ss, len)) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int th_tcp_pair(const char *laddr, const char *caddr, int *cfd, int *sfd)
+{
+	int lfd, port, c, s, err;
+
+	lfd = th_listen(laddr, 1, &port);
+	if (lfd < 0)
+		return lfd;
+	c = th_connect(caddr, port);
+	if (c < 0) {
+		close(lfd);
+		return c;
+	}
+	s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	err = s < 0 ? -errno : 0;
+	close(lfd);
+	if (err) {
+		close(c);
+		return err;
+	}
+	*cfd = c;
+	*sfd = s;
+	return 0;
+}
+
+/* ---- data ---- */
+
+int th_free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof(a)) &&
+	    !getsockname(fd, (struct sockaddr *)&a, &len))
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+bool th_file_has(const char *path, const char *what)
+{
+	char buf[65536];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return strstr(buf, what);
+}
+
+void th_sha256(const void *buf, size_t len, unsigned char out[32])
+{
+	unsigned int n = 32;
+
+	EVP_Digest(buf, len, out, &n, EVP_sha256(), NULL);
+}
+
+void th_fill(void *buf, size_t len, __u64 seed)
+{
+	__u64 x = seed * 0x9e3779b97f4a7c15ULL + 1;
+	unsigned char *p = buf;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		if (!(i & 7)) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+		}
+		p[i] = x >> ((i & 7) * 8);
+	}
+}
+
+int th_run(struct th_env *env, int (*prep)(void), char *const argv[], char *out,
+	   size_t len, int timeout_ms)
+{
+	size_t got = 0;
+	int p[2];
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe(p))
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (!pid) {
+		dup2(p[1], 1);
+		dup2(p[1], 2);
+		close(p[0]);
+		if (prep && prep())
+			_exit(125);
+		if (env && th_enter(env))
+			_exit(126);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(p[1]);
+	while (got + 1 < len && (n = read(p[0], out + got, len - got - 1)) > 0)
+		got += n;
+	out[got] = '\0';
+	close(p[0]);
+	return th_wait(pid, timeout_ms);
+}
