@@ -129,3 +129,15 @@ void sl_json_str(FILE *f, const char *s)
 	}
 	fputc('"', f);
 }
+
+void sl_json_by_name(FILE *f, const char *key, const char *const *names,
+		     const __u64 *vals, int first, int n)
+{
+	int i;
+
+	fprintf(f, "\"%s\":{", key);
+	for (i = first; i < n; i++)
+		fprintf(f, "%s\"%s\":%llu", i > first ? "," : "", names[i],
+			(unsigned long long)vals[i]);
+	fputc('}', f);
+}

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <linux/types.h>
 
 /* s as a JSON string, quotes included, into out (NUL-terminated): its
  * length, or -ENOSPC (out then holds "").
@@ -12,5 +13,8 @@
 int sl_json_escape(char *out, size_t outlen, const char *s);
 /* the same, written to f */
 void sl_json_str(FILE *f, const char *s);
+/* "key":{"names[i]":vals[i],...} for i from first to n - 1. */
+void sl_json_by_name(FILE *f, const char *key, const char *const *names,
+		     const __u64 *vals, int first, int n);
 
 #endif

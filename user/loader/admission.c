@@ -11,6 +11,7 @@
 #include "sidelane.h"
 #include "loader/admission_user.h"
 #include "loader/fastpath_user.h"
+#include "lib/json.h"
 #include "lib/log.h"
 
 #define SL_ACC_NAME(id, name, help) [SL_ACC_##id] = name,
@@ -158,19 +159,16 @@ void sl_adm_print(FILE *f, const struct sl_adm_status *st, int json)
 
 	if (json) {
 		fprintf(f, "\"admission\":{\"present\":%s,\"app_sockets\":\"%s\","
-			   "\"kernel_tcp_fionread\":%s,\"sidecar_cgroup_id\":%llu,"
-			   "\"sockets\":{",
+			   "\"kernel_tcp_fionread\":%s,\"sidecar_cgroup_id\":%llu,",
 			st->present ? "true" : "false", mode,
 			st->cfg.kernel & SL_KERNEL_TCP_FIONREAD ? "true" : "false",
 			(unsigned long long)st->cfg.sidecar_cgroup_id);
-		for (i = 0; i < SL_ACC_NR; i++, sep = ",")
-			fprintf(f, "%s\"%s\":%llu", sep, sl_acc_reason_name[i],
-				(unsigned long long)s->sockets[i]);
-		fprintf(f, "},\"evicted\":{");
-		for (sep = "", i = 0; i < SL_ACC_NR; i++, sep = ",")
-			fprintf(f, "%s\"%s\":%llu", sep, sl_acc_reason_name[i],
-				(unsigned long long)s->evicted[i]);
-		fprintf(f, "}}");
+		sl_json_by_name(f, "sockets", sl_acc_reason_name, s->sockets, 0,
+				SL_ACC_NR);
+		fputc(',', f);
+		sl_json_by_name(f, "evicted", sl_acc_reason_name, s->evicted, 0,
+				SL_ACC_NR);
+		fputc('}', f);
 		return;
 	}
 	if (!st->present) {

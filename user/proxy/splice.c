@@ -23,6 +23,7 @@
 #include "admission.h"
 #include "loader/fastpath_user.h"
 #include "proxy/splice_user.h"
+#include "lib/json.h"
 #include "lib/log.h"
 
 #define SL_SPLICE_NAME(id, name, help) [SL_SPLICE_##id] = name,
@@ -116,15 +117,13 @@ void sl_splice_print(FILE *f, const struct sl_splice_status *s, int json)
 			s->present ? "true" : "false");
 		for (d = 0; d < SL_SPD_NR; d++) {
 			fprintf(f, ",\"%s\":{\"pushed_msgs\":%llu,"
-				   "\"pushed_bytes\":%llu,\"relayed_msgs\":{",
+				   "\"pushed_bytes\":%llu,",
 				sl_splice_dir_name[d],
 				(unsigned long long)s->st.dir[d].pushed_msgs,
 				(unsigned long long)s->st.dir[d].pushed_bytes);
-			for (i = 0; i < SL_SPW_NR; i++)
-				fprintf(f, "%s\"%s\":%llu", i ? "," : "",
-					sl_splice_why_name[d][i],
-					(unsigned long long)s->st.dir[d].relay[i]);
-			fputs("}}", f);
+			sl_json_by_name(f, "relayed_msgs", sl_splice_why_name[d],
+					s->st.dir[d].relay, 0, SL_SPW_NR);
+			fputc('}', f);
 		}
 		fprintf(f, ",\"overlap_skbs\":%llu,\"overlap_bytes\":%llu,"
 			   "\"overlap_trim_failed\":%llu}",

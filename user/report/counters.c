@@ -119,15 +119,3 @@ void sl_prom_by_name(FILE *f, const char *name, const char *type,
 	for (i = 0; i < n; i++)
 		sl_prom_sample(f, name, label, names[i], NULL, NULL, vals[i]);
 }
-
-void sl_json_by_name(FILE *f, const char *key, const char *const *names,
-		     const __u64 *vals, int first, int n)
-{
-	int i;
-
-	fprintf(f, "\"%s\":{", key);
-	for (i = first; i < n; i++)
-		fprintf(f, "%s\"%s\":%llu", i > first ? "," : "", names[i],
-			(unsigned long long)vals[i]);
-	fputc('}', f);
-}

@@ -57,8 +57,5 @@ void sl_prom_one(FILE *f, const char *name, const char *type,
 void sl_prom_by_name(FILE *f, const char *name, const char *type,
 		     const char *help, const char *label,
 		     const char *const *names, const __u64 *vals, int n);
-/* "key":{"names[i]":vals[i],...} from index first on. */
-void sl_json_by_name(FILE *f, const char *key, const char *const *names,
-		     const __u64 *vals, int first, int n);
 
 #endif /* SL_COUNTERS_H */
