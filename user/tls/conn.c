@@ -228,10 +228,13 @@ void sl_tls_handshake_timeout(struct sl_tls_conn *c)
 	handshake_failed(c, SL_TLS_FAIL_TIMEOUT);
 }
 
-enum sl_tls_io sl_tls_read(struct sl_tls_conn *c, void *buf, size_t len,
-			   size_t *n)
+/* One record call either way; a handshake not yet done is stepped first
+ * (and a failed connection answers SL_TLS_ERROR again).
+ */
+static enum sl_tls_io tls_io(struct sl_tls_conn *c, bool wr, void *buf,
+			     size_t len, size_t *n)
 {
-	size_t got = 0;
+	size_t done = 0;
 	int r, saved;
 
 	*n = 0;
@@ -245,41 +248,30 @@ enum sl_tls_io sl_tls_read(struct sl_tls_conn *c, void *buf, size_t len,
 		return SL_TLS_OK;
 	ERR_clear_error();
 	errno = 0;
-	r = SSL_read_ex(c->ssl, buf, len, &got);
+	r = wr ? SSL_write_ex(c->ssl, buf, len, &done) :
+		 SSL_read_ex(c->ssl, buf, len, &done);
 	saved = errno;
 	if (r == 1) {
-		*n = got;
-		STAT_ADD(c->ctx, bytes_in, got);
+		*n = done;
+		if (wr)
+			STAT_ADD(c->ctx, bytes_out, done);
+		else
+			STAT_ADD(c->ctx, bytes_in, done);
 		return SL_TLS_OK;
 	}
-	return io_error(c, r, saved, "read");
+	return io_error(c, r, saved, wr ? "write" : "read");
+}
+
+enum sl_tls_io sl_tls_read(struct sl_tls_conn *c, void *buf, size_t len,
+			   size_t *n)
+{
+	return tls_io(c, false, buf, len, n);
 }
 
 enum sl_tls_io sl_tls_write(struct sl_tls_conn *c, const void *buf, size_t len,
 			    size_t *n)
 {
-	size_t put = 0;
-	int r, saved;
-
-	*n = 0;
-	if (!c->established || c->fatal) {
-		enum sl_tls_io io = sl_tls_handshake(c);
-
-		if (io != SL_TLS_OK)
-			return io;
-	}
-	if (!len)
-		return SL_TLS_OK;
-	ERR_clear_error();
-	errno = 0;
-	r = SSL_write_ex(c->ssl, buf, len, &put);
-	saved = errno;
-	if (r == 1) {
-		*n = put;
-		STAT_ADD(c->ctx, bytes_out, put);
-		return SL_TLS_OK;
-	}
-	return io_error(c, r, saved, "write");
+	return tls_io(c, true, (void *)buf, len, n);
 }
 
 bool sl_tls_pending(const struct sl_tls_conn *c)
