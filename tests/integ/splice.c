@@ -747,6 +747,19 @@ static void check_upload(const char *name, size_t len, char mode, bool et,
 		  name, "relay line: %s", line);
 }
 
+/* Where in what was sent (modulo DATA_LEN) the n >= 16 bytes at got were
+ * sent: random bytes, so 16 place them; -1 if nowhere or too few.
+ */
+static long sent_at(const char *got, size_t n)
+{
+	const char *hit;
+
+	if (n < 16)
+		return -1;
+	hit = memmem(data, DATA_LEN, got, n < 64 ? n : 64);
+	return hit ? hit - data : -1;
+}
+
 static void check_duplex(const char *name, size_t len)
 {
 	struct hello h = { .mode = 'E', .len = len };
@@ -754,6 +767,7 @@ static void check_duplex(const char *name, size_t len)
 	struct xfer x = { .buf = data, .len = len, .half_close = true,
 			  .rx_buf = back, .rx_len = len };
 	char line[2048];
+	size_t bad = 0;
 	int fd, err, lport;
 
 	fd = back ? spliced_conn(&h, &lport) : -ENOMEM;
@@ -761,9 +775,13 @@ static void check_duplex(const char *name, size_t len)
 		goto out;
 	err = xfer(fd, &x);
 	close(fd);
-	if (TH_CHECK(!err && x.rx_got == len && !memcmp(back, data, len), name,
-		     "%s: echo %zu of %zu B, %s", strerror(-err), x.rx_got, len,
-		     x.rx_got == len && !memcmp(back, data, len) ? "equal" : "differs") &&
+	while (bad < x.rx_got && back[bad] == data[bad])
+		bad++;
+	if (TH_CHECK(!err && x.rx_got == len && bad == len, name,
+		     "%s: echo %zu of %zu B, first difference at %zu (the "
+		     "bytes received there sent at %ld, -1: not found)",
+		     strerror(-err), x.rx_got, len, bad,
+		     sent_at(back + bad, x.rx_got - bad)) &&
 	    TH_CHECK(!relay_line(lport, line, sizeof(line)) &&
 			     strstr(line, "\"splice\":\"spliced\"") &&
 			     field(line, "bytes_up") == len + sizeof(h) &&
@@ -1097,15 +1115,8 @@ static void check_duplex_fixed(const char *name, size_t len)
 	if (!err)
 		download_read(fd, NULL, 64 * KiB, 0, 0, &extra);
 	close(fd);
-	if (x.rx_bad != ~(size_t)0 && x.rx_seen_len >= 16) {
-		/* search what came instead in what was sent (random bytes:
-		 * 16 of them place it)
-		 */
-		const char *hit = memmem(data, DATA_LEN, x.rx_seen,
-					 x.rx_seen_len);
-
-		src = hit ? hit - data : -1;
-	}
+	if (x.rx_bad != ~(size_t)0)
+		src = sent_at(x.rx_seen, x.rx_seen_len);
 	relay_line(lport, line, sizeof(line));
 	TH_RESULT(!err && x.rx_got == len && x.rx_bad == ~(size_t)0 && !extra,
 		  name, "%s: echo %zu of %zu B, first difference at %zd "
