@@ -223,3 +223,40 @@ void listener_event(struct sl_worker *p, struct sl_listener *l)
 		/* ECONNABORTED and such: that peer is gone, take the next */
 	}
 }
+
+/* The proxy applies the kernel's policy to what it connects to on its own
+ * (ambassador upstreams; the transparent path's single original destination
+ * the same way): denied candidates are dropped, and with none left the
+ * connection ends. Fails closed: any non-zero answer denies.
+ */
+bool dst_allowed(struct sl_worker *p, struct sl_conn *c)
+{
+	uint32_t rule = 0, denied_rule = 0;
+	unsigned int i, n = 0;
+	bool denied = false;
+	char why[64];
+
+	if (!p->check)
+		return true;
+	for (i = 0; i < c->dst.n; i++) {
+		if (p->check(p->check_ctx, (struct sockaddr *)&c->dst.a[i],
+			     &rule)) {
+			if (!denied)
+				denied_rule = rule;
+			denied = true;
+			continue;
+		}
+		if (!n)
+			c->rule_id = rule; /* the rule that allowed it */
+		c->dst.a[n] = c->dst.a[i];
+		c->dst.len[n] = c->dst.len[i];
+		n++;
+	}
+	c->dst.n = n;
+	if (n)
+		return true;
+	c->rule_id = denied_rule;
+	snprintf(why, sizeof(why), "rule %u", denied_rule);
+	conn_close(p, c, SL_CLOSE_DENIED, why);
+	return false;
+}

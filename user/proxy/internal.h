@@ -254,7 +254,6 @@ void close_fd(int fd, bool abort);
 void set_nodelay(int fd);
 void side_arm(struct sl_worker *p, struct sl_side *s, uint32_t want);
 void listeners_arm(struct sl_worker *p, uint32_t events);
-void hs_start(struct sl_worker *p, struct sl_conn *c, struct sl_side *s);
 enum sl_direction dir_of(const struct sl_listener *l);
 void count_close(struct sl_worker *p, const struct sl_listener *l,
 		 enum sl_close_reason reason);
@@ -265,8 +264,16 @@ void conn_update(struct sl_worker *p, struct sl_conn *c);
 void conn_established(struct sl_worker *p, struct sl_conn *c);
 void conn_connect(struct sl_worker *p, struct sl_conn *c);
 void side_event(struct sl_worker *p, struct sl_side *s, uint32_t ev);
-bool dst_allowed(struct sl_worker *p, struct sl_conn *c);
 int timers_run(struct sl_worker *p);
+
+/* accept.c: the policy check of the destinations the proxy connects to */
+bool dst_allowed(struct sl_worker *p, struct sl_conn *c);
+
+/* handshake.c: mTLS on a side, then the identity policy */
+void hs_start(struct sl_worker *p, struct sl_conn *c, struct sl_side *s);
+void hs_step(struct sl_worker *p, struct sl_conn *c);
+const struct sl_mesh_dst *mesh_find(const struct sl_worker *p,
+				    const struct sockaddr_storage *dst);
 
 /* buf.c: the relay buffers, taken from a per-worker pool only while bytes
  * wait

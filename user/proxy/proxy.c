@@ -34,9 +34,10 @@
  *   side still gets it, then the RST (conn_drain), as a direct peer would.
  *
  * Files: this one is the connection's state machine (sockets, teardown,
- * the spliced download's gate, relay, TLS handshakes, connecting upstream,
- * timers); accept.c starts a connection, resolve.c resolves ambassador
- * names, buf.c owns the buffers, worker.c the workers, their listeners and
+ * the spliced download's gate, relay, connecting upstream, timers);
+ * accept.c starts a connection and checks its destinations against policy,
+ * handshake.c runs mTLS and the identity policy, resolve.c resolves
+ * ambassador names, buf.c owns the buffers, worker.c the workers, their listeners and
  * loops and the public functions, splice.c the hand-off to the kernel.
  * internal.h is what they share.
  */
@@ -737,149 +738,6 @@ void conn_established(struct sl_worker *p, struct sl_conn *c)
 	conn_update(p, c);
 }
 
-/* ---- TLS: a connection's handshake and identity policy ---- */
-
-/* The mesh entry dst falls in (first match), or NULL: plain TCP. */
-static const struct sl_mesh_dst *mesh_find(const struct sl_worker *p,
-					   const struct sockaddr_storage *dst)
-{
-	uint8_t ip[16];
-	uint16_t port;
-	unsigned int i;
-
-	if (!p->tls || sl_sockaddr_key(dst, ip, &port))
-		return NULL;
-	for (i = 0; i < p->n_mesh; i++)
-		if (sl_cidr_contains(&p->mesh[i].cidr, AF_INET6, ip) &&
-		    sl_ports_match(p->mesh[i].ports, p->mesh[i].n_ports,
-				   ntohs(port)))
-			return &p->mesh[i];
-	return NULL;
-}
-
-/* The server of an outbound connection must be one of its mesh entry's
- * identities (none listed: any of the trust domain).
- */
-static bool mesh_id_ok(void *arg, const char *id)
-{
-	const struct sl_mesh_dst *m = arg;
-	unsigned int i;
-
-	for (i = 0; i < m->n_ids; i++)
-		if (sl_spiffe_match(m->ids[i], id))
-			return true;
-	return !m->n_ids;
-}
-
-/* An outbound connection's server is not one its mesh entry allows. */
-static void id_refused(struct sl_worker *p, struct sl_conn *c, const char *id)
-{
-	char why[SL_CFG_ID_LEN + 64];
-
-	snprintf(why, sizeof(why), "server %s is none of mesh %u's identities",
-		 id ? id : "(none)", (unsigned int)(c->mesh - p->mesh) + 1);
-	conn_close(p, c, SL_CLOSE_IDENTITY, why);
-}
-
-/* Identity policy, once per connection after its handshake: the server of
- * an outbound connection must be one of its mesh entry's identities (none
- * listed: any of the trust domain, which the handshake checked); the
- * client of an inbound one is judged by inbound.identities for the app
- * port. Closes c and returns false on a refusal.
- */
-static bool identity_allowed(struct sl_worker *p, struct sl_conn *c)
-{
-	const char *id = sl_tls_peer_id(c->hs->tls);
-	enum sl_action act = p->id_default;
-	char why[SL_CFG_ID_LEN + 64];
-	int i;
-
-	if (c->hs == &c->up) {
-		/* checked during the handshake already, but not for a
-		 * resumed session
-		 */
-		if (mesh_id_ok((void *)c->mesh, id))
-			return true;
-		id_refused(p, c, id);
-		return false;
-	}
-	i = sl_id_rules_decide(p->ids, p->n_ids, c->app_port, id, &act);
-	if (act == SL_ACTION_ALLOW)
-		return true;
-	if (i >= 0)
-		snprintf(why, sizeof(why), "client %s denied by identity rule "
-			 "%d for port %u", id, i + 1, c->app_port);
-	else
-		snprintf(why, sizeof(why), "client %s: no identity rule for "
-			 "port %u, default deny", id ? id : "(none)",
-			 c->app_port);
-	conn_close(p, c, SL_CLOSE_IDENTITY, why);
-	return false;
-}
-
-/* Drive c->hs's handshake one step; once done and allowed, go on: outbound
- * to relay, inbound to connecting the app.
- */
-static void hs_step(struct sl_worker *p, struct sl_conn *c)
-{
-	struct sl_side *s = c->hs;
-
-	switch (sl_tls_handshake(s->tls)) {
-	case SL_TLS_WANT_READ:
-		side_arm(p, s, EPOLLIN);
-		return;
-	case SL_TLS_WANT_WRITE:
-		side_arm(p, s, EPOLLOUT);
-		return;
-	case SL_TLS_OK:
-		break;
-	default: /* counted and logged by tls.c, with the reason */
-		if (sl_tls_fail_reason(s->tls) == SL_TLS_FAIL_IDENTITY)
-			id_refused(p, c, sl_tls_peer_id(s->tls));
-		else
-			conn_close(p, c, SL_CLOSE_TLS_FAILED,
-				   sl_tls_fail_name[sl_tls_fail_reason(s->tls)]);
-		return;
-	}
-	if (!identity_allowed(p, c))
-		return;
-	c->hs = NULL;
-	if (s == &c->up) {
-		conn_established(p, c);
-		return;
-	}
-	c->t_conn = p->now;
-	timer_set(p, c, T_CONNECT);
-	conn_connect(p, c);
-	conn_update(p, c); /* the app side may read while we connect */
-}
-
-/* Start a handshake on s (an accepted inbound socket, or a connected
- * upstream to a mesh destination), with its own deadline.
- */
-void hs_start(struct sl_worker *p, struct sl_conn *c, struct sl_side *s)
-{
-	char key[64];
-	int err;
-
-	if (s == &c->up)
-		sl_sockaddr_str(&c->dst.a[c->dst_i - 1], key, sizeof(key));
-	err = sl_tls_conn_new(p->tls, s->fd,
-			      s == &c->up ? SL_TLS_CLIENT : SL_TLS_SERVER,
-			      s == &c->up ? key : NULL, &s->tls);
-	if (err) {
-		conn_close(p, c, SL_CLOSE_TLS_FAILED, strerror(-err));
-		return;
-	}
-	if (s == &c->up)
-		sl_tls_conn_expect_peer(s->tls, mesh_id_ok, (void *)c->mesh);
-	c->state = ST_HANDSHAKE;
-	c->hs = s;
-	c->t_hs = p->now;
-	timer_set(p, c, T_HANDSHAKE);
-	hs_step(p, c);
-}
-
 /* ---- connecting upstream, socket events ---- */
 
 /* The upstream is connected: mTLS first for a mesh destination. */
@@ -993,43 +851,6 @@ void side_event(struct sl_worker *p, struct sl_side *s, uint32_t ev)
 	if ((s->tls || (ev & (EPOLLIN | EPOLLHUP))) && !s->err)
 		side_fill(p, c, s);
 	conn_update(p, c);
-}
-
-/* The proxy applies the kernel's policy to what it connects to on its own
- * (ambassador upstreams; the transparent path's single original destination
- * the same way): denied candidates are dropped, and with none left the
- * connection ends. Fails closed: any non-zero answer denies.
- */
-bool dst_allowed(struct sl_worker *p, struct sl_conn *c)
-{
-	uint32_t rule = 0, denied_rule = 0;
-	unsigned int i, n = 0;
-	bool denied = false;
-	char why[64];
-
-	if (!p->check)
-		return true;
-	for (i = 0; i < c->dst.n; i++) {
-		if (p->check(p->check_ctx, (struct sockaddr *)&c->dst.a[i],
-			     &rule)) {
-			if (!denied)
-				denied_rule = rule;
-			denied = true;
-			continue;
-		}
-		if (!n)
-			c->rule_id = rule; /* the rule that allowed it */
-		c->dst.a[n] = c->dst.a[i];
-		c->dst.len[n] = c->dst.len[i];
-		n++;
-	}
-	c->dst.n = n;
-	if (n)
-		return true;
-	c->rule_id = denied_rule;
-	snprintf(why, sizeof(why), "rule %u", denied_rule);
-	conn_close(p, c, SL_CLOSE_DENIED, why);
-	return false;
 }
 
 /* ---- timers ---- */
