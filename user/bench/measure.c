@@ -281,41 +281,48 @@ static double ends_cpu(const struct rusage *c, const struct rusage *s)
 	       tv_sec(s->ru_stime);
 }
 
-int bench_measure(enum mode m, const struct workload *wl,
-		  const struct bench_opts *o, struct measurement *out)
+/* What a mode's relays and the host have used so far: sampled before and
+ * after a run, the difference is the run's.
+ */
+struct sample {
+	struct accel accel;
+	double proxy_cpu, host_cpu;
+};
+
+static int sample_take(enum mode m, const struct bench_opts *o,
+		       struct sample *s)
+{
+	int err = read_accel(m, &s->accel);
+
+	if (!err)
+		err = proxy_cpu(m, &s->proxy_cpu);
+	if (!err && suites[o->suite].host_cpu)
+		err = host_busy(&s->host_cpu);
+	return err;
+}
+
+/* Start wl's server and client for m, wait for both and fill the run's
+ * rusage of each end. 0, or -errno (the failure already said).
+ */
+static int run_ends(enum mode m, const struct workload *wl,
+		    const struct bench_opts *o, struct rusage *ru_c,
+		    struct rusage *ru_s, struct measurement *out)
 {
 	uint64_t dur_ns = o->duration_ms * 1000000ull;
 	uint64_t warm_ms = o->duration_ms / 5 < BENCH_WARMUP_MAX_MS ?
 				   o->duration_ms / 5 : BENCH_WARMUP_MAX_MS;
 	uint64_t warmup_ns = warm_ms * 1000000ull, deadline;
 	struct bench_shm *shm = bs.shm;
-	struct accel before, after;
-	struct rusage ru_c = {}, ru_s = {};
-	int err, st_c = 0, st_s = 0, i;
 	struct sockaddr_in srv, dst;
-	double cpu, proxy0 = 0, proxy1 = 0, host0 = 0, host1 = 0;
+	int err = 0, st_c = 0, st_s = 0;
 	uint16_t port;
 
-	memset(out, 0, sizeof(*out));
-	for (i = 0; i < NR_METRICS; i++)
-		out->v[i] = NAN;
-	memset(shm, 0, sizeof(*shm));
-	shm->lat_cap = (bs.shm_len - sizeof(*shm)) / sizeof(shm->lat_ns[0]);
 	/* the upstream listens on a fixed port of every address in the
 	 * namespace (the relays' configs name it), else on any port of
 	 * loopback
 	 */
 	srv = mode_run[m].netns ? addr_in("0.0.0.0", BENCH_UPSTREAM_PORT) :
 				  addr_in("127.0.0.1", 0);
-	if (!relays_alive(m))
-		return -ESRCH;
-	err = read_accel(m, &before);
-	if (!err)
-		err = proxy_cpu(m, &proxy0);
-	if (!err && suites[o->suite].host_cpu)
-		err = host_busy(&host0);
-	if (err)
-		return err;
 	port = server_start(m, wl, o, srv);
 	/* haproxy's client and the TLS pairs' connect to them explicitly;
 	 * sidecar sidelane's connects to the upstream and is captured
@@ -335,13 +342,13 @@ int bench_measure(enum mode m, const struct workload *wl,
 		out->v[M_RSS] = relays_rss_mib(m, bs.child[1],
 					       now_ns() + warmup_ns + dur_ns * 9 / 10);
 	if (bs.child[1])
-		err = reap(&bs.child[1], deadline, &ru_c, &st_c);
+		err = reap(&bs.child[1], deadline, ru_c, &st_c);
 	/* the server ends on the client's close, or (conn) when told; give it
 	 * a moment after that, none if the client failed
 	 */
 	__atomic_store_n(&shm->stop, 1, __ATOMIC_RELAXED);
 	deadline = now_ns() + (err ? 0 : BENCH_IO_TIMEOUT_S * 1000000000ull);
-	if (bs.child[0] && reap(&bs.child[0], deadline, &ru_s, &st_s) && !err)
+	if (bs.child[0] && reap(&bs.child[0], deadline, ru_s, &st_s) && !err)
 		err = ETIMEDOUT;
 	if (bench_stop)
 		return -EINTR;
@@ -351,22 +358,42 @@ int bench_measure(enum mode m, const struct workload *wl,
 		measure_failed(m, wl, port, err);
 		return -EIO;
 	}
-	if (suites[o->suite].host_cpu && host_busy(&host1))
-		return -EIO;
-	err = read_accel(m, &after);
+	return 0;
+}
+
+int bench_measure(enum mode m, const struct workload *wl,
+		  const struct bench_opts *o, struct measurement *out)
+{
+	struct bench_shm *shm = bs.shm;
+	struct rusage ru_c = {}, ru_s = {};
+	struct sample before = {}, after = {};
+	double cpu, proxy;
+	int err, i;
+
+	memset(out, 0, sizeof(*out));
+	for (i = 0; i < NR_METRICS; i++)
+		out->v[i] = NAN;
+	memset(shm, 0, sizeof(*shm));
+	shm->lat_cap = (bs.shm_len - sizeof(*shm)) / sizeof(shm->lat_ns[0]);
+	if (!relays_alive(m))
+		return -ESRCH;
+	err = sample_take(m, o, &before);
 	if (!err)
-		err = proxy_cpu(m, &proxy1);
+		err = run_ends(m, wl, o, &ru_c, &ru_s, out);
+	if (!err)
+		err = sample_take(m, o, &after);
 	if (err)
 		return err;
-	out->accel = after;
-	accel_add(&out->accel, &before, -1);
+	out->accel = after.accel;
+	accel_add(&out->accel, &before.accel, -1);
+	proxy = after.proxy_cpu - before.proxy_cpu;
 	if (mode_run[m].proc[0] >= 0)
 		pr_debug("%s %s: the relays used %.3f s of CPU\n", mode_name[m],
-			 wl->label, proxy1 - proxy0);
-	cpu = suites[o->suite].host_cpu ? host1 - host0 :
+			 wl->label, proxy);
+	cpu = suites[o->suite].host_cpu ? after.host_cpu - before.host_cpu :
 	      suites[o->suite].proxy_cpu ?
-		      (mode_run[m].proc[0] >= 0 ? proxy1 - proxy0 : NAN) :
-		      ends_cpu(&ru_c, &ru_s) + proxy1 - proxy0;
+		      (mode_run[m].proc[0] >= 0 ? proxy : NAN) :
+		      ends_cpu(&ru_c, &ru_s) + proxy;
 	if (!shm->elapsed_ns)
 		return -EIO;
 	figures(m, wl, o, cpu, out);

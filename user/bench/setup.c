@@ -404,7 +404,6 @@ static int cg_cpu(enum cg cg, double *sec)
 	return err;
 }
 
-/* CPU seconds used so far by the relays of mode m (0 without any). */
 /* The host's busy CPU time so far, in seconds: the "cpu" line of
  * /proc/stat less idle and iowait (USER_HZ ticks).
  */
@@ -430,6 +429,7 @@ int host_busy(double *sec)
 	return 0;
 }
 
+/* CPU seconds used so far by the relays of mode m (0 without any). */
 int proxy_cpu(enum mode m, double *sec)
 {
 	double v;
