@@ -733,6 +733,7 @@ out:
 
 int main(void)
 {
+	const char *setup = "capture: setup: programs attached to app and sidecar cgroups";
 	struct sl_cap_status st0, st1;
 	struct sl_config *cfg = calloc(1, sizeof(*cfg));
 	int err, i;
@@ -741,21 +742,21 @@ int main(void)
 	th_watchdog(60, "capture");
 	if (!cfg || th_env_setup(&app, "cap-app", false) ||
 	    th_env_setup(&side, "cap-side", false) || th_enter(&side)) {
-		th_fail("capture: setup", "cgroups: %s", strerror(errno));
+		th_fail(setup, "cgroups: %s", strerror(errno));
 		goto out;
 	}
 	lis4 = listen_on("127.0.0.1", &lport);
 	lis6 = listen_on("::1", &lport);
-	if (!TH_CHECK(lis4 >= 0 && lis6 >= 0, "capture: setup", "listeners on port %u",
+	if (!TH_CHECK(lis4 >= 0 && lis6 >= 0, setup, "listeners on port %u",
 		      lport))
 		goto out;
 	make_config(cfg);
 	/* The harness detaches this pin root on every exit path. */
 	app.pins_made = true;
 	err = sl_cap_attach(app.pin_root, app.cgroup, side.cgroup, cfg);
-	if (!TH_CHECK(!err, "capture: setup", "sl_cap_attach: %s", strerror(-err)))
+	if (!TH_CHECK(!err, setup, "sl_cap_attach: %s", strerror(-err)))
 		goto out;
-	th_pass("capture: setup: programs attached to app and sidecar cgroups");
+	th_pass(setup);
 	sl_cap_status(app.pin_root, &st0);
 
 	check_captured("v4", DST4, 8080, lis4, DST4, DST4);

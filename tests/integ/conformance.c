@@ -201,7 +201,10 @@ static ssize_t io_recv(int fd, void *buf, size_t len, int flags)
 	return io_call(fd, buf, len, flags, false, IO_TIMEOUT_S * 1000);
 }
 
-/* Write all of buf; bytes written. */
+/* Write all of buf; bytes written. Not sl_io_full(): these are the app's
+ * own calls under test (send()/recv() with its flags, blocking or not as
+ * the case set the socket), and a case reports how far they got.
+ */
 static size_t send_all(int fd, const void *buf, size_t len)
 {
 	size_t off = 0;

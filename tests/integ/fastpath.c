@@ -316,6 +316,7 @@ out:
 
 int main(void)
 {
+	const char *setup = "setup: sidelane run attached";
 	struct th_env env;
 	struct stat st;
 	size_t i;
@@ -328,12 +329,12 @@ int main(void)
 		th_skip("fastpath", "no sidelane binary (make first)");
 		goto out;
 	}
-	if (!TH_CHECK(!err, "setup: sidelane run attached", "%s", strerror(-err)))
+	if (!TH_CHECK(!err, setup, "%s", strerror(-err)))
 		goto out;
-	th_pass("setup: sidelane run attached");
+	th_pass(setup);
 	/* on cgroup2 the cgroup id is the inode number of its directory */
 	stat(env.cgroup, &st);
-	if (!TH_CHECK(!th_enter(&env), "setup: enter cgroup", "%s",
+	if (!TH_RESULT(!th_enter(&env), "setup: enter cgroup", "%s",
 		      strerror(errno)))
 		goto out;
 

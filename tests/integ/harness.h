@@ -219,7 +219,10 @@ void th_skip(const char *name, const char *why);
 int th_summary(void);
 
 /* A check made of several conditions: TH_CHECK reports only a failure (the
- * caller returns), th_pass(name) the success once all held.
+ * caller returns), th_pass(name) the success once all held. Give the name
+ * once, as a variable both use, so success and failure cannot drift apart;
+ * a th_pass() of the name that failed last is reported as a
+ * failure of the test itself.
  */
 #define TH_CHECK(cond, name, ...)                                              \
 	({                                                                     \

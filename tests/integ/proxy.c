@@ -1175,6 +1175,7 @@ out:
 
 static void run_main(int closed_port)
 {
+	const char *stop = "stop/open connections closed";
 	struct sl_config *cfg = cfg_new(64 * KiB, 2000, 10000);
 	struct sl_proxy_stats st;
 	struct tproxy tp;
@@ -1192,11 +1193,10 @@ static void run_main(int closed_port)
 	cfg_amb(cfg, "no-such-host.invalid", up_port);
 	cfg_amb(cfg, "127.0.0.1", slow_port);
 	err = tp_start(&tp, "main", cfg);
-	if (!TH_CHECK(!err, "main proxy: start", "%s", strerror(-err))) {
+	if (!TH_RESULT(!err, "main proxy: start", "%s", strerror(-err))) {
 		free(cfg);
 		return;
 	}
-	th_pass("main proxy: start");
 
 	test_sizes(&tp, 64 * KiB);
 	relay_case(&tp, 0, N_CONC, CONC_BYTES, CONC_BYTES,
@@ -1216,18 +1216,16 @@ static void run_main(int closed_port)
 	err = err ?: tp_stop(&tp);
 	r = err ? -1 : wait_end(cfd, 2000);
 	tp_stats(&tp, &st);
-	if (TH_CHECK(!err, "stop/open connections closed", "%s",
-		     strerror(-err)) &&
-	    TH_CHECK(r == 0 || r == -ECONNRESET, "stop/open connections closed",
-		     "client saw %s", end_str(r)) &&
+	if (TH_CHECK(!err, stop, "%s", strerror(-err)) &&
+	    TH_CHECK(r == 0 || r == -ECONNRESET, stop, "client saw %s",
+		     end_str(r)) &&
 	    TH_CHECK(st.active == 0 && st.closed[SL_CLOSE_SHUTDOWN] >= 1 &&
-			     st.buffered == 0,
-		     "stop/open connections closed",
+			     st.buffered == 0, stop,
 		     "active %llu, shutdown %llu, buffered %llu",
 		     (unsigned long long)st.active,
 		     (unsigned long long)st.closed[SL_CLOSE_SHUTDOWN],
 		     (unsigned long long)st.buffered))
-		th_pass("stop/open connections closed");
+		th_pass(stop);
 	th_info("main proxy: accepted %llu, done %llu, bytes up %llu down %llu",
 		(unsigned long long)st.accepted,
 		(unsigned long long)st.closed[SL_CLOSE_DONE],

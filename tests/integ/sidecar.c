@@ -730,6 +730,7 @@ static int stop_sidelane(void)
 
 int main(void)
 {
+	const char *setup = "sidecar: setup: namespace, servers and sidelane run";
 	static const size_t sizes[] = { 1, 65536, 1 << 20, 4 << 20 };
 	struct sl_cap_status cs0, cs1;
 	struct sl_adm_status adm0, adm1;
@@ -743,7 +744,7 @@ int main(void)
 	snprintf(cfg_path, sizeof(cfg_path), "/tmp/sidelane-test-%d.yaml", (int)getpid());
 	if (th_env_setup(&app, "sc-app", false) || th_env_setup(&side, "sc-side", false) ||
 	    ns_setup() || pick_port(&outbound_port)) {
-		th_fail("sidecar: setup", "cgroups, namespace or port: %s", strerror(errno));
+		th_fail(setup, "cgroups, namespace or port: %s", strerror(errno));
 		goto out;
 	}
 	/* Rule 40 denies the namespace's port 8080: the bypass attempts. */
@@ -753,7 +754,7 @@ int main(void)
 		 "      cidr: " NS_IP "/32\n      ports: [\"8080\"]\n",
 		 outbound_port);
 	if (write_file_str(cfg_path, cfgtext)) {
-		th_fail("sidecar: setup", "cgroups, namespace or config: %s", strerror(errno));
+		th_fail(setup, "cgroups, namespace or config: %s", strerror(errno));
 		goto out;
 	}
 	http_pid = in_ns(http_server);
@@ -761,17 +762,17 @@ int main(void)
 	http6_pid = in_ns(http6_server);
 	sink = mmap(NULL, sizeof(*sink), PROT_READ | PROT_WRITE,
 		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (!TH_CHECK(sink != MAP_FAILED, "sidecar: setup", "mmap: %s", strerror(errno)))
+	if (!TH_CHECK(sink != MAP_FAILED, setup, "mmap: %s", strerror(errno)))
 		goto out;
 	sink_pid = in_ns(sink_server);
 	if (!TH_CHECK(!wait_port(NS_IP, HTTP_PORT) && !wait_port(NS_IP, ECHO_PORT) &&
 			      !wait_port(NS_IP6, HTTP_PORT) && !wait_port(NS_IP, SINK_PORT),
-		      "sidecar: setup", "servers in %s did not come up", ns))
+		      setup, "servers in %s did not come up", ns))
 		goto out;
 	err = start_sidelane(side.cgroup);
-	if (!TH_CHECK(!err, "sidecar: setup", "sidelane run did not come up"))
+	if (!TH_CHECK(!err, setup, "sidelane run did not come up"))
 		goto out;
-	th_pass("sidecar: setup: namespace, servers and sidelane run");
+	th_pass(setup);
 	sl_cap_status(app.pin_root, &cs0);
 
 	check_curl("sidecar: unmodified curl gets 200 through capture, sees the original peer");

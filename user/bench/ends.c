@@ -64,7 +64,9 @@ int io_wait(int fd, short events)
 	return n > 0 ? 0 : n ? errno : ETIMEDOUT;
 }
 
-/* 0, or a positive errno (EPIPE when the peer closed, EINTR on a stop). */
+/* 0, or a positive errno (EPIPE when the peer closed, EINTR on a stop).
+ * Not sl_io_full(): a bench stop (SIGINT) must end the wait at once.
+ */
 int write_full(int fd, const char *buf, size_t len)
 {
 	ssize_t n;

@@ -93,7 +93,9 @@ static ssize_t send_some(struct st_ctx *x, int fd, const void *buf, size_t len)
 	}
 }
 
-/* Send all of len bytes. */
+/* Send all of len bytes. Not sl_io_full(): every send() is counted as one
+ * message and every wait is bounded by the self-test's whole budget.
+ */
 static bool send_all(struct st_ctx *x, int fd, const void *buf, size_t len,
 		     const char *what)
 {

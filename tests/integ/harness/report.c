@@ -6,11 +6,20 @@
 #include "harness/internal.h"
 
 int n_pass, n_fail, n_skip, n_test;
+/* The check that failed last: a th_pass() of the same name after it is
+ * a test that went on past a failed TH_CHECK, which must not read as ok.
+ */
+static char last_failed[256];
 
 /* ---- reporting ---- */
 
 void th_pass(const char *name)
 {
+	if (last_failed[0] && !strncmp(name, last_failed, sizeof(last_failed) - 1)) {
+		th_fail(name, "reported ok after it failed: the test went on "
+			      "past a failed TH_CHECK");
+		return;
+	}
 	printf("ok %d - %s\n", ++n_test, name);
 	fflush(stdout);
 	n_pass++;
@@ -20,6 +29,7 @@ void th_fail(const char *name, const char *fmt, ...)
 {
 	va_list ap;
 
+	snprintf(last_failed, sizeof(last_failed), "%s", name);
 	printf("not ok %d - %s # ", ++n_test, name);
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
