@@ -14,6 +14,7 @@ unit: deps $(UNIT_BINS)
 
 -include tests/integ/integ.mk
 include tests/deploy/deploy.mk
+include tests/fuzz/fuzz.mk
 
 # `sidelane bench` still runs, and every mode carries its traffic (it exits
 # 3 when one does not): one short workload of each suite. No figure is
@@ -28,7 +29,7 @@ bench-smoke: all | $(OUT)/tests
 			{ cat $(OUT)/tests/bench-smoke.log; exit 1; }; \
 	done
 
-test: deps all unit deploy-check integ bench-smoke
+test: deps all unit fuzz-smoke deploy-check integ bench-smoke
 
 # `make scale [SCALE_CONNS=N]`: N (10000) connections at once through the
 # sidecar, every byte checked (make test runs the same with 2000).

@@ -68,6 +68,11 @@ int cmd_status(int argc, char **argv); /* pins.c */
 int cmd_detach(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_policy(int argc, char **argv); /* policy.c */
+/* `policy add`'s "ID allow|deny CIDR [PORTS]" from argv into r; what is
+ * wrong goes to stderr. 0 or -EINVAL. (tests/fuzz/fuzz_policy_args.c)
+ */
+struct sl_rule;
+int policy_rule_parse(char **argv, int argc, struct sl_rule *r);
 int cmd_conns(int argc, char **argv); /* conns.c */
 
 #endif /* SL_CLI_H */

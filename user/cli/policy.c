@@ -15,8 +15,7 @@
 #include "loader/capture_user.h"
 #include "report/status.h"
 
-/* "ID allow|deny CIDR [PORTS]" from argv; what is wrong goes to stderr. */
-static int parse_rule_args(char **argv, int argc, struct sl_rule *r)
+int policy_rule_parse(char **argv, int argc, struct sl_rule *r)
 {
 	const char *why = NULL, *what = NULL;
 	char *p, *save = NULL, buf[256];
@@ -83,7 +82,7 @@ static int policy_edit(const char *pin_root, const char *verb, char **args,
 			   SL_CFG_MAX_RULES + 1, &n_hits))
 		return 1;
 	if (!strcmp(verb, "add")) {
-		if (parse_rule_args(args, nargs, &r)) {
+		if (policy_rule_parse(args, nargs, &r)) {
 			policy_usage();
 			return EXIT_USAGE;
 		}
