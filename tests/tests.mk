@@ -29,7 +29,33 @@ bench-smoke: all | $(OUT)/tests
 			{ cat $(OUT)/tests/bench-smoke.log; exit 1; }; \
 	done
 
-test: deps all unit fuzz-smoke deploy-check integ bench-smoke
+test: deps all unit unit-san fuzz-smoke deploy-check integ bench-smoke
+
+# The same binary and tests built with ASan and UBSan in $(OUT)/san (the BPF
+# side is unchanged): `make test-san` runs the unit and integration suites,
+# `make unit-san` the unit tests only (make test runs those). Every process,
+# the sidelane daemons the tests start included, writes its reports to
+# $(OUT)/san/reports/; any report fails the run. UBSan halts on its first
+# finding, LeakSanitizer reports at exit (suppressions in tests/san.supp,
+# each with its reason).
+SAN_FLAGS   := address,undefined
+SAN_REPORTS := $(CURDIR)/$(OUT)/san/reports
+SAN_ENV     := UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(SAN_REPORTS)/ubsan \
+	       ASAN_OPTIONS=detect_leaks=1:log_path=$(SAN_REPORTS)/asan \
+	       LSAN_OPTIONS=suppressions=$(CURDIR)/tests/san.supp:print_suppressions=0
+# $(1): the targets to run in the sanitizer build.
+san_run = rm -rf $(SAN_REPORTS) && mkdir -p -m 1777 $(SAN_REPORTS) && \
+	$(SAN_ENV) $(MAKE) --no-print-directory OUT=$(OUT)/san SAN=$(SAN_FLAGS) $(1); \
+	rc=$$?; reports=$$(ls $(SAN_REPORTS)); \
+	if [ -n "$$reports" ]; then \
+		for r in $$reports; do echo "== $$r"; head -60 $(SAN_REPORTS)/$$r; done; \
+		echo "san: $$(echo $$reports | wc -w) sanitizer report(s) in $(SAN_REPORTS)"; exit 1; \
+	fi; \
+	[ $$rc = 0 ] && echo "san: $(1) passed, no sanitizer report"
+unit-san: deps
+	$(Q)$(call san_run,unit)
+test-san: deps
+	$(Q)$(call san_run,unit integ)
 
 # `make scale [SCALE_CONNS=N]`: N (10000) connections at once through the
 # sidecar, every byte checked (make test runs the same with 2000).

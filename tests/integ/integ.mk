@@ -31,7 +31,8 @@ $(OUT)/tests/integ_%: tests/integ/%.c $(INTEG_HARNESS) $(LIB_OBJS) $(HARNESS_HDR
 # last line sums the binaries' own "N passed, N failed" lines.
 integ: $(OUT)/sidelane $(INTEG_BINS)
 	$(Q)failed=; for t in $(INTEG_BINS); do \
-		echo "# $$t"; $$t > $$t.log 2>&1; rc=$$?; cat $$t.log; \
+		echo "# $$t"; SIDELANE=$(OUT)/sidelane $$t > $$t.log 2>&1; rc=$$?; \
+		cat $$t.log; \
 		[ $$rc = 0 ] || failed="$$failed $$t"; \
 	done; \
 	[ -z "$$failed" ] || echo "integ: these failed:$$failed"; \
