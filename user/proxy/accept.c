@@ -142,6 +142,7 @@ static void conn_accepted(struct sl_worker *p, struct sl_listener *l, int fd,
 	c->app.tag = c->up.tag = TAG_SIDE;
 	c->app.c = c->up.c = c;
 	c->app.fd = fd;
+	reset_on_close(fd, true);
 	c->up.fd = -1;
 	c->tlist = -1;
 	sl_splice_init(&c->sp);

@@ -250,6 +250,12 @@ bool sa_eq(const struct sockaddr_storage *a,
 bool is_own_listener(const struct sl_worker *p,
 		     const struct sockaddr_storage *dst);
 void timer_set(struct sl_worker *p, struct sl_conn *c, int which);
+/* Every proxy socket closes with an RST until a graceful close_fd(fd,
+ * false) disarms it: when sidelane dies (kill -9, the OOM killer) the
+ * kernel closes its sockets, and a FIN there would read to the app as a
+ * whole answer; an RST says the stream was cut.
+ */
+void reset_on_close(int fd, bool on);
 void close_fd(int fd, bool abort);
 void set_nodelay(int fd);
 void side_arm(struct sl_worker *p, struct sl_side *s, uint32_t want);

@@ -135,15 +135,19 @@ static bool has_unread(int fd)
 	return fd >= 0 && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
+void reset_on_close(int fd, bool on)
+{
+	struct linger lg = { .l_onoff = on, .l_linger = 0 };
+
+	/* linger {1, 0}: close() sends an RST instead of a FIN */
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
 void close_fd(int fd, bool abort)
 {
-	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-
 	if (fd < 0)
 		return;
-	/* linger {1, 0}: close() sends an RST instead of a FIN */
-	if (abort)
-		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	reset_on_close(fd, abort);
 	close(fd);
 }
 
@@ -378,7 +382,7 @@ void conn_close(struct sl_worker *p, struct sl_conn *c,
 		(c->failed || pending ||
 		 (reason != SL_CLOSE_IDLE_TIMEOUT &&
 		  reason != SL_CLOSE_SHUTDOWN));
-	sl_splice_stop(p->splicer, &c->sp, c->app.fd, c->up.fd);
+	sl_splice_stop(p->splicer, &c->sp);
 	close_fd(c->app.fd,
 		 (abort && !keeps_fin(c, &c->app)) || has_unread(c->app.fd));
 	close_fd(c->up.fd, abort && !keeps_fin(c, &c->up));
@@ -786,6 +790,7 @@ void conn_connect(struct sl_worker *p, struct sl_conn *c)
 			continue;
 		}
 		set_mark(p, fd);
+		reset_on_close(fd, true);
 		c->mesh = c->l->inbound ? NULL : mesh_find(p, sa);
 		err = 0;
 		if (connect(fd, (const struct sockaddr *)sa, c->dst.len[i]))

@@ -390,13 +390,6 @@ static bool up_recorded(struct sl_splicer *sp, int up_fd, uint64_t *cookie)
 	       (conn.flags & SL_CONN_F_UPSTREAM);
 }
 
-static void set_linger(int fd, bool abort)
-{
-	struct linger lg = { .l_onoff = abort, .l_linger = 0 };
-
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-}
-
 /* The download half: the upstream into sl_down (its psock takes the
  * verdict from here on), then its index entry. Holding from the start, like
  * the upload. false: the download stays with the proxy.
@@ -479,8 +472,6 @@ enum sl_splice_result sl_splice_start(struct sl_splicer *sp, int app_fd,
 	s->owner = cookie;
 	s->seen = 0;
 	s->down_clear = false;
-	set_linger(app_fd, true);
-	set_linger(up_fd, true);
 	return s->down		       ? SL_SPLICE_SPLICED :
 	       !down_ok && sp->down_fd >= 0 ? SL_SPLICE_BUSY :
 					      SL_SPLICE_UPLOAD;
@@ -582,8 +573,7 @@ void sl_splice_counts(const struct sl_splicer *sp, const struct sl_splice *s,
 	}
 }
 
-void sl_splice_stop(struct sl_splicer *sp, struct sl_splice *s, int app_fd,
-		    int up_fd)
+void sl_splice_stop(struct sl_splicer *sp, struct sl_splice *s)
 {
 	struct sl_splice_slot *slot;
 
@@ -600,6 +590,4 @@ void sl_splice_stop(struct sl_splicer *sp, struct sl_splice *s, int app_fd,
 	__atomic_store_n(&slot->owner, 0, __ATOMIC_RELEASE);
 	sp->free[sp->n_free++] = (uint32_t)s->slot;
 	s->slot = -1;
-	set_linger(app_fd, false);
-	set_linger(up_fd, false);
 }

@@ -120,9 +120,8 @@ static inline void sl_splice_init(struct sl_splice *s)
  * download half where the sk_skb verdict is attached and down_ok (the
  * worker is not busy, SL_SPLICE_DOWN_BUSY). Both halves start
  * holding (sl_splice_release() once the proxy has written what it holds
- * that way). sp may be NULL (unavailable). Both sockets get
- * SO_LINGER {1, 0}, so that a sidecar killed mid-stream resets them rather
- * than end a cut stream with a clean FIN; sl_splice_stop() restores it.
+ * that way). sp may be NULL (unavailable). Like every proxy socket they
+ * close with an RST until a graceful close (reset_on_close()).
  */
 enum sl_splice_result sl_splice_start(struct sl_splicer *sp, int app_fd,
 				      int up_fd, bool down_ok,
@@ -160,10 +159,7 @@ bool sl_splice_broken(const struct sl_splicer *sp, const struct sl_splice *s);
  */
 void sl_splice_counts(const struct sl_splicer *sp, const struct sl_splice *s,
 		      struct sl_splice_slot *out);
-/* End it: no more pushes, the slot is freed, and both sockets linger
- * gracefully again (the caller resets them if it means to).
- */
-void sl_splice_stop(struct sl_splicer *sp, struct sl_splice *s, int app_fd,
-		    int up_fd);
+/* End it: no more pushes, the slot is freed. */
+void sl_splice_stop(struct sl_splicer *sp, struct sl_splice *s);
 
 #endif /* SPLICE_USER_H */
