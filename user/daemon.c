@@ -457,7 +457,8 @@ static int admin_start(struct daemon *d)
 	if (d->cfg->admin.enabled)
 		sl_admin_start(&(struct sl_admin_opts){ &d->cfg->admin.listen,
 							d->cfg->pin_root,
-							d->proxy, d->tls },
+							d->proxy, d->tls,
+							d->alog },
 			       &d->admin);
 	return 0;
 }

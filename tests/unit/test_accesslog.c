@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -518,6 +520,57 @@ struct drain {
 };
 
 /* Read the fifo to its end: the lines must come in order. */
+/* A write cut short (ENOSPC, or here the file size limit, which cuts a
+ * write the same way): the file keeps whole lines only, the rest is counted
+ * dropped, and once there is room again lines follow on a line boundary.
+ */
+static void full_disk_keeps_whole_lines_and_counts(void **state)
+{
+	struct sl_alog_opts o = { .max_bytes = 1 << 20, .keep = 0,
+				  .queue_lines = 4096 };
+	struct rlimit old, lim = { .rlim_cur = 10000, .rlim_max = RLIM_INFINITY };
+	struct tdir *t = *state;
+	struct blob got = { 0 };
+	struct sl_alog_stats st;
+	struct sl_alog *a;
+	void (*old_xfsz)(int);
+	char line[256];
+	unsigned int i;
+	size_t n;
+
+	o.path = t->path;
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim.rlim_max = old.rlim_max;
+	old_xfsz = signal(SIGXFSZ, SIG_IGN); /* EFBIG instead of death */
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	assert_int_equal(sl_alog_open(&o, &a), 0);
+	for (i = 0; i < 400; i++) {
+		n = make_line(line, sizeof(line), 0, i);
+		sl_alog_write(a, line, n);
+		if (i % 50 == 0)
+			usleep(2000); /* several batches: some cut mid-line */
+	}
+	wait_done(a, 400, &st);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, old_xfsz);
+	assert_true(st.written > 0 && st.dropped > 0);
+	assert_int_equal(st.written + st.dropped, 400);
+	assert_true(st.write_errors > 0);
+	/* room again: the next line starts on a line of its own */
+	n = make_line(line, sizeof(line), 1, 400);
+	sl_alog_write(a, line, n);
+	wait_done(a, 401, &st);
+	assert_int_equal(st.written + st.dropped, 401);
+	sl_alog_close(a);
+
+	slurp(t->path, &got);
+	assert_true(got.len <= 10000 + n + 1);
+	assert_int_equal(got.len, st.bytes);
+	check_json_lines(t->dir, &got);
+	assert_non_null(strstr(got.p, "\"seq\":400,"));
+	free(got.p);
+}
+
 static void *drain_main(void *arg)
 {
 	struct drain *d = arg;
@@ -841,6 +894,7 @@ int main(void)
 		T(rotation_gives_gzip_files_of_the_lines),
 		T(keep_bounds_files_and_disk),
 		T(full_queue_drops_and_never_blocks),
+		T(full_disk_keeps_whole_lines_and_counts),
 		T(close_is_bounded_with_a_stuck_writer),
 		T(concurrent_producers_lose_nothing),
 		T(crash_leftovers_are_recovered),

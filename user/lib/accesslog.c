@@ -335,6 +335,12 @@ static void seg_write(struct sl_alog *a, const char *p, const uint32_t *lens,
 	}
 	for (; done < n && acc + lens[done] <= off; done++)
 		acc += lens[done];
+	/* a write cut short (ENOSPC) leaves part of a line: the file goes
+	 * back to its last whole line, so a reader never meets a torn JSON
+	 * line (a fifo or a tty cannot be cut: what went, went)
+	 */
+	if (err && off > acc && !ftruncate(a->fd, (off_t)(a->size + acc)))
+		off = acc;
 	count(&a->st.written, done);
 	count(&a->st.bytes, off);
 	a->size += off;

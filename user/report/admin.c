@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 #include <unistd.h>
 #include <microhttpd.h>
 #include "loader/policy_user.h"
+#include "lib/accesslog.h"
 #include "lib/addr.h"
 #include "sidelane.h"
 #include "report/admin.h"
@@ -55,6 +57,30 @@ struct sl_admin {
 	char where[INET6_ADDRSTRLEN + 8]; /* "127.0.0.1:15000" */
 	struct sl_proxy *proxy;
 	struct sl_tls_ctx *tls;
+	struct sl_alog *alog;
+};
+
+#define AL(fld) offsetof(struct sl_alog_stats, fld)
+
+/* The access log's own counters: what a full disk or an unwritable file
+ * costs is lines dropped, counted here, never the data path.
+ */
+static const struct sl_ctr alog_ctrs[] = {
+	{ "lines_written", "sidelane_access_log_lines_total", "result=\"written\"",
+	  SL_CTR_COUNTER,
+	  "Access log lines written (written) and dropped (dropped: the queue "
+	  "full, a line too long, or lost to a write error such as ENOSPC).",
+	  AL(written) },
+	{ "lines_dropped", "sidelane_access_log_lines_total", "result=\"dropped\"",
+	  SL_CTR_COUNTER, NULL, AL(dropped) },
+	{ "bytes", "sidelane_access_log_bytes_total", NULL, SL_CTR_COUNTER,
+	  "Bytes written to the live access log file.", AL(bytes) },
+	{ "rotations", "sidelane_access_log_rotations_total", NULL,
+	  SL_CTR_COUNTER, "Access log rotations.", AL(rotations) },
+	{ "write_errors", "sidelane_access_log_errors_total", NULL,
+	  SL_CTR_COUNTER,
+	  "Failed writes, renames and compressions of the access log.",
+	  AL(write_errors) },
 };
 
 static bool draining(const struct sl_admin *a)
@@ -360,6 +386,12 @@ static void metrics(FILE *f, const struct sl_admin *a,
 	metrics_capture(f, &st->cap);
 	metrics_policy(f, a->pin_root);
 	metrics_inbound(f, &st->in);
+	if (a->alog) {
+		struct sl_alog_stats al;
+
+		sl_alog_stats(a->alog, &al);
+		sl_ctr_prom(f, alog_ctrs, SL_CTR_N(alog_ctrs), &al);
+	}
 }
 
 static void stats_json(FILE *f, const struct sl_admin *a,
@@ -370,6 +402,14 @@ static void stats_json(FILE *f, const struct sl_admin *a,
 	fputs(",\"policy\":", f);
 	if (sl_policy_print(f, a->pin_root, 1))
 		fputs("null", f);
+	if (a->alog) {
+		struct sl_alog_stats al;
+
+		sl_alog_stats(a->alog, &al);
+		fputs(",\"access_log\":{", f);
+		sl_ctr_json(f, alog_ctrs, SL_CTR_N(alog_ctrs), &al);
+		fputc('}', f);
+	}
 	fprintf(f, ",\"admin\":{\"listen\":\"%s\",\"ready\":%s,\"draining\":%s}}\n",
 		a->where,
 		__atomic_load_n(&a->ready, __ATOMIC_RELAXED) ? "true" : "false",
@@ -605,6 +645,7 @@ int sl_admin_start(const struct sl_admin_opts *o, struct sl_admin **out)
 		return -ENOMEM;
 	a->proxy = o->proxy;
 	a->tls = o->tls;
+	a->alog = o->alog;
 	snprintf(a->pin_root, sizeof(a->pin_root), "%s", o->pin_root);
 	if (!is_loopback(o->listen, a->where, sizeof(a->where))) {
 		pr_warn("admin: %s is not a loopback address; running without "

@@ -20,12 +20,14 @@
 struct sl_proxy;
 struct sl_tls_ctx;
 struct sl_admin;
+struct sl_alog;
 
 struct sl_admin_opts {
 	const struct sl_endpoint *listen; /* a loopback address and port */
 	const char *pin_root; /* where the counters are read from */
 	struct sl_proxy *proxy; /* live counters and drain; may be NULL */
 	struct sl_tls_ctx *tls; /* live TLS counters; may be NULL */
+	struct sl_alog *alog; /* the access log's counters; NULL: off */
 };
 
 /* Listen and serve from a thread of our own. The proxy and tls must
