@@ -23,6 +23,7 @@
 #include "lib/accesslog.h"
 #include "lib/cgroup.h"
 #include "lib/log.h"
+#include "loader/keep.h"
 #include "lib/privs.h"
 #include "loader/acct_user.h"
 #include "loader/admission_user.h"
@@ -75,6 +76,8 @@ struct daemon {
 	bool hk_started;
 	bool bad_input; /* a failure the operator's files caused: exit 2 */
 	bool detach_failed; /* --detach-on-exit could not: exit 1 */
+	struct sl_keep *keep; /* an fd on every pin: see loader/keep.h */
+	bool lost; /* our programs were taken off the cgroup: exit 1 */
 };
 
 /* Take out of the sockhash what the mode in force would not admit
@@ -104,9 +107,35 @@ static void admission_sweep(struct daemon *d)
 	d->sweep_waiting = res.waiting;
 }
 
+/* Every second: pins removed under us are put back; programs taken off
+ * the cgroup (`sidelane detach`, the cgroup removed) stop the process.
+ */
+static void keep_check(struct daemon *d)
+{
+	const char *what = NULL;
+	int r = sl_keep_check(d->keep, &what);
+
+	if (r > 0)
+		pr_warn("%d pin(s) under %s were removed and are put back; the "
+			"programs stayed attached throughout (sidelane holds "
+			"them)\n", r, d->cfg->pin_root);
+	else if (r == -ENOLINK)
+		pr_warn("%s/%s is detached from its cgroup (`sidelane detach`, "
+			"or the cgroup was removed): stopping\n",
+			d->cfg->pin_root, what);
+	else if (r < 0)
+		pr_warn("pins under %s were removed and %s cannot be put back: "
+			"%s; stopping\n", d->cfg->pin_root, what ? what : "the folder",
+			strerror(-r));
+	if (r < 0) {
+		d->lost = true;
+		stop_flag = 1;
+	}
+}
+
 /* Re-reads the host's addresses every SL_ADDR_SYNC_SEC and on SIGHUP, and
- * publishes the proxy's counters every second, beside the proxy's event
- * loop. Stops the process if the pins vanish.
+ * publishes the proxy's counters and checks the pins every second, beside
+ * the proxy's event loop.
  */
 static void *housekeeping(void *arg)
 {
@@ -120,6 +149,7 @@ static void *housekeeping(void *arg)
 			usleep(100 * 1000);
 			if (i % 10 != 9)
 				continue;
+			keep_check(d);
 			sl_stats_publish(pin_root, d->proxy, d->tls);
 			if (d->sweep_waiting)
 				admission_sweep(d);
@@ -127,11 +157,7 @@ static void *housekeeping(void *arg)
 		if (stop_flag)
 			break;
 		resync_flag = 0;
-		if (sl_fp_sync_local_addrs(pin_root) == -ENOENT) {
-			pr_warn("pins under %s are gone (detached by someone else?)\n",
-				pin_root);
-			stop_flag = 1;
-		}
+		sl_fp_sync_local_addrs(pin_root);
 	}
 	return NULL;
 }
@@ -476,6 +502,25 @@ static int inbound_step(struct daemon *d)
 /* Everything is loaded, attached and listening: from here on only CAP_BPF
  * and CAP_NET_ADMIN are used, in every thread.
  */
+/* Once everything is pinned, and before the privileges go (bpf_obj_get
+ * of a pin needs them).
+ */
+static int keep_start(struct daemon *d)
+{
+	int err = sl_keep_open(d->cfg->pin_root, &d->keep);
+
+	if (err)
+		pr_warn("holding the pins under %s: %s\n", d->cfg->pin_root,
+			strerror(-err));
+	return err;
+}
+
+static void keep_stop(struct daemon *d)
+{
+	sl_keep_close(d->keep);
+	d->keep = NULL;
+}
+
 static int privs_start(struct daemon *d)
 {
 	char kept[128];
@@ -527,6 +572,7 @@ static const struct step {
 	{ "proxy", proxy_start, proxy_stop },
 	{ "admin", admin_start, admin_stop },
 	{ "inbound", inbound_step, NULL },
+	{ "pins held", keep_start, keep_stop },
 	{ "privileges", privs_start, NULL },
 	{ "housekeeping", hk_start, hk_stop },
 };
@@ -576,8 +622,8 @@ int sl_daemon_main(struct sl_config *cfg, const struct sl_daemon_opts *o)
 	while (n-- > 0)
 		if (steps[n].stop)
 			steps[n].stop(&d);
-	if (!err && !o->detach_on_exit)
+	if (!err && !o->detach_on_exit && !d.lost)
 		pr_info("exiting; the kernel side stays pinned under %s\n",
 			cfg->pin_root);
-	return d.bad_input ? 2 : err || d.detach_failed ? 1 : 0;
+	return d.bad_input ? 2 : err || d.detach_failed || d.lost ? 1 : 0;
 }

@@ -58,23 +58,6 @@ static void remove_files(void *arg)
 		unlink(alog_path);
 }
 
-/* A blocking TCP connection to 127.0.0.1:port, or -errno. */
-static int connect_lo(int port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), err;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
-		err = -errno;
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
 /* Wait up to ms for fd to become readable; 0, or -ETIMEDOUT. */
 static int wait_in(int fd, int ms)
 {
@@ -83,35 +66,11 @@ static int wait_in(int fd, int ms)
 	return poll(&p, 1, ms) == 1 ? 0 : -ETIMEDOUT;
 }
 
-/* One HTTP/1.0 request to the admin endpoint; the response (headers and
- * body) into resp. Status code, or -errno.
- */
+/* One HTTP/1.0 request to the admin endpoint (th_http). */
 static int http(const char *method, const char *path, const char *headers,
 		char *resp, size_t len)
 {
-	char req[512];
-	size_t got = 0;
-	int fd, n, code = -EPROTO;
-
-	resp[0] = '\0';
-	fd = connect_lo(admin_port);
-	if (fd < 0)
-		return fd;
-	n = snprintf(req, sizeof(req),
-		     "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s\r\n", method,
-		     path, headers ? headers : "",
-		     strcmp(method, "POST") ? "" : "Content-Length: 0\r\n");
-	if (send(fd, req, n, MSG_NOSIGNAL) != n) {
-		close(fd);
-		return -EIO;
-	}
-	while (got + 1 < len && !wait_in(fd, IO_MS) &&
-	       (n = recv(fd, resp + got, len - got - 1, 0)) > 0)
-		got += n;
-	resp[got] = '\0';
-	close(fd);
-	sscanf(resp, "HTTP/1.%*d %d", &code);
-	return code;
+	return th_http(admin_port, method, path, headers, resp, len);
 }
 
 static const char *http_body(const char *resp)
@@ -336,7 +295,7 @@ static int app_traffic(void)
 		return 2;
 	th_fill(out, sizeof(out), 42);
 	for (i = 0; i < N_CONNS; i++) {
-		fd = connect_lo(amb_port);
+		fd = th_connect("127.0.0.1", amb_port);
 		if (fd < 0)
 			return 3;
 		/* both ends in the sockhash before the first byte */
@@ -609,7 +568,7 @@ static void check_kill9(void)
 		goto out;
 	}
 	usleep(20 * 1000);
-	fd = connect_lo(amb_port);
+	fd = th_connect("127.0.0.1", amb_port);
 	if (!TH_CHECK(fd >= 0 && echo_ok(fd, "before"), n1, "relay before the kill"))
 		goto out;
 	usleep(1200 * 1000); /* published: the restart continues from here */
@@ -625,7 +584,7 @@ static void check_kill9(void)
 	n = err ? 1 : recv(fd, buf, sizeof(buf), 0);
 	rerr = n < 0 ? errno : 0;
 	took = th_now_ms() - t0;
-	nfd = connect_lo(amb_port);
+	nfd = th_connect("127.0.0.1", amb_port);
 	if (nfd >= 0)
 		close(nfd);
 	/* a clean EOF would read as a whole answer: the cut must be an RST */
@@ -655,7 +614,7 @@ static void check_kill9(void)
 	if (!TH_CHECK(!err && alive(&app), n3, "restart (log %s)", app.log) ||
 	    !TH_CHECK(!th_enter(&app), n3, "enter"))
 		goto out;
-	fd = connect_lo(amb_port);
+	fd = th_connect("127.0.0.1", amb_port);
 	usleep(20 * 1000);
 	err = fd >= 0 && echo_ok(fd, "after restart") ? 0 : -EIO;
 	th_leave(&app);
@@ -690,7 +649,7 @@ static void check_drain(void)
 	ssize_t n;
 
 	/* opened and used before the drain */
-	fd = connect_lo(amb_port);
+	fd = th_connect("127.0.0.1", amb_port);
 	th_fill(buf, sizeof(buf), 7);
 	if (!TH_CHECK(fd >= 0 && send(fd, buf, sizeof(buf), MSG_NOSIGNAL) == sizeof(buf) &&
 			      !sl_io_full(fd, echo, sizeof(echo), true, IO_MS),
@@ -708,7 +667,7 @@ static void check_drain(void)
 		  name, "POST /drain %d, /ready %d '%s'", code, code2, http_body(r2));
 	/* the loop closes its listeners within a tick */
 	do {
-		nfd = connect_lo(amb_port);
+		nfd = th_connect("127.0.0.1", amb_port);
 		if (nfd >= 0) {
 			close(nfd);
 			usleep(20 * 1000);

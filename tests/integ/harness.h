@@ -124,6 +124,14 @@ int th_conn(const struct th_env *env, __u64 cookie, struct sl_conn *out);
 int th_listen(const char *addr, int backlog, int *port);
 int th_connect(const char *addr, int port);
 int th_tcp_pair(const char *laddr, const char *caddr, int *cfd, int *sfd);
+/* One HTTP/1.0 request to 127.0.0.1:port (headers: extra lines, each
+ * ending in CRLF, or NULL); the response, head and body, into resp. The
+ * status code, or -errno. Each wait for the server is bounded by
+ * TH_HTTP_MS.
+ */
+#define TH_HTTP_MS 5000
+int th_http(int port, const char *method, const char *path,
+	    const char *headers, char *resp, size_t len);
 
 /* `sidelane run --config cfg --cgroup cgroup --sidecar-cgroup sidecar
  * --pin-root pin_root` in the background (SIGTERM when we die), its output

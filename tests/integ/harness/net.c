@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* Sockets on loopback and deterministic data for the tests. */
 #define _GNU_SOURCE
+#include <poll.h>
 #include "harness/internal.h"
 
 /* ---- sockets ---- */
@@ -198,4 +199,34 @@ int th_run(struct th_env *env, int (*prep)(void), char *const argv[], char *out,
 	out[got] = '\0';
 	close(p[0]);
 	return th_wait(pid, timeout_ms);
+}
+
+int th_http(int port, const char *method, const char *path,
+	    const char *headers, char *resp, size_t len)
+{
+	struct pollfd p = { .events = POLLIN };
+	int fd, n, code = -EPROTO;
+	size_t got = 0;
+	char req[512];
+
+	resp[0] = '\0';
+	fd = th_connect("127.0.0.1", port);
+	if (fd < 0)
+		return fd;
+	p.fd = fd;
+	n = snprintf(req, sizeof(req),
+		     "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s\r\n", method,
+		     path, headers ? headers : "",
+		     strcmp(method, "POST") ? "" : "Content-Length: 0\r\n");
+	if (send(fd, req, n, MSG_NOSIGNAL) != n) {
+		close(fd);
+		return -EIO;
+	}
+	while (got + 1 < len && poll(&p, 1, TH_HTTP_MS) == 1 &&
+	       (n = recv(fd, resp + got, len - got - 1, 0)) > 0)
+		got += n;
+	resp[got] = '\0';
+	close(fd);
+	sscanf(resp, "HTTP/1.%*d %d", &code);
+	return code;
 }
