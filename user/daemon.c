@@ -566,8 +566,11 @@ static const struct step {
 	{ "tls", tls_start, tls_stop },
 	{ "signals", signals_start, NULL },
 	{ "sidecar cgroup", cgroup_start, NULL },
-	{ "kernel", kernel_start, kernel_stop },
+	/* before anything is attached: a log that cannot be opened is
+	 * refused with the kernel side as it was
+	 */
 	{ "access log", alog_start, alog_stop },
+	{ "kernel", kernel_start, kernel_stop },
 	{ "accounting", acct_start, acct_stop },
 	{ "proxy", proxy_start, proxy_stop },
 	{ "admin", admin_start, admin_stop },
