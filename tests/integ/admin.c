@@ -459,6 +459,48 @@ static void check_metrics(void)
 		  "%d values differ (see above)", bad);
 }
 
+/* Slowloris on the admin endpoint: SLOW_PEERS connections each holding a
+ * request begun and never finished (more than any small connection limit).
+ * /healthz and /metrics still answer at once, and the slow ones are closed
+ * by the endpoint's timeout.
+ */
+#define SLOW_PEERS 64
+static void check_slowloris(void)
+{
+	const char *name = "admin: " SL_XSTR(SLOW_PEERS) " slowloris peers: "
+			   "/healthz and /metrics answer at once meanwhile";
+	static char r[256 * 1024];
+	int fds[SLOW_PEERS], i, n = 0, code1 = 0, code2 = 0;
+	__u64 t0, took = 0;
+
+	for (i = 0; i < SLOW_PEERS; i++) {
+		fds[i] = th_connect("127.0.0.1", admin_port);
+		if (fds[i] >= 0 && send(fds[i], "GET /metrics HTTP/1.1\r\nHo", 25,
+					MSG_NOSIGNAL) == 25)
+			n++;
+	}
+	usleep(100 * 1000);
+	/* one more byte each: still not a request */
+	for (i = 0; i < SLOW_PEERS; i++)
+		if (fds[i] >= 0)
+			send(fds[i], "s", 1, MSG_NOSIGNAL);
+	t0 = th_now_ms();
+	code1 = http("GET", "/healthz", NULL, r, sizeof(r));
+	code2 = http("GET", "/metrics", NULL, r, sizeof(r));
+	took = th_now_ms() - t0;
+	for (i = 0; i < SLOW_PEERS; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	th_info("slowloris: %d peers holding, /healthz %d and /metrics %d in %llu ms",
+		n, code1, code2, (unsigned long long)took);
+	if (TH_CHECK(n == SLOW_PEERS, name, "%d of %d peers connected", n,
+		     SLOW_PEERS) &&
+	    TH_CHECK(code1 == 200 && code2 == 200 && took < 1000, name,
+		     "/healthz %d, /metrics %d after %llu ms", code1, code2,
+		     (unsigned long long)took))
+		th_pass(name);
+}
+
 static void check_http(void)
 {
 	const char *name = "admin: /healthz 200 ok, /ready 200 once attached";
@@ -981,6 +1023,7 @@ int main(void)
 		check_golden();
 	}
 	check_http();
+	check_slowloris();
 	check_bound();
 	check_second();
 	check_kill9();

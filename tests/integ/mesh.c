@@ -48,6 +48,7 @@
 #define ID_B "spiffe://" TD "/ns/b/sa/server"
 #define ID_C "spiffe://" TD "/ns/c/sa/x"
 #define HS_MS 1000 /* tls.handshake_timeout_ms of both hosts */
+#define CROWD 300 /* hostile peers at once on B's inbound listener */
 #define READY_MS 10000 /* `sidelane run` until it logs "running" */
 #define STAT_MS 3500 /* counters are published about once a second */
 #define LOG_MS 3000 /* a line the proxy logs at a connection's end */
@@ -1176,6 +1177,36 @@ static void test_admission(const struct hop_snap *a0, const struct hop_snap *b0,
 static const char py_peer[] =
 	"import socket, ssl, sys, time\n"
 	"mode, cert, key, ca = sys.argv[1:5]\n"
+	"if mode == 'crowd':\n"
+	"    N = " SL_XSTR(CROWD) "\n"
+	"    hs = [socket.create_connection(('" B_IP "', 8080), 5) for i in range(N)]\n"
+	"    for h in hs[1::3]: h.sendall(b'\\x16\\x03\\x01\\x40\\x00')\n"
+	"    c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n"
+	"    c.check_hostname = False\n"
+	"    c.load_verify_locations(ca)\n"
+	"    c.load_cert_chain(cert, key)\n"
+	"    t0, lat, ok = time.monotonic(), [], 0\n"
+	"    for k in range(4):\n"
+	"        t, d = time.monotonic(), b''\n"
+	"        v = c.wrap_socket(socket.create_connection(('" B_IP "', 8080), 5))\n"
+	"        v.sendall(b'GET /hello.txt HTTP/1.0\\r\\nHost: b\\r\\n\\r\\n')\n"
+	"        while (b := v.recv(65536)): d += b\n"
+	"        v.unwrap(); v.close()\n"
+	"        lat.append(int((time.monotonic() - t) * 1000))\n"
+	"        ok += b'hello from app B' in d\n"
+	"        for h in hs[2::3]:\n"
+	"            try: h.send(b'x')\n"
+	"            except OSError: pass\n"
+	"    closed = 0\n"
+	"    for h in hs:\n"
+	"        h.settimeout(max(0.01, t0 + 3 - time.monotonic()))\n"
+	"        try:\n"
+	"            while h.recv(4096): pass\n"
+	"            closed += 1\n"
+	"        except ConnectionResetError: closed += 1\n"
+	"        except OSError: pass\n"
+	"    print('CROWD', ok, max(lat), closed, N)\n"
+	"    sys.exit(0)\n"
 	"s = socket.create_connection(('" B_IP "', 8080), 5)\n"
 	"s.settimeout(5)\n"
 	"d = b''\n"
@@ -1312,6 +1343,40 @@ static void test_refusals(void)
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		chained = test_refusal(&cases[i], chained ? &snaps[i % 2] : NULL,
 				       &snaps[(i + 1) % 2]);
+}
+
+/* Hostile peers on B's inbound listener: CROWD connections held open at
+ * once, a third silent, a third sending a TLS record header and nothing
+ * more, a third garbage a byte at a time (slowloris). Meanwhile a valid
+ * mTLS client is served four times in a row, each within the handshake
+ * timeout, and B closes every hostile one within 3 s: the handshake
+ * timeout is a deadline from accept, not an idle timer, so trickling bytes
+ * does not extend it.
+ */
+static void test_crowd(void)
+{
+	const char *name = "mesh: " SL_XSTR(CROWD) " hostile peers held open on the "
+			   "inbound listener: a valid client is served meanwhile, "
+			   "each hostile one closed within 3 s";
+	char out[1024];
+	char *argv[] = { "python3", "-c", (char *)py_peer, "crowd",
+			 (char *)th_pki_path(dir, "a", "pem"),
+			 (char *)th_pki_path(dir, "a", "key"),
+			 (char *)th_pki_path(dir, "ca", "pem"), NULL };
+	unsigned int ok = 0, max_ms = 0, closed = 0, n = 0;
+	int st = run_a(false, argv, out, sizeof(out));
+
+	out[strcspn(out, "\n")] = '\0';
+	th_info("crowd: %s", out);
+	conns_to_b += 4 + CROWD;
+	if (TH_CHECK(st == 0 && sscanf(out, "CROWD %u %u %u %u", &ok, &max_ms,
+				       &closed, &n) == 4, name,
+		     "client exit %d: %s", st, out) &&
+	    TH_CHECK(ok == 4 && max_ms < HS_MS, name,
+		     "%u of 4 served, the slowest in %u ms", ok, max_ms) &&
+	    TH_CHECK(closed == n, name, "%u of %u hostile peers closed", closed,
+		     n))
+		th_pass(name);
 }
 
 /* ---- f: rotation under traffic ---- */
@@ -1608,6 +1673,7 @@ int main(void)
 	t[2] = th_now_ms();
 	th_watchdog(30, "mesh: refusals");
 	test_refusals();
+	test_crowd();
 	t[3] = th_now_ms();
 	th_watchdog(20, "mesh: rotation");
 	test_rotation();

@@ -40,8 +40,13 @@
 #include "tls/tls.h"
 #include "lib/util.h"
 
-#define SL_ADMIN_MAX_CONNS 16 /* at once; more wait in the backlog */
-#define SL_ADMIN_BACKLOG 16
+/* At once; more wait in the backlog. Enough that clients which begin a
+ * request and never finish it (slowloris) cannot take every slot before the
+ * timeout closes them; each holds at most SL_ADMIN_CONN_MEM of the pool.
+ */
+#define SL_ADMIN_MAX_CONNS 256
+#define SL_ADMIN_CONN_MEM (16 * 1024) /* a request's head: ours are short */
+#define SL_ADMIN_BACKLOG 64
 #define SL_ADMIN_TIMEOUT_S 10 /* an idle or slow connection is closed */
 #define SL_ADMIN_POLL_MS 100 /* how soon sl_admin_stop() is noticed */
 
@@ -668,6 +673,8 @@ int sl_admin_start(const struct sl_admin_opts *o, struct sl_admin **out)
 				MHD_OPTION_LISTEN_SOCKET, fd,
 				MHD_OPTION_CONNECTION_LIMIT,
 				(unsigned int)SL_ADMIN_MAX_CONNS,
+				MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+				(size_t)SL_ADMIN_CONN_MEM,
 				MHD_OPTION_CONNECTION_TIMEOUT,
 				(unsigned int)SL_ADMIN_TIMEOUT_S,
 				MHD_OPTION_END);
