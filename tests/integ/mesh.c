@@ -652,6 +652,8 @@ static int app_main(void *unused)
 		if (fd < 0)
 			continue;
 		i = __atomic_fetch_add(&shm->accepted, 1, __ATOMIC_ACQ_REL);
+		/* the slot is reused every MAX_APP_CONNS connections */
+		memset(&shm->c[i % MAX_APP_CONNS], 0, sizeof(shm->c[0]));
 		if (!fork()) {
 			close(l);
 			app_serve(fd, i);
@@ -757,10 +759,13 @@ static int ll_client(void *unused)
 		th_fill(chunk, sizeof(chunk), 7000 + i);
 		if (!i && !memcmp(chunk, "GET ", 4))
 			return 7;
-		if (send_all(fd, chunk, sizeof(chunk)) ||
-		    io_all(fd, back, sizeof(back), true) ||
-		    memcmp(chunk, back, sizeof(chunk)))
+		n = send_all(fd, chunk, sizeof(chunk)) ?:
+		    io_all(fd, back, sizeof(back), true) ?:
+		    memcmp(chunk, back, sizeof(chunk)) ? 1 : 0;
+		if (n) {
+			shm->ll_end = n == -EPIPE ? 0 : (int)n;
 			return 3;
+		}
 		EVP_DigestUpdate(md, chunk, sizeof(chunk));
 		__atomic_add_fetch(&shm->ll_bytes, sizeof(chunk), __ATOMIC_RELEASE);
 		sleep_ms(20);
@@ -1516,6 +1521,156 @@ out:
 	ll_finish();
 }
 
+/* A SIGHUP storm on A's sidecar (each one re-reads the host's addresses
+ * and rechecks the TLS files) while its certificate rotates back from the
+ * garbage one to a valid one and `sidelane policy add/del` edits its rules,
+ * all under a long-lived mTLS stream: the stream ends byte-exact, A takes
+ * the valid certificate, serves new connections, and its rules are the
+ * ones last written.
+ */
+#define HUPS 400
+#define POLICY_EDITS 20
+static void test_sighup_storm(void)
+{
+	const char *name = "mesh: " SL_XSTR(HUPS) " SIGHUPs, a rotation and "
+			   SL_XSTR(POLICY_EDITS) " policy edits under a long-lived "
+			   "stream: byte-exact, the new certificate taken, rules as "
+			   "last written";
+	char out[4096], to[PATH_MAX], id[16], cidr[32];
+	char *add[] = { (char *)th_sidelane_bin(), "policy", "add", id, "deny",
+			cidr, "9", "--pin-root", ha.app.pin_root, NULL };
+	char *del[] = { (char *)th_sidelane_bin(), "policy", "del", id,
+			"--pin-root", ha.app.pin_root, NULL };
+	char *list[] = { (char *)th_sidelane_bin(), "policy", "list",
+			 "--pin-root", ha.app.pin_root, NULL };
+	long la = log_size(&ha);
+	__u32 idx = accepted();
+	const struct app_conn *r = &shm->c[idx % MAX_APP_CONNS];
+	int i, st, edits = 0, hups = 0;
+	__u64 end, total;
+
+	snprintf(to, sizeof(to), "%s/hello.out", dir);
+	conns_to_b++;
+	/* a fresh long-lived client: the rotation test's has finished */
+	shm->ll_bytes = 0;
+	shm->ll_stop = 0;
+	shm->ll_end = 0;
+	ll_pid = spawn_in(&ha, true, ll_client, NULL);
+	end = th_now_ms() + 3000;
+	while (__atomic_load_n(&shm->ll_bytes, __ATOMIC_ACQUIRE) < 4 * LL_CHUNK &&
+	       th_now_ms() < end)
+		sleep_ms(10);
+	if (!TH_CHECK(ll_pid > 0 && shm->ll_bytes >= 4 * LL_CHUNK, name,
+		      "the long-lived connection moved %llu B",
+		      (unsigned long long)shm->ll_bytes)) {
+		ll_finish();
+		return;
+	}
+	for (i = 0; i < HUPS; i++) {
+		hups += !kill(ha.app.sidelane, SIGHUP);
+		if (i == HUPS / 2 && swap_a("a"))
+			break;
+		if (i % (HUPS / POLICY_EDITS) == 0) {
+			snprintf(id, sizeof(id), "%d", 9000 + edits);
+			snprintf(cidr, sizeof(cidr), "192.0.2.%d/32", edits + 1);
+			st = th_run(NULL, NULL, add, out, sizeof(out), IO_MS);
+			if (st)
+				th_info("policy add %s: exit %d: %s", id, st, out);
+			edits += !st;
+			/* every other rule goes again: the even ids stay */
+			if (!(edits % 2))
+				th_run(NULL, NULL, del, out, sizeof(out), IO_MS);
+		}
+		usleep(5000);
+	}
+	st = ll_finish();
+	total = __atomic_load_n(&shm->ll_bytes, __ATOMIC_ACQUIRE);
+	end = th_now_ms() + LOG_MS;
+	while (!__atomic_load_n(&r->done, __ATOMIC_ACQUIRE) && th_now_ms() < end)
+		sleep_ms(10);
+	th_info("storm: %d SIGHUPs, %d policy adds; the stream moved %llu B", hups,
+		edits, (unsigned long long)total);
+	if (TH_CHECK(hups == HUPS && edits == POLICY_EDITS, name,
+		     "%d SIGHUPs, %d edits", hups, edits) &&
+	    TH_CHECK(st == 0 && r->done && r->rx == total &&
+			     !memcmp(r->sha, shm->ll_sha, 32), name,
+		     "stream: client %d, app B got %llu of %llu B", st,
+		     (unsigned long long)r->rx, (unsigned long long)total) &&
+	    TH_CHECK(!kill(ha.app.sidelane, 0), name, "A's sidecar is gone") &&
+	    TH_CHECK(log_wait(&ha, la, "tls: reloaded ", "(identity " ID_A ")",
+			      2000), name, "A took no valid certificate") &&
+	    TH_CHECK((st = curl_get("hello.txt", to, out, sizeof(out))) == 0 &&
+			     !strcmp(out, "200 17"), name, "curl exit %d: %s", st,
+		     out) &&
+	    TH_CHECK(!th_run(NULL, NULL, list, out, sizeof(out), IO_MS) &&
+			     strstr(out, "9000") && !strstr(out, "9001") &&
+			     strstr(out, "9018") && !strstr(out, "9019"),
+		     name, "policy list: %s", out))
+		th_pass(name);
+	/* leave A's rules as they were */
+	for (i = 0; i < POLICY_EDITS; i += 2) {
+		snprintf(id, sizeof(id), "%d", 9000 + i);
+		th_run(NULL, NULL, del, out, sizeof(out), IO_MS);
+	}
+	unlink(to);
+}
+
+/* kill -9 of A's sidecar in the middle of a long-lived mTLS stream: app A
+ * sees a reset, not a clean EOF that would read as the end of an answer;
+ * a restarted sidecar serves new connections.
+ */
+static void test_kill9(void)
+{
+	const char *name = "mesh: kill -9 of A's sidecar mid-stream: app A sees a "
+			   "reset, not a clean EOF; after a restart a new "
+			   "connection is served";
+	char out[256], to[PATH_MAX];
+	int st, err;
+	__u64 end;
+
+	snprintf(to, sizeof(to), "%s/hello.out", dir);
+	shm->ll_bytes = 0;
+	shm->ll_stop = 0;
+	shm->ll_end = 0;
+	conns_to_b++;
+	ll_pid = spawn_in(&ha, true, ll_client, NULL);
+	end = th_now_ms() + 3000;
+	while (__atomic_load_n(&shm->ll_bytes, __ATOMIC_ACQUIRE) < 4 * LL_CHUNK &&
+	       th_now_ms() < end)
+		sleep_ms(10);
+	if (!TH_CHECK(ll_pid > 0 && shm->ll_bytes >= 4 * LL_CHUNK, name,
+		      "the long-lived connection moved %llu B",
+		      (unsigned long long)shm->ll_bytes)) {
+		ll_finish();
+		return;
+	}
+	kill(ha.app.sidelane, SIGKILL);
+	th_wait(ha.app.sidelane, IO_MS);
+	ha.app.sidelane = 0;
+	/* the client fails on its own; ll_stop only if it did not */
+	st = ll_pid > 0 ? th_wait(ll_pid, IO_MS) : -ECHILD;
+	ll_pid = 0;
+	th_info("kill -9: the stream had moved %llu B; the client exited %d, its "
+		"last recv %d (%s)", (unsigned long long)shm->ll_bytes, st,
+		shm->ll_end, shm->ll_end < 0 ? strerror(-shm->ll_end) :
+		shm->ll_end ? "data" : "a clean EOF");
+	if (!TH_CHECK(st == 3 && shm->ll_end == -ECONNRESET, name,
+		      "client exit %d, last recv %d, want a reset", st,
+		      shm->ll_end))
+		goto restart;
+	err = start_sidelane(&ha, ha.cfg);
+	if (!TH_CHECK(!err, name, "restart: %s", strerror(-err)))
+		return;
+	st = curl_get("hello.txt", to, out, sizeof(out));
+	if (TH_CHECK(st == 0 && !strcmp(out, "200 17"), name, "curl exit %d: %s",
+		     st, out))
+		th_pass(name);
+	unlink(to);
+	return;
+restart:
+	start_sidelane(&ha, ha.cfg);
+}
+
 /* ---- A refuses a server outside its mesh entry's identities ---- */
 
 static void test_server_identity(void)
@@ -1675,8 +1830,10 @@ int main(void)
 	test_refusals();
 	test_crowd();
 	t[3] = th_now_ms();
-	th_watchdog(20, "mesh: rotation");
+	th_watchdog(40, "mesh: rotation, SIGHUP storm");
 	test_rotation();
+	test_sighup_storm();
+	test_kill9();
 	t[4] = th_now_ms();
 	th_watchdog(20, "mesh: server identity");
 	test_server_identity();
