@@ -158,6 +158,12 @@ bool th_file_has(const char *path, const char *what);
 void th_sha256(const void *buf, size_t len, unsigned char out[32]);
 /* Deterministic pseudo-random bytes (xorshift seeded by seed). */
 void th_fill(void *buf, size_t len, __u64 seed);
+/* A key of /proc/<pid>/status in KiB ("VmRSS", or its anonymous part
+ * "RssAnon": the rest is text shared through the page cache), or -1.
+ */
+long th_proc_kib(pid_t pid, const char *key);
+/* Open descriptors of pid, or -1. */
+int th_proc_fds(pid_t pid);
 /* Monotonic milliseconds. */
 __u64 th_now_ms(void);
 

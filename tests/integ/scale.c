@@ -23,7 +23,6 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -78,7 +77,7 @@ static long rss_idle; /* sidelane's VmRSS before the first connection */
 #define RSS_SLACK_KIB 2048
 #endif
 
-#define rss_kib(pid) status_kib(pid, "VmRSS")
+#define rss_kib(pid) th_proc_kib(pid, "VmRSS")
 
 /* ---- the echo server: a child process (its own descriptor table) outside
  * sidelane's cgroups, one epoll loop; killed at the end ----
@@ -259,44 +258,6 @@ static int round_trip(struct conn *c, int n, int round, int ep, char *msg)
 	return k < 0 ? 0 : k;
 }
 
-/* VmRSS (key "VmRSS") or its anonymous part ("RssAnon"): the rest is the
- * binary's and libraries' text, shared through the page cache.
- */
-static long status_kib(pid_t pid, const char *key)
-{
-	char path[64], line[256];
-	long kib = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, strlen(key)) && line[strlen(key)] == ':' &&
-		    sscanf(line + strlen(key) + 1, "%ld", &kib) == 1)
-			break;
-	fclose(f);
-	return kib;
-}
-
-static int fd_count(pid_t pid)
-{
-	char path[64];
-	struct dirent *d;
-	int n = 0;
-	DIR *dir;
-
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	dir = opendir(path);
-	if (!dir)
-		return -1;
-	while ((d = readdir(dir)))
-		n += d->d_name[0] != '.';
-	closedir(dir);
-	return n;
-}
-
 /* The access log's relay lines by kind (n: lines, up/down: their bytes): a
  * plaintext line is spliced or relayed by its "splice"; an mTLS connection
  * has two lines, the ambassador's "originated" and the inbound listener's
@@ -417,7 +378,7 @@ static void check_many(int n)
 	rss = rss_kib(env.sidelane);
 	th_info("scale: sidelane RSS %ld KiB (anonymous %ld KiB) with %d connections "
 		"open; over idle: %.1f KiB each", rss,
-		status_kib(env.sidelane, "RssAnon"), n,
+		th_proc_kib(env.sidelane, "RssAnon"), n,
 		(double)(rss - rss_idle) / n);
 	if (!TH_CHECK(bad < 0, name, "round %d: connection %d wrong, short or closed",
 		      round - 1, bad)) {
@@ -572,7 +533,7 @@ static void check_churn(long total)
 	 */
 	th_wait_entries(&env, SL_MAP_CONNS, 0, 5000);
 	usleep(1500 * 1000);
-	fds0 = fd_count(env.sidelane);
+	fds0 = th_proc_fds(env.sidelane);
 	rss0 = rss_kib(env.sidelane);
 	conns0 = th_map_entries(&env, SL_MAP_CONNS);
 	sock0 = th_map_entries(&env, SL_MAP_SOCKHASH);
@@ -586,7 +547,7 @@ static void check_churn(long total)
 	end = th_now_ms() + 10000;
 	do {
 		usleep(200 * 1000);
-		fds1 = fd_count(env.sidelane);
+		fds1 = th_proc_fds(env.sidelane);
 		rss1 = rss_kib(env.sidelane);
 		conns1 = th_map_entries(&env, SL_MAP_CONNS);
 		sock1 = th_map_entries(&env, SL_MAP_SOCKHASH);
@@ -594,7 +555,7 @@ static void check_churn(long total)
 		  rss1 > rss0 + RSS_SLACK_KIB) && th_now_ms() < end);
 	th_info("churn: sidelane fds %d -> %d, RSS %ld -> %ld KiB (idle %ld, "
 		"anonymous now %ld), %s %d -> %d, %s %d -> %d", fds0, fds1, rss0,
-		rss1, rss_idle, status_kib(env.sidelane, "RssAnon"), SL_MAP_CONNS,
+		rss1, rss_idle, th_proc_kib(env.sidelane, "RssAnon"), SL_MAP_CONNS,
 		conns0, conns1, SL_MAP_SOCKHASH, sock0, sock1);
 	if (TH_CHECK(r.done == total && !r.failed, name,
 		     "%ld done, %ld failed (first: %s)", r.done, r.failed,
@@ -767,8 +728,8 @@ int main(void)
 		goto out;
 	rss_idle = rss_kib(env.sidelane);
 	th_info("scale: sidelane idle RSS %ld KiB (anonymous %ld KiB), %d descriptors",
-		rss_idle, status_kib(env.sidelane, "RssAnon"),
-		fd_count(env.sidelane));
+		rss_idle, th_proc_kib(env.sidelane, "RssAnon"),
+		th_proc_fds(env.sidelane));
 	th_pass(setup);
 	check_many(n);
 	if (total)

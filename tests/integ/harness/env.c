@@ -4,6 +4,7 @@
  * tests' own cleanups included; running commands and small file helpers.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include "harness/internal.h"
 
 bool th_ci(void)
@@ -545,4 +546,39 @@ int th_env_teardown(struct th_env *env)
 		unlink(env->log);
 	track(env, false);
 	return err;
+}
+
+long th_proc_kib(pid_t pid, const char *key)
+{
+	char path[64], line[256];
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, strlen(key)) && line[strlen(key)] == ':' &&
+		    sscanf(line + strlen(key) + 1, "%ld", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+int th_proc_fds(pid_t pid)
+{
+	char path[64];
+	struct dirent *d;
+	int n = 0;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	dir = opendir(path);
+	if (!dir)
+		return -1;
+	while ((d = readdir(dir)))
+		n += d->d_name[0] != '.';
+	closedir(dir);
+	return n;
 }
