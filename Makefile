@@ -51,7 +51,7 @@ endif
 .DELETE_ON_ERROR:
 # Keep the objects and skeletons (make would treat them as intermediate).
 .SECONDARY: $(BPF_OBJS) $(SKELS)
-.PHONY: all deps vmlinux test unit unit-san test-san integ bench bench-smoke demo soak scale clean install check-root
+.PHONY: all deps vmlinux test unit unit-san test-san integ bench bench-smoke demo soak soak-suites scale clean install check-root
 
 all: $(OUT)/sidelane
 

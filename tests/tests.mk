@@ -63,18 +63,29 @@ SCALE_CONNS ?= 10000
 scale: deps all $(OUT)/tests/integ_scale
 	$(Q)SIDELANE_SCALE_CONNS=$(SCALE_CONNS) SIDELANE_CHURN=0 $(OUT)/tests/integ_scale
 
-# `make soak [SOAK_MINUTES=N]`: the integration binaries over and over until
-# the deadline; stops at the first failure (rare races show up here, not in a
-# single `make test`). Bounded in time, loopback only. SIDELANE_TEST_LONG
-# adds the long cases (1 GiB spliced uploads and full duplex).
-SOAK_MINUTES ?= 10
+# `make soak [SOAK_MINUTES=N]`: N (60) minutes of mixed traffic through the
+# sidecar with faults injected at random (tests/integ/soak.c: pins removed,
+# kill -9 and restart, SIGHUP bursts, policy edits), every byte checked, then
+# maps, descriptors and RSS; then SOAK_CHURN short connections. make test
+# runs the same soak for 20 s. `make soak-suites` runs the integration
+# binaries over and over until the deadline and stops at the first failure
+# (rare races show up there, not in a single `make test`); SIDELANE_TEST_LONG
+# adds the long cases (1 GiB spliced uploads and full duplex). Loopback only.
+SOAK_MINUTES ?= 60
 SOAK_CHURN ?= 1000000
-soak: deps all $(INTEG_BINS)
+soak: deps all $(OUT)/tests/integ_soak $(OUT)/tests/integ_scale
+	$(Q)echo "  SOAK     $(SOAK_MINUTES) min of traffic with faults injected"; \
+	SIDELANE_SOAK_SECONDS=$$(( $(SOAK_MINUTES) * 60 )) SIDELANE=$(OUT)/sidelane \
+		$(OUT)/tests/integ_soak > $(OUT)/tests/integ_soak.log 2>&1; rc=$$?; \
+	grep -E '^(ok|not ok|# soak)' $(OUT)/tests/integ_soak.log; [ $$rc = 0 ] || \
+		{ tail -40 $(OUT)/tests/integ_soak.log; echo "soak: failed"; exit 1; }
 	$(Q)echo "  SOAK     churn: $(SOAK_CHURN) short connections through the sidecar"; \
 	SIDELANE_SCALE_CONNS=100 SIDELANE_CHURN=$(SOAK_CHURN) \
 		$(OUT)/tests/integ_scale > $(OUT)/tests/integ_scale.log 2>&1 || \
 		{ cat $(OUT)/tests/integ_scale.log; echo "soak: churn failed"; exit 1; }; \
 	grep '^# churn' $(OUT)/tests/integ_scale.log
+
+soak-suites: deps all $(INTEG_BINS)
 	$(Q)end=$$(( $$(date +%s) + $(SOAK_MINUTES) * 60 )); n=0; \
 	while [ $$(date +%s) -lt $$end ]; do \
 		n=$$((n + 1)); \

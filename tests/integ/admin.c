@@ -42,7 +42,7 @@
 
 static struct th_env app, side, app2, side2;
 static char cfg1[64], cfg2[64], alog_path[64];
-static int echo_lfd = -1, echo_port;
+static int echo_port;
 static int admin_port, amb_port, out_port;
 
 /* ---- helpers ---- */
@@ -78,47 +78,6 @@ static const char *http_body(const char *resp)
 	const char *b = strstr(resp, "\r\n\r\n");
 
 	return b ? b + 4 : "";
-}
-
-/* ---- the upstream: echo each connection to EOF, then half-close ---- */
-
-static void *echo_conn(void *arg)
-{
-	int fd = (int)(long)arg;
-	char buf[16384];
-	ssize_t n;
-
-	while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
-		if (send(fd, buf, n, MSG_NOSIGNAL) != n)
-			break;
-	shutdown(fd, SHUT_WR);
-	close(fd);
-	return NULL;
-}
-
-static void *echo_server(void *arg)
-{
-	pthread_t th;
-	int fd;
-
-	(void)arg;
-	while ((fd = accept4(echo_lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
-		if (pthread_create(&th, NULL, echo_conn, (void *)(long)fd))
-			close(fd);
-		else
-			pthread_detach(th);
-	}
-	return NULL;
-}
-
-static int echo_start(void)
-{
-	pthread_t th;
-
-	echo_lfd = th_listen("127.0.0.1", 64, &echo_port);
-	if (echo_lfd < 0)
-		return echo_lfd;
-	return -pthread_create(&th, NULL, echo_server, NULL);
 }
 
 /* ---- sidelane ---- */
@@ -990,7 +949,7 @@ int main(void)
 	err = err ?: th_env_setup(&side, "admin-side", false);
 	err = err ?: th_env_setup(&app2, "admin2", false);
 	err = err ?: th_env_setup(&side2, "admin2-side", false);
-	err = err ?: echo_start();
+	err = err ?: th_echo_server(64, &echo_port);
 	if (!err) {
 		admin_port = th_free_port();
 		amb_port = th_free_port();
@@ -1037,8 +996,6 @@ out:
 	err = th_env_teardown(&side) ?: err;
 	err = th_env_teardown(&side2) ?: err;
 	th_cleanup_pop(remove_files, NULL, true);
-	if (echo_lfd >= 0)
-		close(echo_lfd);
 	TH_RESULT(!err && access(cfg1, F_OK) && access(cfg2, F_OK),
 		  "admin: teardown: sidelanes stopped, cgroups, pins and files removed",
 		  "%s", strerror(-err));

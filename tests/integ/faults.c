@@ -15,8 +15,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <ftw.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +35,7 @@
 static struct th_env env;
 static char dir[64], cfg_path[128], alog_path[128];
 static int mounts; /* tmpfs mounts on dir: the log's, a read-only one */
-static int srv_fd = -1, admin_port;
+static int admin_port;
 
 static void cleanup(void *arg)
 {
@@ -49,32 +47,7 @@ static void cleanup(void *arg)
 	unlink(cfg_path);
 }
 
-/* ---- traffic: echo servers and clients on loopback ---- */
-
-static void *echo_conn(void *arg)
-{
-	int fd = (int)(long)arg;
-	char buf[MSG_LEN];
-
-	if (!sl_io_full(fd, buf, sizeof(buf), true, IO_MS))
-		sl_io_full(fd, buf, sizeof(buf), false, IO_MS);
-	close(fd);
-	return NULL;
-}
-
-static void *srv_main(void *arg)
-{
-	pthread_t t;
-	int fd;
-
-	(void)arg;
-	while ((fd = accept4(srv_fd, NULL, NULL, SOCK_CLOEXEC)) >= 0)
-		if (pthread_create(&t, NULL, echo_conn, (void *)(long)fd))
-			close(fd);
-		else
-			pthread_detach(t);
-	return NULL;
-}
+/* ---- traffic: clients of an echo upstream, on loopback ---- */
 
 /* n connections from the app's cgroup, each echoing MSG_LEN bytes: the
  * number that came back byte-exact.
@@ -92,6 +65,7 @@ static int traffic(int port, int n)
 		if (fd < 0)
 			continue;
 		if (!sl_io_full(fd, out, sizeof(out), false, IO_MS) &&
+		    !shutdown(fd, SHUT_WR) &&
 		    !sl_io_full(fd, in, sizeof(in), true, IO_MS) &&
 		    !memcmp(in, out, sizeof(in)))
 			ok++;
@@ -209,15 +183,6 @@ static void check_read_only(int port)
 
 /* ---- pins and cgroup ---- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path) ? -errno : 0;
-}
-
 static int count_pins(void)
 {
 	struct stat st;
@@ -267,14 +232,14 @@ static void check_pins_removed(int port)
 	const char *name = "faults: pin folder removed under sidelane: programs "
 			   "stay attached, pins put back within 3 s, traffic "
 			   "byte-exact";
-	int pins0 = count_pins(), progs0 = attached(), progs1, pins1 = 0, ok;
+	int pins0 = count_pins(), progs0 = attached(), progs1, pins1 = 0, ok, err;
 	__u64 t0, end;
 
 	if (!TH_CHECK(pins0 > 0 && progs0 >= 3, name,
 		      "before: %d pins, %d programs", pins0, progs0))
 		return;
-	if (!TH_CHECK(!nftw(env.pin_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS),
-		      name, "rm -r %s: %s", env.pin_root, strerror(errno)))
+	if (!TH_CHECK(!(err = th_rm_tree(env.pin_root)), name, "rm -r %s: %s",
+		      env.pin_root, strerror(-err)))
 		return;
 	progs1 = attached();
 	t0 = th_now_ms();
@@ -339,7 +304,6 @@ static void check_cgroup_removed(void)
 int main(void)
 {
 	const char *setup = "faults: setup: echo server, 16 KiB tmpfs, sidelane run";
-	pthread_t srv;
 	int err, port = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -362,8 +326,7 @@ int main(void)
 		snprintf(env.log, sizeof(env.log),
 			 "build/tests/logs/sidelane-%s.log", env.name);
 	}
-	srv_fd = err ? -1 : th_listen("127.0.0.1", 256, &port);
-	err = err ?: srv_fd < 0 ? srv_fd : -pthread_create(&srv, NULL, srv_main, NULL);
+	err = err ?: th_echo_server(256, &port);
 	admin_port = err ? 0 : th_free_port();
 	err = err ?: admin_port < 0 ? admin_port : start();
 	if (!TH_RESULT(!err, setup, "%s (log %s)", strerror(-err), env.log))

@@ -124,6 +124,13 @@ int th_conn(const struct th_env *env, __u64 cookie, struct sl_conn *out);
 int th_listen(const char *addr, int backlog, int *port);
 int th_connect(const char *addr, int port);
 int th_tcp_pair(const char *laddr, const char *caddr, int *cfd, int *sfd);
+/* An echo upstream on 127.0.0.1 (port 0: any free one, into *port): a
+ * thread per connection sends back every byte until EOF, then half-closes.
+ * Serves until the process ends. 0 or -errno.
+ */
+int th_echo_server(int backlog, int *port);
+/* rm -r path (a pin folder, say; bpffs too). 0 or -errno. */
+int th_rm_tree(const char *path);
 /* One HTTP/1.0 request to 127.0.0.1:port (headers: extra lines, each
  * ending in CRLF, or NULL); the response, head and body, into resp. The
  * status code, or -errno. Each wait for the server is bounded by

@@ -1418,6 +1418,29 @@ static int ll_finish(void)
 	return st;
 }
 
+/* Start a fresh long-lived client in A's app cgroup and wait until it has
+ * moved 4 chunks; false (reported under name, the client finished) if not.
+ */
+static bool ll_start(const char *name)
+{
+	__u64 end = th_now_ms() + 3000;
+
+	shm->ll_bytes = 0;
+	shm->ll_stop = 0;
+	shm->ll_end = 0;
+	conns_to_b++;
+	ll_pid = spawn_in(&ha, true, ll_client, NULL);
+	while (__atomic_load_n(&shm->ll_bytes, __ATOMIC_ACQUIRE) < 4 * LL_CHUNK &&
+	       th_now_ms() < end)
+		sleep_ms(10);
+	if (TH_CHECK(ll_pid > 0 && shm->ll_bytes >= 4 * LL_CHUNK, name,
+		     "the long-lived connection moved %llu B",
+		     (unsigned long long)shm->ll_bytes))
+		return true;
+	ll_finish();
+	return false;
+}
+
 static void test_rotation(void)
 {
 	const char *n1 = "mesh: rotation: A takes client-v2 (reloads +1) and a new connection shows it in B's log";
@@ -1439,16 +1462,8 @@ static void test_rotation(void)
 	err = snap_fresh(&ha, &s0);
 	if (!TH_CHECK(!err, n1, "status of A: %s", strerror(-err)))
 		return;
-	conns_to_b++;
-	ll_pid = spawn_in(&ha, true, ll_client, NULL);
-	end = th_now_ms() + 3000;
-	while (__atomic_load_n(&shm->ll_bytes, __ATOMIC_ACQUIRE) < 4 * LL_CHUNK &&
-	       th_now_ms() < end)
-		sleep_ms(10);
-	if (!TH_CHECK(ll_pid > 0 && shm->ll_bytes >= 4 * LL_CHUNK, n1,
-		      "the long-lived connection moved %llu B",
-		      (unsigned long long)shm->ll_bytes))
-		goto out;
+	if (!ll_start(n1))
+		return;
 	err = swap_a("a2");
 	if (!TH_CHECK(!err, n1, "swap: %s", strerror(-err)) ||
 	    !TH_CHECK(log_wait(&ha, la, "tls: reloaded ", "(identity " ID_A2 ")",
@@ -1550,22 +1565,8 @@ static void test_sighup_storm(void)
 	__u64 end, total;
 
 	snprintf(to, sizeof(to), "%s/hello.out", dir);
-	conns_to_b++;
-	/* a fresh long-lived client: the rotation test's has finished */
-	shm->ll_bytes = 0;
-	shm->ll_stop = 0;
-	shm->ll_end = 0;
-	ll_pid = spawn_in(&ha, true, ll_client, NULL);
-	end = th_now_ms() + 3000;
-	while (__atomic_load_n(&shm->ll_bytes, __ATOMIC_ACQUIRE) < 4 * LL_CHUNK &&
-	       th_now_ms() < end)
-		sleep_ms(10);
-	if (!TH_CHECK(ll_pid > 0 && shm->ll_bytes >= 4 * LL_CHUNK, name,
-		      "the long-lived connection moved %llu B",
-		      (unsigned long long)shm->ll_bytes)) {
-		ll_finish();
+	if (!ll_start(name))
 		return;
-	}
 	for (i = 0; i < HUPS; i++) {
 		hups += !kill(ha.app.sidelane, SIGHUP);
 		if (i == HUPS / 2 && swap_a("a"))
@@ -1626,24 +1627,10 @@ static void test_kill9(void)
 			   "connection is served";
 	char out[256], to[PATH_MAX];
 	int st, err;
-	__u64 end;
 
 	snprintf(to, sizeof(to), "%s/hello.out", dir);
-	shm->ll_bytes = 0;
-	shm->ll_stop = 0;
-	shm->ll_end = 0;
-	conns_to_b++;
-	ll_pid = spawn_in(&ha, true, ll_client, NULL);
-	end = th_now_ms() + 3000;
-	while (__atomic_load_n(&shm->ll_bytes, __ATOMIC_ACQUIRE) < 4 * LL_CHUNK &&
-	       th_now_ms() < end)
-		sleep_ms(10);
-	if (!TH_CHECK(ll_pid > 0 && shm->ll_bytes >= 4 * LL_CHUNK, name,
-		      "the long-lived connection moved %llu B",
-		      (unsigned long long)shm->ll_bytes)) {
-		ll_finish();
+	if (!ll_start(name))
 		return;
-	}
 	kill(ha.app.sidelane, SIGKILL);
 	th_wait(ha.app.sidelane, IO_MS);
 	ha.app.sidelane = 0;

@@ -582,3 +582,19 @@ int th_proc_fds(pid_t pid)
 	closedir(dir);
 	return n;
 }
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+		    struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path) ? -errno : 0;
+}
+
+int th_rm_tree(const char *path)
+{
+	int r = nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+
+	return r < 0 ? -errno : r;
+}

@@ -2,6 +2,7 @@
 /* Sockets on loopback and deterministic data for the tests. */
 #define _GNU_SOURCE
 #include <poll.h>
+#include <pthread.h>
 #include "harness/internal.h"
 
 /* ---- sockets ---- */
@@ -229,4 +230,48 @@ int th_http(int port, const char *method, const char *path,
 	close(fd);
 	sscanf(resp, "HTTP/1.%*d %d", &code);
 	return code;
+}
+
+static void *echo_conn(void *arg)
+{
+	int fd = (int)(long)arg;
+	char buf[16384];
+	ssize_t n;
+
+	while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+		if (send(fd, buf, n, MSG_NOSIGNAL) != n)
+			break;
+	shutdown(fd, SHUT_WR);
+	close(fd);
+	return NULL;
+}
+
+static void *echo_main(void *arg)
+{
+	int lfd = (int)(long)arg, fd;
+	pthread_t t;
+
+	while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0 ||
+	       errno == EINTR || errno == ECONNABORTED)
+		if (fd >= 0 && pthread_create(&t, NULL, echo_conn, (void *)(long)fd))
+			close(fd);
+		else if (fd >= 0)
+			pthread_detach(t);
+	return NULL;
+}
+
+int th_echo_server(int backlog, int *port)
+{
+	int lfd = th_listen("127.0.0.1", backlog, port), err;
+	pthread_t t;
+
+	if (lfd < 0)
+		return lfd;
+	err = -pthread_create(&t, NULL, echo_main, (void *)(long)lfd);
+	if (err) {
+		close(lfd);
+		return err;
+	}
+	pthread_detach(t);
+	return 0;
 }

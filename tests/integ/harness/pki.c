@@ -5,16 +5,9 @@
 
 /* ---- test PKI, with the openssl CLI ---- */
 
-static int rm_one(const char *path, const struct stat *st, int flag,
-		  struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
-
 static void rm_tree(void *dir)
 {
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	th_rm_tree(dir);
 }
 
 int th_pki_dir(char *dir, size_t len, const char *tag)

@@ -1,0 +1,347 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* The soak: mixed traffic through a real `sidelane run` for
+ * SIDELANE_SOAK_SECONDS (make test: 20; make soak: SOAK_MINUTES), with the
+ * faults of tests/integ/faults.c and mesh.c injected at random.
+ *
+ * Traffic: CLIENTS threads in the app's cgroup, each connection to an echo
+ * upstream either through an ambassador (relayed by the proxy, spliced when
+ * admitted) or straight (a local pair: the fast path's), a random size up to
+ * MAX_MSG sent in random pieces, half-closed, the echo read to EOF and
+ * compared byte for byte.
+ *
+ * Faults, one every 1-4 s: the pin folder removed; kill -9 of the sidecar
+ * and a restart (not in the last quarter, so the last process has a
+ * history to measure); a burst of SIGHUPs; `policy add` and `del`.
+ *
+ * A connection may fail only through the sidecar while it is down (from
+ * the kill until a second after the restart), and then only with a reset
+ * or a refusal: a clean EOF before the whole echo, or any byte wrong, is a
+ * failure. At the end: the app's sl_conns entries and the sockhash back to
+ * what they were idle, the last sidecar's descriptors and RSS back near
+ * what they were after its start.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "harness.h"
+#include "lib/util.h"
+#include "sidelane.h"
+
+#define CLIENTS 4
+#define MAX_MSG (256 * 1024)
+#define IO_MS 10000
+#define DOWN_GRACE_MS 1000 /* after a restart, still "down" */
+#define FD_SLACK 8
+#define RSS_SLACK_KIB (16 * 1024)
+
+static struct th_env env;
+static char cfg_path[128], alog_path[128], cfg_text[1024];
+static int srv_port, amb_port;
+static volatile int stop;
+
+/* Written by the fault thread, read by the clients: the window in which
+ * the sidecar is down (ms, monotonic), 0 when up.
+ */
+static __u64 down_from, down_until;
+
+enum outcome { OK, CUT, BAD_EOF, BAD_BYTES, BAD_ERR, NR_OUTCOMES };
+static const char *const outcome_name[] = { "ok", "cut while the sidecar was "
+					     "down", "clean EOF short",
+					     "bytes wrong", "failed while up" };
+static long outcomes[2][NR_OUTCOMES]; /* [via sidecar][outcome], atomics */
+
+enum fault { F_PINS, F_KILL, F_HUP, F_POLICY, NR_FAULTS };
+static const char *const fault_name[] = { "pin folder removed",
+					  "kill -9 and restart",
+					  "SIGHUP burst", "policy add/del" };
+static long faults[NR_FAULTS], fault_failures;
+
+static void cleanup(void *arg)
+{
+	(void)arg;
+	unlink(cfg_path);
+	unlink(alog_path);
+}
+
+/* ---- clients ---- */
+
+static bool sidecar_down(__u64 t0)
+{
+	__u64 from = __atomic_load_n(&down_from, __ATOMIC_ACQUIRE);
+	__u64 until = __atomic_load_n(&down_until, __ATOMIC_ACQUIRE);
+
+	return from && (t0 + IO_MS >= from) && (!until || t0 <= until);
+}
+
+/* One connection; its outcome. */
+static enum outcome one(bool via, unsigned char *out, unsigned char *in,
+			unsigned int *seed)
+{
+	size_t len = 1 + rand_r(seed) % MAX_MSG, off = 0, got = 0, piece;
+	__u64 t0 = th_now_ms();
+	int fd, err = 0;
+	ssize_t n;
+
+	th_fill(out, len, rand_r(seed));
+	fd = th_connect("127.0.0.1", via ? amb_port : srv_port);
+	if (fd < 0) {
+		err = fd;
+		goto failed;
+	}
+	while (off < len && !err) {
+		piece = 1 + rand_r(seed) % 65536;
+		piece = piece < len - off ? piece : len - off;
+		err = sl_io_full(fd, out + off, piece, false, IO_MS);
+		off += piece;
+	}
+	if (!err)
+		shutdown(fd, SHUT_WR);
+	/* read the echo to EOF, with what was sent so far */
+	while (!err) {
+		struct timeval tv = { .tv_sec = IO_MS / 1000 };
+
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		n = recv(fd, in + got, MAX_MSG - got, 0);
+		if (n > 0 && got + n <= len) {
+			got += n;
+			continue;
+		}
+		if (n > 0) /* more than was sent */
+			return close(fd), BAD_BYTES;
+		if (n < 0) {
+			err = -errno;
+			break;
+		}
+		close(fd);
+		if (memcmp(in, out, got))
+			return BAD_BYTES;
+		return got == len ? OK : via && sidecar_down(t0) ? CUT : BAD_EOF;
+	}
+	close(fd);
+	if (got && memcmp(in, out, got))
+		return BAD_BYTES;
+failed:
+	/* a reset or a refusal, through the sidecar while it was down */
+	if (via && sidecar_down(t0) &&
+	    (err == -ECONNRESET || err == -ECONNREFUSED || err == -EPIPE))
+		return CUT;
+	if (err == -ETIMEDOUT || err == -EAGAIN)
+		th_info("soak: %s connection of %zu B timed out after %zu B",
+			via ? "relayed" : "direct", len, got);
+	return BAD_ERR;
+}
+
+static void *client_main(void *arg)
+{
+	unsigned int seed = (unsigned int)(long)arg;
+	unsigned char *out = malloc(MAX_MSG), *in = malloc(MAX_MSG);
+	enum outcome o;
+	bool via;
+
+	while (out && in && !stop) {
+		via = rand_r(&seed) % 4 != 0; /* three in four through the sidecar */
+		o = one(via, out, in, &seed);
+		__atomic_fetch_add(&outcomes[via][o], 1, __ATOMIC_RELAXED);
+		if (o >= BAD_EOF)
+			th_info("soak: a %s connection: %s", via ? "relayed" : "direct",
+				outcome_name[o]);
+	}
+	free(out);
+	free(in);
+	return NULL;
+}
+
+/* ---- faults ---- */
+
+static int sidelane_cli(const char *verb, const char *id)
+{
+	char *add[] = { (char *)th_sidelane_bin(), "policy", "add", (char *)id,
+			"deny", "192.0.2.0/24", "9", "--pin-root", env.pin_root,
+			NULL };
+	char *del[] = { (char *)th_sidelane_bin(), "policy", "del", (char *)id,
+			"--pin-root", env.pin_root, NULL };
+	char out[1024];
+
+	return th_run(NULL, NULL, strcmp(verb, "add") ? del : add, out,
+		      sizeof(out), IO_MS);
+}
+
+/* 0, or what went wrong (counted as a fault failure, said). */
+static int inject(enum fault f, bool may_kill)
+{
+	__u64 end;
+	int i, err = 0;
+
+	switch (f) {
+	case F_PINS:
+		err = th_rm_tree(env.pin_root);
+		if (err)
+			return err;
+		end = th_now_ms() + 3000;
+		while (th_now_ms() < end && access(env.pin_root, F_OK))
+			usleep(50 * 1000);
+		usleep(200 * 1000);
+		return th_map_entries(&env, SL_MAP_CONNS) < 0 ? -ENOENT : 0;
+	case F_KILL:
+		if (!may_kill)
+			return 0;
+		__atomic_store_n(&down_until, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&down_from, th_now_ms(), __ATOMIC_RELEASE);
+		kill(env.sidelane, SIGKILL);
+		th_wait(env.sidelane, IO_MS);
+		env.sidelane = 0;
+		usleep(200 * 1000);
+		err = th_env_run_config(&env, cfg_path, cfg_text);
+		__atomic_store_n(&down_until, th_now_ms() + DOWN_GRACE_MS,
+				 __ATOMIC_RELEASE);
+		return err;
+	case F_HUP:
+		for (i = 0; i < 50 && !err; i++) {
+			err = kill(env.sidelane, SIGHUP) ? -errno : 0;
+			usleep(2000);
+		}
+		return err;
+	default:
+		err = sidelane_cli("add", "7777");
+		return err ?: sidelane_cli("del", "7777");
+	}
+}
+
+struct idle {
+	int conns, sock, fds;
+	long rss;
+};
+
+static void snap(struct idle *s)
+{
+	s->conns = th_map_entries(&env, SL_MAP_CONNS);
+	s->sock = th_map_entries(&env, SL_MAP_SOCKHASH);
+	s->fds = th_proc_fds(env.sidelane);
+	s->rss = th_proc_kib(env.sidelane, "VmRSS");
+}
+
+int main(void)
+{
+	const char *setup = "soak: setup: echo upstream, sidelane run";
+	const char *name = "soak: mixed traffic with faults injected at random: "
+			   "byte-exact, cuts only while the sidecar was down, "
+			   "maps, descriptors and RSS back at the end";
+	const char *s = getenv("SIDELANE_SOAK_SECONDS");
+	unsigned int secs = s && atoi(s) > 0 ? atoi(s) : 20, seed = getpid();
+	pthread_t cl[CLIENTS];
+	struct idle idle0, start1, end1;
+	__u64 t0, end, last_kill = 0;
+	long ok = 0, bad = 0;
+	int err, i, j;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGPIPE, SIG_IGN);
+	th_watchdog(secs + 120, "soak");
+	snprintf(cfg_path, sizeof(cfg_path), "/tmp/sidelane-test-soak-%d.yaml",
+		 (int)getpid());
+	snprintf(alog_path, sizeof(alog_path), "/tmp/sidelane-test-soak-%d.log",
+		 (int)getpid());
+	err = th_cleanup_push(cleanup, NULL);
+	err = err ?: th_env_setup_opts(&env, "soak",
+				       &(struct th_env_opts){ .sidecar = true });
+	if (!err) {
+		mkdir("build/tests/logs", 0755);
+		snprintf(env.log, sizeof(env.log),
+			 "build/tests/logs/sidelane-%s.log", env.name);
+		amb_port = th_free_port();
+		err = amb_port < 0 ? amb_port : th_echo_server(512, &srv_port);
+	}
+	if (!err) {
+		snprintf(cfg_text, sizeof(cfg_text),
+			 "capture:\n  enabled: false\n"
+			 "proxy:\n  ambassadors:\n"
+			 "    - listen: \"127.0.0.1:%d\"\n"
+			 "      upstream: \"127.0.0.1:%d\"\n"
+			 "admin:\n  listen: \"\"\n  drain_timeout_ms: 0\n"
+			 "accounting:\n  access_log: \"%s\"\n"
+			 "  max_bytes: 1048576\n  keep: 2\n",
+			 amb_port, srv_port, alog_path);
+		err = th_env_run_config(&env, cfg_path, cfg_text);
+	}
+	err = err ?: th_enter(&env);
+	if (!TH_RESULT(!err, setup, "%s (log %s)", strerror(-err), env.log))
+		goto out;
+	usleep(300 * 1000);
+	snap(&idle0);
+	start1 = idle0;
+
+	for (i = 0; i < CLIENTS; i++)
+		pthread_create(&cl[i], NULL, client_main, (void *)(long)(seed + i));
+	t0 = th_now_ms();
+	end = t0 + secs * 1000ULL;
+	while (th_now_ms() < end) {
+		enum fault f = rand_r(&seed) % NR_FAULTS;
+		bool may_kill = th_now_ms() < t0 + secs * 750ULL;
+
+		usleep((1000 + rand_r(&seed) % 3000) * 1000);
+		if (th_now_ms() >= end)
+			break;
+		err = inject(f, may_kill);
+		faults[f] += f != F_KILL || may_kill;
+		if (err) {
+			fault_failures++;
+			th_info("soak: %s: %s", fault_name[f], strerror(-err));
+		}
+		if (f == F_KILL && may_kill && !err) {
+			last_kill = th_now_ms();
+			usleep(500 * 1000);
+			snap(&start1);
+		}
+		if (!env.sidelane)
+			break; /* a restart failed: nothing more to measure */
+	}
+	stop = 1;
+	for (i = 0; i < CLIENTS; i++)
+		pthread_join(cl[i], NULL);
+	usleep(2000 * 1000); /* last closes reach the maps and the ring */
+	snap(&end1);
+	for (i = 0; i < 2; i++)
+		for (j = 0; j < NR_OUTCOMES; j++) {
+			if (j == OK || j == CUT)
+				ok += outcomes[i][j];
+			else
+				bad += outcomes[i][j];
+		}
+	th_info("soak: %u s, %ld connections: relayed ok %ld, cut %ld; direct ok "
+		"%ld; failures %ld (clean EOF short %ld, bytes wrong %ld, other "
+		"%ld)", secs, ok + bad, outcomes[1][OK], outcomes[1][CUT],
+		outcomes[0][OK], bad, outcomes[0][BAD_EOF] + outcomes[1][BAD_EOF],
+		outcomes[0][BAD_BYTES] + outcomes[1][BAD_BYTES],
+		outcomes[0][BAD_ERR] + outcomes[1][BAD_ERR] + outcomes[0][CUT]);
+	th_info("soak: faults: %ld pin folder removals, %ld kill -9 and restarts "
+		"(the last %llu s before the end), %ld SIGHUP bursts, %ld policy "
+		"edits; %ld failed", faults[F_PINS], faults[F_KILL],
+		last_kill ? (unsigned long long)(th_now_ms() - last_kill) / 1000 : 0,
+		faults[F_HUP], faults[F_POLICY], fault_failures);
+	th_info("soak: idle sl_conns %d -> %d, sockhash %d -> %d; the last "
+		"sidecar's fds %d -> %d, RSS %ld -> %ld KiB", idle0.conns,
+		end1.conns, idle0.sock, end1.sock, start1.fds, end1.fds,
+		start1.rss, end1.rss);
+	if (TH_CHECK(env.sidelane && !fault_failures, name,
+		     "%ld fault(s) did not end as documented", fault_failures) &&
+	    TH_CHECK(!bad && outcomes[1][OK] > 0 && outcomes[0][OK] > 0, name,
+		     "%ld connection(s) failed", bad) &&
+	    TH_CHECK(end1.conns <= idle0.conns && end1.sock <= idle0.sock, name,
+		     "map entries left: sl_conns %d -> %d, sockhash %d -> %d",
+		     idle0.conns, end1.conns, idle0.sock, end1.sock) &&
+	    TH_CHECK(end1.fds <= start1.fds + FD_SLACK &&
+			     end1.rss <= start1.rss + RSS_SLACK_KIB, name,
+		     "the last sidecar's fds %d -> %d, RSS %ld -> %ld KiB",
+		     start1.fds, end1.fds, start1.rss, end1.rss))
+		th_pass(name);
+out:
+	th_env_teardown(&env);
+	th_cleanup_pop(cleanup, NULL, true);
+	return th_summary();
+}
