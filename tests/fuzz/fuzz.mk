@@ -78,3 +78,29 @@ fuzz-smoke: $(FUZZ_BINS)
 	done
 
 .PHONY: fuzz fuzz-build fuzz-deps fuzz-smoke
+
+# `make fuzz-cov`: how much of its target each harness's corpus (committed
+# and found) reaches: the harnesses built again with clang's source-based
+# coverage (no sanitizers), run once over their corpus, and llvm-cov's line
+# and branch figures for the files each one is for (tests/fuzz/cov.sh).
+COV_CFLAGS := $(filter-out $(FUZZ_SAN),$(FUZZ_CFLAGS)) \
+	      -fprofile-instr-generate -fcoverage-mapping
+COV_OBJS   := $(patsubst $(OUT)/obj/%,$(OUT)/fuzz-cov/obj/%,$(LIB_OBJS))
+# kept between runs (made by one pattern rule for another, they would be
+# treated as intermediate and deleted)
+.SECONDARY: $(FUZZ_OBJS) $(COV_OBJS)
+
+$(OUT)/fuzz-cov/obj/%.o: user/%.c $(HDRS) $(SKELS)
+	@mkdir -p $(dir $@)
+	$(call msg,COV-CC,$@)
+	$(Q)$(FUZZ_CC) $(COV_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(OUT)/fuzz-cov/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(COV_OBJS)
+	$(call msg,COV-LD,$@)
+	$(Q)$(FUZZ_CC) $(COV_CFLAGS) -D_GNU_SOURCE -fsanitize=fuzzer $< $(COV_OBJS) \
+		$(LDLIBS) -o $@
+
+fuzz-cov: $(patsubst %,$(OUT)/fuzz-cov/fuzz_%,$(FUZZ_NAMES))
+	$(Q)OUT=$(OUT) tests/fuzz/cov.sh $(FUZZ)
+
+.PHONY: fuzz-cov
