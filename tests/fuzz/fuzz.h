@@ -41,6 +41,16 @@ static inline int fuzz_file(const uint8_t *data, size_t size, char path[64])
 	return fd;
 }
 
+/* A loader's refusal names the file first: "path:line: reason" or
+ * "path: reason".
+ */
+static inline bool fuzz_names_file(const char *err, const char *path)
+{
+	size_t n = strlen(path);
+
+	return !strncmp(err, path, n) && err[n] == ':';
+}
+
 /* Split data at '\n' into at most max NUL-terminated fields in buf (size
  * + 1 bytes). The number of fields.
  */

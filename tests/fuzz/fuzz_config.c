@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	close(fd);
 	if (r) {
 		/* "file:line: reason" (or "file: reason" for the whole file) */
-		if (strncmp(err, path, strlen(path)) || err[strlen(path)] != ':')
+		if (!fuzz_names_file(err, path))
 			abort();
 		return 0;
 	}

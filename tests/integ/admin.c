@@ -86,9 +86,7 @@ static const char *http_body(const char *resp)
 static int start_sidelane(struct th_env *env, const struct th_env *sidecar,
 			  const char *cfg)
 {
-	mkdir("build/tests/logs", 0755);
-	snprintf(env->log, sizeof(env->log), "build/tests/logs/sidelane-%s.log",
-		 env->name);
+	th_env_log_path(env);
 	env->sidelane = fork();
 	if (env->sidelane < 0)
 		return -errno;

@@ -368,10 +368,8 @@ int main(void)
 		th_skip(setup, "no sidelane binary (make first)");
 		goto out;
 	}
-	mkdir("build/tests/logs", 0755);
-	snprintf(log_path, sizeof(log_path), "build/tests/logs/sidelane-%s.log",
-		 env.name);
-	snprintf(env.log, sizeof(env.log), "%s", log_path);
+	th_env_log_path(&env);
+	snprintf(log_path, sizeof(log_path), "%s", env.log);
 	admin_port = th_free_port();
 	err = admin_port < 0 ? admin_port : start("safe");
 	err = err ?: th_enter(&env);

@@ -2124,9 +2124,7 @@ static int start_proxy_mode(struct th_env *env, enum mode m)
 	}
 	if (err)
 		return err;
-	mkdir("build/tests/logs", 0755);
-	snprintf(env->log, sizeof(env->log), "build/tests/logs/sidelane-%s.log",
-		 env->name);
+	th_env_log_path(env);
 	snprintf(cfg, sizeof(cfg), "/tmp/sidelane-test-conformance-%d.yaml",
 		 (int)getpid());
 	snprintf(text, sizeof(text),

@@ -322,9 +322,7 @@ int main(void)
 	err = err ?: th_env_setup_opts(&env, "faults",
 				       &(struct th_env_opts){ .sidecar = true });
 	if (!err) {
-		mkdir("build/tests/logs", 0755);
-		snprintf(env.log, sizeof(env.log),
-			 "build/tests/logs/sidelane-%s.log", env.name);
+		th_env_log_path(&env);
 	}
 	err = err ?: th_echo_server(256, &port);
 	admin_port = err ? 0 : th_free_port();

@@ -58,6 +58,10 @@ bool th_env_start(struct th_env *env, const char *test, bool accelerated);
 /* th_env_setup_opts() then th_enter(), reported as "<test>/<mode>: setup". */
 bool th_env_start_opts(struct th_env *env, const char *test, const char *mode,
 		       const struct th_env_opts *opts);
+/* env->log: build/tests/logs/sidelane-<name>.log (the folder made); the
+ * harness removes it at teardown unless something went wrong.
+ */
+void th_env_log_path(struct th_env *env);
 /* Leave the cgroup, stop sidelane, `sidelane detach`, rmdir the cgroup.
  * Safe on a partly set up env. Returns 0, or -errno if something was left.
  */

@@ -680,9 +680,7 @@ int main(void)
 	if (!err && (amb_port < 0 || amb_tls_port < 0 || tls_port < 0))
 		err = -EADDRINUSE;
 	if (!err) {
-		mkdir("build/tests/logs", 0755);
-		snprintf(env.log, sizeof(env.log), "build/tests/logs/sidelane-%s.log",
-			 env.name);
+		th_env_log_path(&env);
 		snprintf(env_b.log, sizeof(env_b.log),
 			 "build/tests/logs/sidelane-%s.log", env_b.name);
 		/* B: the upstream pod's sidecar, terminating mTLS */

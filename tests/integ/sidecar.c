@@ -244,9 +244,7 @@ static int start_sidelane(const char *sidecar_cgroup)
 	/* Output to a log the tests read (the harness removes it unless
 	 * something went wrong).
 	 */
-	mkdir("build/tests/logs", 0755);
-	snprintf(app.log, sizeof(app.log), "build/tests/logs/sidelane-%s.log",
-		 app.name);
+	th_env_log_path(&app);
 	app.sidelane = fork();
 	if (!app.sidelane) {
 		int fd = open(app.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

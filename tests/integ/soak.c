@@ -251,9 +251,7 @@ int main(void)
 	err = err ?: th_env_setup_opts(&env, "soak",
 				       &(struct th_env_opts){ .sidecar = true });
 	if (!err) {
-		mkdir("build/tests/logs", 0755);
-		snprintf(env.log, sizeof(env.log),
-			 "build/tests/logs/sidelane-%s.log", env.name);
+		th_env_log_path(&env);
 		amb_port = th_free_port();
 		err = amb_port < 0 ? amb_port : th_echo_server(512, &srv_port);
 	}

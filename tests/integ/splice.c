@@ -1516,9 +1516,8 @@ int main(void)
 	if (!TH_CHECK(!err, setup, "%s", strerror(-err)))
 		goto out;
 	th_fill(data, DATA_LEN, 77);
-	mkdir("build/tests/logs", 0755);
-	snprintf(log_path, sizeof(log_path), "build/tests/logs/sidelane-%s.log", env.name);
-	snprintf(env.log, sizeof(env.log), "%s", log_path);
+	th_env_log_path(&env);
+	snprintf(log_path, sizeof(log_path), "%s", env.log);
 	amb_port = th_free_port();
 	amb6_port = th_free_port();
 	lossy_amb_port = th_free_port();

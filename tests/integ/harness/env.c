@@ -373,9 +373,7 @@ int th_env_setup_opts(struct th_env *env, const char *name,
 		return err;
 	if (path_exists(env->pin_root))
 		return -EEXIST;
-	mkdir(TH_LOG_DIR, 0755);
-	snprintf(env->log, sizeof(env->log), TH_LOG_DIR "/sidelane-%s.log",
-		 env->name);
+	th_env_log_path(env);
 	unlink(env->log);
 	{
 		char *argv[] = { (char *)bin,	  "run",
@@ -597,4 +595,11 @@ int th_rm_tree(const char *path)
 	int r = nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 
 	return r < 0 ? -errno : r;
+}
+
+void th_env_log_path(struct th_env *env)
+{
+	mkdir(TH_LOG_DIR, 0755);
+	snprintf(env->log, sizeof(env->log), TH_LOG_DIR "/sidelane-%s.log",
+		 env->name);
 }
