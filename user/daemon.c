@@ -23,10 +23,10 @@
 #include "lib/accesslog.h"
 #include "lib/cgroup.h"
 #include "lib/log.h"
-#include "loader/keep.h"
 #include "lib/privs.h"
 #include "loader/acct_user.h"
 #include "loader/admission_user.h"
+#include "loader/keep.h"
 #include "loader/capture_user.h"
 #include "loader/coexist.h"
 #include "loader/detach.h"
@@ -499,9 +499,6 @@ static int inbound_step(struct daemon *d)
 	return inbound_start(d->cfg, d->proxy);
 }
 
-/* Everything is loaded, attached and listening: from here on only CAP_BPF
- * and CAP_NET_ADMIN are used, in every thread.
- */
 /* Once everything is pinned, and before the privileges go (bpf_obj_get
  * of a pin needs them).
  */
@@ -521,6 +518,9 @@ static void keep_stop(struct daemon *d)
 	d->keep = NULL;
 }
 
+/* Everything is loaded, attached and listening: from here on only CAP_BPF
+ * and CAP_NET_ADMIN are used, in every thread.
+ */
 static int privs_start(struct daemon *d)
 {
 	char kept[128];
