@@ -214,20 +214,37 @@ static __always_inline int splice_push(struct sk_msg_md *msg,
 	return SK_PASS;
 }
 
-/* skbs of the psock's own queue: passed ones waiting to enter its
- * ingress_msg, or redirected ones waiting for the work queue to send them
+/* Is the upstream's psock holding nothing the proxy has yet to read: no
+ * skb in its own queue (passed ones waiting to enter ingress_msg: the
+ * verdict's fallback when ingress_msg could not take one at once) and no
+ * byte in ingress_msg?
+ * The order of the two loads matters. The psock's work (sk_psock_backlog)
+ * peeks an skb, queues it on ingress_msg (msg_tot_len grows) and only then
+ * dequeues it (qlen drops). Read msg_tot_len first and the work may move
+ * the whole queue between the loads: both read 0 while those bytes sit in
+ * ingress_msg, and this skb overtakes them (a span of the download came
+ * back after later bytes, about one splice test run in 15). Read qlen
+ * first: once it reads 0 the bytes it held are counted in msg_tot_len
+ * (the work's stores are ordered by its locks; these loads are volatile,
+ * so kept in this order). A proxy read in between changes seq, which the
+ * caller checks after.
  */
-static __always_inline __u32 psock_skbs(struct tcp_sock *tp)
+static __always_inline bool psock_empty(struct tcp_sock *tp)
 {
 	struct sk_psock *psock;
 
 	if (!tp)
-		return 0;
+		return true;
 	psock = bpf_rdonly_cast(
 		(void *)((unsigned long)tp->inet_conn.icsk_inet.sk.sk_user_data &
 			 SL_SK_USER_DATA_PTRMASK),
 		bpf_core_type_id_kernel(struct sk_psock));
-	return psock ? psock->ingress_skb.qlen : 0;
+	if (!psock)
+		return true;
+	if (SL_READ_ONCE(psock->ingress_skb.qlen))
+		return false;
+	return !bpf_core_field_exists(struct sk_psock, msg_tot_len) ||
+	       !SL_READ_ONCE(psock->msg_tot_len);
 }
 
 /* Bytes ever queued on the socket for sending: write_seq less the ISN
@@ -366,7 +383,7 @@ static __always_inline int splice_down(struct __sk_buff *skb)
 	if (!len)
 		return SK_PASS;
 	seq = SL_READ_ONCE(s->half[SL_SPD_DOWN].seq);
-	if ((seq & 1) || psock_backlog(up_tp) || psock_skbs(up_tp) ||
+	if ((seq & 1) || !psock_empty(up_tp) ||
 	    SL_READ_ONCE(s->half[SL_SPD_DOWN].seq) != seq) {
 		splice_relayed(s, SL_SPD_DOWN, SL_SPW_BEHIND, len);
 		return SK_PASS;
