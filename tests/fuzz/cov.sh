@@ -15,6 +15,14 @@ target() {
 	addr) echo user/lib/addr.c ;;
 	esac
 }
+# The functions a harness is for, where its files hold much else (the
+# admin endpoint's metrics need pins, tls.c is mostly the TLS context).
+funcs() {
+	case $1 in
+	admin) echo 'admin.c:on_request|admin.c:serve_drain|admin.c:serve_healthz' ;;
+	cert) echo 'cert_identity' ;;
+	esac
+}
 for n in "$@"; do
 	d=$OUT/fuzz-cov/$n
 	rm -rf "$d" && mkdir -p "$d"
@@ -30,4 +38,8 @@ for n in "$@"; do
 		$(target "$n") 2>/dev/null | awk -v n="$n" -v f="$files" -v b="$inputs" '
 		/^TOTAL/ { printf "%-12s %5d inputs (%d B): lines %s, branches %s\n",
 				  n, f, b, $10, $13 }'
+	[ -n "$(funcs "$n")" ] || continue
+	llvm-cov report -show-functions "$OUT/fuzz-cov/fuzz_$n" \
+		-instr-profile="$d/all.profdata" $(target "$n") 2>/dev/null |
+		grep -E "^($(funcs "$n")) " | awk '{ printf "%14s %s: lines %s, branches %s\n", "", $1, $7, $10 }'
 done
