@@ -21,6 +21,7 @@ funcs() {
 	case $1 in
 	admin) echo 'admin.c:on_request|admin.c:serve_drain|admin.c:serve_healthz' ;;
 	cert) echo 'cert_identity' ;;
+	policy_args) echo 'policy_rule_parse' ;;
 	esac
 }
 for n in "$@"; do

@@ -25,8 +25,12 @@ static int dial(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-	if (fd < 0 || connect(fd, (struct sockaddr *)&ep.addr, ep.addrlen))
+	if (fd < 0 || connect(fd, (struct sockaddr *)&ep.addr, ep.addrlen)) {
+		/* the harness's own failure, not a finding: say which */
+		fprintf(stderr, "fuzz_admin: %s: %s\n", fd < 0 ? "socket" : "connect",
+			strerror(errno));
 		abort();
+	}
 	return fd;
 }
 
