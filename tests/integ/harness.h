@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include "fastpath.h"
 
@@ -125,6 +126,9 @@ int th_conn(const struct th_env *env, __u64 cookie, struct sl_conn *out);
  * "::1" or "::ffff:127.0.0.1" (an AF_INET6 client against a v4 listener).
  * Returns 0 or -errno; fds are blocking, CLOEXEC.
  */
+/* A numeric IPv4 or IPv6 address and a port as a sockaddr. 0 or -EINVAL. */
+int th_sockaddr(const char *addr, int port, struct sockaddr_storage *ss,
+		socklen_t *len);
 int th_listen(const char *addr, int backlog, int *port);
 int th_connect(const char *addr, int port);
 int th_tcp_pair(const char *laddr, const char *caddr, int *cfd, int *sfd);

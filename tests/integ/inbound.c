@@ -138,27 +138,6 @@ static int ns_setup(void)
 
 /* ---- sockets (the worker thread is in the pod) ----------------------- */
 
-static int mk_addr(const char *ip, int port, struct sockaddr_storage *ss,
-		   socklen_t *len)
-{
-	struct sockaddr_in *in = (void *)ss;
-	struct sockaddr_in6 *in6 = (void *)ss;
-
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, ip, &in->sin_addr) == 1) {
-		in->sin_family = AF_INET;
-		in->sin_port = htons(port);
-		*len = sizeof(*in);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, ip, &in6->sin6_addr) != 1)
-		return -EINVAL;
-	in6->sin6_family = AF_INET6;
-	in6->sin6_port = htons(port);
-	*len = sizeof(*in6);
-	return 0;
-}
-
 /* A socket of namespace ns (-1: the pod, where this thread is). */
 static int ns_socket(int ns, int family)
 {
@@ -182,7 +161,7 @@ static int listen_at(const char *ip, int port, int v6only)
 	int fd, one = 1, err;
 	socklen_t len;
 
-	err = mk_addr(ip, port, &ss, &len);
+	err = th_sockaddr(ip, port, &ss, &len);
 	if (err)
 		return err;
 	fd = ns_socket(-1, ss.ss_family);
@@ -210,7 +189,7 @@ static int dial(int ns, const char *ip, int port, __u64 *ms)
 	socklen_t len, el = sizeof(int);
 	int err, soerr = 0;
 
-	err = mk_addr(ip, port, &ss, &len);
+	err = th_sockaddr(ip, port, &ss, &len);
 	if (err)
 		return err;
 	p.fd = ns_socket(ns, ss.ss_family);
@@ -258,7 +237,7 @@ static bool sock_is(int fd, bool local, const char *ip, int port)
 	struct sockaddr_storage got, want;
 	socklen_t gl = sizeof(got), wl;
 
-	if (mk_addr(ip, port, &want, &wl))
+	if (th_sockaddr(ip, port, &want, &wl))
 		return false;
 	if (local ? getsockname(fd, (void *)&got, &gl) :
 		    getpeername(fd, (void *)&got, &gl))

@@ -22,8 +22,8 @@ __u64 th_sock_cookie(int fd)
 	return c;
 }
 
-static int parse_addr(const char *addr, int port, struct sockaddr_storage *ss,
-		      socklen_t *len)
+int th_sockaddr(const char *addr, int port, struct sockaddr_storage *ss,
+		socklen_t *len)
 {
 	struct sockaddr_in *in = (void *)ss;
 	struct sockaddr_in6 *in6 = (void *)ss;
@@ -50,7 +50,7 @@ int th_listen(const char *addr, int backlog, int *port)
 	socklen_t len;
 	int fd, one = 1, err;
 
-	err = parse_addr(addr, 0, &ss, &len);
+	err = th_sockaddr(addr, 0, &ss, &len);
 	if (err)
 		return err;
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -78,7 +78,7 @@ int th_connect(const char *addr, int port)
 	socklen_t len;
 	int fd, err;
 
-	err = parse_addr(addr, port, &ss, &len);
+	err = th_sockaddr(addr, port, &ss, &len);
 	if (err)
 		return err;
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
