@@ -117,16 +117,17 @@ int sl_keep_check(struct sl_keep *k, const char **what)
 			return -ENOLINK;
 		}
 	}
-	if (!mkdir(k->root, k->mode))
-		chmod(k->root, k->mode); /* mkdir's mode went through umask */
-	else if (errno != EEXIST)
-		return -errno;
 	for (i = 0; i < k->n; i++) {
 		struct keep_pin *p = &k->pins[i];
 
 		sl_pin_path(path, sizeof(path), k->root, p->name);
 		if (!access(path, F_OK))
 			continue;
+		/* the folder too, the first time a pin is missing */
+		if (!put && !mkdir(k->root, k->mode))
+			chmod(k->root, k->mode); /* mkdir's mode went through umask */
+		else if (!put && errno != EEXIST)
+			return -errno;
 		if (bpf_obj_pin(p->fd, path)) {
 			*what = p->name;
 			return -errno;
