@@ -49,6 +49,8 @@
 #define ID_C "spiffe://" TD "/ns/c/sa/x"
 #define HS_MS 1000 /* tls.handshake_timeout_ms of both hosts */
 #define CROWD 300 /* hostile peers at once on B's inbound listener */
+#define FLOOD 10000 /* silent peers opened in a row on it */
+#define B_MAX_CONNS 1024 /* B's proxy.max_conns: the flood overflows it */
 #define READY_MS 10000 /* `sidelane run` until it logs "running" */
 #define STAT_MS 3500 /* counters are published about once a second */
 #define LOG_MS 3000 /* a line the proxy logs at a connection's end */
@@ -249,13 +251,14 @@ static int write_configs(void)
 	snprintf(b, sizeof(b),
 		 "tls:\n  cert: \"%s\"\n  key: \"%s\"\n  ca: \"%s\"\n"
 		 "  handshake_timeout_ms: %d\n"
+		 "proxy:\n  max_conns: %d\n"
 		 "capture:\n  enabled: false\n"
 		 "inbound:\n  enabled: true\n  mode: sk_lookup\n"
 		 "  ports: [\"%d\"]\n  default: deny\n  identities:\n"
 		 "    - id: \"spiffe://" TD "/ns/a/*\"\n      action: allow\n"
 		 "accounting:\n  access_log: \"%s\"\n",
 		 th_pki_path(dir, "b", "pem"), th_pki_path(dir, "b", "key"),
-		 th_pki_path(dir, "ca", "pem"), HS_MS, APP_PORT,
+		 th_pki_path(dir, "ca", "pem"), HS_MS, B_MAX_CONNS, APP_PORT,
 		 th_pki_path(dir, "b-access", "log"));
 	snprintf(ha.cfg, sizeof(ha.cfg), "%s", th_pki_path(dir, "a", "yaml"));
 	snprintf(hb.cfg, sizeof(hb.cfg), "%s", th_pki_path(dir, "b", "yaml"));
@@ -421,6 +424,8 @@ static const char *const watched[] = {
 	"proxy.closed.tls-failed",
 	"proxy.closed.tls-timeout",
 	"proxy.closed.identity-denied",
+	"proxy.closed.tls-evicted",
+	"proxy.closed.too-many",
 	"proxy.pid",
 	"proxy.updated_ms",
 	"inbound.steered",
@@ -1182,10 +1187,11 @@ static void test_admission(const struct hop_snap *a0, const struct hop_snap *b0,
 static const char py_peer[] =
 	"import socket, ssl, sys, time\n"
 	"mode, cert, key, ca = sys.argv[1:5]\n"
-	"if mode == 'crowd':\n"
-	"    N = " SL_XSTR(CROWD) "\n"
+	"if mode in ('crowd', 'flood'):\n"
+	"    N = " SL_XSTR(CROWD) " if mode == 'crowd' else " SL_XSTR(FLOOD) "\n"
 	"    hs = [socket.create_connection(('" B_IP "', 8080), 5) for i in range(N)]\n"
-	"    for h in hs[1::3]: h.sendall(b'\\x16\\x03\\x01\\x40\\x00')\n"
+	"    if mode == 'crowd':\n"
+	"        for h in hs[1::3]: h.sendall(b'\\x16\\x03\\x01\\x40\\x00')\n"
 	"    c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n"
 	"    c.check_hostname = False\n"
 	"    c.load_verify_locations(ca)\n"
@@ -1199,7 +1205,7 @@ static const char py_peer[] =
 	"        v.unwrap(); v.close()\n"
 	"        lat.append(int((time.monotonic() - t) * 1000))\n"
 	"        ok += b'hello from app B' in d\n"
-	"        for h in hs[2::3]:\n"
+	"        for h in hs[2::3] if mode == 'crowd' else []:\n"
 	"            try: h.send(b'x')\n"
 	"            except OSError: pass\n"
 	"    closed = 0\n"
@@ -1210,7 +1216,7 @@ static const char py_peer[] =
 	"            closed += 1\n"
 	"        except ConnectionResetError: closed += 1\n"
 	"        except OSError: pass\n"
-	"    print('CROWD', ok, max(lat), closed, N)\n"
+	"    print(mode.upper(), ok, max(lat), closed, N)\n"
 	"    sys.exit(0)\n"
 	"s = socket.create_connection(('" B_IP "', 8080), 5)\n"
 	"s.settimeout(5)\n"
@@ -1381,6 +1387,65 @@ static void test_crowd(void)
 		     "%u of 4 served, the slowest in %u ms", ok, max_ms) &&
 	    TH_CHECK(closed == n, name, "%u of %u hostile peers closed", closed,
 		     n))
+		th_pass(name);
+}
+
+/* FLOOD silent peers connect to B's inbound listener one after another,
+ * ten times its proxy.max_conns, then a valid mTLS client is served four
+ * times while B is full of them: a new connection takes the slot of the
+ * oldest peer still in its handshake (tls-evicted), so a crowd that never
+ * authenticates cannot shut clients out. Every silent peer ends with a
+ * reset or at the handshake deadline, and B's descriptors come back.
+ */
+static void test_flood(void)
+{
+	const char *name = "mesh: " SL_XSTR(FLOOD) " silent peers on the inbound "
+			   "listener (max_conns " SL_XSTR(B_MAX_CONNS) "): a valid "
+			   "client is served, the oldest unauthenticated are "
+			   "evicted, all closed, descriptors back";
+	char out[1024];
+	char *argv[] = { "python3", "-c", (char *)py_peer, "flood",
+			 (char *)th_pki_path(dir, "a", "pem"),
+			 (char *)th_pki_path(dir, "a", "key"),
+			 (char *)th_pki_path(dir, "ca", "pem"), NULL };
+	unsigned int ok = 0, max_ms = 0, closed = 0, n = 0;
+	int fds0 = th_proc_fds(hb.app.sidelane), fds = -1, st;
+	__u64 evicted, refused, end;
+	struct snap s0, s1;
+
+	if (!TH_CHECK(!snap_read(&hb, &s0) && fds0 > 0, name,
+		      "B's counters or descriptors before"))
+		return;
+	st = run_a(false, argv, out, sizeof(out));
+	out[strcspn(out, "\n")] = '\0';
+	th_info("flood: %s", out);
+	conns_to_b += 4 + FLOOD;
+	/* B lets go of the last ones at their handshake deadline */
+	end = th_now_ms() + HS_MS + 3000;
+	do {
+		usleep(100 * 1000);
+		fds = th_proc_fds(hb.app.sidelane);
+	} while (fds > fds0 + 2 && th_now_ms() < end);
+	usleep(1100 * 1000); /* the counters are published once a second */
+	if (!TH_CHECK(!snap_read(&hb, &s1), name, "B's counters after"))
+		return;
+	evicted = snap_get(&s1, "proxy.closed.tls-evicted") -
+		  snap_get(&s0, "proxy.closed.tls-evicted");
+	refused = snap_get(&s1, "proxy.closed.too-many") -
+		  snap_get(&s0, "proxy.closed.too-many");
+	th_info("flood: B evicted %llu, refused %llu (too-many), descriptors "
+		"%d before, %d after", (unsigned long long)evicted,
+		(unsigned long long)refused, fds0, fds);
+	if (TH_CHECK(st == 0 && sscanf(out, "FLOOD %u %u %u %u", &ok, &max_ms,
+				       &closed, &n) == 4, name,
+		     "client exit %d: %s", st, out) &&
+	    TH_CHECK(ok == 4 && max_ms < HS_MS, name,
+		     "%u of 4 served, the slowest in %u ms", ok, max_ms) &&
+	    TH_CHECK(evicted > 0, name, "none evicted: B was never full") &&
+	    TH_CHECK(closed == n, name, "%u of %u silent peers closed", closed,
+		     n) &&
+	    TH_CHECK(fds <= fds0 + 2, name, "B holds %d descriptors, %d before",
+		     fds, fds0))
 		th_pass(name);
 }
 
@@ -1813,9 +1878,10 @@ int main(void)
 	test_admission(&fa0, &fb0, &sb0);
 
 	t[2] = th_now_ms();
-	th_watchdog(30, "mesh: refusals");
+	th_watchdog(45, "mesh: refusals, crowd, flood");
 	test_refusals();
 	test_crowd();
+	test_flood();
 	t[3] = th_now_ms();
 	th_watchdog(40, "mesh: rotation, SIGHUP storm");
 	test_rotation();

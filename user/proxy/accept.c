@@ -156,7 +156,7 @@ static void conn_accepted(struct sl_worker *p, struct sl_listener *l, int fd,
 
 	if (__atomic_add_fetch(&p->grp->active, 1, __ATOMIC_RELAXED) >
 		    p->max_conns &&
-	    p->max_conns) {
+	    p->max_conns && !hs_evict(p)) {
 		conn_close(p, c, SL_CLOSE_TOO_MANY, NULL);
 		return;
 	}

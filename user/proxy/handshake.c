@@ -149,3 +149,24 @@ void hs_start(struct sl_worker *p, struct sl_conn *c, struct sl_side *s)
 	timer_set(p, c, T_HANDSHAKE);
 	hs_step(p, c);
 }
+
+/* At proxy.max_conns a new connection takes the slot of this worker's
+ * oldest inbound handshake: a peer that has not yet proved who it is has
+ * no claim on a slot, and without this a crowd of silent peers would shut
+ * every client out until their handshake deadline. Outbound handshakes
+ * belong to the app's own connections and are never taken. The handshake
+ * list is in start order, so the first inbound one found is the oldest.
+ */
+bool hs_evict(struct sl_worker *p)
+{
+	struct sl_conn *c = p->timers[T_HANDSHAKE].head;
+	int n;
+
+	for (n = 0; c && n < SL_EVICT_SCAN; c = c->next, n++) {
+		if (c->hs != &c->app)
+			continue;
+		conn_close(p, c, SL_CLOSE_TLS_EVICTED, "proxy.max_conns reached");
+		return true;
+	}
+	return false;
+}

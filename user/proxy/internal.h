@@ -43,6 +43,7 @@
 #define SL_ACCEPT_BATCH 64 /* accepts per listener event */
 #define SL_ACCEPT_PAUSE_MS 100 /* after EMFILE/ENFILE/ENOMEM */
 #define SL_ACCEPT_WARN_MS 10000 /* at most one such warning in this long */
+#define SL_EVICT_SCAN 64 /* handshakes looked at for one to evict (hs_evict) */
 #define SL_MAX_ADDRS 8 /* upstream candidates per connection */
 #define SL_RESOLVERS 2 /* resolver threads, only if a name needs them */
 #define SL_DEFAULT_BUFFER (64 * 1024)
@@ -278,6 +279,7 @@ bool dst_allowed(struct sl_worker *p, struct sl_conn *c);
 /* handshake.c: mTLS on a side, then the identity policy */
 void hs_start(struct sl_worker *p, struct sl_conn *c, struct sl_side *s);
 void hs_step(struct sl_worker *p, struct sl_conn *c);
+bool hs_evict(struct sl_worker *p);
 const struct sl_mesh_dst *mesh_find(const struct sl_worker *p,
 				    const struct sockaddr_storage *dst);
 

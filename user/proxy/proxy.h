@@ -30,6 +30,7 @@ enum sl_close_reason {
 	SL_CLOSE_TLS_FAILED, /* handshake or TLS record error (see the tls log) */
 	SL_CLOSE_TLS_TIMEOUT, /* handshake not done within its timeout */
 	SL_CLOSE_IDENTITY, /* peer's SPIFFE ID refused by identity policy */
+	SL_CLOSE_TLS_EVICTED, /* unauthenticated, its slot taken at max_conns */
 	SL_CLOSE_NR
 };
 extern const char *const sl_close_reason_name[SL_CLOSE_NR];

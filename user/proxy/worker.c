@@ -20,6 +20,7 @@ const char *const sl_close_reason_name[SL_CLOSE_NR] = {
 	[SL_CLOSE_TLS_FAILED] = "tls-failed",
 	[SL_CLOSE_TLS_TIMEOUT] = "tls-timeout",
 	[SL_CLOSE_IDENTITY] = "identity-denied",
+	[SL_CLOSE_TLS_EVICTED] = "tls-evicted",
 };
 
 /* ---- public ---- */
