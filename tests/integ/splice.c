@@ -366,13 +366,19 @@ static void remove_files(void *arg)
 	unlink(alog_path);
 }
 
+static int start_workers; /* proxy.workers of the next start(); 0: default */
+
 static int start(const char *mode, bool splice)
 {
 	char text[PATH_MAX + 512];
+	char workers[32] = "";
 
+	if (start_workers)
+		snprintf(workers, sizeof(workers), "  workers: %d\n",
+			 start_workers);
 	snprintf(text, sizeof(text),
 		 "capture:\n  enabled: false\n"
-		 "proxy:\n  splice: %s\n  ambassadors:\n"
+		 "proxy:\n  splice: %s\n%s  ambassadors:\n"
 		 "    - listen: \"127.0.0.1:%d\"\n      upstream: \"127.0.0.1:%d\"\n"
 		 "    - listen: \"[::1]:%d\"\n      upstream: \"[::1]:%d\"\n"
 		 "    - listen: \"127.0.0.1:%d\"\n      upstream: \"" LOSSY_NS ":%d\"\n"
@@ -380,7 +386,7 @@ static int start(const char *mode, bool splice)
 		 "accounting:\n  access_log: \"%s\"\n"
 		 "fastpath:\n  app_sockets: %s\n"
 		 "limits:\n  max_conns: " SL_XSTR(LIMIT_CONNS) "\n",
-		 splice ? "true" : "false", amb_port, srv_port, amb6_port,
+		 splice ? "true" : "false", workers, amb_port, srv_port, amb6_port,
 		 srv6_port, lossy_amb_port, lossy_srv_port, alog_path, mode);
 	return th_env_run_config(&env, cfg_path, text);
 }
@@ -935,44 +941,21 @@ static void check_lossy_download(void)
 		  "no retransmission: the lossy case proved nothing");
 }
 
-/* limits.max_conns sizes the tables (sockhash two sockets a connection,
- * records three, the splice slots one); a burst past it leaves the surplus
- * on the plain path, counted, and every connection's bytes right.
+/* n connections through the ambassador, all open at once (so each holds
+ * its sockhash entries, records and splice slot), each echoing one line;
+ * *ok: how many echoes came back right. Closes them and waits for the
+ * records to go. Returns how many connected.
  */
-static void check_limits(void)
+#define BURST_MAX (LIMIT_CONNS + LIMIT_CONNS / 4)
+static int burst_echo(const char *name, int n_want, int *ok)
 {
-	const char *name = "limits: max_conns sizes the sockhash, records and splice slots";
-	const char *name2 = "limits: a burst past max_conns: the surplus on the plain path, "
-			    "counted, every echo right";
-	enum { N = LIMIT_CONNS + LIMIT_CONNS / 4 };
-	static int fds[N];
+	static int fds[BURST_MAX];
 	struct hello h = { .mode = 'E' };
-	struct bpf_map_info info;
-	struct sl_counters c0, c1;
-	struct sl_splice_stats sp0, sp1;
-	__u32 len, max[3] = {};
-	int before;
-	const char *maps[3] = { SL_MAP_SOCKHASH, SL_MAP_CONNS, SL_MAP_SPLICE };
 	char msg[100], back[100];
-	int i, n = 0, ok = 0, fd;
+	int i, n = 0, before = th_map_entries(&env, SL_MAP_CONNS);
 
-	for (i = 0; i < 3; i++) {
-		fd = sl_pin_open(env.pin_root, maps[i]);
-		memset(&info, 0, sizeof(info));
-		len = sizeof(info);
-		if (fd >= 0 && !bpf_obj_get_info_by_fd(fd, &info, &len))
-			max[i] = info.max_entries;
-		if (fd >= 0)
-			close(fd);
-	}
-	TH_RESULT(max[0] == 2 * LIMIT_CONNS && max[1] == 3 * LIMIT_CONNS &&
-			  max[2] == LIMIT_CONNS,
-		  name, "max_entries: sockhash %u, records %u, splice %u", max[0],
-		  max[1], max[2]);
-	th_counters(&env, &c0);
-	splice_stats(&sp0);
-	before = th_map_entries(&env, SL_MAP_CONNS);
-	for (i = 0; i < N; i++) {
+	*ok = 0;
+	for (i = 0; i < n_want && i < BURST_MAX; i++) {
 		fds[i] = app_connect(false);
 		if (fds[i] < 0)
 			break;
@@ -998,7 +981,7 @@ static void check_limits(void)
 				got += r;
 		}
 		if (got == sizeof(back) && !memcmp(back, msg, sizeof(msg)))
-			ok++;
+			(*ok)++;
 		else {
 			char l[2048] = "";
 			int lp = local_port(fds[i]);
@@ -1006,13 +989,11 @@ static void check_limits(void)
 			close(fds[i]);
 			fds[i] = -1;
 			relay_line(lp, l, sizeof(l));
-			th_info("%s: connection %d (:%d): %zu of %zu B back%s; %s", name2,
+			th_info("%s: connection %d (:%d): %zu of %zu B back%s; %s", name,
 				i, lp, got, sizeof(back),
 				got == sizeof(back) ? ", differing" : "", l);
 		}
 	}
-	th_counters(&env, &c1);
-	splice_stats(&sp1);
 	for (i = 0; i < n; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
@@ -1020,17 +1001,116 @@ static void check_limits(void)
 	 * pairs free their records at TCP_CLOSE, the proxy's a moment later)
 	 */
 	th_wait_entries(&env, SL_MAP_CONNS, before, 5000);
+	return n;
+}
+
+/* limits.max_conns sizes the tables (sockhash two sockets a connection,
+ * records three, the splice slots one); a burst past it leaves the surplus
+ * on the plain path, counted, and every connection's bytes right.
+ */
+static void check_limits(void)
+{
+	const char *name = "limits: max_conns sizes the sockhash, records and splice slots";
+	const char *name2 = "limits: a burst past max_conns: the surplus on the plain path, "
+			    "counted, every echo right";
+	struct bpf_map_info info;
+	struct sl_counters c0, c1;
+	struct sl_splice_stats sp0, sp1;
+	__u32 len, max[3] = {};
+	const char *maps[3] = { SL_MAP_SOCKHASH, SL_MAP_CONNS, SL_MAP_SPLICE };
+	int i, n, ok, fd;
+
+	for (i = 0; i < 3; i++) {
+		fd = sl_pin_open(env.pin_root, maps[i]);
+		memset(&info, 0, sizeof(info));
+		len = sizeof(info);
+		if (fd >= 0 && !bpf_obj_get_info_by_fd(fd, &info, &len))
+			max[i] = info.max_entries;
+		if (fd >= 0)
+			close(fd);
+	}
+	TH_RESULT(max[0] == 2 * LIMIT_CONNS && max[1] == 3 * LIMIT_CONNS &&
+			  max[2] == LIMIT_CONNS,
+		  name, "max_entries: sockhash %u, records %u, splice %u", max[0],
+		  max[1], max[2]);
+	th_counters(&env, &c0);
+	splice_stats(&sp0);
+	n = burst_echo(name2, BURST_MAX, &ok);
+	th_counters(&env, &c1);
+	splice_stats(&sp1);
 	th_info("%s: %d connections, %d echoes right; sockhash inserts failed "
 		"+%llu, records not kept +%llu; download overlaps cut +%llu",
 		name2, n, ok,
 		(unsigned long long)(c1.sock_insert_failed - c0.sock_insert_failed),
 		(unsigned long long)(c1.conn_map_full - c0.conn_map_full),
 		(unsigned long long)(sp1.dup_skbs - sp0.dup_skbs));
-	TH_RESULT(n == N && ok == N &&
+	TH_RESULT(n == BURST_MAX && ok == BURST_MAX &&
 			  c1.sock_insert_failed + c1.conn_map_full >
 				  c0.sock_insert_failed + c0.conn_map_full,
 		  name2, "%d of %d connected, %d echoes right, nothing counted "
-		  "full", n, N, ok);
+		  "full", n, BURST_MAX, ok);
+}
+
+/* Each worker splices into its own share of the slots (no lock on the data
+ * path), so with eight workers and max_conns pairs open at once, a worker
+ * that accepted more than its eighth has no slot for the rest: those stay
+ * relayed by the proxy, the line says no-slot, nothing of them was pushed,
+ * and every echo is right. (Only an even split, 32 each, would leave every
+ * pair a slot: about 1 run in 4e7.)
+ */
+static void check_no_slot(void)
+{
+	const char *name = "splice: a worker out of splice slots: those pairs stay "
+			   "relayed (no-slot), every echo right";
+	unsigned int lines = 0, no_slot = 0, pushed = 0;
+	char line[2048];
+	struct stat sb;
+	long mark;
+	int n, ok, err;
+	__u64 end;
+	FILE *f;
+
+	if (env.sidelane > 0) {
+		kill(env.sidelane, SIGTERM);
+		th_wait(env.sidelane, 5000);
+		env.sidelane = 0;
+	}
+	start_workers = 8;
+	err = start("send", true);
+	start_workers = 0;
+	if (!TH_CHECK(!err, name, "restart with 8 workers: %s", strerror(-err)))
+		return;
+	mark = stat(alog_path, &sb) ? 0 : sb.st_size;
+	n = burst_echo(name, LIMIT_CONNS, &ok);
+	/* the lines are written at the proxy's close, a moment later */
+	end = th_now_ms() + 3000;
+	do {
+		lines = no_slot = pushed = 0;
+		usleep(100 * 1000);
+		f = fopen(alog_path, "r");
+		if (f && fseek(f, mark, SEEK_SET))
+			rewind(f);
+		while (f && fgets(line, sizeof(line), f)) {
+			if (!strstr(line, "\"kind\":\"relay\""))
+				continue;
+			lines++;
+			if (!strstr(line, "\"splice\":\"no-slot\""))
+				continue;
+			no_slot++;
+			pushed += field(line, "bytes_up_spliced") +
+					  field(line, "bytes_down_spliced") >
+				  0;
+		}
+		if (f)
+			fclose(f);
+	} while (lines < (unsigned int)n && th_now_ms() < end);
+	th_info("%s: %d connections, %d echoes right, %u lines, %u no-slot",
+		name, n, ok, lines, no_slot);
+	TH_RESULT(n == LIMIT_CONNS && ok == n && lines == (unsigned int)n &&
+			  no_slot > 0 && !pushed,
+		  name, "%d of %d connected, %d echoes right, %u lines, %u no-slot "
+		  "(%u of them with bytes pushed)", n, LIMIT_CONNS, ok, lines,
+		  no_slot, pushed);
 }
 
 /* `sidelane status --json` has what sk_msg pushed, equal to the map's. */
@@ -1593,6 +1673,7 @@ int main(void)
 			  "the line says redirect-off", "redirect", true, "redirect-off");
 	check_not_spliced("splice: proxy.splice false: relayed, the line says disabled",
 			  NULL, false, "disabled");
+	check_no_slot();
 out:
 	err = th_env_teardown(&env);
 	for (i = 0; i < 2; i++)
