@@ -11,7 +11,10 @@
  *
  * Faults, one every 1-4 s: the pin folder removed; kill -9 of the sidecar
  * and a restart (not in the last quarter, so the last process has a
- * history to measure); a burst of SIGHUPs; `policy add` and `del`.
+ * history to measure); a burst of SIGHUPs; `policy add` and `del`; the
+ * access log's folder read-only for a second (a read-only tmpfs over it);
+ * SLOW_PEERS slowloris peers on the admin endpoint while /healthz must
+ * answer within a second.
  *
  * A connection may fail only through the sidecar while it is down (from
  * the kill until a second after the restart), and then only with a reset
@@ -27,7 +30,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "harness.h"
 #include "lib/util.h"
@@ -38,6 +43,7 @@
 #define IO_MS 10000
 #define DOWN_GRACE_MS 1000 /* after a restart, still "down" */
 #define FD_SLACK 8
+#define SLOW_PEERS 64
 /* Under ASan (make test-san) freed memory waits in a 256 MiB quarantine:
  * RSS says nothing of leaks there, LeakSanitizer checks them at exit.
  */
@@ -48,8 +54,9 @@
 #endif
 
 static struct th_env env;
-static char cfg_path[128], alog_path[128], cfg_text[1024];
-static int srv_port, amb_port;
+static char cfg_path[128], alog_dir[128], alog_path[160], cfg_text[1024];
+static int srv_port, amb_port, admin_port;
+static bool alog_ro; /* a read-only tmpfs is mounted over alog_dir */
 static volatile int stop;
 
 /* Written by the fault thread, read by the clients: the window in which
@@ -63,17 +70,21 @@ static const char *const outcome_name[] = { "ok", "cut while the sidecar was "
 					     "bytes wrong", "failed while up" };
 static long outcomes[2][NR_OUTCOMES]; /* [via sidecar][outcome], atomics */
 
-enum fault { F_PINS, F_KILL, F_HUP, F_POLICY, NR_FAULTS };
+enum fault { F_PINS, F_KILL, F_HUP, F_POLICY, F_LOG_RO, F_SLOW, NR_FAULTS };
 static const char *const fault_name[] = { "pin folder removed",
 					  "kill -9 and restart",
-					  "SIGHUP burst", "policy add/del" };
+					  "SIGHUP burst", "policy add/del",
+					  "access log folder read-only",
+					  "slowloris on the admin endpoint" };
 static long faults[NR_FAULTS], fault_failures;
 
 static void cleanup(void *arg)
 {
 	(void)arg;
+	if (alog_ro)
+		umount2(alog_dir, MNT_DETACH);
 	unlink(cfg_path);
-	unlink(alog_path);
+	th_rm_tree(alog_dir); /* the log and its rotations */
 }
 
 /* ---- clients ---- */
@@ -179,6 +190,50 @@ static int sidelane_cli(const char *verb, const char *id)
 		      sizeof(out), IO_MS);
 }
 
+/* The access log's folder read-only for a second: the data path runs on
+ * (the clients check every byte), the lines are dropped. The same as
+ * faults.c: a read-only tmpfs over it, since a remount would fail EBUSY
+ * with the log open.
+ */
+static int log_read_only(void)
+{
+	if (mount("tmpfs", alog_dir, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV,
+		  "size=4k"))
+		return -errno;
+	alog_ro = true;
+	usleep(1000 * 1000);
+	if (umount2(alog_dir, MNT_DETACH))
+		return -errno;
+	alog_ro = false;
+	return 0;
+}
+
+/* SLOW_PEERS requests begun on the admin endpoint and never finished:
+ * /healthz answers 200 within a second meanwhile (admin.c slowloris).
+ */
+static int slowloris(void)
+{
+	int fds[SLOW_PEERS], i, code, err = 0;
+	char resp[1024];
+	__u64 t0;
+
+	for (i = 0; i < SLOW_PEERS; i++) {
+		fds[i] = th_connect("127.0.0.1", admin_port);
+		if (fds[i] >= 0)
+			send(fds[i], "GET /metrics HTTP/1.1\r\nHo", 25, MSG_NOSIGNAL);
+	}
+	t0 = th_now_ms();
+	code = th_http(admin_port, "GET", "/healthz", NULL, resp, sizeof(resp));
+	if (code != 200)
+		err = code < 0 ? code : -EPROTO;
+	else if (th_now_ms() - t0 >= 1000)
+		err = -ETIMEDOUT;
+	for (i = 0; i < SLOW_PEERS; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	return err;
+}
+
 /* 0, or what went wrong (counted as a fault failure, said). */
 static int inject(enum fault f, bool may_kill)
 {
@@ -214,9 +269,13 @@ static int inject(enum fault f, bool may_kill)
 			usleep(2000);
 		}
 		return err;
-	default:
+	case F_POLICY:
 		err = sidelane_cli("add", "7777");
 		return err ?: sidelane_cli("del", "7777");
+	case F_LOG_RO:
+		return log_read_only();
+	default:
+		return slowloris();
 	}
 }
 
@@ -245,22 +304,28 @@ int main(void)
 	struct idle idle0, start1, end1;
 	__u64 t0, end, last_kill = 0;
 	long ok = 0, bad = 0;
-	int err, i, j;
+	int err, i, j, alog_moved;
+	struct stat a0, a1;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
 	th_watchdog(secs + 120, "soak");
 	snprintf(cfg_path, sizeof(cfg_path), "/tmp/sidelane-test-soak-%d.yaml",
 		 (int)getpid());
-	snprintf(alog_path, sizeof(alog_path), "/tmp/sidelane-test-soak-%d.log",
+	snprintf(alog_dir, sizeof(alog_dir), "/tmp/sidelane-test-soak-%d.d",
 		 (int)getpid());
-	err = th_cleanup_push(cleanup, NULL);
+	snprintf(alog_path, sizeof(alog_path), "%s/access.log", alog_dir);
+	err = mkdir(alog_dir, 0700) ? -errno : 0;
+	err = err ?: th_cleanup_push(cleanup, NULL);
 	err = err ?: th_env_setup_opts(&env, "soak",
 				       &(struct th_env_opts){ .sidecar = true });
 	if (!err) {
 		th_env_log_path(&env);
 		amb_port = th_free_port();
-		err = amb_port < 0 ? amb_port : th_echo_server(512, &srv_port);
+		admin_port = th_free_port();
+		err = amb_port < 0     ? amb_port :
+		      admin_port < 0 ? admin_port :
+				       th_echo_server(512, &srv_port);
 	}
 	if (!err) {
 		snprintf(cfg_text, sizeof(cfg_text),
@@ -268,10 +333,11 @@ int main(void)
 			 "proxy:\n  ambassadors:\n"
 			 "    - listen: \"127.0.0.1:%d\"\n"
 			 "      upstream: \"127.0.0.1:%d\"\n"
-			 "admin:\n  listen: \"\"\n  drain_timeout_ms: 0\n"
+			 "admin:\n  listen: \"127.0.0.1:%d\"\n"
+			 "  drain_timeout_ms: 0\n"
 			 "accounting:\n  access_log: \"%s\"\n"
 			 "  max_bytes: 1048576\n  keep: 2\n",
-			 amb_port, srv_port, alog_path);
+			 amb_port, srv_port, admin_port, alog_path);
 		err = th_env_run_config(&env, cfg_path, cfg_text);
 	}
 	err = err ?: th_enter(&env);
@@ -306,6 +372,11 @@ int main(void)
 		if (!env.sidelane)
 			break; /* a restart failed: nothing more to measure */
 	}
+	/* the access log is written again after its read-only spells */
+	alog_moved = stat(alog_path, &a0) ? -1 : 0;
+	usleep(1500 * 1000);
+	if (!alog_moved && !stat(alog_path, &a1))
+		alog_moved = a1.st_ino != a0.st_ino || a1.st_size > a0.st_size;
 	stop = 1;
 	for (i = 0; i < CLIENTS; i++)
 		pthread_join(cl[i], NULL);
@@ -326,9 +397,11 @@ int main(void)
 		outcomes[0][BAD_ERR] + outcomes[1][BAD_ERR] + outcomes[0][CUT]);
 	th_info("soak: faults: %ld pin folder removals, %ld kill -9 and restarts "
 		"(the last %llu s before the end), %ld SIGHUP bursts, %ld policy "
-		"edits; %ld failed", faults[F_PINS], faults[F_KILL],
+		"edits, %ld read-only log folders, %ld slowloris crowds; %ld "
+		"failed", faults[F_PINS], faults[F_KILL],
 		last_kill ? (unsigned long long)(th_now_ms() - last_kill) / 1000 : 0,
-		faults[F_HUP], faults[F_POLICY], fault_failures);
+		faults[F_HUP], faults[F_POLICY], faults[F_LOG_RO], faults[F_SLOW],
+		fault_failures);
 	th_info("soak: idle sl_conns %d -> %d, sockhash %d -> %d; the last "
 		"sidecar's fds %d -> %d, RSS %ld -> %ld KiB", idle0.conns,
 		end1.conns, idle0.sock, end1.sock, start1.fds, end1.fds,
@@ -337,6 +410,8 @@ int main(void)
 		     "%ld fault(s) did not end as documented", fault_failures) &&
 	    TH_CHECK(!bad && outcomes[1][OK] > 0 && outcomes[0][OK] > 0, name,
 		     "%ld connection(s) failed", bad) &&
+	    TH_CHECK(alog_moved > 0, name, "%s not written at the end (%d)",
+		     alog_path, alog_moved) &&
 	    TH_CHECK(end1.conns <= idle0.conns && end1.sock <= idle0.sock, name,
 		     "map entries left: sl_conns %d -> %d, sockhash %d -> %d",
 		     idle0.conns, end1.conns, idle0.sock, end1.sock) &&
