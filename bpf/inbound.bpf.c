@@ -4,7 +4,9 @@
  * for one of the app's ports, the kernel's listener lookup is answered with
  * the sidecar's inbound listener instead of the app's. The sidecar's
  * accepted socket keeps the address the client asked for: getsockname()
- * gives podIP:8080, which is how the sidecar learns the app port. Loaded and
+ * gives podIP:8080, which is how the sidecar learns the app port. With
+ * proxy.external the listener is a foreign proxy's, taken into the map by a
+ * sockops program on the sidecar's cgroup when it listens. Loaded and
  * attached by user/loader/inbound.c.
  */
 #include "vmlinux.h"
@@ -171,6 +173,31 @@ int sl_in_lookup(struct bpf_sk_lookup *ctx)
 	if (st)
 		st->steered++;
 	return SK_PASS;
+}
+
+/* proxy.external: sidelane has no descriptor of the foreign proxy's
+ * listener, so the kernel hands it over. On the sidecar's cgroup, a socket
+ * that starts listening on inbound.listen's port goes into the slot of its
+ * family: TCP_LISTEN_CB runs right after the move to TCP_LISTEN, and is
+ * one of the three sockops callbacks allowed to update a sockmap. A
+ * listener that closes leaves the map by itself; a restarted proxy listens
+ * again and is taken again. With SO_REUSEPORT each listener of the group
+ * replaces the last: bpf_sk_assign() then picks within the group.
+ */
+SEC("sockops")
+int sl_in_listen(struct bpf_sock_ops *skops)
+{
+	struct sl_in_cfg *cfg;
+	__u32 zero = 0, slot;
+
+	if (skops->op != BPF_SOCK_OPS_TCP_LISTEN_CB)
+		return 1;
+	cfg = bpf_map_lookup_elem(&sl_in_cfg, &zero);
+	if (!cfg || !cfg->listen_port || skops->local_port != cfg->listen_port)
+		return 1;
+	slot = skops->family == SL_AF_INET6 ? SL_IN_SLOT_V6 : SL_IN_SLOT_V4;
+	bpf_sock_map_update(skops, &sl_in_listeners, &slot, BPF_ANY);
+	return 1;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -108,7 +108,10 @@ struct sl_sock_ref {
  */
 struct sl_fp_cfg {
 	__u32 redirect_off; /* 1: sk_msg sends everything over TCP */
-	__u32 pad;
+	/* 1: proxy.external, a foreign proxy serves the listeners (for
+	 * `status` and /metrics; no program reads it)
+	 */
+	__u32 proxy_external;
 	char reason[SL_FP_REASON_LEN]; /* why it is off (self-test finding) */
 };
 

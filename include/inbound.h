@@ -35,7 +35,11 @@ struct sl_in_cfg {
 	 * a RST), 1 lets the app's own listener take it.
 	 */
 	__u32 fail_open;
-	__u32 pad;
+	/* proxy.external: the port (host order) of inbound.listen, whose
+	 * listener sl_in_listen takes into sl_in_listeners when the foreign
+	 * proxy calls listen(); 0: sidelane's own listener is put there
+	 */
+	__u32 listen_port;
 };
 
 /* sl_in_stats[0], per CPU: what the program did with TCP listener lookups.

@@ -125,6 +125,10 @@
 #define SL_MAP_IN_STATS "sl_in_stats"
 #define SL_MAP_IN_CFG "sl_in_cfg"
 #define SL_PIN_LINK_SK_LOOKUP "link_sk_lookup"
+/* proxy.external: sockops on the sidecar's cgroup that takes the foreign
+ * proxy's inbound listener into sl_in_listeners at listen()
+ */
+#define SL_PIN_LINK_IN_LISTEN "link_in_listen"
 
 /* LPM trie keys, IPv4 and IPv6 (prefixlen first, as LPM_TRIE requires):
  * capture's CIDR lists and the policy tries.

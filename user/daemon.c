@@ -6,6 +6,7 @@
  * (--detach-on-exit): a restart picks it up.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <malloc.h>
@@ -223,7 +224,8 @@ static int tls_open(const struct sl_config *cfg, struct sl_tls_ctx **out)
  * pinned by an earlier run that this config does not want is removed: a
  * fail-closed program with no listener would refuse the app's ports.
  */
-static int inbound_start(const struct sl_config *cfg, struct sl_proxy *proxy)
+static int inbound_start(const struct sl_config *cfg, struct sl_proxy *proxy,
+			 const char *side)
 {
 	const char *pin_root = cfg->pin_root;
 	struct sl_in_opts o = {
@@ -245,16 +247,26 @@ static int inbound_start(const struct sl_config *cfg, struct sl_proxy *proxy)
 		return err;
 	}
 	err = sl_in_probe(why, sizeof(why));
-	if (!err) {
+	if (!err && cfg->proxy.external) {
+		uint8_t ip[16];
+
+		o.listen_fd4 = o.listen_fd6 = -1;
+		sl_sockaddr_key(&cfg->inbound.listen.addr, ip, &o.external_port);
+		o.external_port = ntohs(o.external_port);
+		o.sidecar_cgroup = side;
+	} else if (!err) {
 		sl_proxy_inbound_fds(proxy, &o.listen_fd4, &o.listen_fd6);
+	}
+	if (!err) {
 		err = sl_in_attach(pin_root, &o);
 		if (err)
 			snprintf(why, sizeof(why), "attach: %s", strerror(-err));
 	}
 	if (!err) {
 		pr_info("inbound: sk_lookup steers %u port range(s) of this "
-			"network namespace to the inbound listener (%s)\n",
-			o.n_ports, o.fail_open ? "fail open" : "fail closed");
+			"network namespace to the %sinbound listener (%s)\n",
+			o.n_ports, o.external_port ? "foreign proxy's " : "",
+			o.fail_open ? "fail open" : "fail closed");
 		return 0;
 	}
 	if (cfg->inbound.mode == SL_INBOUND_SK_LOOKUP) {
@@ -375,6 +387,7 @@ static int kernel_start(struct daemon *d)
 		.n_excluded_ports = cfg->fastpath.n_exclude_ports,
 		.redirect_off = !d->stres.ok,
 		.off_reason = d->stres.why,
+		.proxy_external = cfg->proxy.external,
 		.app_sockets = cfg->fastpath.app_sockets,
 		.kernel = d->stres.kernel,
 	});
@@ -446,12 +459,23 @@ static void acct_stop(struct daemon *d)
 	sl_acct_stop(d->acct); /* what the ring still holds goes to the log */
 }
 
-/* The proxy, when something is to be relayed. */
+/* The proxy, when something is to be relayed and no foreign proxy does. */
 static int proxy_start(struct daemon *d)
 {
 	const struct sl_config *cfg = d->cfg;
+	char out[64], in[64];
 	int err;
 
+	if (cfg->proxy.external) {
+		sl_sockaddr_str(&cfg->capture.outbound.addr, out, sizeof(out));
+		sl_sockaddr_str(&cfg->inbound.listen.addr, in, sizeof(in));
+		pr_info("proxy: external: a foreign proxy in %s serves capture "
+			"at %s%s, inbound at %s%s; no listener of ours\n",
+			d->side[0] ? d->side : "(no sidecar cgroup)", out,
+			cfg->capture.enabled ? "" : " (capture off)", in,
+			cfg->inbound.enabled ? "" : " (inbound off)");
+		return 0;
+	}
 	if (!cfg->capture.enabled && !cfg->proxy.n_ambassadors &&
 	    !cfg->inbound.enabled)
 		return 0;
@@ -496,7 +520,7 @@ static void admin_stop(struct daemon *d)
 
 static int inbound_step(struct daemon *d)
 {
-	return inbound_start(d->cfg, d->proxy);
+	return inbound_start(d->cfg, d->proxy, d->side[0] ? d->side : NULL);
 }
 
 /* Once everything is pinned, and before the privileges go (bpf_obj_get

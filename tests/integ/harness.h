@@ -131,12 +131,27 @@ int th_sockaddr(const char *addr, int port, struct sockaddr_storage *ss,
 		socklen_t *len);
 int th_listen(const char *addr, int backlog, int *port);
 int th_connect(const char *addr, int port);
+/* The same with a socket non-blocking from its creation (what the safe
+ * and send admission modes take), left non-blocking.
+ */
+int th_connect_nb(const char *addr, int port);
 int th_tcp_pair(const char *laddr, const char *caddr, int *cfd, int *sfd);
 /* An echo upstream on 127.0.0.1 (port 0: any free one, into *port): a
  * thread per connection sends back every byte until EOF, then half-closes.
  * Serves until the process ends. 0 or -errno.
  */
 int th_echo_server(int backlog, int *port);
+/* The same on a listening socket made elsewhere (another namespace). */
+int th_echo_on(int lfd);
+/* Network namespace ns with a veth pair: host_ip/30 on this namespace's
+ * end (<veth>h), ns_ip/30 on the far end (<veth>n), lo up there. 0 or
+ * -EIO. th_netns_del(ns) removes it and the pair ("" is a no-op).
+ */
+int th_netns_add(const char *ns, const char *veth, const char *host_ip,
+		 const char *ns_ip);
+void th_netns_del(const char *ns);
+/* th_listen() inside ns: the socket lives there, the caller stays here. */
+int th_netns_listen(const char *ns, const char *addr, int backlog, int *port);
 /* rm -r path (a pin folder, say; bpffs too). 0 or -errno. */
 int th_rm_tree(const char *path);
 /* One HTTP/1.0 request to 127.0.0.1:port (headers: extra lines, each

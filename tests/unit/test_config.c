@@ -548,6 +548,17 @@ static const struct bad_case bad_cases[] = {
 	{ CONFIG, "tls:\n  cert: /a\n  key: /k\n  ca: /c\ninbound:\n"
 		  "  identities:\n    - id: spiffe://td/a\n      action: permit\n",
 	  "8: identity rule 1: unknown action \"permit\" (allow or deny)" },
+	/* proxy.external: what needs sidelane's own proxy */
+	{ CONFIG, "proxy:\n  external: true\n  ambassadors:\n"
+		  "    - listen: \"127.0.0.1:7000\"\n      upstream: \"db:5432\"\n",
+	  "3: proxy.ambassadors: ambassadors are listeners of sidelane's own proxy" },
+	{ CONFIG, "proxy:\n  external: true\ntls:\n  cert: /a\n  key: /k\n  ca: /c\n",
+	  "3: tls: mutual TLS is done by sidelane's own proxy" },
+	{ CONFIG, "proxy:\n  external: true\ninbound:\n  enabled: true\n"
+		  "  mode: listener\n  app_port: 8080\n",
+	  "5: inbound.mode: listener mode with proxy.external" },
+	{ CONFIG, "proxy:\n  external: maybe\n",
+	  "2: proxy.external: \"maybe\" is not" },
 };
 
 /* Each mistake: -EINVAL, "file:line: reason", and the output untouched. */

@@ -254,6 +254,9 @@ static int apply_proxy(struct doc *d, const struct raw_proxy *r,
 	if (!err)
 		err = get_bool(d, "proxy.splice", r->splice, &cfg->proxy.splice);
 	if (!err)
+		err = get_bool(d, "proxy.external", r->external,
+			       &cfg->proxy.external);
+	if (!err)
 		err = apply_ambassadors(d, r, cfg);
 	return err;
 }
@@ -494,8 +497,34 @@ static int apply_admin(struct doc *d, const struct raw_admin *r,
 }
 
 /* Checks across sections, once the whole file is applied. */
+/* What only sidelane's own proxy can do. */
+static int check_external(struct doc *d, const struct sl_config *cfg)
+{
+	if (cfg->proxy.n_ambassadors)
+		return doc_fail(d, doc_line(d, "proxy.ambassadors"),
+				 "proxy.ambassadors",
+				 "ambassadors are listeners of sidelane's own "
+				 "proxy; with proxy.external the foreign proxy "
+				 "serves them");
+	if (cfg->tls.enabled)
+		return doc_fail(d, doc_line(d, "tls"), "tls",
+				 "mutual TLS is done by sidelane's own proxy; "
+				 "with proxy.external the foreign proxy does TLS");
+	if (cfg->inbound.enabled && cfg->inbound.mode == SL_INBOUND_LISTENER)
+		return doc_fail(d, doc_line(d, "inbound.mode"), "inbound.mode",
+				 "listener mode with proxy.external leaves "
+				 "sidelane nothing to do (peers dial the foreign "
+				 "proxy); use sk_lookup or auto, or "
+				 "inbound.enabled: false");
+	return 0;
+}
+
 static int check_config(struct doc *d, struct sl_config *cfg)
 {
+	int err = cfg->proxy.external ? check_external(d, cfg) : 0;
+
+	if (err)
+		return err;
 	if (cfg->tls.n_mesh && !cfg->tls.enabled)
 		return doc_fail(d, doc_line(d, "tls.mesh"), "tls.mesh",
 				 "mesh destinations need tls.cert, tls.key "

@@ -111,6 +111,10 @@ struct sl_config {
 		unsigned int max_conns;
 		unsigned int workers; /* event loops; 0: auto (sl_workers_auto) */
 		int splice; /* hand admitted uploads to the kernel (splice.h) */
+		/* a foreign proxy (Envoy, haproxy) in the sidecar cgroup serves
+		 * capture.outbound and inbound.listen: no listener of ours
+		 */
+		int external;
 		unsigned int n_ambassadors;
 		struct sl_ambassador ambassadors[SL_CFG_MAX_AMBASSADORS];
 	} proxy;

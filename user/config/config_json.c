@@ -50,10 +50,11 @@ void sl_config_print_json(FILE *f, const struct sl_config *cfg)
 	fprintf(f, ",\"capture\":{\"enabled\":%s,\"outbound\":",
 	       cfg->capture.enabled ? "true" : "false");
 	json_endpoint(f, &cfg->capture.outbound);
-	fprintf(f, "},\"proxy\":{\"max_conns\":%u,\"buffer_bytes\":%u,"
-	       "\"ambassadors\":%u,\"splice\":%s,",
-	       cfg->proxy.max_conns, cfg->proxy.buffer_bytes,
-	       cfg->proxy.n_ambassadors, cfg->proxy.splice ? "true" : "false");
+	fprintf(f, "},\"proxy\":{\"external\":%s,\"max_conns\":%u,"
+	       "\"buffer_bytes\":%u,\"ambassadors\":%u,\"splice\":%s,",
+	       cfg->proxy.external ? "true" : "false", cfg->proxy.max_conns,
+	       cfg->proxy.buffer_bytes, cfg->proxy.n_ambassadors,
+	       cfg->proxy.splice ? "true" : "false");
 	if (cfg->proxy.workers)
 		fprintf(f, "\"workers\":%u}", cfg->proxy.workers);
 	else

@@ -95,6 +95,7 @@ static const cyaml_schema_field_t proxy_fields[] = {
 	STR("max_conns", OPT, struct raw_proxy, max_conns),
 	STR("workers", OPT, struct raw_proxy, workers),
 	STR("splice", OPT, struct raw_proxy, splice),
+	STR("external", OPT, struct raw_proxy, external),
 	LIST("ambassadors", struct raw_proxy, ambassadors, &ambassador_schema,
 	     SL_CFG_MAX_AMBASSADORS),
 	CYAML_FIELD_END

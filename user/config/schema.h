@@ -44,7 +44,7 @@ struct raw_capture {
 struct raw_proxy {
 	char *connect_timeout_ms, *idle_timeout_ms, *buffer_bytes, *max_conns;
 	char *workers;
-	char *splice;
+	char *splice, *external;
 	struct raw_ambassador *ambassadors;
 	unsigned int ambassadors_count;
 };

@@ -230,57 +230,6 @@ out:
 	return err;
 }
 
-/* Attach or verify one link: pinned ones are reused if they serve the right
- * cgroup (a changed cgroup is refused; detach first).
- */
-static int ensure_link(const char *pin_root, struct bpf_program *prog,
-		       const char *pin, const char *cgpath)
-{
-	struct bpf_link_info info = {};
-	__u32 len = sizeof(info);
-	char path[PATH_MAX];
-	struct bpf_link *link;
-	uint64_t cgid;
-	int fd, cg_fd, err;
-
-	err = sl_cgroup_id(cgpath, &cgid);
-	if (err)
-		return err;
-	err = sl_link_drop_if_orphaned(pin_root, pin);
-	if (err < 0 && err != -ENOENT)
-		return err;
-	fd = sl_pin_open(pin_root, pin);
-	if (fd >= 0) {
-		err = bpf_obj_get_info_by_fd(fd, &info, &len) ? -errno : 0;
-		close(fd);
-		if (!err && info.cgroup.cgroup_id != cgid) {
-			pr_warn("%s/%s is attached to another cgroup (id %llu), not %s: "
-				"`sidelane detach` first\n", pin_root, pin,
-				(unsigned long long)info.cgroup.cgroup_id, cgpath);
-			return -EEXIST;
-		}
-		return err;
-	}
-	if (!prog) /* reuse only */
-		return -ENOENT;
-	cg_fd = open(cgpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (cg_fd < 0)
-		return -errno;
-	link = bpf_program__attach_cgroup(prog, cg_fd);
-	err = link ? 0 : -errno;
-	close(cg_fd);
-	if (err) {
-		pr_warn("attaching %s to %s failed: %s\n", bpf_program__name(prog),
-			cgpath, strerror(-err));
-		return err;
-	}
-	err = sl_pin_path(path, sizeof(path), pin_root, pin);
-	if (!err)
-		err = bpf_link__pin(link, path);
-	bpf_link__destroy(link);
-	return err;
-}
-
 /* The app's and the sidecar's cgroups as paths, and whether the sidecar is
  * in (or under) the app's: then the proxy's own connects would be captured
  * too, and only SO_MARK tells them apart. 0 or -errno.
@@ -394,7 +343,7 @@ int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 	for (i = 0; i < N_CAP_LINKS && reuse; i++) {
 		if (link_skipped(i, side, same))
 			continue;
-		err = ensure_link(pin_root, NULL, cap_links[i].pin,
+		err = sl_cgroup_link_ensure(pin_root, NULL, cap_links[i].pin,
 				  cap_links[i].where == ON_APP ? app : side);
 		if (err && err != -ENOENT)
 			return err;
@@ -420,7 +369,7 @@ int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 		err = policy_restore(pin_root, cfg, reuse);
 	for (i = 0; i < N_CAP_LINKS && !err && !reuse; i++)
 		if (!link_skipped(i, side, same))
-			err = ensure_link(pin_root, cap_prog(skel, i),
+			err = sl_cgroup_link_ensure(pin_root, cap_prog(skel, i),
 					  cap_links[i].pin,
 					  cap_links[i].where == ON_APP ? app : side);
 	if (err)

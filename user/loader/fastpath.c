@@ -386,7 +386,8 @@ out:
  */
 static int sync_fp_cfg(const char *pin_root, const struct sl_fp_opts *opts)
 {
-	struct sl_fp_cfg cfg = { .redirect_off = !!opts->redirect_off };
+	struct sl_fp_cfg cfg = { .redirect_off = !!opts->redirect_off,
+				 .proxy_external = !!opts->proxy_external };
 	__u32 zero = 0;
 	int fd, err = 0;
 

@@ -21,6 +21,7 @@ struct sl_fp_opts {
 	 */
 	int redirect_off;
 	const char *off_reason;
+	int proxy_external; /* proxy.external: said in sl_fp_cfg for status */
 	/* Admission (include/admission.h): fastpath.app_sockets, and what
 	 * the start-up self-test found this kernel keeps (SL_KERNEL_*).
 	 */

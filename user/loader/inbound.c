@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "lib/cgroup.h"
 #include "loader/pins.h"
 #include "sidelane.h"
 #include "inbound.h"
@@ -142,7 +143,8 @@ static void set_bits(__u64 *bits, const struct sl_port_range *r,
 static int fill_maps(const char *pin_dir, const struct sl_in_opts *o)
 {
 	const int lfd[SL_IN_N_SLOTS] = { o->listen_fd4, o->listen_fd6 };
-	struct sl_in_cfg cfg = { .fail_open = o->fail_open };
+	struct sl_in_cfg cfg = { .fail_open = o->fail_open,
+				 .listen_port = o->external_port };
 	int cfg_fd, lis_fd = -1, ports_fd = -1, err = 0;
 	struct sl_in_ports *ports;
 	__u32 zero = 0, slot;
@@ -165,7 +167,11 @@ static int fill_maps(const char *pin_dir, const struct sl_in_opts *o)
 	}
 	if (bpf_map_update_elem(cfg_fd, &zero, &cfg, BPF_ANY))
 		err = -errno;
-	for (slot = 0; slot < SL_IN_N_SLOTS && !err; slot++) {
+	/* external: the slots hold what the kernel took at the foreign
+	 * proxy's listen(), maybe before this start
+	 */
+	for (slot = 0; slot < SL_IN_N_SLOTS && !err && !o->external_port;
+	     slot++) {
 		__u64 val = lfd[slot];
 
 		if (lfd[slot] >= 0 &&
@@ -214,6 +220,8 @@ static int unpin_all(const char *pin_dir)
 	size_t i;
 
 	err = sl_pin_link_detach(pin_dir, SL_PIN_LINK_SK_LOOKUP);
+	e = sl_pin_link_detach(pin_dir, SL_PIN_LINK_IN_LISTEN);
+	err = err ?: (e == -ENOENT ? 0 : e);
 	for (i = 0; i < sizeof(in_maps) / sizeof(in_maps[0]); i++) {
 		e = sl_pin_unlink(pin_dir, in_maps[i]);
 		err = err ?: e;
@@ -251,6 +259,62 @@ static int link_pin(struct inbound_bpf *skel, const char *pin_dir, int ns_fd)
 		pr_warn("pinning %s failed: %s\n", path, strerror(-err));
 	bpf_link__destroy(link); /* closes our fd; the pin keeps the link */
 	return err;
+}
+
+/* proxy.external: sl_in_listen on the sidecar's cgroup (the programs are
+ * loaded here if this start reuses a pinned sk_lookup link); else no such
+ * link. 0 or -errno (said).
+ */
+static int listen_link(struct inbound_bpf *skel, const char *pin_dir,
+		       const struct sl_in_opts *o, bool loaded)
+{
+	char cg[PATH_MAX];
+	__u64 cookie;
+	__u32 slot;
+	int err, fd;
+
+	if (!o->external_port) {
+		err = sl_pin_link_detach(pin_dir, SL_PIN_LINK_IN_LISTEN);
+		return err == -ENOENT ? 0 : err;
+	}
+	if (!o->sidecar_cgroup) {
+		pr_warn("inbound: proxy.external needs --sidecar-cgroup, the "
+			"cgroup the foreign proxy runs in\n");
+		return -EINVAL;
+	}
+	err = sl_cgroup_resolve(o->sidecar_cgroup, cg, sizeof(cg));
+	if (!err)
+		err = sl_cgroup_link_ensure(pin_dir, NULL, SL_PIN_LINK_IN_LISTEN,
+					    cg);
+	if (err != -ENOENT)
+		return err;
+	if (!loaded) {
+		err = sl_obj_pin_maps(skel->obj, pin_dir, 0);
+		err = err ?: inbound_bpf__load(skel);
+		if (err) {
+			pr_warn("loading the inbound programs failed: %s\n",
+				strerror(-err));
+			return err;
+		}
+	}
+	err = sl_cgroup_link_ensure(pin_dir, skel->progs.sl_in_listen,
+				    SL_PIN_LINK_IN_LISTEN, cg);
+	if (err)
+		return err;
+	/* a proxy that listened before this link existed was not seen */
+	fd = sl_pin_open(pin_dir, SL_MAP_IN_LISTENERS);
+	slot = SL_IN_SLOT_V4;
+	if (fd >= 0 && bpf_map_lookup_elem(fd, &slot, &cookie)) {
+		slot = SL_IN_SLOT_V6;
+		if (bpf_map_lookup_elem(fd, &slot, &cookie))
+			pr_warn("inbound: no foreign listener on port %u yet: "
+				"the one the proxy opens from now on is taken; a "
+				"proxy already listening must be restarted\n",
+				o->external_port);
+	}
+	if (fd >= 0)
+		close(fd);
+	return 0;
 }
 
 int sl_in_attach(const char *pin_dir, const struct sl_in_opts *o)
@@ -311,6 +375,8 @@ int sl_in_attach(const char *pin_dir, const struct sl_in_opts *o)
 			pr_warn("reading this namespace's addresses failed: %s\n",
 				strerror(-err));
 	}
+	if (!err)
+		err = listen_link(skel, pin_dir, o, fresh);
 	if (err || !fresh)
 		goto out;
 	note_others(ns_fd);

@@ -32,6 +32,12 @@ struct sl_in_opts {
 	 * refuses the connection (RST), true lets the app take it.
 	 */
 	bool fail_open;
+	/* proxy.external: the listener is a foreign proxy's on this port of
+	 * the sidecar cgroup (sidecar_cgroup); listen_fd4/6 are then -1 and
+	 * the slots are left as the kernel filled them. 0: ours.
+	 */
+	uint16_t external_port;
+	const char *sidecar_cgroup;
 };
 
 /* Can sk_lookup inbound capture work on this kernel? Loads the program

@@ -21,6 +21,7 @@
 #include <bpf/libbpf.h>
 #include "sidelane.h"
 #include "lib/log.h"
+#include "lib/cgroup.h"
 #include "loader/pins.h"
 
 static uint32_t sizing_conns; /* limits.max_conns; 0: compiled sizes */
@@ -205,6 +206,54 @@ int sl_link_drop_if_orphaned(const char *pin_root, const char *name)
 		}
 	}
 	close(fd);
+	return err;
+}
+
+int sl_cgroup_link_ensure(const char *pin_root, struct bpf_program *prog,
+			  const char *pin, const char *cgpath)
+{
+	struct bpf_link_info info = {};
+	__u32 len = sizeof(info);
+	char path[PATH_MAX];
+	struct bpf_link *link;
+	uint64_t cgid;
+	int fd, cg_fd, err;
+
+	err = sl_cgroup_id(cgpath, &cgid);
+	if (err)
+		return err;
+	err = sl_link_drop_if_orphaned(pin_root, pin);
+	if (err < 0 && err != -ENOENT)
+		return err;
+	fd = sl_pin_open(pin_root, pin);
+	if (fd >= 0) {
+		err = bpf_obj_get_info_by_fd(fd, &info, &len) ? -errno : 0;
+		close(fd);
+		if (!err && info.cgroup.cgroup_id != cgid) {
+			pr_warn("%s/%s is attached to another cgroup (id %llu), not %s: "
+				"`sidelane detach` first\n", pin_root, pin,
+				(unsigned long long)info.cgroup.cgroup_id, cgpath);
+			return -EEXIST;
+		}
+		return err;
+	}
+	if (!prog) /* reuse only */
+		return -ENOENT;
+	cg_fd = open(cgpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cg_fd < 0)
+		return -errno;
+	link = bpf_program__attach_cgroup(prog, cg_fd);
+	err = link ? 0 : -errno;
+	close(cg_fd);
+	if (err) {
+		pr_warn("attaching %s to %s failed: %s\n", bpf_program__name(prog),
+			cgpath, strerror(-err));
+		return err;
+	}
+	err = sl_pin_path(path, sizeof(path), pin_root, pin);
+	if (!err)
+		err = bpf_link__pin(link, path);
+	bpf_link__destroy(link);
 	return err;
 }
 

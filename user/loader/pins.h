@@ -24,6 +24,14 @@ int sl_pin_foreach_u64(const char *pin_root, const char *name, void *val,
  * attach replaces it. 1 dropped, 0 kept (alive), -ENOENT none, -errno.
  */
 int sl_link_drop_if_orphaned(const char *pin_root, const char *name);
+/* prog attached to the cgroup at cgpath, its link pinned as pin; a pinned
+ * link is reused if it serves that cgroup (another one is refused with
+ * -EEXIST: detach first). prog NULL: reuse only (-ENOENT if not pinned).
+ * 0 or -errno (said).
+ */
+struct bpf_program;
+int sl_cgroup_link_ensure(const char *pin_root, struct bpf_program *prog,
+			  const char *pin, const char *cgpath);
 /* Build "<pin_root>/<name>" into buf. Returns 0 or -ENAMETOOLONG. */
 int sl_pin_path(char *buf, size_t len, const char *pin_root, const char *name);
 /* Compare every map of obj (opened, not loaded) that is already pinned under

@@ -273,6 +273,10 @@ static void metrics_fastpath(FILE *f, const struct sl_fp_status *fp)
 	sl_prom_one(f, "sidelane_fastpath_redirect_enabled", GAUGE,
 		    "1 when sk_msg redirects, 0 when it is switched to TCP.",
 		    !fp->cfg.redirect_off);
+	sl_prom_one(f, "sidelane_proxy_external", GAUGE,
+		    "1 when a foreign proxy serves capture and inbound "
+		    "(proxy.external), 0 when sidelane's own does.",
+		    fp->cfg.proxy_external);
 	sl_ctr_prom(f, sl_fp_ctrs, sl_fp_ctrs_n, &fp->counters);
 	sl_prom_family(f, "sidelane_map_entries", GAUGE,
 		       "Entries in a pinned map right now.");

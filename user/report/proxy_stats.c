@@ -206,9 +206,10 @@ const struct sl_ctr sl_tls_ctrs[] = {
 };
 const size_t sl_tls_ctrs_n = SL_CTR_N(sl_tls_ctrs);
 
-static void print_json(const struct sl_proxy_counters *c, FILE *f)
+static void print_json(const struct sl_proxy_counters *c, int external,
+		       FILE *f)
 {
-	fputs(",\"proxy\":{", f);
+	fprintf(f, ",\"proxy\":{\"external\":%s,", external ? "true" : "false");
 	sl_ctr_json(f, sl_proxy_ctrs, sl_proxy_ctrs_n, c);
 	fputc(',', f);
 	sl_json_by_name(f, "closed", sl_close_reason_name, c->closed, 0,
@@ -224,15 +225,19 @@ static void print_json(const struct sl_proxy_counters *c, FILE *f)
 	fputc('}', f);
 }
 
-void sl_stats_print(const struct sl_proxy_counters *c, int json, FILE *f)
+void sl_stats_print(const struct sl_proxy_counters *c, int external,
+		    int json, FILE *f)
 {
 	int i;
 
 	if (json) {
-		print_json(c, f);
+		print_json(c, external, f);
 		return;
 	}
-	if (!c->pid) {
+	if (external) {
+		fprintf(f, "proxy: external (proxy.external): a foreign proxy in "
+			   "the sidecar cgroup serves capture and inbound\n");
+	} else if (!c->pid) {
 		fprintf(f, "proxy: no counters yet (not running with a proxy)\n");
 	} else {
 		fprintf(f, "proxy: pid %llu, accepted %llu, active %llu, "

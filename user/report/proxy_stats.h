@@ -30,6 +30,7 @@ extern const size_t sl_proxy_ctrs_n, sl_tls_ctrs_n;
 /* Print them as `status` does: text lines, or a ,"proxy":{..},"tls":{..}
  * JSON fragment.
  */
-void sl_stats_print(const struct sl_proxy_counters *c, int json, FILE *f);
+void sl_stats_print(const struct sl_proxy_counters *c, int external,
+		    int json, FILE *f);
 
 #endif /* SL_PROXY_STATS_H */

@@ -241,7 +241,7 @@ void sl_status_print(FILE *f, const char *pin_root, const struct sl_status *st,
 	sl_splice_print(f, &st->splice, json);
 	print_capture(f, &st->cap, json);
 	print_inbound(f, &st->in, json);
-	sl_stats_print(&st->pc, json, f);
+	sl_stats_print(&st->pc, st->fp.cfg.proxy_external, json, f);
 	sl_coexist_print(f, &st->cx, json);
 }
 

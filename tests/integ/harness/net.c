@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* Sockets on loopback and deterministic data for the tests. */
 #define _GNU_SOURCE
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include "harness/internal.h"
 
@@ -72,24 +75,42 @@ err:
 	return err;
 }
 
-int th_connect(const char *addr, int port)
+static int connect_as(const char *addr, int port, int flags)
 {
 	struct sockaddr_storage ss;
-	socklen_t len;
+	struct pollfd p = { .events = POLLOUT };
+	socklen_t len, elen = sizeof(int);
 	int fd, err;
 
 	err = th_sockaddr(addr, port, &ss, &len);
 	if (err)
 		return err;
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (void *)&ss, len)) {
-		err = -errno;
+	err = connect(fd, (void *)&ss, len) ? -errno : 0;
+	if (err == -EINPROGRESS) {
+		p.fd = fd;
+		err = poll(&p, 1, TH_HTTP_MS) == 1 ? 0 : -ETIMEDOUT;
+		if (!err && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen))
+			err = errno;
+		err = err > 0 ? -err : err;
+	}
+	if (err) {
 		close(fd);
 		return err;
 	}
 	return fd;
+}
+
+int th_connect(const char *addr, int port)
+{
+	return connect_as(addr, port, 0);
+}
+
+int th_connect_nb(const char *addr, int port)
+{
+	return connect_as(addr, port, SOCK_NONBLOCK);
 }
 
 int th_tcp_pair(const char *laddr, const char *caddr, int *cfd, int *sfd)
@@ -260,10 +281,10 @@ static void *echo_main(void *arg)
 	return NULL;
 }
 
-int th_echo_server(int backlog, int *port)
+int th_echo_on(int lfd)
 {
-	int lfd = th_listen("127.0.0.1", backlog, port), err;
 	pthread_t t;
+	int err;
 
 	if (lfd < 0)
 		return lfd;
@@ -274,4 +295,50 @@ int th_echo_server(int backlog, int *port)
 	}
 	pthread_detach(t);
 	return 0;
+}
+
+int th_echo_server(int backlog, int *port)
+{
+	return th_echo_on(th_listen("127.0.0.1", backlog, port));
+}
+
+int th_netns_add(const char *ns, const char *veth, const char *host_ip,
+		 const char *ns_ip)
+{
+	return th_system("ip netns add %1$s && "
+			 "ip link add %2$sh type veth peer name %2$sn netns %1$s && "
+			 "ip addr add %3$s/30 dev %2$sh && ip link set %2$sh up && "
+			 "ip -n %1$s addr add %4$s/30 dev %2$sn && "
+			 "ip -n %1$s link set %2$sn up && ip -n %1$s link set lo up",
+			 ns, veth, host_ip, ns_ip) ? -EIO : 0;
+}
+
+void th_netns_del(const char *ns)
+{
+	/* the namespace's veth end goes with it, and so the pair */
+	if (ns[0])
+		th_system("ip netns del %s 2>/dev/null", ns);
+}
+
+int th_netns_listen(const char *ns, const char *addr, int backlog, int *port)
+{
+	char path[PATH_MAX];
+	int self, there, fd;
+
+	snprintf(path, sizeof(path), "/var/run/netns/%s", ns);
+	self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	there = open(path, O_RDONLY | O_CLOEXEC);
+	if (self < 0 || there < 0 || setns(there, CLONE_NEWNET)) {
+		fd = -errno;
+		goto out;
+	}
+	fd = th_listen(addr, backlog, port);
+	if (setns(self, CLONE_NEWNET)) /* this thread would stay there */
+		abort();
+out:
+	if (self >= 0)
+		close(self);
+	if (there >= 0)
+		close(there);
+	return fd;
 }

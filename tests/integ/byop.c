@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Integration test (tests/integ): bring your own proxy (proxy.external).
+ * An unmodified haproxy (the Debian package, tcp mode) runs in the sidecar
+ * cgroup where sidelane's own proxy would: `sidelane run` loads capture,
+ * policy, inbound steering, the fast path and accounting, and opens no
+ * listener of its own.
+ *
+ * Outbound: the app connects to FAR_IP in a network namespace this test
+ * creates; capture sends it to haproxy's frontend on loopback, haproxy asks
+ * SO_ORIGINAL_DST (answered by sidelane's getsockopt program) and its
+ * "server 0.0.0.0:0" connects there. Inbound: a client in that namespace
+ * dials POD_IP on the app's port; sk_lookup hands the SYN to haproxy's
+ * inbound listener, which the kernel took into sl_in_listeners when
+ * haproxy called listen(); haproxy relays to the app on loopback.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "sidelane.h"
+#include "lib/util.h"
+#include "loader/capture_user.h"
+#include "loader/inbound_user.h"
+#include "harness.h"
+
+#define POD_IP "198.18.83.1"
+#define FAR_IP "198.18.83.2"
+#define OUT_LEN (4 << 20) /* bytes each way through haproxy, outbound */
+#define IN_LEN (1 << 20) /* and inbound */
+#define IO_MS 20000
+#define READY_MS 5000
+
+static struct th_env env;
+static char ns[32], veth[16], cfg_path[64], hap_cfg[64], hap_log[64];
+static int out_port, in_port, app_port, far_port;
+static pid_t hap_pid;
+
+static void cleanup(void *arg)
+{
+	(void)arg;
+	if (hap_pid > 0) {
+		kill(hap_pid, SIGKILL);
+		waitpid(hap_pid, NULL, 0);
+	}
+	hap_pid = 0;
+	th_netns_del(ns);
+	unlink(cfg_path);
+	unlink(hap_cfg);
+	unlink(hap_log);
+}
+
+/* haproxy as the sidecar: tcp mode, one frontend per direction, its
+ * defaults otherwise (threads: one per CPU; no splice). The outbound
+ * server 0.0.0.0:0 is "the destination the client asked for", which
+ * haproxy learns with SO_ORIGINAL_DST on an IPv4 socket.
+ */
+static int haproxy_config(void)
+{
+	char text[1024];
+
+	snprintf(text, sizeof(text),
+		 "defaults\n  mode tcp\n  timeout connect 5s\n"
+		 "  timeout client 30s\n  timeout server 30s\n"
+		 "frontend outbound\n  bind 127.0.0.1:%d\n"
+		 "  default_backend original_dst\n"
+		 "backend original_dst\n  server orig 0.0.0.0:0\n"
+		 "frontend inbound\n  bind 0.0.0.0:%d\n  default_backend app\n"
+		 "backend app\n  server app 127.0.0.1:%d\n",
+		 out_port, in_port, app_port);
+	return th_write_text(hap_cfg, text);
+}
+
+/* Is something listening on TCP port (any address, IPv4 or IPv6)? Asked
+ * of /proc, not by connecting: a connection to the outbound frontend that
+ * capture did not redirect has no original destination, and haproxy's
+ * 0.0.0.0:0 server would then dial the frontend itself, again and again.
+ */
+static bool listening(int port)
+{
+	static const char *const files[] = { "/proc/net/tcp", "/proc/net/tcp6" };
+	char line[512], want[16];
+	bool found = false;
+	size_t i;
+
+	snprintf(want, sizeof(want), ":%04X ", port);
+	for (i = 0; i < 2 && !found; i++) {
+		FILE *f = fopen(files[i], "r");
+
+		while (f && !found && fgets(line, sizeof(line), f)) {
+			char *local = strchr(line, ':'); /* after "  sl" */
+
+			local = local ? strchr(local + 1, ':') : NULL;
+			/* local address, remote address, state 0A: LISTEN */
+			found = local && !strncmp(local, want, strlen(want)) &&
+				strstr(local, " 0A ");
+		}
+		if (f)
+			fclose(f);
+	}
+	return found;
+}
+
+/* haproxy -db in the sidecar cgroup; ready when both frontends listen. */
+static int haproxy_start(void)
+{
+	__u64 end = th_now_ms() + READY_MS;
+	int fd;
+
+	hap_pid = fork();
+	if (hap_pid < 0)
+		return -errno;
+	if (!hap_pid) {
+		fd = open(hap_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (fd < 0 || th_enter_sidecar(&env) || dup2(fd, 1) < 0 ||
+		    dup2(fd, 2) < 0)
+			_exit(126);
+		execlp("haproxy", "haproxy", "-db", "-f", hap_cfg, (char *)NULL);
+		_exit(127);
+	}
+	while (!(listening(out_port) && listening(in_port)) &&
+	       th_now_ms() < end && !waitpid(hap_pid, NULL, WNOHANG))
+		usleep(20 * 1000);
+	return listening(out_port) && listening(in_port) ? 0 : -ETIMEDOUT;
+}
+
+static void haproxy_stop(void)
+{
+	if (hap_pid <= 0)
+		return;
+	kill(hap_pid, SIGTERM);
+	if (th_wait(hap_pid, 5000) == -ETIMEDOUT) {
+		kill(hap_pid, SIGKILL);
+		waitpid(hap_pid, NULL, 0);
+	}
+	hap_pid = 0;
+}
+
+static int start(void)
+{
+	char text[1024];
+
+	snprintf(text, sizeof(text),
+		 "proxy:\n  external: true\n"
+		 "capture:\n  enabled: true\n  outbound: \"127.0.0.1:%d\"\n"
+		 "  include_cidrs: [\"" FAR_IP "/32\"]\n"
+		 "inbound:\n  enabled: true\n  mode: sk_lookup\n"
+		 "  listen: \"0.0.0.0:%d\"\n  ports: [\"%d\"]\n"
+		 "fastpath:\n  app_sockets: send\n"
+		 "admin:\n  listen: \"\"\n",
+		 out_port, in_port, app_port);
+	return th_env_run_config(&env, cfg_path, text);
+}
+
+struct writer {
+	int fd;
+	const unsigned char *buf;
+	size_t len;
+	int err;
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+
+	w->err = sl_io_full(w->fd, (void *)w->buf, w->len, false, IO_MS);
+	shutdown(w->fd, SHUT_WR);
+	return NULL;
+}
+
+/* ---- checks ---- */
+
+static void check_listener(void)
+{
+	const char *name = "byop: haproxy's inbound listener is in sl_in_listeners (taken at its listen())";
+	struct sl_in_status st;
+	int err = sl_in_status(env.pin_root, &st);
+
+	TH_RESULT(!err && st.attached && st.listener4, name,
+		  "sl_in_status %d, sk_lookup %d, IPv4 listener %d", err,
+		  st.attached, st.listener4);
+}
+
+/* The app (a non-blocking socket: send mode admits it) sends OUT_LEN
+ * bytes from a writer thread and reads the echo: byte-exact, captured,
+ * SO_ORIGINAL_DST answered for haproxy, and the app -> haproxy hop
+ * redirected in the kernel.
+ */
+static void check_outbound(const unsigned char *data, unsigned char *back)
+{
+	const char *name = "byop: outbound through haproxy to the original destination: "
+			   "byte-exact, SO_ORIGINAL_DST answered, app->haproxy in the kernel";
+	struct sl_cap_status c0, c1;
+	struct sl_counters f0, f1;
+	struct writer w = { .buf = data, .len = OUT_LEN };
+	pthread_t t;
+	int fd, err;
+
+	sl_cap_status(env.pin_root, &c0);
+	th_counters(&env, &f0);
+	fd = th_connect_nb(FAR_IP, far_port);
+	if (!TH_CHECK(fd >= 0, name, "connect " FAR_IP ":%d: %s", far_port,
+		      strerror(-fd)))
+		return;
+	w.fd = fd;
+	if (!TH_CHECK(!pthread_create(&t, NULL, writer_main, &w), name, "thread")) {
+		close(fd);
+		return;
+	}
+	err = sl_io_full(fd, back, OUT_LEN, true, IO_MS);
+	pthread_join(t, NULL);
+	close(fd);
+	usleep(200 * 1000);
+	sl_cap_status(env.pin_root, &c1);
+	th_counters(&env, &f1);
+	th_info("%s: captured +%llu, SO_ORIGINAL_DST answered +%llu, redirected "
+		"messages +%llu", name,
+		(unsigned long long)(c1.stats.reason[SL_CR_CAPTURED] -
+				     c0.stats.reason[SL_CR_CAPTURED]),
+		(unsigned long long)(c1.stats.origdst_answered -
+				     c0.stats.origdst_answered),
+		(unsigned long long)(f1.redirect_ok - f0.redirect_ok));
+	if (TH_CHECK(!err && !w.err && !memcmp(data, back, OUT_LEN), name,
+		     "read %s, write %s, echo %s", strerror(-err),
+		     strerror(-w.err),
+		     memcmp(data, back, OUT_LEN) ? "differs" : "right") &&
+	    TH_CHECK(c1.stats.reason[SL_CR_CAPTURED] > c0.stats.reason[SL_CR_CAPTURED] &&
+			     c1.stats.origdst_answered > c0.stats.origdst_answered,
+		     name, "not captured, or haproxy's SO_ORIGINAL_DST not answered") &&
+	    TH_CHECK(f1.redirect_ok > f0.redirect_ok, name,
+		     "no message redirected: the app->haproxy hop took TCP"))
+		th_pass(name);
+}
+
+/* A client in the far namespace dials POD_IP on the app port; sk_lookup
+ * steers it to haproxy, haproxy to the app's echo on loopback.
+ */
+static void check_inbound(const char *name)
+{
+	char cmd[1024], out[256];
+	char *argv[] = { "ip", "netns", "exec", ns, "python3", "-c", cmd, NULL };
+	struct sl_in_status s0, s1;
+	int rc;
+
+	snprintf(cmd, sizeof(cmd),
+		 "import hashlib, os, socket\n"
+		 "d = os.urandom(%d)\n"
+		 "s = socket.create_connection(('" POD_IP "', %d), 5)\n"
+		 "s.settimeout(10)\n"
+		 "s.sendall(d)\n"
+		 "s.shutdown(socket.SHUT_WR)\n"
+		 "b = bytearray()\n"
+		 "while (x := s.recv(65536)): b += x\n"
+		 "print('same' if bytes(b) == d else 'differs %%d' %% len(b))\n",
+		 IN_LEN, app_port);
+	sl_in_status(env.pin_root, &s0);
+	rc = th_run(NULL, NULL, argv, out, sizeof(out), IO_MS);
+	sl_in_status(env.pin_root, &s1);
+	out[strcspn(out, "\n")] = '\0';
+	TH_RESULT(!rc && !strcmp(out, "same") && s1.steered > s0.steered, name,
+		  "client exit %d: '%s'; steered +%llu", rc, out,
+		  (unsigned long long)(s1.steered - s0.steered));
+}
+
+static void check_status(void)
+{
+	const char *name = "byop: status says the proxy is external";
+	char *argv[] = { (char *)th_sidelane_bin(), "status", "--pin-root",
+			 env.pin_root, NULL };
+	static char out[65536];
+	int rc = th_run(NULL, NULL, argv, out, sizeof(out), 10000);
+
+	TH_RESULT(!rc && strstr(out, "proxy: external"), name, "exit %d: %.600s",
+		  rc, out);
+}
+
+int main(void)
+{
+	const char *setup = "byop: setup: namespace, echo servers, sidelane run "
+			    "(proxy.external), haproxy in the sidecar cgroup";
+	unsigned char *data = malloc(OUT_LEN), *back = malloc(OUT_LEN);
+	int err, far_fd;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGPIPE, SIG_IGN);
+	th_watchdog(120, "byop");
+	snprintf(ns, sizeof(ns), "sl-byop-%d", (int)getpid());
+	snprintf(veth, sizeof(veth), "slb%d", (int)getpid() % 100000);
+	snprintf(cfg_path, sizeof(cfg_path), "/tmp/sidelane-test-byop-%d.yaml",
+		 (int)getpid());
+	snprintf(hap_cfg, sizeof(hap_cfg), "/tmp/sidelane-test-byop-%d.cfg",
+		 (int)getpid());
+	snprintf(hap_log, sizeof(hap_log), "/tmp/sidelane-test-byop-%d.log",
+		 (int)getpid());
+	err = data && back ? th_cleanup_push(cleanup, NULL) : -ENOMEM;
+	if (!err && system("command -v haproxy >/dev/null 2>&1"))
+		err = -ENOENT; /* make deps installs it */
+	err = err ?: th_netns_add(ns, veth, POD_IP, FAR_IP);
+	/* the far end's echo, and the app's on loopback (its own cgroup: the
+	 * test is not in the app's yet)
+	 */
+	far_fd = err ? -1 : th_netns_listen(ns, "0.0.0.0", 64, &far_port);
+	err = err ?: th_echo_on(far_fd);
+	err = err ?: th_echo_server(64, &app_port);
+	err = err ?: th_env_setup_opts(&env, "byop",
+				       &(struct th_env_opts){ .sidecar = true });
+	if (!err) {
+		th_env_log_path(&env);
+		out_port = th_free_port();
+		in_port = th_free_port();
+		err = out_port < 0 ? out_port : in_port < 0 ? in_port : 0;
+	}
+	err = err ?: start();
+	err = err ?: haproxy_config();
+	err = err ?: haproxy_start();
+	if (err)
+		th_dump_log(hap_log);
+	err = err ?: th_enter(&env);
+	if (!TH_RESULT(!err, setup, "%s (log %s)", strerror(-err), env.log))
+		goto out;
+	th_fill(data, OUT_LEN, 83);
+
+	check_listener();
+	check_outbound(data, back);
+	check_inbound("byop: inbound from the far namespace through haproxy to the "
+		      "app: byte-exact, steered by sk_lookup");
+	check_status();
+	/* a restarted proxy listens again: the kernel takes the new listener */
+	haproxy_stop();
+	err = haproxy_start();
+	if (TH_CHECK(!err, "byop: haproxy restarted: inbound works again",
+		     "haproxy start: %s", strerror(-err)))
+		check_inbound("byop: haproxy restarted: inbound works again");
+out:
+	haproxy_stop();
+	th_leave(&env);
+	err = th_env_teardown(&env);
+	th_cleanup_pop(cleanup, NULL, true);
+	TH_RESULT(!err, "byop: teardown: haproxy and sidelane stopped, cgroups, "
+		  "pins and namespace removed", "%s", strerror(-err));
+	free(data);
+	free(back);
+	return th_summary();
+}
