@@ -164,19 +164,19 @@ static void *housekeeping(void *arg)
 }
 
 /* The cgroup the proxy runs in, where getsockopt answers SO_ORIGINAL_DST:
- * --sidecar-cgroup (joined), else our own. Returns 0, -errno (any problem
- * with an explicit --sidecar-cgroup is fatal), or 1 when we run in the root
- * cgroup, which would answer for every process of the host: capture stays
- * off then.
+ * --sidecar-cgroup (joined when join: our own proxy's sockets must be
+ * made there), else our own. Returns 0, -errno (any problem with an
+ * explicit --sidecar-cgroup is fatal), or 1 when we run in the root cgroup,
+ * which would answer for every process of the host: capture stays off then.
  */
-static int sidecar_cgroup(const char *arg, char *buf, size_t len)
+static int sidecar_cgroup(const char *arg, bool join, char *buf, size_t len)
 {
 	char mnt[PATH_MAX];
 	int err;
 
 	if (arg) {
 		err = sl_cgroup_resolve(arg, buf, len);
-		if (!err)
+		if (!err && join)
 			err = sl_cgroup_join(buf);
 		if (err)
 			pr_warn("cannot run in sidecar cgroup %s: %s\n",
@@ -347,12 +347,14 @@ static int signals_start(struct daemon *d)
 }
 
 /* Join the sidecar cgroup before any socket exists: a socket belongs to
- * the cgroup it was created in.
+ * the cgroup it was created in. With proxy.external it is the foreign
+ * proxy's, and we stay where we are: we make no proxy socket, and the
+ * cgroup may be one no process may join (a pod's, which holds containers).
  */
 static int cgroup_start(struct daemon *d)
 {
-	int err = sidecar_cgroup(d->o->sidecar_cgroup, d->side,
-				 sizeof(d->side));
+	int err = sidecar_cgroup(d->o->sidecar_cgroup, !d->cfg->proxy.external,
+				 d->side, sizeof(d->side));
 
 	if (err != 1)
 		return err;

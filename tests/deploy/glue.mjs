@@ -21,6 +21,8 @@ const CASES = [
 		`run --cgroup /kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${SD}.slice --pin-root /sys/fs/bpf/sidelane-${UID} --config /c`],
 	["pod-run, cgroupfs driver", "pod-run", `0::/kubepods/besteffort/pod${UID}/abc`,
 		`run --cgroup /kubepods/besteffort/pod${UID} --pin-root /sys/fs/bpf/sidelane-${UID} --config /c`],
+	["pod-run --foreign-proxy: the pod's cgroup is the sidecar's too", ["pod-run", "--foreign-proxy"], `0::/kubepods/besteffort/pod${UID}/abc`,
+		`run --cgroup /kubepods/besteffort/pod${UID} --sidecar-cgroup /kubepods/besteffort/pod${UID} --pin-root /sys/fs/bpf/sidelane-${UID} --config /c`],
 	["pod-run, private cgroup namespace", "pod-run", "0::/", { err: "private cgroup namespace" }],
 	["pod-run, parent is not this pod", "pod-run", "0::/kubepods.slice/kubepods-pod1111.slice/x.scope", { err: "is not the cgroup of pod" }],
 	["pod-run, cgroup v1 only", "pod-run", "4:memory:/kubepods/pod1", { err: "no cgroup v2 entry" }],
@@ -49,7 +51,7 @@ export async function checkGlue(script) {
 			const f = path.join(tmp, "cgroup");
 			fs.writeFileSync(f, cg + "\n");
 			const env = { ...process.env, SIDELANE_K8S_PROC_CGROUP: f, SIDELANE_K8S_EXEC: "echo", POD_UID: UID };
-			const r = spawnSync(script, [sub, "--config", "/c"], { encoding: "utf8", env });
+			const r = spawnSync(script, [...[sub].flat(), "--config", "/c"], { encoding: "utf8", env });
 			const ok = typeof want === "string" ? r.status === 0 && r.stdout.trim() === want : r.status === 1 && r.stderr.includes(want.err);
 			results.push([ok, `sidelane-k8s ${name}` + (ok ? "" : `: got exit ${r.status}, ${JSON.stringify(r.stdout.trim() || r.stderr.trim())}`)]);
 		}

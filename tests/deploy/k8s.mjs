@@ -21,6 +21,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { checkEnvoy } from "./envoy.mjs";
 
 // kind -> [kubernetes-types module and type (1.29), kubernetes-models module
 // and class (1.33)]. A kind not listed is an error, not a silent pass.
@@ -320,6 +321,7 @@ class SidelaneCheck {
 			this.m.problem(this.d, [...this.podPath, "hostNetwork"], "node-run needs hostNetwork: true (the node's addresses are what 'same host' means)");
 		if (!cfg) return;
 		this.tls(cfg);
+		if (cfg.proxy.external) this.foreignProxy(cfg);
 		this.inbound(cfg);
 		this.grace(cfg);
 		this.memory(cfg);
@@ -424,6 +426,36 @@ class SidelaneCheck {
 		}
 	}
 
+	// proxy.external: in a pod, the foreign proxy runs in a container of its
+	// own, so the pod's cgroup must be the sidecar cgroup too
+	// (--foreign-proxy); its Envoy bootstrap, if any, must agree with
+	// sidelane.yaml (envoy.mjs).
+	foreignProxy(cfg) {
+		const args = [...(this.c.command ?? []), ...(this.c.args ?? [])];
+		const shared = args.includes("--foreign-proxy");
+		if (this.mode === "pod-run" && !shared)
+			this.bad(["command"], "proxy.external in a pod needs `sidelane-k8s pod-run --foreign-proxy`: else SO_ORIGINAL_DST is answered and the inbound listener taken only in sidelane's own container, not the proxy's");
+		for (const [list, i, c] of containers(this.spec)) {
+			if (c === this.c) continue;
+			for (const vm of c.volumeMounts ?? []) {
+				const cmName = this.volume(vm.name)?.configMap?.name;
+				const cm = cmName && this.m.docs.find((x) => x.obj.kind === "ConfigMap" && x.obj.metadata?.name === cmName);
+				const text = cm?.obj.data?.["envoy.yaml"];
+				if (typeof text !== "string") continue;
+				const YAML = this.m.ctx.require("yaml");
+				let boot;
+				try {
+					boot = YAML.parse(text);
+				} catch (e) {
+					this.m.problem(cm, ["data", "envoy.yaml"], `YAML: ${e.message.split("\n")[0]}`);
+					continue;
+				}
+				for (const [p, msg] of checkEnvoy(boot, cfg, shared))
+					this.m.problem(cm, ["data", "envoy.yaml"], `${p.join(".")}: ${msg} (container ${c.name})`);
+			}
+		}
+	}
+
 	// With TLS, inbound refuses plaintext: a kubelet probe on a steered port
 	// (it comes from the node, without a certificate) would fail.
 	inbound(cfg) {
@@ -454,7 +486,7 @@ class SidelaneCheck {
 	memory(cfg) {
 		const lim = this.c.resources?.limits?.memory;
 		if (lim === undefined) return this.bad(["resources"], "no memory limit");
-		const proxy = cfg.capture.enabled || cfg.inbound.enabled || cfg.proxy.ambassadors > 0;
+		const proxy = !cfg.proxy.external && (cfg.capture.enabled || cfg.inbound.enabled || cfg.proxy.ambassadors > 0);
 		const maps = BUDGET.mapsFixed + (cfg.limits?.max_conns ?? 4096) * BUDGET.mapsPerConn;
 		let need = maps + BUDGET.process;
 		if (proxy) need += cfg.proxy.max_conns * (2 * cfg.proxy.buffer_bytes + (cfg.tls.enabled ? BUDGET.tlsPerConn : 0));

@@ -26,9 +26,16 @@ static int dial(void)
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	if (fd < 0 || connect(fd, (struct sockaddr *)&ep.addr, ep.addrlen)) {
-		/* the harness's own failure, not a finding: say which */
+		/* the harness's own failure, not a finding: say which, on
+		 * stdout too (-close_fd_mask=2 closes stderr)
+		 */
+		int e = errno;
+
 		fprintf(stderr, "fuzz_admin: %s: %s\n", fd < 0 ? "socket" : "connect",
-			strerror(errno));
+			strerror(e));
+		printf("fuzz_admin: %s: %s\n", fd < 0 ? "socket" : "connect",
+		       strerror(e));
+		fflush(stdout);
 		abort();
 	}
 	return fd;

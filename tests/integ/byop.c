@@ -70,6 +70,10 @@ static int haproxy_config(void)
 		 "defaults\n  mode tcp\n  timeout connect 5s\n"
 		 "  timeout client 30s\n  timeout server 30s\n"
 		 "frontend outbound\n  bind 127.0.0.1:%d\n"
+		 /* not captured (no original destination): 0.0.0.0:0 would
+		  * dial this frontend itself, again and again
+		  */
+		 "  tcp-request connection reject if { dst 127.0.0.0/8 }\n"
 		 "  default_backend original_dst\n"
 		 "backend original_dst\n  server orig 0.0.0.0:0\n"
 		 "frontend inbound\n  bind 0.0.0.0:%d\n  default_backend app\n"
@@ -269,6 +273,27 @@ static void check_inbound(const char *name)
 		  (unsigned long long)(s1.steered - s0.steered));
 }
 
+/* The app dials haproxy's outbound frontend itself (loopback: not
+ * captured, so no original destination): the documented guard rejects it
+ * at once, where 0.0.0.0:0 would have dialed the frontend again and again.
+ */
+static void check_no_loop(void)
+{
+	const char *name = "byop: a connection to haproxy's frontend that capture did not send is rejected, not looped";
+	struct pollfd p = { .events = POLLIN };
+	char c;
+	int fd = th_connect("127.0.0.1", out_port);
+	ssize_t r = -1;
+
+	p.fd = fd;
+	if (fd >= 0 && poll(&p, 1, 3000) == 1)
+		r = recv(fd, &c, 1, 0);
+	TH_RESULT(fd >= 0 && (r == 0 || (r < 0 && errno == ECONNRESET)), name,
+		  "connect %d, then recv %zd (%s)", fd, r, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 static void check_status(void)
 {
 	const char *name = "byop: status says the proxy is external";
@@ -331,6 +356,7 @@ int main(void)
 	check_outbound(data, back);
 	check_inbound("byop: inbound from the far namespace through haproxy to the "
 		      "app: byte-exact, steered by sk_lookup");
+	check_no_loop();
 	check_status();
 	/* a restarted proxy listens again: the kernel takes the new listener */
 	haproxy_stop();

@@ -47,8 +47,8 @@ void sl_config_print_json(FILE *f, const struct sl_config *cfg)
 	sl_json_str(f, cfg->pin_root);
 	fprintf(f, ",\"cgroup\":");
 	sl_json_str(f, cfg->cgroup);
-	fprintf(f, ",\"capture\":{\"enabled\":%s,\"outbound\":",
-	       cfg->capture.enabled ? "true" : "false");
+	fprintf(f, ",\"capture\":{\"enabled\":%s,\"mark\":%u,\"outbound\":",
+	       cfg->capture.enabled ? "true" : "false", cfg->capture.mark);
 	json_endpoint(f, &cfg->capture.outbound);
 	fprintf(f, "},\"proxy\":{\"external\":%s,\"max_conns\":%u,"
 	       "\"buffer_bytes\":%u,\"ambassadors\":%u,\"splice\":%s,",
