@@ -1364,20 +1364,30 @@ static void test_refusals(void)
  * timeout is a deadline from accept, not an idle timer, so trickling bytes
  * does not extend it.
  */
+/* py_peer's crowd or flood from A's namespace, with A's valid client
+ * certificate; its one line in out. The exit status.
+ */
+static int run_peers(const char *mode, char *out, size_t len)
+{
+	char *argv[] = { "python3", "-c", (char *)py_peer, (char *)mode,
+			 (char *)th_pki_path(dir, "a", "pem"),
+			 (char *)th_pki_path(dir, "a", "key"),
+			 (char *)th_pki_path(dir, "ca", "pem"), NULL };
+	int st = run_a(false, argv, out, len);
+
+	out[strcspn(out, "\n")] = '\0';
+	return st;
+}
+
 static void test_crowd(void)
 {
 	const char *name = "mesh: " SL_XSTR(CROWD) " hostile peers held open on the "
 			   "inbound listener: a valid client is served meanwhile, "
 			   "each hostile one closed within 3 s";
 	char out[1024];
-	char *argv[] = { "python3", "-c", (char *)py_peer, "crowd",
-			 (char *)th_pki_path(dir, "a", "pem"),
-			 (char *)th_pki_path(dir, "a", "key"),
-			 (char *)th_pki_path(dir, "ca", "pem"), NULL };
 	unsigned int ok = 0, max_ms = 0, closed = 0, n = 0;
-	int st = run_a(false, argv, out, sizeof(out));
+	int st = run_peers("crowd", out, sizeof(out));
 
-	out[strcspn(out, "\n")] = '\0';
 	th_info("crowd: %s", out);
 	conns_to_b += 4 + CROWD;
 	if (TH_CHECK(st == 0 && sscanf(out, "CROWD %u %u %u %u", &ok, &max_ms,
@@ -1404,10 +1414,6 @@ static void test_flood(void)
 			   "client is served, the oldest unauthenticated are "
 			   "evicted, all closed, descriptors back";
 	char out[1024];
-	char *argv[] = { "python3", "-c", (char *)py_peer, "flood",
-			 (char *)th_pki_path(dir, "a", "pem"),
-			 (char *)th_pki_path(dir, "a", "key"),
-			 (char *)th_pki_path(dir, "ca", "pem"), NULL };
 	unsigned int ok = 0, max_ms = 0, closed = 0, n = 0;
 	int fds0 = th_proc_fds(hb.app.sidelane), fds = -1, st;
 	__u64 evicted, refused, end;
@@ -1416,8 +1422,7 @@ static void test_flood(void)
 	if (!TH_CHECK(!snap_read(&hb, &s0) && fds0 > 0, name,
 		      "B's counters or descriptors before"))
 		return;
-	st = run_a(false, argv, out, sizeof(out));
-	out[strcspn(out, "\n")] = '\0';
+	st = run_peers("flood", out, sizeof(out));
 	th_info("flood: %s", out);
 	conns_to_b += 4 + FLOOD;
 	/* B lets go of the last ones at their handshake deadline */
