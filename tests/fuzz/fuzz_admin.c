@@ -17,6 +17,11 @@
 
 #define IO_MS 300 /* loopback: an answer comes within a few ms or not at all */
 #define REST_MS 5
+/* The health check's answer may wait for the endpoint's thread much
+ * longer on a loaded machine (a niced long run beside a test suite): its
+ * absence is a finding only after this.
+ */
+#define HEALTH_MS 10000
 
 static struct sl_endpoint ep;
 static struct sl_admin *adm;
@@ -41,13 +46,6 @@ static int dial(void)
 	return fd;
 }
 
-/* Send req, then read the answer (up to len - 1 bytes) into buf: up to
- * IO_MS for its first byte when req holds a blank line (a whole request
- * head), REST_MS otherwise, then until REST_MS of silence. The connection
- * ends with an RST: libmicrohttpd holds a half-closed keep-alive or a
- * half-sent request until its idle timeout, an RST frees it at once.
- * Bytes read.
- */
 /* Has buf (got bytes) one whole response: its head and Content-Length
  * bytes of body (none for a HEAD request)?
  */
@@ -67,7 +65,16 @@ static bool whole(const char *buf, size_t got, bool head_only)
 	return got >= (size_t)(end + 4 - buf) + body;
 }
 
-static size_t exchange(const void *req, size_t n, char *buf, size_t len)
+/* Send req, then read the answer (up to len - 1 bytes) into buf: up to
+ * first_ms for its first byte when req holds a blank line (a whole
+ * request head), REST_MS otherwise, then until REST_MS of silence. The
+ * connection ends with an RST: libmicrohttpd holds a half-closed
+ * keep-alive or a half-sent request until its idle timeout, an RST frees
+ * it at once.
+ * Bytes read.
+ */
+static size_t exchange(const void *req, size_t n, char *buf, size_t len,
+		       int first_ms)
 {
 	struct linger rst = { .l_onoff = 1, .l_linger = 0 };
 	int fd = dial(), wait = REST_MS;
@@ -76,7 +83,7 @@ static size_t exchange(const void *req, size_t n, char *buf, size_t len)
 	ssize_t r;
 
 	if (memmem(req, n, "\r\n\r\n", 4) || memmem(req, n, "\n\n", 2))
-		wait = IO_MS;
+		wait = first_ms;
 	/* a peer that closes early makes send() fail: that is an answer too */
 	if (n)
 		send(fd, req, n, MSG_NOSIGNAL);
@@ -101,9 +108,12 @@ static void healthz(void)
 	static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
 	char buf[512];
 
-	exchange(req, sizeof(req) - 1, buf, sizeof(buf));
-	if (strncmp(buf, "HTTP/1.1 200", 12))
+	exchange(req, sizeof(req) - 1, buf, sizeof(buf), HEALTH_MS);
+	if (strncmp(buf, "HTTP/1.1 200", 12)) {
+		printf("fuzz_admin: /healthz answered \"%.60s\"\n", buf);
+		fflush(stdout);
 		abort();
+	}
 }
 
 static void stop(void)
@@ -145,7 +155,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static unsigned int runs;
 	char buf[64 * 1024];
-	size_t got = exchange(data, size, buf, sizeof(buf));
+	size_t got = exchange(data, size, buf, sizeof(buf), IO_MS);
 
 	if (got && strncmp(buf, "HTTP/1.", 7))
 		abort();
