@@ -37,6 +37,7 @@
 #define IN_LEN (1 << 20) /* and inbound */
 #define IO_MS 20000
 #define READY_MS 5000
+#define MARK 0x534c /* capture.mark, its default (`sidelane config`) */
 
 static struct th_env env;
 static char ns[32], veth[16], cfg_path[64], hap_cfg[64], hap_log[64];
@@ -181,9 +182,8 @@ static void *writer_main(void *arg)
 
 /* ---- checks ---- */
 
-static void check_listener(void)
+static void check_listener(const char *name)
 {
-	const char *name = "byop: haproxy's inbound listener is in sl_in_listeners (taken at its listen())";
 	struct sl_in_status st;
 	int err = sl_in_status(env.pin_root, &st);
 
@@ -197,10 +197,14 @@ static void check_listener(void)
  * SO_ORIGINAL_DST answered for haproxy, and the app -> haproxy hop
  * redirected in the kernel.
  */
-static void check_outbound(const unsigned char *data, unsigned char *back)
+/* shared: the proxy runs in the app's cgroup and marks its upstream
+ * sockets; its own connect must then be let through for the mark (counted
+ * sidecar_own), and the app -> proxy hop is an app pair, left on TCP in
+ * send mode.
+ */
+static void check_outbound(const char *name, const unsigned char *data,
+			   unsigned char *back, bool shared)
 {
-	const char *name = "byop: outbound through haproxy to the original destination: "
-			   "byte-exact, SO_ORIGINAL_DST answered, app->haproxy in the kernel";
 	struct sl_cap_status c0, c1;
 	struct sl_counters f0, f1;
 	struct writer w = { .buf = data, .len = OUT_LEN };
@@ -224,12 +228,14 @@ static void check_outbound(const unsigned char *data, unsigned char *back)
 	usleep(200 * 1000);
 	sl_cap_status(env.pin_root, &c1);
 	th_counters(&env, &f1);
-	th_info("%s: captured +%llu, SO_ORIGINAL_DST answered +%llu, redirected "
-		"messages +%llu", name,
+	th_info("%s: captured +%llu, SO_ORIGINAL_DST answered +%llu, marked "
+		"(the proxy's own) +%llu, redirected messages +%llu", name,
 		(unsigned long long)(c1.stats.reason[SL_CR_CAPTURED] -
 				     c0.stats.reason[SL_CR_CAPTURED]),
 		(unsigned long long)(c1.stats.origdst_answered -
 				     c0.stats.origdst_answered),
+		(unsigned long long)(c1.stats.reason[SL_CR_SIDECAR_OWN] -
+				     c0.stats.reason[SL_CR_SIDECAR_OWN]),
 		(unsigned long long)(f1.redirect_ok - f0.redirect_ok));
 	if (TH_CHECK(!err && !w.err && !memcmp(data, back, OUT_LEN), name,
 		     "read %s, write %s, echo %s", strerror(-err),
@@ -237,9 +243,12 @@ static void check_outbound(const unsigned char *data, unsigned char *back)
 		     memcmp(data, back, OUT_LEN) ? "differs" : "right") &&
 	    TH_CHECK(c1.stats.reason[SL_CR_CAPTURED] > c0.stats.reason[SL_CR_CAPTURED] &&
 			     c1.stats.origdst_answered > c0.stats.origdst_answered,
-		     name, "not captured, or haproxy's SO_ORIGINAL_DST not answered") &&
-	    TH_CHECK(f1.redirect_ok > f0.redirect_ok, name,
-		     "no message redirected: the app->haproxy hop took TCP"))
+		     name, "not captured, or the proxy's SO_ORIGINAL_DST not answered") &&
+	    TH_CHECK(shared || f1.redirect_ok > f0.redirect_ok, name,
+		     "no message redirected: the app->haproxy hop took TCP") &&
+	    TH_CHECK(!shared || c1.stats.reason[SL_CR_SIDECAR_OWN] >
+					c0.stats.reason[SL_CR_SIDECAR_OWN],
+		     name, "the proxy's marked connect was not let through as its own"))
 		th_pass(name);
 }
 
@@ -306,6 +315,88 @@ static void check_status(void)
 		  rc, out);
 }
 
+/* ---- a proxy in the app's cgroup (Envoy's layout in a pod) ---- */
+
+/* A transparent proxy as Envoy runs in deploy/k8s/envoy.yaml, in python:
+ * in the app's cgroup, SO_ORIGINAL_DST on what it accepts on the outbound
+ * port, SO_MARK = capture.mark on its upstream sockets before connect(),
+ * the inbound port relayed to the app on loopback.
+ */
+static const char py_proxy[] =
+	"import socket, struct, sys, threading\n"
+	"out_port, in_port, app_port, mark = map(int, sys.argv[1:5])\n"
+	"def pipe(a, b):\n"
+	"    try:\n"
+	"        while (d := a.recv(65536)): b.sendall(d)\n"
+	"        b.shutdown(socket.SHUT_WR)\n"
+	"    except OSError: pass\n"
+	"def relay(c, dst):\n"
+	"    u = socket.socket()\n"
+	"    u.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)\n"
+	"    u.connect(dst)\n"
+	"    t = threading.Thread(target=pipe, args=(u, c))\n"
+	"    t.start(); pipe(c, u); t.join(); u.close(); c.close()\n"
+	"def serve(l, where):\n"
+	"    while True:\n"
+	"        c, _ = l.accept()\n"
+	"        threading.Thread(target=relay, args=(c, where(c)), daemon=True).start()\n"
+	"def original(c):\n"
+	"    port, ip = struct.unpack('!2xH4s8x', c.getsockopt(socket.SOL_IP, 80, 16))\n"
+	"    return (socket.inet_ntoa(ip), port)\n"
+	"lo = socket.create_server(('127.0.0.1', out_port))\n"
+	"li = socket.create_server(('0.0.0.0', in_port))\n"
+	"threading.Thread(target=serve, args=(li, lambda c: ('127.0.0.1', app_port)), daemon=True).start()\n"
+	"serve(lo, original)\n";
+
+/* sidelane again with the app's cgroup as the sidecar cgroup too (what
+ * `sidelane-k8s pod-run --foreign-proxy` passes), the python proxy in the
+ * app's cgroup: captured, answered, let through by its mark, steered.
+ */
+static void shared_cgroup(const unsigned char *data, unsigned char *back)
+{
+	const char *name = "byop/shared: sidelane restarted with the app's cgroup as the "
+			   "sidecar's, a marking proxy in the app's cgroup";
+	char saved[PATH_MAX], a[4][16];
+	__u64 end;
+	int err;
+
+	haproxy_stop();
+	/* the pinned links serve the old sidecar cgroup: detach first */
+	err = th_env_detach(&env);
+	memcpy(saved, env.sidecar_cgroup, sizeof(saved));
+	memcpy(env.sidecar_cgroup, env.cgroup, sizeof(saved));
+	env.detached = false;
+	err = err ?: start();
+	memcpy(env.sidecar_cgroup, saved, sizeof(saved));
+	if (!TH_CHECK(!err, name, "restart: %s", strerror(-err)))
+		return;
+	snprintf(a[0], sizeof(a[0]), "%d", out_port);
+	snprintf(a[1], sizeof(a[1]), "%d", in_port);
+	snprintf(a[2], sizeof(a[2]), "%d", app_port);
+	snprintf(a[3], sizeof(a[3]), "%d", MARK);
+	hap_pid = fork(); /* this process is in the app's cgroup: so is it */
+	if (!hap_pid) {
+		execlp("python3", "python3", "-c", py_proxy, a[0], a[1], a[2], a[3],
+		       (char *)NULL);
+		_exit(127);
+	}
+	end = th_now_ms() + READY_MS;
+	while (hap_pid > 0 && !(listening(out_port) && listening(in_port)) &&
+	       th_now_ms() < end)
+		usleep(20 * 1000);
+	if (!TH_CHECK(hap_pid > 0 && listening(out_port) && listening(in_port),
+		      name, "the python proxy does not listen"))
+		return;
+	th_pass(name);
+	check_listener("byop/shared: the proxy's inbound listener, in the app's "
+		       "cgroup, is taken at its listen()");
+	check_outbound("byop/shared: outbound through the marking proxy: byte-exact, "
+		       "SO_ORIGINAL_DST answered, its own connect not captured",
+		       data, back, true);
+	check_inbound("byop/shared: inbound steered to the proxy in the app's "
+		      "cgroup, relayed to the app byte-exact");
+}
+
 int main(void)
 {
 	const char *setup = "byop: setup: namespace, echo servers, sidelane run "
@@ -352,8 +443,11 @@ int main(void)
 		goto out;
 	th_fill(data, OUT_LEN, 83);
 
-	check_listener();
-	check_outbound(data, back);
+	check_listener("byop: haproxy's inbound listener is in sl_in_listeners "
+		       "(taken at its listen())");
+	check_outbound("byop: outbound through haproxy to the original destination: "
+		       "byte-exact, SO_ORIGINAL_DST answered, app->haproxy in the kernel",
+		       data, back, false);
 	check_inbound("byop: inbound from the far namespace through haproxy to the "
 		      "app: byte-exact, steered by sk_lookup");
 	check_no_loop();
@@ -364,6 +458,7 @@ int main(void)
 	if (TH_CHECK(!err, "byop: haproxy restarted: inbound works again",
 		     "haproxy start: %s", strerror(-err)))
 		check_inbound("byop: haproxy restarted: inbound works again");
+	shared_cgroup(data, back);
 out:
 	haproxy_stop();
 	th_leave(&env);
