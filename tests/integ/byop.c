@@ -303,6 +303,38 @@ static void check_no_loop(void)
 		close(fd);
 }
 
+/* Policy holds at the app's connect(), before the proxy sees anything. */
+static void check_policy(void)
+{
+	const char *name = "byop: a policy deny fails the app's connect with EPERM; "
+			   "haproxy never sees it";
+	char port[16], out[512];
+	char *add[] = { (char *)th_sidelane_bin(), "policy", "add", "77", "deny",
+			FAR_IP "/32", port, "--pin-root", env.pin_root, NULL };
+	char *del[] = { (char *)th_sidelane_bin(), "policy", "del", "77",
+			"--pin-root", env.pin_root, NULL };
+	struct sl_cap_status c0, c1;
+	int rc, fd;
+
+	snprintf(port, sizeof(port), "%d", far_port);
+	sl_cap_status(env.pin_root, &c0);
+	rc = th_run(NULL, NULL, add, out, sizeof(out), 10000);
+	fd = rc ? -1 : th_connect(FAR_IP, far_port);
+	th_run(NULL, NULL, del, out, sizeof(out), 10000);
+	sl_cap_status(env.pin_root, &c1);
+	TH_RESULT(!rc && fd == -EPERM &&
+			  c1.stats.reason[SL_CR_DENIED] > c0.stats.reason[SL_CR_DENIED] &&
+			  c1.stats.reason[SL_CR_CAPTURED] == c0.stats.reason[SL_CR_CAPTURED],
+		  name, "policy add %d, connect %d (%s), denied +%llu, captured +%llu",
+		  rc, fd, fd < 0 ? strerror(-fd) : "connected",
+		  (unsigned long long)(c1.stats.reason[SL_CR_DENIED] -
+				       c0.stats.reason[SL_CR_DENIED]),
+		  (unsigned long long)(c1.stats.reason[SL_CR_CAPTURED] -
+				       c0.stats.reason[SL_CR_CAPTURED]));
+	if (fd >= 0)
+		close(fd);
+}
+
 static void check_status(void)
 {
 	const char *name = "byop: status says the proxy is external";
@@ -451,6 +483,7 @@ int main(void)
 	check_inbound("byop: inbound from the far namespace through haproxy to the "
 		      "app: byte-exact, steered by sk_lookup");
 	check_no_loop();
+	check_policy();
 	check_status();
 	/* a restarted proxy listens again: the kernel takes the new listener */
 	haproxy_stop();
