@@ -552,6 +552,7 @@ static void check_conns(void)
 	char out[8192], dummy[256], reason[64];
 	struct sl_adm_status adm;
 	int lfd, st;
+	__u64 end;
 	pid_t pid;
 
 	/* Python's socket with a timeout is non-blocking: admitted send-only
@@ -577,16 +578,22 @@ static void check_conns(void)
 		 "s = socket.create_connection(('" NS_IP "', 7), 3)\n"
 		 "s.sendall(b'x' * 10); s.recv(10)\n"
 		 "l = socket.create_connection(('127.0.0.1', %u), 3)\n"
-		 "time.sleep(1.5)\n", ntohs(la.sin_port));
+		 "time.sleep(5)\n", ntohs(la.sin_port));
 	snprintf(want, sizeof(want), "\"dst\":\"127.0.0.1:%u\",\"reason\":\"loopback\"",
 		 ntohs(la.sin_port));
 
 	pid = fork();
 	if (!pid)
 		_exit(run_in(&app, app_argv, dummy, sizeof(dummy)) ? 1 : 0);
-	usleep(700 * 1000); /* connected, one exchange done, now holding */
-	st = run_in(NULL, conns, out, sizeof(out));
-	th_wait(pid, 5000);
+	/* until python has connected, exchanged and holds both (its start
+	 * alone takes a second on a loaded machine)
+	 */
+	end = th_now_ms() + 4500;
+	do {
+		usleep(100 * 1000);
+		st = run_in(NULL, conns, out, sizeof(out));
+	} while (!(strstr(out, reason) && strstr(out, want)) && th_now_ms() < end);
+	th_wait(pid, 8000);
 	close(lfd);
 	TH_RESULT(st == 0 && strstr(out, "\"captured_to\":\"" NS_IP ":7\"") &&
 			  strstr(out, reason),
