@@ -971,6 +971,92 @@ out:
 	free(rx);
 }
 
+/* Send tx on the non-blocking cfd until it stays unwritable for 300 ms:
+ * the bytes sent (limit: the writer never blocked), or -errno.
+ */
+static ssize_t send_until_blocked(int cfd, const unsigned char *tx,
+				  size_t limit)
+{
+	size_t off = 0;
+
+	while (off < limit) {
+		struct pollfd pfd = { .fd = cfd, .events = POLLOUT };
+		ssize_t n = send(cfd, tx + off,
+				 limit - off > 64 * KiB ? 64 * KiB : limit - off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n > 0) {
+			off += n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN)
+			return -errno;
+		if (!poll(&pfd, 1, 300))
+			break;
+	}
+	return (ssize_t)off;
+}
+
+/* An upstream that accepts and never reads: once the client's writes
+ * block, nothing moves, and the idle timeout ends the connection with an
+ * RST (the bytes held are lost, so never a clean close), counted
+ * idle-timeout, without spinning meanwhile.
+ */
+static void test_upstream_never_reads(const struct tproxy *tp)
+{
+	const char *name = "upstream accepts and never reads: the writer blocks, "
+			   "then the idle timeout resets it, no spinning";
+	unsigned char *tx = malloc(BP_LIMIT);
+	struct sl_proxy_stats base;
+	int cfd = -1, ufd = -1, err, r, ms, cpu;
+	__u64 t0, c0;
+	ssize_t off;
+
+	if (!tx) {
+		th_fail(name, "out of memory");
+		return;
+	}
+	th_fill(tx, BP_LIMIT, 78);
+	tp_stats(tp, &base);
+	err = open_pair(amb_port(tp, 0), &cfd, &ufd);
+	if (!TH_CHECK(!err, name, "open: %s", strerror(-err)))
+		goto out;
+	set_nonblock(cfd);
+	/* the proxy's idle clock runs from the last byte it moved, while the
+	 * client may still be filling the kernel's buffers: the reset can
+	 * reach the writer itself
+	 */
+	off = send_until_blocked(cfd, tx, BP_LIMIT);
+	if (!TH_CHECK(off != (ssize_t)BP_LIMIT, name, "the writer never blocked") ||
+	    !TH_CHECK(off >= 0 || off == -ECONNRESET || off == -EPIPE, name,
+		      "send: %s", strerror((int)-off)))
+		goto out;
+	/* the last byte moved when the 300 ms wait for POLLOUT began */
+	t0 = th_now_ms() - (off >= 0 ? 300 : 0);
+	c0 = cpu_ms();
+	err = !wait_closed(tp, &base, SL_CLOSE_IDLE_TIMEOUT, 1, T_IDLE_MS + 2000);
+	ms = (int)(th_now_ms() - t0);
+	cpu = (int)(cpu_ms() - c0);
+	r = off < 0 ? -ECONNRESET : wait_end(cfd, 2000);
+	th_info("never reads: the writer %s after %zd B; closed %d ms after the "
+		"last byte moved (%d ms CPU), the client saw %s",
+		off < 0 ? "was reset while sending" : "blocked",
+		off < 0 ? (ssize_t)0 : off, ms, cpu, end_str(r));
+	if (TH_CHECK(!err, name, "not closed as idle-timeout") &&
+	    TH_CHECK(off < 0 || ms >= T_IDLE_MS - 50, name, "closed %d ms after "
+		     "the last byte, idle timeout %d", ms, T_IDLE_MS) &&
+	    TH_CHECK(cpu < ms / 4 + 20, name, "%d ms CPU in %d ms: spinning",
+		     cpu, ms) &&
+	    TH_CHECK(r == -ECONNRESET, name, "the client saw %s", end_str(r)))
+		th_pass(name);
+out:
+	if (cfd >= 0)
+		close(cfd);
+	if (ufd >= 0)
+		close(ufd);
+	free(tx);
+}
+
 /* The upstream does not read: the client's writes must block once the
  * kernel buffers and the proxy's one buffer are full; the proxy holds at
  * most buffer_bytes. Then the upstream reads everything, byte-exact.
@@ -981,7 +1067,7 @@ static void test_backpressure(const struct tproxy *tp, unsigned int bufsz)
 	struct sl_proxy_stats st1, st2;
 	unsigned char *tx = malloc(BP_LIMIT), *rx = malloc(BP_LIMIT);
 	struct end e[2] = {};
-	size_t off = 0;
+	ssize_t off;
 	int cfd = -1, ufd = -1, err;
 	char why[160];
 
@@ -996,33 +1082,16 @@ static void test_backpressure(const struct tproxy *tp, unsigned int bufsz)
 		goto out;
 	}
 	set_nonblock(cfd);
-	/* write until the socket stays unwritable for 300 ms */
-	while (off < BP_LIMIT) {
-		struct pollfd pfd = { .fd = cfd, .events = POLLOUT };
-		ssize_t n = send(cfd, tx + off,
-				 BP_LIMIT - off > 64 * KiB ? 64 * KiB :
-							     BP_LIMIT - off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-
-		if (n > 0) {
-			off += n;
-			continue;
-		}
-		if (n < 0 && errno != EAGAIN) {
-			th_fail(name, "send: %s", strerror(errno));
-			goto out;
-		}
-		if (!poll(&pfd, 1, 300))
-			break;
-	}
-	if (!TH_CHECK(off < BP_LIMIT, name,
-		      "the writer never blocked: the proxy read %zu B ahead",
+	off = send_until_blocked(cfd, tx, BP_LIMIT);
+	if (!TH_CHECK(off >= 0, name, "send: %s", strerror((int)-off)) ||
+	    !TH_CHECK(off < (ssize_t)BP_LIMIT, name,
+		      "the writer never blocked: the proxy read %zd B ahead",
 		      off))
 		goto out;
 	tp_stats(tp, &st1);
 	usleep(200000);
 	tp_stats(tp, &st2);
-	th_info("back-pressure: writer blocked after %zu B; proxy holds %llu B "
+	th_info("back-pressure: writer blocked after %zd B; proxy holds %llu B "
 		"(buffer %u)",
 		off, (unsigned long long)st2.buffered, bufsz);
 	if (!TH_CHECK(st2.buffered <= bufsz && st2.buffered > 0, name,
@@ -1294,6 +1363,7 @@ static void run_timeouts(void)
 		       "connect timeout/full backlog");
 	test_idle(&tp);
 	test_drain_idle(&tp);
+	test_upstream_never_reads(&tp);
 	tp_free(&tp);
 out:
 	free(cfg);
