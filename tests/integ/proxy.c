@@ -1031,20 +1031,22 @@ static void test_upstream_never_reads(const struct tproxy *tp)
 	    !TH_CHECK(off >= 0 || off == -ECONNRESET || off == -EPIPE, name,
 		      "send: %s", strerror((int)-off)))
 		goto out;
-	/* the last byte moved when the 300 ms wait for POLLOUT began */
-	t0 = th_now_ms() - (off >= 0 ? 300 : 0);
+	/* the proxy's last byte moved before the client's: how long before is
+	 * not seen from here, so the timeout's own length is test_idle's
+	 * check; this one asks that it comes, as a reset, without spinning
+	 */
+	t0 = th_now_ms();
 	c0 = cpu_ms();
 	err = !wait_closed(tp, &base, SL_CLOSE_IDLE_TIMEOUT, 1, T_IDLE_MS + 2000);
 	ms = (int)(th_now_ms() - t0);
 	cpu = (int)(cpu_ms() - c0);
 	r = off < 0 ? -ECONNRESET : wait_end(cfd, 2000);
-	th_info("never reads: the writer %s after %zd B; closed %d ms after the "
-		"last byte moved (%d ms CPU), the client saw %s",
+	th_info("never reads: the writer %s after %zd B; closed %d ms later "
+		"(%d ms CPU), the client saw %s",
 		off < 0 ? "was reset while sending" : "blocked",
 		off < 0 ? (ssize_t)0 : off, ms, cpu, end_str(r));
-	if (TH_CHECK(!err, name, "not closed as idle-timeout") &&
-	    TH_CHECK(off < 0 || ms >= T_IDLE_MS - 50, name, "closed %d ms after "
-		     "the last byte, idle timeout %d", ms, T_IDLE_MS) &&
+	if (TH_CHECK(!err, name, "not closed as idle-timeout within %d ms",
+		     T_IDLE_MS + 2000) &&
 	    TH_CHECK(cpu < ms / 4 + 20, name, "%d ms CPU in %d ms: spinning",
 		     cpu, ms) &&
 	    TH_CHECK(r == -ECONNRESET, name, "the client saw %s", end_str(r)))
