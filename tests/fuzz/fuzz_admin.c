@@ -26,20 +26,47 @@
 static struct sl_endpoint ep;
 static struct sl_admin *adm;
 
+/* poll() for ev, again after a signal: libFuzzer's SIGALRM (its -timeout
+ * watch) interrupts a wait every second. 1 when ready, else 0.
+ */
+static int wait_for(int fd, short ev, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = ev };
+	int r;
+
+	while ((r = poll(&p, 1, ms)) < 0 && errno == EINTR)
+		;
+	return r == 1;
+}
+
+/* A connect() interrupted by that SIGALRM (it blocks while the endpoint's
+ * backlog is full and the SYN waits for its retransmit) goes on in the
+ * kernel: wait for it instead of failing.
+ */
 static int dial(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), err = 0;
+	socklen_t elen = sizeof(err);
 
-	if (fd < 0 || connect(fd, (struct sockaddr *)&ep.addr, ep.addrlen)) {
+	if (fd < 0) {
+		err = errno;
+	} else if (connect(fd, (struct sockaddr *)&ep.addr, ep.addrlen)) {
+		err = errno;
+		if (err == EINTR) {
+			err = ETIMEDOUT;
+			if (wait_for(fd, POLLOUT, HEALTH_MS) &&
+			    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen))
+				err = errno;
+		}
+	}
+	if (err) {
 		/* the harness's own failure, not a finding: say which, on
 		 * stdout too (-close_fd_mask=2 closes stderr)
 		 */
-		int e = errno;
-
 		fprintf(stderr, "fuzz_admin: %s: %s\n", fd < 0 ? "socket" : "connect",
-			strerror(e));
+			strerror(err));
 		printf("fuzz_admin: %s: %s\n", fd < 0 ? "socket" : "connect",
-		       strerror(e));
+		       strerror(err));
 		fflush(stdout);
 		abort();
 	}
@@ -78,7 +105,6 @@ static size_t exchange(const void *req, size_t n, char *buf, size_t len,
 {
 	struct linger rst = { .l_onoff = 1, .l_linger = 0 };
 	int fd = dial(), wait = REST_MS;
-	struct pollfd p = { .fd = fd, .events = POLLIN };
 	size_t got = 0;
 	ssize_t r;
 
@@ -87,7 +113,7 @@ static size_t exchange(const void *req, size_t n, char *buf, size_t len,
 	/* a peer that closes early makes send() fail: that is an answer too */
 	if (n)
 		send(fd, req, n, MSG_NOSIGNAL);
-	while (got < len - 1 && poll(&p, 1, wait) == 1) {
+	while (got < len - 1 && wait_for(fd, POLLIN, wait)) {
 		r = recv(fd, buf + got, len - 1 - got, 0);
 		if (r <= 0)
 			break;
