@@ -507,10 +507,15 @@ static void proxy_stop(struct daemon *d)
 static int admin_start(struct daemon *d)
 {
 	if (d->cfg->admin.enabled)
-		sl_admin_start(&(struct sl_admin_opts){ &d->cfg->admin.listen,
-							d->cfg->pin_root,
-							d->proxy, d->tls,
-							d->alog },
+		sl_admin_start(&(struct sl_admin_opts){
+				       .listen = &d->cfg->admin.listen,
+				       .pin_root = d->cfg->pin_root,
+				       .proxy = d->proxy,
+				       .tls = d->tls,
+				       .alog = d->alog,
+				       .cfg_version = d->cfg->version,
+				       .cfg_loaded_ms = d->cfg->loaded_ms,
+			       },
 			       &d->admin);
 	return 0;
 }
@@ -637,6 +642,7 @@ int sl_daemon_main(struct sl_config *cfg, const struct sl_daemon_opts *o)
 	size_t n;
 	int err = 0;
 
+	pr_info("config: version %s\n", cfg->version);
 	for (n = 0; n < NR_STEPS && !err; n++) {
 		err = steps[n].start(&d);
 		if (err)

@@ -485,6 +485,37 @@ static void check_http(void)
 	TH_RESULT(a == 403 && b == 200, name3, "POST %d, then /ready %d", a, b);
 }
 
+/* The running configuration's version is its file's: the first 16 hex
+ * digits of the SHA-256 of cfg1, in /stats and /metrics.
+ */
+static void check_config_version(void)
+{
+	const char *name = "admin: /stats and /metrics name the running config's "
+			   "version (its file's SHA-256) and load time";
+	static char r[256 * 1024], m[256 * 1024];
+	char hex[17], want_s[64], want_m[96];
+	unsigned char sum[32];
+	char *text = NULL;
+	size_t len = 0;
+	int a, b, i;
+
+	if (!TH_CHECK(!sl_read_file(cfg1, 1 << 20, &text, &len, NULL), name,
+		      "reading %s", cfg1))
+		return;
+	th_sha256(text, len, sum);
+	free(text);
+	for (i = 0; i < 8; i++)
+		snprintf(hex + 2 * i, 3, "%02x", sum[i]);
+	snprintf(want_s, sizeof(want_s), "\"config\":{\"version\":\"%s\",\"loaded_ms\":", hex);
+	snprintf(want_m, sizeof(want_m), "sidelane_config_info{version=\"%s\"} 1", hex);
+	a = http("GET", "/stats", NULL, r, sizeof(r));
+	b = http("GET", "/metrics", NULL, m, sizeof(m));
+	TH_RESULT(a == 200 && b == 200 && strstr(r, want_s) && strstr(m, want_m) &&
+			  strstr(m, "sidelane_config_loaded_timestamp_seconds 1"),
+		  name, "/stats %d, /metrics %d; want %s and %s", a, b, want_s,
+		  want_m);
+}
+
 /* The listening socket: 127.0.0.1 only, owned by our sidelane. */
 static void check_bound(void)
 {
@@ -980,6 +1011,7 @@ int main(void)
 		check_golden();
 	}
 	check_http();
+	check_config_version();
 	check_slowloris();
 	check_bound();
 	check_second();

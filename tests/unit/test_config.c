@@ -98,6 +98,7 @@ static void default_loads(void **state)
 	(void)state;
 	assert_int_equal(sl_config_load(NULL, cfg, err, sizeof(err)), 0);
 	assert_string_equal(cfg->pin_root, "/sys/fs/bpf/sidelane");
+	assert_string_equal(cfg->version, "default");
 	assert_string_equal(cfg->cgroup, "");
 	assert_int_equal(cfg->fastpath.n_exclude_ports, 0);
 	assert_int_equal(cfg->fastpath.app_sockets, SL_APP_SAFE);
@@ -350,11 +351,15 @@ static void partial_file_keeps_defaults(void **state)
 	assert_int_equal(cfg->capture.enabled, 1);
 	assert_string_equal(cfg->pin_root, "/sys/fs/bpf/sidelane");
 
-	/* An empty config file is every default. */
+	/* An empty config file is every default; its version is the start
+	 * of SHA-256(""), as sha256sum prints it.
+	 */
 	if (load_text("", CONFIG, cfg, err, path))
 		fail_msg("%s", err);
 	assert_int_equal(cfg->capture.n_include_cidrs, 2);
 	assert_int_equal(cfg->proxy.max_conns, 4096);
+	assert_string_equal(cfg->version, "e3b0c44298fc1c14");
+	assert_true(cfg->loaded_ms > 0);
 	free(cfg);
 }
 

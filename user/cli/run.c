@@ -39,7 +39,7 @@ int cmd_config(int argc, char **argv)
 	if (json)
 		sl_config_print_json(stdout, cfg);
 	else
-		printf("%s: ok\n", argv[2]);
+		printf("%s: ok, version %s\n", argv[2], cfg->version);
 	free(cfg);
 	return 0;
 }

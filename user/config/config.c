@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <cyaml/cyaml.h>
 #include "sidelane.h"
 #include "config/config.h"
@@ -710,6 +711,9 @@ static int config_apply_doc(const char *path, struct sl_config *cfg, char *err,
 		       (void **)&raw);
 	if (!ret && raw)
 		ret = apply_config(&d, raw, tmp);
+	if (!ret && path)
+		for (size_t i = 0; i < SL_CFG_VERSION_LEN / 2; i++)
+			snprintf(tmp->version + 2 * i, 3, "%02x", d.sha256[i]);
 	if (!ret)
 		memcpy(cfg, tmp, sizeof(*cfg));
 	if (raw)
@@ -731,11 +735,17 @@ int sl_config_load(const char *path, struct sl_config *cfg, char *err,
 	if (!tmp)
 		return -ENOMEM;
 	/* The default document first, then the file's keys over it. */
+	snprintf(tmp->version, sizeof(tmp->version), "default");
 	ret = config_apply_doc(NULL, tmp, err, errlen);
 	if (!ret && path)
 		ret = config_apply_doc(path, tmp, err, errlen);
-	if (!ret)
+	if (!ret) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		tmp->loaded_ms = (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 		memcpy(cfg, tmp, sizeof(*cfg));
+	}
 	free(tmp);
 	return ret;
 }

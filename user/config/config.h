@@ -85,7 +85,15 @@ enum sl_inbound_mode {
 	SL_INBOUND_LISTENER, /* peers dial inbound.listen; relayed to app_port */
 };
 
+#define SL_CFG_VERSION_LEN 16 /* hex digits of the file's SHA-256 shown */
+
 struct sl_config {
+	/* the file's version: the first SL_CFG_VERSION_LEN hex digits of its
+	 * SHA-256 ("default" for the embedded one), and when it was loaded
+	 * (CLOCK_REALTIME ms)
+	 */
+	char version[SL_CFG_VERSION_LEN + 1];
+	uint64_t loaded_ms;
 	char pin_root[256];
 	char cgroup[512]; /* the app's cgroup; "" = given on the command line */
 	struct {

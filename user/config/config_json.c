@@ -43,7 +43,7 @@ static const char *mode_name(enum sl_inbound_mode m)
 
 void sl_config_print_json(FILE *f, const struct sl_config *cfg)
 {
-	fprintf(f, "{\"pin_root\":");
+	fprintf(f, "{\"version\":\"%s\",\"pin_root\":", cfg->version);
 	sl_json_str(f, cfg->pin_root);
 	fprintf(f, ",\"cgroup\":");
 	sl_json_str(f, cfg->cgroup);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <cyaml/cyaml.h>
 #include <yaml.h>
+#include <openssl/evp.h>
 #include "config/doc.h"
 #include "lib/util.h"
 
@@ -447,6 +448,10 @@ int doc_load(struct doc *d, const char *path, const char *text,
 		err = read_all(d, path, &buf, &len);
 		if (err)
 			return err;
+		if (!EVP_Digest(buf, len, d->sha256, NULL, EVP_sha256(), NULL)) {
+			free(buf);
+			return -ENOMEM;
+		}
 		text = buf;
 	} else {
 		len = strlen(text);

@@ -36,6 +36,8 @@ struct doc {
 	int cy_in_backtrace;
 	unsigned int n_frames;
 	struct cy_frame frames[CY_FRAMES];
+	/* SHA-256 of the file's bytes, exactly those parsed (path only) */
+	unsigned char sha256[32];
 };
 
 /* "file:line: what: message" into d->err (line 0: no line); -EINVAL. */
