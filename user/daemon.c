@@ -6,7 +6,6 @@
  * (--detach-on-exit): a restart picks it up.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <malloc.h>
@@ -248,11 +247,8 @@ static int inbound_start(const struct sl_config *cfg, struct sl_proxy *proxy,
 	}
 	err = sl_in_probe(why, sizeof(why));
 	if (!err && cfg->proxy.external) {
-		uint8_t ip[16];
-
 		o.listen_fd4 = o.listen_fd6 = -1;
-		sl_sockaddr_key(&cfg->inbound.listen.addr, ip, &o.external_port);
-		o.external_port = ntohs(o.external_port);
+		o.external_port = sl_endpoint_port(&cfg->inbound.listen);
 		o.sidecar_cgroup = side;
 	} else if (!err) {
 		sl_proxy_inbound_fds(proxy, &o.listen_fd4, &o.listen_fd6);

@@ -497,7 +497,6 @@ static int apply_admin(struct doc *d, const struct raw_admin *r,
 	return err;
 }
 
-/* Checks across sections, once the whole file is applied. */
 /* What only sidelane's own proxy can do. */
 static int check_external(struct doc *d, const struct sl_config *cfg)
 {
@@ -520,6 +519,7 @@ static int check_external(struct doc *d, const struct sl_config *cfg)
 	return 0;
 }
 
+/* Checks across sections, once the whole file is applied. */
 static int check_config(struct doc *d, struct sl_config *cfg)
 {
 	int err = cfg->proxy.external ? check_external(d, cfg) : 0;
@@ -712,8 +712,7 @@ static int config_apply_doc(const char *path, struct sl_config *cfg, char *err,
 	if (!ret && raw)
 		ret = apply_config(&d, raw, tmp);
 	if (!ret && path)
-		for (size_t i = 0; i < SL_CFG_VERSION_LEN / 2; i++)
-			snprintf(tmp->version + 2 * i, 3, "%02x", d.sha256[i]);
+		sl_hex(tmp->version, d.sha256, SL_CFG_VERSION_LEN / 2);
 	if (!ret)
 		memcpy(cfg, tmp, sizeof(*cfg));
 	if (raw)

@@ -251,6 +251,13 @@ int sl_endpoint_is_loopback(const struct sl_endpoint *ep)
 	       sl_addr_is_loopback(key);
 }
 
+uint16_t sl_endpoint_port(const struct sl_endpoint *e)
+{
+	return ntohs(e->addr.ss_family == AF_INET ?
+			     ((const struct sockaddr_in *)&e->addr)->sin_port :
+			     ((const struct sockaddr_in6 *)&e->addr)->sin6_port);
+}
+
 int sl_endpoint_equal(const struct sl_endpoint *a,
 		      const struct sl_endpoint *b)
 {

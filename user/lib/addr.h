@@ -57,6 +57,8 @@ int sl_ports_match(const struct sl_port_range *r, unsigned int n,
 int sl_endpoint_is_loopback(const struct sl_endpoint *ep);
 int sl_endpoint_equal(const struct sl_endpoint *a,
 		      const struct sl_endpoint *b);
+/* The endpoint's port, host order. */
+uint16_t sl_endpoint_port(const struct sl_endpoint *e);
 
 /* Format 16 address bytes (v4-mapped shown as dotted quad) into buf. */
 const char *sl_addr_str(const uint8_t ip[16], char *buf, size_t len);

@@ -206,6 +206,18 @@ out:
 	return err;
 }
 
+void sl_hex(char *out, const uint8_t *in, size_t n)
+{
+	static const char digit[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = digit[in[i] >> 4];
+		out[2 * i + 1] = digit[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
 void sl_time_str(uint64_t real_ns, char *buf, size_t len)
 {
 	time_t sec = (time_t)(real_ns / 1000000000ULL);

@@ -42,6 +42,9 @@ int sl_io_full(int fd, void *buf, size_t len, bool rx, int timeout_ms);
 int sl_read_file(const char *path, size_t max, char **buf, size_t *len,
 		 struct stat *st);
 
+/* n bytes as 2n lowercase hex digits and a NUL into out (2n + 1 bytes). */
+void sl_hex(char *out, const uint8_t *in, size_t n);
+
 /* "2026-11-25T14:30:00.123Z" (UTC, ms) for a CLOCK_REALTIME time in ns. */
 void sl_time_str(uint64_t real_ns, char *buf, size_t len);
 

@@ -161,13 +161,6 @@ static void endpoint_ip(const struct sl_endpoint *e, __u8 out[16])
 			       out);
 }
 
-static uint16_t endpoint_port(const struct sl_endpoint *e)
-{
-	return ntohs(e->addr.ss_family == AF_INET ?
-			     ((const struct sockaddr_in *)&e->addr)->sin_port :
-			     ((const struct sockaddr_in6 *)&e->addr)->sin6_port);
-}
-
 /* Write cfg->capture into the maps. The include list being empty means all
  * ports; the IPv6 listener is [::1] on the same port as the IPv4 one.
  */
@@ -193,7 +186,7 @@ static int capture_maps_write(const char *pin_root,
 	cc.mark_exempts = same_cgroup;
 	endpoint_ip(&cfg->capture.outbound, cc.outbound_ip4);
 	memcpy(cc.outbound_ip6, v6_loopback, 16);
-	cc.outbound_port = endpoint_port(&cfg->capture.outbound);
+	cc.outbound_port = sl_endpoint_port(&cfg->capture.outbound);
 	cc.include_all_ports = !cfg->capture.n_include_ports;
 
 	err = cidr_trie_fill(pin_root, SL_MAP_CAP_INCL4, SL_MAP_CAP_INCL6,

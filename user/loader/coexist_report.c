@@ -21,6 +21,7 @@
 #include "loader/fastpath_user.h"
 #include "lib/cgroup.h"
 #include "lib/log.h"
+#include "lib/util.h"
 #include "loader/coexist_int.h"
 
 /* Kernel limit on programs per cgroup and attach type (BPF_CGROUP_MAX_PROGS),
@@ -79,14 +80,6 @@ static const char *order_phrase(const struct sl_coexist_prog *p)
 	}
 }
 
-static void tag_hex(const __u8 tag[8], char out[17])
-{
-	int i;
-
-	for (i = 0; i < 8; i++)
-		snprintf(out + 2 * i, 3, "%02x", tag[i]);
-}
-
 /* Where p is, in words ("on app cgroup /x", "inherited from ..."). */
 static void where_str(const struct sl_coexist_prog *p, const char *path,
 		      char *where, size_t wlen)
@@ -134,7 +127,7 @@ void sl_coexist_describe(const struct sl_coexist *cx,
 	const char *how = t && t->how ? t->how : "";
 
 	sl_coexist_where(cx, p, path, sizeof(path));
-	tag_hex(p->tag, tag);
+	sl_hex(tag, p->tag, 8);
 	where[0] = '\0';
 	where_str(p, path, where, sizeof(where));
 	switch (p->action) {
@@ -233,7 +226,7 @@ static void print_json(FILE *f, const struct sl_coexist *cx)
 		const struct sl_coexist_prog *p = &cx->progs[k];
 		const char *pt = libbpf_bpf_prog_type_str(p->prog_type);
 
-		tag_hex(p->tag, tag);
+		sl_hex(tag, p->tag, 8);
 		fprintf(f, "%s{\"id\":%u,\"name\":", k ? "," : "", p->id);
 		sl_json_str(f, p->name);
 		fprintf(f, ",\"tag\":\"%s\",\"prog_type\":\"%s\",\"attach_type\":\"%s\","

@@ -63,7 +63,7 @@ struct sl_admin {
 	struct sl_proxy *proxy;
 	struct sl_tls_ctx *tls;
 	struct sl_alog *alog;
-	char cfg_version[32]; /* "": none */
+	char cfg_version[SL_CFG_VERSION_LEN + 1]; /* "": none */
 	uint64_t cfg_loaded_ms;
 };
 
