@@ -40,8 +40,7 @@ static int orig_dst(int fd, struct sockaddr_storage *ss, socklen_t *len)
  * dialed (sk_lookup steered it here, the local address is still the one
  * it asked for), or at inbound.app_port when it dialed our listener.
  */
-static int inbound_dst(struct sl_worker *p, const struct sl_listener *l,
-		       int fd, struct sl_conn *c)
+static int inbound_dst(const struct sl_listener *l, int fd, struct sl_conn *c)
 {
 	struct sockaddr_storage local;
 	struct sockaddr_in *in = (struct sockaddr_in *)&c->dst.a[0];
@@ -56,7 +55,7 @@ static int inbound_dst(struct sl_worker *p, const struct sl_listener *l,
 	sl_sockaddr_key(&l->addr, ip, &own);
 	port = ntohs(port);
 	if (port == ntohs(own))
-		port = p->app_port;
+		port = c->set->app_port;
 	if (!port)
 		return -ENOENT;
 	if (port == ntohs(own))
@@ -107,7 +106,7 @@ static bool dst_decide(struct sl_worker *p, struct sl_listener *l, int fd,
 		return dst_allowed(p, c);
 	}
 	if (l->inbound) {
-		err = inbound_dst(p, l, fd, c);
+		err = inbound_dst(l, fd, c);
 		if (err)
 			conn_close(p, c, err == -ELOOP ? SL_CLOSE_LOOP :
 					 SL_CLOSE_NO_ORIG_DST,
@@ -139,6 +138,8 @@ static void conn_accepted(struct sl_worker *p, struct sl_listener *l, int fd,
 		count_close(p, l, SL_CLOSE_TOO_MANY);
 		return;
 	}
+	c->set = p->set;
+	c->set->conns++;
 	c->app.tag = c->up.tag = TAG_SIDE;
 	c->app.c = c->up.c = c;
 	c->app.fd = fd;

@@ -11,7 +11,8 @@
 
 /* The mesh entry dst falls in (first match), or NULL: plain TCP. */
 const struct sl_mesh_dst *mesh_find(const struct sl_worker *p,
-					   const struct sockaddr_storage *dst)
+				    const struct sl_settings *set,
+				    const struct sockaddr_storage *dst)
 {
 	uint8_t ip[16];
 	uint16_t port;
@@ -19,11 +20,11 @@ const struct sl_mesh_dst *mesh_find(const struct sl_worker *p,
 
 	if (!p->tls || sl_sockaddr_key(dst, ip, &port))
 		return NULL;
-	for (i = 0; i < p->n_mesh; i++)
-		if (sl_cidr_contains(&p->mesh[i].cidr, AF_INET6, ip) &&
-		    sl_ports_match(p->mesh[i].ports, p->mesh[i].n_ports,
+	for (i = 0; i < set->n_mesh; i++)
+		if (sl_cidr_contains(&set->mesh[i].cidr, AF_INET6, ip) &&
+		    sl_ports_match(set->mesh[i].ports, set->mesh[i].n_ports,
 				   ntohs(port)))
-			return &p->mesh[i];
+			return &set->mesh[i];
 	return NULL;
 }
 
@@ -47,7 +48,7 @@ static void id_refused(struct sl_worker *p, struct sl_conn *c, const char *id)
 	char why[SL_CFG_ID_LEN + 64];
 
 	snprintf(why, sizeof(why), "server %s is none of mesh %u's identities",
-		 id ? id : "(none)", (unsigned int)(c->mesh - p->mesh) + 1);
+		 id ? id : "(none)", (unsigned int)(c->mesh - c->set->mesh) + 1);
 	conn_close(p, c, SL_CLOSE_IDENTITY, why);
 }
 
@@ -60,7 +61,7 @@ static void id_refused(struct sl_worker *p, struct sl_conn *c, const char *id)
 static bool identity_allowed(struct sl_worker *p, struct sl_conn *c)
 {
 	const char *id = sl_tls_peer_id(c->hs->tls);
-	enum sl_action act = p->id_default;
+	enum sl_action act = c->set->id_default;
 	char why[SL_CFG_ID_LEN + 64];
 	int i;
 
@@ -73,7 +74,8 @@ static bool identity_allowed(struct sl_worker *p, struct sl_conn *c)
 		id_refused(p, c, id);
 		return false;
 	}
-	i = sl_id_rules_decide(p->ids, p->n_ids, c->app_port, id, &act);
+	i = sl_id_rules_decide(c->set->ids, c->set->n_ids, c->app_port, id,
+			       &act);
 	if (act == SL_ACTION_ALLOW)
 		return true;
 	if (i >= 0)
@@ -154,19 +156,27 @@ void hs_start(struct sl_worker *p, struct sl_conn *c, struct sl_side *s)
  * oldest inbound handshake: a peer that has not yet proved who it is has
  * no claim on a slot, and without this a crowd of silent peers would shut
  * every client out until their handshake deadline. Outbound handshakes
- * belong to the app's own connections and are never taken. The handshake
- * list is in start order, so the first inbound one found is the oldest.
+ * belong to the app's own connections and are never taken. A handshake
+ * list is in start order, so the oldest is the first inbound one of a
+ * list, the oldest of those of the worker's settings.
  */
 bool hs_evict(struct sl_worker *p)
 {
-	struct sl_conn *c = p->timers[T_HANDSHAKE].head;
+	struct sl_conn *c, *oldest = NULL;
+	struct sl_settings *set;
 	int n;
 
-	for (n = 0; c && n < SL_EVICT_SCAN; c = c->next, n++) {
-		if (c->hs != &c->app)
-			continue;
-		conn_close(p, c, SL_CLOSE_TLS_EVICTED, "proxy.max_conns reached");
-		return true;
-	}
-	return false;
+	for (set = p->set; set; set = set->next)
+		for (c = set->timers[T_HANDSHAKE].head, n = 0;
+		     c && n < SL_EVICT_SCAN; c = c->next, n++) {
+			if (c->hs != &c->app)
+				continue;
+			if (!oldest || c->t_hs < oldest->t_hs)
+				oldest = c;
+			break;
+		}
+	if (!oldest)
+		return false;
+	conn_close(p, oldest, SL_CLOSE_TLS_EVICTED, "proxy.max_conns reached");
+	return true;
 }

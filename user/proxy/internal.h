@@ -120,6 +120,7 @@ enum conn_state {
 enum { T_CONNECT, T_IDLE, T_HANDSHAKE, T_NR }; /* timer lists */
 
 struct sl_resolve;
+struct sl_settings;
 
 /* A connection: both sockets, a buffer per direction, its state. */
 struct sl_conn {
@@ -147,6 +148,7 @@ struct sl_conn {
 	struct sl_side *hs; /* the side in ST_HANDSHAKE */
 	uint64_t t_hs; /* ms, handshake start */
 	uint64_t t_conn; /* ms, start of the connect phase (T_CONNECT) */
+	struct sl_settings *set; /* what it was accepted under (holds it) */
 	const struct sl_mesh_dst *mesh; /* outbound mTLS to this destination */
 	uint16_t app_port; /* inbound: the app port (host order) */
 	/* both halves in the kernel (user/proxy/splice.c), or why not */
@@ -162,6 +164,26 @@ struct sl_conn {
 
 struct sl_list {
 	struct sl_conn *head, *tail;
+};
+
+/* The settings a connection keeps for its life: those in force when it was
+ * accepted. A config reload (sl_proxy_reconfigure) hands each worker new
+ * ones for its new connections; older ones go when their last connection
+ * has. Each has its own timer lists: every connection in one has the same
+ * timeout, so appending keeps a list in deadline order. Copies of the
+ * config's parts: the config may go away.
+ */
+struct sl_settings {
+	unsigned int connect_ms, idle_ms, hs_ms;
+	unsigned int drain_ms, reload_ms; /* the worker's, taken with them */
+	uint16_t app_port; /* inbound listener mode */
+	enum sl_action id_default;
+	unsigned int n_mesh, n_ids;
+	struct sl_mesh_dst *mesh;
+	struct sl_id_rule_cfg *ids;
+	struct sl_list timers[T_NR];
+	unsigned long conns; /* connections holding it */
+	struct sl_settings *next; /* the worker's older ones still held */
 };
 
 /* A name to resolve for a connection; owned by the resolver lists. */
@@ -184,19 +206,23 @@ struct sl_worker {
 	int epfd;
 	struct sl_listener *ls;
 	unsigned int n_ls;
-	unsigned int connect_ms, idle_ms, max_conns;
+	/* for new connections; then the older ones still held */
+	struct sl_settings *set;
+	struct sl_settings *pending; /* from sl_proxy_reconfigure, not yet taken */
+	unsigned int max_conns;
 	size_t bufsz;
 	uint32_t mark;
 	bool mark_warned;
 	sl_policy_check_fn check;
 	void *check_ctx;
 	uint64_t now;
-	struct sl_list timers[T_NR], dead;
+	struct sl_list dead;
 	bool accept_paused;
 	uint64_t accept_resume;
 	uint64_t accept_warned, accept_pauses; /* rate of the warning */
-	/* drain: listeners closed, open connections get until drain_end */
-	unsigned int drain_ms;
+	/* drain: listeners closed, open connections get until drain_end
+	 * (set->drain_ms after it began)
+	 */
 	int drain_req; /* set by sl_proxy_drain() from any thread */
 	bool draining;
 	uint64_t drain_end;
@@ -208,16 +234,9 @@ struct sl_worker {
 	struct sl_splicer *splicer; /* NULL: the splice maps are not pinned */
 	bool splice; /* proxy.splice */
 	struct sl_conn *down_waiters; /* see sl_conn.down_waiting */
-	/* TLS (NULL: none); copies of the config parts it needs */
-	struct sl_tls_ctx *tls;
-	unsigned int hs_ms, reload_ms;
+	struct sl_tls_ctx *tls; /* NULL: none */
 	uint64_t reload_at;
 	volatile sig_atomic_t *reload_now;
-	unsigned int n_mesh, n_ids;
-	struct sl_mesh_dst *mesh;
-	struct sl_id_rule_cfg *ids;
-	enum sl_action id_default;
-	uint16_t app_port; /* inbound listener mode */
 	struct {
 		enum ep_tag tag;
 		int efd; /* eventfd: results are waiting in done */
@@ -251,6 +270,14 @@ bool sa_eq(const struct sockaddr_storage *a,
 bool is_own_listener(const struct sl_worker *p,
 		     const struct sockaddr_storage *dst);
 void timer_set(struct sl_worker *p, struct sl_conn *c, int which);
+/* settings.c: the worker's settings for new connections (cfg's), the
+ * pending ones of a reload taken, c done with its own (older ones go with
+ * their last connection), all freed at the end
+ */
+int settings_init(struct sl_worker *p, const struct sl_config *cfg);
+void settings_take(struct sl_worker *p);
+void settings_release(struct sl_worker *p, struct sl_conn *c);
+void settings_fini(struct sl_worker *p);
 /* Every proxy socket closes with an RST until a graceful close_fd(fd,
  * false) disarms it: when sidelane dies (kill -9, the OOM killer) the
  * kernel closes its sockets, and a FIN there would read to the app as a
@@ -281,6 +308,7 @@ void hs_start(struct sl_worker *p, struct sl_conn *c, struct sl_side *s);
 void hs_step(struct sl_worker *p, struct sl_conn *c);
 bool hs_evict(struct sl_worker *p);
 const struct sl_mesh_dst *mesh_find(const struct sl_worker *p,
+				    const struct sl_settings *set,
 				    const struct sockaddr_storage *dst);
 
 /* buf.c: the relay buffers, taken from a per-worker pool only while bytes

@@ -103,11 +103,12 @@ static void list_del(struct sl_list *l, struct sl_conn *c)
 
 void timer_set(struct sl_worker *p, struct sl_conn *c, int which)
 {
+	(void)p;
 	if (c->tlist >= 0)
-		list_del(&p->timers[c->tlist], c);
+		list_del(&c->set->timers[c->tlist], c);
 	c->tlist = which;
 	if (which >= 0)
-		list_append(&p->timers[which], c);
+		list_append(&c->set->timers[which], c);
 }
 
 /* Bytes moved: the idle deadline starts again (tail of the idle list). */
@@ -401,8 +402,9 @@ void conn_close(struct sl_worker *p, struct sl_conn *c,
 	list_append(&p->dead, c); /* freed after this epoll batch */
 }
 
-static void conn_free(struct sl_conn *c)
+static void conn_free(struct sl_worker *p, struct sl_conn *c)
 {
+	settings_release(p, c);
 	free(c->to_up.data);
 	free(c->to_app.data);
 	free(c);
@@ -414,7 +416,7 @@ void reap_dead(struct sl_worker *p)
 
 	while ((c = p->dead.head)) {
 		list_del(&p->dead, c);
-		conn_free(c);
+		conn_free(p, c);
 	}
 }
 
@@ -791,7 +793,7 @@ void conn_connect(struct sl_worker *p, struct sl_conn *c)
 		}
 		set_mark(p, fd);
 		reset_on_close(fd, true);
-		c->mesh = c->l->inbound ? NULL : mesh_find(p, sa);
+		c->mesh = c->l->inbound ? NULL : mesh_find(p, c->set, sa);
 		err = 0;
 		if (connect(fd, (const struct sockaddr *)sa, c->dst.len[i]))
 			err = errno;
@@ -902,33 +904,54 @@ static void idle_expired(struct sl_worker *p, struct sl_conn *c)
 	conn_close(p, c, SL_CLOSE_IDLE_TIMEOUT, NULL);
 }
 
+/* One settings' timer lists: close what expired, *next the nearest
+ * deadline left.
+ */
+static void settings_timers_run(struct sl_worker *p, struct sl_settings *set,
+				uint64_t *next)
+{
+	struct sl_conn *c;
+
+	if (set->connect_ms) {
+		while ((c = set->timers[T_CONNECT].head) &&
+		       c->t_conn + set->connect_ms <= p->now)
+			conn_close(p, c, SL_CLOSE_CONNECT_TIMEOUT,
+				   c->state == ST_RESOLVING ? "resolving" :
+							      NULL);
+		if (c && c->t_conn + set->connect_ms < *next)
+			*next = c->t_conn + set->connect_ms;
+	}
+	if (set->hs_ms) {
+		while ((c = set->timers[T_HANDSHAKE].head) &&
+		       c->t_hs + set->hs_ms <= p->now) {
+			sl_tls_handshake_timeout(c->hs->tls);
+			conn_close(p, c, SL_CLOSE_TLS_TIMEOUT, NULL);
+		}
+		if (c && c->t_hs + set->hs_ms < *next)
+			*next = c->t_hs + set->hs_ms;
+	}
+	if (set->idle_ms) {
+		while ((c = set->timers[T_IDLE].head) &&
+		       c->t_last + set->idle_ms <= p->now)
+			idle_expired(p, c);
+		if (c && c->t_last + set->idle_ms < *next)
+			*next = c->t_last + set->idle_ms;
+	}
+}
+
 /* Close what expired; the ms until the next deadline (at most SL_TICK_MS). */
 int timers_run(struct sl_worker *p)
 {
 	uint64_t next = p->now + SL_TICK_MS;
-	struct sl_conn *c;
+	struct sl_settings *set;
 
 	if (down_waiters_run(p))
 		next = p->now + 1;
-
-	if (p->connect_ms) {
-		while ((c = p->timers[T_CONNECT].head) &&
-		       c->t_conn + p->connect_ms <= p->now)
-			conn_close(p, c, SL_CLOSE_CONNECT_TIMEOUT,
-				   c->state == ST_RESOLVING ? "resolving" :
-							      NULL);
-		if (c && c->t_conn + p->connect_ms < next)
-			next = c->t_conn + p->connect_ms;
-	}
-	if (p->hs_ms) {
-		while ((c = p->timers[T_HANDSHAKE].head) &&
-		       c->t_hs + p->hs_ms <= p->now) {
-			sl_tls_handshake_timeout(c->hs->tls);
-			conn_close(p, c, SL_CLOSE_TLS_TIMEOUT, NULL);
-		}
-		if (c && c->t_hs + p->hs_ms < next)
-			next = c->t_hs + p->hs_ms;
-	}
+	/* a connection closed here stays on the dead list, holding its
+	 * settings, until reap_dead(): the walk is safe
+	 */
+	for (set = p->set; set; set = set->next)
+		settings_timers_run(p, set, &next);
 	/* rotation: new connections get new files; a bad file is refused
 	 * by sl_tls_reload, which keeps and says so
 	 */
@@ -937,17 +960,10 @@ int timers_run(struct sl_worker *p)
 		if (p->reload_now)
 			*p->reload_now = 0;
 		sl_tls_reload(p->tls);
-		p->reload_at = p->now + p->reload_ms;
+		p->reload_at = p->now + p->set->reload_ms;
 	}
 	if (p->tls && !p->idx && p->reload_at < next)
 		next = p->reload_at;
-	if (p->idle_ms) {
-		while ((c = p->timers[T_IDLE].head) &&
-		       c->t_last + p->idle_ms <= p->now)
-			idle_expired(p, c);
-		if (c && c->t_last + p->idle_ms < next)
-			next = c->t_last + p->idle_ms;
-	}
 	if (p->accept_paused) {
 		if (p->accept_resume <= p->now) {
 			listeners_arm(p, EPOLLIN);

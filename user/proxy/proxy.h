@@ -80,6 +80,13 @@ struct sl_tls_ctx;
 int sl_proxy_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
 		 sl_policy_check_fn check, void *check_ctx,
 		 struct sl_proxy **out);
+/* A config reload: new connections get cfg's timeouts, mesh destinations,
+ * inbound identity rules and app port, and the drain time and TLS files'
+ * check interval change; open connections keep what they were accepted
+ * under. The listeners and everything else stay. Any thread; each worker
+ * takes its copy within SL_TICK_MS. 0 or -ENOMEM (nothing changed).
+ */
+int sl_proxy_reconfigure(struct sl_proxy *p, const struct sl_config *cfg);
 /* The inbound listeners' fds (-1 if none), for sk_lookup steering. */
 void sl_proxy_inbound_fds(const struct sl_proxy *p, int *fd4, int *fd6);
 struct sl_alog;

@@ -177,29 +177,6 @@ static int inbound_open(struct sl_worker *p, const struct sl_endpoint *ep)
 	return 0;
 }
 
-/* The parts of cfg the loop needs, copied: cfg may go away. */
-static int tls_config(struct sl_worker *p, const struct sl_config *cfg,
-		      struct sl_tls_ctx *tls)
-{
-	p->tls = tls;
-	if (!tls)
-		return 0;
-	p->hs_ms = cfg->tls.handshake_timeout_ms;
-	p->reload_ms = cfg->tls.reload_interval_ms;
-	p->reload_at = p->now + p->reload_ms;
-	p->n_mesh = cfg->tls.n_mesh;
-	p->n_ids = cfg->inbound.n_ids;
-	p->id_default = cfg->inbound.id_default ? cfg->inbound.id_default :
-						  SL_ACTION_ALLOW;
-	p->mesh = calloc(p->n_mesh + 1, sizeof(*p->mesh));
-	p->ids = calloc(p->n_ids + 1, sizeof(*p->ids));
-	if (!p->mesh || !p->ids)
-		return -ENOMEM;
-	memcpy(p->mesh, cfg->tls.mesh, p->n_mesh * sizeof(*p->mesh));
-	memcpy(p->ids, cfg->inbound.ids, p->n_ids * sizeof(*p->ids));
-	return 0;
-}
-
 /* The first worker's: sk_lookup steers to it, and the kernel then picks a
  * socket of its SO_REUSEPORT group (unless BPF_SK_LOOKUP_F_NO_REUSEPORT).
  */
@@ -312,17 +289,13 @@ static int worker_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
 	p->epfd = -1;
 	pthread_mutex_init(&p->rs.mu, NULL);
 	pthread_cond_init(&p->rs.cv, NULL);
-	p->connect_ms = cfg->proxy.connect_timeout_ms;
-	p->idle_ms = cfg->proxy.idle_timeout_ms;
 	p->max_conns = cfg->proxy.max_conns;
 	p->bufsz = cfg->proxy.buffer_bytes ? cfg->proxy.buffer_bytes :
 					     SL_DEFAULT_BUFFER;
 	p->mark = cfg->capture.mark;
-	p->drain_ms = cfg->admin.drain_timeout_ms;
 	p->check = check;
 	p->check_ctx = check_ctx;
 	p->now = now_ms();
-	p->app_port = cfg->inbound.app_port;
 	/* an older build's pins have no splice maps: every connection is
 	 * then relayed, counted "unavailable"
 	 */
@@ -333,7 +306,9 @@ static int worker_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
 	if (err && !idx)
 		pr_info("proxy: splice unavailable (%s): every connection is "
 			"relayed in user space\n", strerror(-err));
-	err = tls_config(p, cfg, tls);
+	p->tls = tls;
+	err = settings_init(p, cfg);
+	p->reload_at = p->now + (p->set ? p->set->reload_ms : 0);
 	if (!err)
 		err = listeners_open(p, cfg);
 	if (err) {
@@ -405,9 +380,12 @@ static void close_all(struct sl_worker *p)
 	struct sl_conn *c;
 	unsigned int i;
 
-	for (i = 0; i < T_NR; i++)
-		while ((c = p->timers[i].head))
-			conn_close(p, c, SL_CLOSE_SHUTDOWN, NULL);
+	struct sl_settings *set;
+
+	for (set = p->set; set; set = set->next)
+		for (i = 0; i < T_NR; i++)
+			while ((c = set->timers[i].head))
+				conn_close(p, c, SL_CLOSE_SHUTDOWN, NULL);
 	reap_dead(p);
 }
 
@@ -425,7 +403,7 @@ static bool drain_step(struct sl_worker *p, bool stopping, int *timeout)
 		unsigned int i;
 
 		p->draining = true;
-		p->drain_end = p->now + p->drain_ms;
+		p->drain_end = p->now + p->set->drain_ms;
 		/* What completed its handshake is served, not reset by the
 		 * close (each worker's listener has its own accept queue).
 		 */
@@ -438,7 +416,7 @@ static bool drain_step(struct sl_worker *p, bool stopping, int *timeout)
 				"to %u ms\n",
 				(unsigned long long)__atomic_load_n(
 					&p->grp->active, __ATOMIC_RELAXED),
-				p->drain_ms);
+				p->set->drain_ms);
 	}
 	if (p->st.active && p->now < p->drain_end) {
 		if ((int)(p->drain_end - p->now) < *timeout)
@@ -479,6 +457,7 @@ static int worker_run(struct sl_worker *p)
 				__atomic_load_n(&p->grp->fatal, __ATOMIC_RELAXED);
 
 		p->now = now_ms();
+		settings_take(p); /* a reload's, for new connections */
 		if (drain_step(p, stopping, &timeout) && stopping)
 			break;
 		n = epoll_wait(p->epfd, evs, SL_EPOLL_BATCH, timeout);
@@ -605,7 +584,6 @@ void sl_proxy_free(struct sl_proxy *g)
 
 static void worker_free(struct sl_worker *p)
 {
-	struct sl_conn *c;
 	unsigned int i;
 
 	if (!p)
@@ -613,15 +591,11 @@ static void worker_free(struct sl_worker *p)
 	if (p->rs.n_th || p->rs.efd >= 0)
 		resolver_fini(p);
 	/* connections left if sl_proxy_run never ran to its end */
-	for (i = 0; i < T_NR; i++)
-		while ((c = p->timers[i].head))
-			conn_close(p, c, SL_CLOSE_SHUTDOWN, NULL);
-	reap_dead(p);
+	close_all(p);
 	for (i = 0; p->ls && i < p->n_ls; i++)
 		close_fd(p->ls[i].fd, false);
 	free(p->ls);
-	free(p->mesh);
-	free(p->ids);
+	settings_fini(p);
 	sl_splicer_close(p->splicer);
 	while (p->n_pool)
 		free(p->pool[--p->n_pool]);

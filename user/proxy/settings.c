@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* The proxy: the settings each connection keeps for its life, and their
+ * change by a config reload (see internal.h, struct sl_settings).
+ *
+ * A reload builds one copy per worker on the reloading thread and leaves it
+ * in the worker's pending slot; the worker takes it at the top of its loop,
+ * so nothing a loop reads is ever written by another thread. A copy not
+ * yet taken when the next reload comes is replaced (and freed) whole.
+ */
+#define _GNU_SOURCE
+#include "proxy/internal.h"
+
+static void settings_free(struct sl_settings *set)
+{
+	if (!set)
+		return;
+	free(set->mesh);
+	free(set->ids);
+	free(set);
+}
+
+/* The parts of cfg a connection keeps. NULL when out of memory. */
+static struct sl_settings *settings_new(const struct sl_config *cfg)
+{
+	struct sl_settings *set = calloc(1, sizeof(*set));
+
+	if (!set)
+		return NULL;
+	set->connect_ms = cfg->proxy.connect_timeout_ms;
+	set->idle_ms = cfg->proxy.idle_timeout_ms;
+	set->drain_ms = cfg->admin.drain_timeout_ms;
+	set->app_port = cfg->inbound.app_port;
+	set->hs_ms = cfg->tls.handshake_timeout_ms;
+	set->reload_ms = cfg->tls.reload_interval_ms;
+	set->id_default = cfg->inbound.id_default ? cfg->inbound.id_default :
+						    SL_ACTION_ALLOW;
+	set->n_mesh = cfg->tls.n_mesh;
+	set->n_ids = cfg->inbound.n_ids;
+	set->mesh = calloc(set->n_mesh + 1, sizeof(*set->mesh));
+	set->ids = calloc(set->n_ids + 1, sizeof(*set->ids));
+	if (!set->mesh || !set->ids) {
+		settings_free(set);
+		return NULL;
+	}
+	memcpy(set->mesh, cfg->tls.mesh, set->n_mesh * sizeof(*set->mesh));
+	memcpy(set->ids, cfg->inbound.ids, set->n_ids * sizeof(*set->ids));
+	return set;
+}
+
+int settings_init(struct sl_worker *p, const struct sl_config *cfg)
+{
+	p->set = settings_new(cfg);
+	return p->set ? 0 : -ENOMEM;
+}
+
+/* Unlink set from the worker's list and free it: the last connection
+ * holding it is gone and new ones get newer settings.
+ */
+static void settings_drop(struct sl_worker *p, struct sl_settings *set)
+{
+	struct sl_settings **pp;
+
+	for (pp = &p->set; *pp; pp = &(*pp)->next)
+		if (*pp == set) {
+			*pp = set->next;
+			break;
+		}
+	settings_free(set);
+}
+
+void settings_release(struct sl_worker *p, struct sl_conn *c)
+{
+	struct sl_settings *set = c->set;
+
+	c->set = NULL;
+	if (set && !--set->conns && set != p->set)
+		settings_drop(p, set);
+}
+
+void settings_take(struct sl_worker *p)
+{
+	struct sl_settings *set, *old;
+
+	set = __atomic_exchange_n(&p->pending, NULL, __ATOMIC_ACQUIRE);
+	if (!set)
+		return;
+	old = p->set;
+	set->next = old;
+	p->set = set;
+	/* the TLS files' check comes at the new interval from now */
+	p->reload_at = p->now + set->reload_ms;
+	if (old && !old->conns)
+		settings_drop(p, old);
+}
+
+void settings_fini(struct sl_worker *p)
+{
+	struct sl_settings *set;
+
+	settings_free(__atomic_exchange_n(&p->pending, NULL, __ATOMIC_ACQUIRE));
+	while ((set = p->set)) {
+		p->set = set->next;
+		settings_free(set);
+	}
+}
+
+int sl_proxy_reconfigure(struct sl_proxy *g, const struct sl_config *cfg)
+{
+	struct sl_settings **sets;
+	unsigned int i;
+	int err = 0;
+
+	sets = calloc(g->n, sizeof(*sets));
+	if (!sets)
+		return -ENOMEM;
+	/* all or none: built first, then handed over */
+	for (i = 0; i < g->n && !err; i++) {
+		sets[i] = settings_new(cfg);
+		err = sets[i] ? 0 : -ENOMEM;
+	}
+	for (i = 0; i < g->n; i++) {
+		if (err)
+			settings_free(sets[i]);
+		else
+			settings_free(__atomic_exchange_n(&g->w[i]->pending,
+							  sets[i],
+							  __ATOMIC_RELEASE));
+	}
+	free(sets);
+	return err;
+}
