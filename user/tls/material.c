@@ -500,10 +500,27 @@ static bool recently_changed(char *const files[F_NR])
 	return false;
 }
 
+/* New material in for new connections (reload_lock held). */
+static void material_swap(struct sl_tls_ctx *ctx, struct material *m)
+{
+	struct material *old;
+
+	pthread_mutex_lock(&ctx->lock);
+	old = ctx->mat;
+	ctx->mat = m;
+	/* sessions were made under the old trust: new material, full handshakes */
+	cache_flush(ctx);
+	ctx->err[0] = '\0';
+	pthread_mutex_unlock(&ctx->lock);
+	ctx->rejected_err = 0;
+	material_free(old);
+	STAT_ADD(ctx, reloads, 1);
+}
+
 int sl_tls_reload(struct sl_tls_ctx *ctx)
 {
 	struct stamp now[F_NR] = {};
-	struct material *m = NULL, *old;
+	struct material *m = NULL;
 	char why[SL_TLS_ERR_MAX] = "";
 	bool same = true, same_bad;
 	int r, i;
@@ -544,16 +561,7 @@ int sl_tls_reload(struct sl_tls_ctx *ctx)
 			why);
 		goto out;
 	}
-	pthread_mutex_lock(&ctx->lock);
-	old = ctx->mat;
-	ctx->mat = m;
-	/* sessions were made under the old trust: new material, full handshakes */
-	cache_flush(ctx);
-	ctx->err[0] = '\0';
-	pthread_mutex_unlock(&ctx->lock);
-	ctx->rejected_err = 0;
-	material_free(old);
-	STAT_ADD(ctx, reloads, 1);
+	material_swap(ctx, m);
 	pr_info("tls: reloaded %s (identity %s)\n", ctx->files[F_CERT], m->id);
 	r = 1;
 out:
@@ -758,4 +766,36 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out,
 				  inlen) != OPENSSL_NPN_NEGOTIATED)
 		return SSL_TLSEXT_ERR_NOACK;
 	return SSL_TLSEXT_ERR_OK;
+}
+
+int sl_tls_ctx_set_files(struct sl_tls_ctx *ctx, const char *cert,
+			 const char *key, const char *ca, char *err,
+			 size_t errlen)
+{
+	char *files[F_NR] = { strdup(cert), strdup(key), strdup(ca) };
+	struct material *m = NULL;
+	int r = -ENOMEM, i;
+
+	pthread_mutex_lock(&ctx->reload_lock);
+	if (files[F_CERT] && files[F_KEY] && files[F_CA])
+		r = material_load(files, ctx, ctx->td, sizeof(ctx->td), &m,
+				  err, errlen);
+	if (r == -ENOMEM && err && errlen)
+		snprintf(err, errlen, "%s", strerror(ENOMEM));
+	if (!r) {
+		for (i = 0; i < F_NR; i++) {
+			char *t = ctx->files[i];
+
+			ctx->files[i] = files[i];
+			files[i] = t; /* the old names go below */
+		}
+		memset(ctx->rejected, 0, sizeof(ctx->rejected));
+		material_swap(ctx, m);
+		pr_info("tls: now %s (identity %s)\n", ctx->files[F_CERT],
+			m->id);
+	}
+	pthread_mutex_unlock(&ctx->reload_lock);
+	for (i = 0; i < F_NR; i++)
+		free(files[i]);
+	return r;
 }

@@ -131,6 +131,13 @@ void sl_tls_ctx_free(struct sl_tls_ctx *ctx);
  */
 int sl_tls_reload(struct sl_tls_ctx *ctx);
 const char *sl_tls_ctx_error(const struct sl_tls_ctx *ctx);
+/* Other files (a config reload): loaded and checked like a rotation's,
+ * then used for new connections and by later sl_tls_reload() calls. On
+ * failure nothing changes and err says why. 0 or -errno as sl_tls_ctx_new.
+ */
+int sl_tls_ctx_set_files(struct sl_tls_ctx *ctx, const char *cert,
+			 const char *key, const char *ca, char *err,
+			 size_t errlen);
 /* Our own SPIFFE ID / trust domain (of the material in use). */
 void sl_tls_ctx_identity(struct sl_tls_ctx *ctx, char *buf, size_t len);
 const char *sl_tls_trust_domain(const struct sl_tls_ctx *ctx);
