@@ -744,6 +744,143 @@ static void endpoint_parser(void **state)
 			fail_msg("accepted \"%s\"", bad[i]);
 }
 
+/* A reload notices a change of any byte of the config but its version
+ * and load time: sl_config_diff's parts cover the struct (a field added
+ * out of their order fails here).
+ */
+static void diff_sees_every_field(void **state)
+{
+	struct sl_config *a = new_cfg(), *b = new_cfg();
+	char err[SL_CFG_ERR_LEN], path[64];
+	size_t o, skip, missed = 0, first = 0;
+	unsigned int changes;
+	int ret;
+
+	(void)state;
+	if (load_text("", CONFIG, a, err, path))
+		fail_msg("%s", err);
+	skip = offsetof(struct sl_config, loaded_ms) + sizeof(a->loaded_ms);
+	assert_int_equal(offsetof(struct sl_config, version), 0);
+	for (o = skip; o < sizeof(*a); o++) {
+		memcpy(b, a, sizeof(*a));
+		((unsigned char *)b)[o] ^= 1;
+		ret = sl_config_diff(a, b, NULL, &changes, err, sizeof(err));
+		if (!ret && !changes && !missed++)
+			first = o;
+	}
+	if (missed)
+		fail_msg("%zu byte(s) of struct sl_config in no part of "
+			 "sl_config_diff, the first at offset %zu", missed, first);
+	free(a);
+	free(b);
+}
+
+/* Load text from a file kept for sl_config_diff's line lookup. */
+static void load_kept(const char *text, struct sl_config *cfg, char path[64])
+{
+	char err[SL_CFG_ERR_LEN];
+	int fd;
+
+	snprintf(path, 64, "/tmp/sidelane-test-XXXXXX.yaml");
+	fd = mkstemps(path, 5);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	if (sl_config_load(path, cfg, err, sizeof(err))) {
+		unlink(path);
+		fail_msg("%s", err);
+	}
+}
+
+/* What a reload from the second text would do with the first running. */
+static int diff_texts(const char *run, const char *next, unsigned int *changes,
+		      char *err)
+{
+	struct sl_config *a = new_cfg(), *b = new_cfg();
+	char pa[64], pb[64];
+	int ret;
+
+	load_kept(run, a, pa);
+	load_kept(next, b, pb);
+	ret = sl_config_diff(a, b, pb, changes, err, SL_CFG_ERR_LEN);
+	if (ret) {
+		/* the message names the file: made relative to it */
+		char tmp[SL_CFG_ERR_LEN];
+
+		snprintf(tmp, sizeof(tmp), "%s", err);
+		snprintf(err, SL_CFG_ERR_LEN, "%s",
+			 strncmp(tmp, pb, strlen(pb)) ? tmp : tmp + strlen(pb));
+	}
+	unlink(pa);
+	unlink(pb);
+	free(a);
+	free(b);
+	return ret;
+}
+
+static void diff_sorts_changes(void **state)
+{
+	static const char tls[] = "tls:\n  cert: /c.pem\n  key: /c.key\n"
+				  "  ca: /ca.pem\n";
+	static const struct {
+		const char *run, *next;
+		unsigned int changes;
+		const char *refused; /* ":line: key" of the refusal */
+	} cases[] = {
+		{ "", "", 0, NULL },
+		{ "", "# a comment only\n", 0, NULL },
+		{ "", "proxy:\n  idle_timeout_ms: 1000\n", SL_CFG_CH_PROXY, NULL },
+		{ "", "capture:\n  exclude_cidrs: [10.0.0.0/8]\n",
+		  SL_CFG_CH_CAPTURE, NULL },
+		{ "", "policy:\n  default: deny\n", SL_CFG_CH_POLICY, NULL },
+		{ "", "inbound:\n  ports: [\"8080\"]\n  fail_open: true\n",
+		  SL_CFG_CH_INBOUND, NULL },
+		{ "", "inbound:\n  identities:\n    - { id: \"*\", action: deny }\n",
+		  SL_CFG_CH_PROXY, NULL },
+		{ tls, "tls:\n  cert: /d.pem\n  key: /d.key\n  ca: /ca.pem\n",
+		  SL_CFG_CH_TLS_FILES, NULL },
+		{ tls, "tls:\n  cert: /c.pem\n  key: /c.key\n  ca: /ca.pem\n"
+		       "  mesh:\n    - { cidr: 10.0.0.0/8 }\n",
+		  SL_CFG_CH_PROXY, NULL },
+		{ "", "admin:\n  drain_timeout_ms: 10\npolicy:\n  default: deny\n",
+		  SL_CFG_CH_PROXY | SL_CFG_CH_POLICY, NULL },
+		{ "", "# x\nproxy:\n  workers: 3\n", 0, ":3: proxy.workers: " },
+		{ "", "limits:\n  max_conns: 1024\n", 0, ":2: limits.max_conns: " },
+		{ "", "pin_root: /sys/fs/bpf/other\n", 0, ":1: pin_root: " },
+		{ "", "fastpath:\n  app_sockets: send\n", 0, ":1: fastpath: " },
+		{ "", "capture:\n  outbound: \"127.0.0.1:15009\"\n", 0,
+		  ":2: capture.outbound: " },
+		{ "", "proxy:\n  ambassadors:\n    - { listen: \"127.0.0.1:9000\", "
+		      "upstream: \"10.0.0.1:80\" }\n",
+		  0, ":2: proxy.ambassadors: " },
+		{ "", tls, 0, ":1: tls: " },
+		{ tls, "tls:\n  cert: /c.pem\n  key: /c.key\n  ca: /ca.pem\n"
+		       "  alpn: h2\n",
+		  0, ":5: tls.alpn: " },
+		{ "", "accounting:\n  access_log: /tmp/x.log\n", 0,
+		  ":1: accounting: " },
+	};
+	char err[SL_CFG_ERR_LEN];
+	unsigned int changes, i;
+	int ret;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		err[0] = '\0';
+		ret = diff_texts(cases[i].run, cases[i].next, &changes, err);
+		if (cases[i].refused) {
+			if (ret != -EBUSY || strncmp(err, cases[i].refused,
+						     strlen(cases[i].refused)) ||
+			    !strstr(err, "restart to apply it"))
+				fail_msg("case %u: %d \"%s\", want -EBUSY \"%s...\"",
+					 i, ret, err, cases[i].refused);
+		} else if (ret || changes != cases[i].changes) {
+			fail_msg("case %u: %d \"%s\" changes %#x, want %#x", i,
+				 ret, err, changes, cases[i].changes);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -760,6 +897,8 @@ int main(void)
 		cmocka_unit_test(endpoint_parser),
 		cmocka_unit_test(tls_and_inbound_load),
 		cmocka_unit_test(cidr_contains_edges),
+		cmocka_unit_test(diff_sees_every_field),
+		cmocka_unit_test(diff_sorts_changes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -177,6 +177,24 @@ extern const char sl_config_default_yaml[];
  */
 int sl_config_load(const char *path, struct sl_config *cfg, char *err,
 		   size_t errlen);
+/* The version path would have (its SHA-256, as sl_config_load names it)
+ * into out (SL_CFG_VERSION_LEN + 1 bytes), also when it would not load.
+ * 0 or -errno.
+ */
+int sl_config_file_version(const char *path, char *out);
+/* What a reload from next (loaded from path, the command line applied)
+ * would change of the running config: SL_CFG_CH_* bits in *changes. A
+ * change to a key that cannot change at run time returns -EBUSY with
+ * "file:line: key: why" in err (README "Live configuration").
+ */
+#define SL_CFG_CH_CAPTURE (1U << 0) /* which destinations are captured */
+#define SL_CFG_CH_POLICY (1U << 1)
+#define SL_CFG_CH_INBOUND (1U << 2) /* steered ports, fail_open */
+#define SL_CFG_CH_PROXY (1U << 3) /* per connection: sl_proxy_reconfigure */
+#define SL_CFG_CH_TLS_FILES (1U << 4) /* tls.cert, key, ca */
+int sl_config_diff(const struct sl_config *run, const struct sl_config *next,
+		   const char *path, unsigned int *changes, char *err,
+		   size_t errlen);
 /* Same for a policy file (the `rules:`/`default:` document of `policy
  * load`).
  */

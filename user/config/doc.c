@@ -9,6 +9,7 @@
 #include <cyaml/cyaml.h>
 #include <yaml.h>
 #include <openssl/evp.h>
+#include "config/config.h"
 #include "config/doc.h"
 #include "lib/util.h"
 
@@ -469,3 +470,19 @@ int doc_load(struct doc *d, const char *path, const char *text,
 	return err;
 }
 
+
+int sl_config_file_version(const char *path, char *out)
+{
+	unsigned char md[32];
+	char *buf = NULL;
+	size_t len;
+	int err;
+
+	err = sl_read_file(path, DOC_MAX_BYTES, &buf, &len, NULL);
+	if (!err && !EVP_Digest(buf, len, md, NULL, EVP_sha256(), NULL))
+		err = -ENOMEM;
+	if (!err)
+		sl_hex(out, md, SL_CFG_VERSION_LEN / 2);
+	free(buf);
+	return err;
+}
