@@ -104,35 +104,82 @@ int sl_cap_detach(const char *pin_root)
 	return err;
 }
 
+/* The trie's key of c (an sl_lpm4 or sl_lpm6, by family). */
+static size_t cidr_key(const struct sl_cidr *c, void *key)
+{
+	struct sl_lpm6 *k6 = key;
+	struct sl_lpm4 *k4 = key;
+
+	if (c->family == AF_INET) {
+		memset(k4, 0, sizeof(*k4));
+		k4->prefixlen = c->prefixlen;
+		memcpy(k4->addr, c->addr, 4);
+		return sizeof(*k4);
+	}
+	memset(k6, 0, sizeof(*k6));
+	k6->prefixlen = c->prefixlen;
+	memcpy(k6->addr, c->addr, 16);
+	return sizeof(*k6);
+}
+
+/* Make the trie of family hold exactly the prefixes of c of that family:
+ * the new ones are added first, then those no longer wanted go, so a
+ * prefix in both the old and the new set is never missing (a reload
+ * changes them under live connects).
+ */
+static int cidr_trie_set(int fd, int family, const struct sl_cidr *c,
+			 unsigned int n)
+{
+	struct sl_lpm6 key, next, want, *gone;
+	unsigned int i, n_gone = 0, max_gone = SL_CFG_MAX_CIDRS * 4;
+	void *prev = NULL;
+	size_t klen;
+	__u8 one = 1;
+	int err = 0;
+
+	for (i = 0; i < n && !err; i++)
+		if (c[i].family == family) {
+			cidr_key(&c[i], &key);
+			err = bpf_map_update_elem(fd, &key, &one, BPF_ANY) ?
+				      -errno : 0;
+		}
+	gone = calloc(max_gone, sizeof(*gone));
+	if (!gone)
+		return err ?: -ENOMEM;
+	klen = family == AF_INET ? sizeof(struct sl_lpm4) : sizeof(key);
+	/* the keys to delete first: a delete would restart the walk */
+	while (!err && n_gone < max_gone &&
+	       !bpf_map_get_next_key(fd, prev, &next)) {
+		bool keep = false;
+
+		for (i = 0; i < n && !keep; i++)
+			keep = c[i].family == family &&
+			       cidr_key(&c[i], &want) == klen &&
+			       !memcmp(&want, &next, klen);
+		if (!keep)
+			memcpy(&gone[n_gone++], &next, klen);
+		key = next;
+		prev = &key;
+	}
+	for (i = 0; i < n_gone && !err; i++)
+		if (bpf_map_delete_elem(fd, &gone[i]) && errno != ENOENT)
+			err = -errno;
+	free(gone);
+	return err;
+}
+
 static int cidr_trie_fill(const char *pin_root, const char *name4,
 			  const char *name6, const struct sl_cidr *c,
 			  unsigned int n)
 {
 	int fd4 = sl_pin_open_said(pin_root, name4), fd6 = sl_pin_open_said(pin_root, name6);
-	int err = 0;
-	unsigned int i;
-	__u8 one = 1;
+	int err;
 
-	if (fd4 < 0 || fd6 < 0) {
-		err = fd4 < 0 ? fd4 : fd6;
-		goto out;
-	}
-	sl_map_clear(fd4);
-	sl_map_clear(fd6);
-	for (i = 0; i < n && !err; i++) {
-		if (c[i].family == AF_INET) {
-			struct sl_lpm4 k = { .prefixlen = c[i].prefixlen };
-
-			memcpy(k.addr, c[i].addr, 4);
-			err = bpf_map_update_elem(fd4, &k, &one, BPF_ANY) ? -errno : 0;
-		} else {
-			struct sl_lpm6 k = { .prefixlen = c[i].prefixlen };
-
-			memcpy(k.addr, c[i].addr, 16);
-			err = bpf_map_update_elem(fd6, &k, &one, BPF_ANY) ? -errno : 0;
-		}
-	}
-out:
+	err = fd4 < 0 ? fd4 : fd6 < 0 ? fd6 : 0;
+	if (!err)
+		err = cidr_trie_set(fd4, AF_INET, c, n);
+	if (!err)
+		err = cidr_trie_set(fd6, AF_INET6, c, n);
 	if (fd4 >= 0)
 		close(fd4);
 	if (fd6 >= 0)
@@ -375,6 +422,21 @@ out:
 		sl_cap_detach(pin_root);
 	capture_bpf__destroy(skel);
 	return err;
+}
+
+int sl_cap_update(const char *pin_root, const struct sl_config *cfg)
+{
+	struct sl_capture_cfg cc;
+	__u32 zero = 0;
+	int fd, err;
+
+	/* whether the sidecar shares the app's cgroup was found at attach */
+	fd = sl_pin_open(pin_root, SL_MAP_CAPTURE_CFG);
+	if (fd < 0)
+		return fd;
+	err = bpf_map_lookup_elem(fd, &zero, &cc) ? -errno : 0;
+	close(fd);
+	return err ?: capture_maps_write(pin_root, cfg, cc.mark_exempts);
 }
 
 int sl_cap_status(const char *pin_root, struct sl_cap_status *st)

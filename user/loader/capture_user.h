@@ -17,6 +17,11 @@
  */
 int sl_cap_attach(const char *pin_root, const char *app_cgroup,
 		  const char *sidecar_cgroup, const struct sl_config *cfg);
+/* A config reload: cfg->capture's destinations and ports replace those in
+ * force (a prefix in both is never missing meanwhile); the rest was set at
+ * attach and stays. 0 or -errno (-ENOENT: nothing pinned).
+ */
+int sl_cap_update(const char *pin_root, const struct sl_config *cfg);
 /* Detach and unpin everything capture pinned under pin_root (called by
  * sl_detach before the pin folder goes).
  */

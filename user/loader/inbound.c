@@ -396,6 +396,45 @@ out:
 	return err;
 }
 
+int sl_in_update(const char *pin_dir, const struct sl_in_opts *o)
+{
+	struct sl_in_cfg cfg;
+	struct sl_in_ports *ports = NULL;
+	int cfg_fd, ports_fd = -1, err;
+	__u32 zero = 0;
+
+	err = check_ranges(o->ports, o->n_ports, "ports");
+	if (!err)
+		err = check_ranges(o->exclude, o->n_exclude, "exclude");
+	if (err)
+		return err;
+	cfg_fd = sl_pin_open(pin_dir, SL_MAP_IN_CFG);
+	if (cfg_fd < 0)
+		return cfg_fd;
+	ports_fd = sl_pin_open(pin_dir, SL_MAP_IN_PORTS);
+	ports = calloc(1, sizeof(*ports));
+	if (ports_fd < 0 || !ports) {
+		err = ports_fd < 0 ? ports_fd : -ENOMEM;
+		goto out;
+	}
+	set_bits(ports->bits, o->ports, o->n_ports, 1);
+	set_bits(ports->bits, o->exclude, o->n_exclude, 0);
+	/* the listener slots and the external port stay as they are */
+	if (bpf_map_lookup_elem(cfg_fd, &zero, &cfg))
+		err = -errno;
+	cfg.fail_open = o->fail_open;
+	if (!err && bpf_map_update_elem(cfg_fd, &zero, &cfg, BPF_ANY))
+		err = -errno;
+	if (!err && bpf_map_update_elem(ports_fd, &zero, ports, BPF_ANY))
+		err = -errno;
+out:
+	free(ports);
+	if (ports_fd >= 0)
+		close(ports_fd);
+	close(cfg_fd);
+	return err;
+}
+
 int sl_in_detach(const char *pin_dir)
 {
 	return unpin_all(pin_dir);

@@ -56,6 +56,12 @@ int sl_in_probe(char *why, size_t len);
  */
 int sl_in_attach(const char *pin_dir, const struct sl_in_opts *o);
 
+/* A config reload: the captured ports (o->ports, o->exclude) and
+ * o->fail_open replace those in force, in one write each; the listeners
+ * stay. -ENOENT when sk_lookup is not pinned under pin_dir (listener mode).
+ */
+int sl_in_update(const char *pin_dir, const struct sl_in_opts *o);
+
 /* Detach the link and remove the pins sl_in_attach made under pin_dir,
  * leaving every other pin and the folder itself (sl_detach removes that;
  * call this before it, as sl_cap_detach is). 0 if nothing was there.
