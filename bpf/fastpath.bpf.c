@@ -79,6 +79,14 @@ struct {
 	__type(value, struct sl_proxy_counters);
 } sl_proxy_stats SEC(".maps");
 
+/* 0 -> the running configuration's version and reloads: user space only */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_config_info);
+} sl_config_info SEC(".maps");
+
 #include "local_addrs.bpf.h"
 #include "events.bpf.h"
 

@@ -24,6 +24,7 @@
 #define SL_MAP_SK_STATE "sl_sk_state"
 #define SL_MAP_SK_BY_KEY "sl_sk_by_key"
 #define SL_MAP_PROXY_STATS "sl_proxy_stats" /* include/stats.h */
+#define SL_MAP_CONFIG_INFO "sl_config_info" /* include/stats.h */
 #define SL_MAP_FP_CFG "sl_fp_cfg"
 #define SL_MAP_EVENTS "sl_events" /* ring buffer of include/acct.h events */
 #define SL_MAP_EVENTS_LOST "sl_events_lost"

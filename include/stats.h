@@ -37,4 +37,23 @@ struct sl_proxy_counters {
 	__u64 closed_dir[SL_STATS_DIR_SLOTS][SL_STATS_CLOSE_SLOTS];
 };
 
+/* The running configuration (SL_MAP_CONFIG_INFO, slot 0, also written by
+ * user space only): written by `sidelane run` at start and at every
+ * reload, read by `status`, /stats and /metrics.
+ */
+#define SL_CONFIG_VERSION_SLOT 24 /* >= SL_CFG_VERSION_LEN + 1 (config.h) */
+#define SL_CONFIG_REFUSED_LEN 512 /* the last refusal's "file:line: reason" */
+struct sl_config_info {
+	__u64 pid; /* the sidelane process that wrote it */
+	__u64 loaded_ms; /* CLOCK_REALTIME the running version was loaded */
+	__u64 checks; /* times the file was read since the process started */
+	__u64 reloads; /* new versions applied since the process started */
+	__u64 reloads_refused; /* versions refused (each counted once) */
+	__u64 refused_ms; /* when the last one was refused; 0: none */
+	__u64 pending; /* 1: the last check refused the file's version */
+	char version[SL_CONFIG_VERSION_SLOT]; /* "default" or 16 hex digits */
+	char refused_version[SL_CONFIG_VERSION_SLOT];
+	char refused[SL_CONFIG_REFUSED_LEN];
+};
+
 #endif /* STATS_H */

@@ -43,7 +43,8 @@
 /* How often `run` re-reads the host's addresses (also on SIGHUP). */
 #define SL_ADDR_SYNC_SEC 5
 
-static volatile sig_atomic_t stop_flag, resync_flag, tls_reload_flag;
+static volatile sig_atomic_t stop_flag, resync_flag, tls_reload_flag,
+	cfg_reload_flag;
 
 static void on_stop(int sig)
 {
@@ -56,6 +57,7 @@ static void on_hup(int sig)
 	(void)sig;
 	resync_flag = 1;
 	tls_reload_flag = 1;
+	cfg_reload_flag = 1;
 }
 
 /* What a running sidecar holds; each step fills its part. */
@@ -77,6 +79,8 @@ struct daemon {
 	bool bad_input; /* a failure the operator's files caused: exit 2 */
 	bool detach_failed; /* --detach-on-exit could not: exit 1 */
 	struct sl_keep *keep; /* an fd on every pin: see loader/keep.h */
+	bool capture_off; /* turned off at start: we run in the root cgroup */
+	struct sl_reload *reload; /* following the config file */
 	bool lost; /* our programs were taken off the cgroup: exit 1 */
 };
 
@@ -133,9 +137,9 @@ static void keep_check(struct daemon *d)
 	}
 }
 
-/* Re-reads the host's addresses every SL_ADDR_SYNC_SEC and on SIGHUP, and
- * publishes the proxy's counters and checks the pins every second, beside
- * the proxy's event loop.
+/* Re-reads the host's addresses every SL_ADDR_SYNC_SEC and on SIGHUP,
+ * publishes the proxy's counters and checks the pins every second, and
+ * follows the config file (reload.h), beside the proxy's event loop.
  */
 static void *housekeeping(void *arg)
 {
@@ -146,7 +150,7 @@ static void *housekeeping(void *arg)
 		int i;
 
 		for (i = 0; i < SL_ADDR_SYNC_SEC * 10 && !stop_flag && !resync_flag; i++) {
-			usleep(100 * 1000);
+			sl_reload_wait(d->reload, 100, &cfg_reload_flag);
 			if (i % 10 != 9)
 				continue;
 			keep_check(d);
@@ -359,6 +363,7 @@ static int cgroup_start(struct daemon *d)
 			"--sidecar-cgroup (its own, not the app's) to capture. "
 			"Fast path and policy stay on\n");
 	d->cfg->capture.enabled = 0;
+	d->capture_off = true;
 	d->side[0] = '\0';
 	return 0;
 }
@@ -509,8 +514,6 @@ static int admin_start(struct daemon *d)
 				       .proxy = d->proxy,
 				       .tls = d->tls,
 				       .alog = d->alog,
-				       .cfg_version = d->cfg->version,
-				       .cfg_loaded_ms = d->cfg->loaded_ms,
 			       },
 			       &d->admin);
 	return 0;
@@ -524,6 +527,28 @@ static void admin_stop(struct daemon *d)
 static int inbound_step(struct daemon *d)
 {
 	return inbound_start(d->cfg, d->proxy, d->side[0] ? d->side : NULL);
+}
+
+/* Once everything runs: the version is published, then followed. */
+static int reload_start(struct daemon *d)
+{
+	pr_info("config: version %s\n", d->cfg->version);
+	return sl_reload_open(&(struct sl_reload_opts){
+				      .path = d->o->config_path,
+				      .load = d->o->load,
+				      .load_arg = d->o->load_arg,
+				      .cfg = d->cfg,
+				      .capture_off = d->capture_off,
+				      .tls = d->tls,
+				      .proxy = d->proxy,
+			      },
+			      &d->reload);
+}
+
+static void reload_stop(struct daemon *d)
+{
+	sl_reload_close(d->reload);
+	d->reload = NULL;
 }
 
 /* Once everything is pinned, and before the privileges go (bpf_obj_get
@@ -602,6 +627,7 @@ static const struct step {
 	{ "proxy", proxy_start, proxy_stop },
 	{ "admin", admin_start, admin_stop },
 	{ "inbound", inbound_step, NULL },
+	{ "config", reload_start, reload_stop },
 	{ "pins held", keep_start, keep_stop },
 	{ "privileges", privs_start, NULL },
 	{ "housekeeping", hk_start, hk_stop },
@@ -638,7 +664,6 @@ int sl_daemon_main(struct sl_config *cfg, const struct sl_daemon_opts *o)
 	size_t n;
 	int err = 0;
 
-	pr_info("config: version %s\n", cfg->version);
 	for (n = 0; n < NR_STEPS && !err; n++) {
 		err = steps[n].start(&d);
 		if (err)

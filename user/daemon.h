@@ -4,12 +4,17 @@
 #define SL_DAEMON_H
 
 #include <stdbool.h>
+#include "reload.h"
 
 struct sl_config;
 
 struct sl_daemon_opts {
 	const char *sidecar_cgroup; /* --sidecar-cgroup, joined; NULL: ours */
 	bool detach_on_exit; /* remove the kernel side on the way out */
+	/* --config, followed while running (reload.h); NULL: the default */
+	const char *config_path;
+	sl_config_load_fn load; /* how cfg was loaded: again at a reload */
+	void *load_arg;
 };
 
 /* Run the sidecar cfg describes (the command line already applied) until

@@ -38,6 +38,7 @@ int main(int argc, char **argv)
 		{ "bench", cmd_bench },
 		{ "gc", cmd_gc },
 		{ "config", cmd_config },
+		{ "reload", cmd_reload },
 		{ "version", cmd_version },
 		{ "--version", cmd_version },
 		{ "help", cmd_help },

@@ -95,6 +95,8 @@ def textshape(text, subs):
             i = line.find(tail)
             if i >= 0:
                 line = line[:i + len(tail)] + "..."
+        # a config's version is its file's hash
+        line = re.sub(r"version [0-9a-f]{16}\b", "version V", line)
         line = re.sub(r"\d+(\.\d+)?", "N", line)
         # lists of what happened (reason=N ...) depend on the traffic
         line = re.sub(r"\s+[\w.-]+=N\b", "", line).rstrip()

@@ -64,6 +64,7 @@ void usage(FILE *f);
 /* The commands: argv[0] is the command's name; an exit status. */
 int cmd_run(int argc, char **argv); /* run.c */
 int cmd_config(int argc, char **argv);
+int cmd_reload(int argc, char **argv);
 int cmd_status(int argc, char **argv); /* pins.c */
 int cmd_detach(int argc, char **argv);
 int cmd_gc(int argc, char **argv);

@@ -63,8 +63,6 @@ struct sl_admin {
 	struct sl_proxy *proxy;
 	struct sl_tls_ctx *tls;
 	struct sl_alog *alog;
-	char cfg_version[SL_CFG_VERSION_LEN + 1]; /* "": none */
-	uint64_t cfg_loaded_ms;
 };
 
 #define AL(fld) offsetof(struct sl_alog_stats, fld)
@@ -388,17 +386,7 @@ static void metrics(FILE *f, const struct sl_admin *a,
 	sl_prom_one(f, "sidelane_draining", GAUGE,
 		    "1 after POST /drain or SIGTERM: no new connections.",
 		    draining(a));
-	if (a->cfg_version[0]) {
-		sl_prom_family(f, "sidelane_config_info", GAUGE,
-			       "Always 1; the running configuration's version "
-			       "(the first hex digits of its file's SHA-256) as "
-			       "a label.");
-		sl_prom_sample(f, "sidelane_config_info", "version",
-			       a->cfg_version, NULL, NULL, 1);
-		sl_prom_one(f, "sidelane_config_loaded_timestamp_seconds", GAUGE,
-			    "When the running configuration was loaded (Unix "
-			    "time).", a->cfg_loaded_ms / 1000);
-	}
+	sl_cfg_info_metrics(f, &st->ci);
 	metrics_proxy(f, a, &st->pc);
 	metrics_tls(f, &st->pc);
 	metrics_fastpath(f, &st->fp);
@@ -432,9 +420,6 @@ static void stats_json(FILE *f, const struct sl_admin *a,
 		sl_ctr_json(f, alog_ctrs, SL_CTR_N(alog_ctrs), &al);
 		fputc('}', f);
 	}
-	if (a->cfg_version[0])
-		fprintf(f, ",\"config\":{\"version\":\"%s\",\"loaded_ms\":%llu}",
-			a->cfg_version, (unsigned long long)a->cfg_loaded_ms);
 	fprintf(f, ",\"admin\":{\"listen\":\"%s\",\"ready\":%s,\"draining\":%s}}\n",
 		a->where,
 		__atomic_load_n(&a->ready, __ATOMIC_RELAXED) ? "true" : "false",
@@ -671,9 +656,6 @@ int sl_admin_start(const struct sl_admin_opts *o, struct sl_admin **out)
 	a->proxy = o->proxy;
 	a->tls = o->tls;
 	a->alog = o->alog;
-	snprintf(a->cfg_version, sizeof(a->cfg_version), "%s",
-		 o->cfg_version ? o->cfg_version : "");
-	a->cfg_loaded_ms = o->cfg_loaded_ms;
 	snprintf(a->pin_root, sizeof(a->pin_root), "%s", o->pin_root);
 	if (!is_loopback(o->listen, a->where, sizeof(a->where))) {
 		pr_warn("admin: %s is not a loopback address; running without "

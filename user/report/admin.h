@@ -28,11 +28,6 @@ struct sl_admin_opts {
 	struct sl_proxy *proxy; /* live counters and drain; may be NULL */
 	struct sl_tls_ctx *tls; /* live TLS counters; may be NULL */
 	struct sl_alog *alog; /* the access log's counters; NULL: off */
-	/* the configuration running: its version and load time (sl_config);
-	 * NULL: none shown
-	 */
-	const char *cfg_version;
-	uint64_t cfg_loaded_ms;
 };
 
 /* Listen and serve from a thread of our own. The proxy and tls must

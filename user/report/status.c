@@ -71,6 +71,7 @@ int sl_status_read(const char *pin_root, struct sl_status *st)
 	sl_adm_read(pin_root, &st->adm); /* older pins: adm.present 0 */
 	sl_splice_status_read(pin_root, &st->splice); /* likewise */
 	sl_footprint_read(pin_root, &st->footprint);
+	sl_cfg_info_read(pin_root, &st->ci); /* older pins: pid 0, not shown */
 	/* the cgroups the pinned links serve; a partial scan says so itself */
 	sl_coexist_scan(st->fp.cgroup_path[0] ? st->fp.cgroup_path : NULL,
 			st->cap.sidecar_cgroup[0] ? st->cap.sidecar_cgroup : NULL,
@@ -242,6 +243,7 @@ void sl_status_print(FILE *f, const char *pin_root, const struct sl_status *st,
 	print_capture(f, &st->cap, json);
 	print_inbound(f, &st->in, json);
 	sl_stats_print(&st->pc, st->fp.cfg.proxy_external, json, f);
+	sl_cfg_info_print(f, &st->ci, json);
 	sl_coexist_print(f, &st->cx, json);
 }
 

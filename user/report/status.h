@@ -17,6 +17,7 @@
 #include "proxy/splice_user.h"
 #include "loader/footprint_user.h"
 #include "report/counters.h"
+#include "report/config_info.h"
 
 /* The fast path's counters (struct sl_counters) in the order `status`
  * prints them, with what each one counts.
@@ -57,6 +58,7 @@ struct sl_status {
 	struct sl_adm_status adm; /* which app sockets are admitted, why not */
 	struct sl_splice_status splice; /* what sk_msg pushed past the proxy */
 	struct sl_footprint footprint; /* the pinned maps' kernel memory */
+	struct sl_config_info ci; /* the running configuration's version */
 };
 
 /* Read st from the pins under pin_root. Pins of an older build without the
