@@ -354,12 +354,16 @@ class SidelaneCheck {
 		const k = args.indexOf("--config");
 		const file = k >= 0 ? args[k + 1] : DEFAULT_CONFIG;
 		const vms = this.c.volumeMounts ?? [];
-		const vm = vms.find((x) => isUnder(file, x.mountPath));
+		const i = vms.findIndex((x) => isUnder(file, x.mountPath));
+		const vm = vms[i];
 		const v = vm && this.volume(vm.name);
 		if (!v?.configMap) {
 			this.bad(["args"], `--config ${file} is not in a configMap volume mounted into this container`);
 			return null;
 		}
+		// sidelane follows the file through the volume's ..data swap
+		if (vm.subPath || vm.subPathExpr)
+			this.bad(["volumeMounts", i, "subPath"], `--config ${file} is mounted with subPath: a copy made at start, so a changed ConfigMap never reaches the running sidelane`);
 		const rel = path.posix.relative(vm.mountPath, file);
 		const item = v.configMap.items ? v.configMap.items.find((it) => it.path === rel) : { key: rel };
 		const cm = this.m.docs.find((x) => x.obj.kind === "ConfigMap" && x.obj.metadata?.name === v.configMap.name);
