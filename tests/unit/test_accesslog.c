@@ -881,6 +881,68 @@ static void json_escape_cases(void **state)
 	assert_int_equal(sl_json_escape(out, 0, "a"), -ENOSPC);
 }
 
+/* A reload's switch: a path in a missing folder is refused and nothing
+ * changes; another path takes the lines written after the switch, the old
+ * file keeps those before it, both whole; rotation follows the new limits.
+ */
+static void reconfigure_switches_files(void **state)
+{
+	struct sl_alog_opts o = { .max_bytes = 1 << 20, .keep = 2,
+				  .queue_lines = 4096 };
+	struct tdir *t = *state;
+	struct blob want1 = { 0 }, want2 = { 0 }, got = { 0 };
+	char line[256], other[PATH_MAX + 8], gone[PATH_MAX + 16];
+	struct sl_alog_stats st;
+	struct sl_alog *a;
+	unsigned int i;
+	size_t n;
+
+	o.path = t->path;
+	snprintf(other, sizeof(other), "%s.2", t->path);
+	snprintf(gone, sizeof(gone), "%s/nodir/x.log", t->dir);
+	assert_int_equal(sl_alog_open(&o, &a), 0);
+	for (i = 0; i < 100; i++) {
+		n = make_line(line, sizeof(line), 1, i);
+		sl_alog_write(a, line, n);
+		blob_add(&want1, line, n);
+		blob_add(&want1, "\n", 1);
+	}
+	wait_done(a, 100, &st);
+	o.path = gone;
+	assert_int_equal(sl_alog_reconfigure(a, &o), -ENOENT);
+	o.path = other;
+	o.max_bytes = 4096; /* the new limit: rotations follow */
+	assert_int_equal(sl_alog_reconfigure(a, &o), 0);
+	for (i = 100; i < 200; i++) {
+		n = make_line(line, sizeof(line), 2, i);
+		sl_alog_write(a, line, n);
+		blob_add(&want2, line, n);
+		blob_add(&want2, "\n", 1);
+		usleep(200);
+	}
+	wait_done(a, 200, &st);
+	sl_alog_close(a);
+	assert_int_equal(st.written, 200);
+	assert_true(st.rotations > 0);
+	slurp(t->path, &got);
+	assert_int_equal(got.len, want1.len);
+	assert_memory_equal(got.p, want1.p, want1.len);
+	/* the new file holds the tail of want2; its start went to .gz files */
+	free(got.p);
+	got = (struct blob){ 0 };
+	slurp(other, &got);
+	assert_true(got.len > 0 && got.len <= want2.len);
+	assert_memory_equal(got.p, want2.p + want2.len - got.len, got.len);
+	free(want1.p);
+	free(want2.p);
+	free(got.p);
+	unlink(other);
+	snprintf(other, sizeof(other), "%s.2.1.gz", t->path);
+	unlink(other);
+	snprintf(other, sizeof(other), "%s.2.2.gz", t->path);
+	unlink(other);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, dir_setup, dir_teardown)
 
 int main(void)
@@ -899,6 +961,7 @@ int main(void)
 		T(concurrent_producers_lose_nothing),
 		T(crash_leftovers_are_recovered),
 		T(reopens_after_an_external_move),
+		T(reconfigure_switches_files),
 		cmocka_unit_test(json_escape_cases),
 	};
 

@@ -43,6 +43,20 @@ struct alog_buf {
 	unsigned int n;
 };
 
+/* A switch sl_alog_reconfigure asked for: opened there, so a bad path is
+ * refused at once; taken by the writer with the next batch.
+ */
+struct alog_next {
+	char *path;
+	int fd, dirfd;
+	uint64_t max_bytes;
+	unsigned int keep;
+	/* lines of the front buffer queued before the switch was asked:
+	 * those go to the old file, the rest to the new one
+	 */
+	unsigned int before;
+};
+
 /* Compressing path.1 into path.1.gz.tmp, renamed path.1.gz when complete. */
 struct gz_job {
 	z_stream zs;
@@ -62,6 +76,7 @@ struct sl_alog {
 	int sync_init;
 	struct alog_buf bufs[2];
 	struct alog_buf *front; /* the producers', under mu */
+	struct alog_next *next; /* under mu; NULL: no switch asked */
 	int quit, done, orphan; /* under mu */
 	pthread_t th;
 
@@ -383,10 +398,23 @@ static void batch_write(struct sl_alog *a, const struct alog_buf *b)
 	seg_write(a, b->data + start, b->lens + first, b->n - first, len);
 }
 
+static void next_free(struct alog_next *n)
+{
+	if (!n)
+		return;
+	if (n->fd >= 0)
+		close(n->fd);
+	if (n->dirfd >= 0)
+		close(n->dirfd);
+	free(n->path);
+	free(n);
+}
+
 static void alog_free(struct sl_alog *a)
 {
 	int i;
 
+	next_free(a->next);
 	if (a->sync_init) {
 		pthread_cond_destroy(&a->done_cv);
 		pthread_cond_destroy(&a->wake);
@@ -421,9 +449,54 @@ static void release_tail(const struct alog_buf *b)
 		madvise((void *)start, end - start, MADV_DONTNEED);
 }
 
+static void leftovers(struct sl_alog *a);
+
+/* The writer takes a switch: what it compresses for the old path is
+ * finished first (its rotated files stay beside it), then the new path is
+ * the live file, with its own leftovers looked after as at open.
+ */
+static void switch_to(struct sl_alog *a, struct alog_next *n)
+{
+	struct stat st;
+	char *old;
+	int err;
+
+	if (a->job.active)
+		job_finish(a);
+	close(a->fd);
+	close(a->dirfd);
+	pthread_mutex_lock(&a->mu); /* sl_alog_close may name the path */
+	old = a->path;
+	a->path = n->path;
+	pthread_mutex_unlock(&a->mu);
+	free(old);
+	a->fd = n->fd;
+	a->dirfd = n->dirfd;
+	a->max_bytes = n->max_bytes;
+	a->keep = n->keep;
+	free(n);
+	a->failing = 0;
+	if (!fstat(a->fd, &st)) {
+		a->dev = st.st_dev;
+		a->ino = st.st_ino;
+		a->regular = S_ISREG(st.st_mode);
+		a->size = a->regular ? (uint64_t)st.st_size : 0;
+	}
+	leftovers(a);
+	if (a->recover) {
+		a->recover = 0;
+		err = job_start(a);
+		if (err)
+			job_end(a, err);
+	}
+	pr_info("access log: now %s (rotated at %llu bytes, %u gzip files "
+		"kept)\n", a->path, (unsigned long long)a->max_bytes, a->keep);
+}
+
 static void *writer_main(void *arg)
 {
 	struct sl_alog *a = arg;
+	struct alog_next *n;
 	struct alog_buf *b;
 	int err, orphan;
 
@@ -434,16 +507,38 @@ static void *writer_main(void *arg)
 	}
 	pthread_mutex_lock(&a->mu);
 	for (;;) {
-		while (!a->front->n && !a->quit && !a->job.active)
+		while (!a->front->n && !a->quit && !a->job.active && !a->next)
 			pthread_cond_wait(&a->wake, &a->mu);
 		if (!a->front->n && a->quit)
 			break;
+		n = a->next;
+		a->next = NULL;
 		b = a->front;
 		a->front = b == &a->bufs[0] ? &a->bufs[1] : &a->bufs[0];
 		pthread_mutex_unlock(&a->mu);
 
-		if (b->n)
+		/* lines queued before a switch go to the old file, those
+		 * after it to the new one
+		 */
+		if (n) {
+			struct alog_buf head = *b, tail = *b;
+			unsigned int i;
+
+			head.n = n->before < b->n ? n->before : b->n;
+			for (head.bytes = 0, i = 0; i < head.n; i++)
+				head.bytes += b->lens[i];
+			tail.data += head.bytes;
+			tail.lens += head.n;
+			tail.n -= head.n;
+			tail.bytes -= head.bytes;
+			if (head.n)
+				batch_write(a, &head);
+			switch_to(a, n);
+			if (tail.n)
+				batch_write(a, &tail);
+		} else if (b->n) {
 			batch_write(a, b);
+		}
 		release_tail(b);
 		b->n = 0;
 		b->bytes = 0;
@@ -615,6 +710,49 @@ int sl_alog_open(const struct sl_alog_opts *o, struct sl_alog **out)
 err:
 	alog_free(a);
 	return err;
+}
+
+int sl_alog_reconfigure(struct sl_alog *a, const struct sl_alog_opts *o)
+{
+	struct sl_alog tmp = { .fd = -1, .dirfd = -1 };
+	struct alog_next *n, *old;
+	int err;
+
+	if (!o->path || !*o->path || !o->max_bytes ||
+	    o->keep > SL_ALOG_KEEP_MAX)
+		return -EINVAL;
+	if (strlen(o->path) + SUFFIX_MAX > PATH_MAX)
+		return -ENAMETOOLONG;
+	n = calloc(1, sizeof(*n));
+	tmp.path = strdup(o->path);
+	if (!n || !tmp.path) {
+		free(n);
+		free(tmp.path);
+		return -ENOMEM;
+	}
+	/* the folder and the file, here: a bad path is refused now */
+	err = dir_open(&tmp);
+	if (!err)
+		err = live_open(&tmp);
+	n->path = tmp.path;
+	n->fd = tmp.fd;
+	n->dirfd = tmp.dirfd;
+	n->max_bytes = o->max_bytes;
+	n->keep = o->keep;
+	if (err) {
+		pr_warn("access log: cannot open %s: %s\n", o->path,
+			strerror(-err));
+		next_free(n);
+		return err;
+	}
+	pthread_mutex_lock(&a->mu);
+	old = a->next; /* asked before and not taken yet: this one wins */
+	n->before = old ? old->before : a->front->n;
+	a->next = n;
+	pthread_cond_signal(&a->wake);
+	pthread_mutex_unlock(&a->mu);
+	next_free(old);
+	return 0;
 }
 
 void sl_alog_write(struct sl_alog *a, const char *line, size_t len)

@@ -51,6 +51,13 @@ struct sl_alog_stats {
  * 0, -EINVAL (bad options), -ENAMETOOLONG, or -errno.
  */
 int sl_alog_open(const struct sl_alog_opts *o, struct sl_alog **out);
+/* A config reload: o's path (a regular file, a fifo), max_bytes and keep
+ * (o->queue_lines is ignored). The folder and file are opened here, so a
+ * bad path is refused now and nothing changes. Lines written before the
+ * call go to the old file, lines after it to the new one; the writer
+ * finishes compressing for the old path first. 0 or -errno.
+ */
+int sl_alog_reconfigure(struct sl_alog *a, const struct sl_alog_opts *o);
 /* Never blocks and never does I/O on the caller's thread: copies the line
  * (one JSON object, no newline; the writer adds it, and a stray '\n' in
  * it becomes ' ') into the queue, or counts a drop. Thread-safe.
