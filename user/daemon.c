@@ -541,6 +541,7 @@ static int reload_start(struct daemon *d)
 				      .capture_off = d->capture_off,
 				      .tls = d->tls,
 				      .proxy = d->proxy,
+				      .alog = d->alog,
 			      },
 			      &d->reload);
 }

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <sys/inotify.h>
 #include "config/config.h"
+#include "lib/accesslog.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "loader/capture_user.h"
@@ -43,6 +44,7 @@ struct sl_reload {
 	bool capture_off;
 	struct sl_tls_ctx *tls;
 	struct sl_proxy *proxy;
+	struct sl_alog *alog;
 	int ifd; /* inotify on dir; -1: not watching */
 	uint64_t due; /* CLOCK_MONOTONIC ms to read the file at; 0: not due */
 	uint64_t retry_at; /* the same after a refusal; 0: none pending */
@@ -132,6 +134,24 @@ static int apply_policy(struct sl_reload *r, const struct sl_config *cfg,
 	return sl_policy_apply(r->cur->pin_root, &cfg->policy, why, len);
 }
 
+static int apply_alog(struct sl_reload *r, const struct sl_config *cfg,
+		      char *why, size_t len)
+{
+	int err;
+
+	if (!r->alog) /* none, and none wanted: sl_config_diff saw to it */
+		return 0;
+	err = sl_alog_reconfigure(r->alog, &(struct sl_alog_opts){
+						   .path = cfg->accounting.access_log,
+						   .max_bytes = cfg->accounting.max_bytes,
+						   .keep = cfg->accounting.keep,
+					   });
+	if (err)
+		snprintf(why, len, "accounting.access_log %s: %s",
+			 cfg->accounting.access_log, strerror(-err));
+	return err;
+}
+
 static int apply_proxy(struct sl_reload *r, const struct sl_config *cfg,
 		       char *why, size_t len)
 {
@@ -149,6 +169,7 @@ static const struct part {
 		     char *why, size_t len);
 } parts[] = {
 	{ SL_CFG_CH_TLS_FILES, "tls files", apply_tls },
+	{ SL_CFG_CH_ALOG, "access log", apply_alog },
 	{ SL_CFG_CH_CAPTURE, "capture", apply_capture },
 	{ SL_CFG_CH_INBOUND, "inbound ports", apply_inbound },
 	{ SL_CFG_CH_POLICY, "policy", apply_policy },
@@ -326,6 +347,7 @@ int sl_reload_open(const struct sl_reload_opts *o, struct sl_reload **out)
 	r->capture_off = o->capture_off;
 	r->tls = o->tls;
 	r->proxy = o->proxy;
+	r->alog = o->alog;
 	r->ifd = -1;
 	r->info.pid = (uint64_t)getpid();
 	r->info.loaded_ms = r->cur->loaded_ms;

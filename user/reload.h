@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct sl_alog;
 struct sl_config;
 struct sl_proxy;
 struct sl_tls_ctx;
@@ -37,6 +38,7 @@ struct sl_reload_opts {
 	bool capture_off; /* capture was turned off at start (root cgroup) */
 	struct sl_tls_ctx *tls; /* NULL: no TLS */
 	struct sl_proxy *proxy; /* NULL: no proxy of ours */
+	struct sl_alog *alog; /* NULL: no access log */
 };
 
 struct sl_reload;

@@ -13,6 +13,7 @@
  *   idle timeout keeps its own;
  * - a key that cannot change and a broken file are refused with file:line,
  *   the running version stays (status, /stats, /metrics say which);
+ * - the access log moves to another file; a missing folder is refused;
  * - TLS files named before they exist (a Secret late behind its
  *   ConfigMap) are refused, then taken by the retry timer with no event;
  * - a storm of swaps and reloads leaks no descriptor and little memory;
@@ -45,6 +46,7 @@ static struct th_env env;
 static char dir[64]; /* the ConfigMap volume */
 static char pki[64]; /* the Secret's files */
 static char link_path[128]; /* dir/sidelane.yaml */
+static char logdir[80]; /* the access logs */
 static char ns[32], veth[16];
 static int admin_port, echo_port, other_port, swaps;
 
@@ -66,6 +68,8 @@ static void cleanup(void *arg)
 	}
 	if (dir[0])
 		th_rm_tree(dir);
+	if (logdir[0])
+		th_rm_tree(logdir);
 	th_netns_del(ns);
 }
 
@@ -77,6 +81,7 @@ struct version {
 	bool deny_other; /* a policy rule denying other_port */
 	int workers; /* proxy.workers (cannot change) */
 	const char *cert; /* tls.cert/key base name in pki ("a") */
+	const char *alog; /* accounting.access_log: a path, or a name in logdir */
 	const char *broken; /* appended as is */
 };
 
@@ -89,12 +94,16 @@ static void render(const struct version *v, char *text, size_t len)
 		      "  exclude_cidrs: [%s]\n"
 		      "proxy:\n  workers: %d\n  idle_timeout_ms: %d\n"
 		      "tls:\n  cert: \"%s\"\n  key: \"%s\"\n  ca: \"%s\"\n"
-		      "admin:\n  listen: \"127.0.0.1:%d\"\n  drain_timeout_ms: 0\n",
+		      "admin:\n  listen: \"127.0.0.1:%d\"\n  drain_timeout_ms: 0\n"
+		      "accounting:\n  access_log: \"%s%s%s\"\n",
 		      v->skip_far ? "\"" FAR_IP "/32\"" : "",
 		      v->workers ? v->workers : 1, v->idle_ms ? v->idle_ms : 60000,
 		      th_pki_path(pki, v->cert ? v->cert : "a", "pem"),
 		      th_pki_path(pki, v->cert ? v->cert : "a", "key"),
-		      th_pki_path(pki, "ca", "pem"), admin_port);
+		      th_pki_path(pki, "ca", "pem"), admin_port,
+		      v->alog && v->alog[0] == '/' ? "" : logdir,
+		      v->alog && v->alog[0] == '/' ? "" : "/",
+		      v->alog ? v->alog : "a.log");
 	if (v->deny_other)
 		at += snprintf(text + at, len - at,
 			       "policy:\n  rules:\n"
@@ -447,6 +456,48 @@ static void check_refused(const char *name, const struct version *v,
 	reload_cmd(out, sizeof(out));
 }
 
+static long file_size(const char *name)
+{
+	char path[160];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", logdir, name);
+	return stat(path, &st) ? -1 : (long)st.st_size;
+}
+
+static void check_access_log(void)
+{
+	const char *name = "reload: the access log moves to another file (the "
+			   "loop's lines follow it, the old file stops); a "
+			   "folder that does not exist is refused";
+	struct version v = cur;
+	long a0, a1, b0, b1;
+	char out[1024];
+	int rc;
+
+	v.alog = "b.log";
+	if (!apply(name, &v))
+		return;
+	usleep(300 * 1000); /* lines of connections closed before it */
+	a0 = file_size("a.log");
+	b0 = file_size("b.log");
+	usleep(700 * 1000);
+	a1 = file_size("a.log");
+	b1 = file_size("b.log");
+	v.alog = "/nonexistent-sidelane-test/x.log";
+	render(&v, text, sizeof(text));
+	rc = swap_in(text) ? -1 : reload_cmd(out, sizeof(out));
+	TH_RESULT(a0 > 0 && a1 == a0 && b1 > b0 && rc == 1 &&
+			  strstr(out, "No such file or directory") &&
+			  stat_num("config", "pending") == 1,
+		  name, "a.log %ld -> %ld B, b.log %ld -> %ld B; a missing "
+		  "folder: reload exit %d: %s", a0, a1, b0, b1, rc, out);
+	/* back to the running text */
+	render(&cur, text, sizeof(text));
+	swap_in(text);
+	reload_cmd(out, sizeof(out));
+}
+
 static void check_tls_late(void)
 {
 	const char *name = "reload: TLS files named before they exist are "
@@ -562,8 +613,11 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	th_watchdog(240, "reload");
 	snprintf(dir, sizeof(dir), "/tmp/sidelane-test-reload-%d", (int)getpid());
+	snprintf(logdir, sizeof(logdir), "%s-log", dir);
 	err = th_cleanup_push(cleanup, NULL);
 	err = err ?: make_pki();
+	if (!err && mkdir(logdir, 0755))
+		err = -errno;
 	snprintf(ns, sizeof(ns), "sl-reload-%d", (int)getpid());
 	snprintf(veth, sizeof(veth), "slr%d", (int)getpid() % 100000);
 	err = err ?: th_netns_add(ns, veth, POD_IP, FAR_IP);
@@ -599,6 +653,7 @@ int main(void)
 		      "running version stays",
 		      &(struct version){ .broken = "limits:\n  max_conns: [1]\n" },
 		      "max_conns:", "limits.max_conns");
+	check_access_log();
 	check_tls_late();
 	check_storm();
 

@@ -858,7 +858,10 @@ static void diff_sorts_changes(void **state)
 		       "  alpn: h2\n",
 		  0, ":5: tls.alpn: " },
 		{ "", "accounting:\n  access_log: /tmp/x.log\n", 0,
-		  ":1: accounting: " },
+		  ":2: accounting.access_log: " },
+		{ "accounting:\n  access_log: /tmp/x.log\n",
+		  "accounting:\n  access_log: /tmp/y.log\n  keep: 2\n",
+		  SL_CFG_CH_ALOG, NULL },
 	};
 	char err[SL_CFG_ERR_LEN];
 	unsigned int changes, i;

@@ -192,6 +192,7 @@ int sl_config_file_version(const char *path, char *out);
 #define SL_CFG_CH_INBOUND (1U << 2) /* steered ports, fail_open */
 #define SL_CFG_CH_PROXY (1U << 3) /* per connection: sl_proxy_reconfigure */
 #define SL_CFG_CH_TLS_FILES (1U << 4) /* tls.cert, key, ca */
+#define SL_CFG_CH_ALOG (1U << 5) /* the access log's path and rotation */
 int sl_config_diff(const struct sl_config *run, const struct sl_config *next,
 		   const char *path, unsigned int *changes, char *err,
 		   size_t errlen);

@@ -80,7 +80,7 @@ static const struct part parts[] = {
 	{ "inbound.fail_open", AT(inbound.fail_open), SL_CFG_CH_INBOUND, NULL },
 	/* default, identities */
 	{ "inbound.identities", AT(inbound.id_default), SL_CFG_CH_PROXY, NULL },
-	{ "accounting", AT(accounting), 0, "the access log is opened at start" },
+	{ "accounting", AT(accounting), SL_CFG_CH_ALOG, NULL },
 	{ "admin.listen", AT(admin.enabled), 0,
 	  "the admin endpoint is opened at start" },
 	{ "admin.drain_timeout_ms", AT(admin.drain_timeout_ms),
@@ -110,15 +110,35 @@ static unsigned int key_line(const char *path, const char *key)
 	return line;
 }
 
+/* -EBUSY, "file:line: key: ... (why): restart to apply it" in err. */
+static int refuse(const char *path, const char *key, const char *why,
+		  char *err, size_t errlen)
+{
+	unsigned int line = key_line(path, key);
+
+	if (line)
+		snprintf(err, errlen, "%s:%u: %s: cannot change while sidelane "
+			 "runs (%s): restart to apply it", path, line, key, why);
+	else
+		snprintf(err, errlen, "%s: %s: cannot change while sidelane "
+			 "runs (%s): restart to apply it",
+			 path ? path : "<default>", key, why);
+	return -EBUSY;
+}
+
 int sl_config_diff(const struct sl_config *run, const struct sl_config *next,
 		   const char *path, unsigned int *changes, char *err,
 		   size_t errlen)
 {
 	const char *a = (const char *)run, *b = (const char *)next;
-	unsigned int line;
 	size_t i;
 
 	*changes = 0;
+	/* its path and rotation are live, but not whether there is one */
+	if (!run->accounting.access_log[0] != !next->accounting.access_log[0])
+		return refuse(path, "accounting.access_log",
+			      "the access log's writer is started at start, or "
+			      "not", err, errlen);
 	for (i = 0; i < N_PARTS; i++) {
 		const struct part *p = &parts[i];
 		size_t end = i + 1 < N_PARTS ? parts[i + 1].off :
@@ -126,20 +146,9 @@ int sl_config_diff(const struct sl_config *run, const struct sl_config *next,
 
 		if (!memcmp(a + p->off, b + p->off, end - p->off))
 			continue;
-		if (p->change) {
-			*changes |= p->change;
-			continue;
-		}
-		line = key_line(path, p->key);
-		if (line)
-			snprintf(err, errlen, "%s:%u: %s: cannot change while "
-				 "sidelane runs (%s): restart to apply it",
-				 path, line, p->key, p->why);
-		else
-			snprintf(err, errlen, "%s: %s: cannot change while "
-				 "sidelane runs (%s): restart to apply it",
-				 path ? path : "<default>", p->key, p->why);
-		return -EBUSY;
+		if (!p->change)
+			return refuse(path, p->key, p->why, err, errlen);
+		*changes |= p->change;
 	}
 	return 0;
 }
