@@ -230,6 +230,23 @@ static void log_dump(const struct host *h, long from)
 
 /* ---- sidelane ---- */
 
+/* B's config: inbound.ports and the one identity allowed in. */
+static void b_config(char *b, size_t len, const char *allow, const char *ports)
+{
+	snprintf(b, len,
+		 "tls:\n  cert: \"%s\"\n  key: \"%s\"\n  ca: \"%s\"\n"
+		 "  handshake_timeout_ms: %d\n"
+		 "proxy:\n  max_conns: %d\n"
+		 "capture:\n  enabled: false\n"
+		 "inbound:\n  enabled: true\n  mode: sk_lookup\n"
+		 "  ports: [%s]\n  default: deny\n  identities:\n"
+		 "    - id: \"%s\"\n      action: allow\n"
+		 "accounting:\n  access_log: \"%s\"\n",
+		 th_pki_path(dir, "b", "pem"), th_pki_path(dir, "b", "key"),
+		 th_pki_path(dir, "ca", "pem"), HS_MS, B_MAX_CONNS, ports, allow,
+		 th_pki_path(dir, "b-access", "log"));
+}
+
 static int write_configs(void)
 {
 	char a[2048], b[2048], bad[2048];
@@ -248,18 +265,7 @@ static int write_configs(void)
 	snprintf(bad, sizeof(bad), mesh_fmt, th_pki_path(dir, "a2", "pem"),
 		 th_pki_path(dir, "a2", "key"), th_pki_path(dir, "ca", "pem"),
 		 HS_MS, "spiffe://" TD "/ns/z/*", th_pki_path(dir, "a-access", "log"));
-	snprintf(b, sizeof(b),
-		 "tls:\n  cert: \"%s\"\n  key: \"%s\"\n  ca: \"%s\"\n"
-		 "  handshake_timeout_ms: %d\n"
-		 "proxy:\n  max_conns: %d\n"
-		 "capture:\n  enabled: false\n"
-		 "inbound:\n  enabled: true\n  mode: sk_lookup\n"
-		 "  ports: [\"%d\"]\n  default: deny\n  identities:\n"
-		 "    - id: \"spiffe://" TD "/ns/a/*\"\n      action: allow\n"
-		 "accounting:\n  access_log: \"%s\"\n",
-		 th_pki_path(dir, "b", "pem"), th_pki_path(dir, "b", "key"),
-		 th_pki_path(dir, "ca", "pem"), HS_MS, B_MAX_CONNS, APP_PORT,
-		 th_pki_path(dir, "b-access", "log"));
+	b_config(b, sizeof(b), "spiffe://" TD "/ns/a/*", "\"" SL_XSTR(APP_PORT) "\"");
 	snprintf(ha.cfg, sizeof(ha.cfg), "%s", th_pki_path(dir, "a", "yaml"));
 	snprintf(hb.cfg, sizeof(hb.cfg), "%s", th_pki_path(dir, "b", "yaml"));
 	err = th_write_text(ha.cfg, a);
@@ -440,7 +446,7 @@ struct snap {
 
 static int snap_read(const struct host *h, struct snap *s)
 {
-	static char out[16384];
+	static char out[64 * 1024];
 	size_t i;
 	int st;
 
@@ -1689,6 +1695,94 @@ static void test_sighup_storm(void)
 	unlink(to);
 }
 
+/* B's config replaced as an editor saves it (a new file renamed over):
+ * its running sidelane follows. 0 or -errno.
+ */
+static int b_config_swap(const char *allow, const char *ports)
+{
+	char text[2048], tmp[PATH_MAX + 8];
+
+	b_config(text, sizeof(text), allow, ports);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", hb.cfg);
+	if (th_write_text(tmp, text))
+		return -EIO;
+	return rename(tmp, hb.cfg) ? -errno : 0;
+}
+
+/* Live configuration on the inbound side (issue 15): B's file changes
+ * under a long-lived mTLS stream from A. Its identity rules then refuse
+ * A's new connections while the stream, accepted under the old rules,
+ * runs on; its steered ports grow in the kernel; the file put back, A is
+ * served again. No restart: B's pid stays.
+ */
+static void test_live_config(void)
+{
+	const char *name = "mesh: B's config changed live under a long-lived "
+			   "stream: new identity rules refuse A's new connections "
+			   "(identity-denied), the stream runs on byte-exact, the "
+			   "steered ports grow; put back, A is served again";
+	const struct want w[] = { { "proxy.closed.identity-denied", 1 } };
+	static char out[64 * 1024];
+	char to[PATH_MAX];
+	__u32 idx = accepted();
+	const struct app_conn *r = &shm->c[idx % MAX_APP_CONNS];
+	pid_t pid_b = hb.app.sidelane;
+	__u64 ports0 = 0, ports1 = 0, moved0, total;
+	long lb = log_size(&hb);
+	struct snap s0, s1;
+	int st, st_ll, st_back = -1;
+
+	snprintf(to, sizeof(to), "%s/live.out", dir);
+	if (status_json(&hb, out, sizeof(out)) ||
+	    json_u64(out, "inbound.ports", &ports0) || snap_read(&hb, &s0) ||
+	    !ll_start(name)) {
+		th_fail(name, "status of B, or the stream did not start");
+		return;
+	}
+	if (!TH_CHECK(!b_config_swap("spiffe://" TD "/ns/nobody/*",
+				     "\"" SL_XSTR(APP_PORT) "\", \"9000-9010\""),
+		      name, "writing B's config") ||
+	    !TH_CHECK(log_wait(&hb, lb, "config: version ", "applied", LOG_MS),
+		      name, "B did not apply the new version"))
+		goto out;
+	moved0 = __atomic_load_n(&shm->ll_bytes, __ATOMIC_ACQUIRE);
+	st = curl_get("hello.txt", to, out, sizeof(out));
+	if (!TH_CHECK(st != 0, name, "curl got through the new rules: %s", out) ||
+	    !counters_moved(name, &hb, &s0, w, 1, false, &s1) ||
+	    !TH_CHECK(!status_json(&hb, out, sizeof(out)) &&
+			      !json_u64(out, "inbound.ports", &ports1) &&
+			      ports1 == ports0 + 11,
+		      name, "steered ports %llu -> %llu, want +11",
+		      (unsigned long long)ports0, (unsigned long long)ports1))
+		goto out;
+	sleep_ms(300); /* the stream keeps moving under the new rules */
+	if (!TH_CHECK(__atomic_load_n(&shm->ll_bytes, __ATOMIC_ACQUIRE) > moved0,
+		      name, "the stream stopped at %llu B",
+		      (unsigned long long)moved0))
+		goto out;
+	lb = log_size(&hb);
+	if (TH_CHECK(!b_config_swap("spiffe://" TD "/ns/a/*", "\"" SL_XSTR(APP_PORT) "\"") &&
+			     log_wait(&hb, lb, "config: version ", "applied",
+				      LOG_MS),
+		     name, "B did not apply the old version again"))
+		st_back = curl_get("hello.txt", to, out, sizeof(out));
+out:
+	st_ll = ll_finish();
+	total = __atomic_load_n(&shm->ll_bytes, __ATOMIC_ACQUIRE);
+	if (TH_CHECK(st_back == 0 && !strcmp(out, "200 17"), name,
+		     "curl after the file was put back: exit %d, %s", st_back,
+		     out) &&
+	    TH_CHECK(st_ll == 0 && r->rx == total &&
+			     !memcmp(r->sha, shm->ll_sha, 32),
+		     name, "stream: client %d, app B got %llu of %llu B", st_ll,
+		     (unsigned long long)r->rx, (unsigned long long)total) &&
+	    TH_CHECK(hb.app.sidelane == pid_b && !kill(pid_b, 0), name,
+		     "B's sidelane restarted or died"))
+		th_pass(name);
+	b_config_swap("spiffe://" TD "/ns/a/*", "\"" SL_XSTR(APP_PORT) "\"");
+	unlink(to);
+}
+
 /* kill -9 of A's sidecar in the middle of a long-lived mTLS stream: app A
  * sees a reset, not a clean EOF that would read as the end of an answer;
  * a restarted sidecar serves new connections.
@@ -1894,6 +1988,7 @@ int main(void)
 	th_watchdog(40, "mesh: rotation, SIGHUP storm");
 	test_rotation();
 	test_sighup_storm();
+	test_live_config();
 	test_kill9();
 	t[4] = th_now_ms();
 	th_watchdog(20, "mesh: server identity");

@@ -194,6 +194,7 @@ void th_fill(void *buf, size_t len, __u64 seed)
 int th_run(struct th_env *env, int (*prep)(void), char *const argv[], char *out,
 	   size_t len, int timeout_ms)
 {
+	char drop[4096];
 	size_t got = 0;
 	int p[2];
 	ssize_t n;
@@ -219,6 +220,11 @@ int th_run(struct th_env *env, int (*prep)(void), char *const argv[], char *out,
 	while (got + 1 < len && (n = read(p[0], out + got, len - got - 1)) > 0)
 		got += n;
 	out[got] = '\0';
+	/* the rest is read and dropped: closing the pipe on a longer output
+	 * would kill the child with SIGPIPE and fail a command that worked
+	 */
+	while (got + 1 >= len && (n = read(p[0], drop, sizeof(drop))) > 0)
+		;
 	close(p[0]);
 	return th_wait(pid, timeout_ms);
 }
