@@ -155,9 +155,11 @@ static int apply_alog(struct sl_reload *r, const struct sl_config *cfg,
 static int apply_proxy(struct sl_reload *r, const struct sl_config *cfg,
 		       char *why, size_t len)
 {
-	int err = r->proxy ? sl_proxy_reconfigure(r->proxy, cfg) : 0;
+	int err;
 
-	if (err)
+	why[0] = '\0';
+	err = r->proxy ? sl_proxy_reconfigure(r->proxy, cfg, why, len) : 0;
+	if (err && !why[0])
 		snprintf(why, len, "proxy: %s", strerror(-err));
 	return err;
 }

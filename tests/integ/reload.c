@@ -14,6 +14,8 @@
  * - a key that cannot change and a broken file are refused with file:line,
  *   the running version stays (status, /stats, /metrics say which);
  * - the access log moves to another file; a missing folder is refused;
+ * - an ambassador comes, changes upstream, moves and goes, and a
+ *   connection made through it before stays up; a taken port is refused;
  * - TLS files named before they exist (a Secret late behind its
  *   ConfigMap) are refused, then taken by the retry timer with no event;
  * - a storm of swaps and reloads leaks no descriptor and little memory;
@@ -82,22 +84,31 @@ struct version {
 	int workers; /* proxy.workers (cannot change) */
 	const char *cert; /* tls.cert/key base name in pki ("a") */
 	const char *alog; /* accounting.access_log: a path, or a name in logdir */
+	int amb_port; /* an ambassador on 127.0.0.1:amb_port (0: none) */
+	int amb_up; /* to FAR_IP:amb_up */
 	const char *broken; /* appended as is */
 };
 
 static void render(const struct version *v, char *text, size_t len)
 {
+	char amb[128] = "";
 	size_t at;
 
+	if (v->amb_port)
+		snprintf(amb, sizeof(amb),
+			 "  ambassadors:\n    - { listen: \"127.0.0.1:%d\", "
+			 "upstream: \"" FAR_IP ":%d\" }\n",
+			 v->amb_port, v->amb_up);
 	at = snprintf(text, len,
 		      "capture:\n  enabled: true\n"
 		      "  exclude_cidrs: [%s]\n"
-		      "proxy:\n  workers: %d\n  idle_timeout_ms: %d\n"
+		      "proxy:\n  workers: %d\n  idle_timeout_ms: %d\n%s"
 		      "tls:\n  cert: \"%s\"\n  key: \"%s\"\n  ca: \"%s\"\n"
 		      "admin:\n  listen: \"127.0.0.1:%d\"\n  drain_timeout_ms: 0\n"
 		      "accounting:\n  access_log: \"%s%s%s\"\n",
 		      v->skip_far ? "\"" FAR_IP "/32\"" : "",
 		      v->workers ? v->workers : 1, v->idle_ms ? v->idle_ms : 60000,
+		      amb,
 		      th_pki_path(pki, v->cert ? v->cert : "a", "pem"),
 		      th_pki_path(pki, v->cert ? v->cert : "a", "key"),
 		      th_pki_path(pki, "ca", "pem"), admin_port,
@@ -196,13 +207,13 @@ static int reload_cmd(char *out, size_t len)
 
 /* ---- the client loop: a child in the app's cgroup ---- */
 
-static int echo_once(int port, int seed)
+static int echo_at(const char *ip, int port, int seed)
 {
 	char out[MSG_LEN], in[MSG_LEN];
 	int fd, err = 0;
 
 	th_fill(out, sizeof(out), seed);
-	fd = th_connect(FAR_IP, port);
+	fd = th_connect(ip, port);
 	if (fd < 0)
 		return fd;
 	if (sl_io_full(fd, out, sizeof(out), false, IO_MS) ||
@@ -213,6 +224,11 @@ static int echo_once(int port, int seed)
 		err = -EBADMSG;
 	close(fd);
 	return err;
+}
+
+static int echo_once(int port, int seed)
+{
+	return echo_at(FAR_IP, port, seed);
 }
 
 static int loop_start(void)
@@ -498,6 +514,85 @@ static void check_access_log(void)
 	reload_cmd(out, sizeof(out));
 }
 
+/* One echo from the app's cgroup to 127.0.0.1:port: 0 or -errno. */
+static int echo_local(int port)
+{
+	int err;
+
+	if (th_enter(&env))
+		return -EPERM - 1000;
+	err = echo_at("127.0.0.1", port, port);
+	th_leave(&env);
+	return err;
+}
+
+/* One byte echoed on an open connection: true if it came back. */
+static bool still_echoes(int fd)
+{
+	char c = 'k';
+
+	return fd >= 0 && write(fd, &c, 1) == 1 &&
+	       !sl_io_full(fd, &c, 1, true, IO_MS) && c == 'k';
+}
+
+static void check_ambassadors(void)
+{
+	const char *name = "reload: an ambassador added, re-pointed, moved, "
+			   "refused on a taken port and removed live; a "
+			   "connection made through it before stays up";
+	int p1 = th_free_port(), p2 = th_free_port(), held = -1;
+	int added, down, back, moved, old_port, refused_rc, gone;
+	struct version v = cur;
+	char out[1024];
+
+	if (p2 == p1)
+		p2 = th_free_port();
+	v.amb_port = p1;
+	v.amb_up = echo_port;
+	if (!apply(name, &v))
+		return;
+	added = echo_local(p1);
+	if (!th_enter(&env)) {
+		held = th_connect("127.0.0.1", p1);
+		th_leave(&env);
+	}
+	/* to a port nothing listens on: new connections fail, the held one
+	 * (already upstream) does not
+	 */
+	v.amb_up = 1;
+	if (!apply(name, &v))
+		goto out;
+	down = echo_local(p1);
+	v.amb_up = echo_port;
+	if (!apply(name, &v))
+		goto out;
+	back = echo_local(p1);
+	/* moved: the new port is served, the old one refused */
+	v.amb_port = p2;
+	if (!apply(name, &v))
+		goto out;
+	moved = echo_local(p2);
+	old_port = echo_local(p1);
+	/* a port that is taken (the admin endpoint's): refused whole */
+	v.amb_port = admin_port;
+	render(&v, text, sizeof(text));
+	refused_rc = swap_in(text) ? -1 : reload_cmd(out, sizeof(out));
+	v.amb_port = 0;
+	if (!apply(name, &v))
+		goto out;
+	gone = echo_local(p2);
+	TH_RESULT(!added && down && !back && !moved && old_port == -ECONNREFUSED &&
+			  refused_rc == 1 && strstr(out, "Address already in use") &&
+			  gone == -ECONNREFUSED && still_echoes(held),
+		  name, "added %d, to a closed upstream %d, back %d, moved %d, "
+		  "old port %d, taken port: exit %d (%s), removed %d, held "
+		  "connection %s", added, down, back, moved, old_port,
+		  refused_rc, out, gone, held >= 0 ? "open" : "none");
+out:
+	if (held >= 0)
+		close(held);
+}
+
 static void check_tls_late(void)
 {
 	const char *name = "reload: TLS files named before they exist are "
@@ -654,6 +749,7 @@ int main(void)
 		      &(struct version){ .broken = "limits:\n  max_conns: [1]\n" },
 		      "max_conns:", "limits.max_conns");
 	check_access_log();
+	check_ambassadors();
 	check_tls_late();
 	check_storm();
 

@@ -852,7 +852,9 @@ static void diff_sorts_changes(void **state)
 		  ":2: capture.outbound: " },
 		{ "", "proxy:\n  ambassadors:\n    - { listen: \"127.0.0.1:9000\", "
 		      "upstream: \"10.0.0.1:80\" }\n",
-		  0, ":2: proxy.ambassadors: " },
+		  SL_CFG_CH_PROXY, NULL },
+		{ "", "proxy:\n  buffer_bytes: 4096\n", 0,
+		  ":2: proxy.buffer_bytes: " },
 		{ "", tls, 0, ":1: tls: " },
 		{ tls, "tls:\n  cert: /c.pem\n  key: /c.key\n  ca: /ca.pem\n"
 		       "  alpn: h2\n",

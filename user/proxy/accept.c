@@ -148,6 +148,7 @@ static void conn_accepted(struct sl_worker *p, struct sl_listener *l, int fd,
 	c->tlist = -1;
 	sl_splice_init(&c->sp);
 	c->l = l;
+	l->conns++;
 	c->peer = *peer;
 	c->peerlen = peerlen;
 	c->t_start = c->t_last = c->t_conn = p->now;

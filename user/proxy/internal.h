@@ -49,6 +49,11 @@
 #define SL_DEFAULT_BUFFER (64 * 1024)
 #define SL_BUF_POOL 32 /* empty buffers a worker keeps for reuse */
 #define SL_TRIM_IDLE_MS 1000 /* no connection this long: memory back */
+/* listener slots of a worker: outbound, inbound and their twins, the
+ * ambassadors, and as many again closed by reloads but still held by
+ * connections
+ */
+#define SL_LS_MAX (4 + 4 * SL_CFG_MAX_AMBASSADORS)
 
 /* What an epoll event's data.ptr points at: each of these starts with it. */
 enum ep_tag { TAG_LISTENER, TAG_SIDE, TAG_RESOLVER };
@@ -75,6 +80,11 @@ struct sl_listener {
 	uint16_t port;
 	bool numeric; /* up holds the address; else resolve per connection */
 	struct sl_addrs up;
+	/* connections accepted on it still open (c->l); a listener a reload
+	 * closed (retired, fd -1) goes with the last
+	 */
+	unsigned long conns;
+	bool retired;
 };
 
 /* One direction's bytes in flight: a ring of size bytes, its memory taken
@@ -166,6 +176,15 @@ struct sl_list {
 	struct sl_conn *head, *tail;
 };
 
+/* An ambassador listener changed by a reload, for one worker
+ * (listeners.c).
+ */
+struct sl_lchange {
+	enum { LC_ADD, LC_DEL, LC_REPOINT } op;
+	struct sl_ambassador a; /* the new one (LC_DEL: the old one) */
+	int fd; /* LC_ADD: this worker's bound socket, -1 once taken */
+};
+
 /* The settings a connection keeps for its life: those in force when it was
  * accepted. A config reload (sl_proxy_reconfigure) hands each worker new
  * ones for its new connections; older ones go when their last connection
@@ -182,6 +201,9 @@ struct sl_settings {
 	struct sl_mesh_dst *mesh;
 	struct sl_id_rule_cfg *ids;
 	struct sl_list timers[T_NR];
+	/* the ambassadors a reload changes, done as the worker takes these */
+	struct sl_lchange *lchg;
+	unsigned int n_lchg;
 	unsigned long conns; /* connections holding it */
 	struct sl_settings *next; /* the worker's older ones still held */
 };
@@ -190,7 +212,7 @@ struct sl_settings {
 struct sl_resolve {
 	struct sl_resolve *next;
 	struct sl_conn *c; /* loop thread only; NULL once the conn ended */
-	const char *host;
+	char host[256];
 	uint16_t port;
 	int gai_err;
 	struct sl_addrs out;
@@ -204,7 +226,7 @@ struct sl_worker {
 	pthread_t th;
 	int err; /* what its loop returned */
 	int epfd;
-	struct sl_listener *ls;
+	struct sl_listener **ls; /* SL_LS_MAX slots, n_ls in use */
 	unsigned int n_ls;
 	/* for new connections; then the older ones still held */
 	struct sl_settings *set;
@@ -256,6 +278,9 @@ struct sl_proxy {
 	volatile sig_atomic_t *stop;
 	int fatal; /* a loop failed: every worker stops */
 	uint64_t active; /* open connections of all workers: proxy.max_conns */
+	/* the ambassadors as configured (the reloading thread's) */
+	struct sl_ambassador *amb;
+	unsigned int n_amb;
 };
 
 #define STAT_ADD(p, f, v) __atomic_fetch_add(&(p)->st.f, (v), __ATOMIC_RELAXED)
@@ -330,5 +355,20 @@ void resolver_fini(struct sl_worker *p);
 
 /* accept.c: accepting on the listeners, a new connection's start */
 void listener_event(struct sl_worker *p, struct sl_listener *l);
+
+/* listeners.c: open at start; closed; freed; a connection done with its
+ * listener; a reload's ambassador changes prepared (sockets bound for
+ * every worker in sets[k]), made the running ones, taken by a worker,
+ * dropped untaken
+ */
+int listeners_open(struct sl_worker *p, const struct sl_config *cfg);
+void close_listeners(struct sl_worker *p);
+void listeners_free(struct sl_worker *p);
+void listener_release(struct sl_worker *p, struct sl_listener *l);
+int listeners_prepare(struct sl_proxy *g, const struct sl_config *cfg,
+		      struct sl_settings **sets, char *why, size_t len);
+int listeners_commit(struct sl_proxy *g, const struct sl_config *cfg);
+void listeners_take(struct sl_worker *p, struct sl_settings *set);
+void listeners_changes_free(struct sl_settings *set);
 
 #endif /* SL_PROXY_INTERNAL_H */

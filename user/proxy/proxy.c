@@ -70,7 +70,7 @@ bool is_own_listener(const struct sl_worker *p,
 	unsigned int i;
 
 	for (i = 0; i < p->n_ls; i++)
-		if (sa_eq(dst, &p->ls[i].addr))
+		if (p->ls[i]->fd >= 0 && sa_eq(dst, &p->ls[i]->addr))
 			return true;
 	return false;
 }
@@ -206,10 +206,10 @@ void listeners_arm(struct sl_worker *p, uint32_t events)
 
 	for (i = 0; i < p->n_ls; i++) {
 		struct epoll_event ev = { .events = events,
-					  .data.ptr = &p->ls[i] };
+					  .data.ptr = p->ls[i] };
 
-		if (p->ls[i].fd >= 0)
-			epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->ls[i].fd, &ev);
+		if (p->ls[i]->fd >= 0)
+			epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->ls[i]->fd, &ev);
 	}
 }
 
@@ -405,6 +405,7 @@ void conn_close(struct sl_worker *p, struct sl_conn *c,
 static void conn_free(struct sl_worker *p, struct sl_conn *c)
 {
 	settings_release(p, c);
+	listener_release(p, c->l);
 	free(c->to_up.data);
 	free(c->to_app.data);
 	free(c);

@@ -83,10 +83,13 @@ int sl_proxy_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
 /* A config reload: new connections get cfg's timeouts, mesh destinations,
  * inbound identity rules and app port, and the drain time and TLS files'
  * check interval change; open connections keep what they were accepted
- * under. The listeners and everything else stay. Any thread; each worker
- * takes its copy within SL_TICK_MS. 0 or -ENOMEM (nothing changed).
+ * under. Ambassadors come, go, move (the new port is bound here, before
+ * the old one closes) or change upstream; the other listeners stay. One
+ * thread at a time; each worker takes its part within SL_TICK_MS. 0, or
+ * -errno with why said and nothing changed (a port in use, say).
  */
-int sl_proxy_reconfigure(struct sl_proxy *p, const struct sl_config *cfg);
+int sl_proxy_reconfigure(struct sl_proxy *p, const struct sl_config *cfg,
+			 char *why, size_t len);
 /* The inbound listeners' fds (-1 if none), for sk_lookup steering. */
 void sl_proxy_inbound_fds(const struct sl_proxy *p, int *fd4, int *fd6);
 struct sl_alog;

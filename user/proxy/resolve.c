@@ -65,7 +65,8 @@ int resolve_start(struct sl_worker *p, struct sl_conn *c)
 	if (!r)
 		return -ENOMEM;
 	r->c = c;
-	r->host = c->l->host; /* lives as long as the proxy */
+	/* a copy: a reload may retire the listener before the answer */
+	snprintf(r->host, sizeof(r->host), "%s", c->l->host);
 	r->port = c->l->port;
 	c->res = r;
 	c->state = ST_RESOLVING;

@@ -1,19 +1,25 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* The proxy: the settings each connection keeps for its life, and their
- * change by a config reload (see internal.h, struct sl_settings).
+ * change by a config reload (see internal.h, struct sl_settings), which
+ * also carries each worker's share of the ambassadors' changes
+ * (listeners.c).
  *
  * A reload builds one copy per worker on the reloading thread and leaves it
  * in the worker's pending slot; the worker takes it at the top of its loop,
- * so nothing a loop reads is ever written by another thread. A copy not
- * yet taken when the next reload comes is replaced (and freed) whole.
+ * so nothing a loop reads is ever written by another thread. The next
+ * reload waits until every worker has taken the last one: the listener
+ * changes it carries are computed from the last ones.
  */
 #define _GNU_SOURCE
 #include "proxy/internal.h"
+
+#define SL_TAKE_WAIT_MS 2000 /* for every worker to take the last settings */
 
 static void settings_free(struct sl_settings *set)
 {
 	if (!set)
 		return;
+	listeners_changes_free(set); /* sockets of a reload not taken */
 	free(set->mesh);
 	free(set->ids);
 	free(set);
@@ -87,6 +93,7 @@ void settings_take(struct sl_worker *p)
 	old = p->set;
 	set->next = old;
 	p->set = set;
+	listeners_take(p, set);
 	/* the TLS files' check comes at the new interval from now */
 	p->reload_at = p->now + set->reload_ms;
 	if (old && !old->conns)
@@ -104,27 +111,56 @@ void settings_fini(struct sl_worker *p)
 	}
 }
 
-int sl_proxy_reconfigure(struct sl_proxy *g, const struct sl_config *cfg)
+/* Each worker has taken what the last reload handed it (within
+ * SL_TICK_MS, unless it is stuck or stopping): a reload's listener
+ * changes are computed from the last ones, so none may be dropped
+ * untaken. 0 or -EBUSY after SL_TAKE_WAIT_MS.
+ */
+static int all_taken(struct sl_proxy *g, char *why, size_t len)
+{
+	unsigned int i, t;
+
+	for (t = 0; t < SL_TAKE_WAIT_MS; t += 5) {
+		for (i = 0; i < g->n; i++)
+			if (__atomic_load_n(&g->w[i]->pending, __ATOMIC_ACQUIRE))
+				break;
+		if (i == g->n)
+			return 0;
+		usleep(5000);
+	}
+	snprintf(why, len, "proxy: worker %u has not taken the last version's "
+		 "settings in %d ms", i, SL_TAKE_WAIT_MS);
+	return -EBUSY;
+}
+
+int sl_proxy_reconfigure(struct sl_proxy *g, const struct sl_config *cfg,
+			 char *why, size_t len)
 {
 	struct sl_settings **sets;
 	unsigned int i;
-	int err = 0;
+	int err;
 
+	err = all_taken(g, why, len);
+	if (err)
+		return err;
 	sets = calloc(g->n, sizeof(*sets));
 	if (!sets)
 		return -ENOMEM;
-	/* all or none: built first, then handed over */
+	/* all or none: built (new listeners bound) first, then handed over */
 	for (i = 0; i < g->n && !err; i++) {
 		sets[i] = settings_new(cfg);
 		err = sets[i] ? 0 : -ENOMEM;
 	}
+	if (!err)
+		err = listeners_prepare(g, cfg, sets, why, len);
+	if (!err)
+		err = listeners_commit(g, cfg);
 	for (i = 0; i < g->n; i++) {
 		if (err)
 			settings_free(sets[i]);
 		else
-			settings_free(__atomic_exchange_n(&g->w[i]->pending,
-							  sets[i],
-							  __ATOMIC_RELEASE));
+			__atomic_store_n(&g->w[i]->pending, sets[i],
+					 __ATOMIC_RELEASE);
 	}
 	free(sets);
 	return err;

@@ -25,177 +25,6 @@ const char *const sl_close_reason_name[SL_CLOSE_NR] = {
 
 /* ---- public ---- */
 
-static int listener_open(struct sl_worker *p, struct sl_listener *l,
-			 const struct sl_endpoint *ep)
-{
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = l };
-	const struct sockaddr_storage *addr = &ep->addr;
-	socklen_t addrlen = ep->addrlen;
-	char name[64];
-	int one = 1;
-
-	if (p->first) {
-		/* the same listener of the first worker, whose port is bound:
-		 * join its SO_REUSEPORT group, or have none if it has none
-		 */
-		size_t i = (size_t)(l - p->ls);
-		const struct sl_listener *f = i < p->first->n_ls ?
-						      &p->first->ls[i] : NULL;
-
-		if (!f || f->fd < 0 || f->inbound != l->inbound ||
-		    f->transparent != l->transparent ||
-		    f->addr.ss_family != ep->addr.ss_family)
-			return -ENOENT;
-		addr = &f->addr;
-		addrlen = f->addrlen;
-	}
-	l->tag = TAG_LISTENER;
-	l->fd = socket(ep->addr.ss_family,
-		       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (l->fd < 0)
-		return -errno;
-	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (p->reuseport &&
-	    setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)))
-		return -errno;
-	/* [::]:port is the IPv6 twin of 0.0.0.0:port, not a second claim on
-	 * IPv4 (and fails to bind as one)
-	 */
-	if (ep->addr.ss_family == AF_INET6)
-		setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	l->addrlen = sizeof(l->addr);
-	if (bind(l->fd, (const struct sockaddr *)addr, addrlen) ||
-	    listen(l->fd, SOMAXCONN) ||
-	    getsockname(l->fd, (struct sockaddr *)&l->addr, &l->addrlen) ||
-	    epoll_ctl(p->epfd, EPOLL_CTL_ADD, l->fd, &ev)) {
-		int err = -errno;
-
-		pr_warn("proxy: listen on %s: %s\n",
-			sl_sockaddr_str(addr, name, sizeof(name)), strerror(-err));
-		return err;
-	}
-	if (p->first)
-		return 0; /* said once, by the first */
-	pr_info("proxy: listening on %s (%s)\n",
-		sl_sockaddr_str(&l->addr, name, sizeof(name)),
-		l->transparent ? "transparent" :
-		l->inbound     ? (p->tls ? "inbound, mutual TLS" : "inbound") :
-				 l->host);
-	return 0;
-}
-
-/* A numeric upstream is parsed here once (getaddrinfo does not block for
- * AI_NUMERICHOST); a name is left for the resolver threads.
- */
-static int listener_upstream_set(struct sl_listener *l,
-				 const struct sl_ambassador *a)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
-	struct addrinfo *res;
-	char port[8];
-	int err;
-
-	snprintf(l->host, sizeof(l->host), "%s", a->upstream_host);
-	l->port = a->upstream_port;
-	if (!l->host[0] || !l->port)
-		return -EINVAL;
-	snprintf(port, sizeof(port), "%u", l->port);
-	err = getaddrinfo(l->host, port, &hints, &res);
-	if (err == EAI_NONAME)
-		return 0; /* a name */
-	if (err)
-		return -EINVAL;
-	memcpy(&l->up.a[0], res->ai_addr, res->ai_addrlen);
-	l->up.len[0] = res->ai_addrlen;
-	l->up.n = 1;
-	l->numeric = true;
-	freeaddrinfo(res);
-	return 0;
-}
-
-/* connect6 sends native IPv6 captures to [::1] on the outbound port (v4 and
- * v4-mapped ones go to the IPv4 listener): open that twin. A host without
- * IPv6 only loses IPv6 capture, and says so.
- */
-static int listener_open_v6_twin(struct sl_worker *p, struct sl_listener *l,
-				 const struct sl_listener *v4)
-{
-	struct sl_endpoint ep = { .addrlen = sizeof(struct sockaddr_in6) };
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ep.addr;
-	int err;
-
-	s6->sin6_family = AF_INET6;
-	s6->sin6_addr = in6addr_loopback;
-	s6->sin6_port = ((const struct sockaddr_in *)&v4->addr)->sin_port;
-	l->transparent = true;
-	err = listener_open(p, l, &ep);
-	if (err && !p->first) {
-		pr_warn("proxy: no IPv6 outbound listener (%s): IPv6 destinations "
-			"will not be relayed\n", strerror(-err));
-		if (l->fd >= 0)
-			close(l->fd);
-		l->fd = -1;
-	}
-	return err;
-}
-
-/* The inbound listener, and its IPv6 twin [::]:port when it listens on
- * 0.0.0.0 (a host without IPv6 only loses IPv6 inbound, and says so).
- */
-static int inbound_open(struct sl_worker *p, const struct sl_endpoint *ep)
-{
-	const struct sockaddr_in *in = (const struct sockaddr_in *)&ep->addr;
-	struct sl_endpoint ep6 = { .addrlen = sizeof(struct sockaddr_in6) };
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ep6.addr;
-	struct sl_listener *l = &p->ls[p->n_ls];
-	int err;
-
-	l->inbound = true;
-	p->n_ls++; /* closed by sl_proxy_free even if the open fails */
-	err = listener_open(p, l, ep);
-	if (err)
-		return err;
-	if (ep->addr.ss_family != AF_INET || in->sin_addr.s_addr != INADDR_ANY)
-		return 0;
-	l = &p->ls[p->n_ls];
-	l->inbound = true;
-	s6->sin6_family = AF_INET6;
-	s6->sin6_addr = in6addr_any;
-	s6->sin6_port = in->sin_port;
-	if (listener_open(p, l, &ep6)) {
-		if (!p->first)
-			pr_warn("proxy: no IPv6 inbound listener: IPv6 peers "
-				"will not be served\n");
-		if (l->fd >= 0)
-			close(l->fd);
-		l->fd = -1;
-		l->inbound = false;
-		return 0;
-	}
-	p->n_ls++;
-	return 0;
-}
-
-/* The first worker's: sk_lookup steers to it, and the kernel then picks a
- * socket of its SO_REUSEPORT group (unless BPF_SK_LOOKUP_F_NO_REUSEPORT).
- */
-void sl_proxy_inbound_fds(const struct sl_proxy *g, int *fd4, int *fd6)
-{
-	const struct sl_worker *p = g->w[0];
-	unsigned int i;
-
-	*fd4 = *fd6 = -1;
-	for (i = 0; i < p->n_ls; i++) {
-		if (!p->ls[i].inbound)
-			continue;
-		if (p->ls[i].addr.ss_family == AF_INET)
-			*fd4 = p->ls[i].fd;
-		else
-			*fd6 = p->ls[i].fd;
-	}
-}
-
 /* sl_alog_write is safe from every worker (it queues under a lock). */
 void sl_proxy_set_alog(struct sl_proxy *g, struct sl_alog *alog)
 {
@@ -212,60 +41,6 @@ void sl_proxy_reload_flag(struct sl_proxy *g, volatile sig_atomic_t *flag)
 }
 
 static void worker_free(struct sl_worker *p);
-
-/* The worker's epoll and listeners: outbound (and its IPv6 twin), inbound
- * (and its twin), one per ambassador, and the resolver threads if an
- * ambassador's upstream is a name.
- */
-static int listeners_open(struct sl_worker *p, const struct sl_config *cfg)
-{
-	unsigned int i, n = cfg->proxy.n_ambassadors;
-	bool names = false;
-	int err;
-
-	p->ls = calloc(n + 4, sizeof(*p->ls));
-	if (!p->ls)
-		return -ENOMEM;
-	for (i = 0; i < n + 4; i++)
-		p->ls[i].fd = -1;
-	p->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (p->epfd < 0)
-		return -errno;
-	if (cfg->capture.enabled) {
-		struct sl_listener *l = &p->ls[p->n_ls++];
-
-		l->transparent = true;
-		err = listener_open(p, l, &cfg->capture.outbound);
-		if (err)
-			return err;
-		if (!listener_open_v6_twin(p, &p->ls[p->n_ls], l))
-			p->n_ls++;
-	}
-	if (cfg->inbound.enabled) {
-		err = inbound_open(p, &cfg->inbound.listen);
-		if (err)
-			return err;
-	}
-	for (i = 0; i < n; i++) {
-		const struct sl_ambassador *a = &cfg->proxy.ambassadors[i];
-		struct sl_listener *l = &p->ls[p->n_ls++];
-
-		err = listener_upstream_set(l, a);
-		if (err) {
-			pr_warn("proxy: ambassador %u: bad upstream \"%s\" %u\n",
-				i, a->upstream_host, a->upstream_port);
-			return err;
-		}
-		names |= !l->numeric;
-		err = listener_open(p, l, &a->listen);
-		if (err)
-			return err;
-	}
-	err = names ? resolver_init(p) : 0;
-	if (err)
-		pr_warn("proxy: resolver: %s\n", strerror(-err));
-	return err;
-}
 
 static int worker_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
 		      sl_policy_check_fn check, void *check_ctx,
@@ -359,20 +134,15 @@ int sl_proxy_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
 		sl_proxy_free(g);
 		return err;
 	}
+	err = listeners_commit(g, cfg);
+	if (err) {
+		sl_proxy_free(g);
+		return err;
+	}
 	pr_info("proxy: %u worker%s%s\n", g->n, g->n == 1 ? "" : "s",
 		cfg->proxy.workers ? "" : " (auto: the CPUs this process may use)");
 	*out = g;
 	return 0;
-}
-
-static void close_listeners(struct sl_worker *p)
-{
-	unsigned int i;
-
-	for (i = 0; i < p->n_ls; i++) {
-		close_fd(p->ls[i].fd, false);
-		p->ls[i].fd = -1;
-	}
 }
 
 static void close_all(struct sl_worker *p)
@@ -408,8 +178,8 @@ static bool drain_step(struct sl_worker *p, bool stopping, int *timeout)
 		 * close (each worker's listener has its own accept queue).
 		 */
 		for (i = 0; i < p->n_ls; i++)
-			if (p->ls[i].fd >= 0 && !p->accept_paused)
-				listener_event(p, &p->ls[i]);
+			if (p->ls[i]->fd >= 0 && !p->accept_paused)
+				listener_event(p, p->ls[i]);
 		close_listeners(p);
 		if (!p->idx)
 			pr_info("proxy: draining: %llu connection(s) open, up "
@@ -579,22 +349,19 @@ void sl_proxy_free(struct sl_proxy *g)
 	for (i = 0; g->w && i < g->n; i++)
 		worker_free(g->w[i]);
 	free(g->w);
+	free(g->amb);
 	free(g);
 }
 
 static void worker_free(struct sl_worker *p)
 {
-	unsigned int i;
-
 	if (!p)
 		return;
 	if (p->rs.n_th || p->rs.efd >= 0)
 		resolver_fini(p);
 	/* connections left if sl_proxy_run never ran to its end */
 	close_all(p);
-	for (i = 0; p->ls && i < p->n_ls; i++)
-		close_fd(p->ls[i].fd, false);
-	free(p->ls);
+	listeners_free(p);
 	settings_fini(p);
 	sl_splicer_close(p->splicer);
 	while (p->n_pool)
