@@ -231,16 +231,11 @@ static int inbound_start(const struct sl_config *cfg, struct sl_proxy *proxy,
 			 const char *side)
 {
 	const char *pin_root = cfg->pin_root;
-	struct sl_in_opts o = {
-		.ports = cfg->inbound.ports,
-		.n_ports = cfg->inbound.n_ports,
-		.exclude = cfg->inbound.exclude_ports,
-		.n_exclude = cfg->inbound.n_exclude_ports,
-		.fail_open = cfg->inbound.fail_open,
-	};
 	char why[256], at[64];
+	struct sl_in_opts o;
 	int err;
 
+	sl_in_opts_from(&o, cfg);
 	if (!cfg->inbound.enabled || cfg->inbound.mode == SL_INBOUND_LISTENER) {
 		err = sl_in_detach(pin_root);
 		if (cfg->inbound.enabled)

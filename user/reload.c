@@ -104,15 +104,10 @@ static int apply_capture(struct sl_reload *r, const struct sl_config *cfg,
 static int apply_inbound(struct sl_reload *r, const struct sl_config *cfg,
 			 char *why, size_t len)
 {
-	struct sl_in_opts o = {
-		.ports = cfg->inbound.ports,
-		.n_ports = cfg->inbound.n_ports,
-		.exclude = cfg->inbound.exclude_ports,
-		.n_exclude = cfg->inbound.n_exclude_ports,
-		.fail_open = cfg->inbound.fail_open,
-	};
+	struct sl_in_opts o;
 	int err;
 
+	sl_in_opts_from(&o, cfg);
 	if (!cfg->inbound.enabled || cfg->inbound.mode == SL_INBOUND_LISTENER)
 		return 0;
 	err = sl_in_update(r->cur->pin_root, &o);

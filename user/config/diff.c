@@ -114,14 +114,13 @@ static int refuse(const char *path, const char *key, const char *why,
 		  char *err, size_t errlen)
 {
 	unsigned int line = key_line(path, key);
+	char at[16] = "";
 
 	if (line)
-		snprintf(err, errlen, "%s:%u: %s: cannot change while sidelane "
-			 "runs (%s): restart to apply it", path, line, key, why);
-	else
-		snprintf(err, errlen, "%s: %s: cannot change while sidelane "
-			 "runs (%s): restart to apply it",
-			 path ? path : "<default>", key, why);
+		snprintf(at, sizeof(at), ":%u", line);
+	snprintf(err, errlen, "%s%s: %s: cannot change while sidelane runs "
+		 "(%s): restart to apply it", path ? path : "<default>", at,
+		 key, why);
 	return -EBUSY;
 }
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "config/config.h"
 #include "lib/cgroup.h"
 #include "loader/pins.h"
 #include "sidelane.h"
@@ -394,6 +395,19 @@ out:
 	if (ns_fd >= 0)
 		close(ns_fd);
 	return err;
+}
+
+void sl_in_opts_from(struct sl_in_opts *o, const struct sl_config *cfg)
+{
+	*o = (struct sl_in_opts){
+		.ports = cfg->inbound.ports,
+		.n_ports = cfg->inbound.n_ports,
+		.exclude = cfg->inbound.exclude_ports,
+		.n_exclude = cfg->inbound.n_exclude_ports,
+		.fail_open = cfg->inbound.fail_open,
+		.listen_fd4 = -1,
+		.listen_fd6 = -1,
+	};
 }
 
 int sl_in_update(const char *pin_dir, const struct sl_in_opts *o)

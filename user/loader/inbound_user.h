@@ -40,6 +40,12 @@ struct sl_in_opts {
 	const char *sidecar_cgroup;
 };
 
+struct sl_config;
+/* o's ports, exclude and fail_open from cfg->inbound; the rest zero, the
+ * listeners -1.
+ */
+void sl_in_opts_from(struct sl_in_opts *o, const struct sl_config *cfg);
+
 /* Can sk_lookup inbound capture work on this kernel? Loads the program
  * (unpinned) and attaches it to a throwaway network namespace, so the
  * caller's traffic is never touched. 0, or -errno with a one-line reason in
