@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/resource.h>
 #include "loader/policy_user.h"
 #include "sidelane.h"
 #include "daemon.h"
@@ -24,6 +23,7 @@
 #include "lib/cgroup.h"
 #include "lib/log.h"
 #include "lib/privs.h"
+#include "lib/util.h"
 #include "loader/acct_user.h"
 #include "loader/admission_user.h"
 #include "loader/keep.h"
@@ -277,31 +277,17 @@ static int inbound_start(const struct sl_config *cfg, struct sl_proxy *proxy,
 	return 0;
 }
 
-/* Two descriptors per relayed connection, and the rest: raise the soft
- * limit to what proxy.max_conns needs (and the hard one while we may, before
- * privileges are dropped). Short of it, accept() fails EMFILE and the proxy
- * pauses accepting: say so now rather than then.
+/* Short of open files, accept() fails EMFILE and the proxy pauses
+ * accepting: say so now rather than then.
  */
 static void raise_nofile(unsigned int max_conns)
 {
-	rlim_t want = 2 * (rlim_t)max_conns + 1024;
-	struct rlimit rl;
+	unsigned long long limit, want;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl))
-		return;
-	if (rl.rlim_max < want) {
-		struct rlimit hi = { want, want };
-
-		if (!setrlimit(RLIMIT_NOFILE, &hi))
-			return;
-	}
-	rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
-	if (setrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur < want)
+	if (sl_nofile_raise(max_conns, &limit, &want))
 		pr_warn("open files limit %llu is below the %llu that "
 			"proxy.max_conns %u needs: past it connections are "
-			"refused\n",
-			(unsigned long long)rl.rlim_cur, (unsigned long long)want,
-			max_conns);
+			"refused\n", limit, want, max_conns);
 }
 
 /* ---- the steps ---- */

@@ -150,10 +150,25 @@ static int apply_alog(struct sl_reload *r, const struct sl_config *cfg,
 static int apply_proxy(struct sl_reload *r, const struct sl_config *cfg,
 		       char *why, size_t len)
 {
+	unsigned long long limit, want;
 	int err;
 
 	why[0] = '\0';
-	err = r->proxy ? sl_proxy_reconfigure(r->proxy, cfg, why, len) : 0;
+	if (!r->proxy)
+		return 0;
+	/* more connections need more open files: within the hard limit
+	 * raised at start (raising it needs a privilege since dropped)
+	 */
+	if (cfg->proxy.max_conns > r->cur->proxy.max_conns &&
+	    sl_nofile_raise(cfg->proxy.max_conns, &limit, &want)) {
+		snprintf(why, len, "proxy.max_conns %u needs %llu open files, "
+			 "the limit is %llu (raised at start for %u; raising "
+			 "it further needs a privilege dropped since): restart "
+			 "to apply it", cfg->proxy.max_conns, want, limit,
+			 r->cur->proxy.max_conns);
+		return -EMFILE;
+	}
+	err = sl_proxy_reconfigure(r->proxy, cfg, why, len);
 	if (err && !why[0])
 		snprintf(why, len, "proxy: %s", strerror(-err));
 	return err;

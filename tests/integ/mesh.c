@@ -809,6 +809,8 @@ static int read_file(const char *path, unsigned char **buf, size_t *len)
 		err = -ENOMEM;
 	else if (read(fd, *buf, st.st_size) != st.st_size)
 		err = -EIO;
+	else
+		(*buf)[st.st_size] = '\0'; /* also a string */
 	*len = st.st_size;
 	close(fd);
 	return err;
@@ -1695,18 +1697,25 @@ static void test_sighup_storm(void)
 	unlink(to);
 }
 
-/* B's config replaced as an editor saves it (a new file renamed over):
- * its running sidelane follows. 0 or -errno.
+/* A config replaced as an editor saves it (a new file renamed over): the
+ * running sidelane follows. 0 or -errno.
  */
-static int b_config_swap(const char *allow, const char *ports)
+static int config_swap(const char *path, const char *text)
 {
-	char text[2048], tmp[PATH_MAX + 8];
+	char tmp[PATH_MAX + 8];
 
-	b_config(text, sizeof(text), allow, ports);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", hb.cfg);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	if (th_write_text(tmp, text))
 		return -EIO;
-	return rename(tmp, hb.cfg) ? -errno : 0;
+	return rename(tmp, path) ? -errno : 0;
+}
+
+static int b_config_swap(const char *allow, const char *ports)
+{
+	char text[2048];
+
+	b_config(text, sizeof(text), allow, ports);
+	return config_swap(hb.cfg, text);
 }
 
 /* Live configuration on the inbound side (issue 15): B's file changes
@@ -1779,7 +1788,68 @@ out:
 	    TH_CHECK(hb.app.sidelane == pid_b && !kill(pid_b, 0), name,
 		     "B's sidelane restarted or died"))
 		th_pass(name);
-	b_config_swap("spiffe://" TD "/ns/a/*", "\"" SL_XSTR(APP_PORT) "\"");
+	if (st_back) { /* the tests after this one want B as it was */
+		lb = log_size(&hb);
+		b_config_swap("spiffe://" TD "/ns/a/*", "\"" SL_XSTR(APP_PORT) "\"");
+		log_wait(&hb, lb, "config: version ", "applied", LOG_MS);
+	}
+	unlink(to);
+}
+
+/* A's mesh entry changed live: the server identities (and certificate
+ * files) of a-bad-id.yaml make A refuse B (identity-denied on A); the
+ * file put back, A is served again; A never restarted.
+ */
+static void test_live_mesh(void)
+{
+	const char *name = "mesh: A's mesh identities changed live: A refuses B "
+			   "(identity-denied on A); put back, B is served again; "
+			   "A did not restart";
+	const struct want w[] = { { "proxy.closed.identity-denied", 1 } };
+	unsigned char *good = NULL, *bad = NULL;
+	size_t glen, blen;
+	char out[256], to[PATH_MAX];
+	pid_t pid_a = ha.app.sidelane;
+	long la = log_size(&ha);
+	struct snap s0, s1;
+	int st = 0, st_back = -1;
+
+	snprintf(to, sizeof(to), "%s/live-a.out", dir);
+	if (!TH_CHECK(!read_file(ha.cfg, &good, &glen) &&
+			      !read_file(th_pki_path(dir, "a-bad-id", "yaml"),
+					 &bad, &blen) &&
+			      !snap_read(&ha, &s0),
+		      name, "reading A's configs and status"))
+		goto out;
+	if (!TH_CHECK(!config_swap(ha.cfg, (const char *)bad) &&
+			      log_wait(&ha, la, "config: version ", "applied",
+				       LOG_MS),
+		      name, "A did not apply the new version"))
+		goto out;
+	st = curl_get("hello.txt", to, out, sizeof(out));
+	if (!TH_CHECK(st != 0, name, "curl got through: %s", out) ||
+	    !counters_moved(name, &ha, &s0, w, 1, false, &s1))
+		goto out;
+	la = log_size(&ha);
+	if (TH_CHECK(!config_swap(ha.cfg, (const char *)good) &&
+			     log_wait(&ha, la, "config: version ", "applied",
+				      LOG_MS),
+		     name, "A did not apply the old version again"))
+		st_back = curl_get("hello.txt", to, out, sizeof(out));
+	if (TH_CHECK(st_back == 0 && !strcmp(out, "200 17"), name,
+		     "curl after the file was put back: exit %d, %s", st_back,
+		     out) &&
+	    TH_CHECK(ha.app.sidelane == pid_a && !kill(pid_a, 0), name,
+		     "A's sidelane restarted or died"))
+		th_pass(name);
+out:
+	if (good && st_back) { /* the tests after this one want A as it was */
+		la = log_size(&ha);
+		config_swap(ha.cfg, (const char *)good);
+		log_wait(&ha, la, "config: version ", "applied", LOG_MS);
+	}
+	free(good);
+	free(bad);
 	unlink(to);
 }
 
@@ -1989,6 +2059,7 @@ int main(void)
 	test_rotation();
 	test_sighup_storm();
 	test_live_config();
+	test_live_mesh();
 	test_kill9();
 	t[4] = th_now_ms();
 	th_watchdog(20, "mesh: server identity");

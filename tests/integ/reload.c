@@ -14,6 +14,8 @@
  * - a key that cannot change and a broken file are refused with file:line,
  *   the running version stays (status, /stats, /metrics say which);
  * - the access log moves to another file; a missing folder is refused;
+ * - proxy.max_conns lowered and raised reaches new connections; past the
+ *   open files limit it is refused;
  * - an ambassador comes, changes upstream, moves and goes, and a
  *   connection made through it before stays up; a taken port is refused;
  * - TLS files named before they exist (a Secret late behind its
@@ -28,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -85,15 +88,18 @@ struct version {
 	const char *cert; /* tls.cert/key base name in pki ("a") */
 	const char *alog; /* accounting.access_log: a path, or a name in logdir */
 	int amb_port; /* an ambassador on 127.0.0.1:amb_port (0: none) */
+	unsigned int max_conns; /* proxy.max_conns (0: the default) */
 	int amb_up; /* to FAR_IP:amb_up */
 	const char *broken; /* appended as is */
 };
 
 static void render(const struct version *v, char *text, size_t len)
 {
-	char amb[128] = "";
+	char amb[128] = "", max[32] = "";
 	size_t at;
 
+	if (v->max_conns)
+		snprintf(max, sizeof(max), "  max_conns: %u\n", v->max_conns);
 	if (v->amb_port)
 		snprintf(amb, sizeof(amb),
 			 "  ambassadors:\n    - { listen: \"127.0.0.1:%d\", "
@@ -102,13 +108,13 @@ static void render(const struct version *v, char *text, size_t len)
 	at = snprintf(text, len,
 		      "capture:\n  enabled: true\n"
 		      "  exclude_cidrs: [%s]\n"
-		      "proxy:\n  workers: %d\n  idle_timeout_ms: %d\n%s"
+		      "proxy:\n  workers: %d\n  idle_timeout_ms: %d\n%s%s"
 		      "tls:\n  cert: \"%s\"\n  key: \"%s\"\n  ca: \"%s\"\n"
 		      "admin:\n  listen: \"127.0.0.1:%d\"\n  drain_timeout_ms: 0\n"
 		      "accounting:\n  access_log: \"%s%s%s\"\n",
 		      v->skip_far ? "\"" FAR_IP "/32\"" : "",
 		      v->workers ? v->workers : 1, v->idle_ms ? v->idle_ms : 60000,
-		      amb,
+		      amb, max,
 		      th_pki_path(pki, v->cert ? v->cert : "a", "pem"),
 		      th_pki_path(pki, v->cert ? v->cert : "a", "key"),
 		      th_pki_path(pki, "ca", "pem"), admin_port,
@@ -593,6 +599,64 @@ out:
 		close(held);
 }
 
+static void check_max_conns(void)
+{
+	const char *name = "reload: proxy.max_conns lowered to 1 refuses a "
+			   "second connection (too-many), raised back serves it; "
+			   "past the open files limit it is refused";
+	long long too_many0 = stat_num("proxy", "too-many");
+	int held = -1, second = -1, third = -1, rc = 0;
+	unsigned long long big = 0;
+	struct version v = cur;
+	struct rlimit rl;
+	bool held_ok = false;
+	char out[1024] = "";
+
+	loop_pause(true); /* its connections would count */
+	v.max_conns = 1;
+	if (!apply(name, &v))
+		goto out;
+	if (!th_enter(&env)) {
+		held = th_connect(FAR_IP, echo_port);
+		held_ok = still_echoes(held);
+		second = echo_once(echo_port, 7);
+		th_leave(&env);
+	}
+	v.max_conns = 0;
+	if (!apply(name, &v))
+		goto out;
+	if (!th_enter(&env)) {
+		third = echo_once(echo_port, 8);
+		th_leave(&env);
+	}
+	/* what this process's hard limit (sidelane's too) cannot hold */
+	if (!getrlimit(RLIMIT_NOFILE, &rl))
+		big = (rl.rlim_max - 1024) / 2 + 1;
+	if (big && big <= 1000000) {
+		v.max_conns = (unsigned int)big;
+		render(&v, text, sizeof(text));
+		rc = swap_in(text) ? -1 : reload_cmd(out, sizeof(out));
+		render(&cur, text, sizeof(text));
+		swap_in(text);
+		reload_cmd(out + strlen(out), sizeof(out) - strlen(out));
+	} else {
+		th_info("hard open files limit %llu: proxy.max_conns cannot "
+			"exceed it, not checked", (unsigned long long)rl.rlim_max);
+	}
+	TH_RESULT(held_ok && second && !third &&
+			  stat_num("proxy", "too-many") > too_many0 &&
+			  (!big || big > 1000000 ||
+			   (rc == 1 && strstr(out, "open files"))),
+		  name, "held %s, second %d, after raising %d, too-many %lld -> "
+		  "%lld; %llu: exit %d: %s", held_ok ? "echoes" : "failed",
+		  second, third, too_many0, stat_num("proxy", "too-many"), big,
+		  rc, out);
+out:
+	if (held >= 0)
+		close(held);
+	loop_pause(false);
+}
+
 static void check_tls_late(void)
 {
 	const char *name = "reload: TLS files named before they exist are "
@@ -750,6 +814,7 @@ int main(void)
 		      "max_conns:", "limits.max_conns");
 	check_access_log();
 	check_ambassadors();
+	check_max_conns();
 	check_tls_late();
 	check_storm();
 

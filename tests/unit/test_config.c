@@ -853,6 +853,7 @@ static void diff_sorts_changes(void **state)
 		{ "", "proxy:\n  ambassadors:\n    - { listen: \"127.0.0.1:9000\", "
 		      "upstream: \"10.0.0.1:80\" }\n",
 		  SL_CFG_CH_PROXY, NULL },
+		{ "", "proxy:\n  max_conns: 100\n", SL_CFG_CH_PROXY, NULL },
 		{ "", "proxy:\n  buffer_bytes: 4096\n", 0,
 		  ":2: proxy.buffer_bytes: " },
 		{ "", tls, 0, ":1: tls: " },

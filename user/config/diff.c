@@ -46,9 +46,8 @@ static const struct part parts[] = {
 	  NULL },
 	{ "proxy.buffer_bytes", AT(proxy.buffer_bytes), 0,
 	  "the workers' buffers have this size" },
-	{ "proxy.max_conns", AT(proxy.max_conns), 0,
-	  "the open files limit was raised for it, with privileges since "
-	  "dropped" },
+	/* within the open files limit: reload.c checks */
+	{ "proxy.max_conns", AT(proxy.max_conns), SL_CFG_CH_PROXY, NULL },
 	{ "proxy.workers", AT(proxy.workers), 0,
 	  "the event loops are started at start" },
 	{ "proxy.splice", AT(proxy.splice), 0,

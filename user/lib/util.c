@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include "lib/util.h"
 
@@ -228,4 +229,29 @@ void sl_time_str(uint64_t real_ns, char *buf, size_t len)
 	strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(buf, len, "%s.%03uZ", day,
 		 (unsigned int)(real_ns / 1000000ULL % 1000));
+}
+
+int sl_nofile_raise(unsigned int max_conns, unsigned long long *limit,
+		    unsigned long long *want)
+{
+	rlim_t need = 2 * (rlim_t)max_conns + 1024;
+	struct rlimit rl;
+
+	*want = need;
+	*limit = 0;
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return -errno;
+	if (rl.rlim_max < need) {
+		struct rlimit hi = { need, need };
+
+		if (!setrlimit(RLIMIT_NOFILE, &hi)) {
+			*limit = need;
+			return 0;
+		}
+	}
+	rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		getrlimit(RLIMIT_NOFILE, &rl);
+	*limit = rl.rlim_cur;
+	return rl.rlim_cur < need ? -EMFILE : 0;
 }

@@ -43,6 +43,13 @@ int sl_read_file(const char *path, size_t max, char **buf, size_t *len,
 		 struct stat *st);
 
 /* n bytes as 2n lowercase hex digits and a NUL into out (2n + 1 bytes). */
+/* Open files for max_conns relayed connections (two descriptors each, and
+ * a margin): the soft limit raised to it, and the hard one while the
+ * privilege to lasts. 0, or -EMFILE when it stays below (*limit: what it
+ * is, *want: what it takes).
+ */
+int sl_nofile_raise(unsigned int max_conns, unsigned long long *limit,
+		    unsigned long long *want);
 void sl_hex(char *out, const uint8_t *in, size_t n);
 
 /* "2026-11-25T14:30:00.123Z" (UTC, ms) for a CLOCK_REALTIME time in ns. */

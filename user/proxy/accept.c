@@ -157,8 +157,8 @@ static void conn_accepted(struct sl_worker *p, struct sl_listener *l, int fd,
 	STAT_ADD(p, active_dir[dir_of(l)], 1);
 
 	if (__atomic_add_fetch(&p->grp->active, 1, __ATOMIC_RELAXED) >
-		    p->max_conns &&
-	    p->max_conns && !hs_evict(p)) {
+		    p->set->max_conns &&
+	    p->set->max_conns && !hs_evict(p)) {
 		conn_close(p, c, SL_CLOSE_TOO_MANY, NULL);
 		return;
 	}

@@ -195,6 +195,7 @@ struct sl_lchange {
 struct sl_settings {
 	unsigned int connect_ms, idle_ms, hs_ms;
 	unsigned int drain_ms, reload_ms; /* the worker's, taken with them */
+	unsigned int max_conns; /* for its accepts: open in all workers */
 	uint16_t app_port; /* inbound listener mode */
 	enum sl_action id_default;
 	unsigned int n_mesh, n_ids;
@@ -231,7 +232,6 @@ struct sl_worker {
 	/* for new connections; then the older ones still held */
 	struct sl_settings *set;
 	struct sl_settings *pending; /* from sl_proxy_reconfigure, not yet taken */
-	unsigned int max_conns;
 	size_t bufsz;
 	uint32_t mark;
 	bool mark_warned;

@@ -85,8 +85,9 @@ int sl_proxy_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
  * check interval change; open connections keep what they were accepted
  * under. Ambassadors come, go, move (the new port is bound here, before
  * the old one closes) or change upstream; the other listeners stay. One
- * thread at a time; each worker takes its part within SL_TICK_MS. 0, or
- * -errno with why said and nothing changed (a port in use, say).
+ * thread at a time; returns once every worker has taken its part (within
+ * SL_TICK_MS), so new connections from then on get the new settings. 0,
+ * or -errno with why said and nothing changed (a port in use, say).
  */
 int sl_proxy_reconfigure(struct sl_proxy *p, const struct sl_config *cfg,
 			 char *why, size_t len);

@@ -35,6 +35,7 @@ static struct sl_settings *settings_new(const struct sl_config *cfg)
 	set->connect_ms = cfg->proxy.connect_timeout_ms;
 	set->idle_ms = cfg->proxy.idle_timeout_ms;
 	set->drain_ms = cfg->admin.drain_timeout_ms;
+	set->max_conns = cfg->proxy.max_conns;
 	set->app_port = cfg->inbound.app_port;
 	set->hs_ms = cfg->tls.handshake_timeout_ms;
 	set->reload_ms = cfg->tls.reload_interval_ms;
@@ -163,5 +164,10 @@ int sl_proxy_reconfigure(struct sl_proxy *g, const struct sl_config *cfg,
 					 __ATOMIC_RELEASE);
 	}
 	free(sets);
+	/* applied means taken: a connection accepted after this returns
+	 * gets the new settings (a worker's loop turns every SL_TICK_MS)
+	 */
+	if (!err && all_taken(g, why, len))
+		pr_warn("%s; it takes them when it turns\n", why);
 	return err;
 }

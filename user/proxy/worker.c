@@ -64,7 +64,6 @@ static int worker_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
 	p->epfd = -1;
 	pthread_mutex_init(&p->rs.mu, NULL);
 	pthread_cond_init(&p->rs.cv, NULL);
-	p->max_conns = cfg->proxy.max_conns;
 	p->bufsz = cfg->proxy.buffer_bytes ? cfg->proxy.buffer_bytes :
 					     SL_DEFAULT_BUFFER;
 	p->mark = cfg->capture.mark;
