@@ -177,15 +177,16 @@ static int apply_proxy(struct sl_reload *r, const struct sl_config *cfg,
 static const struct part {
 	unsigned int change; /* SL_CFG_CH_* */
 	const char *name;
+	const char *key; /* where in the file a failure points */
 	int (*apply)(struct sl_reload *r, const struct sl_config *cfg,
 		     char *why, size_t len);
 } parts[] = {
-	{ SL_CFG_CH_TLS_FILES, "tls files", apply_tls },
-	{ SL_CFG_CH_ALOG, "access log", apply_alog },
-	{ SL_CFG_CH_CAPTURE, "capture", apply_capture },
-	{ SL_CFG_CH_INBOUND, "inbound ports", apply_inbound },
-	{ SL_CFG_CH_POLICY, "policy", apply_policy },
-	{ SL_CFG_CH_PROXY, "proxy", apply_proxy },
+	{ SL_CFG_CH_TLS_FILES, "tls files", "tls.cert", apply_tls },
+	{ SL_CFG_CH_ALOG, "access log", "accounting.access_log", apply_alog },
+	{ SL_CFG_CH_CAPTURE, "capture", "capture", apply_capture },
+	{ SL_CFG_CH_INBOUND, "inbound ports", "inbound.ports", apply_inbound },
+	{ SL_CFG_CH_POLICY, "policy", "policy", apply_policy },
+	{ SL_CFG_CH_PROXY, "proxy", "proxy", apply_proxy },
 };
 #define N_PARTS (sizeof(parts) / sizeof(parts[0]))
 
@@ -195,15 +196,22 @@ static const struct part {
 static int apply(struct sl_reload *r, const struct sl_config *next,
 		 unsigned int changes, char *why, size_t len)
 {
-	char back[SL_CFG_ERR_LEN];
+	char back[SL_CFG_ERR_LEN], reason[SL_CFG_ERR_LEN], at[16] = "";
+	unsigned int line;
 	size_t i, n;
 	int err = 0;
 
 	for (n = 0; n < N_PARTS && !err; n++)
 		if (changes & parts[n].change)
-			err = parts[n].apply(r, next, why, len);
+			err = parts[n].apply(r, next, reason, sizeof(reason));
 	if (!err)
 		return 0;
+	/* file:line of the part, then what went wrong */
+	line = sl_config_key_line(r->path, parts[n - 1].key);
+	if (line)
+		snprintf(at, sizeof(at), ":%u", line);
+	if (snprintf(why, len, "%s%s: %s", r->path, at, reason) >= (int)len)
+		why[len - 1] = '\0'; /* a long path: the reason cut short */
 	/* parts[n - 1] failed and changed nothing */
 	for (i = 0; i + 1 < n; i++)
 		if ((changes & parts[i].change) &&

@@ -494,7 +494,7 @@ static void check_access_log(void)
 			   "folder that does not exist is refused";
 	struct version v = cur;
 	long a0, a1, b0, b1;
-	char out[1024];
+	char out[1024], want[192];
 	int rc;
 
 	v.alog = "b.log";
@@ -508,12 +508,17 @@ static void check_access_log(void)
 	b1 = file_size("b.log");
 	v.alog = "/nonexistent-sidelane-test/x.log";
 	render(&v, text, sizeof(text));
+	/* the refusal points at the key */
+	snprintf(want, sizeof(want), "%s:%d: accounting.access_log", link_path,
+		 line_of(text, "access_log:"));
 	rc = swap_in(text) ? -1 : reload_cmd(out, sizeof(out));
 	TH_RESULT(a0 > 0 && a1 == a0 && b1 > b0 && rc == 1 &&
+			  strstr(out, want) &&
 			  strstr(out, "No such file or directory") &&
 			  stat_num("config", "pending") == 1,
 		  name, "a.log %ld -> %ld B, b.log %ld -> %ld B; a missing "
-		  "folder: reload exit %d: %s", a0, a1, b0, b1, rc, out);
+		  "folder: reload exit %d: %s (want %s)", a0, a1, b0, b1, rc,
+		  out, want);
 	/* back to the running text */
 	render(&cur, text, sizeof(text));
 	swap_in(text);

@@ -182,6 +182,11 @@ int sl_config_load(const char *path, struct sl_config *cfg, char *err,
  * 0 or -errno.
  */
 int sl_config_file_version(const char *path, char *out);
+/* The line of key ("proxy.ambassadors") in the config file at path: of
+ * the key itself, else of the nearest enclosing one; 0 when neither is
+ * there, or the file does not parse.
+ */
+unsigned int sl_config_key_line(const char *path, const char *key);
 /* What a reload from next (loaded from path, the command line applied)
  * would change of the running config: SL_CFG_CH_* bits in *changes. A
  * change to a key that cannot change at run time returns -EBUSY with

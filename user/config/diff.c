@@ -92,7 +92,7 @@ static const struct part parts[] = {
 /* The line of key in the file at path (0 when it is not there, or the file
  * does not parse again).
  */
-static unsigned int key_line(const char *path, const char *key)
+unsigned int sl_config_key_line(const char *path, const char *key)
 {
 	const cyaml_config_t cy = { .mem_fn = cyaml_mem };
 	char err[SL_CFG_ERR_LEN];
@@ -112,7 +112,7 @@ static unsigned int key_line(const char *path, const char *key)
 static int refuse(const char *path, const char *key, const char *why,
 		  char *err, size_t errlen)
 {
-	unsigned int line = key_line(path, key);
+	unsigned int line = sl_config_key_line(path, key);
 	char at[16] = "";
 
 	if (line)
