@@ -38,7 +38,7 @@
 #include "harness.h"
 #include "lib/util.h"
 
-#define MSG_LEN 2048
+#define MSG_LEN 8192 /* more than the smallest buffer_bytes */
 #define IO_MS 5000
 #define APPLY_MS 3000 /* a swap's settle time, a check, and slack */
 #define RETRY_MS 15000 /* SL_RELOAD_RETRY_MS (10 s) and slack */
@@ -89,17 +89,20 @@ struct version {
 	const char *alog; /* accounting.access_log: a path, or a name in logdir */
 	int amb_port; /* an ambassador on 127.0.0.1:amb_port (0: none) */
 	unsigned int max_conns; /* proxy.max_conns (0: the default) */
+	unsigned int bufsz; /* proxy.buffer_bytes (0: the default) */
 	int amb_up; /* to FAR_IP:amb_up */
 	const char *broken; /* appended as is */
 };
 
 static void render(const struct version *v, char *text, size_t len)
 {
-	char amb[128] = "", max[32] = "";
+	char amb[128] = "", max[64] = "";
 	size_t at;
 
-	if (v->max_conns)
-		snprintf(max, sizeof(max), "  max_conns: %u\n", v->max_conns);
+	if (v->max_conns || v->bufsz)
+		snprintf(max, sizeof(max), "  max_conns: %u\n  buffer_bytes: %u\n",
+			 v->max_conns ? v->max_conns : 4096,
+			 v->bufsz ? v->bufsz : 65536);
 	if (v->amb_port)
 		snprintf(amb, sizeof(amb),
 			 "  ambassadors:\n    - { listen: \"127.0.0.1:%d\", "
@@ -697,8 +700,9 @@ static void check_tls_late(void)
 
 static void check_storm(void)
 {
-	const char *name = "reload: a storm of swaps and reloads under the loop: "
-			   "the last version runs, no descriptor left, memory flat";
+	const char *name = "reload: a storm of swaps and reloads under the loop "
+			   "(buffer_bytes 4 KiB and 64 KiB in turn): the last "
+			   "version runs, no descriptor left, memory flat";
 	long long applied0 = stat_num("config", "reloads"), applied;
 	struct version v = cur;
 	int fds0, fds, i, rc = 0;
@@ -710,9 +714,10 @@ static void check_storm(void)
 	rss0 = th_proc_kib(env.sidelane, "RssAnon");
 	loop_pause(false);
 	for (i = 0; i < STORM; i++) {
-		/* every one a new version */
+		/* every one a new version; buffers of two sizes */
 		v.idle_ms = 40000 + i;
 		v.deny_other = i % 2;
+		v.bufsz = i % 2 ? 4096 : 0;
 		render(&v, text, sizeof(text));
 		if (swap_in(text))
 			break;

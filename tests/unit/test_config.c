@@ -854,8 +854,8 @@ static void diff_sorts_changes(void **state)
 		      "upstream: \"10.0.0.1:80\" }\n",
 		  SL_CFG_CH_PROXY, NULL },
 		{ "", "proxy:\n  max_conns: 100\n", SL_CFG_CH_PROXY, NULL },
-		{ "", "proxy:\n  buffer_bytes: 4096\n", 0,
-		  ":2: proxy.buffer_bytes: " },
+		{ "", "proxy:\n  buffer_bytes: 4096\n", SL_CFG_CH_PROXY, NULL },
+		{ "", "proxy:\n  splice: false\n", 0, ":2: proxy.splice: " },
 		{ "", tls, 0, ":1: tls: " },
 		{ tls, "tls:\n  cert: /c.pem\n  key: /c.key\n  ca: /ca.pem\n"
 		       "  alpn: h2\n",

@@ -44,8 +44,7 @@ static const struct part parts[] = {
 	  SL_CFG_CH_PROXY, NULL },
 	{ "proxy.idle_timeout_ms", AT(proxy.idle_timeout_ms), SL_CFG_CH_PROXY,
 	  NULL },
-	{ "proxy.buffer_bytes", AT(proxy.buffer_bytes), 0,
-	  "the workers' buffers have this size" },
+	{ "proxy.buffer_bytes", AT(proxy.buffer_bytes), SL_CFG_CH_PROXY, NULL },
 	/* within the open files limit: reload.c checks */
 	{ "proxy.max_conns", AT(proxy.max_conns), SL_CFG_CH_PROXY, NULL },
 	{ "proxy.workers", AT(proxy.workers), 0,

@@ -164,7 +164,7 @@ static void conn_accepted(struct sl_worker *p, struct sl_listener *l, int fd,
 	}
 	if (!dst_decide(p, l, fd, c))
 		return;
-	c->to_up.size = c->to_app.size = p->bufsz; /* memory on demand */
+	c->to_up.size = c->to_app.size = c->set->bufsz; /* memory on demand */
 	set_nodelay(fd);
 	if (l->inbound && p->tls) {
 		/* nothing reaches the app before the peer is authenticated

@@ -11,7 +11,9 @@ int buf_take(struct sl_worker *p, struct sl_buf *b)
 {
 	if (b->data)
 		return 0;
-	b->data = p->n_pool ? p->pool[--p->n_pool] : malloc(p->bufsz);
+	/* a connection accepted before a reload changed the size has its own */
+	b->data = p->n_pool && b->size == p->pool_size ? p->pool[--p->n_pool] :
+							 malloc(b->size);
 	b->head = 0;
 	return b->data ? 0 : -ENOMEM;
 }
@@ -20,7 +22,7 @@ void buf_give(struct sl_worker *p, struct sl_buf *b)
 {
 	if (!b->data || b->len)
 		return;
-	if (p->n_pool < SL_BUF_POOL)
+	if (p->n_pool < SL_BUF_POOL && b->size == p->pool_size)
 		p->pool[p->n_pool++] = b->data;
 	else
 		free(b->data);
@@ -31,6 +33,15 @@ void buf_give(struct sl_worker *p, struct sl_buf *b)
 /* Nothing open for SL_TRIM_IDLE_MS: the pool and what malloc keeps of
  * freed buffers go back to the system, so RSS returns to its idle size.
  */
+void buf_pool_size(struct sl_worker *p, size_t size)
+{
+	if (size == p->pool_size)
+		return;
+	while (p->n_pool)
+		free(p->pool[--p->n_pool]);
+	p->pool_size = size;
+}
+
 void buf_trim(struct sl_worker *p)
 {
 	if (p->st.active) {

@@ -196,6 +196,7 @@ struct sl_settings {
 	unsigned int connect_ms, idle_ms, hs_ms;
 	unsigned int drain_ms, reload_ms; /* the worker's, taken with them */
 	unsigned int max_conns; /* for its accepts: open in all workers */
+	size_t bufsz; /* each direction's buffer */
 	uint16_t app_port; /* inbound listener mode */
 	enum sl_action id_default;
 	unsigned int n_mesh, n_ids;
@@ -232,7 +233,7 @@ struct sl_worker {
 	/* for new connections; then the older ones still held */
 	struct sl_settings *set;
 	struct sl_settings *pending; /* from sl_proxy_reconfigure, not yet taken */
-	size_t bufsz;
+	size_t pool_size; /* of the buffers in pool: the current settings' */
 	uint32_t mark;
 	bool mark_warned;
 	sl_policy_check_fn check;
@@ -249,7 +250,7 @@ struct sl_worker {
 	bool draining;
 	uint64_t drain_end;
 	struct sl_proxy_stats st; /* written by the loop, read by anyone */
-	char *pool[SL_BUF_POOL]; /* empty buffers of bufsz bytes */
+	char *pool[SL_BUF_POOL]; /* empty buffers of pool_size bytes */
 	unsigned int n_pool;
 	uint64_t idle_since; /* ms: no connection open since (0: some are) */
 	struct sl_alog *alog; /* access log (NULL: none) */
@@ -342,6 +343,8 @@ const struct sl_mesh_dst *mesh_find(const struct sl_worker *p,
 int buf_take(struct sl_worker *p, struct sl_buf *b);
 void buf_give(struct sl_worker *p, struct sl_buf *b);
 void buf_trim(struct sl_worker *p);
+/* The pool keeps buffers of this size from now on (the others go). */
+void buf_pool_size(struct sl_worker *p, size_t size);
 ssize_t buf_read(struct sl_buf *b, int fd);
 ssize_t buf_write(struct sl_buf *b, int fd);
 ssize_t tls_buf_read(struct sl_buf *b, struct sl_side *s);

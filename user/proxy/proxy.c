@@ -671,7 +671,7 @@ void conn_update(struct sl_worker *p, struct sl_conn *c)
 		 */
 		for (i = 0; i < 2 && !c->failed; i++)
 			if (sides[i]->tls && !sides[i]->rd_eof &&
-			    buf_from(c, sides[i])->len < p->bufsz &&
+			    buf_from(c, sides[i])->len < buf_from(c, sides[i])->size &&
 			    sl_tls_pending(sides[i]->tls))
 				side_fill(p, c, sides[i]);
 		for (i = 0; i < 2 && !c->failed; i++) {

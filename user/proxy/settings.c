@@ -36,6 +36,8 @@ static struct sl_settings *settings_new(const struct sl_config *cfg)
 	set->idle_ms = cfg->proxy.idle_timeout_ms;
 	set->drain_ms = cfg->admin.drain_timeout_ms;
 	set->max_conns = cfg->proxy.max_conns;
+	set->bufsz = cfg->proxy.buffer_bytes ? cfg->proxy.buffer_bytes :
+					       SL_DEFAULT_BUFFER;
 	set->app_port = cfg->inbound.app_port;
 	set->hs_ms = cfg->tls.handshake_timeout_ms;
 	set->reload_ms = cfg->tls.reload_interval_ms;
@@ -97,6 +99,7 @@ void settings_take(struct sl_worker *p)
 	listeners_take(p, set);
 	/* the TLS files' check comes at the new interval from now */
 	p->reload_at = p->now + set->reload_ms;
+	buf_pool_size(p, set->bufsz);
 	if (old && !old->conns)
 		settings_drop(p, old);
 }

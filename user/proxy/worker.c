@@ -64,8 +64,6 @@ static int worker_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
 	p->epfd = -1;
 	pthread_mutex_init(&p->rs.mu, NULL);
 	pthread_cond_init(&p->rs.cv, NULL);
-	p->bufsz = cfg->proxy.buffer_bytes ? cfg->proxy.buffer_bytes :
-					     SL_DEFAULT_BUFFER;
 	p->mark = cfg->capture.mark;
 	p->check = check;
 	p->check_ctx = check_ctx;
@@ -82,6 +80,8 @@ static int worker_new(const struct sl_config *cfg, struct sl_tls_ctx *tls,
 			"relayed in user space\n", strerror(-err));
 	p->tls = tls;
 	err = settings_init(p, cfg);
+	if (!err)
+		p->pool_size = p->set->bufsz;
 	p->reload_at = p->now + (p->set ? p->set->reload_ms : 0);
 	if (!err)
 		err = listeners_open(p, cfg);
