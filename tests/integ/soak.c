@@ -14,7 +14,9 @@
  * history to measure); a burst of SIGHUPs; `policy add` and `del`; the
  * access log's folder read-only for a second (a read-only tmpfs over it);
  * SLOW_PEERS slowloris peers on the admin endpoint while /healthz must
- * answer within a second.
+ * answer within a second; the config file replaced by its other version
+ * (another idle timeout and buffer size, a second ambassador opened or
+ * closed) and `sidelane reload`, which must report it running.
  *
  * A connection may fail only through the sidecar while it is down (from
  * the kill until a second after the restart), and then only with a reset
@@ -55,7 +57,8 @@
 
 static struct th_env env;
 static char cfg_path[128], alog_dir[128], alog_path[160], cfg_text[1024];
-static int srv_port, amb_port, admin_port;
+static int srv_port, amb_port, amb2_port, admin_port;
+static int cfg_variant; /* which version of the config the file holds */
 static bool alog_ro; /* a read-only tmpfs is mounted over alog_dir */
 static volatile int stop;
 
@@ -70,20 +73,26 @@ static const char *const outcome_name[] = { "ok", "cut while the sidecar was "
 					     "bytes wrong", "failed while up" };
 static long outcomes[2][NR_OUTCOMES]; /* [via sidecar][outcome], atomics */
 
-enum fault { F_PINS, F_KILL, F_HUP, F_POLICY, F_LOG_RO, F_SLOW, NR_FAULTS };
+enum fault { F_PINS, F_KILL, F_HUP, F_POLICY, F_LOG_RO, F_SLOW, F_RELOAD,
+	     NR_FAULTS };
 static const char *const fault_name[] = { "pin folder removed",
 					  "kill -9 and restart",
 					  "SIGHUP burst", "policy add/del",
 					  "access log folder read-only",
-					  "slowloris on the admin endpoint" };
+					  "slowloris on the admin endpoint",
+					  "config reload" };
 static long faults[NR_FAULTS], fault_failures;
 
 static void cleanup(void *arg)
 {
+	char tmp[160];
+
 	(void)arg;
 	if (alog_ro)
 		umount2(alog_dir, MNT_DETACH);
 	unlink(cfg_path);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", cfg_path);
+	unlink(tmp);
 	th_rm_tree(alog_dir); /* the log and its rotations */
 }
 
@@ -234,6 +243,58 @@ static int slowloris(void)
 	return err;
 }
 
+/* The config's text for version v (0 or 1) into cfg_text. */
+static void render_cfg(int v)
+{
+	char amb2[128] = "";
+
+	if (v)
+		snprintf(amb2, sizeof(amb2),
+			 "    - listen: \"127.0.0.1:%d\"\n"
+			 "      upstream: \"127.0.0.1:%d\"\n", amb2_port,
+			 srv_port);
+	snprintf(cfg_text, sizeof(cfg_text),
+		 "capture:\n  enabled: false\n"
+		 "proxy:\n  idle_timeout_ms: %d\n  buffer_bytes: %d\n"
+		 "  ambassadors:\n"
+		 "    - listen: \"127.0.0.1:%d\"\n"
+		 "      upstream: \"127.0.0.1:%d\"\n%s"
+		 "admin:\n  listen: \"127.0.0.1:%d\"\n"
+		 "  drain_timeout_ms: 0\n"
+		 "accounting:\n  access_log: \"%s\"\n"
+		 "  max_bytes: 1048576\n  keep: 2\n",
+		 v ? 200000 : 300000, v ? 16384 : 65536, amb_port, srv_port,
+		 amb2, admin_port, alog_path);
+}
+
+/* The file replaced (renamed over) by its other version, then `sidelane
+ * reload`: it must say that version runs.
+ */
+static int config_reload(void)
+{
+	char *argv[] = { (char *)th_sidelane_bin(), "reload", "--pin-root",
+			 env.pin_root, NULL };
+	char out[1024], tmp[160], want[32];
+	unsigned char sum[32];
+	int i, st;
+
+	cfg_variant ^= 1;
+	render_cfg(cfg_variant);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", cfg_path);
+	if (th_write_text(tmp, cfg_text) || rename(tmp, cfg_path))
+		return -EIO;
+	th_sha256(cfg_text, strlen(cfg_text), sum);
+	snprintf(want, sizeof(want), "version ");
+	for (i = 0; i < 8; i++)
+		snprintf(want + 8 + 2 * i, 3, "%02x", sum[i]);
+	st = th_run(NULL, NULL, argv, out, sizeof(out), IO_MS);
+	if (st || !strstr(out, want)) {
+		th_info("sidelane reload: exit %d: %s (want %s)", st, out, want);
+		return -EIO;
+	}
+	return 0;
+}
+
 /* 0, or what went wrong (counted as a fault failure, said). */
 static int inject(enum fault f, bool may_kill)
 {
@@ -277,6 +338,8 @@ static int inject(enum fault f, bool may_kill)
 		return err ?: sidelane_cli("del", "7777");
 	case F_LOG_RO:
 		return log_read_only();
+	case F_RELOAD:
+		return config_reload();
 	default:
 		return slowloris();
 	}
@@ -325,22 +388,15 @@ int main(void)
 	if (!err) {
 		th_env_log_path(&env);
 		amb_port = th_free_port();
+		amb2_port = th_free_port();
 		admin_port = th_free_port();
 		err = amb_port < 0     ? amb_port :
+		      amb2_port < 0    ? amb2_port :
 		      admin_port < 0 ? admin_port :
 				       th_echo_server(512, &srv_port);
 	}
 	if (!err) {
-		snprintf(cfg_text, sizeof(cfg_text),
-			 "capture:\n  enabled: false\n"
-			 "proxy:\n  ambassadors:\n"
-			 "    - listen: \"127.0.0.1:%d\"\n"
-			 "      upstream: \"127.0.0.1:%d\"\n"
-			 "admin:\n  listen: \"127.0.0.1:%d\"\n"
-			 "  drain_timeout_ms: 0\n"
-			 "accounting:\n  access_log: \"%s\"\n"
-			 "  max_bytes: 1048576\n  keep: 2\n",
-			 amb_port, srv_port, admin_port, alog_path);
+		render_cfg(cfg_variant);
 		err = th_env_run_config(&env, cfg_path, cfg_text);
 	}
 	err = err ?: th_enter(&env);
@@ -400,11 +456,11 @@ int main(void)
 		outcomes[0][BAD_ERR] + outcomes[1][BAD_ERR] + outcomes[0][CUT]);
 	th_info("soak: faults: %ld pin folder removals, %ld kill -9 and restarts "
 		"(the last %llu s before the end), %ld SIGHUP bursts, %ld policy "
-		"edits, %ld read-only log folders, %ld slowloris crowds; %ld "
-		"failed", faults[F_PINS], faults[F_KILL],
+		"edits, %ld read-only log folders, %ld slowloris crowds, %ld "
+		"config reloads; %ld failed", faults[F_PINS], faults[F_KILL],
 		last_kill ? (unsigned long long)(th_now_ms() - last_kill) / 1000 : 0,
 		faults[F_HUP], faults[F_POLICY], faults[F_LOG_RO], faults[F_SLOW],
-		fault_failures);
+		faults[F_RELOAD], fault_failures);
 	th_info("soak: idle sl_conns %d -> %d, sockhash %d -> %d; the last "
 		"sidecar's fds %d -> %d, RSS %ld -> %ld KiB", idle0.conns,
 		end1.conns, idle0.sock, end1.sock, start1.fds, end1.fds,
