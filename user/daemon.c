@@ -522,7 +522,9 @@ static int reload_start(struct daemon *d)
 				      .capture_off = d->capture_off,
 				      .tls = d->tls,
 				      .proxy = d->proxy,
-				      .alog = d->alog,
+				      .alog = &d->alog,
+				      .acct = d->acct,
+				      .admin = d->admin,
 			      },
 			      &d->reload);
 }

@@ -26,11 +26,13 @@
 #include "lib/accesslog.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "loader/acct_user.h"
 #include "loader/capture_user.h"
 #include "loader/inbound_user.h"
 #include "loader/policy_user.h"
 #include "proxy/proxy.h"
 #include "reload.h"
+#include "report/admin.h"
 #include "report/config_info.h"
 #include "tls/tls.h"
 
@@ -44,7 +46,9 @@ struct sl_reload {
 	bool capture_off;
 	struct sl_tls_ctx *tls;
 	struct sl_proxy *proxy;
-	struct sl_alog *alog;
+	struct sl_alog **alog; /* the daemon's: closed by it at the end */
+	struct sl_acct *acct;
+	struct sl_admin *admin;
 	int ifd; /* inotify on dir; -1: not watching */
 	uint64_t due; /* CLOCK_MONOTONIC ms to read the file at; 0: not due */
 	uint64_t retry_at; /* the same after a refusal; 0: none pending */
@@ -129,22 +133,38 @@ static int apply_policy(struct sl_reload *r, const struct sl_config *cfg,
 	return sl_policy_apply(r->cur->pin_root, &cfg->policy, why, len);
 }
 
+/* Another path or rotation; none turns it off. The first path of a run
+ * started without one opens the log and hands it to every producer; it is
+ * then never freed before the end (a producer may hold it).
+ */
 static int apply_alog(struct sl_reload *r, const struct sl_config *cfg,
 		      char *why, size_t len)
 {
+	struct sl_alog_opts o = { .path = cfg->accounting.access_log,
+				  .max_bytes = cfg->accounting.max_bytes,
+				  .keep = cfg->accounting.keep,
+				  .queue_lines = SL_ALOG_DEF_QUEUE };
+	struct sl_alog *a = *r->alog;
 	int err;
 
-	if (!r->alog) /* none, and none wanted: sl_config_diff saw to it */
+	if (!a && !o.path[0])
 		return 0;
-	err = sl_alog_reconfigure(r->alog, &(struct sl_alog_opts){
-						   .path = cfg->accounting.access_log,
-						   .max_bytes = cfg->accounting.max_bytes,
-						   .keep = cfg->accounting.keep,
-					   });
-	if (err)
-		snprintf(why, len, "accounting.access_log %s: %s",
-			 cfg->accounting.access_log, strerror(-err));
-	return err;
+	err = a ? sl_alog_reconfigure(a, &o) : sl_alog_open(&o, &a);
+	if (err) {
+		snprintf(why, len, "accounting.access_log %s: %s", o.path,
+			 strerror(-err));
+		return err;
+	}
+	if (!*r->alog) {
+		*r->alog = a;
+		sl_proxy_set_alog(r->proxy, a);
+		sl_acct_set_alog(r->acct, a);
+		sl_admin_set_alog(r->admin, a);
+		pr_info("access log: %s (rotated at %u bytes, %u gzip files "
+			"kept)\n", o.path, cfg->accounting.max_bytes,
+			cfg->accounting.keep);
+	}
+	return 0;
 }
 
 static int apply_proxy(struct sl_reload *r, const struct sl_config *cfg,
@@ -368,6 +388,8 @@ int sl_reload_open(const struct sl_reload_opts *o, struct sl_reload **out)
 	r->tls = o->tls;
 	r->proxy = o->proxy;
 	r->alog = o->alog;
+	r->acct = o->acct;
+	r->admin = o->admin;
 	r->ifd = -1;
 	r->info.pid = (uint64_t)getpid();
 	r->info.loaded_ms = r->cur->loaded_ms;

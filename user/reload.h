@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct sl_acct;
+struct sl_admin;
 struct sl_alog;
 struct sl_config;
 struct sl_proxy;
@@ -38,7 +40,12 @@ struct sl_reload_opts {
 	bool capture_off; /* capture was turned off at start (root cgroup) */
 	struct sl_tls_ctx *tls; /* NULL: no TLS */
 	struct sl_proxy *proxy; /* NULL: no proxy of ours */
-	struct sl_alog *alog; /* NULL: no access log */
+	/* the access log (*alog NULL: none yet; a reload that turns it on
+	 * opens it there, and hands it to the proxy, accounting and admin)
+	 */
+	struct sl_alog **alog;
+	struct sl_acct *acct;
+	struct sl_admin *admin;
 };
 
 struct sl_reload;

@@ -13,7 +13,8 @@
  *   idle timeout keeps its own;
  * - a key that cannot change and a broken file are refused with file:line,
  *   the running version stays (status, /stats, /metrics say which);
- * - the access log moves to another file; a missing folder is refused;
+ * - the access log turned on, moved to another file, turned off; a
+ *   missing folder is refused;
  * - proxy.max_conns lowered and raised reaches new connections; past the
  *   open files limit it is refused;
  * - an ambassador comes, changes upstream, moves and goes, and a
@@ -86,7 +87,8 @@ struct version {
 	bool deny_other; /* a policy rule denying other_port */
 	int workers; /* proxy.workers (cannot change) */
 	const char *cert; /* tls.cert/key base name in pki ("a") */
-	const char *alog; /* accounting.access_log: a path, or a name in logdir */
+	/* accounting.access_log: a path, a name in logdir; NULL: none */
+	const char *alog;
 	int amb_port; /* an ambassador on 127.0.0.1:amb_port (0: none) */
 	unsigned int max_conns; /* proxy.max_conns (0: the default) */
 	unsigned int bufsz; /* proxy.buffer_bytes (0: the default) */
@@ -121,9 +123,10 @@ static void render(const struct version *v, char *text, size_t len)
 		      th_pki_path(pki, v->cert ? v->cert : "a", "pem"),
 		      th_pki_path(pki, v->cert ? v->cert : "a", "key"),
 		      th_pki_path(pki, "ca", "pem"), admin_port,
-		      v->alog && v->alog[0] == '/' ? "" : logdir,
-		      v->alog && v->alog[0] == '/' ? "" : "/",
-		      v->alog ? v->alog : "a.log");
+		      /* none, a path, or a name in logdir */
+		      !v->alog || v->alog[0] == '/' ? "" : logdir,
+		      !v->alog || v->alog[0] == '/' ? "" : "/",
+		      v->alog ? v->alog : "");
 	if (v->deny_other)
 		at += snprintf(text + at, len - at,
 			       "policy:\n  rules:\n"
@@ -492,36 +495,48 @@ static long file_size(const char *name)
 
 static void check_access_log(void)
 {
-	const char *name = "reload: the access log moves to another file (the "
-			   "loop's lines follow it, the old file stops); a "
-			   "folder that does not exist is refused";
+	const char *name = "reload: the access log turned on in a run started "
+			   "without one, moved to another file (the loop's "
+			   "lines follow it), turned off (they stop); a folder "
+			   "that does not exist is refused";
+	long a0, a1, b0, b1, b2, b3;
 	struct version v = cur;
-	long a0, a1, b0, b1;
 	char out[1024], want[192];
 	int rc;
 
+	v.alog = "a.log";
+	if (!apply(name, &v))
+		return;
+	usleep(500 * 1000);
+	a0 = file_size("a.log");
 	v.alog = "b.log";
 	if (!apply(name, &v))
 		return;
 	usleep(300 * 1000); /* lines of connections closed before it */
-	a0 = file_size("a.log");
+	a1 = file_size("a.log");
 	b0 = file_size("b.log");
 	usleep(700 * 1000);
-	a1 = file_size("a.log");
 	b1 = file_size("b.log");
+	v.alog = NULL;
+	if (!apply(name, &v))
+		return;
+	usleep(300 * 1000);
+	b2 = file_size("b.log");
+	usleep(700 * 1000);
+	b3 = file_size("b.log");
 	v.alog = "/nonexistent-sidelane-test/x.log";
 	render(&v, text, sizeof(text));
 	/* the refusal points at the key */
 	snprintf(want, sizeof(want), "%s:%d: accounting.access_log", link_path,
 		 line_of(text, "access_log:"));
 	rc = swap_in(text) ? -1 : reload_cmd(out, sizeof(out));
-	TH_RESULT(a0 > 0 && a1 == a0 && b1 > b0 && rc == 1 &&
-			  strstr(out, want) &&
+	TH_RESULT(a0 > 0 && file_size("a.log") == a1 && b1 > b0 && b0 >= 0 &&
+			  b3 == b2 && rc == 1 && strstr(out, want) &&
 			  strstr(out, "No such file or directory") &&
 			  stat_num("config", "pending") == 1,
-		  name, "a.log %ld -> %ld B, b.log %ld -> %ld B; a missing "
-		  "folder: reload exit %d: %s (want %s)", a0, a1, b0, b1, rc,
-		  out, want);
+		  name, "a.log %ld then %ld B, b.log %ld -> %ld B, off %ld -> "
+		  "%ld B; a missing folder: reload exit %d: %s (want %s)", a0,
+		  a1, b0, b1, b2, b3, rc, out, want);
 	/* back to the running text */
 	render(&cur, text, sizeof(text));
 	swap_in(text);

@@ -892,6 +892,7 @@ static void reconfigure_switches_files(void **state)
 	struct tdir *t = *state;
 	struct blob want1 = { 0 }, want2 = { 0 }, got = { 0 };
 	char line[256], other[PATH_MAX + 8], gone[PATH_MAX + 16];
+	char third[PATH_MAX + 8];
 	struct sl_alog_stats st;
 	struct sl_alog *a;
 	unsigned int i;
@@ -899,6 +900,7 @@ static void reconfigure_switches_files(void **state)
 
 	o.path = t->path;
 	snprintf(other, sizeof(other), "%s.2", t->path);
+	snprintf(third, sizeof(third), "%s.3", t->path);
 	snprintf(gone, sizeof(gone), "%s/nodir/x.log", t->dir);
 	assert_int_equal(sl_alog_open(&o, &a), 0);
 	for (i = 0; i < 100; i++) {
@@ -921,9 +923,31 @@ static void reconfigure_switches_files(void **state)
 		usleep(200);
 	}
 	wait_done(a, 200, &st);
-	sl_alog_close(a);
 	assert_int_equal(st.written, 200);
 	assert_true(st.rotations > 0);
+	/* off: a line is not taken (nor counted); on again, in a third file,
+	 * the next one is
+	 */
+	o.path = "";
+	assert_int_equal(sl_alog_reconfigure(a, &o), 0);
+	n = make_line(line, sizeof(line), 3, 0);
+	sl_alog_write(a, line, n);
+	usleep(20 * 1000);
+	sl_alog_stats(a, &st);
+	assert_int_equal(st.written + st.dropped, 200);
+	o.path = third;
+	assert_int_equal(sl_alog_reconfigure(a, &o), 0);
+	n = make_line(line, sizeof(line), 4, 0);
+	sl_alog_write(a, line, n);
+	wait_done(a, 201, &st);
+	sl_alog_close(a);
+	got = (struct blob){ 0 };
+	slurp(third, &got);
+	assert_int_equal(got.len, n + 1);
+	assert_memory_equal(got.p, line, n);
+	free(got.p);
+	unlink(third);
+	got = (struct blob){ 0 };
 	slurp(t->path, &got);
 	assert_int_equal(got.len, want1.len);
 	assert_memory_equal(got.p, want1.p, want1.len);

@@ -860,8 +860,8 @@ static void diff_sorts_changes(void **state)
 		{ tls, "tls:\n  cert: /c.pem\n  key: /c.key\n  ca: /ca.pem\n"
 		       "  alpn: h2\n",
 		  0, ":5: tls.alpn: " },
-		{ "", "accounting:\n  access_log: /tmp/x.log\n", 0,
-		  ":2: accounting.access_log: " },
+		{ "", "accounting:\n  access_log: /tmp/x.log\n", SL_CFG_CH_ALOG,
+		  NULL },
 		{ "accounting:\n  access_log: /tmp/x.log\n",
 		  "accounting:\n  access_log: /tmp/y.log\n  keep: 2\n",
 		  SL_CFG_CH_ALOG, NULL },

@@ -130,11 +130,6 @@ int sl_config_diff(const struct sl_config *run, const struct sl_config *next,
 	size_t i;
 
 	*changes = 0;
-	/* its path and rotation are live, but not whether there is one */
-	if (!run->accounting.access_log[0] != !next->accounting.access_log[0])
-		return refuse(path, "accounting.access_log",
-			      "the access log's writer is started at start, or "
-			      "not", err, errlen);
 	for (i = 0; i < N_PARTS; i++) {
 		const struct part *p = &parts[i];
 		size_t end = i + 1 < N_PARTS ? parts[i + 1].off :

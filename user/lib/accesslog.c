@@ -77,6 +77,8 @@ struct sl_alog {
 	struct alog_buf bufs[2];
 	struct alog_buf *front; /* the producers', under mu */
 	struct alog_next *next; /* under mu; NULL: no switch asked */
+	/* under mu: a reload turned the log off: no file, lines not taken */
+	int off;
 	int quit, done, orphan; /* under mu */
 	pthread_t th;
 
@@ -463,8 +465,10 @@ static void switch_to(struct sl_alog *a, struct alog_next *n)
 
 	if (a->job.active)
 		job_finish(a);
-	close(a->fd);
-	close(a->dirfd);
+	if (a->fd >= 0)
+		close(a->fd);
+	if (a->dirfd >= 0)
+		close(a->dirfd);
 	pthread_mutex_lock(&a->mu); /* sl_alog_close may name the path */
 	old = a->path;
 	a->path = n->path;
@@ -475,6 +479,10 @@ static void switch_to(struct sl_alog *a, struct alog_next *n)
 	a->max_bytes = n->max_bytes;
 	a->keep = n->keep;
 	free(n);
+	if (!a->path) {
+		pr_info("access log: off\n");
+		return;
+	}
 	a->failing = 0;
 	if (!fstat(a->fd, &st)) {
 		a->dev = st.st_dev;
@@ -718,21 +726,22 @@ int sl_alog_reconfigure(struct sl_alog *a, const struct sl_alog_opts *o)
 	struct alog_next *n, *old;
 	int err;
 
-	if (!o->path || !*o->path || !o->max_bytes ||
-	    o->keep > SL_ALOG_KEEP_MAX)
+	bool off = !o->path || !*o->path;
+
+	if (!o->max_bytes || o->keep > SL_ALOG_KEEP_MAX)
 		return -EINVAL;
-	if (strlen(o->path) + SUFFIX_MAX > PATH_MAX)
+	if (!off && strlen(o->path) + SUFFIX_MAX > PATH_MAX)
 		return -ENAMETOOLONG;
 	n = calloc(1, sizeof(*n));
-	tmp.path = strdup(o->path);
-	if (!n || !tmp.path) {
+	tmp.path = off ? NULL : strdup(o->path);
+	if (!n || (!off && !tmp.path)) {
 		free(n);
 		free(tmp.path);
 		return -ENOMEM;
 	}
 	/* the folder and the file, here: a bad path is refused now */
-	err = dir_open(&tmp);
-	if (!err)
+	err = off ? 0 : dir_open(&tmp);
+	if (!err && !off)
 		err = live_open(&tmp);
 	n->path = tmp.path;
 	n->fd = tmp.fd;
@@ -749,6 +758,7 @@ int sl_alog_reconfigure(struct sl_alog *a, const struct sl_alog_opts *o)
 	old = a->next; /* asked before and not taken yet: this one wins */
 	n->before = old ? old->before : a->front->n;
 	a->next = n;
+	a->off = off; /* lines from now on are the new file's, or none */
 	pthread_cond_signal(&a->wake);
 	pthread_mutex_unlock(&a->mu);
 	next_free(old);
@@ -767,6 +777,10 @@ void sl_alog_write(struct sl_alog *a, const char *line, size_t len)
 		return;
 	}
 	pthread_mutex_lock(&a->mu);
+	if (a->off) {
+		pthread_mutex_unlock(&a->mu);
+		return;
+	}
 	b = a->front;
 	if (b->n == a->cap_lines || b->bytes + len + 1 > a->cap_bytes) {
 		pthread_mutex_unlock(&a->mu);
@@ -826,7 +840,7 @@ void sl_alog_close(struct sl_alog *a)
 			/* under mu: once we let go, a may be freed */
 			pr_warn("access log: %s: the writer is stuck (a hung "
 				"disk, or a fifo nobody reads); left behind\n",
-				a->path);
+				a->path ? a->path : "(off)");
 		}
 	pthread_mutex_unlock(&a->mu);
 	if (orphan) {

@@ -55,7 +55,9 @@ int sl_alog_open(const struct sl_alog_opts *o, struct sl_alog **out);
  * (o->queue_lines is ignored). The folder and file are opened here, so a
  * bad path is refused now and nothing changes. Lines written before the
  * call go to the old file, lines after it to the new one; the writer
- * finishes compressing for the old path first. 0 or -errno.
+ * finishes compressing for the old path first. No path turns the log off
+ * (lines written meanwhile are not taken, nor counted) until a path
+ * comes again. 0 or -errno.
  */
 int sl_alog_reconfigure(struct sl_alog *a, const struct sl_alog_opts *o);
 /* Never blocks and never does I/O on the caller's thread: copies the line

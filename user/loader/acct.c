@@ -148,8 +148,15 @@ static int on_event(void *ctx, void *data, size_t size)
 		return 0;
 	n = sl_acct_format(ev, a->real_off, line, sizeof(line));
 	if (n > 0)
-		sl_alog_write(a->alog, line, (size_t)n);
+		sl_alog_write(__atomic_load_n(&a->alog, __ATOMIC_ACQUIRE), line,
+			      (size_t)n);
 	return 0;
+}
+
+void sl_acct_set_alog(struct sl_acct *a, struct sl_alog *alog)
+{
+	if (a)
+		__atomic_store_n(&a->alog, alog, __ATOMIC_RELEASE);
 }
 
 static void *acct_main(void *arg)

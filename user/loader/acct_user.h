@@ -25,6 +25,8 @@ struct sl_acct_stats {
  */
 int sl_acct_start(const char *pin_root, struct sl_alog *alog,
 		  struct sl_acct **out);
+/* Lines to alog from now on (a reload turned the log on; any thread). */
+void sl_acct_set_alog(struct sl_acct *a, struct sl_alog *alog);
 /* Read what is left in the ring, stop the thread, free. Safe on NULL. */
 void sl_acct_stop(struct sl_acct *a);
 void sl_acct_stats(const struct sl_acct *a, struct sl_acct_stats *out);

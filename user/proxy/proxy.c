@@ -288,10 +288,12 @@ static void log_relay(struct sl_worker *p, const struct sl_conn *c,
 	const char *kind = c->l && c->l->inbound	   ? "inbound" :
 			   c->l && c->l->transparent ? "outbound" :
 						       "ambassador";
+	/* a reload may turn the log on (sl_proxy_set_alog) */
+	struct sl_alog *alog = __atomic_load_n(&p->alog, __ATOMIC_ACQUIRE);
 	struct timespec now;
 	int n;
 
-	if (!p->alog)
+	if (!alog)
 		return;
 	clock_gettime(CLOCK_REALTIME, &now);
 	sl_time_str((uint64_t)now.tv_sec * 1000000000ULL + now.tv_nsec, ts,
@@ -326,7 +328,7 @@ static void log_relay(struct sl_worker *p, const struct sl_conn *c,
 		     (unsigned long long)c->sp_counts.half[SL_SPD_DOWN].relayed,
 		     (unsigned long long)(p->now - c->t_start));
 	if (n > 0 && (size_t)n < sizeof(line))
-		sl_alog_write(p->alog, line, (size_t)n);
+		sl_alog_write(alog, line, (size_t)n);
 }
 
 void conn_close(struct sl_worker *p, struct sl_conn *c,

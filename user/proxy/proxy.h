@@ -94,7 +94,9 @@ int sl_proxy_reconfigure(struct sl_proxy *p, const struct sl_config *cfg,
 /* The inbound listeners' fds (-1 if none), for sk_lookup steering. */
 void sl_proxy_inbound_fds(const struct sl_proxy *p, int *fd4, int *fd6);
 struct sl_alog;
-/* One access log line per relayed connection when it ends (before run). */
+/* One access log line per relayed connection when it ends (any thread; the
+ * log must outlive the proxy).
+ */
 void sl_proxy_set_alog(struct sl_proxy *p, struct sl_alog *alog);
 /* *flag set (e.g. by SIGHUP): the loop checks the TLS files at once. */
 void sl_proxy_reload_flag(struct sl_proxy *p, volatile sig_atomic_t *flag);

@@ -25,13 +25,15 @@ const char *const sl_close_reason_name[SL_CLOSE_NR] = {
 
 /* ---- public ---- */
 
-/* sl_alog_write is safe from every worker (it queues under a lock). */
+/* sl_alog_write is safe from every worker (it queues under a lock). Any
+ * thread: a reload may turn the log on while the loops run.
+ */
 void sl_proxy_set_alog(struct sl_proxy *g, struct sl_alog *alog)
 {
 	unsigned int i;
 
-	for (i = 0; i < g->n; i++)
-		g->w[i]->alog = alog;
+	for (i = 0; g && i < g->n; i++)
+		__atomic_store_n(&g->w[i]->alog, alog, __ATOMIC_RELEASE);
 }
 
 /* The first worker reloads the TLS files for all: the context is shared. */

@@ -376,6 +376,8 @@ static void metrics_inbound(FILE *f, const struct sl_in_status *is)
 static void metrics(FILE *f, const struct sl_admin *a,
 		    const struct sl_status *st)
 {
+	struct sl_alog *alog;
+
 	sl_prom_family(f, "sidelane_build_info", GAUGE,
 		       "Always 1; the version of this sidelane as a label.");
 	sl_prom_sample(f, "sidelane_build_info", "version", SL_VERSION, NULL, NULL,
@@ -396,10 +398,10 @@ static void metrics(FILE *f, const struct sl_admin *a,
 	metrics_capture(f, &st->cap);
 	metrics_policy(f, a->pin_root);
 	metrics_inbound(f, &st->in);
-	if (a->alog) {
+	if ((alog = __atomic_load_n(&a->alog, __ATOMIC_ACQUIRE))) {
 		struct sl_alog_stats al;
 
-		sl_alog_stats(a->alog, &al);
+		sl_alog_stats(alog, &al);
 		sl_ctr_prom(f, alog_ctrs, SL_CTR_N(alog_ctrs), &al);
 	}
 }
@@ -407,15 +409,17 @@ static void metrics(FILE *f, const struct sl_admin *a,
 static void stats_json(FILE *f, const struct sl_admin *a,
 		       const struct sl_status *st)
 {
+	struct sl_alog *alog;
+
 	fputc('{', f);
 	sl_status_print(f, a->pin_root, st, 1);
 	fputs(",\"policy\":", f);
 	if (sl_policy_print(f, a->pin_root, 1))
 		fputs("null", f);
-	if (a->alog) {
+	if ((alog = __atomic_load_n(&a->alog, __ATOMIC_ACQUIRE))) {
 		struct sl_alog_stats al;
 
-		sl_alog_stats(a->alog, &al);
+		sl_alog_stats(alog, &al);
 		fputs(",\"access_log\":{", f);
 		sl_ctr_json(f, alog_ctrs, SL_CTR_N(alog_ctrs), &al);
 		fputc('}', f);
@@ -709,6 +713,12 @@ int sl_admin_start(const struct sl_admin_opts *o, struct sl_admin **out)
 		"/drain)\n", a->where);
 	*out = a;
 	return 0;
+}
+
+void sl_admin_set_alog(struct sl_admin *a, struct sl_alog *alog)
+{
+	if (a)
+		__atomic_store_n(&a->alog, alog, __ATOMIC_RELEASE);
 }
 
 void sl_admin_set_ready(struct sl_admin *a, bool ready)

@@ -38,6 +38,8 @@ struct sl_admin_opts {
 int sl_admin_start(const struct sl_admin_opts *o, struct sl_admin **out);
 /* What /ready answers (draining aside). a may be NULL. */
 void sl_admin_set_ready(struct sl_admin *a, bool ready);
+/* The access log's counters from now on (a reload turned the log on). */
+void sl_admin_set_alog(struct sl_admin *a, struct sl_alog *alog);
 /* Stop serving, close the socket, free a. a may be NULL. */
 void sl_admin_stop(struct sl_admin *a);
 
