@@ -427,15 +427,10 @@ out:
 int sl_cap_update(const char *pin_root, const struct sl_config *cfg)
 {
 	struct sl_capture_cfg cc;
-	__u32 zero = 0;
-	int fd, err;
+	int err;
 
 	/* whether the sidecar shares the app's cgroup was found at attach */
-	fd = sl_pin_open(pin_root, SL_MAP_CAPTURE_CFG);
-	if (fd < 0)
-		return fd;
-	err = bpf_map_lookup_elem(fd, &zero, &cc) ? -errno : 0;
-	close(fd);
+	err = sl_pin_slot0(pin_root, SL_MAP_CAPTURE_CFG, &cc, false);
 	return err ?: capture_maps_write(pin_root, cfg, cc.mark_exempts);
 }
 

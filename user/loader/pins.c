@@ -65,6 +65,22 @@ int sl_pin_open(const char *pin_root, const char *name)
 	return fd < 0 ? -errno : fd;
 }
 
+int sl_pin_slot0(const char *pin_root, const char *name, void *value,
+		 bool put)
+{
+	__u32 zero = 0;
+	int fd, err;
+
+	fd = sl_pin_open(pin_root, name);
+	if (fd < 0)
+		return fd;
+	err = put ? bpf_map_update_elem(fd, &zero, value, BPF_ANY) :
+		    bpf_map_lookup_elem(fd, &zero, value);
+	err = err ? -errno : 0;
+	close(fd);
+	return err;
+}
+
 int sl_pin_foreach(const char *pin_root,
 		   void (*fn)(const char *name, int fd, void *ctx), void *ctx)
 {

@@ -3,6 +3,7 @@
 #ifndef SL_PINS_H
 #define SL_PINS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <linux/bpf.h>
@@ -86,6 +87,11 @@ int sl_percpu_sum_u64(int fd, __u32 key, void *out, size_t size);
  */
 int sl_map_prog_attach(int prog_fd, int map_fd, enum bpf_attach_type type,
 		       int *link_fd);
+/* Slot 0 of the single-entry array pinned as pin_root/name: read into
+ * value, or written from it (put). 0 or -errno (-ENOENT: not pinned).
+ */
+int sl_pin_slot0(const char *pin_root, const char *name, void *value,
+		 bool put);
 /* sl_pin_open(), and a warning naming the pin when it is not there. */
 int sl_pin_open_said(const char *pin_root, const char *name);
 /* Empty a map (keys of at most 64 bytes). */

@@ -173,7 +173,7 @@ static void conn_accepted(struct sl_worker *p, struct sl_listener *l, int fd,
 		hs_start(p, c, &c->app);
 		return;
 	}
-	timer_set(p, c, T_CONNECT);
+	timer_set(c, T_CONNECT);
 	/* the app may send while we connect: that fills to_up, no further */
 	side_arm(p, &c->app, EPOLLIN);
 	if (!l->transparent && !l->numeric) {

@@ -30,9 +30,6 @@ void buf_give(struct sl_worker *p, struct sl_buf *b)
 	b->head = 0;
 }
 
-/* Nothing open for SL_TRIM_IDLE_MS: the pool and what malloc keeps of
- * freed buffers go back to the system, so RSS returns to its idle size.
- */
 void buf_pool_size(struct sl_worker *p, size_t size)
 {
 	if (size == p->pool_size)
@@ -42,6 +39,9 @@ void buf_pool_size(struct sl_worker *p, size_t size)
 	p->pool_size = size;
 }
 
+/* Nothing open for SL_TRIM_IDLE_MS: the pool and what malloc keeps of
+ * freed buffers go back to the system, so RSS returns to its idle size.
+ */
 void buf_trim(struct sl_worker *p)
 {
 	if (p->st.active) {

@@ -121,7 +121,7 @@ void hs_step(struct sl_worker *p, struct sl_conn *c)
 		return;
 	}
 	c->t_conn = p->now;
-	timer_set(p, c, T_CONNECT);
+	timer_set(c, T_CONNECT);
 	conn_connect(p, c);
 	conn_update(p, c); /* the app side may read while we connect */
 }
@@ -148,7 +148,7 @@ void hs_start(struct sl_worker *p, struct sl_conn *c, struct sl_side *s)
 	c->state = ST_HANDSHAKE;
 	c->hs = s;
 	c->t_hs = p->now;
-	timer_set(p, c, T_HANDSHAKE);
+	timer_set(c, T_HANDSHAKE);
 	hs_step(p, c);
 }
 

@@ -295,7 +295,8 @@ bool sa_eq(const struct sockaddr_storage *a,
 	   const struct sockaddr_storage *b);
 bool is_own_listener(const struct sl_worker *p,
 		     const struct sockaddr_storage *dst);
-void timer_set(struct sl_worker *p, struct sl_conn *c, int which);
+/* c into its settings' list which (-1: none), at the tail */
+void timer_set(struct sl_conn *c, int which);
 /* settings.c: the worker's settings for new connections (cfg's), the
  * pending ones of a reload taken, c done with its own (older ones go with
  * their last connection), all freed at the end

@@ -101,9 +101,8 @@ static void list_del(struct sl_list *l, struct sl_conn *c)
 	c->prev = c->next = NULL;
 }
 
-void timer_set(struct sl_worker *p, struct sl_conn *c, int which)
+void timer_set(struct sl_conn *c, int which)
 {
-	(void)p;
 	if (c->tlist >= 0)
 		list_del(&c->set->timers[c->tlist], c);
 	c->tlist = which;
@@ -118,7 +117,7 @@ static void conn_touch(struct sl_worker *p, struct sl_conn *c)
 		return;
 	c->t_last = p->now;
 	if (c->tlist == T_IDLE)
-		timer_set(p, c, T_IDLE);
+		timer_set(c, T_IDLE);
 }
 
 /* ---- sockets ---- */
@@ -393,7 +392,7 @@ void conn_close(struct sl_worker *p, struct sl_conn *c,
 	if (c->res)
 		c->res->c = NULL; /* the resolver's answer will be dropped */
 	c->res = NULL;
-	timer_set(p, c, -1);
+	timer_set(c, -1);
 	STAT_SUB(p, buffered, pending);
 	STAT_SUB(p, active, 1);
 	STAT_SUB(p, active_dir[dir_of(c->l)], 1);
@@ -728,7 +727,7 @@ void conn_established(struct sl_worker *p, struct sl_conn *c)
 {
 	c->state = ST_RELAY;
 	c->t_last = p->now;
-	timer_set(p, c, T_IDLE);
+	timer_set(c, T_IDLE);
 	set_nodelay(c->up.fd);
 	/* what the app sent while we connected goes out now */
 	side_flush(p, c, &c->up);

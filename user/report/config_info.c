@@ -1,10 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* The running configuration's version and reloads (config_info.h). */
-#include <errno.h>
 #include <stddef.h>
 #include <string.h>
-#include <unistd.h>
-#include <bpf/bpf.h>
 #include "sidelane.h"
 #include "lib/json.h"
 #include "loader/pins.h"
@@ -29,29 +26,15 @@ static const struct sl_ctr ci_ctrs[] = {
 	  "one differs from it; tried again every 10 s).", CI(pending) },
 };
 
-static int ci_map(const char *pin_root, struct sl_config_info *ci, bool put)
-{
-	__u32 zero = 0;
-	int fd, err;
-
-	fd = sl_pin_open(pin_root, SL_MAP_CONFIG_INFO);
-	if (fd < 0)
-		return fd;
-	err = put ? bpf_map_update_elem(fd, &zero, ci, BPF_ANY) :
-		    bpf_map_lookup_elem(fd, &zero, ci);
-	err = err ? -errno : 0;
-	close(fd);
-	return err;
-}
-
 int sl_cfg_info_write(const char *pin_root, const struct sl_config_info *ci)
 {
-	return ci_map(pin_root, (struct sl_config_info *)ci, true);
+	return sl_pin_slot0(pin_root, SL_MAP_CONFIG_INFO,
+			    (struct sl_config_info *)ci, true);
 }
 
 int sl_cfg_info_read(const char *pin_root, struct sl_config_info *ci)
 {
-	int err = ci_map(pin_root, ci, false);
+	int err = sl_pin_slot0(pin_root, SL_MAP_CONFIG_INFO, ci, false);
 
 	if (err)
 		memset(ci, 0, sizeof(*ci));

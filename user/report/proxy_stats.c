@@ -121,31 +121,14 @@ int sl_stats_publish(const char *pin_root, const struct sl_proxy *p,
 		     struct sl_tls_ctx *tls)
 {
 	struct sl_proxy_counters c;
-	__u32 zero = 0;
-	int fd, err = 0;
 
 	sl_stats_collect(pin_root, p, tls, &c);
-	fd = sl_pin_open(pin_root, SL_MAP_PROXY_STATS);
-	if (fd < 0)
-		return fd;
-	if (bpf_map_update_elem(fd, &zero, &c, BPF_ANY))
-		err = -errno;
-	close(fd);
-	return err;
+	return sl_pin_slot0(pin_root, SL_MAP_PROXY_STATS, &c, true);
 }
 
 int sl_stats_read(const char *pin_root, struct sl_proxy_counters *out)
 {
-	__u32 zero = 0;
-	int fd, err = 0;
-
-	fd = sl_pin_open(pin_root, SL_MAP_PROXY_STATS);
-	if (fd < 0)
-		return fd;
-	if (bpf_map_lookup_elem(fd, &zero, out))
-		err = -errno;
-	close(fd);
-	return err;
+	return sl_pin_slot0(pin_root, SL_MAP_PROXY_STATS, out, false);
 }
 
 #define PC(fld) offsetof(struct sl_proxy_counters, fld)
