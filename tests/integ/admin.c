@@ -458,6 +458,57 @@ static void check_slowloris(void)
 		th_pass(name);
 }
 
+/* The CPU time pid has used (user + system), in ms, or -1. */
+static long proc_cpu_ms(pid_t pid)
+{
+	unsigned long ut, st;
+	char path[64], buf[1024], *p;
+	FILE *f;
+	int n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	p = fgets(buf, sizeof(buf), f);
+	fclose(f);
+	p = p ? strrchr(buf, ')') : NULL; /* the name may hold spaces */
+	n = p ? sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+		       &ut, &st) : 0;
+	return n == 2 ? (long)((ut + st) * 1000 / sysconf(_SC_CLK_TCK)) : -1;
+}
+
+/* A scrape's cost stays a scrape's: Prometheus asks every few seconds, so
+ * neither /metrics nor /stats may keep memory behind or redo work whose
+ * answer cannot change while the process runs (the vmlinux BTF parse, some
+ * MiB and 8 ms of CPU, was done on every status read once, and glibc
+ * kept the second parse's memory). The CPU is said, not checked: a shared
+ * machine's figure.
+ */
+#define SCRAPES 20
+#define SCRAPE_ANON_KIB 2048
+static void check_scrape_cost(void)
+{
+	const char *name = "admin: " SL_XSTR(SCRAPES) " scrapes of /metrics and "
+			   "/stats leave the sidecar's anonymous memory as it was";
+	static char r[256 * 1024];
+	long a0, a1, c0, c1;
+	int i, bad = 0;
+
+	a0 = th_proc_kib(app.sidelane, "RssAnon");
+	c0 = proc_cpu_ms(app.sidelane);
+	for (i = 0; i < SCRAPES; i++) {
+		bad += http("GET", "/metrics", NULL, r, sizeof(r)) != 200;
+		bad += http("GET", "/stats", NULL, r, sizeof(r)) != 200;
+	}
+	a1 = th_proc_kib(app.sidelane, "RssAnon");
+	c1 = proc_cpu_ms(app.sidelane);
+	th_info("scrapes: RssAnon %ld -> %ld KiB, %ld ms CPU for %d", a0, a1,
+		c1 - c0, 2 * SCRAPES);
+	TH_RESULT(!bad && a0 > 0 && a1 - a0 < SCRAPE_ANON_KIB, name,
+		  "%d failed; RssAnon %ld -> %ld KiB", bad, a0, a1);
+}
+
 static void check_http(void)
 {
 	const char *name = "admin: /healthz 200 ok, /ready 200 once attached";
@@ -1013,6 +1064,7 @@ int main(void)
 	check_http();
 	check_config_version();
 	check_slowloris();
+	check_scrape_cost();
 	check_bound();
 	check_second();
 	check_kill9();

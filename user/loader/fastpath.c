@@ -10,6 +10,7 @@
 #include <ifaddrs.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -272,28 +273,38 @@ static void attach_sk_skb(struct fastpath_bpf *skel, const char *pin_root)
 }
 
 /* The backlog bound needs psock->msg_tot_len (Linux 6.15+); without it the
- * fast path still works, only a slow reader's queue is not bounded.
+ * fast path still works, only a slow reader's queue is not bounded. The
+ * answer is the running kernel's, so it is looked up once a process: the
+ * parse of vmlinux BTF takes several MiB and tens of ms, and status (so
+ * every /metrics scrape) asks.
  */
-bool sl_fp_backlog_supported(void)
+static bool backlog_ok;
+static pthread_once_t backlog_once = PTHREAD_ONCE_INIT;
+
+static void backlog_probe(void)
 {
 	struct btf *btf = btf__load_vmlinux_btf();
-	bool ok = false;
 	int id;
 
 	if (!btf)
-		return false;
+		return;
 	id = btf__find_by_name_kind(btf, "sk_psock", BTF_KIND_STRUCT);
 	if (id > 0) {
 		const struct btf_type *t = btf__type_by_id(btf, id);
 		const struct btf_member *m = btf_members(t);
 		int i;
 
-		for (i = 0; i < btf_vlen(t) && !ok; i++, m++)
-			ok = !strcmp(btf__name_by_offset(btf, m->name_off),
-				     "msg_tot_len");
+		for (i = 0; i < btf_vlen(t) && !backlog_ok; i++, m++)
+			backlog_ok = !strcmp(btf__name_by_offset(btf, m->name_off),
+					     "msg_tot_len");
 	}
 	btf__free(btf);
-	return ok;
+}
+
+bool sl_fp_backlog_supported(void)
+{
+	pthread_once(&backlog_once, backlog_probe);
+	return backlog_ok;
 }
 
 /* A pinned sockops link: reuse it if it serves this cgroup, else refuse. */
