@@ -361,6 +361,11 @@ static int kernel_start(struct daemon *d)
 	int err;
 
 	sl_selftest_run(&d->stres); /* logs its finding */
+	/* status (so every /metrics scrape) asks this too: answered once,
+	 * here on the main thread, whose arena a BTF parse leaves as it was
+	 * (on the admin thread's it stayed 6 MiB larger)
+	 */
+	sl_fp_backlog_supported();
 	/* the kernel tables take their size from limits.max_conns */
 	sl_sizing_set(cfg->limits.max_conns);
 	err = sl_fp_attach(&(struct sl_fp_opts){

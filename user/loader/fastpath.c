@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <ifaddrs.h>
 #include <limits.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <string.h>
@@ -299,6 +300,11 @@ static void backlog_probe(void)
 					     "msg_tot_len");
 	}
 	btf__free(btf);
+	/* the parse's smaller pieces stay in the malloc arena (glibc's trim
+	 * threshold rose with its big piece): give them back. That works for
+	 * the main thread's arena only, so the daemon asks first there.
+	 */
+	malloc_trim(0);
 }
 
 bool sl_fp_backlog_supported(void)
