@@ -93,16 +93,7 @@ static int start(void)
 /* The access log's counter key (lines_written, ...) from /stats, or -1. */
 static long long alog_stat(const char *key)
 {
-	static char resp[256 * 1024];
-	char want[64];
-	const char *p;
-
-	if (th_http(admin_port, "GET", "/stats", NULL, resp, sizeof(resp)) != 200)
-		return -1;
-	snprintf(want, sizeof(want), "\"%s\":", key);
-	p = strstr(resp, "\"access_log\":{");
-	p = p ? strstr(p, want) : NULL;
-	return p ? strtoll(p + strlen(want), NULL, 10) : -1;
+	return th_stat_num(admin_port, "access_log", key);
 }
 
 /* Every line of the access log is one whole JSON object: "{...}\n". */

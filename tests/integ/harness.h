@@ -162,6 +162,10 @@ int th_rm_tree(const char *path);
 #define TH_HTTP_MS 5000
 int th_http(int port, const char *method, const char *path,
 	    const char *headers, char *resp, size_t len);
+/* "key":value inside the object "obj" of the admin endpoint's /stats, or
+ * -1; true/false read 1/0. Not thread-safe (one static buffer).
+ */
+long long th_stat_num(int admin_port, const char *obj, const char *key);
 
 /* `sidelane run --config cfg --cgroup cgroup --sidecar-cgroup sidecar
  * --pin-root pin_root` in the background (SIGTERM when we die), its output

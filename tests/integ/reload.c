@@ -173,23 +173,10 @@ static int swap_in(const char *text)
 
 static char resp[256 * 1024];
 
-/* "key":value inside the /stats object "obj", or -1. true/false: 1/0. */
+/* "key":value inside the /stats object "obj", or -1. */
 static long long stat_num(const char *obj, const char *key)
 {
-	char want[64], o[64];
-	const char *p;
-
-	if (th_http(admin_port, "GET", "/stats", NULL, resp, sizeof(resp)) != 200)
-		return -1;
-	snprintf(o, sizeof(o), "\"%s\":{", obj);
-	snprintf(want, sizeof(want), "\"%s\":", key);
-	p = strstr(resp, o);
-	p = p ? strstr(p, want) : NULL;
-	if (!p)
-		return -1;
-	p += strlen(want);
-	return !strncmp(p, "true", 4) ? 1 : !strncmp(p, "false", 5) ? 0 :
-					    strtoll(p, NULL, 10);
+	return th_stat_num(admin_port, obj, key);
 }
 
 /* Does /stats' config.version read v (within ms)? */

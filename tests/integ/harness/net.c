@@ -259,6 +259,25 @@ int th_http(int port, const char *method, const char *path,
 	return code;
 }
 
+long long th_stat_num(int admin_port, const char *obj, const char *key)
+{
+	static char resp[256 * 1024];
+	char want[64], o[64];
+	const char *p;
+
+	if (th_http(admin_port, "GET", "/stats", NULL, resp, sizeof(resp)) != 200)
+		return -1;
+	snprintf(o, sizeof(o), "\"%s\":{", obj);
+	snprintf(want, sizeof(want), "\"%s\":", key);
+	p = strstr(resp, o);
+	p = p ? strstr(p, want) : NULL;
+	if (!p)
+		return -1;
+	p += strlen(want);
+	return !strncmp(p, "true", 4) ? 1 : !strncmp(p, "false", 5) ? 0 :
+					    strtoll(p, NULL, 10);
+}
+
 static void *echo_conn(void *arg)
 {
 	int fd = (int)(long)arg;
