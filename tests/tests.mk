@@ -65,8 +65,10 @@ scale: deps all $(OUT)/tests/integ_scale
 
 # `make soak [SOAK_MINUTES=N]`: N (60) minutes of mixed traffic through the
 # sidecar with faults injected at random (tests/integ/soak.c: pins removed,
-# kill -9 and restart, SIGHUP bursts, policy edits), every byte checked, then
-# maps, descriptors and RSS; then SOAK_CHURN short connections. make test
+# kill -9 and restart, SIGHUP bursts, policy edits, the log read-only or
+# full, slowloris, config reloads, maps full, hostile upstreams), every byte
+# checked, then maps, descriptors and memory; then SOAK_CHURN short
+# connections. make test
 # runs the same soak for 20 s. `make soak-suites` runs the integration
 # binaries over and over until the deadline and stops at the first failure
 # (rare races show up there, not in a single `make test`); SIDELANE_TEST_LONG
