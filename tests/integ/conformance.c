@@ -649,14 +649,24 @@ static void *slow_write(void *arg)
 	return NULL;
 }
 
-/* MSG_WAITALL waits for all 4000 bytes written in 4 chunks 20 ms apart; with
- * the writer shutting down after 1500 bytes it returns those 1500. (An
- * event loop's MSG_WAITALL returns what is there once poll() says so.)
+/* The writer's gap between chunks: a blocking MSG_WAITALL waits for them
+ * all, so any gap does; a non-blocking one returns what is there when
+ * poll() wakes the reader, so the gap must outlast a loaded machine's
+ * wake-up (20 ms did not, once, under ASan beside a soak: both plain and
+ * accelerated can then read two chunks at once, and differ by chance).
+ */
+#define WAITALL_GAP_MS(nb) ((nb) ? 80 : 20)
+
+/* MSG_WAITALL waits for all 4000 bytes written in 4 chunks; with the
+ * writer shutting down after 1500 bytes it returns those 1500. (An event
+ * loop's MSG_WAITALL returns what is there once poll() says so: the first
+ * chunk.)
  */
 static void case_msg_waitall(struct cctx *x, struct res *r)
 {
 	static char out[4000], in[4000];
-	struct slow_writer w = { x->w, 4, 20, 1000, out, false };
+	int gap = WAITALL_GAP_MS(x->cb->nb);
+	struct slow_writer w = { x->w, 4, gap, 1000, out, false };
 	int s = x->r;
 	pthread_t t;
 	size_t rest;
@@ -674,7 +684,7 @@ static void case_msg_waitall(struct cctx *x, struct res *r)
 	rest = n >= 0 && n < 4000 ? recv_all(s, in + n, 4000 - n, 1000) : 0;
 	add(r, "rest=%zu", rest);
 	add(r, "stream=%s", n >= 0 && !memcmp(in, out, n + rest) ? "ok" : "bad");
-	w = (struct slow_writer){ x->w, 3, 20, 500, out, true };
+	w = (struct slow_writer){ x->w, 3, gap, 500, out, true };
 	if (pthread_create(&t, NULL, slow_write, &w)) {
 		add(r, "thread=failed");
 		return;
@@ -855,9 +865,12 @@ static void case_splice_to_pipe(struct cctx *x, struct res *r)
 	 * nothing in its receive queue would wait for ever
 	 */
 	set_nonblock(s);
-	deadline = th_now_ms() + 500;
+	/* waits until readable, so EAGAIN would be a readiness that lied:
+	 * a short wait timing out on a loaded machine is no finding
+	 */
+	deadline = th_now_ms() + 2000;
 	while (got < sizeof(out) && th_now_ms() < deadline) {
-		wait_ev(s, POLLIN, POLLIN, 100);
+		wait_ev(s, POLLIN, POLLIN, (int)(deadline - th_now_ms()));
 		n = splice(s, NULL, p[1], NULL, sizeof(out) - got,
 			   SPLICE_F_NONBLOCK);
 		if (n < 0 && !first_err)
@@ -1452,11 +1465,11 @@ static const char py_client[] =
 	"    want, got, err = 65536, 0, 'none'\n"
 	"    r, w = os.pipe()\n"
 	"    fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 1 << 20)\n"
-	"    deadline = time.monotonic() + 0.5\n"
+	"    deadline = time.monotonic() + 2  # select waits: see case_splice_to_pipe\n"
 	"    while got < want and time.monotonic() < deadline:\n"
 	"        try:\n"
 	"            if var == 'timeout':\n"
-	"                select.select([s], [], [], 0.1)\n"
+	"                select.select([s], [], [], max(0, deadline - time.monotonic()))\n"
 	"                n = os.splice(s.fileno(), w, want - got)\n"
 	"            else:\n"
 	"                n = guarded(0.5, os.splice, s.fileno(), w, want - got)\n"
@@ -1537,20 +1550,32 @@ static void serve_splice(int fd)
 	drain(fd);
 }
 
-/* 4 x 1000 bytes 20 ms apart; after the client's "n", 3 x 500 and FIN. */
-static void serve_waitall(int fd)
+/* 4 x 1000 bytes, gap ms apart; after the client's "n", 3 x 500 and
+ * FIN.
+ */
+static void serve_waitall_gap(int fd, int gap)
 {
 	static char out[4000];
-	struct slow_writer w = { fd, 4, 20, 1000, out, false };
+	struct slow_writer w = { fd, 4, gap, 1000, out, false };
 	char c;
 
 	pat_fill(out, sizeof(out));
 	slow_write(&w);
 	if (io_recv(fd, &c, 1, 0) != 1)
 		return;
-	w = (struct slow_writer){ fd, 3, 20, 500, out, true };
+	w = (struct slow_writer){ fd, 3, gap, 500, out, true };
 	slow_write(&w);
 	drain(fd);
+}
+
+static void serve_waitall(int fd)
+{
+	serve_waitall_gap(fd, WAITALL_GAP_MS(false));
+}
+
+static void serve_waitall_nb(int fd)
+{
+	serve_waitall_gap(fd, WAITALL_GAP_MS(true));
 }
 
 /* The interpreter itself (sys.executable): a "python3" found on PATH may
@@ -1627,7 +1652,7 @@ static void case_py_splice(struct cctx *x, struct res *r)
 
 static void case_py_waitall(struct cctx *x, struct res *r)
 {
-	py_case(x, r, "waitall", serve_waitall);
+	py_case(x, r, "waitall", x->cb->nb ? serve_waitall_nb : serve_waitall);
 }
 
 static const struct ccase cases[] = {
