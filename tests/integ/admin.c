@@ -486,14 +486,7 @@ static long proc_cpu_ms(pid_t pid)
  * machine's figure.
  */
 #define SCRAPES 20
-/* Under ASan (make test-san) freed memory waits in a 256 MiB quarantine:
- * the figure says nothing there, LeakSanitizer checks leaks at exit.
- */
-#ifdef __SANITIZE_ADDRESS__
-#define SCRAPE_ANON_KIB (512 * 1024)
-#else
-#define SCRAPE_ANON_KIB 2048
-#endif
+#define SCRAPE_ANON_KIB TH_MEM_SLACK_KIB(2048)
 static void check_scrape_cost(const char *when)
 {
 	static char r[256 * 1024];

@@ -14,6 +14,19 @@
 #include <sys/types.h>
 #include "fastpath.h"
 
+/* A sanitizer build (make test-san) runs everything 2-4 times slower, so
+ * a test's bound on a delay is stretched by TH_SLOW; and ASan keeps freed
+ * memory in a 256 MiB quarantine, so a bound on memory growth says nothing
+ * there (LeakSanitizer checks leaks at exit): TH_MEM_SLACK_KIB lets it be.
+ */
+#ifdef __SANITIZE_ADDRESS__
+#define TH_SLOW 4
+#define TH_MEM_SLACK_KIB(kib) (512 * 1024)
+#else
+#define TH_SLOW 1
+#define TH_MEM_SLACK_KIB(kib) (kib)
+#endif
+
 struct th_env {
 	char name[64]; /* unique: "<test>-<pid>-<n>" */
 	char cgroup[PATH_MAX]; /* absolute path on the cgroup2 mount */

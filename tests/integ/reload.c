@@ -740,7 +740,7 @@ static void check_storm(void)
 	th_info("storm: %d swaps, %lld applied, fds %d -> %d, RssAnon %ld -> "
 		"%ld KiB", i, applied - applied0, fds0, fds, rss0, rss);
 	TH_RESULT(i == STORM && !rc && applied - applied0 >= STORM * 2 / 3 &&
-			  fds == fds0 && rss - rss0 < 4096,
+			  fds == fds0 && rss - rss0 < TH_MEM_SLACK_KIB(4096),
 		  name, "%d swaps, reload status %d, %lld applied, fds %d -> %d, "
 		  "RssAnon %ld -> %ld KiB", i, rc, applied - applied0, fds0,
 		  fds, rss0, rss);

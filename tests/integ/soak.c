@@ -66,15 +66,9 @@
 #define NR_LIMIT (64 * 1024 * 1024) /* the app's writes block before this */
 #define LOG_FS_SIZE "8m" /* the access log's own tmpfs (keeps 3 MiB at most) */
 /* The last sidecar's anonymous memory (its own: the rest of RSS is text
- * shared through the page cache) may grow this much over its run. Under
- * ASan (make test-san) freed memory waits in a 256 MiB quarantine: RSS
- * says nothing of leaks there, LeakSanitizer checks them at exit.
+ * shared through the page cache) may grow this much over its run.
  */
-#ifdef __SANITIZE_ADDRESS__
-#define ANON_SLACK_KIB (512 * 1024)
-#else
-#define ANON_SLACK_KIB (4 * 1024)
-#endif
+#define ANON_SLACK_KIB TH_MEM_SLACK_KIB(4 * 1024)
 
 static struct th_env env;
 static char cfg_path[128], alog_dir[128], alog_path[160], cfg_text[2048];
@@ -334,11 +328,12 @@ static int read_end(int fd, unsigned char *buf, size_t cap, size_t *got)
 	ssize_t n;
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	for (*got = 0;; *got += n) {
+	for (*got = 0; *got < cap; *got += n) {
 		n = recv(fd, buf + *got, cap - *got, 0);
-		if (n <= 0 || *got + n == cap)
-			return n < 0 ? -errno : n ? -EMSGSIZE : 0;
+		if (n <= 0)
+			return n ? -errno : 0;
 	}
+	return -EMSGSIZE;
 }
 
 /* Each accepted connection of the resetting upstream gets RST_LEN bytes,

@@ -121,7 +121,8 @@ static void test_new_sidecar_cgroup(struct th_env *env, char *out, size_t len)
 	if (!TH_CHECK(!mkdir(s1, 0755) && !mkdir(s2, 0755), t, "mkdir: %s",
 		      strerror(errno)))
 		goto out;
-	st = rerun_in(env, s1, out, len, 2500); /* killed: as a crash */
+	/* killed: as a crash */
+	st = rerun_in(env, s1, out, len, 2500 * TH_SLOW);
 	if (!TH_CHECK(st == -ETIMEDOUT && link_cgroup(env, SL_PIN_LINK_GETSOCKOPT),
 		      t, "first run (%d): %s", st, out))
 		goto out;
