@@ -179,6 +179,12 @@ int th_http(int port, const char *method, const char *path,
  * -1; true/false read 1/0. Not thread-safe (one static buffer).
  */
 long long th_stat_num(int admin_port, const char *obj, const char *key);
+/* Send on the non-blocking fd, buf's len bytes over and over, until it
+ * stays unwritable for 300 ms: the bytes sent (limit: the writer never
+ * blocked), or -errno.
+ */
+ssize_t th_send_until_blocked(int fd, const void *buf, size_t len,
+			      size_t limit);
 
 /* `sidelane run --config cfg --cgroup cgroup --sidecar-cgroup sidecar
  * --pin-root pin_root` in the background (SIGTERM when we die), its output

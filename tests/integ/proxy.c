@@ -971,32 +971,6 @@ out:
 	free(rx);
 }
 
-/* Send tx on the non-blocking cfd until it stays unwritable for 300 ms:
- * the bytes sent (limit: the writer never blocked), or -errno.
- */
-static ssize_t send_until_blocked(int cfd, const unsigned char *tx,
-				  size_t limit)
-{
-	size_t off = 0;
-
-	while (off < limit) {
-		struct pollfd pfd = { .fd = cfd, .events = POLLOUT };
-		ssize_t n = send(cfd, tx + off,
-				 limit - off > 64 * KiB ? 64 * KiB : limit - off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-
-		if (n > 0) {
-			off += n;
-			continue;
-		}
-		if (n < 0 && errno != EAGAIN)
-			return -errno;
-		if (!poll(&pfd, 1, 300))
-			break;
-	}
-	return (ssize_t)off;
-}
-
 /* An upstream that accepts and never reads: once the client's writes
  * block, nothing moves, and the idle timeout ends the connection with an
  * RST (the bytes held are lost, so never a clean close), counted
@@ -1026,7 +1000,7 @@ static void test_upstream_never_reads(const struct tproxy *tp)
 	 * client may still be filling the kernel's buffers: the reset can
 	 * reach the writer itself
 	 */
-	off = send_until_blocked(cfd, tx, BP_LIMIT);
+	off = th_send_until_blocked(cfd, tx, BP_LIMIT, BP_LIMIT);
 	if (!TH_CHECK(off != (ssize_t)BP_LIMIT, name, "the writer never blocked") ||
 	    !TH_CHECK(off >= 0 || off == -ECONNRESET || off == -EPIPE, name,
 		      "send: %s", strerror((int)-off)))
@@ -1084,7 +1058,7 @@ static void test_backpressure(const struct tproxy *tp, unsigned int bufsz)
 		goto out;
 	}
 	set_nonblock(cfd);
-	off = send_until_blocked(cfd, tx, BP_LIMIT);
+	off = th_send_until_blocked(cfd, tx, BP_LIMIT, BP_LIMIT);
 	if (!TH_CHECK(off >= 0, name, "send: %s", strerror((int)-off)) ||
 	    !TH_CHECK(off < (ssize_t)BP_LIMIT, name,
 		      "the writer never blocked: the proxy read %zd B ahead",

@@ -35,6 +35,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -44,10 +45,9 @@
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <linux/sockios.h> /* SIOCOUTQ */
-#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <linux/sockios.h> /* SIOCOUTQ */
 #include "harness.h"
 #include "lib/util.h"
 #include "sidelane.h"
@@ -384,9 +384,9 @@ static void *hostile_main(void *arg)
 static int hostile_upstreams(void)
 {
 	static unsigned char want[RST_LEN], in[RST_LEN + 1], tx[64 * 1024];
-	size_t got = 0, off = 0;
+	size_t got = 0;
 	int fd, end, ms;
-	ssize_t n = 0;
+	ssize_t n;
 	bool right;
 	__u64 t0;
 
@@ -426,22 +426,11 @@ static int hostile_upstreams(void)
 	fd = th_connect_nb("127.0.0.1", nr_amb);
 	if (fd < 0)
 		return fd;
-	while (off < NR_LIMIT) {
-		struct pollfd p = { .fd = fd, .events = POLLOUT };
-
-		n = send(fd, tx, sizeof(tx), MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n > 0) {
-			off += n;
-			continue;
-		}
-		if ((n < 0 && errno != EAGAIN) || !poll(&p, 1, 300))
-			break;
-	}
-	end = n < 0 && errno != EAGAIN ? -errno : 0;
+	n = th_send_until_blocked(fd, tx, sizeof(tx), NR_LIMIT);
 	close(fd);
-	if (end || off >= NR_LIMIT) {
-		th_info("soak: never-reading upstream: the app wrote %zu B, %s",
-			off, end ? strerror(-end) : "never blocked");
+	if (n < 0 || n >= NR_LIMIT) {
+		th_info("soak: never-reading upstream: %s",
+			n < 0 ? strerror((int)-n) : "the app's writes never blocked");
 		return -EPROTO;
 	}
 	return 0;

@@ -278,6 +278,32 @@ long long th_stat_num(int admin_port, const char *obj, const char *key)
 					    strtoll(p, NULL, 10);
 }
 
+ssize_t th_send_until_blocked(int fd, const void *buf, size_t len,
+			      size_t limit)
+{
+	size_t off = 0, at, piece;
+
+	while (off < limit) {
+		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+		ssize_t n;
+
+		at = off % len;
+		piece = len - at < 64 * 1024 ? len - at : 64 * 1024;
+		piece = piece < limit - off ? piece : limit - off;
+		n = send(fd, (const char *)buf + at, piece,
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			off += n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN)
+			return -errno;
+		if (!poll(&pfd, 1, 300))
+			break;
+	}
+	return (ssize_t)off;
+}
+
 static void *echo_conn(void *arg)
 {
 	int fd = (int)(long)arg;
