@@ -209,6 +209,10 @@ bool th_file_has(const char *path, const char *what);
 
 /* SHA-256 of buf into out[32]. */
 void th_sha256(const void *buf, size_t len, unsigned char out[32]);
+/* The version sidelane names a config file's text by: the first 16 hex
+ * digits of its SHA-256 (worked out here, not by sidelane's code).
+ */
+void th_config_version(const void *text, size_t len, char out[17]);
 /* Deterministic pseudo-random bytes (xorshift seeded by seed). */
 void th_fill(void *buf, size_t len, __u64 seed);
 /* A key of /proc/<pid>/status in KiB ("VmRSS", or its anonymous part

@@ -136,15 +136,10 @@ static void render(const struct version *v, char *text, size_t len)
 		snprintf(text + at, len - at, "%s", v->broken);
 }
 
-/* The version sidelane names text by: the first 16 hex of its SHA-256. */
+/* The version sidelane names text by. */
 static void version_of(const char *text, char out[17])
 {
-	unsigned char sum[32];
-	int i;
-
-	th_sha256(text, strlen(text), sum);
-	for (i = 0; i < 8; i++)
-		snprintf(out + 2 * i, 3, "%02x", sum[i]);
+	th_config_version(text, strlen(text), out);
 }
 
 /* A new timestamped folder holding text, then ..data renamed over to it:

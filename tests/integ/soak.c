@@ -280,8 +280,6 @@ static int maps_full(void)
 	unsigned char out[BURST_MSG], in[BURST_MSG];
 	struct sl_counters c0, c1;
 	int i, n = 0, bad = 0, err;
-	size_t got;
-	ssize_t r;
 
 	err = th_counters(&env, &c0);
 	for (i = 0; i < 2 * BURST && !err; i++, n++) {
@@ -296,12 +294,8 @@ static int maps_full(void)
 	}
 	for (i = 0; i < n && !err; i++) {
 		th_fill(out, sizeof(out), i);
-		for (got = 0; got < sizeof(in); got += r) {
-			r = recv(fds[i], in + got, sizeof(in) - got, 0);
-			if (r <= 0)
-				break;
-		}
-		bad += got != sizeof(in) || memcmp(in, out, got);
+		bad += sl_io_full(fds[i], in, sizeof(in), true, IO_MS) ||
+		       memcmp(in, out, sizeof(in));
 	}
 	for (i = 0; i < n; i++)
 		close(fds[i]);
@@ -503,18 +497,15 @@ static int config_reload(void)
 	char *argv[] = { (char *)th_sidelane_bin(), "reload", "--pin-root",
 			 env.pin_root, NULL };
 	char out[1024], tmp[160], want[32];
-	unsigned char sum[32];
-	int i, st;
+	int st;
 
 	cfg_variant ^= 1;
 	render_cfg(cfg_variant);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", cfg_path);
 	if (th_write_text(tmp, cfg_text) || rename(tmp, cfg_path))
 		return -EIO;
-	th_sha256(cfg_text, strlen(cfg_text), sum);
 	snprintf(want, sizeof(want), "version ");
-	for (i = 0; i < 8; i++)
-		snprintf(want + 8 + 2 * i, 3, "%02x", sum[i]);
+	th_config_version(cfg_text, strlen(cfg_text), want + 8);
 	st = th_run(NULL, NULL, argv, out, sizeof(out), IO_MS);
 	if (st || !strstr(out, want)) {
 		th_info("sidelane reload: exit %d: %s (want %s)", st, out, want);

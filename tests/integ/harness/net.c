@@ -175,6 +175,16 @@ void th_sha256(const void *buf, size_t len, unsigned char out[32])
 	EVP_Digest(buf, len, out, &n, EVP_sha256(), NULL);
 }
 
+void th_config_version(const void *text, size_t len, char out[17])
+{
+	unsigned char sum[32];
+	int i;
+
+	th_sha256(text, len, sum);
+	for (i = 0; i < 8; i++)
+		snprintf(out + 2 * i, 3, "%02x", sum[i]);
+}
+
 void th_fill(void *buf, size_t len, __u64 seed)
 {
 	__u64 x = seed * 0x9e3779b97f4a7c15ULL + 1;
